@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# A real end-to-end demo of govsnap in a throwaway repository with a throwaway key.
+# Needs git, gpg and govsnap on PATH; leaves nothing behind.
+set -euo pipefail
+
+work=$(mktemp -d)
+trap 'gpgconf --homedir "$work/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+export GNUPGHOME="$work/gnupg"
+mkdir -m 700 "$GNUPGHOME"
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+repo="$work/app"
+git init -q -b main "$repo"
+cd "$repo"
+git config user.name "Release Engineer"
+git config user.email "release@example.com"
+printf 'print("v1")\n' > app.py
+mkdir -p config && printf 'replicas: 3\n' > config/prod.yaml
+git add -A && git commit -q -m "v1"
+
+step govsnap init --generate-key --environment production
+step govsnap create --label release-1 --message "first release"
+printf 'print("v2")\n' > app.py
+printf 'new\n' > notes.txt
+step govsnap create --label release-2
+step govsnap list
+step govsnap show latest
+step govsnap diff latest~1 latest
+step git verify-tag "refs/govsnap/snapshots/$(govsnap list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+step git notes --ref=govsnap list
+printf '\nquickstart finished: every snapshot above is a signed git tag under refs/govsnap/snapshots/\n'

@@ -1,0 +1,246 @@
+"""The `govsnap` command line: parse, call one library operation, render. Nothing else."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from govsnap import __version__, render
+from govsnap.errors import GovsnapError
+from govsnap.repo import Repo, open_repo
+
+app = typer.Typer(
+    name="govsnap",
+    help="Signed, tamper-evident snapshots of a git repository for promotion governance.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class State:
+    """Options shared by every command."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def repo(self) -> Repo:
+        """Open the repository the command works on."""
+        return open_repo(self.path)
+
+
+def _state(ctx: typer.Context) -> State:
+    state = ctx.obj
+    assert isinstance(state, State)
+    return state
+
+
+def _version(value: bool) -> None:
+    if value:
+        render.message(f"govsnap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    repo: Annotated[
+        Path | None,
+        typer.Option("-C", "--repo", help="Run as if started in this directory."),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Signed, tamper-evident snapshots of a git repository for promotion governance."""
+    ctx.obj = State(repo)
+
+
+@app.command()
+def init(
+    ctx: typer.Context,
+    generate_key: Annotated[
+        bool, typer.Option("--generate-key", help="Create a passphrase-less OpenPGP signing key.")
+    ] = False,
+    keyring: Annotated[
+        Path | None,
+        typer.Option("--keyring", help="GnuPG home for the generated key (default: gpg's own)."),
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Default environment to record.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prepare a repository: check git and signing, write govsnap.* config defaults."""
+    from govsnap import configure
+
+    report = configure.init(_state(ctx).repo(), generate_key, keyring, environment)
+    if json_out:
+        render.emit_json(report.as_json())
+    else:
+        render.init_report(report)
+
+
+@app.command()
+def create(
+    ctx: typer.Context,
+    trigger: Annotated[str, typer.Option("--trigger", "-t", help="What caused it.")] = "manual",
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Environment (govsnap.environment).")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="A label; repeatable.")
+    ] = None,
+    from_rev: Annotated[
+        str | None,
+        typer.Option("--from", help="Capture this commit's tree instead of the working tree."),
+    ] = None,
+    source_ref: Annotated[
+        str | None, typer.Option("--source-ref", hidden=True, help="Ref recorded as the source.")
+    ] = None,
+    tracked_only: Annotated[
+        bool, typer.Option("--tracked-only", help="Leave untracked files out.")
+    ] = False,
+    if_changed: Annotated[
+        bool,
+        typer.Option("--if-changed", help="Do nothing if the newest snapshot has this content."),
+    ] = False,
+    message: Annotated[str, typer.Option("--message", "-m", help="A note for humans.")] = "",
+    unsigned: Annotated[
+        bool, typer.Option("--unsigned", help="Create the snapshot without a signature.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Take a signed snapshot of the working tree (or of a commit with --from)."""
+    from govsnap.store import CreateOptions
+    from govsnap.store import create as create_snapshot
+
+    options = CreateOptions(
+        trigger=trigger,
+        environment=environment,
+        labels=label or [],
+        from_rev=from_rev,
+        source_ref=source_ref,
+        tracked_only=tracked_only,
+        if_changed=if_changed,
+        message=message,
+        unsigned=unsigned,
+    )
+    result = create_snapshot(_state(ctx).repo(), options)
+    if json_out:
+        render.emit_json(render.created_json(result))
+    else:
+        render.created(result)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Only this environment.")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option("--label", "-l", help="Only snapshots with this label.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List snapshots, newest first."""
+    from govsnap.store import filter_snapshots, list_snapshots
+
+    snaps = filter_snapshots(list_snapshots(_state(ctx).repo()), environment, label)
+    if json_out:
+        render.emit_json([render.snapshot_json(s) for s in snaps])
+    else:
+        render.snapshot_table(snaps)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show everything about one snapshot."""
+    from govsnap.store import resolve
+
+    snap = resolve(_state(ctx).repo(), snapshot)
+    if json_out:
+        render.emit_json(render.snapshot_json(snap))
+    else:
+        render.snapshot_details(snap)
+
+
+app.command("info", hidden=True, help="Alias of show.")(show)
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="The snapshot to compare from.")],
+    new: Annotated[
+        str | None,
+        typer.Argument(help="The snapshot to compare to (default: the working tree)."),
+    ] = None,
+    stat: Annotated[bool, typer.Option("--stat", help="Show lines added and removed.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show files added, removed and modified between two snapshots (or the working tree)."""
+    from govsnap.store import capture_worktree, diff_trees, list_snapshots, resolve, snapshot_tree
+
+    repo = _state(ctx).repo()
+    snaps = list_snapshots(repo)
+    a = resolve(repo, old, snaps)
+    old_tree = snapshot_tree(repo, a)
+    if new is None:
+        new_label = "working tree"
+        new_tree = repo.git[capture_worktree(repo)]
+    else:
+        b = resolve(repo, new, snaps)
+        new_label = b.id
+        new_tree = snapshot_tree(repo, b)
+    changes = diff_trees(repo, old_tree, new_tree)  # type: ignore[arg-type]
+    if json_out:
+        render.emit_json(render.diff_json(a.id, new_label, changes))
+    else:
+        render.diff(a.id, new_label, changes, stat)
+
+
+def _log_crash() -> Path | None:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "govsnap"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        log = base / "govsnap.log"
+        with log.open("a") as fh:
+            fh.write(traceback.format_exc() + "\n")
+        return log
+    except OSError:
+        return None
+
+
+def run(argv: list[str]) -> int:
+    """Run one command line and return the exit code; errors become one line on stderr."""
+    try:
+        app(args=argv, prog_name="govsnap")
+    except SystemExit as exc:
+        # typer exits through SystemExit, with 2 for usage errors.
+        return exc.code if isinstance(exc.code, int) else 0
+    except GovsnapError as exc:
+        render.error(exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        render.error("interrupted")
+        return 130
+    except Exception as exc:
+        log = _log_crash()
+        where = f" (traceback in {log})" if log else ""
+        render.error(f"internal error: {type(exc).__name__}: {exc}{where}")
+        return 3
+    return 0

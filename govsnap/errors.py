@@ -1,0 +1,67 @@
+"""Errors users see: each carries a one-line message and the exit code to leave with."""
+
+from __future__ import annotations
+
+# Exit codes, as in STYLE.md: 0 success, 1 a check failed, 2 usage or input error,
+# 3 an environment problem.
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+
+
+class GovsnapError(Exception):
+    """An error with a message meant for the user; the CLI prints it as one line."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(GovsnapError):
+    """The user asked for something that cannot be done as asked."""
+
+
+class SnapshotNotFound(UsageError):
+    """No snapshot answers to the given name."""
+
+
+class AmbiguousSnapshot(UsageError):
+    """Several snapshots answer to the given name."""
+
+
+class InvalidRevision(UsageError):
+    """A revision given by the user does not name a commit."""
+
+
+class EnvironmentProblem(GovsnapError):
+    """The machine or the repository is not in a state govsnap can work in."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class NotARepository(EnvironmentProblem):
+    """The path is not inside a git repository."""
+
+
+class BareRepository(EnvironmentProblem):
+    """The operation needs a working tree and the repository has none."""
+
+
+class SigningError(EnvironmentProblem):
+    """Signing is not possible: no key, no gpg, or the signer refused."""
+
+
+class ConcurrentUpdate(EnvironmentProblem):
+    """A ref kept changing under us; the operation gave up after retrying."""
+
+
+class CheckFailed(GovsnapError):
+    """A check (verification, rehearsal) ran and did not pass."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
+class CorruptObject(CheckFailed):
+    """A govsnap object is missing or does not parse."""

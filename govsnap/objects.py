@@ -1,0 +1,361 @@
+"""The snapshot tag payload (the only code that knows its bytes), ids, and CAS ref updates."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pygit2
+from pygit2.enums import ObjectType
+
+from govsnap.errors import ConcurrentUpdate, CorruptObject, UsageError
+from govsnap.repo import Identity, Repo, parse_ident_line
+
+FORMAT_VERSION = 1
+SNAPSHOT_REF_PREFIX = "refs/govsnap/snapshots/"
+ID_LENGTH = 16
+
+# Lines that open a signature block, as git's parse_signed_buffer knows them.
+SIGNATURE_HEADERS = (
+    b"-----BEGIN PGP SIGNATURE-----",
+    b"-----BEGIN PGP MESSAGE-----",
+    b"-----BEGIN SIGNED MESSAGE-----",
+    b"-----BEGIN SSH SIGNATURE-----",
+)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HEX40 = re.compile(r"^[0-9a-f]{40}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def validate_name(kind: str, value: str) -> str:
+    """Return `value` if it is a safe trigger, environment or label name, else raise."""
+    if not _NAME.match(value):
+        raise UsageError(
+            f"invalid {kind} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def validate_message(message: str) -> str:
+    """Return a cleaned free-text message, refusing text that could forge payload structure."""
+    text = message.strip()
+    if "\0" in text:
+        raise UsageError("the message must not contain NUL characters")
+    for line in text.splitlines():
+        if line.startswith("-----BEGIN") or line.startswith("Govsnap-"):
+            raise UsageError(f"the message must not contain a line starting with {line[:10]!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class Source:
+    """The ref and commit a snapshot was taken from."""
+
+    ref: str
+    commit: str
+
+
+@dataclass(frozen=True)
+class SnapshotPayload:
+    """The signed content of a snapshot tag: headers, summary, optional message, trailers."""
+
+    commit: str
+    tag_name: str
+    tagger: Identity
+    summary: str
+    digest: str
+    tree: str
+    trigger: str
+    environment: str
+    labels: tuple[str, ...] = ()
+    source: Source | None = None
+    index_commit: str | None = None
+    message: str = ""
+    format: int = FORMAT_VERSION
+
+    def trailers(self) -> list[tuple[str, str]]:
+        """Return the trailers in their fixed order."""
+        items = [
+            ("Govsnap-Format", str(self.format)),
+            ("Govsnap-Digest", self.digest),
+            ("Govsnap-Tree", self.tree),
+        ]
+        if self.source is not None:
+            items.append(("Govsnap-Source", f"{self.source.ref} {self.source.commit}"))
+        if self.index_commit is not None:
+            items.append(("Govsnap-Index", self.index_commit))
+        items.append(("Govsnap-Trigger", self.trigger))
+        items.append(("Govsnap-Environment", self.environment))
+        items.extend(("Govsnap-Label", label) for label in self.labels)
+        return items
+
+    def to_bytes(self) -> bytes:
+        """Return the unsigned tag object content, exactly as hashed and signed."""
+        body = self.summary + "\n\n"
+        if self.message:
+            body += self.message + "\n\n"
+        body += "".join(f"{k}: {v}\n" for k, v in self.trailers())
+        head = (
+            f"object {self.commit}\n"
+            "type commit\n"
+            f"tag {self.tag_name}\n"
+            f"tagger {self.tagger.line()}\n"
+            "\n"
+        )
+        return (head + body).encode()
+
+    @property
+    def id(self) -> str:
+        """Return the snapshot id: the first 16 hex digits of SHA-256 of the payload."""
+        return snapshot_id(self.to_bytes())
+
+    @classmethod
+    def parse(cls, payload: bytes) -> SnapshotPayload:
+        """Parse unsigned tag content; raise CorruptObject when it is not a govsnap payload."""
+        try:
+            text = payload.decode()
+        except UnicodeDecodeError as exc:
+            raise CorruptObject("tag payload is not UTF-8") from exc
+        head, sep, body = text.partition("\n\n")
+        if not sep:
+            raise CorruptObject("tag has no message")
+        headers: dict[str, str] = {}
+        for line in head.split("\n"):
+            key, _, value = line.partition(" ")
+            headers[key] = value
+        if list(headers) != ["object", "type", "tag", "tagger"]:
+            raise CorruptObject("tag headers are not object/type/tag/tagger")
+        if headers["type"] != "commit" or not _HEX40.match(headers["object"]):
+            raise CorruptObject("tag does not point at a commit")
+        paragraphs = body.rstrip("\n").split("\n\n")
+        if len(paragraphs) < 2:
+            raise CorruptObject("tag message has no trailers")
+        summary = paragraphs[0]
+        message = "\n\n".join(paragraphs[1:-1])
+        trailers: dict[str, list[str]] = {}
+        for line in paragraphs[-1].split("\n"):
+            key, sep, value = line.partition(": ")
+            if not sep or not key.startswith("Govsnap-"):
+                raise CorruptObject(f"malformed trailer line {line!r}")
+            trailers.setdefault(key, []).append(value)
+
+        def one(key: str, required: bool = True) -> str | None:
+            values = trailers.get(key, [])
+            if len(values) > 1 or (required and not values):
+                raise CorruptObject(f"trailer {key} must appear exactly once")
+            return values[0] if values else None
+
+        fmt = one("Govsnap-Format")
+        if fmt != str(FORMAT_VERSION):
+            raise CorruptObject(f"unsupported Govsnap-Format {fmt!r}")
+        digest = str(one("Govsnap-Digest"))
+        tree = str(one("Govsnap-Tree"))
+        if not _DIGEST.match(digest) or not _HEX40.match(tree):
+            raise CorruptObject("Govsnap-Digest or Govsnap-Tree is malformed")
+        source = None
+        raw_source = one("Govsnap-Source", required=False)
+        if raw_source is not None:
+            ref, _, commit = raw_source.rpartition(" ")
+            if not ref or not _HEX40.match(commit):
+                raise CorruptObject("Govsnap-Source is malformed")
+            source = Source(ref, commit)
+        index_commit = one("Govsnap-Index", required=False)
+        if index_commit is not None and not _HEX40.match(index_commit):
+            raise CorruptObject("Govsnap-Index is malformed")
+        known = {
+            "Govsnap-Format",
+            "Govsnap-Digest",
+            "Govsnap-Tree",
+            "Govsnap-Source",
+            "Govsnap-Index",
+            "Govsnap-Trigger",
+            "Govsnap-Environment",
+            "Govsnap-Label",
+        }
+        unknown = set(trailers) - known
+        if unknown:
+            raise CorruptObject(f"unknown trailer {sorted(unknown)[0]}")
+        try:
+            tagger = parse_ident_line(headers["tagger"])
+        except UsageError as exc:
+            raise CorruptObject("malformed tagger line") from exc
+        parsed = cls(
+            commit=headers["object"],
+            tag_name=headers["tag"],
+            tagger=tagger,
+            summary=summary,
+            digest=digest,
+            tree=tree,
+            trigger=str(one("Govsnap-Trigger")),
+            environment=str(one("Govsnap-Environment")),
+            labels=tuple(trailers.get("Govsnap-Label", [])),
+            source=source,
+            index_commit=index_commit,
+            message=message,
+        )
+        if parsed.to_bytes() != payload:
+            # Only one serialisation is valid, so the id of a payload is unambiguous.
+            raise CorruptObject("tag payload is not in canonical form")
+        return parsed
+
+
+def snapshot_id(payload: bytes) -> str:
+    """Return the id of an unsigned payload."""
+    return hashlib.sha256(payload).hexdigest()[:ID_LENGTH]
+
+
+@dataclass(frozen=True)
+class SignedTag:
+    """A raw tag object split into the signed payload and the appended signature."""
+
+    payload: bytes
+    signature: bytes = field(default=b"")
+
+    @classmethod
+    def split(cls, raw: bytes) -> SignedTag:
+        """Split raw tag content at the start of its last signature block."""
+        start = -1
+        pos = 0
+        while pos < len(raw):
+            end = raw.find(b"\n", pos)
+            end = len(raw) if end < 0 else end + 1
+            if raw[pos:end].rstrip(b"\n") in SIGNATURE_HEADERS:
+                start = pos
+            pos = end
+        if start < 0:
+            return cls(raw)
+        return cls(raw[:start], raw[start:])
+
+    @property
+    def raw(self) -> bytes:
+        """Return the tag object content."""
+        return self.payload + self.signature
+
+    @property
+    def signature_kind(self) -> str:
+        """Return "openpgp", "ssh", "x509" or "none"."""
+        if not self.signature:
+            return "none"
+        first = self.signature.split(b"\n", 1)[0]
+        if first == b"-----BEGIN SSH SIGNATURE-----":
+            return "ssh"
+        if first == b"-----BEGIN SIGNED MESSAGE-----":
+            return "x509"
+        return "openpgp"
+
+
+def read_tag(repo: Repo, oid: pygit2.Oid | str) -> SignedTag:
+    """Return the raw content of a tag object, split into payload and signature."""
+    try:
+        kind, data = repo.git.odb.read(oid)
+    except (KeyError, ValueError) as exc:
+        raise CorruptObject(f"tag object {oid} is missing") from exc
+    if kind != ObjectType.TAG:
+        raise CorruptObject(f"object {oid} is not a tag")
+    return SignedTag.split(bytes(data))
+
+
+def write_tag(repo: Repo, tag: SignedTag) -> pygit2.Oid:
+    """Write a tag object and return its oid."""
+    return repo.git.odb.write(ObjectType.TAG, tag.raw)
+
+
+def write_commit(
+    repo: Repo, tree: str, parents: list[str], identity: Identity, message: str
+) -> pygit2.Oid:
+    """Write a commit object (no ref moves) and return its oid."""
+    sig = identity.signature()
+    return repo.git.create_commit(
+        None, sig, sig, message, pygit2.Oid(hex=tree), [pygit2.Oid(hex=p) for p in parents]
+    )
+
+
+# --- compare-and-swap ref updates -------------------------------------------------------
+
+_ATTEMPTS = 200
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(0.05, 0.001 * (attempt + 1)) * random.random())
+
+
+def ref_target(repo: Repo, name: str) -> pygit2.Oid | None:
+    """Return what a direct ref points at, or None when it does not exist."""
+    ref = repo.git.references.get(name)
+    target = None if ref is None else ref.target
+    return target if isinstance(target, pygit2.Oid) else None
+
+
+def update_ref(
+    repo: Repo,
+    name: str,
+    compute: Callable[[pygit2.Oid | None], pygit2.Oid | None],
+    message: str = "govsnap",
+) -> pygit2.Oid | None:
+    """Move ref `name` to compute(current) by compare-and-swap, retrying on races.
+
+    `compute` may be called several times; it must derive the new value from the
+    current one only. Returning None deletes the ref. Returns the value written.
+    """
+    for attempt in range(_ATTEMPTS):
+        ref = repo.git.references.get(name)
+        target = None if ref is None else ref.target
+        current = target if isinstance(target, pygit2.Oid) else None
+        new = compute(current)
+        if new == current:
+            return new
+        try:
+            if ref is None:
+                assert new is not None
+                repo.git.references.create(name, new, force=False)
+            elif new is None:
+                ref.delete()
+            else:
+                ref.set_target(new, message)
+            return new
+        except (pygit2.AlreadyExistsError, pygit2.GitError, KeyError):
+            _backoff(attempt)
+    raise ConcurrentUpdate(f"{name} kept changing under us; gave up after {_ATTEMPTS} attempts")
+
+
+def create_ref(repo: Repo, name: str, target: pygit2.Oid) -> bool:
+    """Create `name` -> `target` if absent; return False if it already points there.
+
+    Raises UsageError if it exists with another value: snapshot refs are never rewritten.
+    """
+    for attempt in range(_ATTEMPTS):
+        try:
+            repo.git.references.create(name, target, force=False)
+            return True
+        except pygit2.AlreadyExistsError as exc:
+            existing = ref_target(repo, name)
+            if existing == target:
+                return False
+            if existing is not None:
+                raise UsageError(f"{name} already exists with another object") from exc
+        except pygit2.GitError:
+            _backoff(attempt)
+    raise ConcurrentUpdate(f"could not create {name}: the ref store stayed locked")
+
+
+def delete_ref(repo: Repo, name: str, expected: pygit2.Oid) -> bool:
+    """Delete `name` only if it still points at `expected`; return whether it was deleted."""
+    ref = repo.git.references.get(name)
+    if ref is None or ref.target != expected:
+        return False
+    for attempt in range(_ATTEMPTS):
+        try:
+            ref.delete()
+            return True
+        except pygit2.GitError:
+            ref = repo.git.references.get(name)
+            if ref is None or ref.target != expected:
+                return False
+            _backoff(attempt)
+    raise ConcurrentUpdate(f"could not delete {name}: the ref store stayed locked")

@@ -1,0 +1,278 @@
+"""All output: rich tables for people, JSON for programs, one-line errors. Only this
+module prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from govsnap.store import CreateResult, FileChange, Snapshot
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped output is read by people in logs and CI: do not squeeze tables to 80.
+        console.width = 200
+    return console
+
+
+def human_bytes(n: int) -> str:
+    """Return a byte count as 1.2 MiB and the like."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def timestamp(epoch: int) -> str:
+    """Return an epoch as `2026-11-24 13:10:07Z`."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def emit_json(data: Any) -> None:
+    """Print `data` as indented JSON on stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def message(text: str) -> None:
+    """Print a plain line for people on stdout (markup is not interpreted)."""
+    _console().print(text, markup=False)
+
+
+def warning(text: str) -> None:
+    """Print a warning line on stderr."""
+    _console(stderr=True).print(f"govsnap: warning: {text}", markup=False, style="yellow")
+
+
+def error(text: str) -> None:
+    """Print the one-line error for a failed command on stderr."""
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    sys.stderr.write(f"govsnap: error: {first}\n")
+
+
+def signer_label(snap: Snapshot) -> str:
+    """Return who signed a snapshot as recorded, or UNSIGNED."""
+    if not snap.signed:
+        return "UNSIGNED"
+    sig = snap.note_data.get("signature") or {}
+    signer = str(sig.get("signer") or "?")
+    return f"{snap.signature_kind}:{signer[-16:]}"
+
+
+def snapshot_json(snap: Snapshot) -> dict[str, Any]:
+    """Return everything known about a snapshot as JSON-ready data."""
+    p = snap.payload
+    return {
+        "id": snap.id,
+        "ref": snap.ref,
+        "tag": snap.tag_oid,
+        "error": snap.error,
+        "created": snap.created_iso if p else None,
+        "signed": snap.signed,
+        "signature_kind": snap.signature_kind,
+        "payload": None
+        if p is None
+        else {
+            "commit": p.commit,
+            "tree": p.tree,
+            "digest": p.digest,
+            "summary": p.summary,
+            "message": p.message,
+            "trigger": p.trigger,
+            "environment": p.environment,
+            "labels": list(p.labels),
+            "source": None
+            if p.source is None
+            else {"ref": p.source.ref, "commit": p.source.commit},
+            "index_commit": p.index_commit,
+            "tagger": {"name": p.tagger.name, "email": p.tagger.email},
+        },
+        "note": snap.note_data,
+        "note_error": snap.note.error if snap.note else None,
+    }
+
+
+def snapshot_table(snaps: Sequence[Snapshot]) -> None:
+    """Print snapshots as a table, newest first."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{len(snaps)} snapshot(s)", title_justify="left")
+    for column in ("id", "created", "trigger", "environment", "labels", "files", "size"):
+        table.add_column(column, justify="right" if column in {"files", "size"} else "left")
+    table.add_column("digest")
+    table.add_column("signed by")
+    for s in snaps:
+        if s.payload is None:
+            table.add_row(
+                s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{escape(str(s.error))}[/red]"
+            )
+            continue
+        note = s.note_data
+        signer = signer_label(s)
+        table.add_row(
+            s.id,
+            timestamp(s.created),
+            s.payload.trigger,
+            s.payload.environment,
+            ",".join(s.labels),
+            str(note.get("files", "?")),
+            human_bytes(int(note["bytes"])) if "bytes" in note else "?",
+            s.payload.digest[7:19],
+            f"[bold red]{signer}[/bold red]" if signer == "UNSIGNED" else signer,
+        )
+    _console().print(table)
+
+
+def snapshot_details(snap: Snapshot) -> None:
+    """Print one snapshot's fields, one per line."""
+    data = snapshot_json(snap)
+    p = data["payload"]
+    note = data["note"]
+    lines: list[tuple[str, str]] = [("id", snap.id), ("ref", snap.ref), ("tag", snap.tag_oid)]
+    if p is None:
+        lines.append(("error", str(snap.error)))
+    else:
+        lines += [
+            ("created", timestamp(snap.created)),
+            ("summary", p["summary"]),
+            ("trigger", p["trigger"]),
+            ("environment", p["environment"]),
+            ("labels", ", ".join(p["labels"]) or "-"),
+            ("source", f"{p['source']['ref']} {p['source']['commit']}" if p["source"] else "-"),
+            ("commit", p["commit"]),
+            ("tree", p["tree"]),
+            ("digest", p["digest"]),
+            ("tagger", f"{p['tagger']['name']} <{p['tagger']['email']}>"),
+            ("signed by", signer_label(snap)),
+        ]
+        if p["message"]:
+            lines.append(("message", p["message"]))
+    if note:
+        if "files" in note:
+            lines.append(("files", f"{note['files']} ({human_bytes(int(note.get('bytes', 0)))})"))
+        for key in ("host", "user", "tool_version", "pinned"):
+            if key in note:
+                lines.append((key, str(note[key])))
+        kinds = note.get("artifacts") or {}
+        top = sorted(kinds.items(), key=lambda kv: -int(kv[1].get("bytes", 0)))[:8]
+        if top:
+            lines.append(
+                (
+                    "artifacts",
+                    ", ".join(
+                        f"{k} {v.get('count')} ({human_bytes(int(v.get('bytes', 0)))})"
+                        for k, v in top
+                    ),
+                )
+            )
+        for key in ("verification", "rehearsal"):
+            if note.get(key):
+                lines.append((key, json.dumps(note[key], sort_keys=True)))
+    elif snap.note and snap.note.error:
+        lines.append(("note", f"unreadable: {snap.note.error}"))
+    else:
+        lines.append(("note", "missing"))
+    width = max(len(k) for k, _ in lines)
+    console = _console()
+    for key, value in lines:
+        console.print(f"{key:<{width}}  {value}", markup=False)
+
+
+def created(result: CreateResult) -> None:
+    """Print what `create` did."""
+    snap = result.snapshot
+    if not result.created:
+        message(f"unchanged: newest {snap.environment} snapshot {snap.id} has the same content")
+        return
+    signed = signer_label(snap)
+    message(
+        f"created snapshot {snap.id} ({snap.environment}, {result.digest.files} files, "
+        f"{human_bytes(result.digest.bytes)}, {signed}) in {result.seconds:.2f}s"
+    )
+    if signed == "UNSIGNED":
+        warning("this snapshot is UNSIGNED: it cannot be verified")
+
+
+def created_json(result: CreateResult) -> dict[str, Any]:
+    """Return what `create` did as JSON-ready data."""
+    return {
+        "created": result.created,
+        "seconds": round(result.seconds, 6),
+        "hashed_blobs": result.digest.hashed_blobs,
+        "snapshot": snapshot_json(result.snapshot),
+    }
+
+
+def diff_json(old: str, new: str, changes: Sequence[FileChange]) -> dict[str, Any]:
+    """Return a diff as JSON-ready data."""
+    return {
+        "from": old,
+        "to": new,
+        "added": [c.path for c in changes if c.status == "added"],
+        "removed": [c.path for c in changes if c.status == "removed"],
+        "modified": [c.path for c in changes if c.status == "modified"],
+        "files": [
+            {
+                "status": c.status,
+                "path": c.path,
+                "additions": c.additions,
+                "deletions": c.deletions,
+                "binary": c.binary,
+            }
+            for c in changes
+        ],
+    }
+
+
+def diff(old: str, new: str, changes: Sequence[FileChange], stat: bool) -> None:
+    """Print a diff as status lines, or as a diffstat."""
+    from rich.markup import escape
+
+    console = _console()
+    if not changes:
+        console.print(f"no differences between {old} and {new}", markup=False)
+        return
+    marks = {"added": ("A", "green"), "removed": ("D", "red"), "modified": ("M", "yellow")}
+    width = max(len(c.path) for c in changes)
+    for c in changes:
+        mark, colour = marks[c.status]
+        if stat:
+            counts = "Bin" if c.binary else f"+{c.additions} -{c.deletions}"
+            console.print(f"[{colour}]{mark}[/{colour}] {escape(c.path):<{width}} | {counts}")
+        else:
+            console.print(f"[{colour}]{mark}[/{colour}] {escape(c.path)}")
+    totals = {s: sum(1 for c in changes if c.status == s) for s in marks}
+    console.print(
+        f"{len(changes)} file(s): {totals['added']} added, {totals['removed']} removed, "
+        f"{totals['modified']} modified",
+        markup=False,
+    )
+
+
+def init_report(report: Any) -> None:
+    """Print what `govsnap init` did."""
+    message(report.git_version)
+    for key, value in report.config_set.items():
+        message(f"set   {key} = {value}")
+    for key, value in report.config_kept.items():
+        message(f"kept  {key} = {value}")
+    if report.generated_key:
+        where = report.keyring or "the default GnuPG keyring"
+        message(f"generated OpenPGP signing key {report.generated_key} in {where}")
+    if report.signing_ok:
+        message(f"signing works: {report.signing}")
+    else:
+        warning(f"signing: {report.signing}; snapshots will be refused unless --unsigned")

@@ -1,0 +1,233 @@
+"""Opening the repository, reading `git config govsnap.*`, and the git-binary wrapper."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from govsnap.errors import BareRepository, EnvironmentProblem, NotARepository, UsageError
+
+# Variables git sets for hooks (GIT_DIR, GIT_INDEX_FILE, GIT_WORK_TREE, ...) would
+# redirect every git call we make; only these are allowed through, as pre-commit does.
+_GIT_ENV_KEPT = frozenset(
+    {
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_AUTHOR_DATE",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+        "GIT_COMMITTER_DATE",
+        "GIT_EXEC_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_SSL_CAINFO",
+        "GIT_SSL_NO_VERIFY",
+        "GIT_ASKPASS",
+        "GIT_TERMINAL_PROMPT",
+        "GIT_CONFIG_NOSYSTEM",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_TRACE",
+        "GIT_PROTOCOL_FROM_USER",
+    }
+)
+
+
+def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Return os.environ without the GIT_* variables that redirect git, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _GIT_ENV_KEPT}
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_git(
+    args: Sequence[str],
+    cwd: Path,
+    *,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the git binary with a scrubbed environment; raise EnvironmentProblem on failure."""
+    try:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            input=input,
+            capture_output=True,
+            env=scrubbed_env(env),
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise EnvironmentProblem("git is not installed or not on PATH") from exc
+    if check and proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        reason = detail[-1] if detail else f"exit code {proc.returncode}"
+        raise EnvironmentProblem(f"git {args[0]} failed: {reason}")
+    return proc
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who did something and when, as git records it in tagger and committer lines."""
+
+    name: str
+    email: str
+    time: int
+    offset: int  # minutes east of UTC
+
+    def signature(self) -> pygit2.Signature:
+        """Return the identity as a pygit2 signature."""
+        return pygit2.Signature(self.name, self.email, self.time, self.offset)
+
+    def line(self) -> str:
+        """Return the identity as git writes it after `tagger ` or `committer `."""
+        sign = "-" if self.offset < 0 else "+"
+        hours, minutes = divmod(abs(self.offset), 60)
+        return f"{self.name} <{self.email}> {self.time} {sign}{hours:02d}{minutes:02d}"
+
+
+def parse_ident_line(line: str) -> Identity:
+    """Parse `Name <email> 1700000000 +0100` into an Identity."""
+    try:
+        name, rest = line.split(" <", 1)
+        email, rest = rest.split("> ", 1)
+        stamp, tz = rest.split()
+        sign = -1 if tz.startswith("-") else 1
+        offset = sign * (int(tz[1:3]) * 60 + int(tz[3:5]))
+        return Identity(name, email, int(stamp), offset)
+    except ValueError as exc:
+        raise UsageError(f"cannot parse identity line {line!r}") from exc
+
+
+class Repo:
+    """A non-bare or bare git repository, with govsnap's view of its configuration."""
+
+    def __init__(self, git: pygit2.Repository) -> None:
+        self.git = git
+
+    @property
+    def gitdir(self) -> Path:
+        """Return the repository's git directory (a worktree's own one for worktrees)."""
+        return Path(self.git.path)
+
+    @property
+    def commondir(self) -> Path:
+        """Return the directory shared by all worktrees (where refs and objects live)."""
+        pointer = self.gitdir / "commondir"
+        if pointer.is_file():
+            return (self.gitdir / pointer.read_text().strip()).resolve()
+        return self.gitdir
+
+    @property
+    def is_bare(self) -> bool:
+        """Return True for a repository with no working tree."""
+        return bool(self.git.is_bare)
+
+    @property
+    def workdir(self) -> Path:
+        """Return the working tree; raise BareRepository when there is none."""
+        if self.git.workdir is None:
+            raise BareRepository(f"{self.gitdir} is a bare repository: it has no working tree")
+        return Path(self.git.workdir)
+
+    @property
+    def cwd(self) -> Path:
+        """Return the directory to run git in."""
+        return Path(self.git.workdir) if self.git.workdir else self.gitdir
+
+    @property
+    def state_dir(self) -> Path:
+        """Return `.git/govsnap`, created on first use."""
+        path = self.commondir / "govsnap"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def git_cmd(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run `git args...` in this repository."""
+        return run_git(args, self.cwd, input=input, env=env, check=check)
+
+    # --- configuration -------------------------------------------------------------
+
+    def config_str(self, key: str, default: str | None = None) -> str | None:
+        """Return a config value, or `default` when it is unset."""
+        try:
+            return str(self.git.config[key])
+        except KeyError:
+            return default
+
+    def config_bool(self, key: str, default: bool) -> bool:
+        """Return a boolean config value, or `default` when it is unset."""
+        try:
+            return bool(self.git.config.get_bool(key))
+        except KeyError:
+            return default
+        except pygit2.GitError as exc:
+            raise UsageError(f"git config {key} is not a boolean") from exc
+
+    def config_int(self, key: str, default: int | None) -> int | None:
+        """Return an integer config value, or `default` when it is unset."""
+        try:
+            return int(self.git.config.get_int(key))
+        except KeyError:
+            return default
+        except (pygit2.GitError, ValueError) as exc:
+            raise UsageError(f"git config {key} is not an integer") from exc
+
+    def config_list(self, key: str) -> list[str]:
+        """Return every value of a multi-valued key, split on whitespace."""
+        try:
+            values = list(self.git.config.get_multivar(key))
+        except KeyError:
+            return []
+        return [word for value in values for word in str(value).split()]
+
+    def set_config(self, key: str, value: str) -> None:
+        """Write `key = value` to the repository's own config file."""
+        self.git.config[key] = value
+
+    # --- identity ------------------------------------------------------------------
+
+    def committer(self) -> Identity:
+        """Return who is acting now and when, honouring GIT_COMMITTER_* as `git tag` does."""
+        if "GIT_COMMITTER_DATE" in os.environ:
+            # git's date parser accepts many formats libgit2 does not know; ask git.
+            out = self.git_cmd("var", "GIT_COMMITTER_IDENT").stdout.decode().strip()
+            return parse_ident_line(out)
+        name = os.environ.get("GIT_COMMITTER_NAME") or self.config_str("user.name")
+        email = os.environ.get("GIT_COMMITTER_EMAIL") or self.config_str("user.email")
+        if not name or not email:
+            raise EnvironmentProblem(
+                "no identity: set git config user.name and user.email "
+                "(or GIT_COMMITTER_NAME and GIT_COMMITTER_EMAIL)"
+            )
+        now = time.time()
+        offset = time.localtime(now).tm_gmtoff // 60
+        return Identity(name, email, int(now), offset)
+
+
+def open_repo(path: Path | None = None) -> Repo:
+    """Return the repository containing `path` (default: the current directory)."""
+    start = (path or Path.cwd()).resolve()
+    if not start.exists():
+        raise NotARepository(f"{start} does not exist")
+    found = pygit2.discover_repository(str(start))
+    if found is None:
+        raise NotARepository(f"not a git repository: {start}")
+    try:
+        return Repo(pygit2.Repository(found))
+    except pygit2.GitError as exc:
+        raise NotARepository(f"cannot open repository at {found}: {exc}") from exc

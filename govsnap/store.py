@@ -1,0 +1,455 @@
+"""Create, list, resolve and compare snapshots, built on objects, digest, signing and notes."""
+
+from __future__ import annotations
+
+import getpass
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pygit2
+from pygit2.enums import DeltaStatus, DiffOption, ObjectType
+
+from govsnap import __version__, audit, notes
+from govsnap.digest import DigestCache, TreeDigest, digest_tree
+from govsnap.errors import (
+    AmbiguousSnapshot,
+    CorruptObject,
+    InvalidRevision,
+    SigningError,
+    SnapshotNotFound,
+    UsageError,
+)
+from govsnap.notes import Note
+from govsnap.objects import (
+    SNAPSHOT_REF_PREFIX,
+    SignedTag,
+    SnapshotPayload,
+    Source,
+    create_ref,
+    read_tag,
+    snapshot_id,
+    validate_message,
+    validate_name,
+    write_commit,
+    write_tag,
+)
+from govsnap.repo import Repo
+from govsnap.signing import Signer, signer_for
+
+DEFAULT_ENVIRONMENT = "default"
+DEFAULT_TRIGGER = "manual"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One snapshot as found in the repository: its ref, parsed tag and note."""
+
+    id: str
+    tag_oid: str
+    payload: SnapshotPayload | None
+    signature_kind: str
+    note: Note | None
+    error: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """Return the snapshot's ref name."""
+        return SNAPSHOT_REF_PREFIX + self.id
+
+    @property
+    def created(self) -> int:
+        """Return the creation time (tagger time), 0 when the tag is unreadable."""
+        return self.payload.tagger.time if self.payload else 0
+
+    @property
+    def created_iso(self) -> str:
+        """Return the creation time as ISO 8601 UTC."""
+        return datetime.fromtimestamp(self.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def environment(self) -> str:
+        """Return the signed environment ('?' when unreadable)."""
+        return self.payload.environment if self.payload else "?"
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Return the signed labels."""
+        return self.payload.labels if self.payload else ()
+
+    @property
+    def signed(self) -> bool:
+        """Return True when the tag carries a signature block."""
+        return self.signature_kind != "none"
+
+    @property
+    def note_data(self) -> dict[str, Any]:
+        """Return the note's JSON, or an empty mapping."""
+        return self.note.data if self.note else {}
+
+
+def _load(repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None) -> Snapshot:
+    try:
+        tag = read_tag(repo, tag_oid)
+        payload = SnapshotPayload.parse(tag.payload)
+    except CorruptObject as exc:
+        return Snapshot(ident, str(tag_oid), None, "none", note, exc.message)
+    return Snapshot(ident, str(tag_oid), payload, tag.signature_kind, note)
+
+
+def snapshot_refs(repo: Repo) -> dict[str, pygit2.Oid]:
+    """Return snapshot id -> tag oid for every snapshot ref."""
+    found: dict[str, pygit2.Oid] = {}
+    for ref in repo.git.references.iterator():
+        name = ref.name
+        if name.startswith(SNAPSHOT_REF_PREFIX):
+            target = ref.target
+            if isinstance(target, pygit2.Oid):
+                found[name[len(SNAPSHOT_REF_PREFIX) :]] = target
+    return found
+
+
+def list_snapshots(repo: Repo) -> list[Snapshot]:
+    """Return every snapshot, newest first, reading refs and notes in bulk."""
+    all_notes = notes.read_all(repo)
+    snaps = [
+        _load(repo, ident, oid, all_notes.get(str(oid)))
+        for ident, oid in snapshot_refs(repo).items()
+    ]
+    snaps.sort(key=order_key, reverse=True)
+    return snaps
+
+
+def order_key(snap: Snapshot) -> tuple[int, int, str]:
+    """Return the sort key of a snapshot: signed time, then the finer creation time the
+    note records (git times have whole seconds), then id."""
+    fine = snap.note_data.get("created_ns")
+    return (snap.created, fine if isinstance(fine, int) else 0, snap.id)
+
+
+def filter_snapshots(
+    snaps: list[Snapshot], environment: str | None = None, labels: list[str] | None = None
+) -> list[Snapshot]:
+    """Return the snapshots of `environment` that carry every label in `labels`."""
+    wanted = set(labels or ())
+    return [
+        s
+        for s in snaps
+        if (environment is None or s.environment == environment) and wanted <= set(s.labels)
+    ]
+
+
+_LATEST = re.compile(r"^latest(?:~(\d+))?$")
+_HEXPREFIX = re.compile(r"^[0-9a-f]{4,16}$")
+
+
+def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snapshot:
+    """Return the one snapshot `name` designates: id prefix, latest[~N], sha256:<prefix>."""
+    snaps = list_snapshots(repo) if snaps is None else snaps
+    name = name.strip().removeprefix(SNAPSHOT_REF_PREFIX)
+    if not snaps:
+        raise SnapshotNotFound(f"no snapshot matches {name!r}: this repository has no snapshots")
+    latest = _LATEST.match(name)
+    if latest:
+        valid = [s for s in snaps if s.payload is not None]
+        n = int(latest.group(1) or 0)
+        if n >= len(valid):
+            raise SnapshotNotFound(f"{name!r}: there are only {len(valid)} readable snapshots")
+        return valid[n]
+    if name.startswith("sha256:"):
+        prefix = name.removeprefix("sha256:").lower()
+        if not re.fullmatch(r"[0-9a-f]{4,64}", prefix):
+            raise UsageError(f"{name!r}: a digest prefix needs 4 to 64 hex digits")
+        matches = [s for s in snaps if s.payload and s.payload.digest[7:].startswith(prefix)]
+    else:
+        lowered = name.lower()
+        if not _HEXPREFIX.match(lowered):
+            raise UsageError(
+                f"{name!r} is not a snapshot name: use 4-16 hex digits of an id, "
+                "latest, latest~N or sha256:<digest prefix>"
+            )
+        matches = [s for s in snaps if s.id.startswith(lowered)]
+    if not matches:
+        newest = ", ".join(s.id for s in snaps[:3])
+        raise SnapshotNotFound(f"no snapshot matches {name!r} (newest: {newest})")
+    if len(matches) > 1:
+        # Several snapshots may share a digest (same content); the newest is meant.
+        digests = {s.payload.digest for s in matches if s.payload}
+        if name.startswith("sha256:") and len(digests) == 1:
+            return matches[0]
+        shown = ", ".join(s.id for s in matches[:8])
+        more = f" and {len(matches) - 8} more" if len(matches) > 8 else ""
+        raise AmbiguousSnapshot(f"{name!r} is ambiguous: it matches {shown}{more}")
+    return matches[0]
+
+
+# --- capture ---------------------------------------------------------------------------
+
+
+def head_source(repo: Repo) -> tuple[str, pygit2.Commit | None]:
+    """Return the ref HEAD names (or 'HEAD' when detached) and its commit, if born."""
+    git = repo.git
+    if git.head_is_unborn:
+        target = git.references["HEAD"].target
+        return str(target), None
+    commit = git.head.peel(pygit2.Commit)
+    name = "HEAD" if git.head_is_detached else git.head.name
+    return name, commit
+
+
+def capture_worktree(repo: Repo, tracked_only: bool = False) -> pygit2.Oid:
+    """Write the working tree's state as a tree and return it; the index file is untouched.
+
+    The repository's index is loaded from `.git/index` so stat data spares unchanged
+    files a re-hash; the in-memory copy is discarded afterwards, never written.
+    """
+    repo.workdir  # noqa: B018 - raises BareRepository in a bare repository
+    index = repo.git.index
+    try:
+        if tracked_only:
+            for delta in index.diff_to_workdir().deltas:
+                path = delta.new_file.path
+                if delta.status == DeltaStatus.DELETED:
+                    index.remove(path)
+                else:
+                    index.add(path)
+        else:
+            index.add_all()
+        tree: pygit2.Oid = index.write_tree()
+        return tree
+    except pygit2.GitError as exc:
+        raise UsageError(f"cannot capture the working tree: {exc}") from exc
+    finally:
+        index.read(True)
+
+
+def resolve_commit(repo: Repo, rev: str) -> tuple[str, pygit2.Commit]:
+    """Return (ref name or revision text, commit) for a revision the user gave."""
+    try:
+        obj, ref = repo.git.revparse_ext(rev)
+        commit = obj.peel(pygit2.Commit)
+    except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError) as exc:
+        raise InvalidRevision(f"{rev!r} is not a commit in this repository") from exc
+    return (ref.name if ref is not None else rev), commit
+
+
+def _short_ref(ref: str) -> str:
+    for prefix in ("refs/heads/", "refs/tags/", "refs/remotes/"):
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
+
+
+# --- create ----------------------------------------------------------------------------
+
+
+@dataclass
+class CreateOptions:
+    """What `create` was asked to do."""
+
+    trigger: str = DEFAULT_TRIGGER
+    environment: str | None = None
+    labels: list[str] = field(default_factory=list)
+    from_rev: str | None = None
+    source_ref: str | None = None
+    tracked_only: bool = False
+    if_changed: bool = False
+    message: str = ""
+    unsigned: bool = False
+    index_commit: str | None = None
+
+
+@dataclass
+class CreateResult:
+    """What `create` did: the snapshot, or the existing one when nothing changed."""
+
+    snapshot: Snapshot
+    created: bool
+    digest: TreeDigest
+    seconds: float
+
+
+def note_fields(
+    payload: SnapshotPayload, ident: str, digest: TreeDigest, signer: str | None, kind: str
+) -> dict[str, Any]:
+    """Return the note JSON of a new snapshot: signed fields repeated, plus figures."""
+    return {
+        "format": payload.format,
+        "id": ident,
+        "commit": payload.commit,
+        "tree": payload.tree,
+        "digest": payload.digest,
+        "trigger": payload.trigger,
+        "environment": payload.environment,
+        "labels": list(payload.labels),
+        "source": (
+            None
+            if payload.source is None
+            else {"ref": payload.source.ref, "commit": payload.source.commit}
+        ),
+        "created": payload.tagger.time,
+        "created_ns": time.time_ns(),
+        "files": digest.files,
+        "bytes": digest.bytes,
+        "artifacts": {k: {"count": v.count, "bytes": v.bytes} for k, v in digest.kinds.items()},
+        "host": socket.gethostname(),
+        "user": _user(),
+        "tool_version": __version__,
+        "signature": None if signer is None else {"kind": kind, "signer": signer},
+        "pinned": False,
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def default_environment(repo: Repo) -> str:
+    """Return `govsnap.environment`, or 'default'."""
+    return repo.config_str("govsnap.environment") or DEFAULT_ENVIRONMENT
+
+
+def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
+    """Return the configured signer; refuse to go on unsigned unless that was asked for."""
+    signer = signer_for(repo)
+    if signer is None and not (unsigned or repo.config_bool("govsnap.allowUnsigned", False)):
+        raise SigningError(
+            "no signing key: set govsnap.signingKey or user.signingKey "
+            "(or run `govsnap init --generate-key`); pass --unsigned to snapshot without one"
+        )
+    return None if unsigned else signer
+
+
+def create(repo: Repo, options: CreateOptions) -> CreateResult:
+    """Capture, sign and record a snapshot: commit, tag, ref, note, audit entry in that order."""
+    started = time.monotonic()
+    trigger = validate_name("trigger", options.trigger)
+    environment = validate_name("environment", options.environment or default_environment(repo))
+    labels = tuple(dict.fromkeys(validate_name("label", label) for label in options.labels))
+    message = validate_message(options.message)
+    signer = require_signer(repo, options.unsigned)
+    identity = repo.committer()
+
+    commit: pygit2.Commit | None
+    if options.from_rev is not None:
+        ref_name, commit = resolve_commit(repo, options.from_rev)
+        if options.source_ref:
+            ref_name = options.source_ref
+        tree = commit.tree_id
+    else:
+        ref_name, commit = head_source(repo)
+        tree = capture_worktree(repo, options.tracked_only)
+
+    digest = digest_tree(repo, tree, DigestCache.for_repo(repo))
+    if options.if_changed:
+        same_env = filter_snapshots(list_snapshots(repo), environment)
+        newest = next((s for s in same_env if s.payload is not None), None)
+        if newest is not None and newest.payload and newest.payload.digest == digest.digest:
+            return CreateResult(newest, False, digest, time.monotonic() - started)
+
+    where = _short_ref(ref_name) + (f"@{str(commit.id)[:7]}" if commit else " (unborn)")
+    summary = f"govsnap snapshot of {where} ({trigger}, {environment})"
+    parents = [str(commit.id)] if commit else []
+    if options.index_commit:
+        parents.append(options.index_commit)
+    snap_commit = write_commit(repo, str(tree), parents, identity, summary + "\n")
+    stamp = datetime.fromtimestamp(identity.time, UTC).strftime("%Y%m%dT%H%M%SZ")
+    payload = SnapshotPayload(
+        commit=str(snap_commit),
+        tag_name=f"govsnap/{environment}/{stamp}",
+        tagger=identity,
+        summary=summary,
+        digest=digest.digest,
+        tree=str(tree),
+        trigger=trigger,
+        environment=environment,
+        labels=labels,
+        source=Source(ref_name, str(commit.id)) if commit else None,
+        index_commit=options.index_commit,
+        message=message,
+    )
+    body = payload.to_bytes()
+    signature = signer.sign(body) if signer else None
+    tag = SignedTag(body, signature.block if signature else b"")
+    tag_oid = write_tag(repo, tag)
+    ident = snapshot_id(body)
+    create_ref(repo, SNAPSHOT_REF_PREFIX + ident, tag_oid)
+    note = note_fields(
+        payload,
+        ident,
+        digest,
+        signature.signer if signature else None,
+        signature.kind if signature else "none",
+    )
+    notes.put(repo, str(tag_oid), note, identity)
+    seconds = time.monotonic() - started
+    audit.append(
+        repo,
+        "create",
+        f"snapshot {ident} of {where}",
+        snapshots=[ident],
+        identity=identity,
+        arguments={"trigger": trigger, "environment": environment, "labels": list(labels)},
+        duration=seconds,
+    )
+    snapshot = Snapshot(ident, str(tag_oid), payload, tag.signature_kind, Note(note))
+    return CreateResult(snapshot, True, digest, seconds)
+
+
+# --- diff ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One path that differs between two states."""
+
+    status: str  # "added", "removed", "modified"
+    path: str
+    additions: int
+    deletions: int
+    binary: bool
+
+
+_STATUS = {
+    DeltaStatus.ADDED: "added",
+    DeltaStatus.DELETED: "removed",
+    DeltaStatus.MODIFIED: "modified",
+    DeltaStatus.TYPECHANGE: "modified",
+}
+
+
+def snapshot_tree(repo: Repo, snap: Snapshot) -> pygit2.Tree:
+    """Return the tree a snapshot captured."""
+    if snap.payload is None:
+        raise CorruptObject(f"snapshot {snap.id} is unreadable: {snap.error}")
+    try:
+        tree = repo.git[snap.payload.tree]
+    except (KeyError, ValueError) as exc:
+        raise CorruptObject(f"snapshot {snap.id}: tree {snap.payload.tree} is missing") from exc
+    if tree.type != ObjectType.TREE:
+        raise CorruptObject(f"snapshot {snap.id}: {snap.payload.tree} is not a tree")
+    assert isinstance(tree, pygit2.Tree)
+    return tree
+
+
+def diff_trees(repo: Repo, old: pygit2.Tree, new: pygit2.Tree) -> list[FileChange]:
+    """Return the files added, removed and modified from `old` to `new`, by path."""
+    diff = old.diff_to_tree(new, flags=DiffOption.NORMAL)
+    changes = []
+    for patch in diff:
+        if patch is None:
+            continue
+        delta = patch.delta
+        status = _STATUS.get(delta.status)
+        if status is None:
+            continue
+        path = delta.new_file.path if status != "removed" else delta.old_file.path
+        _, additions, deletions = patch.line_stats
+        changes.append(FileChange(status, path, additions, deletions, bool(delta.is_binary)))
+    return sorted(changes, key=lambda c: c.path)
