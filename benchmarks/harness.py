@@ -1,0 +1,192 @@
+"""Timing side by side with stock git on generated repositories.
+
+A case module exposes `run(ctx: Context) -> list[Comparison]`; `python -m benchmarks`
+runs every case in one process run and prints one table.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One line of the results table: medians of govsnap and of the stock-git equivalent."""
+
+    work: str
+    govsnap: list[float]
+    git: list[float]
+    git_equivalent: str
+    ratio_target: float | None = None
+    absolute_target: float | None = None  # seconds, for govsnap's median
+
+    @property
+    def govsnap_median(self) -> float:
+        """Return govsnap's median wall time in seconds."""
+        return statistics.median(self.govsnap)
+
+    @property
+    def git_median(self) -> float:
+        """Return stock git's median wall time in seconds."""
+        return statistics.median(self.git)
+
+    @property
+    def ratio(self) -> float:
+        """Return govsnap median / git median."""
+        return self.govsnap_median / self.git_median if self.git_median else float("inf")
+
+    @property
+    def target(self) -> str:
+        """Return the target as text."""
+        parts = []
+        if self.ratio_target is not None:
+            parts.append(f"<= {self.ratio_target:g}x")
+        if self.absolute_target is not None:
+            parts.append(f"<= {self.absolute_target * 1000:g} ms")
+        return ", ".join(parts) or "-"
+
+    @property
+    def met(self) -> bool:
+        """Return whether every target is met."""
+        ok = True
+        if self.ratio_target is not None:
+            ok = ok and self.ratio <= self.ratio_target
+        if self.absolute_target is not None:
+            ok = ok and self.govsnap_median <= self.absolute_target
+        return ok
+
+
+@dataclass
+class Context:
+    """What a case needs: sizes, a scratch directory, tools, a signing key."""
+
+    files: int
+    total_bytes: int
+    runs: int
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    signing_key: str = ""
+
+    def govsnap(self) -> list[str]:
+        """Return the argv prefix that runs govsnap as users run it."""
+        exe = Path(sys.executable).parent / "govsnap"
+        return [str(exe)] if exe.exists() else [sys.executable, "-m", "govsnap"]
+
+    def run(
+        self, args: Sequence[str], cwd: Path, **kwargs: object
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run a command with the benchmark environment; fail loudly if it fails."""
+        proc = subprocess.run(
+            list(args), cwd=cwd, env=self.env, capture_output=True, check=False, **kwargs
+        )  # type: ignore[call-overload]
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.decode(errors='replace')}")
+        return proc  # type: ignore[no-any-return]
+
+    def git(self, cwd: Path, *args: str) -> str:
+        """Run stock git and return its stdout."""
+        return self.run(["git", *args], cwd).stdout.decode()
+
+    def repo(self, name: str, files: int | None = None, total_bytes: int | None = None) -> Path:
+        """Return a generated repository (cached between runs under the work dir).
+
+        Deterministic: the same sizes always give the same files and the same commit.
+        The repository is committed, signed snapshots are configured, and the index is
+        refreshed after a pause so no entry is racily clean.
+        """
+        files = files or self.files
+        total_bytes = total_bytes or self.total_bytes
+        path = self.workdir / f"{name}-{files}-{total_bytes}"
+        stamp = path / ".git" / "benchmark-ready"
+        if not stamp.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            generate(path, files, total_bytes)
+            self.git(path, "init", "-q", "-b", "main")
+            self.git(path, "add", "-A")
+            self.git(path, "commit", "-q", "-m", "generated")
+            stamp.write_text("ok\n")
+        self.git(path, "config", "govsnap.signingKey", self.signing_key)
+        time.sleep(1.1)
+        self.git(path, "update-index", "--really-refresh")
+        return path
+
+    def clone(self, source: Path, name: str) -> Path:
+        """Return a fresh local clone of a generated repository (objects shared by hardlinks)."""
+        path = self.workdir / name
+        shutil.rmtree(path, ignore_errors=True)
+        self.git(self.workdir, "clone", "-q", str(source), str(path))
+        self.git(path, "config", "govsnap.signingKey", self.signing_key)
+        time.sleep(1.1)
+        self.git(path, "update-index", "--really-refresh")
+        return path
+
+
+def generate(path: Path, files: int, total_bytes: int, seed: int = 42) -> None:
+    """Write `files` files of deterministic pseudo-random content, ~`total_bytes` in all,
+    100 to a directory, with a mix of text and binary kinds."""
+    rng = random.Random(seed)
+    mean = max(1, total_bytes // files)
+    kinds = (".py", ".txt", ".json", ".bin", ".png", ".yaml")
+    for i in range(files):
+        directory = path / f"d{i // 10000:02d}" / f"s{(i // 100) % 100:02d}"
+        if i % 100 == 0:
+            directory.mkdir(parents=True, exist_ok=True)
+        size = rng.randint(0, 2 * mean)
+        (directory / f"f{i:06d}{kinds[i % len(kinds)]}").write_bytes(rng.randbytes(size))
+
+
+def timed(
+    action: Callable[[], object], prepare: Callable[[], object] | None = None, runs: int = 5
+) -> list[float]:
+    """Return the wall times of `runs` calls of `action`, calling `prepare` untimed before each."""
+    times = []
+    for _ in range(runs):
+        if prepare is not None:
+            prepare()
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def machine() -> str:
+    """Return a one-line description of this machine."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    git = subprocess.run(
+        ["git", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return f"{os.cpu_count()} x {cpu}; Python {sys.version.split()[0]}; {git}"
+
+
+def table(results: Sequence[Comparison]) -> str:
+    """Return the results as a Markdown table."""
+    lines = [
+        "| work | govsnap median | stock git median | stock-git equivalent "
+        "| ratio | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.work} | {r.govsnap_median * 1000:.0f} ms | {r.git_median * 1000:.0f} ms "
+            f"| {r.git_equivalent} | {r.ratio:.2f}x | {r.target} "
+            f"| {'met' if r.met else 'NOT met'} |"
+        )
+    return "\n".join(lines)
