@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.harness import Comparison, Context, timed
+from govsnap.digest import CACHE_NAME
 
 GIT_EQUIVALENT = "cp index; GIT_INDEX_FILE=tmp git add -A; git write-tree"
 
@@ -29,10 +30,9 @@ def run(ctx: Context) -> list[Comparison]:
         n = next(counter)
         (repo / f"d00/s00/f{n % 100:06d}.py").write_bytes(f"changed {n}\n".encode())
 
-    cache = repo / ".git" / "govsnap" / "digest-cache"
-
     def drop_cache() -> None:
-        cache.unlink(missing_ok=True)
+        for path in (repo / ".git" / "govsnap").glob(CACHE_NAME + "*"):
+            path.unlink()
 
     # Warm the cache (and the page cache) once before the incremental runs.
     ctx.run(govsnap, repo)

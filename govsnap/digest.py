@@ -1,10 +1,10 @@
-"""The canonical manifest of a tree, its SHA-256 content digest, and the blob-digest cache."""
+"""The canonical manifest of a tree, its SHA-256 content digest, and the digest caches."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import struct
+import marshal
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,77 +15,150 @@ from pygit2.enums import FileMode, ObjectType
 from govsnap.errors import CorruptObject
 from govsnap.repo import Repo
 
-CACHE_NAME = "digest-cache"
-# One record per blob: git oid (20 bytes), SHA-256 of the content (32), size (8, LE).
-_RECORD = struct.Struct("<20s32sQ")
+CACHE_NAME = "digest-cache.sqlite"
+
+# A manifest block holds its lines with paths relative to its tree, each path preceded
+# by a NUL. Prefixing a directory is then one bytes.replace, and tree names cannot hold
+# NUL, so the marker is unambiguous. Paths sorted by bytes keep every directory's
+# entries contiguous, in git's tree order (a directory sorts as "name/"), so a tree's
+# block is the concatenation of its entries' lines and its subtrees' blocks.
+_MARK = b"\0"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blobs (oid BLOB PRIMARY KEY, sha256 BLOB NOT NULL, size INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trees (oid BLOB PRIMARY KEY, summary BLOB NOT NULL) WITHOUT ROWID;
+"""
+
+# What a tree contributes by itself: runs of its own manifest lines interleaved with
+# (name, subtree oid) references, in order; its own files, bytes and kinds.
+Template = list[bytes | tuple[bytes, bytes]]
+
+
+@dataclass
+class TreeSummary:
+    """A tree's own manifest template and figures, not counting its subtrees."""
+
+    template: Template
+    files: int
+    size: int
+    kinds: dict[str, tuple[int, int]]
+
+    def dump(self) -> bytes:
+        """Return the summary serialised for the cache."""
+        return marshal.dumps((self.template, self.files, self.size, self.kinds))
+
+    @classmethod
+    def load(cls, raw: bytes) -> TreeSummary:
+        """Return a summary read back from the cache."""
+        template, files, size, kinds = marshal.loads(raw)
+        return cls(template, files, size, kinds)
 
 
 class DigestCache:
-    """A persistent map from blob oid to (SHA-256, size), appended to as blobs are hashed.
-
-    The file is a sequence of fixed-size records; a record cut short by a crash is
-    ignored on load and overwritten by `repair`. Writers append whole records in one
-    write, so concurrent processes never interleave within a record.
+    """Persistent caches under `.git/govsnap/`: blob oid -> (SHA-256, size), and tree oid ->
+    TreeSummary. Both are keyed by content-addressed git ids, so an entry never goes stale;
+    an SQLite database keeps them consistent across crashes and concurrent processes.
+    Anything unreadable is treated as absent: the cache only saves work.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._known: dict[bytes, tuple[bytes, int]] = {}
-        self._pending: list[bytes] = []
-        self.torn_bytes = 0
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return
-        whole = len(data) - len(data) % _RECORD.size
-        self.torn_bytes = len(data) - whole
-        for oid, sha, size in _RECORD.iter_unpack(memoryview(data)[:whole]):
-            self._known[oid] = (sha, size)
+        self._db: sqlite3.Connection | None = None
+        self._broken = False
+        self._blobs: list[tuple[bytes, bytes, int]] = []
+        self._trees: list[tuple[bytes, bytes]] = []
 
     @classmethod
     def for_repo(cls, repo: Repo) -> DigestCache:
         """Return the cache kept under `.git/govsnap/`."""
         return cls(repo.state_dir / CACHE_NAME)
 
-    def __len__(self) -> int:
-        return len(self._known)
+    def _conn(self) -> sqlite3.Connection | None:
+        if self._db is None and not self._broken:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(_SCHEMA)
+                self._db = db
+            except sqlite3.Error:
+                self._broken = True
+        return self._db
 
-    def get(self, oid: bytes) -> tuple[bytes, int] | None:
-        """Return (sha256, size) for a raw blob oid, or None."""
-        return self._known.get(oid)
+    def _one(self, sql: str, key: bytes) -> tuple[bytes, ...] | None:
+        db = self._conn()
+        if db is None:
+            return None
+        try:
+            row: tuple[bytes, ...] | None = db.execute(sql, (key,)).fetchone()
+        except sqlite3.Error:
+            self._broken = True
+            return None
+        return row
 
-    def put(self, oid: bytes, sha: bytes, size: int) -> None:
+    def blob(self, oid: bytes) -> tuple[bytes, int] | None:
+        """Return (sha256, size) of a blob given its raw oid, or None."""
+        row = self._one("SELECT sha256, size FROM blobs WHERE oid = ?", oid)
+        return None if row is None else (bytes(row[0]), int(row[1]))
+
+    def tree(self, oid: bytes) -> TreeSummary | None:
+        """Return the summary of a tree given its raw oid, or None."""
+        row = self._one("SELECT summary FROM trees WHERE oid = ?", oid)
+        if row is None:
+            return None
+        try:
+            return TreeSummary.load(bytes(row[0]))
+        except (ValueError, EOFError, TypeError):
+            return None
+
+    def put_blob(self, oid: bytes, sha: bytes, size: int) -> None:
         """Remember a blob's digest; `flush` makes it persistent."""
-        if oid not in self._known:
-            self._known[oid] = (sha, size)
-            self._pending.append(_RECORD.pack(oid, sha, size))
+        self._blobs.append((oid, sha, size))
+
+    def put_tree(self, oid: bytes, summary: TreeSummary) -> None:
+        """Remember a tree's summary; `flush` makes it persistent."""
+        self._trees.append((oid, summary.dump()))
 
     def flush(self) -> None:
-        """Append the records learnt since the last flush."""
-        if not self._pending:
+        """Write what was learnt since the last flush, in one transaction."""
+        db = self._conn()
+        if db is None or not (self._blobs or self._trees):
             return
-        if self.torn_bytes:
-            self.repair()
-        data = b"".join(self._pending)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        self._pending.clear()
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", self._blobs)
+            db.executemany("INSERT OR IGNORE INTO trees VALUES (?, ?)", self._trees)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            self._broken = True
+        self._blobs.clear()
+        self._trees.clear()
 
-    def repair(self) -> int:
-        """Cut a torn trailing record off the file; return the bytes removed."""
+    def problem(self) -> str | None:
+        """Return why the cache file is unusable, or None when it is sound (or absent)."""
+        if not self.path.exists():
+            return None
         try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
-        torn = size % _RECORD.size
-        if torn:
-            with self.path.open("r+b") as fh:
-                fh.truncate(size - torn)
-        self.torn_bytes = 0
-        return torn
+            db = sqlite3.connect(self.path, timeout=30)
+            try:
+                result = db.execute("PRAGMA integrity_check").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            return f"digest cache {self.path} is unreadable: {exc}"
+        if result is None or result[0] != "ok":
+            return f"digest cache {self.path} is corrupt: {result[0] if result else '?'}"
+        return None
+
+    def reset(self) -> None:
+        """Delete the cache files; the next digest rebuilds them."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        self._broken = False
 
 
 @dataclass
@@ -109,7 +182,7 @@ class TreeDigest:
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One line of the canonical manifest."""
+    """One non-tree entry of a tree, with its full path."""
 
     mode: int
     path: bytes
@@ -121,18 +194,23 @@ class ManifestEntry:
         return self.mode == FileMode.COMMIT
 
 
+def _lookup_tree(repo: Repo, oid: pygit2.Oid | str, where: bytes) -> pygit2.Tree:
+    try:
+        tree = repo.git[oid]
+    except (KeyError, ValueError) as exc:
+        raise CorruptObject(
+            f"tree {oid} ({where.decode(errors='replace') or '/'}) is missing"
+        ) from exc
+    if not isinstance(tree, pygit2.Tree):
+        raise CorruptObject(f"object {oid} is not a tree")
+    return tree
+
+
 def walk_tree(
     repo: Repo, tree_oid: pygit2.Oid | str, prefix: bytes = b""
 ) -> Iterator[ManifestEntry]:
     """Yield every non-tree entry below a tree, depth first in git's tree order."""
-    try:
-        tree = repo.git[tree_oid]
-    except (KeyError, ValueError) as exc:
-        where = prefix.decode(errors="replace") or "/"
-        raise CorruptObject(f"tree {tree_oid} ({where}) is missing") from exc
-    if not isinstance(tree, pygit2.Tree):
-        raise CorruptObject(f"object {tree_oid} is not a tree")
-    for entry in tree:
+    for entry in _lookup_tree(repo, tree_oid, prefix):
         assert entry.raw_name is not None  # tree entries always have names
         path = prefix + entry.raw_name
         if entry.filemode == FileMode.TREE:
@@ -141,13 +219,12 @@ def walk_tree(
             yield ManifestEntry(entry.filemode, path, entry.id)
 
 
-def kind_of(entry: ManifestEntry) -> str:
-    """Return the artifact kind of an entry: its lower-cased extension, or a type name."""
-    if entry.mode == FileMode.LINK:
+def kind_of(name: bytes, mode: int) -> str:
+    """Return the artifact kind of a file: its lower-cased extension, or a type name."""
+    if mode == FileMode.LINK:
         return "symlink"
-    if entry.is_gitlink:
+    if mode == FileMode.COMMIT:
         return "submodule"
-    name = entry.path.rsplit(b"/", 1)[-1]
     stem, dot, ext = name.rpartition(b".")
     if not dot or not stem or not ext:
         return "(none)"
@@ -159,54 +236,130 @@ def manifest_line(mode: int, content_hash: str, path: bytes) -> bytes:
     return f"{mode:06o} {content_hash} ".encode() + path + b"\n"
 
 
+class _Digester:
+    """Computes tree summaries, from the cache where it has them."""
+
+    def __init__(self, repo: Repo, cache: DigestCache | None, deep: bool) -> None:
+        self.repo = repo
+        self.cache = None if deep else cache
+        self.odb = repo.git.odb
+        self.hashed = 0
+        self.blocks: dict[bytes, bytes] = {}
+        self.figures: dict[bytes, tuple[int, int, dict[str, tuple[int, int]]]] = {}
+
+    def blob_digest(self, oid: pygit2.Oid, path: bytes) -> tuple[bytes, int]:
+        raw = oid.raw
+        cached = None if self.cache is None else self.cache.blob(raw)
+        if cached is not None:
+            return cached
+        try:
+            kind, data = self.odb.read(oid)
+        except (KeyError, ValueError) as exc:
+            name = path.decode(errors="replace")
+            raise CorruptObject(f"blob {oid} ({name}) is missing") from exc
+        if kind != ObjectType.BLOB:
+            raise CorruptObject(f"object {oid} is not a blob")
+        sha = hashlib.sha256(data).digest()
+        self.hashed += 1
+        if self.cache is not None:
+            self.cache.put_blob(raw, sha, len(data))
+        return sha, len(data)
+
+    def summary(self, oid: pygit2.Oid, where: bytes) -> TreeSummary:
+        cached = None if self.cache is None else self.cache.tree(oid.raw)
+        if cached is not None:
+            return cached
+        template: Template = []
+        run: list[bytes] = []
+        files = total = 0
+        kinds: dict[str, tuple[int, int]] = {}
+        previous = b""
+        for entry in _lookup_tree(self.repo, oid, where):
+            name = entry.raw_name
+            assert name is not None
+            mode = int(entry.filemode)
+            # Concatenating blocks yields the byte-sorted manifest only for trees in
+            # git's canonical order; git fsck rejects any other tree too.
+            order_key = name + b"/" if mode == FileMode.TREE else name
+            if order_key <= previous:
+                raise CorruptObject(
+                    f"tree {oid} ({where.decode(errors='replace') or '/'}) "
+                    "is not sorted or has duplicate names"
+                )
+            previous = order_key
+            if mode == FileMode.TREE:
+                if run:
+                    template.append(b"".join(run))
+                    run = []
+                template.append((name, entry.id.raw))
+                continue
+            if mode == FileMode.COMMIT:
+                content_hash, size = str(entry.id), 0
+            else:
+                sha, size = self.blob_digest(entry.id, where + name)
+                content_hash = sha.hex()
+            run.append(f"{mode:06o} {content_hash} ".encode() + _MARK + name + b"\n")
+            kind = kind_of(name, mode)
+            count, kind_bytes = kinds.get(kind, (0, 0))
+            kinds[kind] = (count + 1, kind_bytes + size)
+            files += 1
+            total += size
+        if run:
+            template.append(b"".join(run))
+        summary = TreeSummary(template, files, total, kinds)
+        if self.cache is not None:
+            self.cache.put_tree(oid.raw, summary)
+        return summary
+
+    def block(self, oid: pygit2.Oid, where: bytes = b"") -> bytes:
+        """Return the manifest block of a tree (relative paths, NUL-marked)."""
+        key = oid.raw
+        if key in self.blocks:
+            return self.blocks[key]
+        summary = self.summary(oid, where)
+        parts: list[bytes] = []
+        files, total = summary.files, summary.size
+        kinds = dict(summary.kinds)
+        for item in summary.template:
+            if isinstance(item, bytes):
+                parts.append(item)
+                continue
+            name, sub = item
+            sub_oid = pygit2.Oid(raw=sub)
+            parts.append(
+                self.block(sub_oid, where + name + b"/").replace(_MARK, _MARK + name + b"/")
+            )
+            sub_files, sub_bytes, sub_kinds = self.figures[sub]
+            files += sub_files
+            total += sub_bytes
+            for kind, (count, size) in sub_kinds.items():
+                old_count, old_size = kinds.get(kind, (0, 0))
+                kinds[kind] = (old_count + count, old_size + size)
+        block = b"".join(parts)
+        self.blocks[key] = block
+        self.figures[key] = (files, total, kinds)
+        return block
+
+
 def digest_tree(
     repo: Repo, tree_oid: pygit2.Oid | str, cache: DigestCache | None = None, *, deep: bool = False
 ) -> TreeDigest:
-    """Return the content digest of a tree, reading only blobs the cache does not know.
+    """Return the content digest of a tree, reading only what the cache does not know.
 
-    With `deep`, every blob is re-read and the cache is neither consulted nor trusted.
+    With `deep`, every blob is re-read and the cache is neither consulted nor written.
+    Note that a cached tree is not re-read, so a missing object below it is not noticed
+    here: check object presence separately when that matters.
     """
-    entries = sorted(walk_tree(repo, tree_oid), key=lambda e: e.path)
-    odb = repo.git.odb
-    outer = hashlib.sha256()
-    kinds: dict[str, KindSummary] = {}
-    total = hashed = 0
-    lines: list[bytes] = []
-    for entry in entries:
-        if entry.is_gitlink:
-            content_hash, size = str(entry.oid), 0
-        else:
-            raw = entry.oid.raw
-            cached = None if deep or cache is None else cache.get(raw)
-            if cached is None:
-                try:
-                    kind, data = odb.read(entry.oid)
-                except (KeyError, ValueError) as exc:
-                    raise CorruptObject(
-                        f"blob {entry.oid} ({entry.path.decode(errors='replace')}) is missing"
-                    ) from exc
-                if kind != ObjectType.BLOB:
-                    raise CorruptObject(f"object {entry.oid} is not a blob")
-                sha = hashlib.sha256(data).digest()
-                size = len(data)
-                hashed += 1
-                if cache is not None:
-                    cache.put(raw, sha, size)
-            else:
-                sha, size = cached
-            content_hash = sha.hex()
-        lines.append(manifest_line(entry.mode, content_hash, entry.path))
-        summary = kinds.setdefault(kind_of(entry), KindSummary())
-        summary.count += 1
-        summary.bytes += size
-        total += size
-    outer.update(b"".join(lines))
-    if cache is not None:
+    oid = tree_oid if isinstance(tree_oid, pygit2.Oid) else pygit2.Oid(hex=tree_oid)
+    digester = _Digester(repo, cache, deep)
+    manifest = digester.block(oid).replace(_MARK, b"")
+    if cache is not None and not deep:
         cache.flush()
+    files, total, kinds = digester.figures[oid.raw]
     return TreeDigest(
-        digest="sha256:" + outer.hexdigest(),
-        files=len(entries),
+        digest="sha256:" + hashlib.sha256(manifest).hexdigest(),
+        files=files,
         bytes=total,
-        kinds=dict(sorted(kinds.items())),
-        hashed_blobs=hashed,
+        kinds={k: KindSummary(c, b) for k, (c, b) in sorted(kinds.items())},
+        hashed_blobs=digester.hashed,
     )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from govsnap.audit import AuditEntry, AuditReport
     from govsnap.store import CreateResult, FileChange, Snapshot
 
 
@@ -47,13 +48,13 @@ def emit_json(data: Any) -> None:
 
 
 def message(text: str) -> None:
-    """Print a plain line for people on stdout (markup is not interpreted)."""
-    _console().print(text, markup=False)
+    """Print a plain line for people on stdout (no rich: hooks print this, fast)."""
+    sys.stdout.write(text + "\n")
 
 
 def warning(text: str) -> None:
     """Print a warning line on stderr."""
-    _console(stderr=True).print(f"govsnap: warning: {text}", markup=False, style="yellow")
+    sys.stderr.write(f"govsnap: warning: {text}\n")
 
 
 def error(text: str) -> None:
@@ -276,3 +277,50 @@ def init_report(report: Any) -> None:
         message(f"signing works: {report.signing}")
     else:
         warning(f"signing: {report.signing}; snapshots will be refused unless --unsigned")
+
+
+# --- audit and hooks (issue 6) ---------------------------------------------------------
+
+
+def audit_table(entries: Sequence[AuditEntry]) -> None:
+    """Print audit entries as a table, newest first."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = f"{len(entries)} audit entr{'y' if len(entries) == 1 else 'ies'}"
+    table = Table(title=title, title_justify="left")
+    for column in ("time", "operation", "result", "actor", "snapshots", "signed", "summary"):
+        table.add_column(column)
+    for e in entries:
+        actor = e.body.get("actor") or {}
+        summary = e.summary if e.error is None else f"{e.summary} (malformed: {e.error})"
+        cells = (
+            timestamp(e.time),
+            e.operation,
+            e.result,
+            str(actor.get("email") or e.committer),
+            ",".join(s[:12] for s in e.snapshots),
+            e.signature_kind if e.signature_kind != "none" else "-",
+            summary,
+        )
+        table.add_row(*(escape(cell) for cell in cells))
+    _console().print(table)
+
+
+def audit_report(report: AuditReport) -> None:
+    """Print the result of `audit verify`."""
+    state = "OK" if report.ok else "FAILED"
+    message(
+        f"audit trail {state}: {report.entries} entries, {report.signed} signed, "
+        f"{report.entries - report.signed} unsigned (skew {report.skew}s)"
+    )
+    for signer in report.signers:
+        message(f"  signed by {signer}")
+    for problem in report.problems:
+        stderr_line(f"{problem.kind}: {problem.message}")
+
+
+def stderr_line(text: str) -> None:
+    """Print a plain `govsnap: ` line on stderr (problems that do not end the command, and
+    hook output, which git shows to the user, prefixed `remote:` for server hooks)."""
+    sys.stderr.write(f"govsnap: {text}\n")

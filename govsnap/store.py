@@ -203,11 +203,12 @@ def head_source(repo: Repo) -> tuple[str, pygit2.Commit | None]:
 def capture_worktree(repo: Repo, tracked_only: bool = False) -> pygit2.Oid:
     """Write the working tree's state as a tree and return it; the index file is untouched.
 
-    The repository's index is loaded from `.git/index` so stat data spares unchanged
-    files a re-hash; the in-memory copy is discarded afterwards, never written.
+    The index is loaded from `.git/index` so stat data spares unchanged files a re-hash,
+    into a second handle on the repository whose in-memory index is dropped afterwards
+    and never written.
     """
     repo.workdir  # noqa: B018 - raises BareRepository in a bare repository
-    index = repo.git.index
+    index = pygit2.Repository(repo.git.path).index
     try:
         if tracked_only:
             for delta in index.diff_to_workdir().deltas:
@@ -222,8 +223,6 @@ def capture_worktree(repo: Repo, tracked_only: bool = False) -> pygit2.Oid:
         return tree
     except pygit2.GitError as exc:
         raise UsageError(f"cannot capture the working tree: {exc}") from exc
-    finally:
-        index.read(True)
 
 
 def resolve_commit(repo: Repo, rev: str) -> tuple[str, pygit2.Commit]:

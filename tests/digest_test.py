@@ -32,26 +32,44 @@ def test_digest_matches_the_manifest_definition(make_repo: MakeRepo) -> None:
     assert result.kinds[".txt"].count == 2 and result.kinds[".py"].bytes == 2
 
 
-def test_cache_persists_and_a_torn_record_is_ignored_then_repaired(make_repo: MakeRepo) -> None:
-    repo_path = make_repo({f"f{i}": f"{i}\n" for i in range(5)})
+def test_cache_spares_unchanged_trees_and_blobs(make_repo: MakeRepo) -> None:
+    repo_path = make_repo({f"d{i}/f{j}": f"{i}.{j}\n" for i in range(3) for j in range(4)})
     repo = open_repo(repo_path)
     tree = repo.git.revparse_single("HEAD^{tree}").id
     first = digest_tree(repo, tree, DigestCache.for_repo(repo))
-    assert first.hashed_blobs == 5
+    assert first.hashed_blobs == 12
+    cached = digest_tree(repo, tree, DigestCache.for_repo(repo))
+    uncached = digest_tree(repo, tree)
+    assert cached.hashed_blobs == 0 and uncached.hashed_blobs == 12
+    assert (cached.digest, cached.files, cached.bytes, cached.kinds) == (
+        uncached.digest,
+        uncached.files,
+        uncached.bytes,
+        uncached.kinds,
+    )
+    (repo_path / "d1" / "f0").write_text("changed\n")
+    git(repo_path, "add", "-A")
+    git(repo_path, "commit", "-qm", "change")
+    newer = repo.git.revparse_single("HEAD^{tree}").id
+    second = digest_tree(repo, newer, DigestCache.for_repo(repo))
+    assert second.hashed_blobs == 1
+    assert second.digest == digest_tree(repo, newer).digest
+
+
+def test_a_corrupt_cache_file_is_ignored_reported_and_reset(make_repo: MakeRepo) -> None:
+    repo_path = make_repo({"f": "x\n"})
+    repo = open_repo(repo_path)
+    tree = repo.git.revparse_single("HEAD^{tree}").id
+    honest = digest_tree(repo, tree).digest
     path = repo.state_dir / CACHE_NAME
-    with path.open("ab") as fh:
-        fh.write(b"torn!")
+    path.write_bytes(b"this is not an sqlite database" * 100)
     cache = DigestCache.for_repo(repo)
-    assert len(cache) == 5 and cache.torn_bytes == 5
-    again = digest_tree(repo, tree, cache)
-    assert again.hashed_blobs == 0 and again.digest == first.digest
-    # The next append cuts the torn tail off first, so records stay aligned.
-    (repo_path / "new").write_text("new\n")
-    git(repo_path, "add", "new")
-    newer = repo.git.index.write_tree()
-    assert digest_tree(repo, newer, cache).hashed_blobs == 1
-    assert path.stat().st_size == 6 * 60
-    assert len(DigestCache.for_repo(repo)) == 6
+    assert digest_tree(repo, tree, cache).digest == honest
+    assert cache.problem() is not None
+    cache.reset()
+    assert cache.problem() is None
+    assert digest_tree(repo, tree, DigestCache.for_repo(repo)).hashed_blobs == 1
+    assert DigestCache.for_repo(repo).problem() is None
 
 
 def test_deep_ignores_a_poisoned_cache(make_repo: MakeRepo) -> None:
@@ -61,10 +79,21 @@ def test_deep_ignores_a_poisoned_cache(make_repo: MakeRepo) -> None:
     honest = digest_tree(repo, tree).digest
     blob = pygit2.Oid(hex=git(repo_path, "rev-parse", "HEAD:f").strip())
     cache = DigestCache.for_repo(repo)
-    cache.put(blob.raw, hashlib.sha256(b"lie").digest(), 3)
+    cache.put_blob(blob.raw, hashlib.sha256(b"lie").digest(), 3)
     cache.flush()
     assert digest_tree(repo, tree, DigestCache.for_repo(repo)).digest != honest
     assert digest_tree(repo, tree, DigestCache.for_repo(repo), deep=True).digest == honest
+
+
+def test_unsorted_tree_is_corrupt(make_repo: MakeRepo) -> None:
+    repo_path = make_repo({"f": "x\n"})
+    blob = git(repo_path, "rev-parse", "HEAD:f").strip()
+    raw = b"".join(b"100644 " + name + b"\0" + bytes.fromhex(blob) for name in (b"b", b"a"))
+    tree = git(
+        repo_path, "hash-object", "-t", "tree", "-w", "--literally", "--stdin", input_text=raw
+    ).strip()
+    with pytest.raises(CorruptObject, match="not sorted"):
+        digest_tree(open_repo(repo_path), tree)
 
 
 def test_missing_blob_is_reported_not_crashed(make_repo: MakeRepo) -> None:
