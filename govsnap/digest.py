@@ -97,10 +97,24 @@ class DigestCache:
             return None
         return row
 
-    def blob(self, oid: bytes) -> tuple[bytes, int] | None:
-        """Return (sha256, size) of a blob given its raw oid, or None."""
-        row = self._one("SELECT sha256, size FROM blobs WHERE oid = ?", oid)
-        return None if row is None else (bytes(row[0]), int(row[1]))
+    def blobs(self, oids: list[bytes]) -> dict[bytes, tuple[bytes, int]]:
+        """Return raw oid -> (sha256, size) for the blobs of `oids` the cache knows."""
+        db = self._conn()
+        found: dict[bytes, tuple[bytes, int]] = {}
+        if db is None:
+            return found
+        try:
+            for start in range(0, len(oids), 500):
+                chunk = oids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT oid, sha256, size FROM blobs WHERE oid IN ({marks})", chunk
+                )
+                for oid, sha, size in rows:
+                    found[bytes(oid)] = (bytes(sha), int(size))
+        except sqlite3.Error:
+            self._broken = True
+        return found
 
     def tree(self, oid: bytes) -> TreeSummary | None:
         """Return the summary of a tree given its raw oid, or None."""
@@ -248,10 +262,6 @@ class _Digester:
         self.figures: dict[bytes, tuple[int, int, dict[str, tuple[int, int]]]] = {}
 
     def blob_digest(self, oid: pygit2.Oid, path: bytes) -> tuple[bytes, int]:
-        raw = oid.raw
-        cached = None if self.cache is None else self.cache.blob(raw)
-        if cached is not None:
-            return cached
         try:
             kind, data = self.odb.read(oid)
         except (KeyError, ValueError) as exc:
@@ -262,17 +272,12 @@ class _Digester:
         sha = hashlib.sha256(data).digest()
         self.hashed += 1
         if self.cache is not None:
-            self.cache.put_blob(raw, sha, len(data))
+            self.cache.put_blob(oid.raw, sha, len(data))
         return sha, len(data)
 
-    def summary(self, oid: pygit2.Oid, where: bytes) -> TreeSummary:
-        cached = None if self.cache is None else self.cache.tree(oid.raw)
-        if cached is not None:
-            return cached
-        template: Template = []
-        run: list[bytes] = []
-        files = total = 0
-        kinds: dict[str, tuple[int, int]] = {}
+    def entries(self, oid: pygit2.Oid, where: bytes) -> list[tuple[bytes, int, pygit2.Oid]]:
+        """Return (name, mode, oid) of a tree's entries, checking git's canonical order."""
+        found = []
         previous = b""
         for entry in _lookup_tree(self.repo, oid, where):
             name = entry.raw_name
@@ -287,16 +292,34 @@ class _Digester:
                     "is not sorted or has duplicate names"
                 )
             previous = order_key
+            found.append((name, mode, entry.id))
+        return found
+
+    def summary(self, oid: pygit2.Oid, where: bytes) -> TreeSummary:
+        cached = None if self.cache is None else self.cache.tree(oid.raw)
+        if cached is not None:
+            return cached
+        entries = self.entries(oid, where)
+        known: dict[bytes, tuple[bytes, int]] = {}
+        if self.cache is not None:
+            blob_modes = (FileMode.BLOB, FileMode.BLOB_EXECUTABLE, FileMode.LINK)
+            known = self.cache.blobs([e.raw for _, mode, e in entries if mode in blob_modes])
+        template: Template = []
+        run: list[bytes] = []
+        files = total = 0
+        kinds: dict[str, tuple[int, int]] = {}
+        for name, mode, entry_oid in entries:
             if mode == FileMode.TREE:
                 if run:
                     template.append(b"".join(run))
                     run = []
-                template.append((name, entry.id.raw))
+                template.append((name, entry_oid.raw))
                 continue
             if mode == FileMode.COMMIT:
-                content_hash, size = str(entry.id), 0
+                content_hash, size = str(entry_oid), 0
             else:
-                sha, size = self.blob_digest(entry.id, where + name)
+                cached_blob = known.get(entry_oid.raw)
+                sha, size = cached_blob or self.blob_digest(entry_oid, where + name)
                 content_hash = sha.hex()
             run.append(f"{mode:06o} {content_hash} ".encode() + _MARK + name + b"\n")
             kind = kind_of(name, mode)
