@@ -4,15 +4,20 @@ through `ssh-keygen -Y sign -n git`."""
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
+import os
+import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from govsnap.errors import SigningError, UsageError
+from govsnap.objects import SignedTag
 from govsnap.repo import Repo
 
 if TYPE_CHECKING:
@@ -100,13 +105,14 @@ class SSHSigner:
     program: str = "ssh-keygen"
     kind: str = "ssh"
 
-    def _key_material(self) -> tuple[list[str], str]:
+    def _key_material(self, scratch: Path) -> tuple[list[str], str]:
         """Return the ssh-keygen arguments naming the key, and its public key line."""
         if self.key.startswith("key::") or self.key.startswith("ssh-"):
+            # A literal public key: the private half is in ssh-agent, as git does it.
             public = self.key.removeprefix("key::")
-            with tempfile.NamedTemporaryFile("w", suffix=".pub", delete=False) as fh:
-                fh.write(public + "\n")
-            return ["-U", "-f", fh.name], public
+            literal = scratch / "key.pub"
+            literal.write_text(public + "\n")
+            return ["-U", "-f", str(literal)], public
         path = Path(self.key).expanduser()
         private = path.with_suffix("") if path.suffix == ".pub" else path
         public_path = private.with_name(private.name + ".pub")
@@ -131,8 +137,9 @@ class SSHSigner:
 
     def sign(self, payload: bytes) -> Signature:
         """Return an SSH signature in the `git` namespace."""
-        key_args, public = self._key_material()
-        block = self._run(["-Y", "sign", "-n", "git", *key_args], payload)
+        with tempfile.TemporaryDirectory(prefix="govsnap-ssh-") as scratch:
+            key_args, public = self._key_material(Path(scratch))
+            block = self._run(["-Y", "sign", "-n", "git", *key_args], payload)
         return Signature(block, self.kind, ssh_key_fingerprint(public))
 
 
@@ -169,3 +176,441 @@ def generate_openpgp_key(name: str, email: str, home: str | None, program: str =
     if not key.fingerprint:
         raise SigningError(f"gpg could not generate a key: {key.status or key.stderr}")
     return str(key.fingerprint)
+
+
+# --- verification ------------------------------------------------------------------------
+# Signatures are judged the way `git verify-tag` judges them (gpg-interface.c): the same
+# programs, the same allowed-signers file, gpg's status lines rather than its exit code.
+# One deliberate difference, required by the trust model: an OpenPGP signature made
+# before its key expired stays valid (git reports EXPKEYSIG as bad); one made after the
+# key expired is not.
+
+SIGNATURE_TOOLS = {"openpgp": "gpg", "x509": "gpgsm", "ssh": "ssh-keygen"}
+# gpg.minTrustLevel values in git's order (gpg-interface.c, enum signature_trust_level).
+_TRUST_LEVELS = ("undefined", "never", "marginal", "fully", "ultimate")
+_RESULT_KEYWORDS = frozenset({"GOODSIG", "BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG"})
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """The verdict on one signature: valid or not, its kind, who signed, and why."""
+
+    valid: bool
+    kind: str  # "openpgp", "ssh", "x509" or "none"
+    signer: str | None  # OpenPGP primary-key / X.509 fingerprint, or SSH "SHA256:..."
+    reason: str
+
+
+def _utc(epoch: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+
+
+def _stamp(text: str) -> int | None:
+    """Return an epoch from gpg's seconds or gpgsm's `20261124T132718` form."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return calendar.timegm(time.strptime(text, "%Y%m%dT%H%M%S"))
+    except ValueError:
+        return None
+
+
+def interpret_gpg_status(lines: list[str], kind: str, min_trust: str = "undefined") -> SignatureCheck:
+    """Return the verdict on one signature from gpg's or gpgsm's `[GNUPG:]` status lines."""
+    results: list[tuple[str, list[str]]] = []
+    validsig: list[str] = []
+    expiries: list[int] = []
+    trust = "undefined"
+    for line in lines:
+        if not line.startswith("[GNUPG:] "):
+            continue
+        keyword, _, rest = line[9:].strip().partition(" ")
+        args = rest.split()
+        if keyword in _RESULT_KEYWORDS:
+            results.append((keyword, args))
+        elif keyword == "VALIDSIG":
+            validsig = args
+        elif keyword == "KEYEXPIRED" and args:
+            stamp = _stamp(args[0])
+            if stamp is not None:
+                expiries.append(stamp)
+        elif keyword.startswith("TRUST_"):
+            trust = keyword[6:].lower()
+    if not results:
+        return SignatureCheck(False, kind, None, f"{SIGNATURE_TOOLS[kind]} found no signature")
+    if len(results) > 1:
+        return SignatureCheck(
+            False, kind, None, f"the signature block holds {len(results)} signatures, not one"
+        )
+    keyword, args = results[0]
+    key = args[0] if args else "?"
+    signer = None
+    if len(validsig) > 9:
+        signer = validsig[9]
+    elif validsig:
+        signer = validsig[0]
+    signed_at = _stamp(validsig[2]) if len(validsig) > 2 else None
+    if keyword == "BADSIG":
+        return SignatureCheck(
+            False, kind, None, f"BAD signature from key {key}: the payload changed after signing"
+        )
+    if keyword == "ERRSIG":
+        code = args[5] if len(args) > 5 else ""
+        missing = args[6] if len(args) > 6 else key
+        if code == "9":
+            return SignatureCheck(
+                False, kind, None, f"cannot check: no public key {missing} in the keyring"
+            )
+        return SignatureCheck(False, kind, None, f"cannot check the signature of key {key}")
+    if not validsig or signer is None:
+        return SignatureCheck(False, kind, None, f"{keyword} without VALIDSIG details")
+    if keyword == "REVKEYSIG":
+        return SignatureCheck(False, kind, signer, f"key {signer} has been revoked")
+    if keyword == "EXPSIG":
+        return SignatureCheck(False, kind, signer, f"the signature by {signer} has expired")
+    reason = f"good {kind} signature by {signer}"
+    if keyword == "EXPKEYSIG":
+        expired = min(expiries) if expiries else None
+        if expired is None or signed_at is None:
+            return SignatureCheck(False, kind, signer, f"key {signer} has expired")
+        if signed_at >= expired:
+            return SignatureCheck(
+                False,
+                kind,
+                signer,
+                f"key {signer} had expired ({_utc(expired)}) when it signed ({_utc(signed_at)})",
+            )
+        reason += f", made before the key expired ({_utc(expired)})"
+    wanted = min_trust.lower()
+    if wanted in _TRUST_LEVELS and trust in _TRUST_LEVELS:
+        if _TRUST_LEVELS.index(trust) < _TRUST_LEVELS.index(wanted):
+            return SignatureCheck(
+                False, kind, signer, f"key {signer} has trust {trust}, below gpg.minTrustLevel"
+            )
+    return SignatureCheck(True, kind, signer, reason)
+
+
+def payload_time(payload: bytes) -> int | None:
+    """Return the tagger (or committer) time in an object's headers, as git does for SSH."""
+    for line in payload.split(b"\n\n", 1)[0].split(b"\n"):
+        if line.startswith((b"tagger ", b"committer ")):
+            fields = line.rsplit(b" ", 2)
+            if len(fields) == 3 and fields[1].isdigit():
+                return int(fields[1])
+    return None
+
+
+def _dearmor_single_signature(block: bytes) -> bytes | None:
+    """Return the one binary signature packet (class 0x00) in an armoured OpenPGP block,
+    or None when the block is anything else (then it is checked the ordinary way)."""
+    lines = block.decode("ascii", errors="replace").strip().splitlines()
+    if not lines or lines[0] != "-----BEGIN PGP SIGNATURE-----":
+        return None
+    body: list[str] = []
+    checksum = None
+    in_headers = True
+    for line in lines[1:]:
+        if in_headers:
+            in_headers = bool(line.strip())
+            if in_headers and ":" not in line:
+                return None
+            continue
+        if line == "-----END PGP SIGNATURE-----":
+            break
+        if line.startswith("="):
+            checksum = line[1:]
+        else:
+            body.append(line)
+    else:
+        return None
+    try:
+        packet = base64.b64decode("".join(body), validate=True)
+        if checksum is not None and base64.b64decode(checksum) != _crc24(packet):
+            return None
+    except ValueError:
+        return None
+    return packet if _is_one_binary_signature(packet) else None
+
+
+def _crc24(data: bytes) -> bytes:
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc <<= 1
+            if crc & 0x1000000:
+                crc ^= 0x1864CFB
+    return (crc & 0xFFFFFF).to_bytes(3, "big")
+
+
+def _is_one_binary_signature(packet: bytes) -> bool:
+    """Return True when `packet` is exactly one signature packet over binary data."""
+    if len(packet) < 2 or not packet[0] & 0x80:
+        return False
+    if packet[0] & 0x40:
+        tag, first = packet[0] & 0x3F, packet[1]
+        if first < 192:
+            start, size = 2, first
+        elif first < 224 and len(packet) > 2:
+            start, size = 3, ((first - 192) << 8) + packet[2] + 192
+        elif first == 255 and len(packet) > 5:
+            start, size = 6, int.from_bytes(packet[2:6], "big")
+        else:
+            return False
+    else:
+        tag, length_type = (packet[0] >> 2) & 0x0F, packet[0] & 0x03
+        if length_type == 3:
+            return False
+        width = 1 << length_type
+        start, size = 1 + width, int.from_bytes(packet[1 : 1 + width], "big")
+    body = packet[start:]
+    if tag != 2 or len(body) != size or len(body) < 3:
+        return False
+    version = body[0]
+    if version in (4, 5):
+        return body[1] == 0x00
+    return version == 3 and body[1] == 5 and body[2] == 0x00
+
+
+def _literal_packet(name: bytes, data: bytes) -> bytes:
+    """Return a new-format literal data packet holding `data` in binary mode."""
+    body = b"b" + bytes([len(name)]) + name + b"\0\0\0\0" + data
+    size = len(body)
+    if size < 192:
+        length = bytes([size])
+    elif size < 8384:
+        rest = size - 192
+        length = bytes([(rest >> 8) + 192, rest & 0xFF])
+    else:
+        length = b"\xff" + size.to_bytes(4, "big")
+    return bytes([0xC0 | 11]) + length + body
+
+
+class SignatureVerifier:
+    """Verifies detached signatures with the programs and files git config names.
+
+    Make one and reuse it for many signatures: `verify_many` checks every OpenPGP
+    signature of a batch in a single gpg process.
+    """
+
+    def __init__(self, repo: Repo, fallback_allowed_signers: str = "") -> None:
+        self.repo = repo
+        self.gpg_program = (
+            repo.config_str("gpg.openpgp.program") or repo.config_str("gpg.program") or "gpg"
+        )
+        self.gpg_home = repo.config_str("govsnap.gpgHome")
+        self.x509_program = repo.config_str("gpg.x509.program") or "gpgsm"
+        self.ssh_program = repo.config_str("gpg.ssh.program") or "ssh-keygen"
+        self.min_trust = repo.config_str("gpg.minTrustLevel") or "undefined"
+        allowed = repo.config_str("gpg.ssh.allowedSignersFile")
+        self.allowed_signers = self._path(allowed) if allowed else None
+        revocation = repo.config_str("gpg.ssh.revocationFile")
+        self.revocation_file = self._path(revocation) if revocation else None
+        # Used only when git config names no allowed-signers file (see verify.py).
+        self.fallback_allowed_signers = fallback_allowed_signers
+        self._gpg: gnupg.GPG | None = None
+
+    def _path(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.repo.cwd / path
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.gpg_home:
+            env["GNUPGHOME"] = self.gpg_home
+        return env
+
+    def verify(self, payload: bytes, signature: bytes) -> SignatureCheck:
+        """Return the verdict on `signature` (an armoured block) over `payload`."""
+        kind = SignedTag(payload, signature).signature_kind
+        if kind == "none":
+            return SignatureCheck(False, "none", None, "unsigned: the tag carries no signature")
+        if kind == "ssh":
+            return self._verify_ssh(payload, signature)
+        if kind == "x509":
+            return self._verify_x509(payload, signature)
+        return self._verify_openpgp(payload, signature)
+
+    def verify_many(self, items: list[tuple[bytes, bytes]]) -> list[SignatureCheck]:
+        """Return the verdicts on many (payload, signature) pairs, in order."""
+        results: list[SignatureCheck | None] = [None] * len(items)
+        batch: dict[int, bytes] = {}
+        for index, (payload, signature) in enumerate(items):
+            packet = _dearmor_single_signature(signature) if signature else None
+            if packet is not None:
+                batch[index] = packet + _literal_packet(str(index).encode(), payload)
+        if len(batch) > 1:
+            for index, check in self._verify_openpgp_batch(batch).items():
+                results[index] = check
+        return [
+            check if check is not None else self.verify(*items[index])
+            for index, check in enumerate(results)
+        ]
+
+    # --- OpenPGP -------------------------------------------------------------------------
+
+    def _verify_openpgp(self, payload: bytes, signature: bytes) -> SignatureCheck:
+        if self._gpg is None:
+            self._gpg = open_gpg(self.gpg_program, self.gpg_home)
+        with tempfile.NamedTemporaryFile(suffix=".sig") as fh:
+            fh.write(signature)
+            fh.flush()
+            result = self._gpg.verify_data(fh.name, payload)
+        return interpret_gpg_status(str(result.stderr or "").splitlines(), "openpgp", self.min_trust)
+
+    def _verify_openpgp_batch(self, messages: dict[int, bytes]) -> dict[int, SignatureCheck]:
+        """Verify signed messages (signature packet + literal packet, the same bytes a
+        detached check hashes) with one `gpg --verify-files`; return what gpg finished."""
+        if shutil.which(self.gpg_program) is None:
+            raise SigningError(f"{self.gpg_program} is not installed or not on PATH")
+        args = [self.gpg_program, "--status-fd=1", "--batch", "--no-tty", "--verify-files"]
+        if self.gpg_home:
+            args[1:1] = ["--homedir", self.gpg_home]
+        with tempfile.TemporaryDirectory(prefix="govsnap-verify-") as tmp:
+            for index, message in messages.items():
+                (Path(tmp) / str(index)).write_bytes(message)
+            # File names go on stdin, so a batch of any size fits the command line.
+            names = "".join(f"{tmp}/{index}\n" for index in messages).encode()
+            proc = subprocess.run(args, input=names, capture_output=True, check=False)
+        checks: dict[int, SignatureCheck] = {}
+        current: int | None = None
+        lines: list[str] = []
+        for line in proc.stdout.decode(errors="replace").splitlines():
+            if line.startswith("[GNUPG:] FILE_START "):
+                name = line.rsplit("/", 1)[-1]
+                current = int(name) if name.isdigit() and int(name) in messages else None
+                lines = []
+            elif line.startswith("[GNUPG:] FILE_DONE") and current is not None:
+                checks[current] = interpret_gpg_status(lines, "openpgp", self.min_trust)
+                current = None
+            else:
+                lines.append(line)
+        return checks
+
+    # --- X.509 -----------------------------------------------------------------------------
+
+    def _verify_x509(self, payload: bytes, signature: bytes) -> SignatureCheck:
+        if shutil.which(self.x509_program) is None:
+            raise SigningError(f"{self.x509_program} is not installed (apt-get install gpgsm)")
+        with tempfile.NamedTemporaryFile(suffix=".sig") as fh:
+            fh.write(signature)
+            fh.flush()
+            # The same command line git runs for gpg.format=x509.
+            proc = subprocess.run(
+                [self.x509_program, "--status-fd=1", "--verify", fh.name, "-"],
+                input=payload,
+                capture_output=True,
+                env=self._env(),
+                check=False,
+            )
+        lines = proc.stdout.decode(errors="replace").splitlines()
+        return interpret_gpg_status(lines, "x509", self.min_trust)
+
+    # --- SSH -------------------------------------------------------------------------------
+
+    def _ssh(self, args: list[str], payload: bytes) -> subprocess.CompletedProcess[bytes]:
+        if shutil.which(self.ssh_program) is None:
+            raise SigningError(f"{self.ssh_program} is not installed (apt-get install openssh-client)")
+        return subprocess.run(
+            [self.ssh_program, *args], input=payload, capture_output=True, check=False
+        )
+
+    def _verify_ssh(self, payload: bytes, signature: bytes) -> SignatureCheck:
+        with tempfile.TemporaryDirectory(prefix="govsnap-ssh-") as tmp:
+            allowed = self.allowed_signers
+            if allowed is None and self.fallback_allowed_signers:
+                allowed = Path(tmp) / "allowed_signers"
+                allowed.write_text(self.fallback_allowed_signers)
+            if allowed is None:
+                return SignatureCheck(
+                    False, "ssh", None, "gpg.ssh.allowedSignersFile is not set: cannot check SSH"
+                )
+            if not allowed.is_file():
+                return SignatureCheck(
+                    False, "ssh", None, f"the allowed signers file {allowed} does not exist"
+                )
+            sig = Path(tmp) / "payload.sig"
+            sig.write_bytes(signature)
+            when = payload_time(payload)
+            # Like git: the signing time checks the key's valid-after/valid-before window.
+            timing = []
+            if when is not None:
+                stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(when))
+                timing = [f"-Overify-time={stamp}"]
+            found = self._ssh(["-Y", "find-principals", "-f", str(allowed), "-s", str(sig), *timing], b"")
+            principals = found.stdout.decode(errors="replace").split()
+            if found.returncode != 0 or not principals:
+                return self._ssh_unknown(payload, sig, allowed, timing)
+            failure = "SSH signature verification failed"
+            for principal in principals:
+                args = ["-Y", "verify", "-n", "git", "-f", str(allowed), "-I", principal]
+                args += ["-s", str(sig), *timing]
+                if self.revocation_file is not None:
+                    args += ["-r", str(self.revocation_file)]
+                proc = self._ssh(args, payload)
+                out = proc.stdout.decode(errors="replace")
+                key = re.search(r"key (SHA256:\S+)", out)
+                if proc.returncode == 0 and out.startswith("Good") and key:
+                    return SignatureCheck(
+                        True, "ssh", key.group(1), f"good ssh signature by {key.group(1)} ({principal})"
+                    )
+                failure = _last_line(proc.stderr) or failure
+            fingerprint = self._ssh_fingerprint(payload, sig, timing)
+            if fingerprint and "revoked" in failure.lower():
+                return SignatureCheck(False, "ssh", fingerprint, f"SSH key {fingerprint} is revoked")
+            return SignatureCheck(False, "ssh", None, failure)
+
+    def _ssh_fingerprint(self, payload: bytes, sig: Path, timing: list[str]) -> str | None:
+        """Return the key that made an SSH signature if it is cryptographically good."""
+        proc = self._ssh(["-Y", "check-novalidate", "-n", "git", "-s", str(sig), *timing], payload)
+        key = re.search(r"key (SHA256:\S+)", proc.stdout.decode(errors="replace"))
+        return key.group(1) if proc.returncode == 0 and key else None
+
+    def _ssh_unknown(
+        self, payload: bytes, sig: Path, allowed: Path, timing: list[str]
+    ) -> SignatureCheck:
+        fingerprint = self._ssh_fingerprint(payload, sig, timing)
+        if fingerprint is None:
+            return SignatureCheck(False, "ssh", None, "BAD SSH signature: the payload changed after signing")
+        listed = any(
+            _allowed_line_fingerprint(line) == fingerprint
+            for line in allowed.read_text(errors="replace").splitlines()
+        )
+        if listed:
+            return SignatureCheck(
+                False,
+                "ssh",
+                fingerprint,
+                f"SSH key {fingerprint} is not valid at the signing time "
+                f"(valid-after/valid-before in {allowed})",
+            )
+        return SignatureCheck(
+            False, "ssh", fingerprint, f"SSH key {fingerprint} is not in the allowed signers file {allowed}"
+        )
+
+
+def _last_line(data: bytes) -> str:
+    lines = data.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def _allowed_line_fingerprint(line: str) -> str | None:
+    fields = line.split()
+    for i, value in enumerate(fields[:-1]):
+        if value.startswith(("ssh-", "ecdsa-", "sk-")):
+            try:
+                return ssh_key_fingerprint(f"{value} {fields[i + 1]}")
+            except UsageError:
+                continue
+    return None
+
+
+def verify_detached(repo: Repo, payload: bytes, signature: bytes) -> SignatureCheck:
+    """Return the verdict on a detached signature block over `payload` (tags, signed
+    commits, push certificates), judged with the repository's git configuration."""
+    return SignatureVerifier(repo).verify(payload, signature)
+
+
+def verify_signature(repo: Repo, tag: SignedTag) -> SignatureCheck:
+    """Return the verdict on a snapshot tag's signature, as `git verify-tag` judges it."""
+    return verify_detached(repo, tag.payload, tag.signature)
