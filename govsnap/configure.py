@@ -31,6 +31,7 @@ class InitReport:
     keyring: str | None = None
     signing: str = "not configured"
     signing_ok: bool = False
+    signing_configured: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -42,6 +43,7 @@ class InitReport:
             "keyring": self.keyring,
             "signing": self.signing,
             "signing_ok": self.signing_ok,
+            "signing_configured": self.signing_configured,
         }
 
 
@@ -76,6 +78,7 @@ def init(
         report.keyring = home
     signer = signer_for(repo)
     if signer is not None:
+        report.signing_configured = True
         try:
             signature = signer.sign(b"govsnap init signing check\n")
         except GovsnapError as exc:
