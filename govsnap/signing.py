@@ -215,7 +215,9 @@ def _stamp(text: str) -> int | None:
         return None
 
 
-def interpret_gpg_status(lines: list[str], kind: str, min_trust: str = "undefined") -> SignatureCheck:
+def interpret_gpg_status(
+    lines: list[str], kind: str, min_trust: str = "undefined"
+) -> SignatureCheck:
     """Return the verdict on one signature from gpg's or gpgsm's `[GNUPG:]` status lines."""
     results: list[tuple[str, list[str]]] = []
     validsig: list[str] = []
@@ -282,11 +284,11 @@ def interpret_gpg_status(lines: list[str], kind: str, min_trust: str = "undefine
             )
         reason += f", made before the key expired ({_utc(expired)})"
     wanted = min_trust.lower()
-    if wanted in _TRUST_LEVELS and trust in _TRUST_LEVELS:
-        if _TRUST_LEVELS.index(trust) < _TRUST_LEVELS.index(wanted):
-            return SignatureCheck(
-                False, kind, signer, f"key {signer} has trust {trust}, below gpg.minTrustLevel"
-            )
+    levels = _TRUST_LEVELS
+    if wanted in levels and trust in levels and levels.index(trust) < levels.index(wanted):
+        return SignatureCheck(
+            False, kind, signer, f"key {signer} has trust {trust}, below gpg.minTrustLevel"
+        )
     return SignatureCheck(True, kind, signer, reason)
 
 
@@ -456,7 +458,9 @@ class SignatureVerifier:
             fh.write(signature)
             fh.flush()
             result = self._gpg.verify_data(fh.name, payload)
-        return interpret_gpg_status(str(result.stderr or "").splitlines(), "openpgp", self.min_trust)
+        return interpret_gpg_status(
+            str(result.stderr or "").splitlines(), "openpgp", self.min_trust
+        )
 
     def _verify_openpgp_batch(self, messages: dict[int, bytes]) -> dict[int, SignatureCheck]:
         """Verify signed messages (signature packet + literal packet, the same bytes a
@@ -510,7 +514,9 @@ class SignatureVerifier:
 
     def _ssh(self, args: list[str], payload: bytes) -> subprocess.CompletedProcess[bytes]:
         if shutil.which(self.ssh_program) is None:
-            raise SigningError(f"{self.ssh_program} is not installed (apt-get install openssh-client)")
+            raise SigningError(
+                f"{self.ssh_program} is not installed (apt-get install openssh-client)"
+            )
         return subprocess.run(
             [self.ssh_program, *args], input=payload, capture_output=True, check=False
         )
@@ -537,7 +543,9 @@ class SignatureVerifier:
             if when is not None:
                 stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(when))
                 timing = [f"-Overify-time={stamp}"]
-            found = self._ssh(["-Y", "find-principals", "-f", str(allowed), "-s", str(sig), *timing], b"")
+            found = self._ssh(
+                ["-Y", "find-principals", "-f", str(allowed), "-s", str(sig), *timing], b""
+            )
             principals = found.stdout.decode(errors="replace").split()
             if found.returncode != 0 or not principals:
                 return self._ssh_unknown(payload, sig, allowed, timing)
@@ -552,12 +560,17 @@ class SignatureVerifier:
                 key = re.search(r"key (SHA256:\S+)", out)
                 if proc.returncode == 0 and out.startswith("Good") and key:
                     return SignatureCheck(
-                        True, "ssh", key.group(1), f"good ssh signature by {key.group(1)} ({principal})"
+                        True,
+                        "ssh",
+                        key.group(1),
+                        f"good ssh signature by {key.group(1)} ({principal})",
                     )
                 failure = _last_line(proc.stderr) or failure
             fingerprint = self._ssh_fingerprint(payload, sig, timing)
             if fingerprint and "revoked" in failure.lower():
-                return SignatureCheck(False, "ssh", fingerprint, f"SSH key {fingerprint} is revoked")
+                return SignatureCheck(
+                    False, "ssh", fingerprint, f"SSH key {fingerprint} is revoked"
+                )
             return SignatureCheck(False, "ssh", None, failure)
 
     def _ssh_fingerprint(self, payload: bytes, sig: Path, timing: list[str]) -> str | None:
@@ -571,7 +584,9 @@ class SignatureVerifier:
     ) -> SignatureCheck:
         fingerprint = self._ssh_fingerprint(payload, sig, timing)
         if fingerprint is None:
-            return SignatureCheck(False, "ssh", None, "BAD SSH signature: the payload changed after signing")
+            return SignatureCheck(
+                False, "ssh", None, "BAD SSH signature: the payload changed after signing"
+            )
         listed = any(
             _allowed_line_fingerprint(line) == fingerprint
             for line in allowed.read_text(errors="replace").splitlines()
@@ -585,7 +600,10 @@ class SignatureVerifier:
                 f"(valid-after/valid-before in {allowed})",
             )
         return SignatureCheck(
-            False, "ssh", fingerprint, f"SSH key {fingerprint} is not in the allowed signers file {allowed}"
+            False,
+            "ssh",
+            fingerprint,
+            f"SSH key {fingerprint} is not in the allowed signers file {allowed}",
         )
 
 

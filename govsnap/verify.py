@@ -1,0 +1,505 @@
+"""The seven verification checks of a snapshot, the per-snapshot report, verifying many
+snapshots in parallel, and recording the verdicts in the notes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pygit2
+from pygit2.enums import FileMode, ObjectType
+
+from govsnap import audit, notes
+from govsnap.digest import DigestCache, digest_tree
+from govsnap.errors import CorruptObject, UsageError
+from govsnap.objects import SignedTag, SnapshotPayload, read_tag, snapshot_id
+from govsnap.repo import Repo
+from govsnap.signing import SignatureCheck, SignatureVerifier
+from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
+from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, policy_ref, require_trust
+
+CHECKS = ("id", "tag", "signature", "trust", "digest", "objects", "note")
+# Below this many snapshots per worker, starting processes costs more than it saves.
+_MIN_PER_JOB = 16
+_MAX_MISSING_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check on one snapshot."""
+
+    name: str
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class SnapshotVerification:
+    """Every check's outcome for one snapshot, and who signed it (when the signature holds)."""
+
+    id: str
+    checks: tuple[CheckResult, ...]
+    signer: str | None
+
+    @property
+    def ok(self) -> bool:
+        """Return True when every check passed."""
+        return all(c.ok for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        """Return "pass" or "fail"."""
+        return "pass" if self.ok else "fail"
+
+    def failures(self) -> list[str]:
+        """Return one line per failed check: "check: message"."""
+        return [f"{c.name}: {c.message}" for c in self.checks if not c.ok]
+
+    def check(self, name: str) -> CheckResult:
+        """Return the result of the check called `name` (one of CHECKS)."""
+        for result in self.checks:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What every check needs to know besides the snapshot; picklable for workers."""
+
+    operation: str | None
+    deep: bool
+    policy: TrustPolicy | None
+    require_trust: bool
+    policy_source: str
+
+
+def _options(repo: Repo, operation: str | None, deep: bool, policy: TrustPolicy | None) -> _Options:
+    if operation is not None and operation not in OPERATIONS:
+        raise UsageError(f"unknown operation {operation!r} (known: {', '.join(OPERATIONS)})")
+    if policy is None:
+        policy = load_policy(repo)
+    source = policy.source if policy else f"{policy_ref(repo)}:.govsnap/trust.toml"
+    return _Options(operation, deep, policy, require_trust(repo), source)
+
+
+def _short(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class _Checker:
+    """Runs the checks for snapshots of one repository, sharing work between them:
+    one gpg process for all OpenPGP signatures, each tree's objects and digest once."""
+
+    def __init__(self, repo: Repo, options: _Options) -> None:
+        self.repo = repo
+        self.options = options
+        self.cache = DigestCache.for_repo(repo)
+        fallback = options.policy.allowed_signers_text() if options.policy else ""
+        self.verifier = SignatureVerifier(repo, fallback)
+        # tree oid -> its subtrees (oid, name), for trees whose entries are all present.
+        self.trees_ok: dict[pygit2.Oid, list[tuple[pygit2.Oid, str]]] = {}
+        self.digests: dict[str, str | CorruptObject] = {}
+
+    def run(self, snaps: Sequence[Snapshot]) -> list[SnapshotVerification]:
+        """Return the verification of each snapshot, in order."""
+        tags: list[SignedTag | CorruptObject] = []
+        for snap in snaps:
+            try:
+                tags.append(read_tag(self.repo, snap.tag_oid))
+            except CorruptObject as exc:
+                tags.append(exc)
+        readable = [t for t in tags if isinstance(t, SignedTag)]
+        verdicts = iter(self.verifier.verify_many([(t.payload, t.signature) for t in readable]))
+        return [
+            self.verify(snap, tag, next(verdicts) if isinstance(tag, SignedTag) else None)
+            for snap, tag in zip(snaps, tags, strict=True)
+        ]
+
+    def verify(
+        self, snap: Snapshot, tag: SignedTag | CorruptObject, sig: SignatureCheck | None
+    ) -> SnapshotVerification:
+        """Return the seven checks of one snapshot whose tag was read (or failed to be)."""
+        if isinstance(tag, CorruptObject):
+            reason = f"cannot read the tag: {tag.message}"
+            failed = tuple(CheckResult(name, False, reason) for name in CHECKS)
+            return SnapshotVerification(snap.id, failed, None)
+        assert sig is not None
+        ident = snapshot_id(tag.payload)
+        payload: SnapshotPayload | None = None
+        try:
+            payload = SnapshotPayload.parse(tag.payload)
+            tag_result = self.check_tag(payload)
+        except CorruptObject as exc:
+            tag_result = CheckResult("tag", False, f"malformed snapshot tag: {exc.message}")
+        checks = (
+            self.check_id(snap.id, ident),
+            tag_result,
+            CheckResult("signature", sig.valid, sig.reason),
+            self.check_trust(payload, sig),
+            self.check_digest(payload),
+            self.check_objects(snap, payload),
+            self.check_note(snap, payload, ident),
+        )
+        return SnapshotVerification(snap.id, checks, sig.signer if sig.valid else None)
+
+    # --- the checks ------------------------------------------------------------------------
+
+    def check_id(self, ref_id: str, ident: str) -> CheckResult:
+        """Check 1: the ref name equals the id recomputed from the payload."""
+        if ref_id == ident:
+            return CheckResult("id", True, "the ref name is the payload's id")
+        return CheckResult(
+            "id",
+            False,
+            f"the ref names {ref_id} but the tag's payload hashes to {ident}: "
+            "the ref was moved to another tag",
+        )
+
+    def check_tag(self, payload: SnapshotPayload) -> CheckResult:
+        """Check 2: the tag points at a commit whose tree is the signed Govsnap-Tree."""
+        try:
+            commit = self.repo.git[payload.commit]
+        except (KeyError, ValueError, pygit2.GitError):
+            return CheckResult("tag", False, f"the tagged commit {payload.commit} is missing")
+        if not isinstance(commit, pygit2.Commit):
+            return CheckResult("tag", False, f"the tagged object {payload.commit} is not a commit")
+        if str(commit.tree_id) != payload.tree:
+            return CheckResult(
+                "tag",
+                False,
+                f"the tagged commit's tree {commit.tree_id} is not the signed "
+                f"Govsnap-Tree {payload.tree}",
+            )
+        return CheckResult("tag", True, f"tag of commit {payload.commit[:12]}, tree as signed")
+
+    def check_trust(self, payload: SnapshotPayload | None, sig: SignatureCheck) -> CheckResult:
+        """Check 4: the policy trusts the signer for the environment (and the operation)."""
+        options = self.options
+        policy = options.policy
+        if policy is None:
+            if options.require_trust:
+                return CheckResult(
+                    "trust",
+                    False,
+                    f"no trust policy ({options.policy_source} does not exist; "
+                    "set govsnap.requireTrust=false to skip this check)",
+                )
+            return CheckResult("trust", True, "no trust policy (govsnap.requireTrust=false)")
+        if not sig.valid:
+            return CheckResult("trust", False, "no verified signer to look up (see signature)")
+        if payload is None:
+            return CheckResult("trust", False, "the environment is unknown: the tag is malformed")
+        operations = ["create"]
+        if options.operation and options.operation != "create":
+            operations.append(options.operation)
+        for operation in operations:
+            decision = policy.decide(sig.signer, payload.environment, operation)
+            if not decision.allowed:
+                return CheckResult("trust", False, decision.reason)
+        return CheckResult("trust", True, decision.reason)
+
+    def check_digest(self, payload: SnapshotPayload | None) -> CheckResult:
+        """Check 5: the content digest recomputed from the tree equals Govsnap-Digest."""
+        if payload is None:
+            return CheckResult("digest", False, "no signed digest: the tag is malformed")
+        digest = self.digests.get(payload.tree)
+        if digest is None:
+            try:
+                digest = digest_tree(
+                    self.repo, payload.tree, self.cache, deep=self.options.deep
+                ).digest
+            except CorruptObject as exc:
+                digest = exc
+            except RecursionError:
+                digest = CorruptObject(f"tree {payload.tree} is nested too deeply to walk")
+            self.digests[payload.tree] = digest
+        if isinstance(digest, CorruptObject):
+            return CheckResult("digest", False, f"cannot recompute the digest: {digest.message}")
+        if digest != payload.digest:
+            return CheckResult(
+                "digest",
+                False,
+                f"the tree's content digest {_short(digest, 23)} differs from the signed "
+                f"{_short(payload.digest, 23)}: the content is not what was signed",
+            )
+        return CheckResult("digest", True, f"{_short(digest, 23)} recomputed")
+
+    def check_objects(self, snap: Snapshot, payload: SnapshotPayload | None) -> CheckResult:
+        """Check 6: the tag, commit, trees and blobs of the snapshot are all present."""
+        if payload is None:
+            return CheckResult("objects", False, "cannot list the objects: the tag is malformed")
+        missing: list[str] = []
+        if not self.repo.git.odb.exists(payload.commit):
+            missing.append(f"commit {payload.commit}")
+        missing += self.missing_below(pygit2.Oid(hex=payload.tree))
+        if missing:
+            shown = "; ".join(missing[:_MAX_MISSING_SHOWN])
+            more = len(missing) - _MAX_MISSING_SHOWN
+            extra = f" and {more} more" if more > 0 else ""
+            return CheckResult("objects", False, f"missing: {shown}{extra}")
+        return CheckResult("objects", True, "every object is present")
+
+    def missing_below(self, root: pygit2.Oid) -> list[str]:
+        """Return a description of each object missing below a tree (gitlinks excepted)."""
+        missing: list[str] = []
+        stack = [(root, "")]
+        while stack:
+            oid, where = stack.pop()
+            subtrees = self.trees_ok.get(oid)
+            if subtrees is None:
+                subtrees = self.read_tree(oid, where, missing)
+            stack.extend((sub, f"{where}{name}/") for sub, name in subtrees)
+        return missing
+
+    def read_tree(
+        self, oid: pygit2.Oid, where: str, missing: list[str]
+    ) -> list[tuple[pygit2.Oid, str]]:
+        """Return a tree's subtrees, noting its absent entries; remember it if complete."""
+        label = where.rstrip("/") or "/"
+        try:
+            tree = self.repo.git[oid]
+        except (KeyError, ValueError, pygit2.GitError):
+            missing.append(f"tree {oid} ({label})")
+            return []
+        if not isinstance(tree, pygit2.Tree):
+            missing.append(f"{oid} ({label}) is not a tree")
+            return []
+        odb = self.repo.git.odb
+        subtrees: list[tuple[pygit2.Oid, str]] = []
+        complete = True
+        for entry in tree:
+            name = entry.name or ""
+            if entry.filemode == FileMode.TREE:
+                subtrees.append((entry.id, name))
+            elif entry.filemode == FileMode.COMMIT:
+                continue  # a submodule's commit lives in another repository
+            elif not self.blob_present(odb, entry.id):
+                missing.append(f"blob {entry.id} ({where}{name})")
+                complete = False
+        if complete:
+            self.trees_ok[oid] = subtrees
+        return subtrees
+
+    def blob_present(self, odb: pygit2.Odb, oid: pygit2.Oid) -> bool:
+        """Return True when the blob exists (with --deep: and reads back intact)."""
+        if not self.options.deep:
+            return bool(odb.exists(oid))
+        try:
+            # libgit2 checks the content against the oid while reading.
+            kind, _data = odb.read(oid)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+        return bool(kind == ObjectType.BLOB)
+
+    def check_note(
+        self, snap: Snapshot, payload: SnapshotPayload | None, ident: str
+    ) -> CheckResult:
+        """Check 7: the note's copies of the signed fields agree with the payload."""
+        note = snap.note
+        if note is None:
+            return CheckResult("note", False, "the snapshot has no note: its metadata is missing")
+        if note.error:
+            return CheckResult("note", False, f"tampered metadata: {note.error}")
+        if payload is None:
+            return CheckResult("note", False, "cannot compare: the tag is malformed")
+        expected = signed_copies(payload, ident)
+        wrong = [
+            f"{key} (note {_short(repr(note.data[key]))}, signed {_short(repr(value))})"
+            for key, value in expected.items()
+            if key in note.data and note.data[key] != value
+        ]
+        if wrong:
+            return CheckResult(
+                "note",
+                False,
+                "tampered metadata: the note disagrees with the signed payload on "
+                + "; ".join(wrong),
+            )
+        absent = [key for key in expected if key not in note.data]
+        if absent:
+            return CheckResult(
+                "note", False, f"tampered metadata: the note lacks {', '.join(absent)}"
+            )
+        return CheckResult("note", True, "the note agrees with the signed payload")
+
+
+def signed_copies(payload: SnapshotPayload, ident: str) -> dict[str, Any]:
+    """Return the note fields that repeat signed data, as the payload says they must be."""
+    return {
+        "format": payload.format,
+        "id": ident,
+        "commit": payload.commit,
+        "tree": payload.tree,
+        "digest": payload.digest,
+        "trigger": payload.trigger,
+        "environment": payload.environment,
+        "labels": list(payload.labels),
+        "source": (
+            None
+            if payload.source is None
+            else {"ref": payload.source.ref, "commit": payload.source.commit}
+        ),
+        "created": payload.tagger.time,
+    }
+
+
+def verify_snapshot(
+    repo: Repo,
+    snap: Snapshot,
+    *,
+    operation: str | None = None,
+    deep: bool = False,
+    policy: TrustPolicy | None = None,
+) -> SnapshotVerification:
+    """Return the seven checks of one snapshot. Writes nothing.
+
+    `operation` (e.g. "rollback") additionally requires the signer be allowed that
+    operation; `policy` defaults to the committed policy (load_policy); `deep` re-reads
+    every blob instead of trusting the digest cache.
+    """
+    return _Checker(repo, _options(repo, operation, deep, policy)).run([snap])[0]
+
+
+def _verify_chunk(job: tuple[str, list[Snapshot], _Options]) -> list[SnapshotVerification]:
+    path, snaps, options = job
+    repo = Repo(pygit2.Repository(path))
+    return _Checker(repo, options).run(snaps)
+
+
+def verify_snapshots(
+    repo: Repo,
+    snaps: Sequence[Snapshot],
+    *,
+    operation: str | None = None,
+    deep: bool = False,
+    policy: TrustPolicy | None = None,
+    jobs: int = 1,
+) -> list[SnapshotVerification]:
+    """Return the checks of many snapshots, in order, using up to `jobs` processes.
+
+    Each process takes a contiguous share and checks every OpenPGP signature of it in
+    one gpg run. Writes nothing.
+    """
+    if jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    options = _options(repo, operation, deep, policy)
+    workers = min(jobs, len(snaps) // _MIN_PER_JOB)
+    if workers <= 1:
+        return _Checker(repo, options).run(snaps)
+    size, extra = divmod(len(snaps), workers)
+    chunks: list[list[Snapshot]] = []
+    start = 0
+    for index in range(workers):
+        end = start + size + (1 if index < extra else 0)
+        chunks.append(list(snaps[start:end]))
+        start = end
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        jobs_args = [(str(repo.git.path), chunk, options) for chunk in chunks]
+        return [result for part in pool.map(_verify_chunk, jobs_args) for result in part]
+
+
+# --- the `verify` operation ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What `govsnap verify` checked, the outcome per snapshot, and how long it took."""
+
+    results: tuple[SnapshotVerification, ...]
+    seconds: float
+    policy_source: str | None
+    deep: bool
+
+    @property
+    def ok(self) -> bool:
+        """Return True when every snapshot passed every check."""
+        return all(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> int:
+        """Return how many snapshots failed at least one check."""
+        return sum(1 for r in self.results if not r.ok)
+
+
+def select(repo: Repo, names: Sequence[str], all_: bool, environment: str | None) -> list[Snapshot]:
+    """Return the snapshots `verify` was asked for: named ones, or all (of an environment)."""
+    if names and all_:
+        raise UsageError("name snapshots or pass --all, not both")
+    if not names and not all_ and environment is None:
+        raise UsageError("name the snapshots to verify, or pass --all (or --environment)")
+    snaps = list_snapshots(repo)
+    if not names:
+        return filter_snapshots(snaps, environment)
+    chosen: dict[str, Snapshot] = {}
+    for name in names:
+        snap = resolve(repo, name, snaps)
+        if environment is not None and snap.environment != environment:
+            raise UsageError(
+                f"snapshot {snap.id} belongs to environment {snap.environment!r}, "
+                f"not {environment!r}"
+            )
+        chosen.setdefault(snap.id, snap)
+    return list(chosen.values())
+
+
+def record(repo: Repo, snaps: Sequence[Snapshot], results: Sequence[SnapshotVerification]) -> None:
+    """Record each verdict in its snapshot's note as {"verification": {time, verdict,
+    signer}} (notes.merge_fields semantics, one commit for all); a snapshot without a
+    readable note gets none, so that verification never invents metadata."""
+    identity = repo.committer()
+    when = datetime.fromtimestamp(identity.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    mutations: dict[str, notes.Mutation] = {}
+    for snap, result in zip(snaps, results, strict=True):
+        if snap.note is None or snap.note.error:
+            continue
+        value = {"time": when, "verdict": result.verdict, "signer": result.signer}
+
+        def merge(current: notes.JSONObject | None, value: dict[str, Any] = value) -> Any:
+            return None if current is None else {**current, "verification": value}
+
+        mutations[snap.tag_oid] = merge
+    if mutations:
+        notes.update(repo, mutations, identity, "Verification recorded by 'govsnap verify'")
+
+
+def run(
+    repo: Repo,
+    names: Sequence[str],
+    *,
+    all_: bool = False,
+    environment: str | None = None,
+    deep: bool = False,
+    jobs: int | None = None,
+) -> VerifyReport:
+    """Verify the selected snapshots, record each verdict in its note and append an
+    audit entry; return the report (the caller decides the exit code)."""
+    started = time.monotonic()
+    snaps = select(repo, names, all_, environment)
+    policy = load_policy(repo)
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    results = verify_snapshots(repo, snaps, deep=deep, policy=policy, jobs=workers)
+    seconds = time.monotonic() - started
+    report = VerifyReport(tuple(results), seconds, policy.source if policy else None, deep)
+    if results:
+        record(repo, snaps, results)
+        passed = len(results) - report.failed
+        audit.append(
+            repo,
+            "verify",
+            f"{len(results)} snapshot(s): {passed} passed, {report.failed} failed",
+            snapshots=[r.id for r in results],
+            identity=repo.committer(),
+            arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
+            result="pass" if report.ok else "fail",
+            duration=time.monotonic() - started,
+        )
+    return report
