@@ -213,6 +213,54 @@ def diff(
         render.diff(a.id, new_label, changes, stat)
 
 
+# --- rollback and rehearsal (issue 4) ---------------------------------------------------
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")],
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(help="With --paths: the files and directories to restore."),
+    ] = None,
+    only_paths: Annotated[
+        bool,
+        typer.Option(
+            "--paths", help="Restore only the paths that follow (relative to the work tree top)."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="List what would be written, removed, left.")
+    ] = False,
+    commit: Annotated[
+        bool, typer.Option("--commit", help="Commit the restored state on the current branch.")
+    ] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Roll back to an unverified snapshot.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Restore a snapshot into the working tree and index (HEAD unmoved), after taking a
+    safety snapshot of the current state that undoes it."""
+    from govsnap.errors import UsageError
+    from govsnap.rollback import RollbackOptions
+    from govsnap.rollback import rollback as run_rollback
+
+    if paths and not only_paths:
+        raise UsageError(f"unexpected argument {paths[0]!r}: name paths after --paths")
+    if only_paths and not paths:
+        raise UsageError("--paths needs at least one path")
+    options = RollbackOptions(tuple(paths or ()), dry_run, commit, not no_verify)
+    confirm = None if yes or dry_run else render.confirm_rollback
+    result = run_rollback(_state(ctx).repo(), snapshot, options, confirm)
+    if json_out:
+        render.emit_json(result.as_json())
+    else:
+        render.rollback_result(result)
+
+
 def _log_crash() -> Path | None:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "govsnap"
     try:

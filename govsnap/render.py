@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from govsnap.audit import AuditEntry, AuditReport
+    from govsnap.rollback import RollbackResult
     from govsnap.store import CreateResult, FileChange, Snapshot
 
 
@@ -324,3 +325,62 @@ def stderr_line(text: str) -> None:
     """Print a plain `govsnap: ` line on stderr (problems that do not end the command, and
     hook output, which git shows to the user, prefixed `remote:` for server hooks)."""
     sys.stderr.write(f"govsnap: {text}\n")
+
+
+# --- rollback and rehearsal (issue 4) ---------------------------------------------------
+
+
+def confirm_rollback(snap: Snapshot) -> bool:
+    """Ask on the terminal whether to roll back to `snap`; refuse when there is no terminal."""
+    from govsnap.errors import UsageError
+
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "rollback rewrites the working tree: pass --yes to confirm "
+            "(or --dry-run to see what it would do)"
+        )
+    summary = snap.payload.summary if snap.payload else snap.id
+    sys.stderr.write(
+        f"Roll the working tree and index back to snapshot {snap.id} ({summary})?\n"
+        "The current state is saved first as a safety snapshot. [y/N] "
+    )
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in {"y", "yes"}
+
+
+def rollback_result(result: RollbackResult) -> None:
+    """Print what a rollback did, or with --dry-run what it would do."""
+    plan = result.plan
+    snap = result.snapshot.id
+    where = f" ({', '.join(result.paths)})" if result.paths else ""
+    if not result.verified:
+        warning(f"snapshot {snap} was NOT verified (--no-verify)")
+    for text in result.warnings:
+        warning(text)
+    if result.dry_run:
+        message(
+            f"dry run: rolling back to {snap}{where} would write {len(plan.write)} file(s), "
+            f"remove {len(plan.remove)}, leave {len(plan.leave)} ignored; index from "
+            f"{result.index_source}"
+        )
+        for action, items in (
+            ("write", plan.write),
+            ("remove", plan.remove),
+            ("leave", plan.leave),
+            ("index", plan.index_only),
+        ):
+            for path in items:
+                message(f"{action:<6} {path}")
+        return
+    message(
+        f"rolled back to snapshot {snap}{where}: wrote {len(plan.write)} file(s), removed "
+        f"{len(plan.remove)}; index from {result.index_source}; HEAD unmoved "
+        f"({result.seconds:.2f}s)"
+    )
+    if result.commit:
+        message(f"committed {result.commit[:12]}: Roll back to snapshot {snap}")
+    if result.safety is not None:
+        message(
+            f"safety snapshot {result.safety.id} holds the previous state; "
+            f"undo with: govsnap rollback {result.safety.id}"
+        )

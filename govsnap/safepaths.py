@@ -1,0 +1,175 @@
+"""Tree entries that are unsafe to check out: git's verify_path rules, applied before
+anything is written, plus the symlink-then-path-through-symlink shapes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pygit2
+from pygit2.enums import FileMode
+
+from govsnap.errors import CheckFailed, CorruptObject
+from govsnap.repo import Repo
+
+CHECKOUT_MODES = frozenset(
+    {FileMode.BLOB, FileMode.BLOB_EXECUTABLE, FileMode.LINK, FileMode.TREE, FileMode.COMMIT}
+)
+
+# Code points HFS+ ignores when comparing names, so ".g\u200cit" is ".git" on a Mac
+# (git's is_hfs_dotgit skips the same ones).
+_HFS_IGNORABLE = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
+_DRIVE = re.compile(rb"^[A-Za-z]:")
+# NTFS 8.3 short names git refuses: GIT~1 for .git; GITMOD~N and GI7EBA~N for .gitmodules.
+_NTFS_SHORT_GIT = re.compile(r"^git~1$")
+_NTFS_SHORT_GITMODULES = re.compile(r"^(gitmod~[1-4]|gi7eba~[1-9])$")
+# Names that cannot match any rule below (ASCII, no '.' or 'g' first, no ':' or '\\'):
+# the common case, answered without decoding.
+_PLAIN = re.compile(rb"[A-FH-Za-fh-z0-9_+@=,%-][A-Za-z0-9_+@=,%.~ -]*\Z")
+
+
+class UnsafeTree(CheckFailed):
+    """A snapshot tree holds an entry that could write outside the working tree."""
+
+
+@dataclass(frozen=True)
+class UnsafeEntry:
+    """One refused tree entry: where it is and why."""
+
+    path: bytes
+    reason: str
+
+    def describe(self) -> str:
+        """Return `'path': reason`, with the path shown safely."""
+        return f"{self.path.decode(errors='backslashreplace')!r}: {self.reason}"
+
+
+def _ntfs_strip(name: str) -> str:
+    """Return what NTFS makes of a name: alternate data streams cut, trailing dots and
+    spaces dropped, case folded."""
+    return name.split(":", 1)[0].rstrip(". ").lower()
+
+
+def _hfs_fold(name: str) -> str:
+    """Return what HFS+ makes of a name: ignorable code points removed, case folded."""
+    return _HFS_IGNORABLE.sub("", name).lower()
+
+
+def _is_dotgit(component: str) -> bool:
+    return (
+        _hfs_fold(component) == ".git"
+        or _ntfs_strip(component) == ".git"
+        or bool(_NTFS_SHORT_GIT.match(_ntfs_strip(component)))
+    )
+
+
+def _is_dotgitmodules(component: str) -> bool:
+    ntfs = _ntfs_strip(component)
+    return (
+        _hfs_fold(component) == ".gitmodules"
+        or ntfs == ".gitmodules"
+        or bool(_NTFS_SHORT_GITMODULES.match(ntfs))
+    )
+
+
+def unsafe_name(name: bytes, mode: int) -> str | None:
+    """Return why a tree entry name must not be checked out, or None when it is safe.
+
+    These are git's verify_path rules with core.protectNTFS and core.protectHFS both on,
+    whatever the platform: a snapshot fetched on Linux may be restored on a Mac.
+    """
+    if mode in CHECKOUT_MODES and _PLAIN.match(name):
+        return None
+    if not name:
+        return "empty name"
+    if b"\0" in name:
+        return "name contains NUL"
+    if b"/" in name:
+        return "name contains '/'"
+    if name in (b".", b".."):
+        return f"name is {name.decode()!r}"
+    if name.startswith(b"\\") or _DRIVE.match(name):
+        return "absolute-looking name"
+    if mode not in CHECKOUT_MODES:
+        return f"unsupported mode {mode:06o}"
+    text = name.decode(errors="replace")
+    # Windows also splits names at backslashes: "..\\x" climbs out there.
+    for component in text.split("\\"):
+        if component in (".", ".."):
+            return f"name has a {component!r} component"
+        if _is_dotgit(component):
+            return "name is a variant of .git"
+        if mode == FileMode.LINK and _is_dotgitmodules(component):
+            return "symlinked .gitmodules"
+    return None
+
+
+def _fold(name: bytes) -> str:
+    """Return the name as the most forgiving filesystem (NTFS, HFS+, case-insensitive)
+    sees it, for collision checks."""
+    return _ntfs_strip(_hfs_fold(name.decode(errors="replace")))
+
+
+def tree_problems(entries: Iterable[tuple[bytes, int]]) -> list[tuple[bytes, str]]:
+    """Return (name, reason) for each unsafe entry of one tree, siblings compared."""
+    problems: list[tuple[bytes, str]] = []
+    seen: dict[bytes, int] = {}
+    links: list[bytes] = []
+    items = list(entries)
+    for name, mode in items:
+        reason = unsafe_name(name, mode)
+        if reason is not None:
+            problems.append((name, reason))
+        if name in seen:
+            problems.append((name, "the name appears twice in one tree"))
+        seen[name] = mode
+        if mode == FileMode.LINK:
+            links.append(name)
+    if links:
+        # A symlink and a directory whose names a filesystem may treat as one: the
+        # directory's files would be written through the symlink.
+        folded: dict[str, list[bytes]] = {}
+        for name, _mode in items:
+            folded.setdefault(_fold(name), []).append(name)
+        for link in links:
+            if len(folded[_fold(link)]) > 1:
+                problems.append((link, "symlink collides with another entry of the same name"))
+    return problems
+
+
+def find_unsafe(repo: Repo, tree_oid: pygit2.Oid | str, limit: int = 20) -> list[UnsafeEntry]:
+    """Return up to `limit` unsafe entries below a tree (an unreadable tree is one)."""
+    found: list[UnsafeEntry] = []
+    checked: set[pygit2.Oid] = set()
+
+    def visit(oid: pygit2.Oid, prefix: bytes) -> None:
+        if oid in checked or len(found) >= limit:
+            return
+        try:
+            tree = repo.git[oid]
+            if not isinstance(tree, pygit2.Tree):
+                raise CorruptObject(f"object {oid} is not a tree")
+            entries = [(e.raw_name or b"", int(e.filemode), e.id) for e in tree]
+        except (KeyError, ValueError, pygit2.GitError, CorruptObject) as exc:
+            found.append(UnsafeEntry(prefix.rstrip(b"/") or b".", f"unreadable tree: {exc}"))
+            return
+        checked.add(oid)
+        for name, reason in tree_problems((name, mode) for name, mode, _ in entries):
+            found.append(UnsafeEntry(prefix + name, reason))
+        bad = {p.path for p in found}
+        for name, mode, child in entries:
+            if mode == FileMode.TREE and prefix + name not in bad:
+                visit(child, prefix + name + b"/")
+
+    visit(pygit2.Oid(hex=str(tree_oid)), b"")
+    return found[:limit]
+
+
+def check_tree(repo: Repo, tree_oid: pygit2.Oid | str, what: str) -> None:
+    """Raise UnsafeTree naming the first unsafe entries below a tree, if there are any."""
+    found = find_unsafe(repo, tree_oid)
+    if found:
+        shown = "; ".join(e.describe() for e in found[:3])
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        raise UnsafeTree(f"refusing to check out {what}: unsafe tree entry {shown}{more}")

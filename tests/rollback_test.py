@@ -1,0 +1,513 @@
+"""rollback against real repositories, judged by stock git and the filesystem."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import pygit2
+import pytest
+from pygit2.enums import FileMode, ObjectType
+
+from govsnap.safepaths import unsafe_name
+from tests.conftest import Cli, Keys, MakeRepo, all_refs, git, snapshot_ids, write_files
+
+BINARY = bytes(range(256)) * 8
+
+
+def trust_policy(keys: Keys) -> str:
+    """A trust policy letting the test key sign and roll back everywhere."""
+    return (
+        "version = 1\n[signers.releaser]\n"
+        f'openpgp = "{keys.trusted}"\nenvironments = ["*"]\noperations = ["*"]\n'
+    )
+
+
+@pytest.fixture
+def repo(make_repo: MakeRepo, keys: Keys) -> Path:
+    """A repository with one commit, a signing key and a committed trust policy."""
+    return make_repo(
+        {
+            "README.md": "hello\n",
+            "src/app.py": "print('v1')\n",
+            ".govsnap/trust.toml": trust_policy(keys),
+        }
+    )
+
+
+def snap(cli: Cli, repo: Path, *args: str) -> str:
+    result = cli(repo, "create", "--json", *args)
+    assert result.code == 0, result.err
+    return str(json.loads(result.out)["snapshot"]["id"])
+
+
+def roll(cli: Cli, repo: Path, *args: str) -> dict[str, object]:
+    result = cli(repo, "rollback", "--yes", "--json", *args)
+    assert result.code == 0, result.err
+    data: dict[str, object] = json.loads(result.out)
+    return data
+
+
+def tree_of(repo: Path, ident: str) -> str:
+    return git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}^{{tree}}").strip()
+
+
+def files_state(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Every file and symlink below root (outside .git): kind and mode, and content."""
+    state: dict[str, tuple[str, bytes]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames + [d for d in dirnames if os.path.islink(Path(dirpath, d))]:
+            path = Path(dirpath, name)
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                state[rel] = ("link", os.readlink(path).encode())
+            else:
+                mode = "x" if os.stat(path).st_mode & stat.S_IXUSR else "f"
+                state[rel] = (mode, path.read_bytes())
+    return state
+
+
+def dirs_of(root: Path) -> set[str]:
+    return {
+        Path(d).relative_to(root).as_posix()
+        for d, _, _ in os.walk(root)
+        if ".git" not in Path(d).relative_to(root).parts
+    }
+
+
+def untracked(repo: Path) -> str:
+    return git(repo, "ls-files", "-o", "--exclude-standard")
+
+
+@pytest.fixture
+def rich_repo(make_repo: MakeRepo, keys: Keys) -> Path:
+    """A repository whose snapshot holds binary, executable, symlinked, non-ASCII and
+    ignored-rule files."""
+    repo = make_repo(
+        {
+            ".govsnap/trust.toml": trust_policy(keys),
+            "README.md": "hello\n",
+            "bin/data.bin": BINARY,
+            "deep/a/b/c.txt": "deep\n",
+            "naïve-文件.txt": "unicode\n",
+            "run.sh": "#!/bin/sh\necho hi\n",
+            ".gitignore": "*.log\n",
+        }
+    )
+    (repo / "run.sh").chmod(0o755)
+    os.symlink("deep/a/b/c.txt", repo / "link")
+    os.symlink("deep", repo / "dirlink")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "kinds")
+    return repo
+
+
+def damage(repo: Path) -> None:
+    """Change every kind of thing a rollback must put back."""
+    (repo / "bin/data.bin").write_bytes(b"\0garbage")
+    (repo / "run.sh").chmod(0o644)
+    (repo / "link").unlink()
+    os.symlink("README.md", repo / "link")
+    (repo / "dirlink").unlink()
+    (repo / "deep/a/b/c.txt").unlink()
+    (repo / "naïve-文件.txt").write_text("changed\n")
+    write_files(
+        repo,
+        {
+            "stray.txt": "stray\n",
+            "newdir/x/y.txt": "in a new directory\n",
+            "build.log": "ignored, kept\n",
+            "staged.txt": "staged\n",
+        },
+    )
+    git(repo, "add", "staged.txt", "bin/data.bin")
+
+
+def test_rollback_restores_exactly_and_leaves_head_and_ignored(cli: Cli, rich_repo: Path) -> None:
+    repo = rich_repo
+    ident = snap(cli, repo)
+    expected = files_state(repo)
+    head = git(repo, "rev-parse", "HEAD")
+    damage(repo)
+
+    data = roll(cli, repo, ident)
+
+    tree = tree_of(repo, ident)
+    git(repo, "diff", "--quiet", tree)  # working tree matches the snapshot, per git
+    assert git(repo, "write-tree").strip() == tree  # the index is the snapshot tree
+    assert untracked(repo) == ""
+    assert git(repo, "rev-parse", "HEAD") == head
+    got = files_state(repo)
+    assert got.pop("build.log") == ("f", b"ignored, kept\n")
+    assert got == expected
+    assert not (repo / "newdir").exists()  # emptied directories are removed
+    assert data["safety_snapshot"] in snapshot_ids(repo)
+    assert data["undo"] == f"govsnap rollback {data['safety_snapshot']}"
+    assert "rolled back to" in git(repo, "log", "-1", "--format=%s", "refs/govsnap/audit")
+    payload = git(repo, "cat-file", "tag", f"refs/govsnap/snapshots/{data['safety_snapshot']}")
+    assert "Govsnap-Trigger: pre-rollback" in payload and "Govsnap-Index: " in payload
+
+
+def test_undo_restores_the_state_before_byte_for_byte(cli: Cli, rich_repo: Path) -> None:
+    repo = rich_repo
+    ident = snap(cli, repo)
+    damage(repo)
+    (repo / ".gitignore").unlink()  # the rollback restores it; the undo removes it again
+    (repo / "README.md").write_text("staged version\n")
+    git(repo, "add", "README.md")
+    (repo / "README.md").write_text("unstaged on top\n")
+    before = files_state(repo)
+    staged = git(repo, "ls-files", "-s")
+    status = git(repo, "status", "--porcelain", "--ignored")
+
+    safety = roll(cli, repo, ident)["safety_snapshot"]
+    assert files_state(repo) != before
+    undo = roll(cli, repo, str(safety))
+
+    assert str(undo["index_source"]).startswith("Govsnap-Index ")
+    assert files_state(repo) == before
+    assert git(repo, "ls-files", "-s") == staged
+    assert git(repo, "status", "--porcelain", "--ignored") == status
+
+
+def test_paths_restores_only_those_paths(cli: Cli, rich_repo: Path) -> None:
+    repo = rich_repo
+    ident = snap(cli, repo)
+    damage(repo)
+    write_files(repo, {"deep/a/extra.txt": "untracked in a restored directory\n"})
+    index_before = git(repo, "ls-files", "-s", "--", "staged.txt", "bin/data.bin")
+
+    roll(cli, repo, ident, "--paths", "deep", "run.sh")
+
+    assert (repo / "deep/a/b/c.txt").read_text() == "deep\n"
+    assert not (repo / "deep/a/extra.txt").exists()
+    assert os.stat(repo / "run.sh").st_mode & stat.S_IXUSR
+    # Everything else is as it was.
+    assert (repo / "bin/data.bin").read_bytes() == b"\0garbage"
+    assert (repo / "stray.txt").exists() and (repo / "newdir/x/y.txt").exists()
+    assert os.readlink(repo / "link") == "README.md"
+    assert git(repo, "ls-files", "-s", "--", "staged.txt", "bin/data.bin") == index_before
+    tree = tree_of(repo, ident)
+    git(repo, "diff", "--quiet", tree, "--", "deep", "run.sh")
+    git(repo, "diff", "--cached", "--quiet", tree, "--", "deep", "run.sh")
+
+
+def test_dry_run_lists_and_touches_nothing(cli: Cli, rich_repo: Path) -> None:
+    repo = rich_repo
+    ident = snap(cli, repo)
+    damage(repo)
+    before = (files_state(repo), dirs_of(repo), all_refs(repo), git(repo, "ls-files", "-s"))
+    index_bytes = (repo / ".git/index").read_bytes()
+
+    result = cli(repo, "rollback", ident, "--dry-run", "--json")
+
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)["plan"]
+    assert (files_state(repo), dirs_of(repo), all_refs(repo), git(repo, "ls-files", "-s")) == before
+    assert (repo / ".git/index").read_bytes() == index_bytes
+    assert {"bin/data.bin", "run.sh", "link", "dirlink", "deep/a/b/c.txt"} <= set(plan["write"])
+    assert set(plan["remove"]) == {"stray.txt", "newdir/x/y.txt", "staged.txt"}
+    assert plan["leave"] == ["build.log"]
+    text = cli(repo, "rollback", ident, "--dry-run").out
+    assert "remove stray.txt" in text and "leave  build.log" in text
+
+
+def test_commit_moves_the_branch_forward(cli: Cli, rich_repo: Path) -> None:
+    repo = rich_repo
+    ident = snap(cli, repo)
+    damage(repo)
+    git(repo, "commit", "-q", "-am", "bad release")
+    bad = git(repo, "rev-parse", "HEAD").strip()
+
+    data = roll(cli, repo, ident, "--commit")
+
+    assert git(repo, "rev-parse", "HEAD").strip() == data["commit"]
+    assert git(repo, "rev-parse", "HEAD^").strip() == bad
+    assert git(repo, "log", "-1", "--format=%s").strip() == f"Roll back to snapshot {ident}"
+    assert git(repo, "rev-parse", "HEAD^{tree}").strip() == tree_of(repo, ident)
+    assert git(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_commit_with_paths_commits_only_those_paths(cli: Cli, repo: Path) -> None:
+    ident = snap(cli, repo)
+    (repo / "README.md").write_text("bad\n")
+    (repo / "src/app.py").write_text("print('bad')\n")
+    git(repo, "commit", "-q", "-am", "bad")
+    (repo / "README.md").write_text("work in progress\n")
+    git(repo, "add", "README.md")
+
+    roll(cli, repo, ident, "--commit", "--paths", "src")
+
+    assert git(repo, "show", "HEAD:src/app.py") == "print('v1')\n"
+    assert git(repo, "show", "HEAD:README.md") == "bad\n"
+    assert git(repo, "diff", "--cached", "--name-only").split() == ["README.md"]
+
+
+def test_refused_during_a_merge_and_in_a_bare_repository(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    ident = snap(cli, repo)
+    git(repo, "checkout", "-q", "-b", "other")
+    (repo / "README.md").write_text("other\n")
+    git(repo, "commit", "-q", "-am", "other")
+    git(repo, "checkout", "-q", "main")
+    (repo / "README.md").write_text("main\n")
+    git(repo, "commit", "-q", "-am", "main")
+    subprocess.run(["git", "merge", "other"], cwd=repo, capture_output=True, check=False)
+    assert (repo / ".git/MERGE_HEAD").exists()
+    before = (files_state(repo), all_refs(repo))
+
+    result = cli(repo, "rollback", ident, "--yes")
+
+    assert result.code == 3 and "a merge is in progress" in result.err
+    assert "git merge --abort" in result.err and len(result.err.splitlines()) == 1
+    assert (files_state(repo), all_refs(repo)) == before
+
+    bare = tmp_path / "bare.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
+    result = cli(bare, "rollback", ident, "--yes")
+    assert result.code == 3 and "bare repository" in result.err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["ffff"], "no snapshot matches"),
+        (["{id}", "src"], "name paths after --paths"),
+        (["{id}", "--paths"], "needs at least one path"),
+        (["{id}", "--paths", "../outside"], "not a path inside"),
+        (["{id}", "--paths", "/etc/passwd"], "outside the working tree"),
+        (["{id}", "--paths", "no/such/thing"], "neither in snapshot"),
+    ],
+)
+def test_bad_input_is_one_line_and_changes_nothing(
+    cli: Cli, repo: Path, args: list[str], needle: str
+) -> None:
+    ident = snap(cli, repo)
+    (repo / "README.md").write_text("changed\n")
+    before = (files_state(repo), all_refs(repo))
+    result = cli(repo, "rollback", "--yes", *(a.replace("{id}", ident) for a in args))
+    assert result.code == 2, result.err
+    assert needle in result.err and len(result.err.splitlines()) == 1
+    assert (files_state(repo), all_refs(repo)) == before
+
+
+def test_without_yes_and_without_a_terminal_nothing_happens(cli: Cli, repo: Path) -> None:
+    ident = snap(cli, repo)
+    (repo / "README.md").write_text("changed\n")
+    before = (files_state(repo), all_refs(repo))
+    result = cli(repo, "rollback", ident)
+    assert result.code == 2 and "pass --yes" in result.err
+    assert (files_state(repo), all_refs(repo)) == before
+
+
+def test_no_safety_snapshot_means_nothing_is_touched(cli: Cli, repo: Path) -> None:
+    ident = snap(cli, repo)
+    (repo / "README.md").write_text("changed\n")
+    write_files(repo, {"new.txt": "new\n"})
+    before = (files_state(repo), all_refs(repo), git(repo, "ls-files", "-s"))
+    git(repo, "config", "gpg.program", "/nonexistent/gpg")
+
+    result = cli(repo, "rollback", ident, "--yes", "--no-verify")
+
+    assert result.code == 3 and "cannot take the safety snapshot" in result.err
+    assert (files_state(repo), all_refs(repo), git(repo, "ls-files", "-s")) == before
+
+
+def test_safety_snapshot_of_a_staged_index_cannot_be_committed(cli: Cli, repo: Path) -> None:
+    ident = snap(cli, repo)
+    safety = roll(cli, repo, ident)["safety_snapshot"]
+    result = cli(repo, "rollback", str(safety), "--yes", "--commit")
+    assert result.code == 2 and "without --commit" in result.err
+
+
+def test_missing_blob_is_found_before_anything_is_written(cli: Cli, repo: Path) -> None:
+    write_files(repo, {"lost.txt": "this blob will be deleted\n"})
+    ident = snap(cli, repo)
+    blob = git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}:lost.txt").strip()
+    (repo / "lost.txt").unlink()
+    (repo / "README.md").write_text("changed\n")
+    (repo / ".git/objects" / blob[:2] / blob[2:]).unlink()
+    before = files_state(repo)
+
+    result = cli(repo, "rollback", ident, "--yes", "--no-verify")
+
+    assert result.code == 3 and "missing from the object store" in result.err
+    assert files_state(repo) == before
+
+
+def test_corrupt_index_is_kept_aside_and_rebuilt(cli: Cli, repo: Path) -> None:
+    ident = snap(cli, repo)
+    (repo / "README.md").write_text("changed\n")
+    (repo / ".git/index").write_bytes(b"DIRC garbage, not an index")
+
+    result = cli(repo, "rollback", ident, "--yes", "--json")
+
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert "unreadable" in data["warnings"][0]
+    kept = list((repo / ".git/govsnap").glob("index.unreadable.*"))
+    assert [p.read_bytes() for p in kept] == [b"DIRC garbage, not an index"]
+    assert git(repo, "write-tree").strip() == tree_of(repo, ident)
+    assert (repo / "README.md").read_text() == "hello\n"
+
+
+def test_symlinks_in_the_work_tree_are_replaced_not_written_through(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    write_files(repo, {"conf/settings.txt": "snapshot settings\n", "key.txt": "snapshot key\n"})
+    ident = snap(cli, repo)
+    outside = tmp_path / "outside"
+    write_files(outside, {"key.txt": "precious\n"})
+    for name in ("conf", "key.txt"):
+        path = repo / name
+        if path.is_dir():
+            (path / "settings.txt").unlink()
+            path.rmdir()
+        else:
+            path.unlink()
+    os.symlink(outside, repo / "conf")
+    os.symlink(outside / "key.txt", repo / "key.txt")
+
+    roll(cli, repo, ident)
+
+    assert sorted(os.listdir(outside)) == ["key.txt"]
+    assert (outside / "key.txt").read_text() == "precious\n"
+    assert not (repo / "conf").is_symlink() and not (repo / "key.txt").is_symlink()
+    assert (repo / "conf/settings.txt").read_text() == "snapshot settings\n"
+    assert (repo / "key.txt").read_text() == "snapshot key\n"
+
+
+# --- malicious trees -------------------------------------------------------------------
+
+
+def raw_tree(odb: pygit2.Odb, entries: Sequence[tuple[int, bytes, pygit2.Oid]]) -> pygit2.Oid:
+    """Write a tree object byte by byte, so that names git would refuse can be stored
+    (entries in git's order: a tree sorts as its name followed by '/')."""
+    entries = sorted(entries, key=lambda e: e[1] + (b"/" if e[0] == FileMode.TREE else b""))
+    data = b"".join(b"%o %s\0%s" % (mode, name, oid.raw) for mode, name, oid in entries)
+    return odb.write(ObjectType.TREE, data)
+
+
+def hostile_tree(repo: pygit2.Repository, shape: str) -> pygit2.Oid:
+    odb = repo.odb
+    blob = repo.create_blob(b"pwned\n")
+    readme = repo.create_blob(b"hello\n")
+    sub = raw_tree(odb, [(FileMode.BLOB, b"evil", blob)])
+    top = [(FileMode.BLOB, b"README.md", readme)]
+    named = {
+        "dotdot": [(FileMode.TREE, b"..", sub)],
+        "dot": [(FileMode.TREE, b".", sub)],
+        "dotgit": [(FileMode.TREE, b".git", sub)],
+        "dotgit-upper": [(FileMode.TREE, b".GiT", sub)],
+        "dotgit-ntfs": [(FileMode.TREE, b".git. ", sub)],
+        "dotgit-shortname": [(FileMode.TREE, b"GIT~1", sub)],
+        "dotgit-hfs": [(FileMode.TREE, ".g\u200cit".encode(), sub)],
+        "slash": [(FileMode.BLOB, b"a/../../evil", blob)],
+        "absolute": [(FileMode.BLOB, b"/tmp/evil", blob)],
+        "drive": [(FileMode.BLOB, b"C:evil", blob)],
+        "backslash": [(FileMode.BLOB, b"..\\..\\evil", blob)],
+        "gitmodules-link": [(FileMode.LINK, b".gitmodules", blob)],
+    }
+    if shape in named:
+        return raw_tree(odb, top + named[shape])
+    target = repo.create_blob(b"/tmp")
+    if shape == "symlink-then-dir":
+        entries = [(FileMode.LINK, b"a", target), (FileMode.TREE, b"a", sub)]
+    elif shape == "symlink-case-collision":
+        entries = [(FileMode.LINK, b"A", target), (FileMode.TREE, b"a", sub)]
+    else:  # nested: the bad entry sits deep down
+        deep = raw_tree(odb, [(FileMode.TREE, b"..", sub)])
+        entries = [(FileMode.TREE, b"ok", raw_tree(odb, [(FileMode.TREE, b"d", deep)]))]
+    return raw_tree(odb, top + entries)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "dotdot",
+        "dot",
+        "dotgit",
+        "dotgit-upper",
+        "dotgit-ntfs",
+        "dotgit-shortname",
+        "dotgit-hfs",
+        "slash",
+        "absolute",
+        "drive",
+        "backslash",
+        "gitmodules-link",
+        "symlink-then-dir",
+        "symlink-case-collision",
+        "nested",
+    ],
+)
+def test_malicious_tree_is_refused_before_anything_is_written(
+    cli: Cli, make_repo: MakeRepo, shape: str
+) -> None:
+    repo = make_repo({"README.md": "hello\n", "keep.txt": "mine\n"})
+    git_repo = pygit2.Repository(str(repo))
+    tree = hostile_tree(git_repo, shape)
+    sig = pygit2.Signature("Mallory", "mallory@example.com", 1700000000, 0)
+    commit = git_repo.create_commit(None, sig, sig, "hostile\n", tree, [])
+    ident = snap(cli, repo, "--from", str(commit), "--unsigned")
+    before = (files_state(repo), dirs_of(repo), snapshot_ids(repo), git(repo, "ls-files", "-s"))
+    gitdir_before = {p.relative_to(repo) for p in (repo / ".git").rglob("*") if p.is_file()}
+
+    result = cli(repo, "rollback", ident, "--yes", "--no-verify")
+
+    assert result.code == 1, result.err
+    assert "unsafe tree entry" in result.err and len(result.err.splitlines()) == 1
+    assert (files_state(repo), dirs_of(repo), snapshot_ids(repo)) == before[:3]
+    assert git(repo, "ls-files", "-s") == before[3]
+    gitdir_after = {p.relative_to(repo) for p in (repo / ".git").rglob("*") if p.is_file()}
+    assert not {p for p in gitdir_after - gitdir_before if "evil" in str(p)}
+    assert not Path("/tmp/evil").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "bad"),
+    [
+        (b"README.md", FileMode.BLOB, False),
+        (b"gitignore", FileMode.BLOB, False),
+        (b".github", FileMode.TREE, False),
+        (b".gitmodules", FileMode.BLOB, False),
+        (b"..foo", FileMode.BLOB, False),
+        (b"a b.txt", FileMode.BLOB, False),
+        ("文件".encode(), FileMode.BLOB, False),
+        (b"", FileMode.BLOB, True),
+        (b"a\0b", FileMode.BLOB, True),
+        (b"..", FileMode.TREE, True),
+        (b".git::$INDEX_ALLOCATION", FileMode.TREE, True),
+        (b"git~1", FileMode.TREE, True),
+        (".git\ufeff".encode(), FileMode.TREE, True),
+        (b"GITMOD~1", FileMode.LINK, True),
+        (b".gitmodules ", FileMode.LINK, True),
+        (b"x", 0o100664, True),
+    ],
+)
+def test_unsafe_name_rules(name: bytes, mode: int, bad: bool) -> None:
+    assert (unsafe_name(name, mode) is not None) == bad
+
+
+def test_unverified_target_is_refused_unless_no_verify(cli: Cli, repo: Path) -> None:
+    ident = snap(cli, repo, "--unsigned")
+    (repo / "README.md").write_text("changed\n")
+    before = (files_state(repo), all_refs(repo))
+
+    refused = cli(repo, "rollback", ident, "--yes")
+
+    assert refused.code == 1 and "failed verification" in refused.err
+    assert "--no-verify" in refused.err and len(refused.err.splitlines()) == 1
+    assert (files_state(repo), snapshot_ids(repo)) == (before[0], [ident])
+    assert "refused" in git(repo, "log", "-1", "--format=%B", "refs/govsnap/audit")
+
+    forced = cli(repo, "rollback", ident, "--yes", "--no-verify")
+    assert forced.code == 0 and "NOT verified" in forced.err
+    assert (repo / "README.md").read_text() == "hello\n"
