@@ -12,6 +12,11 @@ def main() -> int:
 
         sys.stdout.write(f"govsnap {__version__}\n")
         return 0
+    if sys.argv[1:2] == ["hook-run"]:
+        # Hooks run on every push: skip the command-line framework's import.
+        from govsnap.hooks import main as hook_main
+
+        return hook_main(sys.argv[2:])
     from govsnap.cli import run
 
     return run(sys.argv[1:])

@@ -1,18 +1,33 @@
-"""The audit trail: one commit per operation on `refs/govsnap/audit`, on the empty tree."""
+"""The audit trail: one commit per operation on `refs/govsnap/audit`, on the empty tree.
+
+Entries are signed like `git commit -S` (a `gpgsig` header) when a signing key is
+configured, so `git log --show-signature refs/govsnap/audit` and `git verify-commit`
+check them with stock git. Reading filters the chain; `verify` checks that it is linear,
+on the empty tree, that time does not run backwards beyond a skew, and that every
+signature present is good.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pygit2
 
-from govsnap.objects import update_ref
+from govsnap.errors import GovsnapError, UsageError
+from govsnap.objects import ref_target, update_ref
 from govsnap.repo import Identity, Repo
 
 AUDIT_REF = "refs/govsnap/audit"
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# How far (seconds) an entry's time may lie before its parent's: clocks of the machines
+# appending to one chain are never perfectly in step. `govsnap.auditSkew` overrides it.
+DEFAULT_SKEW = 300
 
 
 def entry_message(
@@ -23,6 +38,7 @@ def entry_message(
     arguments: Mapping[str, Any],
     result: str,
     duration: float,
+    extra: Mapping[str, Any] | None = None,
 ) -> str:
     """Return an audit commit message: a one-line summary, then a JSON body."""
     body = {
@@ -34,8 +50,10 @@ def entry_message(
         "arguments": dict(arguments),
         "result": result,
         "duration_seconds": round(duration, 6),
+        **(extra or {}),
     }
-    return f"{operation}: {summary}\n\n{json.dumps(body, sort_keys=True, indent=2)}\n"
+    first = " ".join(f"{operation}: {summary}".split())
+    return f"{first}\n\n{json.dumps(body, sort_keys=True, indent=2)}\n"
 
 
 def append(
@@ -48,18 +66,336 @@ def append(
     arguments: Mapping[str, Any] | None = None,
     result: str = "ok",
     duration: float = 0.0,
+    sign: bool = True,
 ) -> pygit2.Oid:
-    """Append one entry to the audit chain by compare-and-swap; return its commit oid."""
-    message = entry_message(
-        operation, summary, snapshots, identity, arguments or {}, result, duration
-    )
+    """Append one entry to the audit chain by compare-and-swap; return its commit oid.
+
+    The entry is signed when `sign` is set and a signing key is configured. If signing
+    fails the operation has already happened, so the entry is still written, unsigned,
+    with the reason in its body (`signing_error`), where `audit` and `audit verify` show it.
+    """
+    from govsnap.signing import Signer, signer_for
+
+    signer: Signer | None = None
+    signing_error: str | None = None
+    try:
+        signer = signer_for(repo) if sign else None
+    except GovsnapError as exc:
+        signing_error = exc.message
     sig = identity.signature()
     empty_tree = repo.git.TreeBuilder().write()
 
+    def message_for(error: str | None) -> str:
+        extra = {"signing_error": error} if error else None
+        return entry_message(
+            operation,
+            summary,
+            snapshots,
+            identity,
+            arguments or {},
+            result,
+            duration,
+            extra,
+        )
+
     def compute(current: pygit2.Oid | None) -> pygit2.Oid:
-        parents = [] if current is None else [current]
+        nonlocal signer, signing_error
+        parents: list[str | pygit2.Oid] = [] if current is None else [current]
+        message = message_for(signing_error)
+        if signer is not None:
+            # pygit2's stubs say Oid; create_commit_string returns the commit's text.
+            content = cast(
+                str, repo.git.create_commit_string(sig, sig, message, empty_tree, parents)
+            )
+            try:
+                signature = signer.sign(content.encode())
+            except GovsnapError as exc:
+                signer, signing_error = None, exc.message
+            else:
+                block = signature.block.decode()
+                return repo.git.create_commit_with_signature(content, block, "gpgsig")
+            message = message_for(signing_error)
         return repo.git.create_commit(None, sig, sig, message, empty_tree, parents)
 
     written = update_ref(repo, AUDIT_REF, compute, message=f"govsnap: {operation}")
     assert written is not None
     return written
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One audit commit, parsed."""
+
+    oid: str
+    parents: tuple[str, ...]
+    tree: str
+    time: int  # committer time, seconds since the epoch
+    offset: int  # committer's minutes east of UTC
+    committer: str  # "Name <email>"
+    operation: str
+    summary: str
+    body: Mapping[str, Any]
+    signature_kind: str  # "openpgp", "ssh", "x509" or "none"
+    error: str | None = None  # why the message does not parse, if it does not
+
+    @property
+    def snapshots(self) -> list[str]:
+        """Return the snapshot ids the entry names."""
+        found = self.body.get("snapshots")
+        return [str(s) for s in found] if isinstance(found, list) else []
+
+    @property
+    def result(self) -> str:
+        """Return the recorded result ('?' when absent)."""
+        return str(self.body.get("result", "?"))
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the entry as JSON-ready data."""
+        return {
+            "commit": self.oid,
+            "parents": list(self.parents),
+            "time": datetime.fromtimestamp(self.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "epoch": self.time,
+            "committer": self.committer,
+            "operation": self.operation,
+            "summary": self.summary,
+            "snapshots": self.snapshots,
+            "result": self.result,
+            "signature_kind": self.signature_kind,
+            "body": dict(self.body),
+            "error": self.error,
+        }
+
+
+def signature_kind(block: bytes | None) -> str:
+    """Return the kind of a signature block: "openpgp", "ssh", "x509" or "none"."""
+    if not block:
+        return "none"
+    if block.startswith(b"-----BEGIN SSH SIGNATURE-----"):
+        return "ssh"
+    if block.startswith(b"-----BEGIN SIGNED MESSAGE-----"):
+        return "x509"
+    return "openpgp"
+
+
+def parse_entry(commit: pygit2.Commit) -> AuditEntry:
+    """Return an audit commit as an AuditEntry; a message that does not parse sets `error`."""
+    message = commit.message
+    first, _, rest = message.partition("\n")
+    operation, sep, summary = first.partition(": ")
+    error = None
+    body: dict[str, Any] = {}
+    try:
+        parsed = json.loads(rest)
+    except json.JSONDecodeError:
+        error = "the message has no JSON body"
+    else:
+        if isinstance(parsed, dict):
+            body = parsed
+        else:
+            error = "the JSON body is not an object"
+    if error is None and (not sep or body.get("operation") != operation):
+        error = "the summary line does not name the body's operation"
+    if error is None and body.get("time") != commit.committer.time:
+        error = "the body's time differs from the committer time"
+    block, _ = commit.gpg_signature
+    committer = commit.committer
+    return AuditEntry(
+        oid=str(commit.id),
+        parents=tuple(str(p) for p in commit.parent_ids),
+        tree=str(commit.tree_id),
+        time=committer.time,
+        offset=committer.offset,
+        committer=f"{committer.name} <{committer.email}>",
+        operation=operation if sep else "?",
+        summary=summary if sep else first,
+        body=body,
+        signature_kind=signature_kind(block),
+        error=error,
+    )
+
+
+def read_chain(repo: Repo, ref: str = AUDIT_REF) -> list[AuditEntry]:
+    """Return the entries of the chain, newest first, following first parents."""
+    entries: list[AuditEntry] = []
+    oid = ref_target(repo, ref)
+    while oid is not None:
+        commit = repo.git.get(oid)
+        if not isinstance(commit, pygit2.Commit):
+            break
+        entries.append(parse_entry(commit))
+        oid = commit.parent_ids[0] if commit.parent_ids else None
+    return entries
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which entries `govsnap audit` shows; None means no restriction."""
+
+    since: int | None = None
+    until: int | None = None
+    operation: str | None = None
+    snapshot: str | None = None
+
+
+def select(entries: Sequence[AuditEntry], wanted: AuditFilter) -> list[AuditEntry]:
+    """Return the entries matching every restriction of `wanted`, in their order."""
+    snapshot = wanted.snapshot.lower() if wanted.snapshot else None
+    return [
+        e
+        for e in entries
+        if (wanted.since is None or e.time >= wanted.since)
+        and (wanted.until is None or e.time <= wanted.until)
+        and (wanted.operation is None or e.operation == wanted.operation)
+        and (snapshot is None or any(s.startswith(snapshot) for s in e.snapshots))
+    ]
+
+
+_AGO = re.compile(r"^(\d+)\s*(second|minute|hour|day|week)s?\s+ago$")
+_UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+
+
+def parse_time(text: str, now: datetime) -> int:
+    """Return epoch seconds for `2026-01-31`, an ISO 8601 time, `@<epoch>`, `now`,
+    `today`, `yesterday` or `<N> <unit>s ago`; raise UsageError for anything else.
+
+    Times without a zone are read in `now`'s zone, as git reads them in local time.
+    """
+    value = text.strip().lower()
+    if value.startswith("@") and value[1:].isdigit():
+        return int(value[1:])
+    if value == "now":
+        return int(now.timestamp())
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if value == "today":
+        return int(midnight.timestamp())
+    if value == "yesterday":
+        return int((midnight - timedelta(days=1)).timestamp())
+    ago = _AGO.match(value)
+    if ago:
+        return int(now.timestamp()) - int(ago.group(1)) * _UNITS[ago.group(2)]
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"cannot read the time {text!r}: use 2026-01-31, 2026-01-31T12:00:00Z, "
+            "@<epoch seconds>, today, yesterday or '<N> days ago'"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=now.tzinfo)
+    return int(when.timestamp())
+
+
+# --- verification ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditProblem:
+    """One thing wrong with the chain, at one entry."""
+
+    commit: str
+    kind: str  # "merge", "tree", "message", "time", "signature", "missing"
+    message: str
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """The result of `audit verify`."""
+
+    entries: int
+    signed: int
+    skew: int
+    problems: tuple[AuditProblem, ...]
+    signers: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Return True when no problem was found."""
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "signed": self.signed,
+            "unsigned": self.entries - self.signed,
+            "skew_seconds": self.skew,
+            "signers": list(self.signers),
+            "problems": [
+                {"commit": p.commit, "kind": p.kind, "message": p.message} for p in self.problems
+            ],
+        }
+
+
+def configured_skew(repo: Repo) -> int:
+    """Return `govsnap.auditSkew` (seconds), or the default; refuse a negative value."""
+    skew = repo.config_int("govsnap.auditSkew", DEFAULT_SKEW)
+    assert skew is not None
+    if skew < 0:
+        raise UsageError(f"govsnap.auditSkew must be 0 or more seconds, not {skew}")
+    return skew
+
+
+def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditReport:
+    """Check the whole chain and return what was found (an empty chain is good)."""
+    from govsnap.signing import verify_detached
+
+    skew = configured_skew(repo) if skew is None else skew
+    if skew < 0:
+        raise UsageError(f"the skew must be 0 or more seconds, not {skew}")
+    problems: list[AuditProblem] = []
+    signers: dict[str, None] = {}
+    count = signed = 0
+    oid = ref_target(repo, ref)
+    child: AuditEntry | None = None
+    while oid is not None:
+        obj = repo.git.get(oid)
+        if not isinstance(obj, pygit2.Commit):
+            where = child.oid if child else ref
+            problems.append(
+                AuditProblem(
+                    str(oid), "missing", f"{oid} (parent of {where}) is missing or not a commit"
+                )
+            )
+            break
+        entry = parse_entry(obj)
+        count += 1
+        short = entry.oid[:12]
+        if len(entry.parents) > 1:
+            problems.append(
+                AuditProblem(
+                    entry.oid,
+                    "merge",
+                    f"{short} has {len(entry.parents)} parents: the chain must be linear",
+                )
+            )
+        if entry.tree != EMPTY_TREE:
+            problems.append(AuditProblem(entry.oid, "tree", f"{short} is not on the empty tree"))
+        if entry.error:
+            problems.append(AuditProblem(entry.oid, "message", f"{short}: {entry.error}"))
+        if child is not None and child.time < entry.time - skew:
+            problems.append(
+                AuditProblem(
+                    child.oid,
+                    "time",
+                    f"{child.oid[:12]} is {entry.time - child.time}s older than its parent "
+                    f"{short} (allowed skew {skew}s)",
+                )
+            )
+        block, payload = obj.gpg_signature
+        if block:
+            signed += 1
+            check = verify_detached(repo, bytes(payload), bytes(block))
+            if check.valid:
+                signers[check.signer or "?"] = None
+            else:
+                problems.append(
+                    AuditProblem(entry.oid, "signature", f"{short}: bad signature: {check.reason}")
+                )
+        child = entry
+        oid = obj.parent_ids[0] if obj.parent_ids else None
+    return AuditReport(count, signed, skew, tuple(problems), tuple(signers))

@@ -261,6 +261,151 @@ def rollback(
         render.rollback_result(result)
 
 
+# --- audit and hooks (issue 6) ---------------------------------------------------------
+
+audit_app = typer.Typer(
+    help="Show the audit trail (refs/govsnap/audit), or verify it.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.callback()
+def audit_show(
+    ctx: typer.Context,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only entries at or after: 2026-01-31, '3 days ago', @epoch."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only entries at or before this time.")
+    ] = None,
+    operation: Annotated[
+        str | None, typer.Option("--operation", help="Only this operation (create, prune, ...).")
+    ] = None,
+    snapshot: Annotated[
+        str | None, typer.Option("--snapshot", help="Only entries naming this snapshot id prefix.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show the audit trail, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from datetime import datetime
+
+    from govsnap import audit
+
+    now = datetime.now().astimezone()
+    wanted = audit.AuditFilter(
+        since=None if since is None else audit.parse_time(since, now),
+        until=None if until is None else audit.parse_time(until, now),
+        operation=operation,
+        snapshot=snapshot,
+    )
+    entries = audit.select(audit.read_chain(_state(ctx).repo()), wanted)
+    if json_out:
+        render.emit_json([e.as_json() for e in entries])
+    else:
+        render.audit_table(entries)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    skew: Annotated[
+        int | None,
+        typer.Option("--skew", help="Seconds time may go backwards (default govsnap.auditSkew)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the chain is linear on the empty tree, in time order, with good signatures."""
+    from govsnap import audit
+    from govsnap.errors import CheckFailed
+
+    report = audit.verify(_state(ctx).repo(), skew)
+    if json_out:
+        render.emit_json(report.as_json())
+    else:
+        render.audit_report(report)
+    if not report.ok:
+        raise CheckFailed(f"the audit trail has {len(report.problems)} problem(s)")
+
+
+hooks_app = typer.Typer(help="Install, remove and inspect govsnap's git hooks.")
+app.add_typer(hooks_app, name="hooks")
+
+PrePushOpt = Annotated[bool, typer.Option("--pre-push", help="The pre-push hook.")]
+PostMergeOpt = Annotated[bool, typer.Option("--post-merge", help="The post-merge hook.")]
+AllHooksOpt = Annotated[bool, typer.Option("--all", help="pre-push and post-merge.")]
+ServerOpt = Annotated[
+    bool, typer.Option("--server", help="The pre-receive hook of a server (bare) repository.")
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+]
+
+
+@hooks_app.command("install")
+def hooks_install(
+    ctx: typer.Context,
+    pre_push: PrePushOpt = False,
+    post_merge: PostMergeOpt = False,
+    all_: AllHooksOpt = False,
+    server: ServerOpt = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Discard a chained hook left over from an earlier install."),
+    ] = False,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Install hooks where git runs them (pre-push when no hook is named), chaining to
+    any hook already there."""
+    from govsnap import hooks
+
+    names = hooks.select_hooks(pre_push, post_merge, all_, server)
+    report = hooks.install(_state(ctx).repo(), names, force=force, dry_run=dry_run)
+    if json_out:
+        render.emit_json(report.as_json())
+    else:
+        render.hooks_report(report)
+
+
+@hooks_app.command("uninstall")
+def hooks_uninstall(
+    ctx: typer.Context,
+    pre_push: PrePushOpt = False,
+    post_merge: PostMergeOpt = False,
+    all_: AllHooksOpt = False,
+    server: ServerOpt = False,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove govsnap's hooks (every one when none is named) and put back chained hooks."""
+    from govsnap import hooks
+
+    named = pre_push or post_merge or all_ or server
+    names = hooks.select_hooks(pre_push, post_merge, all_, server) if named else []
+    report = hooks.uninstall(_state(ctx).repo(), names, dry_run=dry_run)
+    if json_out:
+        render.emit_json(report.as_json())
+    else:
+        render.hooks_report(report)
+
+
+@hooks_app.command("status")
+def hooks_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """Show where git runs hooks from, which are govsnap's, and what they act on."""
+    from govsnap import hooks
+
+    report = hooks.status(_state(ctx).repo())
+    if json_out:
+        render.emit_json(report.as_json())
+    else:
+        render.hooks_status(report)
+
+
 def _log_crash() -> Path | None:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "govsnap"
     try:

@@ -279,6 +279,10 @@ def write_commit(
 # --- compare-and-swap ref updates -------------------------------------------------------
 
 _ATTEMPTS = 200
+# What libgit2 raises when a ref moved under us (GitError: the compare-and-swap failed;
+# AlreadyExistsError, KeyError: created or deleted meanwhile) or when another process
+# holds its lock file or packed-refs.lock (OSError): all are worth another try.
+_RACES = (pygit2.AlreadyExistsError, pygit2.GitError, KeyError, OSError)
 
 
 def _backoff(attempt: int) -> None:
@@ -319,7 +323,7 @@ def update_ref(
             else:
                 ref.set_target(new, message)
             return new
-        except (pygit2.AlreadyExistsError, pygit2.GitError, KeyError):
+        except _RACES:
             _backoff(attempt)
     raise ConcurrentUpdate(f"{name} kept changing under us; gave up after {_ATTEMPTS} attempts")
 
@@ -339,7 +343,7 @@ def create_ref(repo: Repo, name: str, target: pygit2.Oid) -> bool:
                 return False
             if existing is not None:
                 raise UsageError(f"{name} already exists with another object") from exc
-        except pygit2.GitError:
+        except (pygit2.GitError, OSError):
             _backoff(attempt)
     raise ConcurrentUpdate(f"could not create {name}: the ref store stayed locked")
 
@@ -353,7 +357,7 @@ def delete_ref(repo: Repo, name: str, expected: pygit2.Oid) -> bool:
         try:
             ref.delete()
             return True
-        except pygit2.GitError:
+        except (pygit2.GitError, OSError):
             ref = repo.git.references.get(name)
             if ref is None or ref.target != expected:
                 return False

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from govsnap.audit import AuditEntry, AuditReport
+    from govsnap.hooks import HooksReport, HooksStatus
     from govsnap.rollback import RollbackResult
     from govsnap.store import CreateResult, FileChange, Snapshot
 
@@ -384,3 +385,31 @@ def rollback_result(result: RollbackResult) -> None:
             f"safety snapshot {result.safety.id} holds the previous state; "
             f"undo with: govsnap rollback {result.safety.id}"
         )
+
+
+def hooks_report(report: HooksReport) -> None:
+    """Print what `hooks install` / `hooks uninstall` did or would do."""
+    prefix = "would " if report.dry_run else ""
+    message(f"hooks directory: {report.directory}")
+    for a in report.actions:
+        discard = f" (discarding {a.name}.govsnap-chained)" if a.discard_chained else ""
+        message(f"{a.name}: {prefix}{a.action}: {a.detail}{discard}")
+
+
+def hooks_status(report: HooksStatus) -> None:
+    """Print where hooks are run from, their state and the configuration they use."""
+    where = f" (core.hooksPath = {report.hooks_path})" if report.hooks_path else ""
+    message(f"hooks directory: {report.directory}{where}")
+    for h in report.hooks:
+        state = {"govsnap": "govsnap", "absent": "not installed"}.get(h.state, h.state)
+        if h.state == "foreign":
+            state = "another hook (not govsnap's)"
+        if h.state != "absent" and not h.executable:
+            state += ", NOT executable"
+        if h.chained:
+            runs = "" if h.chained_executable else ", not executable: skipped"
+            state += f"; chains to {h.chained_path.name}{runs}"
+        message(f"{h.name:<12} {state}")
+    for pattern in report.promotion_branches:
+        message(f"promotion branch {pattern} -> environment {report.environments[pattern]}")
+    message(f"on failure: {report.hook_failure} (govsnap.hookFailure)")

@@ -66,7 +66,19 @@ def isolated_env() -> Iterator[Path]:
         "[user]\n\tname = Test Releaser\n\temail = releaser@example.com\n"
         "[init]\n\tdefaultBranch = main\n"
     )
+    # libgit2 fixed its config search path from HOME when pygit2 was imported; point it
+    # at the test HOME too, or in-process runs read the machine's ~/.gitconfig.
+    import pygit2
+    from pygit2.enums import ConfigLevel
+
+    levels = (ConfigLevel.GLOBAL, ConfigLevel.XDG, ConfigLevel.SYSTEM)
+    saved_paths = {level: pygit2.settings.search_path[level] for level in levels}
+    pygit2.settings.search_path[ConfigLevel.GLOBAL] = str(home)
+    pygit2.settings.search_path[ConfigLevel.XDG] = str(home / ".config" / "git")
+    pygit2.settings.search_path[ConfigLevel.SYSTEM] = str(root / "no-system-config")
     yield root
+    for level, value in saved_paths.items():
+        pygit2.settings.search_path[level] = value
     subprocess.run(["gpgconf", "--homedir", str(gnupg_home), "--kill", "all"], check=False)
     os.environ.clear()
     os.environ.update(saved)
