@@ -406,6 +406,122 @@ def hooks_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         render.hooks_status(report)
 
 
+# --- verification, trust and doctor (issue 3) ---------------------------------------------
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    snapshots: Annotated[
+        list[str] | None,
+        typer.Argument(help="Snapshots to verify: id prefix, latest, latest~N, sha256:<prefix>."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Verify every snapshot.")] = False,
+    environment: Annotated[
+        str | None,
+        typer.Option("--environment", "-e", help="Only snapshots of this environment."),
+    ] = None,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Re-read every blob instead of trusting the cache.")
+    ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes to use (default: one per core)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify snapshots: id, tag, signature, trust, digest, objects, note. Exit 1 if any fails."""
+    from govsnap.verify import run as run_verify
+
+    report = run_verify(
+        _state(ctx).repo(),
+        snapshots or [],
+        all_=all_,
+        environment=environment,
+        deep=deep,
+        jobs=jobs,
+    )
+    if json_out:
+        render.emit_json(render.verification_json(report))
+    else:
+        render.verification_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+trust_app = typer.Typer(
+    help="Show or check the trust policy (.govsnap/trust.toml as committed).",
+    no_args_is_help=True,
+)
+app.add_typer(trust_app, name="trust")
+
+TrustRefOpt = Annotated[
+    str | None,
+    typer.Option("--ref", help="Read the policy committed here (default: govsnap.trustRef/HEAD)."),
+]
+
+
+@trust_app.command("show")
+def trust_show(ctx: typer.Context, ref: TrustRefOpt = None, json_out: JsonOpt = False) -> None:
+    """Print the signers the policy trusts and what each may do."""
+    from govsnap import trust
+
+    state = trust.status(_state(ctx).repo(), ref)
+    if json_out:
+        render.emit_json(render.policy_json(state))
+    else:
+        render.policy_table(state)
+
+
+@trust_app.command("check")
+def trust_check(
+    ctx: typer.Context,
+    ref: TrustRefOpt = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Check this file instead (e.g. an edit not yet committed)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate the policy: exit 0 when valid, 2 when malformed, 1 when absent but required."""
+    from govsnap import trust
+    from govsnap.errors import CheckFailed
+
+    state = trust.status(_state(ctx).repo(), ref, file)
+    if state.policy is None and state.require_trust:
+        raise CheckFailed(
+            f"no trust policy at {state.source}: every snapshot fails the trust check "
+            "(commit .govsnap/trust.toml, or set govsnap.requireTrust=false)"
+        )
+    if json_out:
+        render.emit_json(render.policy_json(state))
+    else:
+        render.policy_check(state)
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    fix: Annotated[bool, typer.Option("--fix", help="Repair what can be repaired.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="With --fix: show the repairs, make none.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find (and with --fix repair) what interrupted operations left: notes without a
+    snapshot, refs to missing objects, stale locks, a damaged cache. Never deletes a
+    snapshot. Exit 1 while problems remain."""
+    from govsnap.doctor import run as run_doctor
+
+    report = run_doctor(_state(ctx).repo(), fix=fix, dry_run=dry_run)
+    if json_out:
+        render.emit_json(render.doctor_json(report))
+    else:
+        render.doctor_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def _log_crash() -> Path | None:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "govsnap"
     try:

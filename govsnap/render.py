@@ -14,9 +14,12 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from govsnap.audit import AuditEntry, AuditReport
+    from govsnap.doctor import DoctorReport
     from govsnap.hooks import HooksReport, HooksStatus
     from govsnap.rollback import RollbackResult
     from govsnap.store import CreateResult, FileChange, Snapshot
+    from govsnap.trust import PolicyStatus, TrustedSigner
+    from govsnap.verify import VerifyReport
 
 
 def _console(stderr: bool = False) -> Console:
@@ -413,3 +416,181 @@ def hooks_status(report: HooksStatus) -> None:
     for pattern in report.promotion_branches:
         message(f"promotion branch {pattern} -> environment {report.environments[pattern]}")
     message(f"on failure: {report.hook_failure} (govsnap.hookFailure)")
+
+
+# --- verification, trust and doctor (issue 3) ---------------------------------------------
+
+
+def verification_json(report: VerifyReport) -> dict[str, Any]:
+    """Return a verification report as JSON-ready data."""
+    return {
+        "verdict": "pass" if report.ok else "fail",
+        "verified": len(report.results),
+        "failed": report.failed,
+        "seconds": round(report.seconds, 6),
+        "deep": report.deep,
+        "policy": report.policy_source,
+        "snapshots": [
+            {
+                "id": r.id,
+                "verdict": r.verdict,
+                "signer": r.signer,
+                "checks": {c.name: {"ok": c.ok, "message": c.message} for c in r.checks},
+            }
+            for r in report.results
+        ],
+    }
+
+
+def verification_report(report: VerifyReport) -> None:
+    """Print one row per snapshot and one column per check, the failures, and a verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from govsnap.verify import CHECKS
+
+    console = _console()
+    if not report.results:
+        console.print("no snapshots to verify", markup=False)
+        return
+    table = Table(title_justify="left")
+    table.add_column("snapshot")
+    for name in CHECKS:
+        table.add_column(name, justify="center")
+    table.add_column("signer")
+    table.add_column("verdict")
+    for r in report.results:
+        cells = ["[green]ok[/green]" if c.ok else "[bold red]FAIL[/bold red]" for c in r.checks]
+        verdict = "[green]pass[/green]" if r.ok else "[bold red]FAIL[/bold red]"
+        table.add_row(r.id, *cells, escape(r.signer or "-"), verdict)
+    console.print(table)
+    for r in report.results:
+        for line in r.failures():
+            console.print(f"{r.id} {line}", markup=False)
+    deep = ", deep" if report.deep else ""
+    if report.ok:
+        console.print(
+            f"PASS: {len(report.results)} snapshot(s) verified ({report.seconds:.2f}s{deep})",
+            markup=False,
+        )
+    else:
+        console.print(
+            f"FAIL: {report.failed} of {len(report.results)} snapshot(s) failed verification "
+            f"({report.seconds:.2f}s{deep})",
+            markup=False,
+            style="bold red",
+        )
+
+
+def _signer_json(signer: TrustedSigner) -> dict[str, Any]:
+    return {
+        "name": signer.name,
+        "kind": signer.kind,
+        "identity": signer.identity,
+        "environments": list(signer.environments),
+        "operations": list(signer.operations),
+        "description": signer.description,
+        "line": signer.line,
+    }
+
+
+def policy_json(state: PolicyStatus) -> dict[str, Any]:
+    """Return the trust policy `trust show|check` looked at as JSON-ready data."""
+    return {
+        "source": state.source,
+        "present": state.policy is not None,
+        "valid": True,
+        "require_trust": state.require_trust,
+        "uncommitted_edit": state.uncommitted_edit,
+        "signers": [] if state.policy is None else [_signer_json(s) for s in state.policy.signers],
+    }
+
+
+def _uncommitted_warning(state: PolicyStatus) -> None:
+    if state.uncommitted_edit:
+        warning(
+            ".govsnap/trust.toml in the working tree differs from the committed policy; "
+            "only the committed version counts"
+        )
+
+
+def policy_table(state: PolicyStatus) -> None:
+    """Print the signers of the trust policy and what each may do."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if state.policy is None:
+        required = "fails" if state.require_trust else "passes (govsnap.requireTrust=false)"
+        message(f"no trust policy at {state.source}: the trust check {required}")
+        _uncommitted_warning(state)
+        return
+    table = Table(title=f"trust policy {escape(state.source)}", title_justify="left")
+    for column in ("signer", "kind", "identity", "environments", "operations", "description"):
+        table.add_column(column)
+    for s in state.policy.signers:
+        table.add_row(
+            escape(s.name),
+            s.kind,
+            escape(s.identity),
+            escape(", ".join(s.environments)),
+            ", ".join(s.operations),
+            escape(s.description),
+        )
+    _console().print(table)
+    _uncommitted_warning(state)
+
+
+def policy_check(state: PolicyStatus) -> None:
+    """Print the outcome of `trust check`."""
+    if state.policy is None:
+        message(f"no trust policy at {state.source} (govsnap.requireTrust=false)")
+    else:
+        message(f"{state.source} is valid: {len(state.policy.signers)} signer(s)")
+    _uncommitted_warning(state)
+
+
+def doctor_json(report: DoctorReport) -> dict[str, Any]:
+    """Return a doctor report as JSON-ready data."""
+    return {
+        "ok": report.ok,
+        "fix": report.fix,
+        "dry_run": report.dry_run,
+        "findings": [
+            {
+                "kind": f.kind,
+                "subject": f.subject,
+                "problem": f.problem,
+                "fix": f.fix,
+                "fixed": f.fixed,
+            }
+            for f in report.findings
+        ],
+    }
+
+
+def doctor_report(report: DoctorReport) -> None:
+    """Print each finding, what was (or would be) done about it, and a summary."""
+    console = _console()
+    if not report.findings:
+        console.print("no problems found", markup=False)
+        return
+    for f in report.findings:
+        if f.fixed:
+            state = "fixed"
+        elif f.fix is None:
+            state = "cannot fix"
+        else:
+            state = "would fix" if report.fix and report.dry_run else "fixable"
+        remedy = f" [{f.fix}]" if f.fix and not f.fixed else ""
+        console.print(f"{state:<10} {f.kind} {f.subject}: {f.problem}{remedy}", markup=False)
+    left = [f for f in report.findings if not f.fixed]
+    fixable = [f for f in left if f.fix is not None]
+    if not left:
+        console.print(f"repaired {len(report.findings)} problem(s)", markup=False)
+    elif fixable and not (report.fix and not report.dry_run):
+        console.print(
+            f"{len(left)} problem(s); `govsnap doctor --fix` repairs {len(fixable)} of them",
+            markup=False,
+        )
+    else:
+        console.print(f"{len(left)} problem(s) left that doctor cannot repair", markup=False)

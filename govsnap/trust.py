@@ -441,3 +441,29 @@ def load_policy_file(path: Path) -> TrustPolicy:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     return parse_policy(data, str(path))
+
+
+@dataclass(frozen=True)
+class PolicyStatus:
+    """The policy `trust show|check` looked at, and whether the working tree differs."""
+
+    source: str
+    policy: TrustPolicy | None
+    require_trust: bool
+    uncommitted_edit: bool  # the working-tree file differs from the committed one
+
+
+def status(repo: Repo, ref: str | None = None, file: Path | None = None) -> PolicyStatus:
+    """Return the policy committed at `ref` (or in `file`), validated; raise PolicyError
+    when it is malformed."""
+    if file is not None:
+        checked = load_policy_file(file)
+        return PolicyStatus(checked.source, checked, require_trust(repo), False)
+    source, data = policy_blob(repo, ref)
+    policy = None if data is None else parse_policy(data, source)
+    edited = False
+    if not repo.is_bare:
+        on_disk = repo.workdir / POLICY_PATH
+        current = on_disk.read_bytes() if on_disk.is_file() else None
+        edited = current != data
+    return PolicyStatus(source, policy, require_trust(repo), edited)

@@ -1,0 +1,396 @@
+"""`govsnap doctor`: find, and with --fix repair, what interrupted operations leave
+behind. It never deletes a snapshot: at most it sets aside a ref whose object is gone."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from govsnap import audit, notes
+from govsnap.digest import DigestCache, digest_tree
+from govsnap.errors import CorruptObject
+from govsnap.objects import (
+    SNAPSHOT_REF_PREFIX,
+    SnapshotPayload,
+    delete_ref,
+    read_tag,
+    ref_target,
+    update_ref,
+)
+from govsnap.repo import Repo
+from govsnap.signing import verify_signature
+from govsnap.store import note_fields, snapshot_refs
+
+STALE_LOCK_SECONDS = 600
+QUARANTINE_LOG = "quarantine.log"
+_GOVSNAP_REFS = "refs/govsnap/"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One inconsistency: what it is, where, and how --fix repairs it (None: it cannot)."""
+
+    kind: (
+        str  # stale-lock, torn-cache, broken-ref, dangling-snapshot-ref, orphan-note, missing-note
+    )
+    subject: str
+    problem: str
+    fix: str | None
+    fixed: bool = False
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """What `doctor` found and, with --fix, repaired."""
+
+    findings: tuple[Finding, ...]
+    fix: bool
+    dry_run: bool
+
+    @property
+    def ok(self) -> bool:
+        """Return True when nothing is left to repair."""
+        return all(f.fixed for f in self.findings)
+
+
+def stale_lock_seconds(repo: Repo) -> int:
+    """Return the age after which a lock file is stale (`govsnap.staleLockSeconds`)."""
+    value = repo.config_int("govsnap.staleLockSeconds", STALE_LOCK_SECONDS)
+    return STALE_LOCK_SECONDS if value is None else value
+
+
+# --- diagnosis ---------------------------------------------------------------------------
+
+
+def _lock_files(repo: Repo) -> list[Path]:
+    """Return the lock files git and govsnap may leave for govsnap's state."""
+    common = repo.commondir
+    found = [common / "packed-refs.lock", repo.gitdir / "index.lock"]
+    for area in (common / "refs" / "govsnap", common / "refs" / "notes", repo.state_dir):
+        if area.is_dir():
+            found.extend(area.rglob("*.lock"))
+    return [path for path in found if path.is_file()]
+
+
+def find_stale_locks(repo: Repo, now: float) -> list[Finding]:
+    """Return a finding per lock file older than the stale age."""
+    limit = stale_lock_seconds(repo)
+    findings = []
+    for path in _lock_files(repo):
+        try:
+            age = now - path.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age > limit:
+            findings.append(
+                Finding(
+                    "stale-lock",
+                    str(path),
+                    f"lock file left {int(age)} s ago (stale after {limit} s) blocks updates",
+                    "remove the lock file",
+                )
+            )
+    return findings
+
+
+def find_torn_cache(repo: Repo) -> list[Finding]:
+    """Return a finding when the digest cache database is damaged (a half-written file)."""
+    cache = DigestCache.for_repo(repo)
+    problem = cache.problem()
+    if problem is None:
+        return []
+    return [
+        Finding(
+            "torn-cache",
+            str(cache.path),
+            problem,
+            "delete the cache; the next digest rebuilds it from the objects",
+        )
+    ]
+
+
+def _object_exists(repo: Repo, oid: pygit2.Oid) -> bool:
+    return bool(repo.git.odb.exists(oid))
+
+
+def _reflog_fallback(repo: Repo, name: str) -> pygit2.Oid | None:
+    """Return the newest earlier value of `name` whose commit and tree are present."""
+    ref = repo.git.references.get(name)
+    if ref is None:
+        return None
+    try:
+        entries = list(ref.log())
+    except pygit2.GitError:
+        return None
+    for entry in entries:
+        oid = entry.oid_new
+        try:
+            commit = repo.git[oid]
+        except (KeyError, ValueError, pygit2.GitError):
+            continue
+        if isinstance(commit, pygit2.Commit) and _object_exists(repo, commit.tree_id):
+            return oid
+    return None
+
+
+def find_broken_refs(repo: Repo) -> list[Finding]:
+    """Return a finding per govsnap or notes ref that points at a missing object."""
+    findings = []
+    for ref in repo.git.references.iterator():
+        name = ref.name
+        if not (name.startswith(_GOVSNAP_REFS) or name == notes.NOTES_REF):
+            continue
+        target = ref.target
+        if not isinstance(target, pygit2.Oid) or _object_exists(repo, target):
+            continue
+        if name.startswith(SNAPSHOT_REF_PREFIX):
+            findings.append(
+                Finding(
+                    "dangling-snapshot-ref",
+                    name,
+                    f"points at {target}, which is not in the object store: the snapshot's "
+                    "tag is lost",
+                    f"set the ref aside in .git/govsnap/{QUARANTINE_LOG} (restore it with "
+                    f"`git update-ref {name} {target}` once the object is fetched again)",
+                )
+            )
+            continue
+        earlier = _reflog_fallback(repo, name)
+        findings.append(
+            Finding(
+                "broken-ref",
+                name,
+                f"points at {target}, which is not in the object store",
+                None if earlier is None else f"reset it to {earlier}, its last intact value",
+            )
+        )
+    return findings
+
+
+def find_note_problems(repo: Repo) -> list[Finding]:
+    """Return notes on objects that are no snapshot, and snapshots without a note."""
+    notes_target = ref_target(repo, notes.NOTES_REF)
+    if notes_target is not None and not _object_exists(repo, notes_target):
+        return []  # reported as a broken ref; the notes cannot be read until it is fixed
+    try:
+        blobs = notes.note_blobs(repo)
+    except (KeyError, ValueError, pygit2.GitError, AssertionError):
+        return [
+            Finding(
+                "broken-ref",
+                notes.NOTES_REF,
+                "its tree is missing or damaged, so notes cannot be read",
+                None,
+            )
+        ]
+    refs = snapshot_refs(repo)
+    tags = {str(oid): ident for ident, oid in refs.items()}
+    # Snapshots kept under other govsnap refs (copies fetched from a remote) own notes too.
+    held = _govsnap_targets(repo)
+    findings = []
+    for obj, blob in sorted(blobs.items()):
+        if obj in tags:
+            if not _object_exists(repo, blob):
+                findings.append(_missing_note(repo, tags[obj], obj, "its note's blob is missing"))
+            continue
+        if obj in held:
+            continue
+        findings.append(
+            Finding(
+                "orphan-note",
+                f"{notes.NOTES_REF}:{obj}",
+                _orphan_detail(repo, obj),
+                "remove the note",
+            )
+        )
+    for ident, oid in sorted(refs.items()):
+        if str(oid) not in blobs and _object_exists(repo, oid):
+            findings.append(_missing_note(repo, ident, str(oid), "the snapshot has no note"))
+    return findings
+
+
+def _govsnap_targets(repo: Repo) -> set[str]:
+    """Return the objects any ref under refs/govsnap/ points at."""
+    return {
+        str(ref.target)
+        for ref in repo.git.references.iterator()
+        if ref.name.startswith(_GOVSNAP_REFS) and isinstance(ref.target, pygit2.Oid)
+    }
+
+
+def _orphan_detail(repo: Repo, obj: str) -> str:
+    try:
+        tag = read_tag(repo, obj)
+        payload = SnapshotPayload.parse(tag.payload)
+    except CorruptObject:
+        return f"a note on {obj}, which is no snapshot's tag"
+    ident = payload.id
+    return (
+        f"a note on the tag of snapshot {ident}, whose ref is gone (an interrupted prune?); "
+        f"`git update-ref {SNAPSHOT_REF_PREFIX}{ident} {obj}` would bring the snapshot back"
+    )
+
+
+def _missing_note(repo: Repo, ident: str, tag_oid: str, problem: str) -> Finding:
+    try:
+        SnapshotPayload.parse(read_tag(repo, tag_oid).payload)
+        fix: str | None = "rebuild the note from the signed payload"
+    except CorruptObject:
+        fix = None
+        problem += " and its tag is unreadable (run `govsnap verify`)"
+    return Finding("missing-note", SNAPSHOT_REF_PREFIX + ident, problem, fix)
+
+
+def diagnose(repo: Repo) -> list[Finding]:
+    """Return every inconsistency found, locks first (they would block the other repairs)."""
+    return [
+        *find_stale_locks(repo, time.time()),
+        *find_torn_cache(repo),
+        *find_broken_refs(repo),
+        *find_note_problems(repo),
+    ]
+
+
+# --- repair ------------------------------------------------------------------------------
+
+
+def _remove_lock(repo: Repo, finding: Finding) -> bool:
+    path = Path(finding.subject)
+    try:
+        # Checked again now: a lock refreshed since the diagnosis belongs to a live process.
+        if time.time() - path.stat().st_mtime <= stale_lock_seconds(repo):
+            return False
+        path.unlink()
+    except FileNotFoundError:
+        return True
+    return True
+
+
+def _quarantine(repo: Repo, finding: Finding) -> bool:
+    ref = repo.git.references.get(finding.subject)
+    if ref is None:
+        return True
+    target = ref.target
+    if not isinstance(target, pygit2.Oid) or _object_exists(repo, target):
+        return False
+    record = {
+        "time": int(time.time()),
+        "ref": finding.subject,
+        "target": str(target),
+        "reason": "object missing",
+    }
+    with (repo.state_dir / QUARANTINE_LOG).open("a") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+    return delete_ref(repo, finding.subject, target)
+
+
+def _reset_broken_ref(repo: Repo, finding: Finding) -> bool:
+    earlier = _reflog_fallback(repo, finding.subject)
+    if earlier is None:
+        return False
+
+    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
+        if current is not None and _object_exists(repo, current):
+            return current  # repaired meanwhile by someone else
+        return earlier
+
+    update_ref(repo, finding.subject, compute, message="govsnap doctor: reset to intact value")
+    return True
+
+
+def _rebuilt_note(repo: Repo, ident: str, tag_oid: str) -> dict[str, Any] | None:
+    try:
+        tag = read_tag(repo, tag_oid)
+        payload = SnapshotPayload.parse(tag.payload)
+        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo))
+    except CorruptObject:
+        return None
+    sig = verify_signature(repo, tag)
+    signer = sig.signer if sig.valid else None
+    data = note_fields(payload, ident, digest, signer, tag.signature_kind)
+    data["rebuilt_by"] = "govsnap doctor"
+    return data
+
+
+def _repair_notes(repo: Repo, findings: Sequence[Finding]) -> set[Finding]:
+    """Remove orphan notes and rebuild missing ones in one notes commit; return the fixed."""
+    mutations: dict[str, notes.Mutation] = {}
+    fixed: set[Finding] = set()
+    refs = snapshot_refs(repo)
+    held = _govsnap_targets(repo)
+    for finding in findings:
+        if finding.kind == "orphan-note":
+            obj = finding.subject.rsplit(":", 1)[1]
+            if obj in held:
+                continue  # the snapshot came back meanwhile
+
+            def drop(_current: notes.JSONObject | None) -> None:
+                return None
+
+            mutations[obj] = drop
+            fixed.add(finding)
+        elif finding.kind == "missing-note" and finding.fix is not None:
+            ident = finding.subject.removeprefix(SNAPSHOT_REF_PREFIX)
+            tag_oid = refs.get(ident)
+            data = None if tag_oid is None else _rebuilt_note(repo, ident, str(tag_oid))
+            if tag_oid is None or data is None:
+                continue
+
+            def rebuild(
+                current: notes.JSONObject | None, data: dict[str, Any] = data
+            ) -> notes.JSONObject:
+                return current if current is not None else data
+
+            mutations[str(tag_oid)] = rebuild
+            fixed.add(finding)
+    if mutations:
+        notes.update(repo, mutations, repo.committer(), "Notes repaired by 'govsnap doctor'")
+    return fixed
+
+
+def repair(repo: Repo, findings: Sequence[Finding]) -> list[Finding]:
+    """Apply each finding's fix; return the findings, marked fixed where the fix worked."""
+    fixed: set[Finding] = set()
+    for finding in findings:
+        done = False
+        if finding.kind == "stale-lock":
+            done = _remove_lock(repo, finding)
+        elif finding.kind == "torn-cache":
+            DigestCache.for_repo(repo).reset()
+            done = True
+        elif finding.kind == "dangling-snapshot-ref":
+            done = _quarantine(repo, finding)
+        elif finding.kind == "broken-ref" and finding.fix is not None:
+            done = _reset_broken_ref(repo, finding)
+        if done:
+            fixed.add(finding)
+    fixed |= _repair_notes(repo, findings)
+    return [replace(f, fixed=True) if f in fixed else f for f in findings]
+
+
+def run(repo: Repo, *, fix: bool = False, dry_run: bool = False) -> DoctorReport:
+    """Diagnose the repository and, with `fix` (and not `dry_run`), repair what can be
+    repaired, recording an audit entry; return the report."""
+    started = time.monotonic()
+    findings = diagnose(repo)
+    if fix and not dry_run and any(f.fix is not None for f in findings):
+        findings = repair(repo, findings)
+        done = [f for f in findings if f.fixed]
+        # An audit ref that is itself broken (and stays so) cannot take an entry.
+        if not any(f.subject == audit.AUDIT_REF and not f.fixed for f in findings):
+            audit.append(
+                repo,
+                "doctor",
+                f"repaired {len(done)} of {len(findings)} problem(s)",
+                identity=repo.committer(),
+                arguments={"fix": True},
+                result="ok" if len(done) == len(findings) else "partial",
+                duration=time.monotonic() - started,
+            )
+    return DoctorReport(tuple(findings), fix, dry_run)
