@@ -261,6 +261,42 @@ def rollback(
         render.rollback_result(result)
 
 
+@app.command()
+def rehearse(
+    ctx: typer.Context,
+    snapshot: Annotated[
+        str | None, typer.Argument(help="The snapshot to rehearse (default: latest).")
+    ] = None,
+    damage: Annotated[
+        str | None,
+        typer.Option("--damage", help="Only this damage: delete, corrupt, stray, index (or all)."),
+    ] = None,
+    rto: Annotated[
+        float | None,
+        typer.Option("--rto", help="Recovery time objective in seconds (govsnap.rto, 300)."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write the report to PATH.json and PATH.md."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rehearse a rollback in a throwaway clone: damage it, roll back, check every byte,
+    time it against the recovery objective; exit 1 if any gate fails."""
+    from govsnap.errors import CheckFailed
+    from govsnap.rehearsal import rehearse as run_rehearsal
+
+    result = run_rehearsal(_state(ctx).repo(), snapshot, damage, rto, report)
+    if json_out:
+        render.emit_json(result.as_json())
+    else:
+        render.rehearsal_report(result)
+    if not result.passed:
+        raise CheckFailed(
+            f"rehearsal of {result.snapshot} failed: {', '.join(result.failed_gates)}"
+        )
+
+
 # --- audit and hooks (issue 6) ---------------------------------------------------------
 
 audit_app = typer.Typer(

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from govsnap.audit import AuditEntry, AuditReport
     from govsnap.doctor import DoctorReport
     from govsnap.hooks import HooksReport, HooksStatus
+    from govsnap.rehearsal import RehearsalReport
     from govsnap.rollback import RollbackResult
     from govsnap.store import CreateResult, FileChange, Snapshot
     from govsnap.trust import PolicyStatus, TrustedSigner
@@ -388,6 +389,24 @@ def rollback_result(result: RollbackResult) -> None:
             f"safety snapshot {result.safety.id} holds the previous state; "
             f"undo with: govsnap rollback {result.safety.id}"
         )
+
+
+def rehearsal_report(report: RehearsalReport) -> None:
+    """Print a rehearsal's verdict, damage, gates and where the reports are."""
+    verdict = "PASS" if report.passed else f"FAIL ({', '.join(report.failed_gates)})"
+    took = "-" if report.rollback_seconds is None else f"{report.rollback_seconds:.2f}s"
+    message(
+        f"rehearsal of snapshot {report.snapshot}: {verdict}; rollback took {took} "
+        f"(objective {report.rto:g}s)"
+    )
+    for d in report.damage:
+        message(f"damage {d.kind:<8} {len(d.paths)} path(s)")
+    for g in report.gates:
+        message(f"gate   {g.name:<9} {'pass' if g.passed else 'FAIL'}  {g.detail}")
+    for text in report.warnings:
+        warning(text)
+    for path in report.report_files:
+        message(f"report {path}")
 
 
 def hooks_report(report: HooksReport) -> None:
