@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pygit2
+from pygit2.enums import SortMode
 
 from govsnap.errors import GovsnapError, UsageError
 from govsnap.objects import ref_target, update_ref
@@ -67,12 +68,17 @@ def append(
     result: str = "ok",
     duration: float = 0.0,
     sign: bool = True,
+    join: pygit2.Oid | None = None,
 ) -> pygit2.Oid:
     """Append one entry to the audit chain by compare-and-swap; return its commit oid.
 
     The entry is signed when `sign` is set and a signing key is configured. If signing
     fails the operation has already happened, so the entry is still written, unsigned,
     with the reason in its body (`signing_error`), where `audit` and `audit verify` show it.
+
+    `join` (remote.py) is the head of another copy of the chain, fetched from a remote:
+    unless the chain already holds it, it becomes a parent of the entry too, so that both
+    histories are kept (see joined_parents).
     """
     from govsnap.signing import Signer, signer_for
 
@@ -100,7 +106,7 @@ def append(
 
     def compute(current: pygit2.Oid | None) -> pygit2.Oid:
         nonlocal signer, signing_error
-        parents: list[str | pygit2.Oid] = [] if current is None else [current]
+        parents: list[str | pygit2.Oid] = list(joined_parents(repo, current, join))
         message = message_for(signing_error)
         if signer is not None:
             # pygit2's stubs say Oid; create_commit_string returns the commit's text.
@@ -120,6 +126,22 @@ def append(
     written = update_ref(repo, AUDIT_REF, compute, message=f"govsnap: {operation}")
     assert written is not None
     return written
+
+
+def joined_parents(
+    repo: Repo, current: pygit2.Oid | None, other: pygit2.Oid | None
+) -> list[pygit2.Oid]:
+    """Return the parents of a new entry on `current` that also joins the chain `other`:
+    [current] when it already holds `other`, [other] when `other` extends it (or there is
+    no chain here), else both: a merge commit, current first."""
+    git = repo.git
+    if current is None:
+        return [] if other is None else [other]
+    if other is None or other == current or git.descendant_of(current, other):
+        return [current]
+    if git.descendant_of(other, current):
+        return [other]
+    return [current, other]
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -229,6 +251,20 @@ def read_chain(repo: Repo, ref: str = AUDIT_REF) -> list[AuditEntry]:
         entries.append(parse_entry(commit))
         oid = commit.parent_ids[0] if commit.parent_ids else None
     return entries
+
+
+def entries_of(repo: Repo, *operations: str, ref: str = AUDIT_REF) -> list[AuditEntry]:
+    """Return every entry of these operations, newest first, following all parents:
+    entries of the copies of the chain that a fetch joined (remote.py) included."""
+    head = ref_target(repo, ref)
+    if head is None:
+        return []
+    first_lines = tuple(f"{operation}: " for operation in operations)
+    return [
+        parse_entry(commit)
+        for commit in repo.git.walk(head, SortMode.TIME)
+        if commit.message.startswith(first_lines)
+    ]
 
 
 @dataclass(frozen=True)

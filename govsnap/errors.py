@@ -65,3 +65,7 @@ class CheckFailed(GovsnapError):
 
 class CorruptObject(CheckFailed):
     """A govsnap object is missing or does not parse."""
+
+
+class SnapshotConflict(CheckFailed):
+    """A remote holds another object under a snapshot id this clone has."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
@@ -68,8 +69,28 @@ def _tree_of(repo: Repo, commit_oid: pygit2.Oid | None) -> pygit2.Tree | None:
 
 def note_blobs(repo: Repo, ref: str = NOTES_REF) -> dict[str, pygit2.Oid]:
     """Return annotated object hex -> note blob oid for every note under `ref`."""
-    tree = _tree_of(repo, ref_target(repo, ref))
+    return note_blobs_at(repo, ref_target(repo, ref))
+
+
+def note_blobs_at(repo: Repo, commit: pygit2.Oid | None) -> dict[str, pygit2.Oid]:
+    """Return annotated object hex -> note blob oid in one notes commit (None: no notes)."""
+    tree = _tree_of(repo, commit)
     return {} if tree is None else dict(_entries(repo, tree))
+
+
+def result_time(result: Any) -> float | None:
+    """Return the `time` of a recorded result (verification, rehearsal) as epoch seconds;
+    it is ISO 8601 (`2026-11-24T13:10:07Z`) or a number. None when absent or unreadable."""
+    when = result.get("time") if isinstance(result, dict) else None
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return float(when)
+    if isinstance(when, str):
+        try:
+            stamp = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    return None
 
 
 def read_all(repo: Repo, ref: str = NOTES_REF) -> dict[str, Note]:

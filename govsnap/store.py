@@ -91,7 +91,9 @@ class Snapshot:
         return self.note.data if self.note else {}
 
 
-def _load(repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None) -> Snapshot:
+def load_snapshot(repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None) -> Snapshot:
+    """Return the snapshot whose ref names `ident` and points at `tag_oid`, with `note`;
+    an unreadable tag gives a Snapshot with `error` set."""
     try:
         tag = read_tag(repo, tag_oid)
         payload = SnapshotPayload.parse(tag.payload)
@@ -100,15 +102,16 @@ def _load(repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None) -> Sna
     return Snapshot(ident, str(tag_oid), payload, tag.signature_kind, note)
 
 
-def snapshot_refs(repo: Repo) -> dict[str, pygit2.Oid]:
-    """Return snapshot id -> tag oid for every snapshot ref."""
+def snapshot_refs(repo: Repo, prefix: str = SNAPSHOT_REF_PREFIX) -> dict[str, pygit2.Oid]:
+    """Return snapshot id -> tag oid for every snapshot ref (under `prefix`: remote.py
+    reads the copies fetched from a remote there)."""
     found: dict[str, pygit2.Oid] = {}
     for ref in repo.git.references.iterator():
         name = ref.name
-        if name.startswith(SNAPSHOT_REF_PREFIX):
+        if name.startswith(prefix):
             target = ref.target
             if isinstance(target, pygit2.Oid):
-                found[name[len(SNAPSHOT_REF_PREFIX) :]] = target
+                found[name[len(prefix) :]] = target
     return found
 
 
@@ -116,7 +119,7 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
     """Return every snapshot, newest first, reading refs and notes in bulk."""
     all_notes = notes.read_all(repo)
     snaps = [
-        _load(repo, ident, oid, all_notes.get(str(oid)))
+        load_snapshot(repo, ident, oid, all_notes.get(str(oid)))
         for ident, oid in snapshot_refs(repo).items()
     ]
     snaps.sort(key=order_key, reverse=True)
