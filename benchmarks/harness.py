@@ -30,6 +30,7 @@ class Comparison:
     git_equivalent: str
     ratio_target: float | None = None
     absolute_target: float | None = None  # seconds, for govsnap's median
+    overhead_target: float | None = None  # seconds govsnap's median may exceed git's
 
     @property
     def govsnap_median(self) -> float:
@@ -54,6 +55,8 @@ class Comparison:
             parts.append(f"<= {self.ratio_target:g}x")
         if self.absolute_target is not None:
             parts.append(f"<= {self.absolute_target * 1000:g} ms")
+        if self.overhead_target is not None:
+            parts.append(f"<= +{self.overhead_target * 1000:g} ms over git")
         return ", ".join(parts) or "-"
 
     @property
@@ -64,6 +67,8 @@ class Comparison:
             ok = ok and self.ratio <= self.ratio_target
         if self.absolute_target is not None:
             ok = ok and self.govsnap_median <= self.absolute_target
+        if self.overhead_target is not None:
+            ok = ok and self.govsnap_median - self.git_median <= self.overhead_target
         return ok
 
 

@@ -2,9 +2,10 @@
 
 Entries are signed like `git commit -S` (a `gpgsig` header) when a signing key is
 configured, so `git log --show-signature refs/govsnap/audit` and `git verify-commit`
-check them with stock git. Reading filters the chain; `verify` checks that it is linear,
-on the empty tree, that time does not run backwards beyond a skew, and that every
-signature present is good.
+check them with stock git. Reading filters the chain; `verify` checks that it is linear
+(but for the two-parent entries of a fetch that joins a remote's copy, see remote.py), on
+the empty tree, that time does not run backwards beyond a skew, and that every signature
+present is good.
 """
 
 from __future__ import annotations
@@ -241,16 +242,29 @@ def parse_entry(commit: pygit2.Commit) -> AuditEntry:
 
 
 def read_chain(repo: Repo, ref: str = AUDIT_REF) -> list[AuditEntry]:
-    """Return the entries of the chain, newest first, following first parents."""
-    entries: list[AuditEntry] = []
-    oid = ref_target(repo, ref)
-    while oid is not None:
-        commit = repo.git.get(oid)
-        if not isinstance(commit, pygit2.Commit):
-            break
-        entries.append(parse_entry(commit))
-        oid = commit.parent_ids[0] if commit.parent_ids else None
+    """Return every entry of the chain, newest first, following all parents (a fetch
+    joins a remote copy of the chain with a two-parent entry, see remote.py)."""
+    entries = [parse_entry(commit) for commit in _walk(repo, ref)]
+    entries.sort(key=lambda e: e.time, reverse=True)
     return entries
+
+
+def _walk(repo: Repo, ref: str) -> list[pygit2.Commit]:
+    """Return the commits reachable from `ref`, each once, stopping at missing ones."""
+    found: list[pygit2.Commit] = []
+    head = ref_target(repo, ref)
+    seen: set[pygit2.Oid] = set()
+    stack = [] if head is None else [head]
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        commit = repo.git.get(oid)
+        if isinstance(commit, pygit2.Commit):
+            found.append(commit)
+            stack.extend(commit.parent_ids)
+    return found
 
 
 def entries_of(repo: Repo, *operations: str, ref: str = AUDIT_REF) -> list[AuditEntry]:
@@ -385,44 +399,47 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
         raise UsageError(f"the skew must be 0 or more seconds, not {skew}")
     problems: list[AuditProblem] = []
     signers: dict[str, None] = {}
-    count = signed = 0
-    oid = ref_target(repo, ref)
-    child: AuditEntry | None = None
-    while oid is not None:
-        obj = repo.git.get(oid)
-        if not isinstance(obj, pygit2.Commit):
-            where = child.oid if child else ref
-            problems.append(
-                AuditProblem(
-                    str(oid), "missing", f"{oid} (parent of {where}) is missing or not a commit"
-                )
-            )
-            break
-        entry = parse_entry(obj)
-        count += 1
+    signed = 0
+    commits = _walk(repo, ref)
+    by_oid = {commit.id: commit for commit in commits}
+    for commit in commits:
+        entry = parse_entry(commit)
         short = entry.oid[:12]
-        if len(entry.parents) > 1:
+        # The one legitimate merge: a fetch joining the remote's copy of the chain.
+        joins = len(entry.parents) == 2 and entry.operation == "fetch"
+        if len(entry.parents) > 1 and not joins:
             problems.append(
                 AuditProblem(
                     entry.oid,
                     "merge",
-                    f"{short} has {len(entry.parents)} parents: the chain must be linear",
+                    f"{short} has {len(entry.parents)} parents: the chain must be linear "
+                    "(only a fetch joins two copies of it)",
                 )
             )
         if entry.tree != EMPTY_TREE:
             problems.append(AuditProblem(entry.oid, "tree", f"{short} is not on the empty tree"))
         if entry.error:
             problems.append(AuditProblem(entry.oid, "message", f"{short}: {entry.error}"))
-        if child is not None and child.time < entry.time - skew:
-            problems.append(
-                AuditProblem(
-                    child.oid,
-                    "time",
-                    f"{child.oid[:12]} is {entry.time - child.time}s older than its parent "
-                    f"{short} (allowed skew {skew}s)",
+        for parent_oid in commit.parent_ids:
+            parent = by_oid.get(parent_oid)
+            if parent is None:
+                problems.append(
+                    AuditProblem(
+                        str(parent_oid),
+                        "missing",
+                        f"{parent_oid} (parent of {short}) is missing or not a commit",
+                    )
                 )
-            )
-        block, payload = obj.gpg_signature
+            elif entry.time < parent.committer.time - skew:
+                problems.append(
+                    AuditProblem(
+                        entry.oid,
+                        "time",
+                        f"{short} is {parent.committer.time - entry.time}s older than its "
+                        f"parent {str(parent_oid)[:12]} (allowed skew {skew}s)",
+                    )
+                )
+        block, payload = commit.gpg_signature
         if block:
             signed += 1
             check = verify_detached(repo, bytes(payload), bytes(block))
@@ -432,6 +449,5 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
                 problems.append(
                     AuditProblem(entry.oid, "signature", f"{short}: bad signature: {check.reason}")
                 )
-        child = entry
-        oid = obj.parent_ids[0] if obj.parent_ids else None
+    count = len(commits)
     return AuditReport(count, signed, skew, tuple(problems), tuple(signers))

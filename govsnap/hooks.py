@@ -427,9 +427,11 @@ def decide_push(updates: Sequence[PushUpdate], patterns: Sequence[str]) -> list[
 
 @dataclass
 class HookRun:
-    """What one hook run did: the snapshots it took and the errors it met."""
+    """What one hook run did: the snapshots it took and the errors it met. `context` goes
+    into the audit entry of each snapshot (and of a failed run): remote, policy, squash."""
 
     hook: str
+    context: dict[str, Any] = field(default_factory=dict)
     snapshots: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
@@ -474,9 +476,9 @@ def _snapshot(
         source_ref=source_ref,
         if_changed=if_changed,
         message=message,
+        audit_context={"hook": run.hook, **run.context},
     )
     result = create(repo, options)
-    run.refs.append(source_ref)
     ident = result.snapshot.id
     if result.created:
         run.snapshots.append(ident)
@@ -488,14 +490,12 @@ def _snapshot(
         )
 
 
-def _record(repo: Repo, run: HookRun, result: str, started: float, extra: dict[str, Any]) -> None:
-    """Append the hook run to the audit trail; never hide the hook's own outcome."""
+def _record_failure(repo: Repo, run: HookRun, result: str, started: float) -> None:
+    """Append a failed hook run to the audit trail (a successful one is recorded by the
+    create entry of each snapshot); never hide the hook's own outcome."""
     from govsnap import audit
 
-    taken = len(run.snapshots)
-    summary = f"{taken} snapshot(s) of {', '.join(run.refs) or 'nothing'}"
-    if run.errors:
-        summary += f"; {len(run.errors)} failure(s)"
+    summary = f"{len(run.errors)} failure(s) snapshotting {', '.join(run.refs)}"
     try:
         audit.append(
             repo,
@@ -503,7 +503,7 @@ def _record(repo: Repo, run: HookRun, result: str, started: float, extra: dict[s
             summary,
             snapshots=run.snapshots + run.unchanged,
             identity=repo.committer(),
-            arguments={"refs": run.refs, "errors": run.errors, **extra},
+            arguments={"refs": run.refs, "errors": run.errors, **run.context},
             result=result,
             duration=time.monotonic() - started,
         )
@@ -518,12 +518,13 @@ def pre_push(repo: Repo, args: Sequence[str], updates: Sequence[PushUpdate]) -> 
     if not decisions:
         return 0
     policy = hook_failure(repo)
-    run = HookRun("pre-push")
     remote = args[0] if args else ""
     # A push to a URL names no remote; a URL may carry credentials, so it is not recorded.
     known_remote = remote if repo.config_str(f"remote.{remote}.url") else None
+    run = HookRun("pre-push", {"remote": known_remote, "policy": policy})
     for d in decisions:
         assert d.pattern is not None
+        run.refs.append(d.update.remote_ref)
         try:
             environment = environment_for(repo, d.pattern)
             _snapshot(repo, run, "pre-push", d.update.local_oid, d.update.remote_ref, environment)
@@ -532,8 +533,8 @@ def pre_push(repo: Repo, args: Sequence[str], updates: Sequence[PushUpdate]) -> 
         except Exception as exc:  # the push policy decides, not the crash
             run.errors.append(f"{d.update.remote_ref}: internal error: {exc!r}")
     blocked = bool(run.errors) and policy == "block"
-    result = "ok" if not run.errors else ("blocked" if blocked else "warned")
-    _record(repo, run, result, started, {"remote": known_remote, "policy": policy})
+    if run.errors:
+        _record_failure(repo, run, "blocked" if blocked else "warned", started)
     for problem in run.errors:
         render.stderr_line(f"pre-push: snapshot failed: {problem}")
     if blocked:
@@ -558,7 +559,7 @@ def post_merge(repo: Repo, squash: bool) -> int:
     pattern = promotion_pattern(branch_ref.removeprefix("refs/heads/"), promotion_patterns(repo))
     if pattern is None:
         return 0
-    run = HookRun("post-merge")
+    run = HookRun("post-merge", {"squash": squash}, refs=[branch_ref])
     message = "squash merge: the merged changes are staged, not yet in HEAD" if squash else ""
     try:
         environment = environment_for(repo, pattern)
@@ -578,7 +579,8 @@ def post_merge(repo: Repo, squash: bool) -> int:
     except GovsnapError as exc:
         run.errors.append(f"{branch_ref}: {exc.message}")
         render.stderr_line(f"post-merge: snapshot failed: {exc.message}")
-    _record(repo, run, "failed" if run.errors else "ok", started, {"squash": squash})
+    if run.errors:
+        _record_failure(repo, run, "failed", started)
     return 0
 
 

@@ -262,6 +262,8 @@ class CreateOptions:
     message: str = ""
     unsigned: bool = False
     index_commit: str | None = None
+    # Recorded in the audit entry's arguments: what ran create (a hook, its remote...).
+    audit_context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -397,7 +399,12 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
         f"snapshot {ident} of {where}",
         snapshots=[ident],
         identity=identity,
-        arguments={"trigger": trigger, "environment": environment, "labels": list(labels)},
+        arguments={
+            "trigger": trigger,
+            "environment": environment,
+            "labels": list(labels),
+            **options.audit_context,
+        },
         duration=seconds,
     )
     snapshot = Snapshot(ident, str(tag_oid), payload, tag.signature_kind, Note(note))

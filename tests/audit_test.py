@@ -168,8 +168,25 @@ def _commit(repo: Path, tree: str, parents: list[str], message: str, date: str) 
     return out.stdout.decode().strip()
 
 
-def _body(date_epoch: int) -> str:
-    return "create: forged\n\n" + json.dumps({"operation": "create", "time": date_epoch})
+def _body(date_epoch: int, operation: str = "create") -> str:
+    return f"{operation}: forged\n\n" + json.dumps({"operation": operation, "time": date_epoch})
+
+
+def test_a_fetch_joining_two_copies_of_the_chain_is_the_one_good_merge(
+    cli: Cli, repo: Path
+) -> None:
+    create(cli, repo)
+    base = git(repo, "rev-parse", AUDIT_REF).strip()
+    when = int(git(repo, "log", "-1", "--format=%ct", AUDIT_REF)) + 5
+    ours = _commit(repo, EMPTY_TREE, [base], _body(when), f"@{when} +0000")
+    theirs = _commit(repo, EMPTY_TREE, [base], _body(when + 1), f"@{when + 1} +0000")
+    join = _commit(repo, EMPTY_TREE, [ours, theirs], _body(when + 2, "fetch"), f"@{when + 2} +0000")
+    git(repo, "update-ref", AUDIT_REF, join)
+    result = cli(repo, "audit", "verify", "--json")
+    assert result.code == 0, result.out
+    assert json.loads(result.out)["entries"] == 4
+    shown = [e["commit"] for e in entries(cli, repo)]
+    assert shown == [join, theirs, ours, base]
 
 
 def test_verify_finds_merges_trees_time_and_bad_signatures(cli: Cli, repo: Path) -> None:

@@ -322,10 +322,13 @@ def test_pre_push_snapshots_pushed_commits_of_promotion_branches_only(
     assert push(client, "origin", ":release/2.0").returncode == 0
     assert push(client, "origin", "main:release/3.0").returncode == 0  # same as release/2.0
     assert len(snapshot_ids(client)) == 3
-    runs = json.loads(cli(client, "audit", "--operation", "pre-push", "--json").out)
-    assert [r["result"] for r in runs] == ["ok", "ok", "ok"]
-    assert runs[0]["body"]["arguments"]["refs"] == ["refs/heads/release/3.0"]
-    assert runs[0]["body"]["arguments"]["remote"] == "origin"
+    # Each snapshot's audit entry says which hook took it, for which remote.
+    runs = json.loads(cli(client, "audit", "--operation", "create", "--json").out)
+    assert len(runs) == 3 and all(r["result"] == "ok" for r in runs)
+    arguments = runs[0]["body"]["arguments"]
+    assert arguments["hook"] == "pre-push" and arguments["remote"] == "origin"
+    assert arguments["trigger"] == "pre-push" and arguments["policy"] == "block"
+    assert cli(client, "audit", "--operation", "pre-push", "--json").out.strip() == "[]"
 
 
 def test_pre_push_failure_blocks_or_warns(cli: Cli, make_repo: MakeRepo, remote: Path) -> None:
@@ -341,8 +344,12 @@ def test_pre_push_failure_blocks_or_warns(cli: Cli, make_repo: MakeRepo, remote:
     warned = push(repo, "origin", "main")
     assert warned.returncode == 0 and "pushing without a snapshot" in warned.stderr
     assert git(remote, "rev-parse", "main").strip() == git(repo, "rev-parse", "HEAD").strip()
-    results = [e["result"] for e in json.loads(cli(repo, "audit", "--json").out)]
-    assert results == ["warned", "blocked"]
+    failures = json.loads(cli(repo, "audit", "--json").out)
+    assert [(e["operation"], e["result"]) for e in failures] == [
+        ("pre-push", "warned"),
+        ("pre-push", "blocked"),
+    ]
+    assert "no signing key" in failures[0]["body"]["arguments"]["errors"][0]
 
 
 # --- post-merge ----------------------------------------------------------------------------
@@ -379,8 +386,9 @@ def test_post_merge_snapshots_the_merged_head_of_promotion_branches(cli: Cli, cl
     squash = snapshots_json(cli, client)[0]["payload"]
     assert isinstance(squash, dict)
     assert squash["labels"] == ["squash"] and "squash merge" in squash["message"]
-    entries = json.loads(cli(client, "audit", "--operation", "post-merge", "--json").out)
+    entries = json.loads(cli(client, "audit", "--operation", "create", "--json").out)
     assert [e["body"]["arguments"]["squash"] for e in entries] == [True, False]
+    assert {e["body"]["arguments"]["hook"] for e in entries} == {"post-merge"}
 
 
 # --- raw scripts and the pre-commit framework ----------------------------------------------
