@@ -54,10 +54,11 @@ _IN_PROGRESS = {
     RepositoryState.APPLY_MAILBOX_OR_REBASE: ("git am or a rebase", "git am --abort"),
 }
 
-# FORCE makes the files the target has match it whatever the work tree holds. Untracked
-# files are removed by `_remove`, not by libgit2's REMOVE_UNTRACKED, which would decide
-# what is ignored by one set of rules only (see plan_changes).
-_STRATEGY = CheckoutStrategy.FORCE
+# FORCE makes the files the target has match it whatever the work tree holds; paths are
+# literal (a file named "*.txt" is not a pattern). Untracked files are removed by
+# `_remove`, not by libgit2's REMOVE_UNTRACKED, which would decide what is ignored by
+# one set of rules only (see plan_changes).
+_STRATEGY = CheckoutStrategy.FORCE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH
 
 
 @dataclass(frozen=True)
@@ -453,22 +454,24 @@ def _check_blobs_present(repo: Repo, target: pygit2.Tree, write: Iterable[str]) 
             )
 
 
-def _set_index(repo: Repo, have: pygit2.Tree, want: pygit2.Tree, paths: tuple[str, ...]) -> None:
-    """Change the index (below `paths`) from tree `have` to tree `want`, keeping the stat
-    data of entries that stay the same."""
+def _align_index(repo: Repo, want: pygit2.Tree, paths: tuple[str, ...]) -> None:
+    """Make the index (below `paths`) hold tree `want`, keeping the stat data of entries
+    that already match: the checkout set the paths it wrote; this catches staged changes
+    whose file already matched, and sets a recorded index state (Govsnap-Index)."""
     index = repo.git.index
     index.read(False)
-    for delta in have.diff_to_tree(want, flags=DiffOption.INCLUDE_TYPECHANGE).deltas:
-        if not _covered(delta.old_file.path, paths) and not _covered(delta.new_file.path, paths):
+    changed = False
+    for delta in want.diff_to_index(index).deltas:
+        have, wanted = delta.new_file, delta.old_file  # old: the tree, new: the index
+        if not _covered(have.path, paths) and not _covered(wanted.path, paths):
             continue
-        if delta.status == DeltaStatus.DELETED:
-            index.remove(delta.old_file.path)
-        else:
-            new = delta.new_file
-            if delta.status == DeltaStatus.TYPECHANGE and new.mode == FileMode.TREE:
-                index.remove(delta.old_file.path)
-            index.add(pygit2.IndexEntry(new.path, new.id, new.mode))
-    index.write()
+        if delta.status in (DeltaStatus.ADDED, DeltaStatus.TYPECHANGE):
+            index.remove(have.path)
+        if delta.status != DeltaStatus.ADDED:
+            index.add(pygit2.IndexEntry(wanted.path, wanted.id, wanted.mode))
+        changed = True
+    if changed:
+        index.write()
 
 
 def _graft(
@@ -610,12 +613,14 @@ def rollback(
     try:
         plan = plan_changes(repo, current, target, paths)
         _check_blobs_present(repo, target, plan.write)
-        _clear_symlinks_in_the_way(workdir, plan.write)
-        checkout = {"paths": list(paths)} if paths else {}
-        repo.git.checkout_tree(target, strategy=_STRATEGY, **checkout)  # type: ignore[no-untyped-call]
+        # Removing first also clears a file standing where the snapshot has a directory.
         _remove(workdir, plan.remove)
-        if index_tree is not None:
-            _set_index(repo, target, index_tree, paths)
+        _clear_symlinks_in_the_way(workdir, plan.write)
+        if plan.write or plan.remove:
+            # Only the paths that differ: libgit2 then skips comparing the other files.
+            changed = [*plan.write, *plan.remove]
+            repo.git.checkout_tree(target, strategy=_STRATEGY, paths=changed)  # type: ignore[no-untyped-call]
+        _align_index(repo, index_tree if index_tree is not None else target, paths)
         timings["checkout"] = time.monotonic() - mark
         if options.commit:
             mark = time.monotonic()

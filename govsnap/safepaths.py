@@ -3,12 +3,14 @@ anything is written, plus the symlink-then-path-through-symlink shapes."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import pygit2
-from pygit2.enums import FileMode
+from pygit2.enums import FileMode, ObjectType
 
 from govsnap.errors import CheckFailed, CorruptObject
 from govsnap.repo import Repo
@@ -138,31 +140,110 @@ def tree_problems(entries: Iterable[tuple[bytes, int]]) -> list[tuple[bytes, str
     return problems
 
 
-def find_unsafe(repo: Repo, tree_oid: pygit2.Oid | str, limit: int = 20) -> list[UnsafeEntry]:
+# One raw tree entry: octal mode, space, name (anything but NUL, possibly empty), NUL,
+# 20-byte id. Parsing the raw object ourselves sees every entry as stored (libgit2
+# refuses some names outright), and costs a fraction of building pygit2 entry objects.
+_RAW_ENTRY = re.compile(rb"([0-7]{5,6}) ([^\0]*)\0(.{20})", re.DOTALL)
+_MODES = {
+    b"100644": FileMode.BLOB,
+    b"100755": FileMode.BLOB_EXECUTABLE,
+    b"120000": FileMode.LINK,
+    b"40000": FileMode.TREE,
+    b"160000": FileMode.COMMIT,
+}
+SAFE_TREES = "safe-trees"
+
+
+def _raw_entries(repo: Repo, oid: bytes) -> list[tuple[bytes, int, bytes]]:
+    """Return (name, mode, raw id) of each entry of a tree object, as stored."""
+    kind, data = repo.git.odb.read(pygit2.Oid(raw=oid))
+    if kind != ObjectType.TREE:
+        raise CorruptObject(f"object {pygit2.Oid(raw=oid)} is not a tree")
+    raw = bytes(data)
+    entries: list[tuple[bytes, int, bytes]] = []
+    pos = 0
+    for match in _RAW_ENTRY.finditer(raw):
+        if match.start() != pos:
+            break
+        mode = match.group(1)
+        entries.append((match.group(2), _MODES.get(mode) or int(mode, 8), match.group(3)))
+        pos = match.end()
+    if pos != len(raw):
+        raise CorruptObject(f"tree {pygit2.Oid(raw=oid)} does not parse at byte {pos}")
+    return entries
+
+
+class SafeTrees:
+    """Tree ids already found safe, kept in `.git/govsnap/safe-trees` (one hex id a line).
+
+    A tree id names its whole content, so a tree found safe once is safe forever and a
+    rollback to a snapshot sharing most directories with earlier ones checks only the
+    new ones. Lines are appended whole; a torn last line is ignored.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.known: set[bytes] = set()
+        self.new: list[bytes] = []
+        if path is not None:
+            try:
+                lines = path.read_bytes().split(b"\n")
+            except FileNotFoundError:
+                lines = []
+            self.known = {bytes.fromhex(line.decode()) for line in lines if len(line) == 40}
+
+    def add(self, oid: bytes) -> None:
+        """Remember a tree found safe."""
+        self.known.add(oid)
+        self.new.append(oid)
+
+    def flush(self) -> None:
+        """Append the trees found safe since loading."""
+        if self.path is None or not self.new:
+            return
+        data = b"".join(oid.hex().encode() + b"\n" for oid in self.new)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # the cache only saves work
+        self.new.clear()
+
+
+def find_unsafe(
+    repo: Repo, tree_oid: pygit2.Oid | str, limit: int = 20, *, cache: bool = True
+) -> list[UnsafeEntry]:
     """Return up to `limit` unsafe entries below a tree (an unreadable tree is one)."""
     found: list[UnsafeEntry] = []
-    checked: set[pygit2.Oid] = set()
+    safe = SafeTrees(repo.state_dir / SAFE_TREES if cache else None)
 
-    def visit(oid: pygit2.Oid, prefix: bytes) -> None:
-        if oid in checked or len(found) >= limit:
-            return
+    def visit(oid: bytes, prefix: bytes) -> bool:
+        if oid in safe.known:
+            return True
+        if len(found) >= limit:
+            return False
         try:
-            tree = repo.git[oid]
-            if not isinstance(tree, pygit2.Tree):
-                raise CorruptObject(f"object {oid} is not a tree")
-            entries = [(e.raw_name or b"", int(e.filemode), e.id) for e in tree]
+            entries = _raw_entries(repo, oid)
         except (KeyError, ValueError, pygit2.GitError, CorruptObject) as exc:
             found.append(UnsafeEntry(prefix.rstrip(b"/") or b".", f"unreadable tree: {exc}"))
-            return
-        checked.add(oid)
-        for name, reason in tree_problems((name, mode) for name, mode, _ in entries):
+            return False
+        problems = tree_problems((name, mode) for name, mode, _ in entries)
+        for name, reason in problems:
             found.append(UnsafeEntry(prefix + name, reason))
-        bad = {p.path for p in found}
+        bad = {name for name, _ in problems}
+        ok = not problems
         for name, mode, child in entries:
-            if mode == FileMode.TREE and prefix + name not in bad:
-                visit(child, prefix + name + b"/")
+            if mode == FileMode.TREE and name not in bad:
+                ok = visit(child, prefix + name + b"/") and ok
+        if ok:
+            safe.add(oid)
+        return ok
 
-    visit(pygit2.Oid(hex=str(tree_oid)), b"")
+    visit(pygit2.Oid(hex=str(tree_oid)).raw, b"")
+    safe.flush()
     return found[:limit]
 
 

@@ -511,3 +511,21 @@ def test_unverified_target_is_refused_unless_no_verify(cli: Cli, repo: Path) -> 
     forced = cli(repo, "rollback", ident, "--yes", "--no-verify")
     assert forced.code == 0 and "NOT verified" in forced.err
     assert (repo / "README.md").read_text() == "hello\n"
+
+
+def test_files_and_directories_swap_places(cli: Cli, repo: Path) -> None:
+    write_files(repo, {"was-file": "a file in the snapshot\n", "was-dir/inner.txt": "inner\n"})
+    ident = snap(cli, repo)
+    (repo / "was-file").unlink()
+    write_files(repo, {"was-file/untracked.txt": "now a directory\n"})
+    (repo / "was-dir/inner.txt").unlink()
+    (repo / "was-dir").rmdir()
+    (repo / "was-dir").write_text("now a file\n")
+
+    roll(cli, repo, ident)
+
+    assert (repo / "was-file").read_text() == "a file in the snapshot\n"
+    assert (repo / "was-dir/inner.txt").read_text() == "inner\n"
+    assert git(repo, "write-tree").strip() == tree_of(repo, ident)
+    git(repo, "diff", "--quiet")  # work tree = index
+    assert untracked(repo) == ""
