@@ -558,6 +558,190 @@ def doctor(
         raise typer.Exit(1)
 
 
+# --- prune, pin and unpin (issue 5) -------------------------------------------------------
+
+
+@app.command()
+def prune(
+    ctx: typer.Context,
+    keep_last: Annotated[
+        str | None,
+        typer.Option("--keep-last", metavar="N", help="Keep the N newest (or 'unlimited')."),
+    ] = None,
+    keep_hourly: Annotated[
+        str | None,
+        typer.Option("--keep-hourly", metavar="N", help="Keep the newest of the last N hours."),
+    ] = None,
+    keep_daily: Annotated[
+        str | None,
+        typer.Option("--keep-daily", metavar="N", help="Keep the newest of the last N days."),
+    ] = None,
+    keep_weekly: Annotated[
+        str | None,
+        typer.Option("--keep-weekly", metavar="N", help="Keep the newest of the last N ISO weeks."),
+    ] = None,
+    keep_monthly: Annotated[
+        str | None,
+        typer.Option("--keep-monthly", metavar="N", help="Keep the newest of the last N months."),
+    ] = None,
+    keep_yearly: Annotated[
+        str | None,
+        typer.Option("--keep-yearly", metavar="N", help="Keep the newest of the last N years."),
+    ] = None,
+    keep_within: Annotated[
+        str | None,
+        typer.Option(
+            "--keep-within", metavar="DURATION", help="Keep all within 1y2m3d4h of the newest."
+        ),
+    ] = None,
+    keep_within_hourly: Annotated[
+        str | None,
+        typer.Option("--keep-within-hourly", metavar="DURATION", help="Hourly, within DURATION."),
+    ] = None,
+    keep_within_daily: Annotated[
+        str | None,
+        typer.Option("--keep-within-daily", metavar="DURATION", help="Daily, within DURATION."),
+    ] = None,
+    keep_within_weekly: Annotated[
+        str | None,
+        typer.Option("--keep-within-weekly", metavar="DURATION", help="Weekly, within DURATION."),
+    ] = None,
+    keep_within_monthly: Annotated[
+        str | None,
+        typer.Option("--keep-within-monthly", metavar="DURATION", help="Monthly, within DURATION."),
+    ] = None,
+    keep_within_yearly: Annotated[
+        str | None,
+        typer.Option("--keep-within-yearly", metavar="DURATION", help="Yearly, within DURATION."),
+    ] = None,
+    keep_label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep-label",
+            metavar="L[,L...]",
+            help="Keep snapshots carrying all these labels; repeatable (any list matches).",
+        ),
+    ] = None,
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Only this environment's snapshots.")
+    ] = None,
+    group_by: Annotated[
+        str,
+        typer.Option("--group-by", help="'environment' (policy per environment) or 'none'."),
+    ] = "environment",
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--id", help="Remove this snapshot (repeatable); with --now, purge it."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Show each decision and its reasons only.")
+    ] = False,
+    now: Annotated[
+        bool,
+        typer.Option("--now", help="Reclaim space at once (git gc --prune=now; see the help)."),
+    ] = False,
+    no_gc: Annotated[bool, typer.Option("--no-gc", help="Only delete refs and notes.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete the snapshots a retention policy does not keep (restic `forget` semantics).
+
+    With no --keep-* option the policy comes from git config (govsnap.keepLast,
+    govsnap.keepDaily, ..., govsnap.keepLabel); the default is --keep-last 20. Pinned
+    snapshots and the newest snapshot of each group are always kept. After deleting
+    refs and notes, `git gc` runs with git's grace period (gc.pruneExpire); --now
+    reclaims at once, which also expires every other unreachable object. `--id ID
+    --now` purges one snapshot: refs, notes history and objects.
+    """
+    import sys
+
+    from govsnap import prune as pruning
+    from govsnap.retention import policy_from_values
+
+    given = {
+        "last": keep_last,
+        "hourly": keep_hourly,
+        "daily": keep_daily,
+        "weekly": keep_weekly,
+        "monthly": keep_monthly,
+        "yearly": keep_yearly,
+        "within": keep_within,
+        "within_hourly": keep_within_hourly,
+        "within_daily": keep_within_daily,
+        "within_weekly": keep_within_weekly,
+        "within_monthly": keep_within_monthly,
+        "within_yearly": keep_within_yearly,
+    }
+    values = {rule: text for rule, text in given.items() if text is not None}
+    policy = None
+    if values or keep_label:
+        option_of = {rule: "--keep-" + rule.replace("_", "-") for rule in given}
+        policy = policy_from_values(values, keep_label or [], option_of, "--keep-label")
+    options = pruning.PruneOptions(
+        policy=policy,
+        environment=environment,
+        group_by=group_by,
+        ids=tuple(ids or ()),
+        dry_run=dry_run,
+        now=now,
+        gc=not no_gc,
+    )
+    repo = _state(ctx).repo()
+    plan = pruning.plan(repo, options)
+    if dry_run:
+        reclaimable = pruning.reclaimable_bytes(repo, plan)
+        if json_out:
+            render.emit_json(plan.as_json(reclaimable))
+        else:
+            render.prune_plan(plan, reclaimable)
+        return
+    if plan.removed and not yes and sys.stdin.isatty():
+        if not json_out:
+            render.prune_decisions(plan)
+        if not render.confirm_prune(len(plan.removed)):
+            render.message("aborted: nothing was deleted")
+            raise typer.Exit(1)
+    if now and not json_out:
+        render.prune_now_warning()
+    result = pruning.execute(repo, plan)
+    if json_out:
+        render.emit_json(result.as_json())
+    else:
+        render.prune_result(result)
+
+
+@app.command()
+def pin(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Pin a snapshot: prune always keeps it (recorded in its note, audited)."""
+    from govsnap.prune import set_pinned
+
+    result = set_pinned(_state(ctx).repo(), snapshot, True)
+    if json_out:
+        render.emit_json({"id": result.snapshot, "pinned": True, "changed": result.changed})
+    else:
+        render.pin_result(result)
+
+
+@app.command()
+def unpin(
+    ctx: typer.Context,
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Unpin a snapshot: the retention policy decides about it again."""
+    from govsnap.prune import set_pinned
+
+    result = set_pinned(_state(ctx).repo(), snapshot, False)
+    if json_out:
+        render.emit_json({"id": result.snapshot, "pinned": False, "changed": result.changed})
+    else:
+        render.pin_result(result)
+
+
 def _log_crash() -> Path | None:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "govsnap"
     try:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from govsnap.audit import AuditEntry, AuditReport
     from govsnap.doctor import DoctorReport
     from govsnap.hooks import HooksReport, HooksStatus
+    from govsnap.prune import PinResult, PrunePlan, PruneResult
     from govsnap.rehearsal import RehearsalReport
     from govsnap.rollback import RollbackResult
     from govsnap.store import CreateResult, FileChange, Snapshot
@@ -613,3 +614,118 @@ def doctor_report(report: DoctorReport) -> None:
         )
     else:
         console.print(f"{len(left)} problem(s) left that doctor cannot repair", markup=False)
+
+
+# --- prune, pin and unpin (issue 5) -------------------------------------------------------
+
+
+def confirm_prune(count: int) -> bool:
+    """Ask on the terminal (prompt on stderr) whether to delete `count` snapshots."""
+    sys.stderr.write(f"Delete {count} snapshot(s)? This cannot be undone. [y/N] ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip().lower() in {"y", "yes"}
+
+
+def _source_text(plan: PrunePlan) -> str:
+    return {
+        "flags": "from the command line",
+        "config": "from git config govsnap.keep*",
+        "default": "the default; set git config govsnap.keepLast and friends to change it",
+        "ids": "",
+    }.get(plan.source, plan.source)
+
+
+def prune_decisions(plan: PrunePlan) -> None:
+    """Print, per group, every snapshot with keep/remove and its reasons (plain lines:
+    a plan may hold thousands of snapshots)."""
+    source = _source_text(plan)
+    message(f"policy: {plan.describe()}" + (f" ({source})" if source else ""))
+    groups = plan.groups
+    current = None
+    lines = []
+    for d in plan.decisions:
+        if d.group != current:
+            current = d.group
+            kept, removed = groups[d.group]
+            lines.append(f"group {d.group}: keep {kept}, remove {removed}")
+        snap = d.snapshot
+        when = timestamp(snap.created) if snap.payload else "?"
+        labels = ",".join(snap.labels) or "-"
+        lines.append(
+            f"  {d.action:<6}  {snap.id}  {when}  {labels:<16}  {'; '.join(d.reasons)}".rstrip()
+        )
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+    if plan.why_nothing:
+        message(plan.why_nothing)
+
+
+def _now_warning() -> str:
+    return (
+        "--now runs git gc --prune=now: it also deletes every other unreachable object "
+        "in this repository at once, not only the pruned snapshots' (git's grace period "
+        "is skipped)"
+    )
+
+
+def prune_plan(plan: PrunePlan, reclaimable: int) -> None:
+    """Print what a dry run found: the decisions, then a summary."""
+    prune_decisions(plan)
+    if not plan.decisions:
+        message("no snapshots to consider")
+    message(
+        f"dry run: would remove {len(plan.removed)} snapshot(s), keep {len(plan.kept)}; "
+        f"{human_bytes(reclaimable)} would be reclaimed (objects no other ref or the index "
+        "holds) once git gc prunes them"
+    )
+    if plan.options.now:
+        warning(_now_warning())
+
+
+def prune_now_warning() -> None:
+    """Warn, before it happens, that --now expires every unreachable object."""
+    warning(_now_warning())
+
+
+def prune_result(result: PruneResult) -> None:
+    """Print what a real prune did: per group, totals, and the space before and after."""
+    plan = result.plan
+    if plan.why_nothing:
+        message(plan.why_nothing)
+    if plan.source == "ids":
+        verb = "purged" if plan.options.purge else "removed"
+        message(f"{verb} snapshot(s) {', '.join(result.removed) or '-'} in {result.seconds:.2f}s")
+    else:
+        for group, (kept, removed) in plan.groups.items():
+            message(f"group {group}: kept {kept}, removed {removed}")
+        message(
+            f"removed {len(result.removed)} snapshot(s), kept {len(plan.kept)} "
+            f"({plan.describe()}) in {result.seconds:.2f}s"
+        )
+    if result.vanished:
+        shown = ", ".join(result.vanished[:8]) + (" ..." if len(result.vanished) > 8 else "")
+        warning(
+            f"{len(result.vanished)} planned snapshot(s) had already gone or changed and "
+            f"were left alone: {shown}"
+        )
+    sizes = f"objects {human_bytes(result.bytes_before)} -> {human_bytes(result.bytes_after)}"
+    if result.gc == "now":
+        message(f"git gc --prune=now: {sizes}; every unreachable object was expired at once")
+    elif result.gc == "grace":
+        message(
+            f"git gc: {sizes}; unreachable objects newer than {result.prune_expire} "
+            "(gc.pruneExpire) are kept for now; prune --now reclaims them at once"
+        )
+    else:
+        message(f"git gc not run (--no-gc): {sizes}")
+
+
+def pin_result(result: PinResult) -> None:
+    """Print what pin / unpin did."""
+    if not result.changed:
+        state = "pinned" if result.pinned else "not pinned"
+        message(f"snapshot {result.snapshot} is already {state}")
+    elif result.pinned:
+        message(f"pinned snapshot {result.snapshot}: prune always keeps it")
+    else:
+        message(f"unpinned snapshot {result.snapshot}: the retention policy decides again")

@@ -1,0 +1,567 @@
+"""Prune: plan with the retention policy, delete snapshot refs and notes by compare-and-swap,
+record an audit entry, reclaim space with `git gc`; purge one snapshot; pin and unpin.
+
+The policy decides on a list read once (`plan`); `execute` deletes each planned ref only
+if it still points at the tag the plan saw, in one `git update-ref --stdin` transaction,
+so a snapshot created or changed meanwhile is never removed by a stale plan.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pygit2
+from pygit2.enums import FileMode, SortMode
+
+from govsnap import audit, notes
+from govsnap.errors import ConcurrentUpdate, EnvironmentProblem, UsageError
+from govsnap.objects import SNAPSHOT_REF_PREFIX, update_ref
+from govsnap.repo import Identity, Repo, scrubbed_env
+from govsnap.retention import (
+    Candidate,
+    RetentionPolicy,
+    apply_policy,
+    group_snapshots,
+    policy_from_values,
+)
+from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
+
+DEFAULT_POLICY = RetentionPolicy(last=20)
+DEFAULT_PRUNE_EXPIRE = "2.weeks.ago"
+REASON_UNREADABLE = "unreadable tag: never removed by a policy"
+REASON_NAMED = "named with --id"
+UNREADABLE_GROUP = "unreadable"
+
+# git config keys of the policy, in the `govsnap` section (DESIGN.md section 7).
+_CONFIG_KEYS = {
+    "last": "govsnap.keepLast",
+    "hourly": "govsnap.keepHourly",
+    "daily": "govsnap.keepDaily",
+    "weekly": "govsnap.keepWeekly",
+    "monthly": "govsnap.keepMonthly",
+    "yearly": "govsnap.keepYearly",
+    "within": "govsnap.keepWithin",
+    "within_hourly": "govsnap.keepWithinHourly",
+    "within_daily": "govsnap.keepWithinDaily",
+    "within_weekly": "govsnap.keepWithinWeekly",
+    "within_monthly": "govsnap.keepWithinMonthly",
+    "within_yearly": "govsnap.keepWithinYearly",
+}
+LABEL_CONFIG_KEY = "govsnap.keepLabel"
+
+
+def configured_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
+    """Return the policy in `git config govsnap.keep*` and where it came from ("config"),
+    or keep-last 20 ("default") when none of those keys is set."""
+    values = {
+        rule: value
+        for rule, key in _CONFIG_KEYS.items()
+        if (value := repo.config_str(key)) is not None
+    }
+    labels = repo.config_list(LABEL_CONFIG_KEY)
+    if not values and not labels:
+        return DEFAULT_POLICY, "default"
+    option_of = {rule: f"git config {key}" for rule, key in _CONFIG_KEYS.items()}
+    policy = policy_from_values(values, labels, option_of, f"git config {LABEL_CONFIG_KEY}")
+    return policy, "config"
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """What `prune` was asked to do."""
+
+    policy: RetentionPolicy | None = None  # None: from git config
+    environment: str | None = None
+    group_by: str = "environment"
+    ids: tuple[str, ...] = ()
+    dry_run: bool = False
+    now: bool = False
+    gc: bool = True
+
+    @property
+    def purge(self) -> bool:
+        """Return True for `--id ... --now`: erase the snapshots from the notes history too."""
+        return bool(self.ids) and self.now
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the plan does with one snapshot, and why."""
+
+    snapshot: Snapshot
+    group: str
+    remove: bool
+    reasons: tuple[str, ...]
+
+    @property
+    def action(self) -> str:
+        """Return "keep" or "remove"."""
+        return "remove" if self.remove else "keep"
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the decision as JSON-ready data."""
+        snap = self.snapshot
+        return {
+            "id": snap.id,
+            "time": snap.created_iso if snap.payload else None,
+            "environment": snap.environment if snap.payload else None,
+            "labels": list(snap.labels),
+            "group": self.group,
+            "action": self.action,
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Every decision of one prune, grouped, and the policy that made them."""
+
+    options: PruneOptions
+    policy: RetentionPolicy | None  # None when snapshots were named with --id
+    source: str  # "flags", "config", "default" or "ids"
+    decisions: tuple[Decision, ...]
+
+    @property
+    def removed(self) -> list[Decision]:
+        """Return the decisions that remove a snapshot."""
+        return [d for d in self.decisions if d.remove]
+
+    @property
+    def kept(self) -> list[Decision]:
+        """Return the decisions that keep a snapshot."""
+        return [d for d in self.decisions if not d.remove]
+
+    @property
+    def groups(self) -> dict[str, tuple[int, int]]:
+        """Return group name -> (kept, removed), in plan order."""
+        counts: dict[str, tuple[int, int]] = {}
+        for d in self.decisions:
+            kept, removed = counts.get(d.group, (0, 0))
+            counts[d.group] = (kept, removed + 1) if d.remove else (kept + 1, removed)
+        return counts
+
+    @property
+    def why_nothing(self) -> str | None:
+        """Return why nothing is removed when the policy is empty (else None)."""
+        if self.policy is not None and self.policy.empty:
+            return "the retention policy is empty (every keep rule is 0): nothing is removed"
+        return None
+
+    def describe(self) -> str:
+        """Return the policy in words, or what --id named."""
+        if self.policy is None:
+            return f"remove the snapshot(s) named with --id: {', '.join(self.options.ids)}"
+        return self.policy.describe()
+
+    def as_json(self, reclaimable: int | None = None) -> dict[str, Any]:
+        """Return the plan as JSON-ready data (`reclaimable`: bytes, for a dry run)."""
+        return {
+            "dry_run": True,
+            "policy": self.policy.as_json() if self.policy else None,
+            "policy_text": self.describe(),
+            "policy_source": self.source,
+            "group_by": self.options.group_by,
+            "environment": self.options.environment,
+            "message": self.why_nothing,
+            "groups": [{"group": g, "kept": k, "removed": r} for g, (k, r) in self.groups.items()],
+            "snapshots": [d.as_json() for d in self.decisions],
+            "kept": len(self.kept),
+            "removed": len(self.removed),
+            "reclaimable_bytes": reclaimable,
+        }
+
+
+def _candidate(snap: Snapshot) -> Candidate:
+    return Candidate(
+        id=snap.id,
+        time=datetime.fromtimestamp(snap.created, UTC),
+        labels=snap.labels,
+        pinned=is_pinned(snap),
+        environment=snap.environment,
+    )
+
+
+def is_pinned(snap: Snapshot) -> bool:
+    """Return True when the snapshot's note says it is pinned."""
+    return snap.note_data.get("pinned") is True
+
+
+def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
+    """Return what a prune with `options` would do, reading refs and notes once."""
+    if options.ids and options.policy is not None:
+        raise UsageError("--id removes the named snapshots: it cannot be combined with --keep-*")
+    if options.now and not options.gc:
+        raise UsageError("--now reclaims space with git gc: it cannot be combined with --no-gc")
+    snaps = filter_snapshots(list_snapshots(repo), options.environment)
+    if options.ids:
+        return _plan_ids(repo, options, snaps)
+    if options.policy is not None:
+        policy, source = options.policy, "flags"
+    else:
+        policy, source = configured_policy(repo)
+    readable = [s for s in snaps if s.payload is not None]
+    by_id = {s.id: s for s in readable}
+    decisions: list[Decision] = []
+    now = datetime.now(UTC)
+    # list_snapshots orders snapshots of the same second by their recorded nanoseconds;
+    # the engine's stable sort keeps that order.
+    for group, members in group_snapshots(map(_candidate, readable), options.group_by).items():
+        keep, remove, reasons = apply_policy(members, policy, now)
+        why = {r.snapshot.id: r.matches for r in reasons}
+        order = {c.id: n for n, c in enumerate(members)}
+        for candidate in sorted(keep + remove, key=lambda c: order[c.id]):
+            kept = candidate.id in why
+            decisions.append(
+                Decision(by_id[candidate.id], group, not kept, why.get(candidate.id, ()))
+            )
+    decisions += [
+        Decision(s, UNREADABLE_GROUP, False, (REASON_UNREADABLE,))
+        for s in snaps
+        if s.payload is None
+    ]
+    return PrunePlan(options, policy, source, tuple(decisions))
+
+
+def _plan_ids(repo: Repo, options: PruneOptions, snaps: list[Snapshot]) -> PrunePlan:
+    named: dict[str, Snapshot] = {}
+    for name in options.ids:
+        snap = resolve(repo, name, snaps)
+        if is_pinned(snap):
+            raise UsageError(f"snapshot {snap.id} is pinned: run `govsnap unpin {snap.id}` first")
+        named[snap.id] = snap
+    decisions = tuple(
+        Decision(s, s.environment, True, (REASON_NAMED,)) for s in snaps if s.id in named
+    )
+    return PrunePlan(options, None, "ids", decisions)
+
+
+# --- space ---------------------------------------------------------------------------------
+
+
+def objects_size(repo: Repo) -> int:
+    """Return the bytes the object store takes on disk (loose objects and packs)."""
+    total = 0
+    stack = [repo.commondir / "objects"]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                else:
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _ref_tips(repo: Repo, leave_out: set[str]) -> list[str]:
+    tips = []
+    for ref in repo.git.references.iterator():
+        target = ref.target
+        if isinstance(target, pygit2.Oid) and ref.name not in leave_out:
+            tips.append(str(target))
+    return tips
+
+
+def reclaimable_bytes(repo: Repo, the_plan: PrunePlan) -> int:
+    """Return the on-disk bytes of the objects only the removed snapshots reach: what
+    `git gc --prune=now` frees once they are gone, when no reflog holds them.
+
+    `rev-list --objects A --not B` would count objects B's older trees share with A, so
+    this is du(every ref, the index) minus du(the same without the removed snapshots),
+    the two walks run side by side.
+    """
+    removed = the_plan.removed
+    if not removed:
+        return 0
+    refs = {d.snapshot.ref for d in removed}
+    others = _ref_tips(repo, refs)
+    with_removed = others + [d.snapshot.tag_oid for d in removed]
+    args = ["git", "rev-list", "--objects", "--disk-usage", "--indexed-objects", "--stdin"]
+    if repo.git.head_is_unborn or repo.is_bare:
+        args.remove("--indexed-objects")
+    env = scrubbed_env()
+    procs = [
+        subprocess.Popen(
+            args,
+            cwd=repo.cwd,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    sizes = []
+    for proc, tips in zip(procs, (with_removed, others), strict=True):
+        out, err = proc.communicate("".join(t + "\n" for t in tips).encode())
+        if proc.returncode != 0:
+            detail = err.decode(errors="replace").strip().splitlines()
+            raise EnvironmentProblem(f"git rev-list failed: {detail[-1] if detail else '?'}")
+        sizes.append(int(out.strip() or b"0"))
+    return max(0, sizes[0] - sizes[1])
+
+
+# --- deleting ------------------------------------------------------------------------------
+
+_ATTEMPTS = 50
+
+
+def delete_refs(repo: Repo, expected: dict[str, str]) -> tuple[list[str], list[str]]:
+    """Delete each ref that still points at its expected oid; return (deleted, vanished).
+
+    One `git update-ref --stdin` transaction checks every old value and rewrites
+    packed-refs once. If a ref moved or went away meanwhile the transaction fails as a
+    whole; the refs are read again and the ones still as planned are retried.
+    """
+    pending = dict(expected)
+    vanished: list[str] = []
+    for attempt in range(_ATTEMPTS):
+        if not pending:
+            break
+        script = b"".join(b"delete %s\0%s\0" % (n.encode(), o.encode()) for n, o in pending.items())
+        proc = repo.git_cmd("update-ref", "--stdin", "-z", input=script, check=False)
+        if proc.returncode == 0:
+            return sorted(pending), sorted(vanished)
+        still = {}
+        for name, oid in pending.items():
+            ref = repo.git.references.get(name)
+            if ref is not None and str(ref.target) == oid:
+                still[name] = oid
+            else:
+                vanished.append(name)
+        if len(still) == len(pending):
+            # Nothing moved: the ref store was locked (a concurrent writer); wait a bit.
+            time.sleep(min(0.5, 0.01 * (attempt + 1)))
+        pending = still
+    if pending:
+        raise ConcurrentUpdate("snapshot refs stayed locked; nothing more was deleted")
+    return [], sorted(vanished)
+
+
+def _drop_reflogs(repo: Repo, refs: Iterable[str]) -> None:
+    """Remove reflogs left behind for deleted refs (core.logAllRefUpdates=always), which
+    would otherwise keep the objects reachable for `git gc`."""
+    logs = repo.commondir / "logs"
+    if not (logs / SNAPSHOT_REF_PREFIX).is_dir():
+        return
+    for ref in refs:
+        (logs / ref).unlink(missing_ok=True)
+
+
+def _strip_notes(
+    repo: Repo, tree: pygit2.Tree, objects: frozenset[str], prefix: str, memo: dict[str, pygit2.Oid]
+) -> pygit2.Oid:
+    """Return `tree` without the notes on `objects`, in flat or fan-out layout."""
+    key = f"{prefix}:{tree.id}"
+    if key in memo:
+        return memo[key]
+    builder: pygit2.TreeBuilder | None = None
+    for entry in tree:
+        part = entry.name or ""
+        name = prefix + part
+        if entry.filemode == FileMode.TREE:
+            if len(part) == 2 and any(o.startswith(name) for o in objects):
+                sub = repo.git[entry.id]
+                assert isinstance(sub, pygit2.Tree)
+                new = _strip_notes(repo, sub, objects, name, memo)
+                if new != entry.id:
+                    builder = builder or repo.git.TreeBuilder(tree)
+                    emptied = repo.git[new]
+                    assert isinstance(emptied, pygit2.Tree)
+                    if len(emptied) == 0:
+                        builder.remove(part)
+                    else:
+                        builder.insert(part, new, FileMode.TREE)
+        elif name in objects:
+            builder = builder or repo.git.TreeBuilder(tree)
+            builder.remove(part)
+    result = tree.id if builder is None else builder.write()
+    memo[key] = result
+    return result
+
+
+def erase_notes(repo: Repo, objects: Iterable[str]) -> None:
+    """Rewrite `refs/notes/govsnap` so that no commit of its history holds a note on
+    `objects` (compare-and-swap; a concurrent notes writer makes it start again).
+
+    Commits are rewritten with their own authors, dates and messages; history before the
+    first such note is reused as it is.
+    """
+    wanted = frozenset(objects)
+    memo: dict[str, pygit2.Oid] = {}
+
+    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
+        if current is None:
+            return None
+        mapped: dict[pygit2.Oid, pygit2.Oid] = {}
+        walker = repo.git.walk(current, SortMode.TOPOLOGICAL | SortMode.REVERSE)
+        for commit in walker:
+            tree = _strip_notes(repo, commit.tree, wanted, "", memo)
+            parents = [mapped.get(p, p) for p in commit.parent_ids]
+            if tree == commit.tree_id and parents == list(commit.parent_ids):
+                mapped[commit.id] = commit.id
+                continue
+            mapped[commit.id] = repo.git.create_commit(
+                None, commit.author, commit.committer, commit.raw_message, tree, parents
+            )
+        return mapped[current]
+
+    update_ref(repo, notes.NOTES_REF, compute, message="govsnap: purge notes")
+
+
+# --- executing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What a real prune did."""
+
+    plan: PrunePlan
+    removed: tuple[str, ...]  # snapshot ids deleted
+    vanished: tuple[str, ...]  # planned, but gone or changed before we got to them
+    bytes_before: int
+    bytes_after: int
+    gc: str  # "grace", "now" or "skipped"
+    prune_expire: str | None  # git's grace period when gc ran with it
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the plan and what was done as JSON-ready data."""
+        data = self.plan.as_json()
+        data.update(
+            dry_run=False,
+            removed=len(self.removed),
+            vanished=list(self.vanished),
+            bytes_before=self.bytes_before,
+            bytes_after=self.bytes_after,
+            gc=self.gc,
+            gc_prune_expire=self.prune_expire,
+            seconds=round(self.seconds, 6),
+        )
+        return data
+
+
+def execute(repo: Repo, the_plan: PrunePlan) -> PruneResult:
+    """Carry out a plan: delete refs (CAS), notes, then audit, then `git gc`."""
+    started = time.monotonic()
+    options = the_plan.options
+    identity = repo.committer()
+    bytes_before = objects_size(repo)
+    planned = {d.snapshot.ref: d.snapshot.tag_oid for d in the_plan.removed}
+    deleted, vanished = delete_refs(repo, planned) if planned else ([], [])
+    tags = [planned[ref] for ref in deleted]
+    removed_ids = tuple(ref[len(SNAPSHOT_REF_PREFIX) :] for ref in deleted)
+    if deleted:
+        _drop_reflogs(repo, deleted)
+        if options.purge:
+            erase_notes(repo, tags)
+            from govsnap.digest import DigestCache
+
+            # The cache records the SHA-256 of every blob it hashed: a digest of purged
+            # content must not outlive it.
+            DigestCache.for_repo(repo).reset()
+        else:
+            notes.remove(repo, tags, identity)
+        _audit(repo, the_plan, removed_ids, identity, time.monotonic() - started)
+    gc_mode = "skipped"
+    prune_expire = None
+    if options.gc:
+        if options.now:
+            if options.purge:
+                # The rewritten notes commits stay reachable from the notes reflog.
+                repo.git_cmd("reflog", "expire", "--expire-unreachable=now", notes.NOTES_REF)
+            repo.git_cmd("gc", "--quiet", "--prune=now")
+            gc_mode = "now"
+        else:
+            repo.git_cmd("gc", "--quiet")
+            gc_mode = "grace"
+            prune_expire = repo.config_str("gc.pruneExpire", DEFAULT_PRUNE_EXPIRE)
+    return PruneResult(
+        plan=the_plan,
+        removed=removed_ids,
+        vanished=tuple(ref[len(SNAPSHOT_REF_PREFIX) :] for ref in vanished),
+        bytes_before=bytes_before,
+        bytes_after=objects_size(repo),
+        gc=gc_mode,
+        prune_expire=prune_expire,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _audit(
+    repo: Repo, the_plan: PrunePlan, removed: Sequence[str], identity: Identity, seconds: float
+) -> None:
+    options = the_plan.options
+    total = len(the_plan.decisions)
+    if options.purge:
+        summary = f"purged {len(removed)} snapshot(s) from refs, notes history and objects"
+    else:
+        summary = f"removed {len(removed)} of {total} snapshot(s): {the_plan.describe()}"
+    arguments: dict[str, Any] = {
+        "policy": the_plan.policy.arguments() if the_plan.policy else None,
+        "policy_source": the_plan.source,
+        "ids": list(options.ids),
+        "environment": options.environment,
+        "group_by": options.group_by,
+        "now": options.now,
+        "gc": options.gc,
+        "purge": options.purge,
+    }
+    audit.append(
+        repo,
+        "purge" if options.purge else "prune",
+        summary,
+        snapshots=removed,
+        identity=identity,
+        arguments=arguments,
+        duration=seconds,
+    )
+
+
+# --- pinning -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PinResult:
+    """What pin / unpin did."""
+
+    snapshot: str
+    pinned: bool
+    changed: bool
+
+
+def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
+    """Record `pinned` in the note of the snapshot `name` designates, and audit it; a
+    snapshot already in that state is left alone."""
+    started = time.monotonic()
+    snap = resolve(repo, name)
+    if is_pinned(snap) == pinned:
+        return PinResult(snap.id, pinned, False)
+    identity = repo.committer()
+    notes.merge_fields(repo, snap.tag_oid, {"pinned": pinned}, identity)
+    operation = "pin" if pinned else "unpin"
+    audit.append(
+        repo,
+        operation,
+        f"{operation}ned snapshot {snap.id}",
+        snapshots=[snap.id],
+        identity=identity,
+        arguments={"snapshot": name},
+        duration=time.monotonic() - started,
+    )
+    return PinResult(snap.id, pinned, True)
