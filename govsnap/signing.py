@@ -553,9 +553,10 @@ class SignatureVerifier:
             for principal in principals:
                 args = ["-Y", "verify", "-n", "git", "-f", str(allowed), "-I", principal]
                 args += ["-s", str(sig), *timing]
-                if self.revocation_file is not None:
-                    args += ["-r", str(self.revocation_file)]
-                proc = self._ssh(args, payload)
+                revocation = (
+                    [] if self.revocation_file is None else ["-r", str(self.revocation_file)]
+                )
+                proc = self._ssh([*args, *revocation], payload)
                 out = proc.stdout.decode(errors="replace")
                 key = re.search(r"key (SHA256:\S+)", out)
                 if proc.returncode == 0 and out.startswith("Good") and key:
@@ -565,13 +566,23 @@ class SignatureVerifier:
                         key.group(1),
                         f"good ssh signature by {key.group(1)} ({principal})",
                     )
-                failure = _last_line(proc.stderr) or failure
+                # ssh-keygen says only "Could not verify signature." for a revoked key:
+                # if the same check passes without the revocation file, that is why.
+                if revocation and self._ssh(args, payload).returncode == 0:
+                    fingerprint = self._ssh_fingerprint(payload, sig, timing)
+                    return SignatureCheck(
+                        False,
+                        "ssh",
+                        fingerprint,
+                        f"SSH key {fingerprint} is revoked ({self.revocation_file})",
+                    )
+                failure = _last_line(proc.stderr + proc.stdout) or failure
             fingerprint = self._ssh_fingerprint(payload, sig, timing)
-            if fingerprint and "revoked" in failure.lower():
+            if fingerprint is None:
                 return SignatureCheck(
-                    False, "ssh", fingerprint, f"SSH key {fingerprint} is revoked"
+                    False, "ssh", None, "BAD SSH signature: the payload changed after signing"
                 )
-            return SignatureCheck(False, "ssh", None, failure)
+            return SignatureCheck(False, "ssh", fingerprint, f"{failure} (key {fingerprint})")
 
     def _ssh_fingerprint(self, payload: bytes, sig: Path, timing: list[str]) -> str | None:
         """Return the key that made an SSH signature if it is cryptographically good."""

@@ -1,0 +1,304 @@
+"""The trust policy: parsing and validation (bad files name the file and the line),
+decisions, reading the committed version at the configured ref, `trust show|check`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from govsnap.repo import open_repo
+from govsnap.trust import PolicyError, load_policy, parse_policy
+from tests.conftest import Cli, Keys, MakeRepo, SSHKey, git, write_files
+
+FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
+X509 = "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJZ6Vd2lGsFLoh7bTPMbWa3tD3MZrqCG9nhGdYbJ6mFT"
+GOOD = f"""version = 1
+
+[signers.release-bot]
+openpgp = "{FPR[:4]} {FPR[4:8]} {FPR[8:]}"
+environments = ["staging", "production"]
+operations = ["create", "pin"]
+description = "CI release job"
+
+[signers.alice]
+ssh = 'alice@example.com,ops@example.com namespaces="git" {SSH_KEY} alice laptop'
+environments = ["prod-*"]
+operations = ["*"]
+
+[signers.hsm]
+x509 = "{":".join(X509[i : i + 2] for i in range(0, 40, 2))}"
+environments = ["*"]
+operations = ["rollback"]
+"""
+
+
+def test_a_good_policy_parses_and_decides() -> None:
+    policy = parse_policy(GOOD.encode(), "trust.toml")
+    bot, alice, hsm = policy.signers
+    assert (bot.name, bot.kind, bot.identity, bot.line) == ("release-bot", "openpgp", FPR, 3)
+    assert alice.identity.startswith("SHA256:") and alice.kind == "ssh"
+    assert hsm.identity == X509 and hsm.kind == "x509"
+    assert policy.allows(FPR, "production", "create")
+    assert policy.allows(FPR.lower(), "staging", "pin")
+    assert not policy.allows(FPR, "production", "rollback")
+    assert not policy.allows(FPR, "dev", "create")
+    assert policy.allows(alice.identity, "prod-eu", "prune")
+    assert not policy.allows(alice.identity, "production", "prune")
+    assert not policy.allows(None, "production", "create")
+    decision = policy.decide("SHA256:unknown", "production", "create")
+    assert not decision.allowed
+    assert decision.reason == "signer SHA256:unknown is not in the trust policy trust.toml"
+    assert policy.allowed_signers_text() == (
+        f'alice@example.com,ops@example.com namespaces="git" {SSH_KEY} alice laptop\n'
+    )
+
+
+def test_an_empty_policy_trusts_nobody() -> None:
+    policy = parse_policy(b"", "t")
+    assert policy.signers == ()
+    assert not policy.allows(FPR, "production", "create")
+
+
+SIGNER = '[signers.bot]\nopenpgp = "{fpr}"\nenvironments = {envs}\noperations = {ops}\n'
+
+
+def signer(fpr: str = FPR, envs: str = '["prod"]', ops: str = '["create"]') -> str:
+    return SIGNER.format(fpr=fpr, envs=envs, ops=ops)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        (
+            "version = 1\n[signers.bot\n",
+            2,
+            "invalid TOML: Expected ']' at the end of a table declaration",
+        ),
+        ('version = 1\nsigner = "x"\n', 2, "signer: unknown key (known: version, signers)"),
+        ("version = 2\n", 1, "version: unsupported version 2 (this govsnap reads 1)"),
+        ("signers = 3\n", 1, "signers: must be a table of [signers.NAME] tables"),
+        (
+            "\n" + signer() + "role = 'x'\n",
+            6,
+            "signers.bot.role: unknown key (known: openpgp, ssh, x509, environments, "
+            "operations, description)",
+        ),
+        (
+            signer(fpr="0123456789ABCDEF"),
+            2,
+            "signers.bot.openpgp: '0123456789ABCDEF' is a key ID, not a fingerprint: "
+            "use all 40 hex digits",
+        ),
+        (
+            signer(fpr="0123"),
+            2,
+            "signers.bot.openpgp: '0123' is not an OpenPGP fingerprint (40 or 64 hex digits)",
+        ),
+        (
+            signer(fpr="not-hex"),
+            2,
+            "signers.bot.openpgp: 'not-hex' is not a fingerprint: use hex digits",
+        ),
+        (
+            signer(envs="[]"),
+            3,
+            "signers.bot.environments: must be a non-empty list of strings",
+        ),
+        (
+            signer(envs='["pro duction"]'),
+            3,
+            "signers.bot.environments: 'pro duction' is not an environment name or pattern "
+            "(letters, digits, '.', '_', '-', '*')",
+        ),
+        (
+            signer(ops='["create", "deploy"]'),
+            4,
+            "signers.bot.operations: unknown operation 'deploy' (known: create, rollback, "
+            "prune, pin, or '*')",
+        ),
+        (
+            '[signers.bot]\nenvironments = ["a"]\noperations = ["pin"]\n',
+            1,
+            "signers.bot: needs exactly one of openpgp, ssh or x509",
+        ),
+        (
+            f'[signers.bot]\nopenpgp = "{FPR}"\noperations = ["pin"]\n',
+            1,
+            "signers.bot: missing environments (a list; '*' for all)",
+        ),
+        (
+            signer() + "\n" + signer().replace("[signers.bot]", "[signers.twin]"),
+            6,
+            "signers.twin: the same key is already listed as signer 'bot'",
+        ),
+        (
+            f"[signers.bot]\nssh = '{SSH_KEY}'\nenvironments = ['a']\noperations = ['pin']\n",
+            2,
+            "signers.bot.ssh: must be an allowed-signers line: '<principals> [options] "
+            "<key type> <base64 key>' (for example 'alice@example.com ssh-ed25519 AAAA...')",
+        ),
+        (
+            "[signers.bot]\nssh = 'a@b ssh-ed25519 AAAA!!'\nenvironments = ['a']\n"
+            "operations = ['pin']\n",
+            2,
+            "signers.bot.ssh: the ssh-ed25519 key is not valid base64",
+        ),
+        (
+            f"[signers.bot]\nssh = 'a@b {SSH_KEY.replace('ed25519', 'rsa', 1)}'\n"
+            "environments = ['a']\noperations = ['pin']\n",
+            2,
+            "signers.bot.ssh: the key data is not a ssh-rsa key",
+        ),
+        (
+            f"[signers.bot]\nssh = 'a@b cert-authority {SSH_KEY}'\nenvironments = ['a']\n"
+            "operations = ['pin']\n",
+            2,
+            "signers.bot.ssh: cert-authority entries are not supported: list user keys",
+        ),
+        (
+            f"[signers.bot]\nssh = 'a@b expiry=\"x\" {SSH_KEY}'\nenvironments = ['a']\n"
+            "operations = ['pin']\n",
+            2,
+            "signers.bot.ssh: unknown allowed-signers option 'expiry' (known: namespaces, "
+            "valid-after, valid-before)",
+        ),
+        (
+            f"[signers.x509]\nx509 = '{FPR[:20]}'\nenvironments = ['a']\noperations = ['pin']\n",
+            2,
+            f"signers.x509.x509: '{FPR[:20]}' is not an X.509 certificate fingerprint (40 hex)",
+        ),
+        (
+            f'[signers."bad name"]\nopenpgp = "{FPR}"\n',
+            1,
+            "signers.bad name: a signer name uses 1-64 letters, digits, '.', '_' or '-'",
+        ),
+    ],
+)
+def test_bad_policies_name_the_file_and_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text.encode(), "HEAD:.govsnap/trust.toml")
+    assert info.value.message == f"HEAD:.govsnap/trust.toml:{line}: {message}"
+
+
+def test_a_policy_that_is_not_utf8() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(b"version = 1\n# caf\xe9\n", "t.toml")
+    assert info.value.message == "t.toml:2: the file is not UTF-8"
+
+
+def test_dotted_keys_are_located_too() -> None:
+    text = (
+        f'signers.bot.openpgp = "{FPR}"\n'
+        'signers.bot.environments = ["a"]\n'
+        'signers.bot.operations = ["x"]\n'
+    )
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text.encode(), "t")
+    assert info.value.message.startswith("t:3: signers.bot.operations: unknown operation 'x'")
+
+
+def test_the_committed_version_at_the_ref_is_read(make_repo: MakeRepo) -> None:
+    path = make_repo()
+    repo = open_repo(path)
+    assert load_policy(repo) is None
+    write_files(path, {".govsnap/trust.toml": signer()})
+    assert load_policy(repo) is None  # not committed yet
+    git(path, "add", ".govsnap")
+    git(path, "commit", "-q", "-m", "policy")
+    policy = load_policy(repo)
+    assert policy is not None and policy.source == "HEAD:.govsnap/trust.toml"
+    git(path, "config", "govsnap.trustRef", "refs/heads/nowhere")
+    with pytest.raises(Exception, match=r"govsnap\.trustRef 'refs/heads/nowhere' does not name"):
+        load_policy(repo)
+
+
+def test_an_unborn_head_has_no_policy(make_repo: MakeRepo) -> None:
+    assert load_policy(open_repo(make_repo(commit=False))) is None
+
+
+# --- the commands -------------------------------------------------------------------------
+
+
+def commit_policy_file(path: Path, text: str) -> None:
+    write_files(path, {".govsnap/trust.toml": text})
+    git(path, "add", ".govsnap")
+    git(path, "commit", "-q", "-m", "policy")
+
+
+def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key: SSHKey) -> None:
+    path = make_repo()
+    missing = cli(path, "trust", "check")
+    assert missing.code == 1
+    assert missing.err == (
+        "govsnap: error: no trust policy at HEAD:.govsnap/trust.toml: every snapshot fails "
+        "the trust check (commit .govsnap/trust.toml, or set govsnap.requireTrust=false)\n"
+    )
+    assert "no trust policy at HEAD:.govsnap/trust.toml" in cli(path, "trust", "show").out
+    text = signer(fpr=keys.trusted) + (
+        f"\n[signers.laptop]\nssh = 'releaser@example.com {ssh_key.public.read_text().strip()}'\n"
+        "environments = ['*']\noperations = ['rollback']\n"
+    )
+    commit_policy_file(path, text)
+    check = cli(path, "trust", "check")
+    assert check.code == 0
+    assert check.out == "HEAD:.govsnap/trust.toml is valid: 2 signer(s)\n"
+    shown = cli(path, "trust", "show")
+    assert shown.code == 0
+    assert keys.trusted in shown.out and "laptop" in shown.out and "rollback" in shown.out
+    data = json.loads(cli(path, "trust", "show", "--json").out)
+    assert data["source"] == "HEAD:.govsnap/trust.toml"
+    assert [s["name"] for s in data["signers"]] == ["bot", "laptop"]
+    assert data["signers"][0] == {
+        "name": "bot",
+        "kind": "openpgp",
+        "identity": keys.trusted,
+        "environments": ["prod"],
+        "operations": ["create"],
+        "description": "",
+        "line": 1,
+    }
+    assert data["uncommitted_edit"] is False
+
+
+def test_an_uncommitted_edit_is_flagged_and_checkable(cli: Cli, make_repo: MakeRepo) -> None:
+    path = make_repo()
+    commit_policy_file(path, signer())
+    write_files(path, {".govsnap/trust.toml": signer(ops='["create", "nuke"]')})
+    shown = cli(path, "trust", "show")
+    assert "only the committed version counts" in shown.err
+    assert cli(path, "trust", "check").code == 0
+    edited = cli(path, "trust", "check", "--file", str(path / ".govsnap" / "trust.toml"))
+    assert edited.code == 2
+    assert edited.err == (
+        f"govsnap: error: {path}/.govsnap/trust.toml:4: signers.bot.operations: unknown "
+        "operation 'nuke' (known: create, rollback, prune, pin, or '*')\n"
+    )
+
+
+def test_a_bad_committed_policy_stops_trust_and_verify_with_one_line(
+    cli: Cli, make_repo: MakeRepo
+) -> None:
+    path = make_repo()
+    assert cli(path, "create").code == 0
+    commit_policy_file(path, signer(fpr="ABCD1234").replace("[signers", "version = 1\n\n[signers"))
+    expected = (
+        "govsnap: error: HEAD:.govsnap/trust.toml:4: signers.bot.openpgp: 'ABCD1234' is a key ID, "
+        "not a fingerprint: use all 40 hex digits\n"
+    )
+    for args in (("trust", "check"), ("trust", "show"), ("verify", "--all")):
+        result = cli(path, *args)
+        assert (result.code, result.err) == (2, expected), args
+    assert cli(path, "trust", "check", "--ref", "HEAD~1").code == 1
+
+
+def test_requiring_no_trust(cli: Cli, make_repo: MakeRepo) -> None:
+    path = make_repo()
+    git(path, "config", "govsnap.requireTrust", "false")
+    result = cli(path, "trust", "check")
+    assert result.code == 0
+    assert (
+        result.out == "no trust policy at HEAD:.govsnap/trust.toml (govsnap.requireTrust=false)\n"
+    )
