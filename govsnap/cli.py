@@ -742,6 +742,108 @@ def unpin(
         render.pin_result(result)
 
 
+# --- push, fetch, remote setup and stats (issue 7) ----------------------------------------
+
+RemoteArg = Annotated[
+    str | None,
+    typer.Argument(help="A configured git remote (default: govsnap.remote, else origin)."),
+]
+
+
+@app.command()
+def push(
+    ctx: typer.Context,
+    remote: RemoteArg = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Also delete on the remote the snapshots a prune recorded in the audit trail "
+            "deleted here.",
+        ),
+    ] = False,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Send snapshots, notes and the audit trail to a remote; never forces a ref."""
+    from govsnap import remote as sharing
+
+    report = sharing.push(_state(ctx).repo(), remote, prune=prune, dry_run=dry_run)
+    if json_out:
+        render.emit_json(report.as_json())
+    else:
+        render.push_report(report)
+    if report.fetched is not None:
+        report.fetched.check()
+
+
+@app.command()
+def fetch(
+    ctx: typer.Context,
+    remote: RemoteArg = None,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Add new snapshots without verifying them.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch a remote's snapshots (verified), merge its notes and join its audit trail."""
+    from govsnap import remote as sharing
+
+    report = sharing.fetch(_state(ctx).repo(), remote, verify=not no_verify)
+    if json_out:
+        render.emit_json(report.as_json())
+    else:
+        render.fetch_report(report)
+    report.check()
+
+
+remote_app = typer.Typer(help="Configure a git remote so plain git push/fetch carry snapshots.")
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("setup")
+def remote_setup(
+    ctx: typer.Context,
+    remote: Annotated[str, typer.Argument(help="A configured git remote.")],
+    undo: Annotated[bool, typer.Option("--undo", help="Remove govsnap's refspecs.")] = False,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add govsnap's refspecs to remote.<REMOTE>.fetch/push (idempotent); --undo removes them."""
+    from govsnap import remote as sharing
+
+    report = sharing.setup(_state(ctx).repo(), remote, undo=undo, dry_run=dry_run)
+    if json_out:
+        render.emit_json(report.as_json())
+    else:
+        render.setup_report(report)
+
+
+@app.command()
+def stats(
+    ctx: typer.Context,
+    prometheus: Annotated[
+        Path | None,
+        typer.Option(
+            "--prometheus",
+            help="Also write the figures to this file in the Prometheus textfile format "
+            "(atomically), for node_exporter's textfile collector.",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show snapshots per environment, ages, check outcomes, last rollback, bytes held."""
+    from govsnap import stats as figures
+
+    result = figures.collect(_state(ctx).repo())
+    if prometheus is not None:
+        figures.write_textfile(prometheus, figures.prometheus_text(result))
+    if json_out:
+        render.emit_json(result.as_json())
+    else:
+        render.stats_report(result)
+
+
 def _log_crash() -> Path | None:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "govsnap"
     try:

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from govsnap.hooks import HooksReport, HooksStatus
     from govsnap.prune import PinResult, PrunePlan, PruneResult
     from govsnap.rehearsal import RehearsalReport
+    from govsnap.remote import FetchReport, PushReport, SetupReport
     from govsnap.rollback import RollbackResult
+    from govsnap.stats import Stats
     from govsnap.store import CreateResult, FileChange, Snapshot
     from govsnap.trust import PolicyStatus, TrustedSigner
     from govsnap.verify import VerifyReport
@@ -729,3 +731,132 @@ def pin_result(result: PinResult) -> None:
         message(f"pinned snapshot {result.snapshot}: prune always keeps it")
     else:
         message(f"unpinned snapshot {result.snapshot}: the retention policy decides again")
+
+
+# --- push, fetch, remote setup and stats (issue 7) ----------------------------------------
+
+
+def _ids(ids: Sequence[str], limit: int = 8) -> str:
+    return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def fetch_report(report: FetchReport) -> None:
+    """Print what `fetch` added and merged; problems go to stderr, one line each."""
+    added = report.with_status("added")
+    message(
+        f"fetched {report.remote} ({report.url}): {len(added)} snapshot(s) added, "
+        f"{report.unchanged} already here; notes {report.notes}; audit trail {report.audit}"
+    )
+    for snap in added:
+        note = f" ({snap.detail})" if snap.detail else ""
+        message(f"  added {snap.id}{note}")
+    for snap in report.with_status("pruned"):
+        message(f"  skipped {snap.id}: {snap.detail}")
+    for snap in report.with_status("conflict", "unverified", "invalid"):
+        stderr_line(f"{snap.status}: {snap.id}: {snap.detail}")
+
+
+def push_report(report: PushReport) -> None:
+    """Print what `push` sent, or with --dry-run would send."""
+    would = "would " if report.dry_run else ""
+    if report.fetched is not None:
+        fetch_report(report.fetched)
+    elif report.fetch_first:
+        message(
+            f"would fetch and merge first: {report.remote} has notes or audit entries "
+            "this clone lacks"
+        )
+    done = []
+    if report.sent:
+        done.append(f"{would}send {len(report.sent)} snapshot(s): {_ids(report.sent)}")
+    for what, state in (("notes", report.notes), ("audit trail", report.audit)):
+        if state == "sent":
+            done.append(f"{would}send the {what}")
+    if report.deleted:
+        done.append(
+            f"{would}delete {len(report.deleted)} pruned snapshot(s) on the remote: "
+            f"{_ids(report.deleted)}"
+        )
+    if report.held_back:
+        done.append(
+            f"held back {len(report.held_back)} snapshot(s) a prune recorded in the audit "
+            f"trail deleted: {_ids(report.held_back)}"
+        )
+    if not done:
+        message(f"{report.remote} ({report.url}) is up to date")
+        return
+    message(f"{report.remote} ({report.url}):")
+    for line in done:
+        message(f"  {line}")
+
+
+def setup_report(report: SetupReport) -> None:
+    """Print what `remote setup` changed in the remote's configuration."""
+    would = "would " if report.dry_run else ""
+    for key, value in report.removed:
+        message(f"{would}remove {key} = {value}")
+    for key, value in report.added:
+        message(f"{would}add    {key} = {value}")
+    if not report.added and not report.removed:
+        state = "has none of govsnap's refspecs" if report.undo else "is already set up"
+        message(f"remote {report.remote} {state}: nothing to change")
+    elif ("remote." + report.remote + ".push", "HEAD") in report.added:
+        message(
+            f"(with remote.{report.remote}.push set, `git push {report.remote}` pushes only "
+            "what it lists: HEAD keeps it pushing the current branch)"
+        )
+
+
+def _age(seconds: float) -> str:
+    """Return a duration as `3d 4h`, `5h 2m`, `7m 3s` or `9s`."""
+    days, left = divmod(max(0, int(seconds)), 86400)
+    hours, left = divmod(left, 3600)
+    minutes, secs = divmod(left, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def _when(epoch: float | None) -> str:
+    return "-" if epoch is None else timestamp(int(epoch))
+
+
+def stats_report(stats: Stats) -> None:
+    """Print the figures of `govsnap stats`: a table per environment, then totals."""
+    from rich.table import Table
+
+    table = Table(title="snapshots per environment", title_justify="left")
+    for column in ("environment", "snapshots", "newest", "age"):
+        table.add_column(column, justify="right" if column == "snapshots" else "left")
+    for kind in ("verified", "rehearsed"):
+        table.add_column(f"{kind} pass/fail/never", justify="right")
+        table.add_column(f"last {kind} pass / fail")
+    for e in stats.environments:
+        v, r = e.verification, e.rehearsal
+        table.add_row(
+            e.environment,
+            str(e.snapshots),
+            timestamp(e.newest),
+            _age(stats.now - e.newest),
+            f"{v.passed}/{v.failed}/{v.never}",
+            f"{_when(v.last_pass)} / {_when(v.last_fail)}",
+            f"{r.passed}/{r.failed}/{r.never}",
+            f"{_when(r.last_pass)} / {_when(r.last_fail)}",
+        )
+    _console().print(table)
+    if stats.unreadable:
+        message(f"unreadable snapshot refs: {stats.unreadable}")
+    rollback = stats.last_rollback
+    if rollback is None:
+        message("last rollback: none recorded")
+    else:
+        message(
+            f"last rollback: {timestamp(rollback.time)}, {rollback.seconds:.2f}s, "
+            f"{rollback.result}" + (f" (to {rollback.snapshot})" if rollback.snapshot else "")
+        )
+    message(
+        f"held only by snapshots: {human_bytes(stats.snapshot_only_bytes)} "
+        f"({stats.snapshot_only_bytes} bytes on disk)"
+    )

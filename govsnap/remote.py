@@ -1,0 +1,876 @@
+"""Sharing snapshots through a git remote: `push`, `fetch` (verify new snapshots, merge the
+notes, join the audit trail) and `remote setup` (refspecs for plain `git push`/`git fetch`).
+
+The transfer itself is done by the git binary (repo.git_cmd), not by libgit2's remote
+support: git's transports (ssh with the user's ssh config and agent, git://, http with
+credential helpers, `url.*.insteadOf`, proxies) are what users have configured and tested
+with `git push`, and a server's pre-receive hook answers through them the same way.
+
+A remote's refs are fetched into `refs/govsnap-remote/<remote>/` (forced: that namespace
+mirrors whatever the remote has, tampered or not); only then are they judged and merged
+into the local refs, which a fetch never rewrites.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pygit2
+from pygit2.enums import FileMode
+
+from govsnap import audit, notes
+from govsnap.errors import (
+    CheckFailed,
+    ConcurrentUpdate,
+    CorruptObject,
+    EnvironmentProblem,
+    SnapshotConflict,
+    UsageError,
+)
+from govsnap.notes import NOTES_REF, JSONObject
+from govsnap.objects import SNAPSHOT_REF_PREFIX, create_ref, read_tag, ref_target, update_ref
+from govsnap.repo import Identity, Repo
+from govsnap.store import Snapshot, load_snapshot, snapshot_refs
+
+TRACKING_ROOT = "refs/govsnap-remote/"
+AUDIT_REF = audit.AUDIT_REF
+# What `govsnap push` sends. No `+`: a snapshot ref is never forced on the remote, and the
+# notes and audit refs only move forward (they are merged with the remote's first).
+SNAPSHOT_PUSH_REFSPEC = f"{SNAPSHOT_REF_PREFIX}*:{SNAPSHOT_REF_PREFIX}*"
+# `remote setup` writes globs: git fails a plain push or fetch whose configured refspec
+# names an exact ref that does not exist (no notes yet), and a glob may match nothing.
+# `refs/notes/govsnap*` is exact in practice; `refs/govsnap/*` holds snapshots and audit.
+CONFIG_PUSH_REFSPECS = ("refs/govsnap/*:refs/govsnap/*", f"{NOTES_REF}*:{NOTES_REF}*")
+# Results kept from both sides when a note is merged: the newer one stays in place, the
+# older one moves to `result_history` (newest first, at most HISTORY_LIMIT per kind).
+RESULT_FIELDS = ("verification", "rehearsal")
+HISTORY_FIELD = "result_history"
+HISTORY_LIMIT = 20
+# Times a push is tried again when the remote's notes or audit moved between our look and
+# our push (another clone pushed): each try fetches and merges first.
+_PUSH_ATTEMPTS = 3
+
+_REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_USERINFO = re.compile(r"//[^/@]*@")
+
+
+def fetch_refspecs(remote: str) -> tuple[str, ...]:
+    """Return the refspecs that copy a remote's govsnap refs into refs/govsnap-remote/<remote>/
+    (forced, because that namespace mirrors the remote, whatever it holds)."""
+    base = f"{TRACKING_ROOT}{remote}/"
+    return (f"+refs/govsnap/*:{base}*", f"+{NOTES_REF}*:{base}notes*")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A configured git remote."""
+
+    name: str
+    url: str
+
+    @property
+    def shown_url(self) -> str:
+        """Return the URL without any user:password part, fit for output and the audit."""
+        return _USERINFO.sub("//", self.url)
+
+    def tracking(self, what: str) -> str:
+        """Return the ref under which the remote's `what` (notes, audit, snapshots/) is kept."""
+        return f"{TRACKING_ROOT}{self.name}/{what}"
+
+
+def resolve_remote(repo: Repo, name: str | None) -> Remote:
+    """Return the remote `name` (default: govsnap.remote, else origin); raise if unknown."""
+    chosen = name or repo.config_str("govsnap.remote") or "origin"
+    known = sorted(str(n) for n in repo.git.remotes.names())
+    if chosen not in known:
+        hint = (
+            f"known remotes: {', '.join(known)}"
+            if known
+            else "this repository has no remote (git remote add NAME URL)"
+        )
+        raise UsageError(f"unknown remote {chosen!r}; {hint}")
+    if not _REMOTE_NAME.match(chosen) or chosen.endswith(".lock") or ".." in chosen:
+        raise UsageError(
+            f"remote name {chosen!r} is not supported by govsnap: use letters, digits, "
+            "'.', '_' and '-' (git remote rename)"
+        )
+    return Remote(chosen, repo.config_str(f"remote.{chosen}.url") or "")
+
+
+def _network(repo: Repo, remote: Remote, verb: str, *args: str) -> str:
+    """Run a git command that talks to `remote`; raise EnvironmentProblem if it fails."""
+    proc = repo.git_cmd(verb, *args, check=False)
+    if proc.returncode != 0:
+        raise EnvironmentProblem(
+            f"cannot {verb.replace('ls-remote', 'list')} remote {remote.name!r} "
+            f"({remote.shown_url}): {_reason(proc.stderr)}"
+        )
+    return proc.stdout.decode(errors="replace")
+
+
+def _reason(stderr: bytes) -> str:
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
+    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    chosen = (fatal or [line for line in lines if line] or ["git gave no reason"])[0]
+    return chosen.removeprefix("fatal: ").removeprefix("error: ")
+
+
+# --- what the remote has ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteRefs:
+    """The remote's snapshot refs (id -> tag oid), notes and audit heads."""
+
+    snapshots: Mapping[str, str]
+    notes: str | None
+    audit: str | None
+
+
+def ls_remote(repo: Repo, remote: Remote) -> RemoteRefs:
+    """Return what the remote's govsnap refs point at, without fetching objects."""
+    out = _network(repo, remote, "ls-remote", "--refs", remote.name, "refs/govsnap/*", NOTES_REF)
+    snapshots: dict[str, str] = {}
+    heads: dict[str, str] = {}
+    for line in out.splitlines():
+        oid, _, name = line.partition("\t")
+        if name.startswith(SNAPSHOT_REF_PREFIX):
+            snapshots[name[len(SNAPSHOT_REF_PREFIX) :]] = oid
+        elif name in (NOTES_REF, AUDIT_REF):
+            heads[name] = oid
+    return RemoteRefs(snapshots, heads.get(NOTES_REF), heads.get(AUDIT_REF))
+
+
+def contains(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | str | None) -> bool:
+    """Return True when history `ours` already holds `theirs` (or there is nothing in
+    `theirs`); False when it does not, or when `theirs` was never fetched here."""
+    if theirs is None:
+        return True
+    theirs = pygit2.Oid(hex=theirs) if isinstance(theirs, str) else theirs
+    if ours == theirs:
+        return True
+    if ours is None or not repo.git.odb.exists(theirs):
+        return False
+    return bool(repo.git.descendant_of(ours, theirs))
+
+
+def same_payload(repo: Repo, ours: pygit2.Oid, theirs: pygit2.Oid | str) -> bool:
+    """Return True when two snapshot tags hold the same payload and only their signatures
+    differ (a re-signed copy; the same key signs one payload identically)."""
+    try:
+        return read_tag(repo, ours).payload == read_tag(repo, theirs).payload
+    except CorruptObject:
+        return False
+
+
+def pruned_ids(repo: Repo) -> set[str]:
+    """Return the ids of snapshots that a prune or purge recorded in the audit trail (every
+    copy of it this clone has joined) deleted."""
+    entries = audit.entries_of(repo, "prune", "purge")
+    return {ident for entry in entries for ident in entry.snapshots}
+
+
+# --- fetch --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchedSnapshot:
+    """One remote snapshot that was not already here, and what fetch did with it.
+
+    status: "added"; "unverified" (failed verification: left under refs/govsnap-remote/);
+    "conflict" (this clone has another tag under the same id: the remote's ref was
+    replaced, the local one is kept); "pruned" (a prune here deleted it: not re-added);
+    "invalid" (the ref name is not the id of a readable snapshot tag).
+    """
+
+    id: str
+    tag: str
+    status: str
+    detail: str = ""
+
+    def as_json(self) -> dict[str, str]:
+        """Return the outcome as JSON-ready data."""
+        return {"id": self.id, "tag": self.tag, "status": self.status, "detail": self.detail}
+
+
+PROBLEMS = ("unverified", "conflict", "invalid")
+
+
+@dataclass(frozen=True)
+class FetchReport:
+    """What `govsnap fetch` found and did."""
+
+    remote: str
+    url: str
+    verified: bool
+    snapshots: tuple[FetchedSnapshot, ...]
+    unchanged: int  # remote snapshots identical to local ones
+    notes: str  # "absent", "unchanged", "fast-forward", "merged"
+    audit: str  # "absent", "unchanged", "fast-forward", "joined"
+    seconds: float
+
+    def with_status(self, *statuses: str) -> list[FetchedSnapshot]:
+        """Return the snapshots whose status is one of `statuses`."""
+        return [s for s in self.snapshots if s.status in statuses]
+
+    @property
+    def ok(self) -> bool:
+        """Return True when nothing was tampered with, invalid or failed verification."""
+        return not self.with_status(*PROBLEMS)
+
+    def check(self) -> None:
+        """Raise CheckFailed when snapshots were left out (tampered, unverified, invalid)."""
+        problems = self.with_status(*PROBLEMS)
+        if problems:
+            kinds = ", ".join(sorted({p.status for p in problems}))
+            raise CheckFailed(f"{len(problems)} snapshot(s) from {self.remote} not added: {kinds}")
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "ok": self.ok,
+            "verified": self.verified,
+            "added": [s.id for s in self.with_status("added")],
+            "unchanged": self.unchanged,
+            "snapshots": [s.as_json() for s in self.snapshots],
+            "notes": self.notes,
+            "audit": self.audit,
+            "seconds": round(self.seconds, 6),
+        }
+
+
+def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchReport:
+    """Fetch a remote's snapshots, notes and audit trail and merge them into this clone.
+
+    New snapshots are verified (unless `verify` is False) and added create-only; a local
+    snapshot ref is never changed. Notes are merged field by field (merge_note) and the
+    audit trail joined by a merge commit; both through compare-and-swap. Returns the
+    report; the caller turns problems into the exit code.
+    """
+    started = time.monotonic()
+    remote = resolve_remote(repo, name)
+    identity = repo.committer()
+    _network(
+        repo,
+        remote,
+        "fetch",
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--recurse-submodules=no",
+        "--prune",
+        "--quiet",
+        remote.name,
+        *fetch_refspecs(remote.name),
+    )
+    outcomes, unchanged = _adopt_snapshots(repo, remote, verify)
+    local_tags = {str(oid) for oid in snapshot_refs(repo).values()}
+    notes_state = merge_notes(
+        repo, ref_target(repo, remote.tracking("notes")), local_tags.__contains__, identity
+    )
+    added = [s.id for s in outcomes if s.status == "added"]
+    problems = [s for s in outcomes if s.status in PROBLEMS]
+    remote_audit = ref_target(repo, remote.tracking("audit"))
+    audit_state = _audit_state(repo, remote_audit)
+    report = FetchReport(
+        remote.name,
+        remote.shown_url,
+        verify,
+        tuple(outcomes),
+        unchanged,
+        notes_state,
+        audit_state,
+        0.0,
+    )
+    if added or problems or notes_state == "merged" or audit_state == "joined":
+        summary = f"from {remote.name}: {len(added)} snapshot(s) added" + (
+            f", {len(problems)} problem(s)" if problems else ""
+        )
+        audit.append(
+            repo,
+            "fetch",
+            summary,
+            snapshots=added + [s.id for s in problems],
+            identity=identity,
+            arguments={"remote": remote.name, "verify": verify},
+            result="ok" if not problems else "problems: " + _problem_summary(problems),
+            duration=time.monotonic() - started,
+            join=remote_audit,
+        )
+    elif audit_state == "fast-forward":
+        _fast_forward(repo, AUDIT_REF, remote_audit)
+    return replace(report, seconds=time.monotonic() - started)
+
+
+def _problem_summary(problems: Iterable[FetchedSnapshot]) -> str:
+    return ", ".join(f"{s.id} {s.status}" for s in problems)
+
+
+def _adopt_snapshots(repo: Repo, remote: Remote, verify: bool) -> tuple[list[FetchedSnapshot], int]:
+    """Add the remote's new snapshots (verified unless told not to); return each one's
+    outcome and how many were already here unchanged."""
+    fetched = snapshot_refs(repo, remote.tracking("snapshots/"))
+    local = snapshot_refs(repo)
+    pruned = pruned_ids(repo)
+    remote_notes = notes.read_all(repo, remote.tracking("notes"))
+    outcomes: list[FetchedSnapshot] = []
+    candidates: list[Snapshot] = []
+    unchanged = 0
+    for ident, oid in sorted(fetched.items()):
+        have = local.get(ident)
+        if have == oid:
+            unchanged += 1
+        elif have is not None:
+            how = "signed again" if same_payload(repo, have, oid) else "replaced"
+            outcomes.append(
+                FetchedSnapshot(
+                    ident,
+                    str(oid),
+                    "conflict",
+                    f"the remote's {ident} is tag {oid} but this clone's is {have}: the "
+                    f"remote's snapshot was {how}; the local one is kept",
+                )
+            )
+        elif ident in pruned:
+            outcomes.append(
+                FetchedSnapshot(
+                    ident,
+                    str(oid),
+                    "pruned",
+                    "a prune deleted it here: not added again (govsnap push --prune deletes "
+                    "it on the remote)",
+                )
+            )
+        else:
+            candidates.append(load_snapshot(repo, ident, oid, remote_notes.get(str(oid))))
+    for snap, failure in zip(candidates, _judge(repo, candidates, verify), strict=True):
+        if failure is not None:
+            status, detail = failure
+            outcomes.append(FetchedSnapshot(snap.id, snap.tag_oid, status, detail))
+            continue
+        try:
+            create_ref(repo, SNAPSHOT_REF_PREFIX + snap.id, pygit2.Oid(hex=snap.tag_oid))
+        except UsageError:
+            detail = "another tag was created here under the same id meanwhile; kept it"
+            outcomes.append(FetchedSnapshot(snap.id, snap.tag_oid, "conflict", detail))
+        else:
+            detail = "" if verify else "not verified (--no-verify)"
+            outcomes.append(FetchedSnapshot(snap.id, snap.tag_oid, "added", detail))
+    return outcomes, unchanged
+
+
+def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[str, str] | None]:
+    """Return, per snapshot, None when it may be added, else (status, reason)."""
+    if not snaps:
+        return []
+    if verify:
+        from govsnap.verify import verify_snapshots
+
+        results = verify_snapshots(repo, snaps)
+        return [None if r.ok else ("unverified", "; ".join(r.failures())) for r in results]
+    # Without verification the ref name must still be the tag's id: every other part of
+    # govsnap relies on an id naming its payload.
+    judged: list[tuple[str, str] | None] = []
+    for snap in snaps:
+        if snap.error is not None:
+            judged.append(("invalid", f"unreadable snapshot tag: {snap.error}"))
+        elif snap.payload is not None and snap.payload.id != snap.id:
+            judged.append(("invalid", f"the tag's id is {snap.payload.id}, not {snap.id}"))
+        else:
+            judged.append(None)
+    return judged
+
+
+def _audit_state(repo: Repo, theirs: pygit2.Oid | None) -> str:
+    """Return how the remote's audit head relates to ours: absent, unchanged (we hold it),
+    fast-forward (it extends ours) or joined (the two diverged)."""
+    if theirs is None:
+        return "absent"
+    ours = ref_target(repo, AUDIT_REF)
+    if contains(repo, ours, theirs):
+        return "unchanged"
+    if ours is None or repo.git.descendant_of(theirs, ours):
+        return "fast-forward"
+    return "joined"
+
+
+def _fast_forward(repo: Repo, ref: str, theirs: pygit2.Oid | None) -> None:
+    """Move `ref` to `theirs` if that only adds history; leave it if it moved elsewhere."""
+    if theirs is None:
+        return
+
+    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
+        if current is None or repo.git.descendant_of(theirs, current):
+            return theirs
+        return current
+
+    update_ref(repo, ref, compute, message="govsnap: fetch")
+
+
+# --- notes --------------------------------------------------------------------------------
+
+
+class _Missing:
+    """Marks a key absent from one side of a merge."""
+
+
+MISSING = _Missing()
+
+
+def _canonical(value: Any) -> bytes:
+    return notes.encode({"v": value})
+
+
+def _newest_first(results: Iterable[Any]) -> list[Any]:
+    """Return distinct results, newest first (ties in a fixed order, so both sides of a
+    merge compute the same list)."""
+    unique = {_canonical(r): r for r in results}
+
+    def key(item: tuple[bytes, Any]) -> tuple[float, bytes]:
+        when = notes.result_time(item[1])
+        return (float("-inf") if when is None else when, item[0])
+
+    ordered = sorted(unique.items(), key=key, reverse=True)
+    return [r for _, r in ordered]
+
+
+def _merge_value(key: str, base: Any, local: Any, remote: Any) -> Any:
+    """Return the merged value of one field (MISSING: the field is absent)."""
+    if local == remote:
+        return local
+    if base == local:
+        return remote  # only the remote changed it (or added or removed it)
+    if base == remote:
+        return local  # only we did
+    if local is MISSING or remote is MISSING:
+        return remote if local is MISSING else local  # changed on one side, gone on the other
+    if key == "pinned":
+        return bool(local) or bool(remote)  # pinned on either side: keep the snapshot
+    if isinstance(local, dict) and isinstance(remote, dict):
+        return _merge_dict(base if isinstance(base, dict) else {}, local, remote)
+    if isinstance(local, list) and isinstance(remote, list):
+        return local + [item for item in remote if item not in local]
+    return local  # a value both sides changed differently: this clone's stays
+
+
+def _merge_dict(base: JSONObject, local: JSONObject, remote: JSONObject) -> JSONObject:
+    merged: JSONObject = {}
+    for key in sorted(set(local) | set(remote)):
+        value = _merge_value(
+            key, base.get(key, MISSING), local.get(key, MISSING), remote.get(key, MISSING)
+        )
+        if value is not MISSING:
+            merged[key] = value
+    return merged
+
+
+def merge_note(base: JSONObject | None, local: JSONObject, remote: JSONObject) -> JSONObject:
+    """Return the field-by-field merge of one snapshot's note edited on two sides.
+
+    A field changed on one side only takes that side's value (three-way, against `base`,
+    the note where the two histories last met; None when they never did). Where both
+    changed it: `verification` and `rehearsal` keep the newer result (by its `time`) and
+    move the other into `result_history`, so no result is lost; `pinned` is true if
+    either side pinned; dicts merge by field; lists are joined; any other value keeps
+    this clone's.
+    """
+    base = base or {}
+    merged = _merge_dict(base, local, remote)
+    history: dict[str, list[Any]] = {
+        k: list(v) for k, v in dict(merged.get(HISTORY_FIELD) or {}).items() if isinstance(v, list)
+    }
+    for key in RESULT_FIELDS:
+        mine, theirs = local.get(key), remote.get(key)
+        if mine == theirs or base.get(key) in (mine, theirs):
+            continue
+        both = [r for r in (mine, theirs) if r is not None]
+        ordered = _newest_first(both)
+        merged[key] = ordered[0]
+        history[key] = ordered[1:] + history.get(key, [])
+    if history:
+        merged[HISTORY_FIELD] = {
+            k: _newest_first(v)[:HISTORY_LIMIT] for k, v in sorted(history.items())
+        }
+    return merged
+
+
+def _merge_blobs(
+    repo: Repo,
+    base: Mapping[str, pygit2.Oid],
+    local: Mapping[str, pygit2.Oid],
+    remote: Mapping[str, pygit2.Oid],
+    keep_remote: Callable[[str], bool],
+) -> dict[str, pygit2.Oid]:
+    """Return annotated object -> note blob after merging two sets of notes.
+
+    A note only this clone has is kept. A note only the remote has is taken when it
+    annotates one of this clone's snapshots (not one pruned here, nor a tampered tag). A
+    note on both sides is merged with merge_note; one that is not JSON is left as it is
+    here.
+    """
+    odb = repo.git.odb
+    merged = dict(local)
+    for obj, theirs in remote.items():
+        mine = local.get(obj)
+        if mine is None:
+            if keep_remote(obj):
+                merged[obj] = theirs
+            continue
+        if mine == theirs or base.get(obj) == theirs:
+            continue
+        if base.get(obj) == mine:
+            merged[obj] = theirs
+            continue
+        ours_note = notes.decode(bytes(odb.read(mine)[1]))
+        theirs_note = notes.decode(bytes(odb.read(theirs)[1]))
+        if ours_note.error or theirs_note.error:
+            continue
+        base_blob = base.get(obj)
+        base_note = notes.decode(bytes(odb.read(base_blob)[1])) if base_blob else None
+        result = merge_note(
+            base_note.data if base_note and not base_note.error else None,
+            ours_note.data,
+            theirs_note.data,
+        )
+        if result != ours_note.data:
+            merged[obj] = repo.git.create_blob(notes.encode(result))
+    return merged
+
+
+def merge_notes(
+    repo: Repo,
+    theirs: pygit2.Oid | None,
+    keep_remote: Callable[[str], bool],
+    identity: Identity,
+) -> str:
+    """Merge the notes commit `theirs` into refs/notes/govsnap by compare-and-swap.
+
+    Returns "absent" (no remote notes), "unchanged" (ours already hold them),
+    "fast-forward" or "merged" (a commit whose parents are ours and theirs, so that
+    pushing it is a fast-forward for the remote and `git log` shows both histories).
+    """
+    if theirs is None:
+        return "absent"
+    outcome = "unchanged"
+    git = repo.git
+    their_commit = git[theirs]
+    assert isinstance(their_commit, pygit2.Commit)
+    their_blobs = notes.note_blobs_at(repo, theirs)
+    sig = identity.signature()
+
+    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
+        nonlocal outcome
+        if contains(repo, current, theirs):
+            outcome = "unchanged"
+            return current
+        base = git.merge_base(current, theirs) if current is not None else None
+        blobs = _merge_blobs(
+            repo,
+            notes.note_blobs_at(repo, base),
+            notes.note_blobs_at(repo, current),
+            their_blobs,
+            keep_remote,
+        )
+        builder = git.TreeBuilder()
+        for obj, blob in sorted(blobs.items()):
+            builder.insert(obj, blob, FileMode.BLOB)
+        tree = builder.write()
+        behind = current is None or git.descendant_of(theirs, current)
+        if behind and tree == their_commit.tree_id:
+            outcome = "fast-forward"
+            return theirs
+        outcome = "merged"
+        parents = [theirs] if current is None else [current, theirs]
+        message = "Notes merged by 'govsnap fetch'\n"
+        return git.create_commit(None, sig, sig, message, tree, parents)
+
+    update_ref(repo, NOTES_REF, compute, message="govsnap: merge notes")
+    return outcome
+
+
+# --- push ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushReport:
+    """What `govsnap push` sent (or, with dry_run, would send)."""
+
+    remote: str
+    url: str
+    dry_run: bool
+    sent: tuple[str, ...]  # snapshot ids the remote did not have
+    held_back: tuple[str, ...]  # ids the remote lacks that a prune elsewhere deleted
+    notes: str  # "none" (no notes here), "up to date", "sent"
+    audit: str  # "none", "up to date", "sent"
+    deleted: tuple[str, ...]  # --prune: snapshot refs deleted on the remote
+    fetch_first: bool  # the remote had notes or audit entries this clone lacked
+    fetched: FetchReport | None  # the fetch and merge that came first, if one did
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "dry_run": self.dry_run,
+            "sent": list(self.sent),
+            "held_back": list(self.held_back),
+            "notes": self.notes,
+            "audit": self.audit,
+            "deleted": list(self.deleted),
+            "fetch_first": self.fetch_first,
+            "fetched": None if self.fetched is None else self.fetched.as_json(),
+            "seconds": round(self.seconds, 6),
+        }
+
+
+@dataclass(frozen=True)
+class _PushedRef:
+    flag: str  # git push --porcelain: ' ' '+' '-' '*' '=' '!'
+    ref: str
+    summary: str
+
+
+def _parse_porcelain(out: str) -> list[_PushedRef]:
+    """Return the ref lines of `git push --porcelain` output."""
+    found = []
+    for line in out.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and len(parts[0]) == 1:
+            found.append(_PushedRef(parts[0], parts[1].rpartition(":")[2], parts[2]))
+    return found
+
+
+def _ref_plan(repo: Repo, ref: str, theirs: str | None) -> str:
+    ours = ref_target(repo, ref)
+    if ours is None:
+        return "none"
+    return "up to date" if theirs is not None and str(ours) == theirs else "sent"
+
+
+def _conflict_message(remote: Remote, ids: list[str], why: str) -> str:
+    shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+    return f"remote {remote.name!r} has a different object under snapshot id {shown}: {why}"
+
+
+def _look(repo: Repo, remote: Remote) -> tuple[RemoteRefs, dict[str, pygit2.Oid]]:
+    """Return the remote's refs and ours; raise if the remote has another object under
+    one of our snapshot ids."""
+    theirs = ls_remote(repo, remote)
+    local = snapshot_refs(repo)
+    conflicts = sorted(
+        i for i, oid in theirs.snapshots.items() if i in local and str(local[i]) != oid
+    )
+    if conflicts:
+        raise SnapshotConflict(
+            _conflict_message(remote, conflicts, "refusing to push (govsnap fetch shows it)")
+        )
+    return theirs, local
+
+
+def push(
+    repo: Repo, name: str | None = None, *, prune: bool = False, dry_run: bool = False
+) -> PushReport:
+    """Send this clone's snapshots, notes and audit trail to a remote, never forcing.
+
+    A remote snapshot ref with another object under one of our ids is an error, raised
+    before anything is sent. When the remote's notes or audit trail hold something ours
+    do not, they are fetched and merged first (a full `fetch`), so the push is a
+    fast-forward. Snapshots the audit trail records as pruned (by a prune elsewhere whose
+    entry a fetch brought) are held back. With `prune`, snapshot refs recorded as pruned
+    that this clone no longer has and the remote still has are deleted there, each only
+    if it still points at the object seen (--force-with-lease).
+    """
+    started = time.monotonic()
+    remote = resolve_remote(repo, name)
+    fetched: FetchReport | None = None
+    for _attempt in range(_PUSH_ATTEMPTS):
+        theirs, local = _look(repo, remote)
+        fetch_first = not (
+            contains(repo, ref_target(repo, NOTES_REF), theirs.notes)
+            and contains(repo, ref_target(repo, AUDIT_REF), theirs.audit)
+        )
+        if fetch_first and not dry_run:
+            fetched = fetch(repo, remote.name)
+            theirs, local = _look(repo, remote)
+        pruned = pruned_ids(repo)
+        missing = set(local) - set(theirs.snapshots)
+        deletions = sorted((pruned & set(theirs.snapshots)) - set(local)) if prune else []
+        report = PushReport(
+            remote.name,
+            remote.shown_url,
+            dry_run,
+            tuple(sorted(missing - pruned)),
+            tuple(sorted(missing & pruned)),
+            _ref_plan(repo, NOTES_REF, theirs.notes),
+            _ref_plan(repo, AUDIT_REF, theirs.audit),
+            tuple(deletions),
+            fetch_first,
+            fetched,
+            0.0,
+        )
+        if dry_run:
+            return _timed(report, started)
+        # The glob sends every local snapshot the remote lacks; held-back ones need a list.
+        if report.held_back:
+            specs = [f"{SNAPSHOT_REF_PREFIX}{i}:{SNAPSHOT_REF_PREFIX}{i}" for i in report.sent]
+        else:
+            specs = [SNAPSHOT_PUSH_REFSPEC] if report.sent else []
+        specs += [
+            f"{ref}:{ref}"
+            for ref, plan in ((NOTES_REF, report.notes), (AUDIT_REF, report.audit))
+            if plan == "sent"
+        ]
+        leases = [
+            f"--force-with-lease={SNAPSHOT_REF_PREFIX}{i}:{theirs.snapshots[i]}" for i in deletions
+        ]
+        specs += [f":{SNAPSHOT_REF_PREFIX}{i}" for i in deletions]
+        if not specs:
+            return _timed(report, started)
+        if _send(repo, remote, leases, specs):
+            if deletions:
+                audit.append(
+                    repo,
+                    "push",
+                    f"to {remote.name}: deleted {len(deletions)} pruned snapshot(s)",
+                    snapshots=deletions,
+                    identity=repo.committer(),
+                    arguments={"remote": remote.name, "prune": True},
+                    duration=time.monotonic() - started,
+                )
+            return _timed(report, started)
+    raise ConcurrentUpdate(
+        f"the notes or audit trail of remote {remote.name!r} kept changing while we "
+        f"pushed; gave up after {_PUSH_ATTEMPTS} attempts"
+    )
+
+
+def _timed(report: PushReport, started: float) -> PushReport:
+    return replace(report, seconds=time.monotonic() - started)
+
+
+def _send(repo: Repo, remote: Remote, leases: list[str], specs: list[str]) -> bool:
+    """Run `git push`; return False when only the notes or audit ref lost a race (try
+    again), raise for anything else the remote refused."""
+    proc = repo.git_cmd("push", "--porcelain", *leases, remote.name, *specs, check=False)
+    pushed = _parse_porcelain(proc.stdout.decode(errors="replace"))
+    if proc.returncode != 0 and not pushed:
+        raise EnvironmentProblem(
+            f"cannot push to remote {remote.name!r} ({remote.shown_url}): {_reason(proc.stderr)}"
+        )
+    rejected = [p for p in pushed if p.flag == "!"]
+    if not rejected:
+        return True
+    raced = {NOTES_REF, AUDIT_REF}
+    if all(p.ref in raced and "remote rejected" not in p.summary for p in rejected):
+        return False
+    snapshot_refs_rejected = [
+        p
+        for p in rejected
+        if p.ref.startswith(SNAPSHOT_REF_PREFIX) and "remote rejected" not in p.summary
+    ]
+    if snapshot_refs_rejected:
+        ids = sorted(p.ref[len(SNAPSHOT_REF_PREFIX) :] for p in snapshot_refs_rejected)
+        raise SnapshotConflict(
+            _conflict_message(
+                remote, ids, f"the remote answered {snapshot_refs_rejected[0].summary}"
+            )
+        )
+    first = rejected[0]
+    remote_lines = [
+        line.removeprefix("remote:").strip()
+        for line in proc.stderr.decode(errors="replace").splitlines()
+        if line.startswith("remote:") and line.removeprefix("remote:").strip()
+    ]
+    why = f": {remote_lines[0]}" if remote_lines else ""
+    raise CheckFailed(
+        f"remote {remote.name!r} refused {first.ref} {first.summary}{why}"
+        + (f" (and {len(rejected) - 1} more ref(s))" if len(rejected) > 1 else "")
+    )
+
+
+# --- remote setup -------------------------------------------------------------------------
+
+HEAD_MARKER = "govsnapPushHead"
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    """What `remote setup` changed (or, with dry_run, would change) in the remote's config."""
+
+    remote: str
+    undo: bool
+    dry_run: bool
+    added: tuple[tuple[str, str], ...]
+    removed: tuple[tuple[str, str], ...]
+    present: tuple[tuple[str, str], ...]  # wanted and already there (setup) / absent (undo)
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+
+        def pairs(items: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+            return [{"key": k, "value": v} for k, v in items]
+
+        return {
+            "remote": self.remote,
+            "undo": self.undo,
+            "dry_run": self.dry_run,
+            "added": pairs(self.added),
+            "removed": pairs(self.removed),
+            "unchanged": pairs(self.present),
+        }
+
+
+def _values(repo: Repo, key: str) -> list[str]:
+    try:
+        return [str(v) for v in repo.git.config.get_multivar(key)]
+    except KeyError:
+        return []
+
+
+def setup(repo: Repo, name: str, *, undo: bool = False, dry_run: bool = False) -> SetupReport:
+    """Add (or with `undo` remove) govsnap's refspecs in remote.<name>.fetch/push, so that
+    plain `git fetch` copies the remote's govsnap refs into refs/govsnap-remote/<name>/
+    and plain `git push` sends this clone's. Idempotent.
+
+    Once remote.<name>.push is set, `git push <name>` pushes only what it lists, no longer
+    the current branch (push.default); so when it had no value, `HEAD` is added too (and
+    removed by undo, which the marker remote.<name>.govsnapPushHead records).
+    """
+    remote = resolve_remote(repo, name)
+    fetch_key, push_key = f"remote.{remote.name}.fetch", f"remote.{remote.name}.push"
+    marker = f"remote.{remote.name}.{HEAD_MARKER}"
+    fetch_now, push_now = _values(repo, fetch_key), _values(repo, push_key)
+    wanted = [(fetch_key, spec) for spec in fetch_refspecs(remote.name)]
+    wanted += [(push_key, spec) for spec in CONFIG_PUSH_REFSPECS]
+    current = {fetch_key: fetch_now, push_key: push_now}
+    added: list[tuple[str, str]] = []
+    removed: list[tuple[str, str]] = []
+    present: list[tuple[str, str]] = []
+    if undo:
+        for key, value in wanted:
+            (removed if value in current[key] else present).append((key, value))
+        if repo.config_bool(marker, False) and "HEAD" in push_now:
+            removed.append((push_key, "HEAD"))
+    else:
+        if not push_now:
+            added.append((push_key, "HEAD"))
+        for key, value in wanted:
+            (present if value in current[key] else added).append((key, value))
+        if added == [(push_key, "HEAD")]:
+            added = []  # everything is there already: a lone HEAD would be a change
+    if not dry_run:
+        for key, value in removed:
+            repo.git_cmd("config", "--local", "--fixed-value", "--unset", key, value)
+        if undo and repo.config_str(marker) is not None:
+            repo.git_cmd("config", "--local", "--unset", marker)
+        for key, value in added:
+            repo.git_cmd("config", "--local", "--add", key, value)
+        if any(value == "HEAD" for _, value in added):
+            repo.git_cmd("config", "--local", marker, "true")
+    return SetupReport(remote.name, undo, dry_run, tuple(added), tuple(removed), tuple(present))

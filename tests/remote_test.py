@@ -1,0 +1,584 @@
+"""push / fetch / remote setup between real clones: a bare repository on disk and one served
+by `git daemon` on 127.0.0.1; stock git judges what the refs, notes and audit trail hold."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from govsnap import notes
+from govsnap.remote import merge_note
+from govsnap.repo import open_repo
+from tests.conftest import Cli, Keys, MakeRepo, git, git_bytes, snapshot_ids, write_files
+from tests.tamper import gpg_sign, policy_text
+
+POLICY = {"releaser": ("", ["*"], ["*"])}
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A bare remote and two clones of it, both signing with the trusted key."""
+
+    root: Path
+    bare: Path
+    a: Path
+    b: Path
+
+    def clone(self, name: str, url: str | None = None) -> Path:
+        """Return a further clone of the remote (or of `url`), signing like the others."""
+        path = self.root / name
+        git(self.root, "clone", "-q", url or str(self.bare), str(path))
+        signing = git(self.a, "config", "govsnap.signingKey").strip()
+        git(path, "config", "govsnap.signingKey", signing)
+        return path
+
+
+def _seed(make_repo: MakeRepo, keys: Keys) -> Path:
+    policy = policy_text({"releaser": (keys.trusted, ["*"], ["*"])})
+    return make_repo(
+        {"README.md": "hello\n", "src/app.py": "print('v1')\n", ".govsnap/trust.toml": policy},
+        name="seed",
+    )
+
+
+@pytest.fixture
+def shared(tmp_path: Path, make_repo: MakeRepo, keys: Keys) -> Shared:
+    """A bare remote holding a commit with a trust policy, and clones a and b of it."""
+    seed = _seed(make_repo, keys)
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+    first = Shared(tmp_path, bare, seed, seed)
+    return Shared(tmp_path, bare, first.clone("a"), first.clone("b"))
+
+
+def create(cli: Cli, repo: Path, *args: str) -> str:
+    """Take a snapshot with the CLI and return its id."""
+    result = cli(repo, "create", "--json", *args)
+    assert result.code == 0, result.err
+    return str(json.loads(result.out)["snapshot"]["id"])
+
+
+def ok(cli: Cli, repo: Path, *args: str) -> str:
+    """Run a command that must succeed; return its stdout."""
+    result = cli(repo, *args)
+    assert result.code == 0, (args, result.out, result.err)
+    return result.out
+
+
+def refs(path: Path, pattern: str) -> dict[str, str]:
+    """Return ref -> object under `pattern`, as stock git lists them."""
+    out = git(path, "for-each-ref", "--format=%(refname) %(objectname)", pattern)
+    return dict(line.split() for line in out.splitlines())
+
+
+def govsnap_state(path: Path) -> dict[str, str]:
+    """Return every snapshot ref, the notes ref and the audit ref of a repository."""
+    return {
+        **refs(path, "refs/govsnap/snapshots/"),
+        **refs(path, "refs/notes/govsnap"),
+        **refs(path, "refs/govsnap/audit"),
+    }
+
+
+def audit_commits(path: Path) -> set[str]:
+    """Return every commit of the audit trail, through all parents (stock git)."""
+    return set(git(path, "rev-list", "refs/govsnap/audit").split())
+
+
+def audit_head(path: Path) -> str:
+    """Return the commit the audit ref points at (stock git)."""
+    return git(path, "rev-parse", "refs/govsnap/audit").strip()
+
+
+def note_of(path: Path, ident: str) -> dict[str, object]:
+    """Return the note of a snapshot as stock `git notes` shows it."""
+    text = git(path, "notes", "--ref=govsnap", "show", f"refs/govsnap/snapshots/{ident}")
+    data = json.loads(text)
+    assert isinstance(data, dict)
+    return data
+
+
+# --- convergence ---------------------------------------------------------------------------
+
+
+def test_snapshots_from_both_clones_converge_after_push_and_fetch(shared: Shared, cli: Cli) -> None:
+    a1 = create(cli, shared.a, "-e", "production")
+    a2 = create(cli, shared.a, "-e", "staging")
+    b1 = create(cli, shared.b, "-e", "production", "-l", "from-b")
+    ok(cli, shared.a, "push")
+    assert set(snapshot_ids(shared.bare)) == {a1, a2}
+
+    fetched = json.loads(ok(cli, shared.b, "fetch", "--json"))
+    assert sorted(fetched["added"]) == sorted([a1, a2])
+    assert fetched["verified"] is True
+    assert fetched["audit"] == "joined"  # both clones had appended entries
+    ok(cli, shared.b, "push")
+    ok(cli, shared.a, "fetch")
+    ok(cli, shared.a, "push")  # a's fetch entry
+    ok(cli, shared.b, "fetch")
+
+    assert set(snapshot_ids(shared.a)) == {a1, a2, b1}
+    assert govsnap_state(shared.a) == govsnap_state(shared.b) == govsnap_state(shared.bare)
+    # Stock git checks the fetched tags with the user's own gpg configuration.
+    git(shared.a, "verify-tag", f"refs/govsnap/snapshots/{b1}")
+    git(shared.b, "verify-tag", f"refs/govsnap/snapshots/{a1}")
+    # A second round changes nothing and appends nothing.
+    before = govsnap_state(shared.a)
+    assert "up to date" in ok(cli, shared.a, "push")
+    again = json.loads(ok(cli, shared.a, "fetch", "--json"))
+    assert again["added"] == [] and again["unchanged"] == 3
+    assert govsnap_state(shared.a) == before
+
+
+def test_notes_edited_on_both_sides_are_merged_field_by_field(shared: Shared, cli: Cli) -> None:
+    ident = create(cli, shared.a)
+    ok(cli, shared.a, "push")
+    ok(cli, shared.b, "fetch")
+    tag = refs(shared.a, f"refs/govsnap/snapshots/{ident}")[f"refs/govsnap/snapshots/{ident}"]
+    older = {"time": "2026-01-01T00:00:00Z", "verdict": "pass", "signer": "A"}
+    newer = {"time": "2026-01-02T00:00:00Z", "verdict": "fail", "signer": None}
+    rehearsal = {"time": "2026-01-01T10:00:00Z", "verdict": "pass", "rollback_seconds": 0.4}
+    repo_a, repo_b = open_repo(shared.a), open_repo(shared.b)
+    notes.merge_fields(
+        repo_a, tag, {"verification": older, "rehearsal": rehearsal}, repo_a.committer()
+    )
+    ok(cli, shared.b, "pin", ident)
+    notes.merge_fields(repo_b, tag, {"verification": newer}, repo_b.committer())
+
+    ok(cli, shared.a, "push")
+    fetched = json.loads(ok(cli, shared.b, "fetch", "--json"))
+    assert fetched["notes"] == "merged"
+    merged = note_of(shared.b, ident)
+    assert merged["pinned"] is True  # b's edit
+    assert merged["rehearsal"] == rehearsal  # a's edit
+    assert merged["verification"] == newer  # both edited: the newer result stays in place
+    assert merged["result_history"] == {"verification": [older]}  # and the other is kept
+    notes_commit = refs(shared.b, "refs/notes/govsnap")["refs/notes/govsnap"]
+    parents = git(shared.b, "rev-list", "--parents", "-n1", notes_commit).split()[1:]
+    assert len(parents) == 2  # a merge commit: both histories kept
+
+    ok(cli, shared.b, "push")
+    assert json.loads(ok(cli, shared.a, "fetch", "--json"))["notes"] == "fast-forward"
+    assert note_of(shared.a, ident) == merged
+    assert refs(shared.a, "refs/notes/govsnap") == refs(shared.bare, "refs/notes/govsnap")
+
+
+def test_diverged_audit_chains_are_joined_without_losing_an_entry(shared: Shared, cli: Cli) -> None:
+    create(cli, shared.a)
+    ok(cli, shared.a, "push")
+    ok(cli, shared.b, "fetch")
+    ok(cli, shared.b, "push")
+    create(cli, shared.a, "-l", "from-a")
+    create(cli, shared.b, "-l", "from-b")
+    ok(cli, shared.b, "push")
+    entries_a, entries_b = audit_commits(shared.a), audit_commits(shared.b)
+    assert entries_a - entries_b and entries_b - entries_a  # diverged
+    head_a, head_b = audit_head(shared.a), audit_head(shared.b)
+
+    ok(cli, shared.a, "push")  # the remote has b's entries: fetch, join, then push
+    joined = audit_commits(shared.a)
+    assert entries_a | entries_b < joined
+    parents = git(shared.a, "rev-list", "--parents", "-n1", "refs/govsnap/audit").split()[1:]
+    assert parents == [head_a, head_b]  # this clone's history first, then the remote's
+    subject = git(shared.a, "log", "-1", "--format=%s", "refs/govsnap/audit")
+    assert subject.startswith("fetch: from origin")
+    # The joining entry is signed like every other: stock git checks it.
+    git(shared.a, "verify-commit", "refs/govsnap/audit")
+    assert audit_commits(shared.bare) == joined
+    ok(cli, shared.b, "fetch")  # a fast-forward, then b's own entry for the snapshot it got
+    assert git(shared.b, "rev-parse", "refs/govsnap/audit^").strip() == audit_head(shared.a)
+    assert audit_commits(shared.b) - joined == {audit_head(shared.b)}
+
+
+# --- tamper and conflicts ------------------------------------------------------------------
+
+
+def forge(bare: Path, ident: str) -> str:
+    """Replace a snapshot ref on the server with an edited copy of its tag; return it."""
+    raw = git(bare, "cat-file", "tag", f"refs/govsnap/snapshots/{ident}")
+    forged = raw.replace("Govsnap-Environment: production", "Govsnap-Environment: staging")
+    assert forged != raw
+    oid = git(bare, "hash-object", "-t", "tag", "-w", "--stdin", input_text=forged).strip()
+    git(bare, "update-ref", f"refs/govsnap/snapshots/{ident}", oid)
+    return oid
+
+
+def test_a_snapshot_ref_replaced_on_the_server_is_reported_and_not_fetched(
+    shared: Shared, cli: Cli
+) -> None:
+    ident = create(cli, shared.a, "-e", "production")
+    ok(cli, shared.a, "push")
+    ok(cli, shared.b, "fetch")
+    mine = refs(shared.b, "refs/govsnap/snapshots/")
+    forged = forge(shared.bare, ident)
+
+    result = cli(shared.b, "fetch")
+    assert result.code == 1
+    assert f"conflict: {ident}" in result.err and forged in result.err
+    assert result.err.strip().endswith("1 snapshot(s) from origin not added: conflict")
+    assert refs(shared.b, "refs/govsnap/snapshots/") == mine  # the local snapshot stays
+    # The remote's copy is kept apart, where stock git can inspect it.
+    assert refs(shared.b, "refs/govsnap-remote/origin/snapshots/") == {
+        f"refs/govsnap-remote/origin/snapshots/{ident}": forged
+    }
+    # The audit trail records the detection.
+    assert "conflict" in git(shared.b, "log", "-1", "--format=%B", "refs/govsnap/audit")
+
+    pushed = cli(shared.b, "push")
+    assert pushed.code == 1
+    assert pushed.err.count("\n") == 1
+    assert f"has a different object under snapshot id {ident}" in pushed.err
+    assert refs(shared.bare, f"refs/govsnap/snapshots/{ident}") == {
+        f"refs/govsnap/snapshots/{ident}": forged
+    }
+
+    # A clone that never had the snapshot verifies the forged tag and refuses it.
+    fresh = shared.clone("c")
+    result = cli(fresh, "fetch")
+    assert result.code == 1
+    assert f"unverified: {ident}" in result.err and "id:" in result.err
+    assert snapshot_ids(fresh) == []
+
+
+def test_a_snapshot_signed_again_by_another_key_on_the_server_is_a_conflict(
+    shared: Shared, cli: Cli, keys: Keys
+) -> None:
+    ident = create(cli, shared.a)
+    ok(cli, shared.a, "push")
+    ok(cli, shared.b, "fetch")
+    ref = f"refs/govsnap/snapshots/{ident}"
+    raw = git_bytes(shared.bare, "cat-file", "tag", ref)
+    payload = raw[: raw.index(b"-----BEGIN PGP SIGNATURE-----")]
+    resigned = payload + gpg_sign(payload, keys.other)
+    oid = git(shared.bare, "hash-object", "-t", "tag", "-w", "--stdin", input_text=resigned)
+    git(shared.bare, "update-ref", ref, oid.strip())
+
+    result = cli(shared.b, "fetch")
+    assert result.code == 1
+    assert f"conflict: {ident}" in result.err and "was signed again" in result.err
+    assert refs(shared.b, ref) == refs(shared.a, ref)
+    fresh = cli(shared.clone("c"), "fetch")
+    assert fresh.code == 1 and f"unverified: {ident}" in fresh.err
+    assert "not in the trust policy" in fresh.err
+
+
+def test_unsigned_snapshots_are_not_added_unless_no_verify(shared: Shared, cli: Cli) -> None:
+    good = create(cli, shared.a)
+    unsigned = create(cli, shared.a, "--unsigned", "-m", "unsigned")
+    ok(cli, shared.a, "push")
+    result = cli(shared.b, "fetch", "--json")
+    assert result.code == 1
+    report = json.loads(result.out)
+    assert report["added"] == [good]
+    [bad] = [s for s in report["snapshots"] if s["status"] == "unverified"]
+    assert bad["id"] == unsigned and "signature" in bad["detail"]
+    assert snapshot_ids(shared.b) == [good]
+
+    skipped = json.loads(ok(cli, shared.b, "fetch", "--no-verify", "--json"))
+    assert skipped["added"] == [unsigned] and skipped["verified"] is False
+    assert set(snapshot_ids(shared.b)) == {good, unsigned}
+
+
+# --- push --prune --------------------------------------------------------------------------
+
+
+def test_push_prune_deletes_only_what_this_clone_pruned(shared: Shared, cli: Cli) -> None:
+    old = create(cli, shared.a, "-m", "old")
+    new = create(cli, shared.a, "-m", "new")
+    ok(cli, shared.a, "push")
+    ok(cli, shared.b, "fetch")
+    b_only = create(cli, shared.b, "-m", "b only")
+    ok(cli, shared.b, "push")
+    ok(cli, shared.a, "prune", "--id", old, "--yes", "--no-gc")
+    assert set(snapshot_ids(shared.a)) == {new}
+
+    # Without --prune nothing is deleted, and the pruned snapshot is not fetched back.
+    ok(cli, shared.a, "push")
+    assert old in snapshot_ids(shared.bare)
+    report = json.loads(ok(cli, shared.a, "fetch", "--json"))
+    assert [s["status"] for s in report["snapshots"] if s["id"] == old] == ["pruned"]
+    assert set(snapshot_ids(shared.a)) == {new, b_only}
+
+    before = govsnap_state(shared.bare)
+    dry = json.loads(ok(cli, shared.a, "push", "--prune", "--dry-run", "--json"))
+    assert dry["deleted"] == [old] and dry["dry_run"] is True
+    assert govsnap_state(shared.bare) == before
+
+    out = ok(cli, shared.a, "push", "--prune")
+    assert f"delete 1 pruned snapshot(s) on the remote: {old}" in out
+    assert set(snapshot_ids(shared.bare)) == {new, b_only}  # b's snapshot was not mirrored away
+    assert "push: to origin: deleted 1" in git(
+        shared.a, "log", "-1", "--format=%s", "refs/govsnap/audit"
+    )
+
+    # b still has the snapshot; it keeps it, and does not send it back.
+    ok(cli, shared.b, "fetch")
+    assert old in snapshot_ids(shared.b)
+    held = json.loads(ok(cli, shared.b, "push", "--json"))
+    assert held["held_back"] == [old] and held["sent"] == []
+    assert old not in snapshot_ids(shared.bare)
+
+
+# --- remote setup --------------------------------------------------------------------------
+
+
+def config_lines(path: Path) -> str:
+    """Return the repository's own config, as stock git lists it."""
+    return git(path, "config", "--local", "--list")
+
+
+def test_remote_setup_makes_plain_git_push_and_fetch_carry_snapshots(
+    shared: Shared, cli: Cli
+) -> None:
+    original = config_lines(shared.a)
+    dry = ok(cli, shared.a, "remote", "setup", "origin", "--dry-run")
+    assert "would add" in dry and config_lines(shared.a) == original
+
+    out = ok(cli, shared.a, "remote", "setup", "origin")
+    assert "add    remote.origin.push = refs/govsnap/*:refs/govsnap/*" in out
+    assert "add    remote.origin.fetch = +refs/govsnap/*:refs/govsnap-remote/origin/*" in out
+    assert "HEAD" in git(shared.a, "config", "--get-all", "remote.origin.push")
+    again = json.loads(ok(cli, shared.a, "remote", "setup", "origin", "--json"))
+    assert again["added"] == [] and len(again["unchanged"]) == 4  # idempotent
+
+    ident = create(cli, shared.a)
+    write_files(shared.a, {"NEW.md": "x\n"})
+    git(shared.a, "add", "NEW.md")
+    git(shared.a, "commit", "-q", "-m", "more")
+    git(shared.a, "push", "-q", "origin")  # plain git push
+    assert snapshot_ids(shared.bare) == [ident]
+    assert refs(shared.bare, "refs/heads/main") == refs(shared.a, "refs/heads/main")
+    assert refs(shared.bare, "refs/notes/govsnap") == refs(shared.a, "refs/notes/govsnap")
+
+    ok(cli, shared.b, "remote", "setup", "origin")
+    git(shared.b, "fetch", "-q", "origin")  # plain git fetch: into the remote namespace
+    assert f"refs/govsnap-remote/origin/snapshots/{ident}" in refs(shared.b, "refs/govsnap-remote/")
+    assert snapshot_ids(shared.b) == []
+    assert json.loads(ok(cli, shared.b, "fetch", "--json"))["added"] == [ident]
+
+    out = ok(cli, shared.a, "remote", "setup", "origin", "--undo")
+    assert "remove remote.origin.push = HEAD" in out
+    assert config_lines(shared.a) == original
+    assert "nothing to change" in ok(cli, shared.a, "remote", "setup", "origin", "--undo")
+
+
+def test_remote_setup_keeps_existing_push_refspecs(shared: Shared, cli: Cli) -> None:
+    git(shared.a, "config", "--add", "remote.origin.push", "refs/heads/main:refs/heads/main")
+    original = config_lines(shared.a)
+    out = ok(cli, shared.a, "remote", "setup", "origin")
+    assert "HEAD" not in out
+    ok(cli, shared.a, "remote", "setup", "origin", "--undo")
+    assert config_lines(shared.a) == original
+
+
+# --- git daemon ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    """A `git daemon` on 127.0.0.1 serving (and accepting pushes to) a directory."""
+    base = tmp_path / "served"
+    base.mkdir()
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--enable=receive-pack",
+            f"--base-path={base}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            str(base),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("git daemon did not start") from None
+                time.sleep(0.05)
+        yield base, port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_push_and_fetch_through_git_daemon(
+    daemon: tuple[Path, int], make_repo: MakeRepo, keys: Keys, cli: Cli, tmp_path: Path
+) -> None:
+    base, port = daemon
+    seed = _seed(make_repo, keys)
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(base / "shared.git"))
+    url = f"git://127.0.0.1:{port}/shared.git"
+    net = Shared(tmp_path, base / "shared.git", seed, seed)
+    a, b = net.clone("da", url), net.clone("db", url)
+
+    a1 = create(cli, a, "-e", "production", "-l", "from-a")
+    b1 = create(cli, b, "-e", "production", "-l", "from-b")
+    ident = ok(cli, a, "push")
+    assert a1 in ident
+    assert "1 snapshot(s) added" in ok(cli, b, "fetch")
+    ok(cli, b, "push")
+    ok(cli, a, "fetch")
+    ok(cli, a, "push")
+    ok(cli, b, "fetch")
+    assert set(snapshot_ids(a)) == set(snapshot_ids(b)) == {a1, b1}
+    assert govsnap_state(a) == govsnap_state(b) == govsnap_state(net.bare)
+
+    forge(net.bare, a1)
+    result = cli(b, "fetch")
+    assert result.code == 1 and f"conflict: {a1}" in result.err
+    assert refs(b, f"refs/govsnap/snapshots/{a1}") == refs(a, f"refs/govsnap/snapshots/{a1}")
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def one_line(result_err: str) -> str:
+    """Return the only line of an error output."""
+    lines = result_err.strip().splitlines()
+    assert len(lines) == 1, result_err
+    assert lines[0].startswith("govsnap: error: ")
+    return lines[0]
+
+
+def test_unknown_remote(shared: Shared, cli: Cli) -> None:
+    for args in (["push", "nowhere"], ["fetch", "nowhere"], ["remote", "setup", "nowhere"]):
+        result = cli(shared.a, *args)
+        assert result.code == 2
+        assert "unknown remote 'nowhere'; known remotes: origin" in one_line(result.err)
+
+
+def test_no_remote_at_all(repo: Path, cli: Cli) -> None:
+    result = cli(repo, "push")
+    assert result.code == 2
+    assert "unknown remote 'origin'; this repository has no remote" in one_line(result.err)
+
+
+def test_not_a_repository(tmp_path: Path, cli: Cli) -> None:
+    for args in (["push"], ["fetch"], ["remote", "setup", "origin"], ["stats"]):
+        result = cli(tmp_path, *args)
+        assert result.code == 3
+        assert "not a git repository" in one_line(result.err)
+
+
+def test_unreachable_remote(shared: Shared, cli: Cli) -> None:
+    port = free_port()
+    git(shared.a, "remote", "add", "down", f"git://127.0.0.1:{port}/nothing.git")
+    create(cli, shared.a)
+    before = govsnap_state(shared.a)
+    for args in (["push", "down"], ["fetch", "down"]):
+        result = cli(shared.a, *args)
+        assert result.code == 3
+        assert f"remote 'down' (git://127.0.0.1:{port}/nothing.git)" in one_line(result.err)
+    assert govsnap_state(shared.a) == before
+
+
+def test_a_remote_that_is_no_repository(shared: Shared, cli: Cli) -> None:
+    git(shared.a, "remote", "add", "empty", str(shared.root / "no-such-dir"))
+    result = cli(shared.a, "fetch", "empty")
+    assert result.code == 3
+    assert "does not appear to be a git repository" in one_line(result.err)
+
+
+def test_bare_clones_push_and_fetch(shared: Shared, cli: Cli) -> None:
+    """A bare mirror (e.g. a backup server) can fetch, verify and push snapshots too."""
+    ident = create(cli, shared.a)
+    ok(cli, shared.a, "push")
+    mirror = shared.root / "mirror.git"
+    git(shared.root, "clone", "-q", "--bare", str(shared.bare), str(mirror))
+    assert json.loads(ok(cli, mirror, "fetch", "--json"))["added"] == [ident]
+    for pattern in ("refs/govsnap/snapshots/", "refs/notes/govsnap"):
+        assert refs(mirror, pattern) == refs(shared.bare, pattern)
+    assert audit_commits(shared.bare) < audit_commits(mirror)  # plus its fetch entry
+    ok(cli, mirror, "push")
+    assert govsnap_state(mirror) == govsnap_state(shared.bare)
+
+
+# --- the merge of one note, as a table -------------------------------------------------------
+
+V1 = {"time": "2026-01-01T00:00:00Z", "verdict": "pass"}
+V2 = {"time": "2026-01-02T00:00:00Z", "verdict": "fail"}
+V3 = {"time": "2026-01-03T00:00:00Z", "verdict": "pass"}
+
+
+@pytest.mark.parametrize(
+    ("base", "local", "remote", "merged"),
+    [
+        # one side changed a field: that change is taken, whichever side it is
+        ({"a": 1}, {"a": 1}, {"a": 2}, {"a": 2}),
+        ({"a": 1}, {"a": 3}, {"a": 1}, {"a": 3}),
+        # added on one side, removed on one side (the other untouched)
+        ({}, {}, {"pinned": True}, {"pinned": True}),
+        ({"x": 1}, {}, {"x": 1}, {}),
+        # both changed a plain value: this clone's stays; pinned on either side wins
+        ({"a": 1}, {"a": 2}, {"a": 3}, {"a": 2}),
+        ({"pinned": False}, {"pinned": False}, {"pinned": True}, {"pinned": True}),
+        (None, {"pinned": False}, {"pinned": True}, {"pinned": True}),
+        # nested objects merge by field; lists are joined
+        ({"d": {"x": 1}}, {"d": {"x": 2}}, {"d": {"x": 1, "y": 3}}, {"d": {"x": 2, "y": 3}}),
+        (None, {"l": [1, 2]}, {"l": [2, 3]}, {"l": [1, 2, 3]}),
+        # results: the newer stays in place, the other goes to result_history
+        (
+            {"verification": V1},
+            {"verification": V2},
+            {"verification": V3},
+            {"verification": V3, "result_history": {"verification": [V2]}},
+        ),
+        (
+            None,
+            {"verification": V3},
+            {"verification": V1},
+            {"verification": V3, "result_history": {"verification": [V1]}},
+        ),
+        (
+            {"rehearsal": V1},
+            {"rehearsal": V1},
+            {"rehearsal": V2},
+            {"rehearsal": V2},
+        ),
+        # histories from both sides are joined, newest first, without repeats
+        (
+            {"verification": V1},
+            {"verification": V2, "result_history": {"verification": [V1]}},
+            {"verification": V3, "result_history": {"verification": [V1]}},
+            {"verification": V3, "result_history": {"verification": [V2, V1]}},
+        ),
+    ],
+)
+def test_merge_note(
+    base: dict[str, object] | None,
+    local: dict[str, object],
+    remote: dict[str, object],
+    merged: dict[str, object],
+) -> None:
+    assert merge_note(base, local, remote) == merged
+
+
+def test_merge_note_is_the_same_from_both_sides() -> None:
+    """Two clones merging each other's note reach the same result for results and pins."""
+    local = {"verification": V2, "pinned": True, "rehearsal": V1}
+    remote = {"verification": V3, "pinned": False, "rehearsal": V2}
+    assert merge_note(None, local, remote) == merge_note(None, remote, local)
