@@ -272,6 +272,7 @@ def test_bad_input_is_one_line(cli: Cli, client: Path, tmp_path: Path) -> None:
         (["hook-run"], b"", "needs a hook name"),
         (["hook-run", "pre-commit"], b"", "needs a hook name"),
         (["hook-run", "pre-push", "origin", "x"], b"garbage\n", "cannot read input line"),
+        (["hook-run", "pre-receive"], b"garbage\n", "cannot read input line"),
     ]:
         proc = subprocess.run(
             [govsnap_bin(), *args], cwd=client, input=stdin, capture_output=True, check=False
