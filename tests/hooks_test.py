@@ -466,3 +466,13 @@ def test_pre_commit_framework_runs_the_manifest(
     )
     snaps = snapshots_json(cli, repo)
     assert [s["payload"]["trigger"] for s in snaps] == ["post-merge", "pre-push"]  # type: ignore[index]
+
+    # The remote has main now: pre-commit passes PRE_COMMIT_FROM_REF / PRE_COMMIT_TO_REF.
+    write_files(repo, {"u.txt": "u\n"})
+    git(repo, "add", "u.txt")
+    git(repo, "commit", "-q", "-m", "u")
+    done = push(repo, "origin", "main", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    newest = snapshots_json(cli, repo)[0]["payload"]
+    assert isinstance(newest, dict) and newest["trigger"] == "pre-push"
+    assert newest["source"]["commit"] == git(repo, "rev-parse", "HEAD").strip()
