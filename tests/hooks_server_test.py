@@ -225,3 +225,19 @@ def test_pushes_through_git_daemon(cli: Cli, client: Path, server: Path, daemon:
     assert f"accepted create of {PREFIX}{good}" in done.stderr
     assert server_ids(server) == [good]
     git(server, "fsck", "--full", "--strict")
+
+
+def test_a_push_cannot_grant_itself_trust(cli: Cli, client: Path, server: Path, keys: Keys) -> None:
+    widened = policy(keys) + (
+        f'\n[signers.other]\nopenpgp = "{keys.other}"\nenvironments = ["*"]\n'
+        'operations = ["create"]\n'
+    )
+    write_files(client, {".govsnap/trust.toml": widened})
+    git(client, "commit", "-q", "-am", "trust the other key")
+    git(client, "config", "govsnap.signingKey", keys.other)
+    ident = create(cli, client, "--label", "self-granted")
+    refused = push(client, "origin", "main", PREFIX + ident)
+    assert refused.returncode != 0 and "not in the trust policy" in refused.stderr
+    # Once the policy change is on the server, the same snapshot is accepted.
+    assert push(client, "origin", "main").returncode == 0
+    assert push(client, "origin", PREFIX + ident).returncode == 0
