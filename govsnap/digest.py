@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pygit2
 from pygit2.enums import FileMode, ObjectType
@@ -86,45 +87,35 @@ class DigestCache:
                 self._broken = True
         return self._db
 
-    def _one(self, sql: str, key: bytes) -> tuple[bytes, ...] | None:
+    def _select(self, query: str, oids: list[bytes]) -> list[tuple[Any, ...]]:
+        """Return the rows of `query` (which ends before its WHERE) for `oids`, in batches."""
         db = self._conn()
+        rows: list[tuple[Any, ...]] = []
         if db is None:
-            return None
-        try:
-            row: tuple[bytes, ...] | None = db.execute(sql, (key,)).fetchone()
-        except sqlite3.Error:
-            self._broken = True
-            return None
-        return row
-
-    def blobs(self, oids: list[bytes]) -> dict[bytes, tuple[bytes, int]]:
-        """Return raw oid -> (sha256, size) for the blobs of `oids` the cache knows."""
-        db = self._conn()
-        found: dict[bytes, tuple[bytes, int]] = {}
-        if db is None:
-            return found
+            return rows
         try:
             for start in range(0, len(oids), 500):
                 chunk = oids[start : start + 500]
                 marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    f"SELECT oid, sha256, size FROM blobs WHERE oid IN ({marks})", chunk
-                )
-                for oid, sha, size in rows:
-                    found[bytes(oid)] = (bytes(sha), int(size))
+                rows.extend(db.execute(f"{query} WHERE oid IN ({marks})", chunk))
         except sqlite3.Error:
             self._broken = True
-        return found
+        return rows
 
-    def tree(self, oid: bytes) -> TreeSummary | None:
-        """Return the summary of a tree given its raw oid, or None."""
-        row = self._one("SELECT summary FROM trees WHERE oid = ?", oid)
-        if row is None:
-            return None
-        try:
-            return TreeSummary.load(bytes(row[0]))
-        except (ValueError, EOFError, TypeError):
-            return None
+    def blobs(self, oids: list[bytes]) -> dict[bytes, tuple[bytes, int]]:
+        """Return raw oid -> (sha256, size) for the blobs of `oids` the cache knows."""
+        rows = self._select("SELECT oid, sha256, size FROM blobs", oids)
+        return {bytes(oid): (bytes(sha), int(size)) for oid, sha, size in rows}
+
+    def trees(self, oids: list[bytes]) -> dict[bytes, TreeSummary]:
+        """Return raw oid -> summary for the trees of `oids` the cache knows."""
+        found: dict[bytes, TreeSummary] = {}
+        for oid, raw in self._select("SELECT oid, summary FROM trees", oids):
+            try:
+                found[bytes(oid)] = TreeSummary.load(bytes(raw))
+            except (ValueError, EOFError, TypeError):
+                continue
+        return found
 
     def put_blob(self, oid: bytes, sha: bytes, size: int) -> None:
         """Remember a blob's digest; `flush` makes it persistent."""
@@ -258,6 +249,7 @@ class _Digester:
         self.cache = None if deep else cache
         self.odb = repo.git.odb
         self.hashed = 0
+        self.summaries: dict[bytes, TreeSummary] = {}
         self.blocks: dict[bytes, bytes] = {}
         self.figures: dict[bytes, tuple[int, int, dict[str, tuple[int, int]]]] = {}
 
@@ -295,10 +287,28 @@ class _Digester:
             found.append((name, mode, entry.id))
         return found
 
+    def load_summaries(self, root: pygit2.Oid) -> None:
+        """Fill `summaries` for every tree below `root`: one cache query per tree depth,
+        computing the trees the cache does not know."""
+        frontier = [(root.raw, b"")]
+        while frontier:
+            wanted = [key for key, _ in frontier if key not in self.summaries]
+            found = self.cache.trees(wanted) if self.cache is not None else {}
+            deeper: list[tuple[bytes, bytes]] = []
+            for key, where in frontier:
+                if key in self.summaries:
+                    continue
+                summary = found.get(key) or self.summary(pygit2.Oid(raw=key), where)
+                self.summaries[key] = summary
+                deeper.extend(
+                    (item[1], where + item[0] + b"/")
+                    for item in summary.template
+                    if isinstance(item, tuple)
+                )
+            frontier = deeper
+
     def summary(self, oid: pygit2.Oid, where: bytes) -> TreeSummary:
-        cached = None if self.cache is None else self.cache.tree(oid.raw)
-        if cached is not None:
-            return cached
+        """Return a tree's summary computed from the object store (blobs from the cache)."""
         entries = self.entries(oid, where)
         known: dict[bytes, tuple[bytes, int]] = {}
         if self.cache is not None:
@@ -334,12 +344,11 @@ class _Digester:
             self.cache.put_tree(oid.raw, summary)
         return summary
 
-    def block(self, oid: pygit2.Oid, where: bytes = b"") -> bytes:
-        """Return the manifest block of a tree (relative paths, NUL-marked)."""
-        key = oid.raw
+    def block(self, key: bytes) -> bytes:
+        """Return the manifest block of a loaded tree (relative paths, NUL-marked)."""
         if key in self.blocks:
             return self.blocks[key]
-        summary = self.summary(oid, where)
+        summary = self.summaries[key]
         parts: list[bytes] = []
         files, total = summary.files, summary.size
         kinds = dict(summary.kinds)
@@ -348,10 +357,7 @@ class _Digester:
                 parts.append(item)
                 continue
             name, sub = item
-            sub_oid = pygit2.Oid(raw=sub)
-            parts.append(
-                self.block(sub_oid, where + name + b"/").replace(_MARK, _MARK + name + b"/")
-            )
+            parts.append(self.block(sub).replace(_MARK, _MARK + name + b"/"))
             sub_files, sub_bytes, sub_kinds = self.figures[sub]
             files += sub_files
             total += sub_bytes
@@ -375,7 +381,8 @@ def digest_tree(
     """
     oid = tree_oid if isinstance(tree_oid, pygit2.Oid) else pygit2.Oid(hex=tree_oid)
     digester = _Digester(repo, cache, deep)
-    manifest = digester.block(oid).replace(_MARK, b"")
+    digester.load_summaries(oid)
+    manifest = digester.block(oid.raw).replace(_MARK, b"")
     if cache is not None and not deep:
         cache.flush()
     files, total, kinds = digester.figures[oid.raw]
