@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import re
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -366,7 +367,9 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
     stamp = datetime.fromtimestamp(identity.time, UTC).strftime("%Y%m%dT%H%M%SZ")
     payload = SnapshotPayload(
         commit=str(snap_commit),
-        tag_name=f"govsnap/{environment}/{stamp}",
+        # The random part makes every payload, and so every id, unique: two snapshots of
+        # the same state in the same second would otherwise collide.
+        tag_name=f"govsnap/{environment}/{stamp}-{secrets.token_hex(4)}",
         tagger=identity,
         summary=summary,
         digest=digest.digest,

@@ -310,3 +310,17 @@ def test_missing_signing_key_and_missing_gpg(cli: Cli, repo: Path, keys: Keys) -
     result = cli(repo, "create")
     assert result.code == 3 and "not installed" in result.err
     assert snapshot_ids(repo) == []
+
+
+def test_identical_states_in_the_same_second_get_distinct_snapshots(
+    cli: Cli, repo: Path
+) -> None:
+    os.environ["GIT_COMMITTER_DATE"] = "2025-01-01T00:00:00Z"
+    try:
+        signed = created_id(cli, repo)
+        unsigned = created_id(cli, repo, "--unsigned")
+        again = created_id(cli, repo)
+    finally:
+        del os.environ["GIT_COMMITTER_DATE"]
+    assert len({signed, unsigned, again}) == 3
+    assert sorted(snapshot_ids(repo)) == sorted([signed, unsigned, again])
