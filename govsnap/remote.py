@@ -13,6 +13,7 @@ into the local refs, which a fetch never rewrites.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -101,13 +102,13 @@ def resolve_remote(repo: Repo, name: str | None) -> Remote:
     return Remote(chosen, repo.config_str(f"remote.{chosen}.url") or "")
 
 
-def _network(repo: Repo, remote: Remote, verb: str, *args: str) -> str:
-    """Run a git command that talks to `remote`; raise EnvironmentProblem if it fails."""
-    proc = repo.git_cmd(verb, *args, check=False)
+def _network(repo: Repo, remote: Remote, action: str, *args: str) -> str:
+    """Run `git args...`, which talks to `remote`; raise EnvironmentProblem naming the
+    remote and `action` ("list", "fetch from") if it fails."""
+    proc = repo.git_cmd(*args, check=False)
     if proc.returncode != 0:
         raise EnvironmentProblem(
-            f"cannot {verb.replace('ls-remote', 'list')} remote {remote.name!r} "
-            f"({remote.shown_url}): {_reason(proc.stderr)}"
+            f"cannot {action} remote {remote.name!r} ({remote.shown_url}): {_reason(proc.stderr)}"
         )
     return proc.stdout.decode(errors="replace")
 
@@ -133,7 +134,9 @@ class RemoteRefs:
 
 def ls_remote(repo: Repo, remote: Remote) -> RemoteRefs:
     """Return what the remote's govsnap refs point at, without fetching objects."""
-    out = _network(repo, remote, "ls-remote", "--refs", remote.name, "refs/govsnap/*", NOTES_REF)
+    out = _network(
+        repo, remote, "list", "ls-remote", "--refs", remote.name, "refs/govsnap/*", NOTES_REF
+    )
     snapshots: dict[str, str] = {}
     heads: dict[str, str] = {}
     for line in out.splitlines():
@@ -182,9 +185,10 @@ class FetchedSnapshot:
     """One remote snapshot that was not already here, and what fetch did with it.
 
     status: "added"; "unverified" (failed verification: left under refs/govsnap-remote/);
-    "conflict" (this clone has another tag under the same id: the remote's ref was
-    replaced, the local one is kept); "pruned" (a prune here deleted it: not re-added);
-    "invalid" (the ref name is not the id of a readable snapshot tag).
+    "conflict" (this clone has another tag under the same id: the remote's was replaced
+    or signed again; the local one is kept); "pruned" (a prune recorded in the audit
+    trail deleted it: not added again); "invalid" (the ref name is not the id of a
+    readable snapshot tag).
     """
 
     id: str
@@ -198,6 +202,8 @@ class FetchedSnapshot:
 
 
 PROBLEMS = ("unverified", "conflict", "invalid")
+# The state of a remote's notes or audit ref that does not point at a commit.
+INVALID = "invalid"
 
 
 @dataclass(frozen=True)
@@ -209,8 +215,8 @@ class FetchReport:
     verified: bool
     snapshots: tuple[FetchedSnapshot, ...]
     unchanged: int  # remote snapshots identical to local ones
-    notes: str  # "absent", "unchanged", "fast-forward", "merged"
-    audit: str  # "absent", "unchanged", "fast-forward", "joined"
+    notes: str  # "absent", "unchanged", "fast-forward", "merged", "invalid"
+    audit: str  # "absent", "unchanged", "fast-forward", "joined", "invalid"
     seconds: float
 
     def with_status(self, *statuses: str) -> list[FetchedSnapshot]:
@@ -220,14 +226,21 @@ class FetchReport:
     @property
     def ok(self) -> bool:
         """Return True when nothing was tampered with, invalid or failed verification."""
-        return not self.with_status(*PROBLEMS)
+        return not self.with_status(*PROBLEMS) and INVALID not in (self.notes, self.audit)
 
     def check(self) -> None:
-        """Raise CheckFailed when snapshots were left out (tampered, unverified, invalid)."""
+        """Raise CheckFailed when snapshots were left out (tampered, unverified, invalid)
+        or the remote's notes or audit ref is not a commit."""
         problems = self.with_status(*PROBLEMS)
+        reasons = []
         if problems:
             kinds = ", ".join(sorted({p.status for p in problems}))
-            raise CheckFailed(f"{len(problems)} snapshot(s) from {self.remote} not added: {kinds}")
+            reasons.append(f"{len(problems)} snapshot(s) from {self.remote} not added: {kinds}")
+        for what, state in (("notes", self.notes), ("audit", self.audit)):
+            if state == INVALID:
+                reasons.append(f"the {what} ref of {self.remote} is not a commit: ignored")
+        if reasons:
+            raise CheckFailed("; ".join(reasons))
 
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -259,6 +272,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     _network(
         repo,
         remote,
+        "fetch from",
         "fetch",
         "--no-tags",
         "--no-write-fetch-head",
@@ -268,25 +282,16 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         remote.name,
         *fetch_refspecs(remote.name),
     )
-    outcomes, unchanged = _adopt_snapshots(repo, remote, verify)
+    remote_notes, notes_ok = _tracked_commit(repo, remote.tracking("notes"))
+    remote_audit, audit_ok = _tracked_commit(repo, remote.tracking("audit"))
+    outcomes, unchanged = _adopt_snapshots(repo, remote, remote_notes, verify)
     local_tags = {str(oid) for oid in snapshot_refs(repo).values()}
-    notes_state = merge_notes(
-        repo, ref_target(repo, remote.tracking("notes")), local_tags.__contains__, identity
+    notes_state = (
+        merge_notes(repo, remote_notes, local_tags.__contains__, identity) if notes_ok else INVALID
     )
+    audit_state = _audit_state(repo, remote_audit) if audit_ok else INVALID
     added = [s.id for s in outcomes if s.status == "added"]
     problems = [s for s in outcomes if s.status in PROBLEMS]
-    remote_audit = ref_target(repo, remote.tracking("audit"))
-    audit_state = _audit_state(repo, remote_audit)
-    report = FetchReport(
-        remote.name,
-        remote.shown_url,
-        verify,
-        tuple(outcomes),
-        unchanged,
-        notes_state,
-        audit_state,
-        0.0,
-    )
     if added or problems or notes_state == "merged" or audit_state == "joined":
         summary = f"from {remote.name}: {len(added)} snapshot(s) added" + (
             f", {len(problems)} problem(s)" if problems else ""
@@ -304,20 +309,33 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         )
     elif audit_state == "fast-forward":
         _fast_forward(repo, AUDIT_REF, remote_audit)
-    return replace(report, seconds=time.monotonic() - started)
+    return FetchReport(
+        remote.name,
+        remote.shown_url,
+        verify,
+        tuple(outcomes),
+        unchanged,
+        notes_state,
+        audit_state,
+        time.monotonic() - started,
+    )
 
 
 def _problem_summary(problems: Iterable[FetchedSnapshot]) -> str:
     return ", ".join(f"{s.id} {s.status}" for s in problems)
 
 
-def _adopt_snapshots(repo: Repo, remote: Remote, verify: bool) -> tuple[list[FetchedSnapshot], int]:
-    """Add the remote's new snapshots (verified unless told not to); return each one's
-    outcome and how many were already here unchanged."""
+def _adopt_snapshots(
+    repo: Repo, remote: Remote, remote_notes: pygit2.Oid | None, verify: bool
+) -> tuple[list[FetchedSnapshot], int]:
+    """Add the remote's new snapshots (verified, with the remote's notes, unless told not
+    to); return each one's outcome and how many were already here unchanged."""
     fetched = snapshot_refs(repo, remote.tracking("snapshots/"))
     local = snapshot_refs(repo)
-    pruned = pruned_ids(repo)
-    remote_notes = notes.read_all(repo, remote.tracking("notes"))
+    # Reading the audit trail and the remote's notes is only worth it for new snapshots.
+    new = any(ident not in local for ident in fetched)
+    pruned = pruned_ids(repo) if new else set()
+    note_blobs = notes.note_blobs_at(repo, remote_notes) if new else {}
     outcomes: list[FetchedSnapshot] = []
     candidates: list[Snapshot] = []
     unchanged = 0
@@ -347,7 +365,9 @@ def _adopt_snapshots(repo: Repo, remote: Remote, verify: bool) -> tuple[list[Fet
                 )
             )
         else:
-            candidates.append(load_snapshot(repo, ident, oid, remote_notes.get(str(oid))))
+            blob = note_blobs.get(str(oid))
+            note = None if blob is None else notes.decode(bytes(repo.git.odb.read(blob)[1]))
+            candidates.append(load_snapshot(repo, ident, oid, note))
     for snap, failure in zip(candidates, _judge(repo, candidates, verify), strict=True):
         if failure is not None:
             status, detail = failure
@@ -371,7 +391,7 @@ def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[str, s
     if verify:
         from govsnap.verify import verify_snapshots
 
-        results = verify_snapshots(repo, snaps)
+        results = verify_snapshots(repo, snaps, jobs=os.cpu_count() or 1)
         return [None if r.ok else ("unverified", "; ".join(r.failures())) for r in results]
     # Without verification the ref name must still be the tag's id: every other part of
     # govsnap relies on an id naming its payload.
@@ -384,6 +404,15 @@ def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[str, s
         else:
             judged.append(None)
     return judged
+
+
+def _tracked_commit(repo: Repo, ref: str) -> tuple[pygit2.Oid | None, bool]:
+    """Return the commit a fetched notes or audit ref points at (None when there is no
+    such ref) and False when it points at something else: a remote can hold anything."""
+    oid = ref_target(repo, ref)
+    if oid is None:
+        return None, True
+    return (oid, True) if isinstance(repo.git.get(oid), pygit2.Commit) else (None, False)
 
 
 def _audit_state(repo: Repo, theirs: pygit2.Oid | None) -> str:

@@ -269,6 +269,18 @@ def test_a_snapshot_signed_again_by_another_key_on_the_server_is_a_conflict(
     assert "not in the trust policy" in fresh.err
 
 
+def test_a_notes_ref_replaced_by_a_blob_on_the_server_is_refused(shared: Shared, cli: Cli) -> None:
+    ident = create(cli, shared.a)
+    ok(cli, shared.a, "push")
+    blob = git(shared.bare, "hash-object", "-w", "--stdin", input_text="not notes\n").strip()
+    git(shared.bare, "update-ref", "refs/notes/govsnap", blob)
+    result = cli(shared.b, "fetch", "--no-verify")
+    assert result.code == 1
+    assert "the notes ref of origin is not a commit: ignored" in result.err
+    assert snapshot_ids(shared.b) == [ident]  # the rest of the fetch went on
+    assert refs(shared.b, "refs/notes/govsnap") == {}
+
+
 def test_unsigned_snapshots_are_not_added_unless_no_verify(shared: Shared, cli: Cli) -> None:
     good = create(cli, shared.a)
     unsigned = create(cli, shared.a, "--unsigned", "-m", "unsigned")
