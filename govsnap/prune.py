@@ -345,7 +345,11 @@ def delete_refs(repo: Repo, expected: dict[str, str]) -> tuple[list[str], list[s
             else:
                 vanished.append(name)
         if len(still) == len(pending):
-            # Nothing moved: the ref store was locked (a concurrent writer); wait a bit.
+            detail = proc.stderr.decode(errors="replace").strip()
+            if "file exists" not in detail.lower():
+                reason = detail.splitlines()[-1] if detail else f"exit code {proc.returncode}"
+                raise EnvironmentProblem(f"git update-ref failed: {reason}")
+            # Nothing moved: a concurrent writer holds a lock; wait a little.
             time.sleep(min(0.5, 0.01 * (attempt + 1)))
         pending = still
     if pending:
@@ -480,17 +484,22 @@ def execute(repo: Repo, the_plan: PrunePlan) -> PruneResult:
         _audit(repo, the_plan, removed_ids, identity, time.monotonic() - started)
     gc_mode = "skipped"
     prune_expire = None
-    if options.gc:
-        if options.now:
+    try:
+        if options.gc and options.now:
             if options.purge:
                 # The rewritten notes commits stay reachable from the notes reflog.
                 repo.git_cmd("reflog", "expire", "--expire-unreachable=now", notes.NOTES_REF)
             repo.git_cmd("gc", "--quiet", "--prune=now")
             gc_mode = "now"
-        else:
+        elif options.gc:
             repo.git_cmd("gc", "--quiet")
             gc_mode = "grace"
             prune_expire = repo.config_str("gc.pruneExpire", DEFAULT_PRUNE_EXPIRE)
+    except EnvironmentProblem as exc:
+        raise EnvironmentProblem(
+            f"removed {len(removed_ids)} snapshot(s), then {exc.message}; "
+            "run git gc yourself to reclaim the space"
+        ) from exc
     return PruneResult(
         plan=the_plan,
         removed=removed_ids,

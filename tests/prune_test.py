@@ -9,6 +9,7 @@ import pty
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -525,3 +526,30 @@ def test_bad_pin_and_environment(
         outside.mkdir(exist_ok=True)
         result = cli(outside, *args)
         assert result.code == 3 and "not a git repository" in result.err
+
+
+def test_a_held_ref_lock_is_waited_for(cli: Cli, make_repo: MakeRepo) -> None:
+    repo = make_repo(signed=False)
+    old = dated(cli, repo, "2024-01-01T10:00:00Z")
+    newest = dated(cli, repo, "2024-01-02T10:00:00Z")
+    lock = repo / ".git" / "refs" / "govsnap" / "snapshots" / f"{old}.lock"
+    lock.write_text("")
+    release = threading.Timer(0.5, lock.unlink)
+    release.start()
+    try:
+        result = cli(repo, "prune", "--keep-last", "1", "--no-gc")
+    finally:
+        release.join()
+    assert result.code == 0, result.err
+    assert snapshot_ids(repo) == [newest]
+
+
+def test_a_failing_gc_says_the_snapshots_are_gone(cli: Cli, make_repo: MakeRepo) -> None:
+    repo = make_repo(signed=False)
+    dated(cli, repo, "2024-01-01T10:00:00Z")
+    newest = dated(cli, repo, "2024-01-02T10:00:00Z")
+    git(repo, "config", "gc.pruneExpire", "not-a-date")
+    result = cli(repo, "prune", "--keep-last", "1")
+    assert result.code == 3
+    assert result.err.startswith("govsnap: error: removed 1 snapshot(s), then git gc failed")
+    assert snapshot_ids(repo) == [newest]
