@@ -570,23 +570,27 @@ def prune(
     ] = None,
     keep_hourly: Annotated[
         str | None,
-        typer.Option("--keep-hourly", metavar="N", help="Keep the newest of the last N hours."),
+        typer.Option(
+            "--keep-hourly", metavar="N", help="Newest per hour, for the N newest hours with one."
+        ),
     ] = None,
     keep_daily: Annotated[
         str | None,
-        typer.Option("--keep-daily", metavar="N", help="Keep the newest of the last N days."),
+        typer.Option(
+            "--keep-daily", metavar="N", help="Newest per day, for the N newest days with one."
+        ),
     ] = None,
     keep_weekly: Annotated[
         str | None,
-        typer.Option("--keep-weekly", metavar="N", help="Keep the newest of the last N ISO weeks."),
+        typer.Option("--keep-weekly", metavar="N", help="Newest per ISO week, N weeks."),
     ] = None,
     keep_monthly: Annotated[
         str | None,
-        typer.Option("--keep-monthly", metavar="N", help="Keep the newest of the last N months."),
+        typer.Option("--keep-monthly", metavar="N", help="Newest per month, N months."),
     ] = None,
     keep_yearly: Annotated[
         str | None,
-        typer.Option("--keep-yearly", metavar="N", help="Keep the newest of the last N years."),
+        typer.Option("--keep-yearly", metavar="N", help="Newest per year, N years."),
     ] = None,
     keep_within: Annotated[
         str | None,
@@ -638,7 +642,9 @@ def prune(
     ] = False,
     now: Annotated[
         bool,
-        typer.Option("--now", help="Reclaim space at once (git gc --prune=now; see the help)."),
+        typer.Option(
+            "--now", help="git gc --prune=now: reclaim at once (expires all unreachable objects)."
+        ),
     ] = False,
     no_gc: Annotated[bool, typer.Option("--no-gc", help="Only delete refs and notes.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
