@@ -29,6 +29,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (oid BLOB PRIMARY KEY, sha256 BLOB NOT NULL, size INTEGER NOT NULL)
     WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trees (oid BLOB PRIMARY KEY, summary BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parsed (oid BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
 # What a tree contributes by itself: runs of its own manifest lines interleaved with
@@ -57,8 +58,10 @@ class TreeSummary:
 
 
 class DigestCache:
-    """Persistent caches under `.git/govsnap/`: blob oid -> (SHA-256, size), and tree oid ->
-    TreeSummary. Both are keyed by content-addressed git ids, so an entry never goes stale;
+    """Persistent caches under `.git/govsnap/`: blob oid -> (SHA-256, size), tree oid ->
+    TreeSummary, and object oid -> its parsed form (snapshot tags and notes, so listing
+    10,000 snapshots does not re-parse them). All are keyed by content-addressed git ids,
+    so an entry never goes stale;
     an SQLite database keeps them consistent across crashes and concurrent processes.
     Anything unreadable is treated as absent: the cache only saves work.
     """
@@ -69,6 +72,7 @@ class DigestCache:
         self._broken = False
         self._blobs: list[tuple[bytes, bytes, int]] = []
         self._trees: list[tuple[bytes, bytes]] = []
+        self._parsed: list[tuple[bytes, bytes]] = []
 
     @classmethod
     def for_repo(cls, repo: Repo) -> DigestCache:
@@ -117,6 +121,20 @@ class DigestCache:
                 continue
         return found
 
+    def parsed(self, oids: list[bytes]) -> dict[bytes, Any]:
+        """Return raw oid -> parsed value for the objects of `oids` the cache knows."""
+        found: dict[bytes, Any] = {}
+        for oid, raw in self._select("SELECT oid, value FROM parsed", oids):
+            try:
+                found[bytes(oid)] = marshal.loads(bytes(raw))
+            except (ValueError, EOFError, TypeError):
+                continue
+        return found
+
+    def put_parsed(self, oid: bytes, value: Any) -> None:
+        """Remember the parsed form (marshal-able values only) of an immutable object."""
+        self._parsed.append((oid, marshal.dumps(value)))
+
     def put_blob(self, oid: bytes, sha: bytes, size: int) -> None:
         """Remember a blob's digest; `flush` makes it persistent."""
         self._blobs.append((oid, sha, size))
@@ -128,17 +146,19 @@ class DigestCache:
     def flush(self) -> None:
         """Write what was learnt since the last flush, in one transaction."""
         db = self._conn()
-        if db is None or not (self._blobs or self._trees):
+        if db is None or not (self._blobs or self._trees or self._parsed):
             return
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", self._blobs)
             db.executemany("INSERT OR IGNORE INTO trees VALUES (?, ?)", self._trees)
+            db.executemany("INSERT OR IGNORE INTO parsed VALUES (?, ?)", self._parsed)
             db.execute("COMMIT")
         except sqlite3.Error:
             self._broken = True
         self._blobs.clear()
         self._trees.clear()
+        self._parsed.clear()
 
     def problem(self) -> str | None:
         """Return why the cache file is unusable, or None when it is sound (or absent)."""

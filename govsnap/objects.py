@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pygit2
 from pygit2.enums import ObjectType
@@ -205,6 +206,47 @@ class SnapshotPayload:
         return parsed
 
 
+def payload_to_tuple(payload: SnapshotPayload) -> tuple[Any, ...]:
+    """Return a payload as plain values (for the parsed-object cache)."""
+    t = payload.tagger
+    return (
+        payload.commit,
+        payload.tag_name,
+        (t.name, t.email, t.time, t.offset),
+        payload.summary,
+        payload.digest,
+        payload.tree,
+        payload.trigger,
+        payload.environment,
+        payload.labels,
+        None if payload.source is None else (payload.source.ref, payload.source.commit),
+        payload.index_commit,
+        payload.message,
+        payload.format,
+    )
+
+
+def payload_from_tuple(values: tuple[Any, ...]) -> SnapshotPayload:
+    """Return the payload `payload_to_tuple` gave `values` for."""
+    (commit, tag_name, tagger, summary, digest, tree, trigger, environment, labels, source,
+     index_commit, message, fmt) = values  # fmt: skip
+    return SnapshotPayload(
+        commit=commit,
+        tag_name=tag_name,
+        tagger=Identity(*tagger),
+        summary=summary,
+        digest=digest,
+        tree=tree,
+        trigger=trigger,
+        environment=environment,
+        labels=tuple(labels),
+        source=None if source is None else Source(*source),
+        index_commit=index_commit,
+        message=message,
+        format=fmt,
+    )
+
+
 def snapshot_id(payload: bytes) -> str:
     """Return the id of an unsigned payload."""
     return hashlib.sha256(payload).hexdigest()[:ID_LENGTH]
@@ -219,18 +261,19 @@ class SignedTag:
 
     @classmethod
     def split(cls, raw: bytes) -> SignedTag:
-        """Split raw tag content at the start of its last signature block."""
-        start = -1
-        pos = 0
-        while pos < len(raw):
-            end = raw.find(b"\n", pos)
-            end = len(raw) if end < 0 else end + 1
-            if raw[pos:end].rstrip(b"\n") in SIGNATURE_HEADERS:
-                start = pos
-            pos = end
-        if start < 0:
-            return cls(raw)
-        return cls(raw[:start], raw[start:])
+        """Split raw tag content at the start of its last signature block.
+
+        Like git's parse_signed_buffer: the block starts at the last line that begins
+        with a known signature header.
+        """
+        start = len(raw)
+        while True:
+            start = raw.rfind(b"-----BEGIN ", 0, start)
+            if start < 0:
+                return cls(raw)
+            at_line_start = start == 0 or raw[start - 1] == 0x0A
+            if at_line_start and raw.startswith(SIGNATURE_HEADERS, start):
+                return cls(raw[:start], raw[start:])
 
     @property
     def raw(self) -> bytes:

@@ -31,6 +31,8 @@ from govsnap.objects import (
     SnapshotPayload,
     Source,
     create_ref,
+    payload_from_tuple,
+    payload_to_tuple,
     read_tag,
     snapshot_id,
     validate_message,
@@ -117,12 +119,37 @@ def snapshot_refs(repo: Repo, prefix: str = SNAPSHOT_REF_PREFIX) -> dict[str, py
 
 
 def list_snapshots(repo: Repo) -> list[Snapshot]:
-    """Return every snapshot, newest first, reading refs and notes in bulk."""
-    all_notes = notes.read_all(repo)
-    snaps = [
-        load_snapshot(repo, ident, oid, all_notes.get(str(oid)))
-        for ident, oid in snapshot_refs(repo).items()
-    ]
+    """Return every snapshot, newest first, reading refs and notes in bulk.
+
+    Tags and note blobs are immutable, so their parsed forms are cached by object id;
+    verification never relies on this cache: it re-reads and re-parses the tag.
+    """
+    refs = snapshot_refs(repo)
+    note_blobs = notes.note_blobs(repo)
+    cache = DigestCache.for_repo(repo)
+    known = cache.parsed([oid.raw for oid in refs.values()] + [b.raw for b in note_blobs.values()])
+    snaps = []
+    for ident, oid in refs.items():
+        blob = note_blobs.get(str(oid))
+        note = None
+        if blob is not None:
+            cached_note = known.get(blob.raw)
+            if isinstance(cached_note, dict):
+                note = Note(cached_note)
+            else:
+                note = notes.decode(bytes(repo.git.odb.read(blob)[1]))
+                if note.error is None:
+                    cache.put_parsed(blob.raw, note.data)
+        cached_tag = known.get(oid.raw)
+        if isinstance(cached_tag, tuple):
+            payload_values, kind = cached_tag
+            snaps.append(Snapshot(ident, str(oid), payload_from_tuple(payload_values), kind, note))
+            continue
+        snap = load_snapshot(repo, ident, oid, note)
+        if snap.payload is not None:
+            cache.put_parsed(oid.raw, (payload_to_tuple(snap.payload), snap.signature_kind))
+        snaps.append(snap)
+    cache.flush()
     snaps.sort(key=order_key, reverse=True)
     return snaps
 

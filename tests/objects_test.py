@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import marshal
 
 import pytest
 
 from govsnap.errors import CorruptObject, UsageError
-from govsnap.objects import SignedTag, SnapshotPayload, Source, snapshot_id, validate_name
+from govsnap.objects import (
+    SignedTag,
+    SnapshotPayload,
+    Source,
+    payload_from_tuple,
+    payload_to_tuple,
+    snapshot_id,
+    validate_name,
+)
 from govsnap.repo import Identity
 
 PAYLOAD = SnapshotPayload(
@@ -82,3 +91,8 @@ def test_signature_split_takes_the_last_block() -> None:
 def test_names_are_validated(bad: str) -> None:
     with pytest.raises(UsageError):
         validate_name("label", bad)
+
+
+def test_payload_survives_the_parsed_object_cache_form() -> None:
+    values = marshal.loads(marshal.dumps(payload_to_tuple(PAYLOAD)))
+    assert payload_from_tuple(values) == PAYLOAD

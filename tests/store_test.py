@@ -324,3 +324,13 @@ def test_identical_states_in_the_same_second_get_distinct_snapshots(
         del os.environ["GIT_COMMITTER_DATE"]
     assert len({signed, unsigned, again}) == 3
     assert sorted(snapshot_ids(repo)) == sorted([signed, unsigned, again])
+
+
+def test_listing_from_the_parsed_cache_equals_listing_without_it(cli: Cli, repo: Path) -> None:
+    created_id(cli, repo, "-l", "a")
+    created_id(cli, repo, "--unsigned", "-e", "staging")
+    first = cli(repo, "list", "--json").out
+    assert cli(repo, "list", "--json").out == first
+    for cache in (repo / ".git" / "govsnap").glob("digest-cache.sqlite*"):
+        cache.unlink()
+    assert cli(repo, "list", "--json").out == first
