@@ -57,6 +57,7 @@ _PUSH_ATTEMPTS = 3
 
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _USERINFO = re.compile(r"//[^/@]*@")
+_REFUSAL = re.compile(r"refus|reject|denied|error|fail", re.IGNORECASE)
 
 
 def fetch_refspecs(remote: str) -> tuple[str, ...]:
@@ -785,8 +786,18 @@ def _timed(report: PushReport, started: float) -> PushReport:
 
 def _send(repo: Repo, remote: Remote, leases: list[str], specs: list[str]) -> bool:
     """Run `git push`; return False when only the notes or audit ref lost a race (try
-    again), raise for anything else the remote refused."""
-    proc = repo.git_cmd("push", "--porcelain", *leases, remote.name, *specs, check=False)
+    again), raise for anything else the remote refused.
+
+    A push that deletes (leases) signs its push certificate when the server asks for one
+    (govsnap's pre-receive hook lets only signers allowed to prune delete snapshots), with
+    govsnap's signing key when one is set.
+    """
+    command = ["push", "--porcelain"]
+    if leases:
+        key = repo.config_str("govsnap.signingKey")
+        config = ["-c", f"user.signingKey={key}"] if key else []
+        command = [*config, *command, "--signed=if-asked"]
+    proc = repo.git_cmd(*command, *leases, remote.name, *specs, check=False)
     pushed = _parse_porcelain(proc.stdout.decode(errors="replace"))
     if proc.returncode != 0 and not pushed:
         raise EnvironmentProblem(
@@ -810,13 +821,15 @@ def _send(repo: Repo, remote: Remote, leases: list[str], specs: list[str]) -> bo
                 remote, ids, f"the remote answered {snapshot_refs_rejected[0].summary}"
             )
         )
-    first = rejected[0]
+    first = next((p for p in rejected if p.ref.startswith(SNAPSHOT_REF_PREFIX)), rejected[0])
     remote_lines = [
         line.removeprefix("remote:").strip()
         for line in proc.stderr.decode(errors="replace").splitlines()
         if line.startswith("remote:") and line.removeprefix("remote:").strip()
     ]
-    why = f": {remote_lines[0]}" if remote_lines else ""
+    # A hook may say what it accepted before what it refused: quote the refusal.
+    refusals = [line for line in remote_lines if _REFUSAL.search(line)]
+    why = f": {(refusals or remote_lines)[0]}" if remote_lines else ""
     raise CheckFailed(
         f"remote {remote.name!r} refused {first.ref} {first.summary}{why}"
         + (f" (and {len(rejected) - 1} more ref(s))" if len(rejected) > 1 else "")

@@ -338,6 +338,28 @@ def test_push_prune_deletes_only_what_this_clone_pruned(shared: Shared, cli: Cli
     assert old not in snapshot_ids(shared.bare)
 
 
+def test_against_a_server_guarded_by_the_pre_receive_hook(shared: Shared, cli: Cli) -> None:
+    """The server verifies what is pushed and lets only signed pushes delete."""
+    git(shared.bare, "config", "receive.certNonceSeed", "test-seed")
+    ok(cli, shared.bare, "hooks", "install", "--server")
+    old = create(cli, shared.a, "-m", "old")
+    new = create(cli, shared.a, "-m", "new")
+    ok(cli, shared.a, "push")
+    assert set(snapshot_ids(shared.bare)) == {old, new}
+
+    ok(cli, shared.a, "prune", "--id", old, "--yes", "--no-gc")
+    ok(cli, shared.a, "push", "--prune")  # a signed push: the server lets the signer prune
+    assert snapshot_ids(shared.bare) == [new]
+
+    unsigned = create(cli, shared.a, "--unsigned", "-m", "unsigned")
+    result = cli(shared.a, "push")
+    assert result.code == 1
+    line = one_line(result.err)
+    assert f"remote 'origin' refused refs/govsnap/snapshots/{unsigned}" in line
+    assert "pre-receive hook declined" in line and "REFUSED create" in line
+    assert unsigned not in snapshot_ids(shared.bare)
+
+
 # --- remote setup --------------------------------------------------------------------------
 
 
