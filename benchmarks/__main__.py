@@ -14,7 +14,7 @@ from pathlib import Path
 from benchmarks.harness import ROOT, Comparison, Context, machine, table
 
 # Case modules, in the order of the table. Each exposes run(ctx) -> list[Comparison].
-CASES = ["create", "push", "rollback"]
+CASES = ["create", "push", "rollback", "verify"]
 
 
 def _signing_env(home: Path) -> tuple[dict[str, str], str]:

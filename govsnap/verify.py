@@ -106,6 +106,8 @@ class _Checker:
         # tree oid -> its subtrees (oid, name), for trees whose entries are all present.
         self.trees_ok: dict[pygit2.Oid, list[tuple[pygit2.Oid, str]]] = {}
         self.digests: dict[str, str | CorruptObject] = {}
+        # Snapshots share most blobs: each is looked up once per run.
+        self.blobs_ok: set[pygit2.Oid] = set()
 
     def run(self, snaps: Sequence[Snapshot]) -> list[SnapshotVerification]:
         """Return the verification of each snapshot, in order."""
@@ -289,14 +291,20 @@ class _Checker:
 
     def blob_present(self, odb: pygit2.Odb, oid: pygit2.Oid) -> bool:
         """Return True when the blob exists (with --deep: and reads back intact)."""
-        if not self.options.deep:
-            return bool(odb.exists(oid))
-        try:
-            # libgit2 checks the content against the oid while reading.
-            kind, _data = odb.read(oid)
-        except (KeyError, ValueError, pygit2.GitError):
-            return False
-        return bool(kind == ObjectType.BLOB)
+        if oid in self.blobs_ok:
+            return True
+        if self.options.deep:
+            try:
+                # libgit2 checks the content against the oid while reading.
+                kind, _data = odb.read(oid)
+            except (KeyError, ValueError, pygit2.GitError):
+                return False
+            present = kind == ObjectType.BLOB
+        else:
+            present = bool(odb.exists(oid))
+        if present:
+            self.blobs_ok.add(oid)
+        return present
 
     def check_note(
         self, snap: Snapshot, payload: SnapshotPayload | None, ident: str
