@@ -477,7 +477,9 @@ def verification_report(report: VerifyReport) -> None:
     # Plain aligned columns in one Text: a rich Table takes seconds for 1,000 rows.
     headers = ["snapshot", *CHECKS, "verdict", "signer"]
     widths = [max(16, len(headers[0])), *(max(4, len(h)) for h in headers[1:-1])]
-    text = Text("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)) + "signer\n")
+    text = Text(
+        "".join(h.ljust(w) + "  " for h, w in zip(headers, widths, strict=False)) + "signer\n"
+    )
     for r in report.results:
         text.append(r.id.ljust(widths[0]) + "  ")
         cells = [c.ok for c in r.checks] + [r.ok]
