@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,11 +233,8 @@ class _Metrics:
         self.lines += [f"# HELP govsnap_{name} {help_text}", f"# TYPE govsnap_{name} gauge"]
         for labels, value in rows:
             inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
-            self.lines.append(
-                f"govsnap_{name}{{{inner}}} {_number(value)}"
-                if inner
-                else f"govsnap_{name} {_number(value)}"
-            )
+            braces = f"{{{inner}}}" if inner else ""
+            self.lines.append(f"govsnap_{name}{braces} {_number(value)}")
 
 
 def prometheus_text(stats: Stats) -> str:
@@ -245,7 +242,9 @@ def prometheus_text(stats: Stats) -> str:
     m = _Metrics()
     envs = stats.environments
 
-    def per_env(pick: Any) -> list[tuple[dict[str, str], float | None]]:
+    def per_env(
+        pick: Callable[[EnvironmentStats], float],
+    ) -> list[tuple[dict[str, str], float | None]]:
         return [({"environment": e.environment}, pick(e)) for e in envs]
 
     m.gauge("snapshots", "Snapshots held, per environment.", per_env(lambda e: e.snapshots))
