@@ -904,8 +904,6 @@ def setup(repo: Repo, name: str, *, undo: bool = False, dry_run: bool = False) -
             added.append((push_key, "HEAD"))
         for key, value in wanted:
             (present if value in current[key] else added).append((key, value))
-        if added == [(push_key, "HEAD")]:
-            added = []  # everything is there already: a lone HEAD would be a change
     if not dry_run:
         for key, value in removed:
             repo.git_cmd("config", "--local", "--fixed-value", "--unset", key, value)
