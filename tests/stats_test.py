@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from govsnap import notes, stats
 from govsnap.repo import open_repo
 from tests.conftest import Cli, Keys, MakeRepo, git, write_files
+from tests.remote_test import create, ok
 from tests.tamper import policy_text
 
 T0 = 1_780_000_000  # 2026-05-28T20:26:40Z
@@ -31,18 +32,9 @@ def create_at(cli: Cli, repo: Path, when: int, *args: str) -> str:
     """Take a snapshot dated `when` (GIT_COMMITTER_DATE) and return its id."""
     os.environ["GIT_COMMITTER_DATE"] = f"@{when}"
     try:
-        result = cli(repo, "create", "--json", *args)
+        return create(cli, repo, *args)
     finally:
         del os.environ["GIT_COMMITTER_DATE"]
-    assert result.code == 0, result.err
-    return str(json.loads(result.out)["snapshot"]["id"])
-
-
-def ok(cli: Cli, repo: Path, *args: str) -> str:
-    """Run a command that must succeed; return its stdout."""
-    result = cli(repo, *args)
-    assert result.code == 0, (args, result.out, result.err)
-    return result.out
 
 
 def test_figures_per_environment_from_notes_and_audit(repo: Path, cli: Cli) -> None:
