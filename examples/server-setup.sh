@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Server-side govsnap, end to end in temporary directories: a bare repository whose
+# pre-receive hook refuses snapshots that fail verification, a trust policy committed
+# on its default branch, and a client whose good snapshot is accepted while an
+# unsigned one is refused. Needs git, gpg and govsnap on PATH; leaves nothing behind.
+set -euo pipefail
+
+work=$(mktemp -d)
+trap 'gpgconf --homedir "$work/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+export GNUPGHOME="$work/gnupg"
+mkdir -m 700 "$GNUPGHOME"
+export GIT_AUTHOR_NAME="Release Bot" GIT_AUTHOR_EMAIL="release-bot@example.com"
+export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+# 1. The server: a bare repository with govsnap's pre-receive hook.
+server="$work/server.git"
+git init -q --bare -b main "$server"
+step govsnap -C "$server" hooks install --server
+
+# 2. A client with a signing key, which commits the trust policy naming that key.
+client="$work/client"
+git init -q -b main "$client"
+cd "$client"
+govsnap init --generate-key --environment production >/dev/null
+fpr=$(git config govsnap.signingKey)
+mkdir .govsnap
+cat > .govsnap/trust.toml <<TOML
+version = 1
+
+[signers.release-bot]
+description = "CI release job"
+openpgp = "$fpr"
+environments = ["production"]
+operations = ["create", "rollback", "prune", "pin"]
+TOML
+echo 'print("v1")' > app.py
+git add -A && git commit -q -m "v1 with trust policy"
+git remote add origin "$server"
+step git push -q origin main
+
+# 3. A signed snapshot by a trusted key is accepted...
+step govsnap create --label release-1
+step govsnap push origin
+
+# 4. ...and an unsigned one is refused by the server.
+echo 'print("v2")' > app.py
+govsnap create --unsigned --label sneaky >/dev/null
+if govsnap push origin; then
+    echo "unexpected: the server accepted an unsigned snapshot" >&2
+    exit 1
+fi
+printf '\nserver-setup finished: the server holds only verified snapshots:\n'
+git -C "$server" for-each-ref refs/govsnap/snapshots/
