@@ -87,6 +87,8 @@ def init(
         render.emit_json(report.as_json())
     else:
         render.init_report(report)
+    if report.signing_configured and not report.signing_ok:
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -157,7 +159,7 @@ def list_(
 
     snaps = filter_snapshots(list_snapshots(_state(ctx).repo()), environment, label)
     if json_out:
-        render.emit_json([render.snapshot_json(s) for s in snaps])
+        render.emit_json([render.snapshot_json(s, full=False) for s in snaps])
     else:
         render.snapshot_table(snaps)
 
@@ -211,90 +213,6 @@ def diff(
         render.emit_json(render.diff_json(a.id, new_label, changes))
     else:
         render.diff(a.id, new_label, changes, stat)
-
-
-# --- rollback and rehearsal (issue 4) ---------------------------------------------------
-
-
-@app.command()
-def rollback(
-    ctx: typer.Context,
-    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")],
-    paths: Annotated[
-        list[str] | None,
-        typer.Argument(help="With --paths: the files and directories to restore."),
-    ] = None,
-    only_paths: Annotated[
-        bool,
-        typer.Option(
-            "--paths", help="Restore only the paths that follow (relative to the work tree top)."
-        ),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="List what would be written, removed, left.")
-    ] = False,
-    commit: Annotated[
-        bool, typer.Option("--commit", help="Commit the restored state on the current branch.")
-    ] = False,
-    no_verify: Annotated[
-        bool, typer.Option("--no-verify", help="Roll back to an unverified snapshot.")
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    json_out: JsonOpt = False,
-) -> None:
-    """Restore a snapshot into the working tree and index (HEAD unmoved), after taking a
-    safety snapshot of the current state that undoes it."""
-    from govsnap.errors import UsageError
-    from govsnap.rollback import RollbackOptions
-    from govsnap.rollback import rollback as run_rollback
-
-    if paths and not only_paths:
-        raise UsageError(f"unexpected argument {paths[0]!r}: name paths after --paths")
-    if only_paths and not paths:
-        raise UsageError("--paths needs at least one path")
-    options = RollbackOptions(tuple(paths or ()), dry_run, commit, not no_verify)
-    confirm = None if yes or dry_run else render.confirm_rollback
-    result = run_rollback(_state(ctx).repo(), snapshot, options, confirm)
-    if json_out:
-        render.emit_json(result.as_json())
-    else:
-        render.rollback_result(result)
-
-
-@app.command()
-def rehearse(
-    ctx: typer.Context,
-    snapshot: Annotated[
-        str | None, typer.Argument(help="The snapshot to rehearse (default: latest).")
-    ] = None,
-    damage: Annotated[
-        str | None,
-        typer.Option("--damage", help="Only this damage: delete, corrupt, stray, index (or all)."),
-    ] = None,
-    rto: Annotated[
-        float | None,
-        typer.Option("--rto", help="Recovery time objective in seconds (govsnap.rto, 300)."),
-    ] = None,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", help="Write the report to PATH.json and PATH.md."),
-    ] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Rehearse a rollback in a throwaway clone: damage it, roll back, check every byte,
-    time it against the recovery objective; exit 1 if any gate fails."""
-    from govsnap.errors import CheckFailed
-    from govsnap.rehearsal import rehearse as run_rehearsal
-
-    result = run_rehearsal(_state(ctx).repo(), snapshot, damage, rto, report)
-    if json_out:
-        render.emit_json(result.as_json())
-    else:
-        render.rehearsal_report(result)
-    if not result.passed:
-        raise CheckFailed(
-            f"rehearsal of {result.snapshot} failed: {', '.join(result.failed_gates)}"
-        )
 
 
 # --- audit and hooks (issue 6) ---------------------------------------------------------
@@ -442,120 +360,88 @@ def hooks_status(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         render.hooks_status(report)
 
 
-# --- verification, trust and doctor (issue 3) ---------------------------------------------
+# --- rollback and rehearsal (issue 4) ---------------------------------------------------
 
 
 @app.command()
-def verify(
+def rollback(
     ctx: typer.Context,
-    snapshots: Annotated[
+    snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")],
+    paths: Annotated[
         list[str] | None,
-        typer.Argument(help="Snapshots to verify: id prefix, latest, latest~N, sha256:<prefix>."),
+        typer.Argument(help="With --paths: the files and directories to restore."),
     ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Verify every snapshot.")] = False,
-    environment: Annotated[
-        str | None,
-        typer.Option("--environment", "-e", help="Only snapshots of this environment."),
-    ] = None,
-    deep: Annotated[
-        bool, typer.Option("--deep", help="Re-read every blob instead of trusting the cache.")
+    only_paths: Annotated[
+        bool,
+        typer.Option(
+            "--paths", help="Restore only the paths that follow (relative to the work tree top)."
+        ),
     ] = False,
-    jobs: Annotated[
-        int | None,
-        typer.Option("--jobs", "-j", min=1, help="Processes to use (default: one per core)."),
-    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="List what would be written, removed, left.")
+    ] = False,
+    commit: Annotated[
+        bool, typer.Option("--commit", help="Commit the restored state on the current branch.")
+    ] = False,
+    no_verify: Annotated[
+        bool, typer.Option("--no-verify", help="Roll back to an unverified snapshot.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Verify snapshots: id, tag, signature, trust, digest, objects, note. Exit 1 if any fails."""
-    from govsnap.verify import run as run_verify
+    """Restore a snapshot into the working tree and index (HEAD unmoved), after taking a
+    safety snapshot of the current state that undoes it."""
+    from govsnap.errors import UsageError
+    from govsnap.rollback import RollbackOptions
+    from govsnap.rollback import rollback as run_rollback
 
-    report = run_verify(
-        _state(ctx).repo(),
-        snapshots or [],
-        all_=all_,
-        environment=environment,
-        deep=deep,
-        jobs=jobs,
-    )
+    if paths and not only_paths:
+        raise UsageError(f"unexpected argument {paths[0]!r}: name paths after --paths")
+    if only_paths and not paths:
+        raise UsageError("--paths needs at least one path")
+    options = RollbackOptions(tuple(paths or ()), dry_run, commit, not no_verify)
+    confirm = None if yes or dry_run else render.confirm_rollback
+    result = run_rollback(_state(ctx).repo(), snapshot, options, confirm)
     if json_out:
-        render.emit_json(render.verification_json(report))
+        render.emit_json(result.as_json())
     else:
-        render.verification_report(report)
-    if not report.ok:
-        raise typer.Exit(1)
-
-
-trust_app = typer.Typer(
-    help="Show or check the trust policy (.govsnap/trust.toml as committed).",
-    no_args_is_help=True,
-)
-app.add_typer(trust_app, name="trust")
-
-TrustRefOpt = Annotated[
-    str | None,
-    typer.Option("--ref", help="Read the policy committed here (default: govsnap.trustRef/HEAD)."),
-]
-
-
-@trust_app.command("show")
-def trust_show(ctx: typer.Context, ref: TrustRefOpt = None, json_out: JsonOpt = False) -> None:
-    """Print the signers the policy trusts and what each may do."""
-    from govsnap import trust
-
-    state = trust.status(_state(ctx).repo(), ref)
-    if json_out:
-        render.emit_json(render.policy_json(state))
-    else:
-        render.policy_table(state)
-
-
-@trust_app.command("check")
-def trust_check(
-    ctx: typer.Context,
-    ref: TrustRefOpt = None,
-    file: Annotated[
-        Path | None,
-        typer.Option("--file", help="Check this file instead (e.g. an edit not yet committed)."),
-    ] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Validate the policy: exit 0 when valid, 2 when malformed, 1 when absent but required."""
-    from govsnap import trust
-    from govsnap.errors import CheckFailed
-
-    state = trust.status(_state(ctx).repo(), ref, file)
-    if state.policy is None and state.require_trust:
-        raise CheckFailed(
-            f"no trust policy at {state.source}: every snapshot fails the trust check "
-            "(commit .govsnap/trust.toml, or set govsnap.requireTrust=false)"
-        )
-    if json_out:
-        render.emit_json(render.policy_json(state))
-    else:
-        render.policy_check(state)
+        render.rollback_result(result)
 
 
 @app.command()
-def doctor(
+def rehearse(
     ctx: typer.Context,
-    fix: Annotated[bool, typer.Option("--fix", help="Repair what can be repaired.")] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="With --fix: show the repairs, make none.")
-    ] = False,
+    snapshot: Annotated[
+        str | None, typer.Argument(help="The snapshot to rehearse (default: latest).")
+    ] = None,
+    damage: Annotated[
+        str | None,
+        typer.Option("--damage", help="Only this damage: delete, corrupt, stray, index (or all)."),
+    ] = None,
+    rto: Annotated[
+        float | None,
+        typer.Option("--rto", help="Recovery time objective in seconds (govsnap.rto, 300)."),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", help="Write the report to PATH.json and PATH.md."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Find (and with --fix repair) what interrupted operations left: notes without a
-    snapshot, refs to missing objects, stale locks, a damaged cache. Never deletes a
-    snapshot. Exit 1 while problems remain."""
-    from govsnap.doctor import run as run_doctor
+    """Rehearse a rollback in a throwaway clone: damage it, roll back, check every byte,
+    time it against the recovery objective; exit 1 if any gate fails."""
+    from govsnap.errors import CheckFailed
+    from govsnap.rehearsal import rehearse as run_rehearsal
 
-    report = run_doctor(_state(ctx).repo(), fix=fix, dry_run=dry_run)
+    result = run_rehearsal(_state(ctx).repo(), snapshot, damage, rto, report)
     if json_out:
-        render.emit_json(render.doctor_json(report))
+        render.emit_json(result.as_json())
     else:
-        render.doctor_report(report)
-    if not report.ok:
-        raise typer.Exit(1)
+        render.rehearsal_report(result)
+    if not result.passed:
+        raise CheckFailed(
+            f"rehearsal of {result.snapshot} failed: {', '.join(result.failed_gates)}"
+        )
 
 
 # --- prune, pin and unpin (issue 5) -------------------------------------------------------
@@ -746,6 +632,122 @@ def unpin(
         render.emit_json({"id": result.snapshot, "pinned": False, "changed": result.changed})
     else:
         render.pin_result(result)
+
+
+# --- verification, trust and doctor (issue 3) ---------------------------------------------
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    snapshots: Annotated[
+        list[str] | None,
+        typer.Argument(help="Snapshots to verify: id prefix, latest, latest~N, sha256:<prefix>."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Verify every snapshot.")] = False,
+    environment: Annotated[
+        str | None,
+        typer.Option("--environment", "-e", help="Only snapshots of this environment."),
+    ] = None,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Re-read every blob instead of trusting the cache.")
+    ] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Processes to use (default: one per core)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify snapshots: id, tag, signature, trust, digest, objects, note. Exit 1 if any fails."""
+    from govsnap.verify import run as run_verify
+
+    report = run_verify(
+        _state(ctx).repo(),
+        snapshots or [],
+        all_=all_,
+        environment=environment,
+        deep=deep,
+        jobs=jobs,
+    )
+    if json_out:
+        render.emit_json(render.verification_json(report))
+    else:
+        render.verification_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+trust_app = typer.Typer(
+    help="Show or check the trust policy (.govsnap/trust.toml as committed).",
+    no_args_is_help=True,
+)
+app.add_typer(trust_app, name="trust")
+
+TrustRefOpt = Annotated[
+    str | None,
+    typer.Option("--ref", help="Read the policy committed here (default: govsnap.trustRef/HEAD)."),
+]
+
+
+@trust_app.command("show")
+def trust_show(ctx: typer.Context, ref: TrustRefOpt = None, json_out: JsonOpt = False) -> None:
+    """Print the signers the policy trusts and what each may do."""
+    from govsnap import trust
+
+    state = trust.status(_state(ctx).repo(), ref)
+    if json_out:
+        render.emit_json(render.policy_json(state))
+    else:
+        render.policy_table(state)
+
+
+@trust_app.command("check")
+def trust_check(
+    ctx: typer.Context,
+    ref: TrustRefOpt = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Check this file instead (e.g. an edit not yet committed)."),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate the policy: exit 0 when valid, 2 when malformed, 1 when absent but required."""
+    from govsnap import trust
+    from govsnap.errors import CheckFailed
+
+    state = trust.status(_state(ctx).repo(), ref, file)
+    if state.policy is None and state.require_trust:
+        raise CheckFailed(
+            f"no trust policy at {state.source}: every snapshot fails the trust check "
+            "(commit .govsnap/trust.toml, or set govsnap.requireTrust=false)"
+        )
+    if json_out:
+        render.emit_json(render.policy_json(state))
+    else:
+        render.policy_check(state)
+
+
+@app.command()
+def doctor(
+    ctx: typer.Context,
+    fix: Annotated[bool, typer.Option("--fix", help="Repair what can be repaired.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="With --fix: show the repairs, make none.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find (and with --fix repair) what interrupted operations left: notes without a
+    snapshot, refs to missing objects, stale locks, a damaged cache. Never deletes a
+    snapshot. Exit 1 while problems remain."""
+    from govsnap.doctor import run as run_doctor
+
+    report = run_doctor(_state(ctx).repo(), fix=fix, dry_run=dry_run)
+    if json_out:
+        render.emit_json(render.doctor_json(report))
+    else:
+        render.doctor_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 # --- push, fetch, remote setup and stats (issue 7) ----------------------------------------
