@@ -327,7 +327,8 @@ def test_verify_command_reports_each_check_and_records_the_verdict(
     assert good_note["verdict"] == "pass" and good_note["signer"] == keys.trusted
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", str(good_note["time"]))
     bad_note = read_note(work, tag_oid(work, tpl.revoked))["verification"]
-    assert bad_note == {**bad_note, "verdict": "fail", "signer": None}
+    assert isinstance(bad_note, dict)
+    assert (bad_note["verdict"], bad_note["signer"]) == ("fail", None)
     assert int(git(work, "rev-list", "--count", "refs/govsnap/audit")) == int(audit_before) + 1
     assert git(work, "log", "-1", "--format=%s", "refs/govsnap/audit").startswith(
         "verify: 2 snapshot(s): 1 passed, 1 failed"
