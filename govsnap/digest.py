@@ -144,18 +144,26 @@ class DigestCache:
         self._trees.append((oid, summary.dump()))
 
     def flush(self) -> None:
-        """Write what was learnt since the last flush, in one transaction."""
-        db = self._conn()
-        if db is None or not (self._blobs or self._trees or self._parsed):
+        """Write what was learnt since the last flush in one transaction, then close the
+        database (the next lookup reopens it)."""
+        pending = self._blobs or self._trees or self._parsed
+        db = self._conn() if pending else self._db
+        if db is None:
             return
         try:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", self._blobs)
-            db.executemany("INSERT OR IGNORE INTO trees VALUES (?, ?)", self._trees)
-            db.executemany("INSERT OR IGNORE INTO parsed VALUES (?, ?)", self._parsed)
-            db.execute("COMMIT")
+            if pending:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", self._blobs)
+                db.executemany("INSERT OR IGNORE INTO trees VALUES (?, ?)", self._trees)
+                db.executemany("INSERT OR IGNORE INTO parsed VALUES (?, ?)", self._parsed)
+                db.execute("COMMIT")
         except sqlite3.Error:
             self._broken = True
+        finally:
+            # Close at once: a connection left to the garbage collector can checkpoint a
+            # stale WAL over a file another handle wrote meanwhile.
+            db.close()
+            self._db = None
         self._blobs.clear()
         self._trees.clear()
         self._parsed.clear()

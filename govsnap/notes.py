@@ -105,6 +105,79 @@ def read(repo: Repo, obj: str, ref: str = NOTES_REF) -> Note | None:
     return None if blob is None else decode(bytes(repo.git.odb.read(blob)[1]))
 
 
+def _is_fanout(tree: pygit2.Tree) -> bool:
+    """Return True when `tree` is in govsnap's layout: 2-hex directories of 38-hex notes
+    (git's own 2/38 fan-out, which git and libgit2 read at any size)."""
+    return all(
+        e.filemode == FileMode.TREE and len(e.name or "") == 2 and set(e.name or "") <= _HEX
+        for e in tree
+    )
+
+
+def build_tree(repo: Repo, blobs: Mapping[str, pygit2.Oid]) -> pygit2.Oid:
+    """Write a notes tree holding `blobs` (annotated object hex -> note blob) in fan-out
+    layout, and return its oid."""
+    buckets: dict[str, dict[str, pygit2.Oid]] = {}
+    for obj, blob in blobs.items():
+        buckets.setdefault(obj[:2], {})[obj[2:]] = blob
+    root = repo.git.TreeBuilder()
+    for key, entries in buckets.items():
+        sub = repo.git.TreeBuilder()
+        for rest, blob in entries.items():
+            sub.insert(rest, blob, FileMode.BLOB)
+        root.insert(key, sub.write(), FileMode.TREE)
+    return root.write()
+
+
+def _apply(
+    repo: Repo, tree: pygit2.Tree | None, changes: Mapping[str, pygit2.Oid | None]
+) -> pygit2.Oid:
+    """Return the notes tree `tree` with `changes` applied (None removes a note).
+
+    In fan-out layout only the buckets that change are rewritten, so a write costs the
+    same at 10 or 10,000 snapshots; any other layout is rewritten once into fan-out.
+    """
+    if tree is None or not _is_fanout(tree):
+        blobs = dict(_entries(repo, tree)) if tree is not None else {}
+        for obj, blob in changes.items():
+            if blob is None:
+                blobs.pop(obj, None)
+            else:
+                blobs[obj] = blob
+        return build_tree(repo, blobs)
+    root = repo.git.TreeBuilder(tree)
+    buckets: dict[str, pygit2.TreeBuilder] = {}
+    for obj, blob in changes.items():
+        key, rest = obj[:2], obj[2:]
+        if key not in buckets:
+            entry = root.get(key)
+            buckets[key] = repo.git.TreeBuilder(entry.id) if entry else repo.git.TreeBuilder()
+        bucket = buckets[key]
+        if blob is None:
+            if bucket.get(rest) is not None:
+                bucket.remove(rest)
+        else:
+            bucket.insert(rest, blob, FileMode.BLOB)
+    for key, bucket in buckets.items():
+        if len(bucket):
+            root.insert(key, bucket.write(), FileMode.TREE)
+        elif root.get(key) is not None:
+            root.remove(key)
+    return root.write()
+
+
+def _note_blob(repo: Repo, tree: pygit2.Tree | None, obj: str) -> pygit2.Oid | None:
+    """Return the blob of the note on `obj` in `tree`, whatever its layout."""
+    if tree is None:
+        return None
+    for path in (f"{obj[:2]}/{obj[2:]}", obj):
+        try:
+            return tree[path].id
+        except KeyError:
+            continue
+    return dict(_entries(repo, tree)).get(obj)
+
+
 def update(
     repo: Repo,
     mutations: Mapping[str, Mutation],
@@ -122,31 +195,20 @@ def update(
 
     def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
         tree = _tree_of(repo, current)
-        flat = tree is not None and all(e.filemode != FileMode.TREE for e in tree)
-        existing = dict(_entries(repo, tree)) if tree is not None else {}
-        if flat and tree is not None:
-            builder = repo.git.TreeBuilder(tree)
-        else:
-            # Rewrite git's fan-out layout (or nothing) as one flat tree.
-            builder = repo.git.TreeBuilder()
-            for obj, note_blob in existing.items():
-                builder.insert(obj, note_blob, FileMode.BLOB)
-        changed = False
+        changes: dict[str, pygit2.Oid | None] = {}
         for obj, mutate in mutations.items():
-            blob = existing.get(obj)
+            blob = _note_blob(repo, tree, obj)
             before = None if blob is None else decode(bytes(repo.git.odb.read(blob)[1])).data
             after = mutate(None if before is None else dict(before))
             if after is None:
                 if blob is not None:
-                    builder.remove(obj)
-                    changed = True
+                    changes[obj] = None
             elif after != before:
-                builder.insert(obj, repo.git.create_blob(encode(after)), FileMode.BLOB)
-                changed = True
-        if not changed:
+                changes[obj] = repo.git.create_blob(encode(after))
+        if not changes:
             return current
         parents = [] if current is None else [current]
-        return repo.git.create_commit(None, sig, sig, message, builder.write(), parents)
+        return repo.git.create_commit(None, sig, sig, message, _apply(repo, tree, changes), parents)
 
     update_ref(repo, ref, compute, message="govsnap: notes")
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pygit2
-from pygit2.enums import FileMode
 
 from govsnap import audit, notes
 from govsnap.errors import (
@@ -606,10 +605,7 @@ def merge_notes(
             their_blobs,
             keep_remote,
         )
-        builder = git.TreeBuilder()
-        for obj, blob in sorted(blobs.items()):
-            builder.insert(obj, blob, FileMode.BLOB)
-        tree = builder.write()
+        tree = notes.build_tree(repo, blobs)
         behind = current is None or git.descendant_of(theirs, current)
         if behind and tree == their_commit.tree_id:
             outcome = "fast-forward"

@@ -320,7 +320,7 @@ def test_purge_removes_a_secret_from_objects_and_notes_history(
     (repo / "leaked.env").unlink()
     later = dated(cli, repo, "2024-01-03T10:00:00Z")
     oops_tag = tag_of(repo, oops)
-    note_blob = git(repo, "rev-parse", f"refs/notes/govsnap:{oops_tag}").strip()
+    note_blob = git(repo, "notes", "--ref=govsnap", "list", oops_tag).strip()
     history = git(repo, "rev-list", "refs/notes/govsnap").split()
     cli(repo, "pin", keep)  # a note written after the secret's: it must survive the rewrite
 
@@ -340,20 +340,19 @@ def test_purge_removes_a_secret_from_objects_and_notes_history(
     assert not (repo / ".git" / "govsnap" / "digest-cache.sqlite").exists()
 
 
-def test_purge_rewrites_fanned_out_notes_written_by_git(cli: Cli, make_repo: MakeRepo) -> None:
+def test_purge_rewrites_flat_notes_written_by_git(cli: Cli, make_repo: MakeRepo) -> None:
     repo = make_repo(signed=False)
     victim = dated(cli, repo, "2024-01-01T10:00:00Z")
     other = dated(cli, repo, "2024-01-02T10:00:00Z")
     tag = tag_of(repo, victim)
-    # Stock git writes notes in fan-out directories once there are many; force that layout.
+    # govsnap writes notes in fan-out directories; stock git writes few notes flat.
     entries = ""
-    for line in git(repo, "ls-tree", "refs/notes/govsnap").splitlines():
-        meta, name = line.split("\t")
-        sub = git(repo, "mktree", input_text=f"{meta}\t{name[2:]}\n").strip()
-        entries += f"040000 tree {sub}\t{name[:2]}\n"
+    for line in git(repo, "ls-tree", "-r", "refs/notes/govsnap").splitlines():
+        meta, path = line.split("\t")
+        entries += f"{meta}\t{path.replace('/', '')}\n"
     tree = git(repo, "mktree", input_text=entries).strip()
     parent = git(repo, "rev-parse", "refs/notes/govsnap").strip()
-    commit = git(repo, "commit-tree", tree, "-p", parent, "-m", "fan out").strip()
+    commit = git(repo, "commit-tree", tree, "-p", parent, "-m", "flat").strip()
     git(repo, "update-ref", "refs/notes/govsnap", commit)
     assert git(repo, "notes", "--ref=govsnap", "list", tag)
     assert cli(repo, "prune", "--id", victim, "--now").code == 0
