@@ -305,10 +305,8 @@ class CreateResult:
     seconds: float
 
 
-def note_fields(
-    payload: SnapshotPayload, ident: str, digest: TreeDigest, signer: str | None, kind: str
-) -> dict[str, Any]:
-    """Return the note JSON of a new snapshot: signed fields repeated, plus figures."""
+def signed_copies(payload: SnapshotPayload, ident: str) -> dict[str, Any]:
+    """Return the note fields that repeat signed data, as the payload says they must be."""
     return {
         "format": payload.format,
         "id": ident,
@@ -324,6 +322,15 @@ def note_fields(
             else {"ref": payload.source.ref, "commit": payload.source.commit}
         ),
         "created": payload.tagger.time,
+    }
+
+
+def note_fields(
+    payload: SnapshotPayload, ident: str, digest: TreeDigest, signer: str | None, kind: str
+) -> dict[str, Any]:
+    """Return the note JSON of a new snapshot: signed fields repeated, plus figures."""
+    return {
+        **signed_copies(payload, ident),
         "created_ns": time.time_ns(),
         "files": digest.files,
         "bytes": digest.bytes,

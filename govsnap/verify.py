@@ -21,7 +21,7 @@ from govsnap.errors import CorruptObject, UsageError
 from govsnap.objects import SignedTag, SnapshotPayload, read_tag, snapshot_id
 from govsnap.repo import Repo
 from govsnap.signing import SignatureCheck, SignatureVerifier
-from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
+from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, signed_copies
 from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, policy_ref, require_trust
 
 CHECKS = ("id", "tag", "signature", "trust", "digest", "objects", "note")
@@ -336,26 +336,6 @@ class _Checker:
                 "note", False, f"tampered metadata: the note lacks {', '.join(absent)}"
             )
         return CheckResult("note", True, "the note agrees with the signed payload")
-
-
-def signed_copies(payload: SnapshotPayload, ident: str) -> dict[str, Any]:
-    """Return the note fields that repeat signed data, as the payload says they must be."""
-    return {
-        "format": payload.format,
-        "id": ident,
-        "commit": payload.commit,
-        "tree": payload.tree,
-        "digest": payload.digest,
-        "trigger": payload.trigger,
-        "environment": payload.environment,
-        "labels": list(payload.labels),
-        "source": (
-            None
-            if payload.source is None
-            else {"ref": payload.source.ref, "commit": payload.source.commit}
-        ),
-        "created": payload.tagger.time,
-    }
 
 
 def verify_snapshot(
