@@ -82,10 +82,8 @@ def test_reading_commands_work_in_an_empty_repository(
     assert all_refs(repo) == ""
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["create"], ["rollback", "latest", "--yes"], ["rehearse", "latest"], ["diff", "latest"]],
-)
+# rehearse is not here: it rolls back in a clone of its own, so it works on a server too.
+@pytest.mark.parametrize("args", [["create"], ["rollback", "latest", "--yes"], ["diff", "latest"]])
 def test_working_tree_commands_in_a_bare_repository(
     cli: Cli, repo: Path, tmp_path: Path, args: list[str]
 ) -> None:
