@@ -20,6 +20,18 @@ mkdir -p config && printf 'replicas: 3\n' > config/prod.yaml
 git add -A && git commit -q -m "v1"
 
 step govsnap init --generate-key --environment production
+# The trust policy, committed like any other change: this key may sign for production.
+mkdir .govsnap
+cat > .govsnap/trust.toml <<TOML
+version = 1
+
+[signers.release-engineer]
+openpgp = "$(git config govsnap.signingKey)"
+environments = ["production"]
+operations = ["create", "rollback", "prune", "pin"]
+TOML
+git add .govsnap && git commit -q -m "trust policy"
+
 step govsnap create --label release-1 --message "first release"
 printf 'print("v2")\n' > app.py
 printf 'new\n' > notes.txt
@@ -27,6 +39,16 @@ step govsnap create --label release-2
 step govsnap list
 step govsnap show latest
 step govsnap diff latest~1 latest
-step git verify-tag "refs/govsnap/snapshots/$(govsnap list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')"
+latest=$(govsnap list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+step git verify-tag "refs/govsnap/snapshots/$latest"
 step git notes --ref=govsnap list
+step govsnap verify --all
+
+# Roll back to release-1, then undo the rollback through its safety snapshot.
+step govsnap rollback latest~1 --yes
+step cat app.py
+safety=$(govsnap list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+step govsnap rollback "$safety" --yes
+step cat app.py notes.txt
+step git log --oneline refs/govsnap/audit
 printf '\nquickstart finished: every snapshot above is a signed git tag under refs/govsnap/snapshots/\n'
