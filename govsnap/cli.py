@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import sys
 import traceback
 from pathlib import Path
 from typing import Annotated
@@ -864,13 +866,49 @@ def _log_crash() -> Path | None:
         return None
 
 
+def _parse_error(exc: typer.TyperException) -> tuple[str, int]:
+    """Return the message and exit code of a command-line parsing error: one line naming
+    the command's --help, or the whole help when a command group was given nothing."""
+    format_message = getattr(exc, "format_message", None)
+    text = str(format_message() if callable(format_message) else exc).strip()
+    path = getattr(getattr(exc, "ctx", None), "command_path", None)
+    code = getattr(exc, "exit_code", 2)
+    if path and "\n" not in text:
+        text += f" (see `{path} --help`)"
+    return text, code if isinstance(code, int) else 2
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the final flush after a reader went away
+    (`govsnap list | head -1`) does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return
+
+
 def run(argv: list[str]) -> int:
     """Run one command line and return the exit code; errors become one line on stderr."""
     try:
-        app(args=argv, prog_name="govsnap")
+        # Not standalone: the framework's usage errors come here as exceptions, to be
+        # printed as one line like every other error, not as a usage block.
+        code = app(args=argv, prog_name="govsnap", standalone_mode=False)
     except SystemExit as exc:
-        # typer exits through SystemExit, with 2 for usage errors.
         return exc.code if isinstance(exc.code, int) else 0
+    except typer.Abort:
+        render.error("aborted")
+        return 1
+    except typer.TyperException as exc:
+        message, exit_code = _parse_error(exc)
+        if "\n" in message:
+            sys.stderr.write(message + "\n")
+        else:
+            render.error(message)
+        return exit_code
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 1
     except GovsnapError as exc:
         render.error(exc.message)
         return exc.exit_code
@@ -882,4 +920,4 @@ def run(argv: list[str]) -> int:
         where = f" (traceback in {log})" if log else ""
         render.error(f"internal error: {type(exc).__name__}: {exc}{where}")
         return 3
-    return 0
+    return code if isinstance(code, int) else 0

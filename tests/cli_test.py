@@ -1,0 +1,41 @@
+"""The command line's own parsing errors (unknown options, missing or extra arguments,
+bad values) are one line on stderr like every other error, not a usage block."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["show", "--bogus"], "No such option: --bogus (see `govsnap show --help`)"),
+        (["show"], "Missing argument"),
+        (["verify", "--jobs", "x"], "Invalid value for '--jobs'"),
+        (["hooks", "install", "extra"], "unexpected extra argument"),
+        (["prune", "--keep-last"], "requires an argument"),
+        (["show", "-x"], "No such option: -x"),
+    ],
+)
+def test_parse_errors_are_one_line(cli: Cli, repo: Path, args: list[str], needle: str) -> None:
+    result = cli(repo, *args)
+    assert result.code == 2
+    assert result.err.count("\n") == 1 and result.err.startswith("govsnap: error: "), result.err
+    assert needle in result.err
+    assert result.out == ""
+
+
+def test_a_group_without_a_command_shows_its_help(cli: Cli, repo: Path) -> None:
+    result = cli(repo, "trust")
+    assert result.code == 2
+    assert result.err.startswith("Usage: govsnap trust") and "show" in result.err
+
+
+def test_help_and_version_exit_0(cli: Cli, repo: Path) -> None:
+    assert cli(repo, "--help").code == 0
+    assert cli(repo, "show", "--help").code == 0
+    assert cli(repo, "--version").out.startswith("govsnap ")
