@@ -74,12 +74,18 @@ def error(text: str) -> None:
     sys.stderr.write(f"govsnap: error: {first}\n")
 
 
+def _note_int(value: Any) -> int | None:
+    """Return a note value if it is a whole number, else None: notes are plain JSON
+    anyone with write access can edit, so no field's type is taken for granted."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def signer_label(snap: Snapshot) -> str:
     """Return who signed a snapshot as recorded, or UNSIGNED."""
     if not snap.signed:
         return "UNSIGNED"
-    sig = snap.note_data.get("signature") or {}
-    signer = str(sig.get("signer") or "?")
+    sig = snap.note_data.get("signature")
+    signer = str((sig.get("signer") if isinstance(sig, dict) else None) or "?")
     return f"{snap.signature_kind}:{signer[-16:]}"
 
 
@@ -142,6 +148,7 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
             continue
         note = s.note_data
         signer = signer_label(s)
+        size = _note_int(note.get("bytes"))
         table.add_row(
             s.id,
             timestamp(s.created),
@@ -149,7 +156,7 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
             s.payload.environment,
             ",".join(s.labels),
             str(note.get("files", "?")),
-            human_bytes(int(note["bytes"])) if "bytes" in note else "?",
+            "?" if size is None else human_bytes(size),
             s.payload.digest[7:19],
             f"[bold red]{signer}[/bold red]" if signer == "UNSIGNED" else signer,
         )
@@ -182,20 +189,24 @@ def snapshot_details(snap: Snapshot) -> None:
             lines.append(("message", p["message"]))
     if note:
         if "files" in note:
-            lines.append(("files", f"{note['files']} ({human_bytes(int(note.get('bytes', 0)))})"))
+            size = _note_int(note.get("bytes"))
+            shown = "?" if size is None else human_bytes(size)
+            lines.append(("files", f"{note['files']} ({shown})"))
         for key in ("host", "user", "tool_version", "pinned"):
             if key in note:
                 lines.append((key, str(note[key])))
-        kinds = note.get("artifacts") or {}
-        top = sorted(kinds.items(), key=lambda kv: -int(kv[1].get("bytes", 0)))[:8]
+        kinds = note.get("artifacts")
+        sizes = {
+            kind: (v.get("count"), _note_int(v.get("bytes")) or 0)
+            for kind, v in (kinds.items() if isinstance(kinds, dict) else ())
+            if isinstance(v, dict)
+        }
+        top = sorted(sizes.items(), key=lambda kv: -kv[1][1])[:8]
         if top:
             lines.append(
                 (
                     "artifacts",
-                    ", ".join(
-                        f"{k} {v.get('count')} ({human_bytes(int(v.get('bytes', 0)))})"
-                        for k, v in top
-                    ),
+                    ", ".join(f"{k} {count} ({human_bytes(size)})" for k, (count, size) in top),
                 )
             )
         for key in ("verification", "rehearsal"):
