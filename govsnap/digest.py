@@ -234,6 +234,11 @@ def _lookup_tree(repo: Repo, oid: pygit2.Oid | str, where: bytes) -> pygit2.Tree
         raise CorruptObject(
             f"tree {oid} ({where.decode(errors='replace') or '/'}) is missing"
         ) from exc
+    except pygit2.GitError as exc:
+        # libgit2 refuses to parse a tree with an unknown file mode, say; git fsck too.
+        raise CorruptObject(
+            f"tree {oid} ({where.decode(errors='replace') or '/'}) is malformed: {exc}"
+        ) from exc
     if not isinstance(tree, pygit2.Tree):
         raise CorruptObject(f"object {oid} is not a tree")
     return tree

@@ -479,6 +479,10 @@ def snapshot_tree(repo: Repo, snap: Snapshot) -> pygit2.Tree:
         tree = repo.git[snap.payload.tree]
     except (KeyError, ValueError) as exc:
         raise CorruptObject(f"snapshot {snap.id}: tree {snap.payload.tree} is missing") from exc
+    except pygit2.GitError as exc:
+        raise CorruptObject(
+            f"snapshot {snap.id}: tree {snap.payload.tree} is malformed: {exc}"
+        ) from exc
     if tree.type != ObjectType.TREE:
         raise CorruptObject(f"snapshot {snap.id}: {snap.payload.tree} is not a tree")
     assert isinstance(tree, pygit2.Tree)

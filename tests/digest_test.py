@@ -106,3 +106,13 @@ def test_missing_blob_is_reported_not_crashed(make_repo: MakeRepo) -> None:
     tree = repo.git.revparse_single("HEAD^{tree}").id
     with pytest.raises(CorruptObject, match="is missing"):
         digest_tree(repo, tree)
+
+
+def test_a_tree_libgit2_cannot_parse_is_a_corrupt_object(make_repo: MakeRepo) -> None:
+    # A file mode libgit2 does not know makes it refuse the whole tree (an internal
+    # error before); written raw, as an attacker with write access could.
+    repo = open_repo(make_repo())
+    blob = repo.git.create_blob(b"x\n")
+    tree = repo.git.odb.write(pygit2.enums.ObjectType.TREE, b"777777 f\0" + blob.raw)
+    with pytest.raises(CorruptObject, match="is malformed"):
+        digest_tree(repo, tree)

@@ -334,3 +334,15 @@ def test_listing_from_the_parsed_cache_equals_listing_without_it(cli: Cli, repo:
     for cache in (repo / ".git" / "govsnap").glob("digest-cache.sqlite*"):
         cache.unlink()
     assert cli(repo, "list", "--json").out == first
+
+
+def test_a_snapshot_of_an_unparsable_tree_is_refused_in_one_line(cli: Cli, repo: Path) -> None:
+    blob = git(repo, "hash-object", "-w", "--stdin", input_text="x\n").strip()
+    # A file mode libgit2 does not know makes it refuse the whole tree.
+    raw = b"777777 f\0" + bytes.fromhex(blob)
+    tree = git(repo, "hash-object", "-t", "tree", "--literally", "-w", "--stdin", input_text=raw)
+    commit = git(repo, "commit-tree", tree.strip(), "-m", "damaged").strip()
+    result = cli(repo, "create", "--from", commit)
+    assert result.code == 1 and "is malformed" in result.err, result.err
+    assert "internal error" not in result.err
+    assert snapshot_ids(repo) == []
