@@ -888,8 +888,18 @@ def _quiet_stdout() -> None:
         return
 
 
+def _tolerant_stdout() -> None:
+    """Let stdout escape what its encoding cannot carry (as stderr does) instead of
+    failing: file names that are not UTF-8 reach us as lone surrogates, and a terminal may
+    not be UTF-8. In JSON the escapes (\\udc80) are valid string escapes."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if callable(reconfigure):
+        reconfigure(errors="backslashreplace")
+
+
 def run(argv: list[str]) -> int:
     """Run one command line and return the exit code; errors become one line on stderr."""
+    _tolerant_stdout()
     try:
         # Not standalone: the framework's usage errors come here as exceptions, to be
         # printed as one line like every other error, not as a usage block.

@@ -3,11 +3,12 @@ bad values) are one line on stderr like every other error, not a usage block."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import Cli, git
 
 
 @pytest.mark.parametrize(
@@ -39,3 +40,18 @@ def test_help_and_version_exit_0(cli: Cli, repo: Path) -> None:
     assert cli(repo, "--help").code == 0
     assert cli(repo, "show", "--help").code == 0
     assert cli(repo, "--version").out.startswith("govsnap ")
+
+
+def test_file_names_that_are_not_utf8_are_printed_escaped(cli: Cli, repo: Path) -> None:
+    blob = git(repo, "hash-object", "-w", "--stdin", input_text="x\n").strip()
+    raw = b"100644 caf\x80\xe9\0" + bytes.fromhex(blob)
+    tree = git(repo, "hash-object", "-t", "tree", "-w", "--stdin", input_text=raw).strip()
+    commit = git(repo, "commit-tree", tree, "-m", "latin-1 name").strip()
+    created = cli(repo, "create", "--unsigned", "--from", commit, "--json")
+    ident = json.loads(created.out)["snapshot"]["id"]
+    text = cli(repo, "diff", ident)
+    assert text.code == 0 and "caf\\udc80\\udce9" in text.out, text.err
+    data = cli(repo, "diff", ident, "--json")
+    assert data.code == 0 and "caf\udc80\udce9" in json.loads(data.out)["removed"]
+    dry = cli(repo, "rollback", ident, "--dry-run", "--no-verify")
+    assert dry.code == 0 and "caf\\udc80\\udce9" in dry.out, dry.err
