@@ -490,17 +490,24 @@ def snapshot_tree(repo: Repo, snap: Snapshot) -> pygit2.Tree:
 
 
 def diff_trees(repo: Repo, old: pygit2.Tree, new: pygit2.Tree) -> list[FileChange]:
-    """Return the files added, removed and modified from `old` to `new`, by path."""
-    diff = old.diff_to_tree(new, flags=DiffOption.NORMAL)
+    """Return the files added, removed and modified from `old` to `new`, by path; raise
+    CorruptObject when libgit2 cannot compare them."""
     changes = []
-    for patch in diff:
-        if patch is None:
-            continue
-        delta = patch.delta
-        status = _STATUS.get(delta.status)
-        if status is None:
-            continue
-        path = delta.new_file.path if status != "removed" else delta.old_file.path
-        _, additions, deletions = patch.line_stats
-        changes.append(FileChange(status, path, additions, deletions, bool(delta.is_binary)))
+    try:
+        for patch in old.diff_to_tree(new, flags=DiffOption.NORMAL):
+            if patch is None:
+                continue
+            delta = patch.delta
+            status = _STATUS.get(delta.status)
+            if status is None:
+                continue
+            path = delta.new_file.path if status != "removed" else delta.old_file.path
+            _, additions, deletions = patch.line_stats
+            changes.append(FileChange(status, path, additions, deletions, bool(delta.is_binary)))
+    except pygit2.GitError as exc:
+        # A tree entry named "/x" (which git fsck rejects) trips an assertion in libgit2.
+        raise CorruptObject(
+            f"cannot compare tree {old.id} with {new.id}: one holds an entry libgit2 "
+            f"rejects ({exc})"
+        ) from exc
     return sorted(changes, key=lambda c: c.path)

@@ -346,3 +346,16 @@ def test_a_snapshot_of_an_unparsable_tree_is_refused_in_one_line(cli: Cli, repo:
     assert result.code == 1 and "is malformed" in result.err, result.err
     assert "internal error" not in result.err
     assert snapshot_ids(repo) == []
+
+
+def test_a_diff_libgit2_cannot_make_is_refused_in_one_line(cli: Cli, repo: Path) -> None:
+    blob = git(repo, "hash-object", "-w", "--stdin", input_text="x\n").strip()
+    # An entry named "/abs" (git fsck rejects it) trips an assertion in libgit2's diff.
+    raw = b"100644 /abs\0" + bytes.fromhex(blob)
+    tree = git(repo, "hash-object", "-t", "tree", "--literally", "-w", "--stdin", input_text=raw)
+    commit = git(repo, "commit-tree", tree.strip(), "-m", "hostile").strip()
+    ident = created_id(cli, repo, "--from", commit)
+    plain = created_id(cli, repo)
+    for args in (["diff", ident], ["diff", plain, ident]):
+        result = cli(repo, *args)
+        assert result.code == 1 and "cannot compare tree" in result.err, result.err
