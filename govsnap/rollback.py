@@ -522,6 +522,17 @@ def _commit(repo: Repo, snap: Snapshot, tree: str, safety: Snapshot) -> str:
     return new
 
 
+class _RawPath:
+    """A path handed to libgit2 as its bytes: pygit2 encodes a str path as strict UTF-8,
+    which a file name that is not UTF-8 (read back with lone surrogates) cannot be."""
+
+    def __init__(self, path: str) -> None:
+        self.raw = path.encode("utf-8", "surrogateescape")
+
+    def __fspath__(self) -> bytes:
+        return self.raw
+
+
 # --- the operation ---------------------------------------------------------------------
 
 
@@ -618,7 +629,7 @@ def rollback(
         _clear_symlinks_in_the_way(workdir, plan.write)
         if plan.write or plan.remove:
             # Only the paths that differ: libgit2 then skips comparing the other files.
-            changed = [*plan.write, *plan.remove]
+            changed = [_RawPath(p) for p in (*plan.write, *plan.remove)]
             repo.git.checkout_tree(target, strategy=_STRATEGY, paths=changed)  # type: ignore[no-untyped-call]
         _align_index(repo, index_tree if index_tree is not None else target, paths)
         timings["checkout"] = time.monotonic() - mark
@@ -628,8 +639,15 @@ def rollback(
             tree = str(target.id) if not paths else _graft(repo, head and head.tree, target, paths)
             commit = _commit(repo, snap, tree, safety)
             timings["commit"] = time.monotonic() - mark
-    except (GovsnapError, pygit2.GitError, OSError) as exc:
-        detail = exc.message if isinstance(exc, GovsnapError) else str(exc)
+    except Exception as exc:
+        # Whatever stops the writing half-way, the way back is the safety snapshot: say
+        # so and record it, rather than leave a half-written tree behind an internal error.
+        if isinstance(exc, GovsnapError):
+            detail = exc.message
+        elif isinstance(exc, pygit2.GitError | OSError):
+            detail = str(exc)
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
         audit.append(
             repo,
             "rollback",

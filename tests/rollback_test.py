@@ -529,3 +529,20 @@ def test_files_and_directories_swap_places(cli: Cli, repo: Path) -> None:
     assert git(repo, "write-tree").strip() == tree_of(repo, ident)
     git(repo, "diff", "--quiet")  # work tree = index
     assert untracked(repo) == ""
+
+
+def test_file_names_that_are_not_utf8_roll_back_and_forth(cli: Cli, repo: Path) -> None:
+    # Before, libgit2 was handed such a name as strict UTF-8 and failed half-way through,
+    # after removing files, with an internal error that did not name the safety snapshot.
+    before = files_state(repo)
+    blob = git(repo, "hash-object", "-w", "--stdin", input_text="x\n").strip()
+    raw = b"100644 caf\x80\xe9\0" + bytes.fromhex(blob)
+    tree = git(repo, "hash-object", "-t", "tree", "-w", "--stdin", input_text=raw).strip()
+    commit = git(repo, "commit-tree", tree, "-m", "latin-1 name").strip()
+    ident = snap(cli, repo, "--from", commit)
+    safety = roll(cli, repo, ident)["safety_snapshot"]
+    top = os.fsencode(repo)
+    assert sorted(os.listdir(top)) == [b".git", b"caf\x80\xe9"]
+    assert Path(os.fsdecode(top + b"/caf\x80\xe9")).read_bytes() == b"x\n"
+    roll(cli, repo, str(safety))
+    assert files_state(repo) == before
