@@ -22,7 +22,8 @@ import pygit2
 from pygit2.enums import SortMode
 
 from govsnap.errors import GovsnapError, UsageError
-from govsnap.objects import ref_target, update_ref
+from govsnap.notes import NOTES_REF, Mutation, commit_on
+from govsnap.objects import RefValues, ref_target, update_ref, update_refs
 from govsnap.repo import Identity, Repo
 
 AUDIT_REF = "refs/govsnap/audit"
@@ -58,6 +59,84 @@ def entry_message(
     return f"{first}\n\n{json.dumps(body, sort_keys=True, indent=2)}\n"
 
 
+class EntryWriter:
+    """Writes the commit of one audit entry on top of the chain's head, whatever that is
+    when the ref is moved (see `append`, or a transaction that moves other refs too).
+
+    The entry is signed when `sign` is set and a signing key is configured. If signing
+    fails the operation has already happened, so the entry is still written, unsigned,
+    with the reason in its body (`signing_error`), where `audit` and `audit verify` show it.
+
+    `join` (remote.py) is the head of another copy of the chain, fetched from a remote:
+    unless the chain already holds it, it becomes a parent of the entry too, so that both
+    histories are kept (see joined_parents).
+    """
+
+    def __init__(
+        self,
+        repo: Repo,
+        operation: str,
+        summary: str,
+        *,
+        snapshots: Sequence[str] = (),
+        identity: Identity,
+        arguments: Mapping[str, Any] | None = None,
+        result: str = "ok",
+        duration: float = 0.0,
+        sign: bool = True,
+        join: pygit2.Oid | None = None,
+    ) -> None:
+        from govsnap.signing import Signer, signer_for
+
+        self.repo = repo
+        self.operation = operation
+        self.summary = summary
+        self.snapshots = snapshots
+        self.identity = identity
+        self.arguments = arguments or {}
+        self.result = result
+        self.duration = duration
+        self.join = join
+        self.signer: Signer | None = None
+        self.signing_error: str | None = None
+        try:
+            self.signer = signer_for(repo) if sign else None
+        except GovsnapError as exc:
+            self.signing_error = exc.message
+        self.empty_tree = repo.git.TreeBuilder().write()
+
+    def _message(self) -> str:
+        extra = {"signing_error": self.signing_error} if self.signing_error else None
+        return entry_message(
+            self.operation,
+            self.summary,
+            self.snapshots,
+            self.identity,
+            self.arguments,
+            self.result,
+            self.duration,
+            extra,
+        )
+
+    def commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
+        """Write the entry's commit with the chain head `current` as parent; return it."""
+        git = self.repo.git
+        sig = self.identity.signature()
+        parents: list[str | pygit2.Oid] = list(joined_parents(self.repo, current, self.join))
+        if self.signer is not None:
+            # pygit2's stubs say Oid; create_commit_string returns the commit's text.
+            content = cast(
+                str, git.create_commit_string(sig, sig, self._message(), self.empty_tree, parents)
+            )
+            try:
+                signature = self.signer.sign(content.encode())
+            except GovsnapError as exc:
+                self.signer, self.signing_error = None, exc.message
+            else:
+                return git.create_commit_with_signature(content, signature.block.decode(), "gpgsig")
+        return git.create_commit(None, sig, sig, self._message(), self.empty_tree, parents)
+
+
 def append(
     repo: Repo,
     operation: str,
@@ -71,62 +150,49 @@ def append(
     sign: bool = True,
     join: pygit2.Oid | None = None,
 ) -> pygit2.Oid:
-    """Append one entry to the audit chain by compare-and-swap; return its commit oid.
-
-    The entry is signed when `sign` is set and a signing key is configured. If signing
-    fails the operation has already happened, so the entry is still written, unsigned,
-    with the reason in its body (`signing_error`), where `audit` and `audit verify` show it.
-
-    `join` (remote.py) is the head of another copy of the chain, fetched from a remote:
-    unless the chain already holds it, it becomes a parent of the entry too, so that both
-    histories are kept (see joined_parents).
-    """
-    from govsnap.signing import Signer, signer_for
-
-    signer: Signer | None = None
-    signing_error: str | None = None
-    try:
-        signer = signer_for(repo) if sign else None
-    except GovsnapError as exc:
-        signing_error = exc.message
-    sig = identity.signature()
-    empty_tree = repo.git.TreeBuilder().write()
-
-    def message_for(error: str | None) -> str:
-        extra = {"signing_error": error} if error else None
-        return entry_message(
-            operation,
-            summary,
-            snapshots,
-            identity,
-            arguments or {},
-            result,
-            duration,
-            extra,
-        )
-
-    def compute(current: pygit2.Oid | None) -> pygit2.Oid:
-        nonlocal signer, signing_error
-        parents: list[str | pygit2.Oid] = list(joined_parents(repo, current, join))
-        message = message_for(signing_error)
-        if signer is not None:
-            # pygit2's stubs say Oid; create_commit_string returns the commit's text.
-            content = cast(
-                str, repo.git.create_commit_string(sig, sig, message, empty_tree, parents)
-            )
-            try:
-                signature = signer.sign(content.encode())
-            except GovsnapError as exc:
-                signer, signing_error = None, exc.message
-            else:
-                block = signature.block.decode()
-                return repo.git.create_commit_with_signature(content, block, "gpgsig")
-            message = message_for(signing_error)
-        return repo.git.create_commit(None, sig, sig, message, empty_tree, parents)
-
-    written = update_ref(repo, AUDIT_REF, compute, message=f"govsnap: {operation}")
+    """Append one entry (see EntryWriter) to the audit chain by compare-and-swap; return
+    its commit oid."""
+    writer = EntryWriter(
+        repo,
+        operation,
+        summary,
+        snapshots=snapshots,
+        identity=identity,
+        arguments=arguments,
+        result=result,
+        duration=duration,
+        sign=sign,
+        join=join,
+    )
+    written = update_ref(repo, AUDIT_REF, writer.commit_on, message=f"govsnap: {operation}")
     assert written is not None
     return written
+
+
+def append_with_notes(
+    repo: Repo,
+    entry: EntryWriter,
+    mutations: Mapping[str, Mutation],
+    message: str,
+    *,
+    only_if_changed: bool = False,
+) -> bool:
+    """Apply notes mutations (see notes.commit_on) and append `entry` in one ref
+    transaction, so that a killed process leaves both or neither; return whether the
+    notes changed. With `only_if_changed`, nothing is appended when they did not."""
+    changed = False
+
+    def compute(current: RefValues) -> RefValues:
+        nonlocal changed
+        old_notes = current[NOTES_REF]
+        new_notes = commit_on(repo, old_notes, mutations, entry.identity, message)
+        changed = new_notes != old_notes
+        if only_if_changed and not changed:
+            return {}
+        return {NOTES_REF: new_notes, AUDIT_REF: entry.commit_on(current[AUDIT_REF])}
+
+    update_refs(repo, [NOTES_REF, AUDIT_REF], compute, message=f"govsnap: {entry.operation}")
+    return changed
 
 
 def joined_parents(

@@ -178,6 +178,38 @@ def _note_blob(repo: Repo, tree: pygit2.Tree | None, obj: str) -> pygit2.Oid | N
     return dict(_entries(repo, tree)).get(obj)
 
 
+def commit_on(
+    repo: Repo,
+    current: pygit2.Oid | None,
+    mutations: Mapping[str, Mutation],
+    identity: Identity,
+    message: str = "Notes added by 'govsnap'",
+) -> pygit2.Oid | None:
+    """Write a notes commit on `current` (a notes commit, or None) with each mutation
+    applied to the note of its object, and return it; return `current` when nothing changes.
+
+    A mutation gets the current JSON (None when absent or unparseable) and returns the
+    new JSON, or None to remove the note. Writes objects only: moving the notes ref is the
+    caller's (update, or a transaction that also moves other refs).
+    """
+    tree = _tree_of(repo, current)
+    changes: dict[str, pygit2.Oid | None] = {}
+    for obj, mutate in mutations.items():
+        blob = _note_blob(repo, tree, obj)
+        before = None if blob is None else decode(bytes(repo.git.odb.read(blob)[1])).data
+        after = mutate(None if before is None else dict(before))
+        if after is None:
+            if blob is not None:
+                changes[obj] = None
+        elif after != before:
+            changes[obj] = repo.git.create_blob(encode(after))
+    if not changes:
+        return current
+    sig = identity.signature()
+    parents = [] if current is None else [current]
+    return repo.git.create_commit(None, sig, sig, message, _apply(repo, tree, changes), parents)
+
+
 def update(
     repo: Repo,
     mutations: Mapping[str, Mutation],
@@ -187,35 +219,14 @@ def update(
 ) -> None:
     """Apply each mutation to the current note of its object, as one CAS commit.
 
-    A mutation gets the current JSON (None when absent or unparseable) and returns the
-    new JSON, or None to remove the note. Races with other writers are retried from the
-    fresh state, so concurrent updates of different objects or fields are all kept.
+    Races with other writers are retried from the fresh state (see commit_on), so
+    concurrent updates of different objects or fields are all kept.
     """
-    sig = identity.signature()
 
     def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
-        tree = _tree_of(repo, current)
-        changes: dict[str, pygit2.Oid | None] = {}
-        for obj, mutate in mutations.items():
-            blob = _note_blob(repo, tree, obj)
-            before = None if blob is None else decode(bytes(repo.git.odb.read(blob)[1])).data
-            after = mutate(None if before is None else dict(before))
-            if after is None:
-                if blob is not None:
-                    changes[obj] = None
-            elif after != before:
-                changes[obj] = repo.git.create_blob(encode(after))
-        if not changes:
-            return current
-        parents = [] if current is None else [current]
-        return repo.git.create_commit(None, sig, sig, message, _apply(repo, tree, changes), parents)
+        return commit_on(repo, current, mutations, identity, message)
 
     update_ref(repo, ref, compute, message="govsnap: notes")
-
-
-def put(repo: Repo, obj: str, data: JSONObject, identity: Identity) -> None:
-    """Replace the note on `obj` with `data`."""
-    update(repo, {obj: lambda _current: data}, identity)
 
 
 def merge_fields(repo: Repo, obj: str, fields: JSONObject, identity: Identity) -> None:

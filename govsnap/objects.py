@@ -6,14 +6,14 @@ import hashlib
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap.errors import ConcurrentUpdate, CorruptObject, UsageError
+from govsnap.errors import ConcurrentUpdate, CorruptObject, EnvironmentProblem, UsageError
 from govsnap.repo import Identity, Repo, parse_ident_line
 
 FORMAT_VERSION = 1
@@ -368,7 +368,70 @@ def update_ref(
             return new
         except _RACES:
             _backoff(attempt)
-    raise ConcurrentUpdate(f"{name} kept changing under us; gave up after {_ATTEMPTS} attempts")
+    raise ConcurrentUpdate(_gave_up(repo, [name]))
+
+
+def _gave_up(repo: Repo, names: Sequence[str]) -> str:
+    """Return why updating `names` failed every attempt: a lock file left in place (by a
+    killed process, if no other is running), or refs that kept moving."""
+    for name in names:
+        lock = repo.commondir / f"{name}.lock"
+        if lock.exists():
+            return (
+                f"{name} is locked: {lock} exists; another govsnap or git process is "
+                "writing it, or one was killed while it did: if none is running, delete "
+                "the lock file (govsnap doctor --fix removes stale locks)"
+            )
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"{shown} kept changing under us; gave up after {_ATTEMPTS} attempts"
+
+
+RefValues = dict[str, pygit2.Oid | None]
+_ZERO = "0" * 40
+
+
+def update_refs(
+    repo: Repo,
+    names: Sequence[str],
+    compute: Callable[[RefValues], RefValues],
+    message: str = "govsnap",
+) -> RefValues:
+    """Move several refs at once by compare-and-swap: all of the changes or none.
+
+    `compute` gets the current value of each of `names` (None: absent) and returns the new
+    value of those it changes (None deletes); it may be called several times and must
+    derive the new values from the current ones only. One `git update-ref --stdin`
+    transaction checks every old value and locks every ref before changing any, so a
+    killed process leaves all of the changes or none of them. When a ref moved meanwhile,
+    or another writer holds a lock, the transaction changes nothing and is tried again
+    from the fresh values. Returns the values written.
+    """
+    for attempt in range(_ATTEMPTS):
+        current = {name: ref_target(repo, name) for name in names}
+        wanted = compute(current)
+        changes = {n: v for n, v in wanted.items() if v != current.get(n)}
+        if not changes:
+            return wanted
+        script = b"".join(_transaction_line(n, v, current.get(n)) for n, v in changes.items())
+        proc = repo.git_cmd("update-ref", "--stdin", "-z", "-m", message, input=script, check=False)
+        if proc.returncode == 0:
+            return wanted
+        moved = any(ref_target(repo, name) != current[name] for name in names)
+        detail = proc.stderr.decode(errors="replace").strip()
+        if not moved and "exists" not in detail.lower():
+            reason = detail.splitlines()[-1] if detail else f"exit code {proc.returncode}"
+            raise EnvironmentProblem(f"git update-ref failed: {reason}")
+        # Another writer moved a ref (compute again) or holds a lock (wait for it).
+        _backoff(attempt)
+    raise ConcurrentUpdate(_gave_up(repo, list(names)))
+
+
+def _transaction_line(name: str, new: pygit2.Oid | None, old: pygit2.Oid | None) -> bytes:
+    """Return one `git update-ref --stdin -z` command moving `name` from `old` to `new`."""
+    expected = str(old) if old is not None else _ZERO
+    if new is None:
+        return f"delete {name}\0{expected}\0".encode()
+    return f"update {name}\0{new}\0{expected}\0".encode()
 
 
 def create_ref(repo: Repo, name: str, target: pygit2.Oid) -> bool:

@@ -2,8 +2,9 @@
 record an audit entry, reclaim space with `git gc`; purge one snapshot; pin and unpin.
 
 The policy decides on a list read once (`plan`); `execute` deletes each planned ref only
-if it still points at the tag the plan saw, in one `git update-ref --stdin` transaction,
-so a snapshot created or changed meanwhile is never removed by a stale plan.
+if it still points at the tag the plan saw, in one `git update-ref --stdin` transaction
+that also removes their notes and appends the audit entry, so a snapshot created or
+changed meanwhile is never removed by a stale plan, and none is removed unrecorded.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import pygit2
 from pygit2.enums import FileMode, SortMode
 
 from govsnap import audit, notes
-from govsnap.errors import ConcurrentUpdate, EnvironmentProblem, UsageError
-from govsnap.objects import SNAPSHOT_REF_PREFIX, update_ref
+from govsnap.errors import EnvironmentProblem, UsageError
+from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, update_refs
 from govsnap.repo import Identity, Repo, scrubbed_env
 from govsnap.retention import (
     Candidate,
@@ -318,44 +319,6 @@ def reclaimable_bytes(repo: Repo, the_plan: PrunePlan) -> int:
 
 # --- deleting ------------------------------------------------------------------------------
 
-_ATTEMPTS = 50
-
-
-def delete_refs(repo: Repo, expected: dict[str, str]) -> tuple[list[str], list[str]]:
-    """Delete each ref that still points at its expected oid; return (deleted, vanished).
-
-    One `git update-ref --stdin` transaction checks every old value and rewrites
-    packed-refs once. If a ref moved or went away meanwhile the transaction fails as a
-    whole; the refs are read again and the ones still as planned are retried.
-    """
-    pending = dict(expected)
-    vanished: list[str] = []
-    for attempt in range(_ATTEMPTS):
-        if not pending:
-            break
-        script = b"".join(b"delete %s\0%s\0" % (n.encode(), o.encode()) for n, o in pending.items())
-        proc = repo.git_cmd("update-ref", "--stdin", "-z", input=script, check=False)
-        if proc.returncode == 0:
-            return sorted(pending), sorted(vanished)
-        still = {}
-        for name, oid in pending.items():
-            ref = repo.git.references.get(name)
-            if ref is not None and str(ref.target) == oid:
-                still[name] = oid
-            else:
-                vanished.append(name)
-        if len(still) == len(pending):
-            detail = proc.stderr.decode(errors="replace").strip()
-            if "file exists" not in detail.lower():
-                reason = detail.splitlines()[-1] if detail else f"exit code {proc.returncode}"
-                raise EnvironmentProblem(f"git update-ref failed: {reason}")
-            # Nothing moved: a concurrent writer holds a lock; wait a little.
-            time.sleep(min(0.5, 0.01 * (attempt + 1)))
-        pending = still
-    if pending:
-        raise ConcurrentUpdate("snapshot refs stayed locked; nothing more was deleted")
-    return [], sorted(vanished)
-
 
 def _drop_reflogs(repo: Repo, refs: Iterable[str]) -> None:
     """Remove reflogs left behind for deleted refs (core.logAllRefUpdates=always), which
@@ -399,33 +362,29 @@ def _strip_notes(
     return result
 
 
-def erase_notes(repo: Repo, objects: Iterable[str]) -> None:
-    """Rewrite `refs/notes/govsnap` so that no commit of its history holds a note on
-    `objects` (compare-and-swap; a concurrent notes writer makes it start again).
+def erased_notes(
+    repo: Repo, current: pygit2.Oid | None, objects: frozenset[str], memo: dict[str, pygit2.Oid]
+) -> pygit2.Oid | None:
+    """Return the notes history `current` rewritten so that no commit of it holds a note
+    on `objects` (writes objects only; `memo` carries rewritten trees between tries).
 
     Commits are rewritten with their own authors, dates and messages; history before the
     first such note is reused as it is.
     """
-    wanted = frozenset(objects)
-    memo: dict[str, pygit2.Oid] = {}
-
-    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
-        if current is None:
-            return None
-        mapped: dict[pygit2.Oid, pygit2.Oid] = {}
-        walker = repo.git.walk(current, SortMode.TOPOLOGICAL | SortMode.REVERSE)
-        for commit in walker:
-            tree = _strip_notes(repo, commit.tree, wanted, "", memo)
-            parents = [mapped.get(p, p) for p in commit.parent_ids]
-            if tree == commit.tree_id and parents == list(commit.parent_ids):
-                mapped[commit.id] = commit.id
-                continue
-            mapped[commit.id] = repo.git.create_commit(
-                None, commit.author, commit.committer, commit.raw_message, tree, parents
-            )
-        return mapped[current]
-
-    update_ref(repo, notes.NOTES_REF, compute, message="govsnap: purge notes")
+    if current is None:
+        return None
+    mapped: dict[pygit2.Oid, pygit2.Oid] = {}
+    walker = repo.git.walk(current, SortMode.TOPOLOGICAL | SortMode.REVERSE)
+    for commit in walker:
+        tree = _strip_notes(repo, commit.tree, objects, "", memo)
+        parents = [mapped.get(p, p) for p in commit.parent_ids]
+        if tree == commit.tree_id and parents == list(commit.parent_ids):
+            mapped[commit.id] = commit.id
+            continue
+        mapped[commit.id] = repo.git.create_commit(
+            None, commit.author, commit.committer, commit.raw_message, tree, parents
+        )
+    return mapped[current]
 
 
 # --- executing -----------------------------------------------------------------------------
@@ -460,28 +419,73 @@ class PruneResult:
         return data
 
 
+def _remove(repo: Repo, the_plan: PrunePlan, identity: Identity, started: float) -> list[str]:
+    """Delete the planned snapshot refs that still point at the tags the plan saw, their
+    notes (for a purge: from the whole notes history) and append the audit entry naming
+    them, all in one ref transaction; return the refs deleted.
+
+    A snapshot created or changed meanwhile is never removed by a stale plan; a killed
+    prune leaves every change or none (no snapshot gone without its audit entry).
+    """
+    planned = {d.snapshot.ref: pygit2.Oid(hex=d.snapshot.tag_oid) for d in the_plan.removed}
+    purge = the_plan.options.purge
+    memo: dict[str, pygit2.Oid] = {}
+    deleted: list[str] = []
+
+    def compute(current: RefValues) -> RefValues:
+        nonlocal deleted
+        deleted = sorted(ref for ref, tag in planned.items() if current[ref] == tag)
+        if not deleted:
+            return {}
+        tags = [str(planned[ref]) for ref in deleted]
+        old_notes = current[notes.NOTES_REF]
+        if purge:
+            new_notes = erased_notes(repo, old_notes, frozenset(tags), memo)
+        else:
+            new_notes = notes.commit_on(
+                repo,
+                old_notes,
+                dict.fromkeys(tags, _dropped),
+                identity,
+                "Notes removed by 'govsnap'",
+            )
+        ids = [ref[len(SNAPSHOT_REF_PREFIX) :] for ref in deleted]
+        entry = _audit_entry(repo, the_plan, ids, identity, time.monotonic() - started)
+        return {
+            **dict.fromkeys(deleted, None),
+            notes.NOTES_REF: new_notes,
+            audit.AUDIT_REF: entry.commit_on(current[audit.AUDIT_REF]),
+        }
+
+    names = [*planned, notes.NOTES_REF, audit.AUDIT_REF]
+    update_refs(repo, names, compute, message="govsnap: purge" if purge else "govsnap: prune")
+    return deleted
+
+
+def _dropped(_current: notes.JSONObject | None) -> None:
+    """A notes mutation removing the note."""
+    return None
+
+
 def execute(repo: Repo, the_plan: PrunePlan) -> PruneResult:
-    """Carry out a plan: delete refs (CAS), notes, then audit, then `git gc`."""
+    """Carry out a plan: delete refs, notes and append the audit entry (one transaction),
+    then run `git gc`."""
     started = time.monotonic()
     options = the_plan.options
     identity = repo.committer()
     bytes_before = objects_size(repo)
-    planned = {d.snapshot.ref: d.snapshot.tag_oid for d in the_plan.removed}
-    deleted, vanished = delete_refs(repo, planned) if planned else ([], [])
-    tags = [planned[ref] for ref in deleted]
+    planned = {d.snapshot.ref for d in the_plan.removed}
+    deleted = _remove(repo, the_plan, identity, started) if planned else []
+    vanished = sorted(planned - set(deleted))
     removed_ids = tuple(ref[len(SNAPSHOT_REF_PREFIX) :] for ref in deleted)
     if deleted:
         _drop_reflogs(repo, deleted)
         if options.purge:
-            erase_notes(repo, tags)
             from govsnap.digest import DigestCache
 
             # The cache records the SHA-256 of every blob it hashed: a digest of purged
             # content must not outlive it.
             DigestCache.for_repo(repo).reset()
-        else:
-            notes.remove(repo, tags, identity)
-        _audit(repo, the_plan, removed_ids, identity, time.monotonic() - started)
     gc_mode = "skipped"
     prune_expire = None
     try:
@@ -512,9 +516,10 @@ def execute(repo: Repo, the_plan: PrunePlan) -> PruneResult:
     )
 
 
-def _audit(
+def _audit_entry(
     repo: Repo, the_plan: PrunePlan, removed: Sequence[str], identity: Identity, seconds: float
-) -> None:
+) -> audit.EntryWriter:
+    """Return the writer of the audit entry of a prune (or purge) that removed `removed`."""
     options = the_plan.options
     total = len(the_plan.decisions)
     if options.purge:
@@ -531,7 +536,7 @@ def _audit(
         "gc": options.gc,
         "purge": options.purge,
     }
-    audit.append(
+    return audit.EntryWriter(
         repo,
         "purge" if options.purge else "prune",
         summary,
@@ -562,9 +567,8 @@ def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
     if is_pinned(snap) == pinned:
         return PinResult(snap.id, pinned, False)
     identity = repo.committer()
-    notes.merge_fields(repo, snap.tag_oid, {"pinned": pinned}, identity)
     operation = "pin" if pinned else "unpin"
-    audit.append(
+    entry = audit.EntryWriter(
         repo,
         operation,
         f"{operation}ned snapshot {snap.id}",
@@ -573,4 +577,12 @@ def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
         arguments={"snapshot": name},
         duration=time.monotonic() - started,
     )
-    return PinResult(snap.id, pinned, True)
+
+    def mark(note: notes.JSONObject | None) -> notes.JSONObject:
+        return {**(note or {}), "pinned": pinned}
+
+    # The note and its audit entry change together; nothing when another process set it.
+    changed = audit.append_with_notes(
+        repo, entry, {snap.tag_oid: mark}, "Notes added by 'govsnap'", only_if_changed=True
+    )
+    return PinResult(snap.id, pinned, changed)

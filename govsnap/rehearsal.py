@@ -461,9 +461,8 @@ def rehearse(
     )
     report = _write_reports(repo, report, report_path, stamp)
     identity = repo.committer()
-    notes.merge_fields(repo, snap.tag_oid, {"rehearsal": report.note_summary()}, identity)
     verdict = "pass" if report.passed else f"failed: {', '.join(report.failed_gates)}"
-    audit.append(
+    entry = audit.EntryWriter(
         repo,
         "rehearse",
         f"rehearsal of {snap.id}: {verdict}",
@@ -473,6 +472,13 @@ def rehearse(
         result="ok" if report.passed else verdict,
         duration=timings["total"],
     )
+    summary = report.note_summary()
+
+    def merge(note: notes.JSONObject | None) -> notes.JSONObject:
+        return {**(note or {}), "rehearsal": summary}
+
+    # The result in the note and the audit entry are written together.
+    audit.append_with_notes(repo, entry, {snap.tag_oid: merge}, "Notes added by 'govsnap'")
     return report
 
 

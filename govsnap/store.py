@@ -27,14 +27,15 @@ from govsnap.errors import (
 from govsnap.notes import Note
 from govsnap.objects import (
     SNAPSHOT_REF_PREFIX,
+    RefValues,
     SignedTag,
     SnapshotPayload,
     Source,
-    create_ref,
     payload_from_tuple,
     payload_to_tuple,
     read_tag,
     snapshot_id,
+    update_refs,
     validate_message,
     validate_name,
     write_commit,
@@ -421,7 +422,7 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
     tag = SignedTag(body, signature.block if signature else b"")
     tag_oid = write_tag(repo, tag)
     ident = snapshot_id(body)
-    create_ref(repo, SNAPSHOT_REF_PREFIX + ident, tag_oid)
+    ref = SNAPSHOT_REF_PREFIX + ident
     note = note_fields(
         payload,
         ident,
@@ -429,9 +430,8 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
         signature.signer if signature else None,
         signature.kind if signature else "none",
     )
-    notes.put(repo, str(tag_oid), note, identity)
     seconds = time.monotonic() - started
-    audit.append(
+    entry = audit.EntryWriter(
         repo,
         "create",
         f"snapshot {ident} of {where}",
@@ -444,6 +444,22 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
             **options.audit_context,
         },
         duration=seconds,
+    )
+
+    def record(current: RefValues) -> RefValues:
+        if current[ref] is not None:
+            raise UsageError(f"{ref} already exists with another object")
+        return {
+            ref: tag_oid,
+            notes.NOTES_REF: notes.commit_on(
+                repo, current[notes.NOTES_REF], {str(tag_oid): lambda _old: note}, identity
+            ),
+            audit.AUDIT_REF: entry.commit_on(current[audit.AUDIT_REF]),
+        }
+
+    # The ref, its note and its audit entry appear together or not at all.
+    update_refs(
+        repo, [ref, notes.NOTES_REF, audit.AUDIT_REF], record, message=f"govsnap: create {ident}"
     )
     snapshot = Snapshot(ident, str(tag_oid), payload, tag.signature_kind, Note(note))
     return CreateResult(snapshot, True, digest, seconds)

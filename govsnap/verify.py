@@ -19,7 +19,7 @@ from govsnap import audit, notes
 from govsnap.digest import DigestCache, digest_tree
 from govsnap.errors import CorruptObject, UsageError
 from govsnap.objects import SignedTag, SnapshotPayload, read_tag, snapshot_id
-from govsnap.repo import Repo
+from govsnap.repo import Identity, Repo
 from govsnap.signing import SignatureCheck, SignatureVerifier
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, signed_copies
 from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, policy_ref, require_trust
@@ -439,11 +439,12 @@ def select(repo: Repo, names: Sequence[str], all_: bool, environment: str | None
     return list(chosen.values())
 
 
-def record(repo: Repo, snaps: Sequence[Snapshot], results: Sequence[SnapshotVerification]) -> None:
-    """Record each verdict in its snapshot's note as {"verification": {time, verdict,
-    signer}} (notes.merge_fields semantics, one commit for all); a snapshot without a
-    readable note gets none, so that verification never invents metadata."""
-    identity = repo.committer()
+def verdict_mutations(
+    snaps: Sequence[Snapshot], results: Sequence[SnapshotVerification], identity: Identity
+) -> dict[str, notes.Mutation]:
+    """Return the notes mutations recording each verdict in its snapshot's note as
+    {"verification": {time, verdict, signer}}; a snapshot without a readable note gets
+    none, so that verification never invents metadata."""
     when = datetime.fromtimestamp(identity.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     mutations: dict[str, notes.Mutation] = {}
     for snap, result in zip(snaps, results, strict=True):
@@ -455,8 +456,7 @@ def record(repo: Repo, snaps: Sequence[Snapshot], results: Sequence[SnapshotVeri
             return None if current is None else {**current, "verification": value}
 
         mutations[snap.tag_oid] = merge
-    if mutations:
-        notes.update(repo, mutations, identity, "Verification recorded by 'govsnap verify'")
+    return mutations
 
 
 def run(
@@ -478,16 +478,23 @@ def run(
     seconds = time.monotonic() - started
     report = VerifyReport(tuple(results), seconds, policy.source if policy else None, deep)
     if results:
-        record(repo, snaps, results)
+        identity = repo.committer()
         passed = len(results) - report.failed
-        audit.append(
+        entry = audit.EntryWriter(
             repo,
             "verify",
             f"{len(results)} snapshot(s): {passed} passed, {report.failed} failed",
             snapshots=[r.id for r in results],
-            identity=repo.committer(),
+            identity=identity,
             arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
             result="pass" if report.ok else "fail",
             duration=time.monotonic() - started,
+        )
+        # The verdicts in the notes and the audit entry are written together.
+        audit.append_with_notes(
+            repo,
+            entry,
+            verdict_mutations(snaps, results, identity),
+            "Verification recorded by 'govsnap verify'",
         )
     return report

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+from pathlib import Path
 
+import pygit2
 import pytest
 
-from govsnap.errors import CorruptObject, UsageError
+from govsnap import objects
+from govsnap.errors import ConcurrentUpdate, CorruptObject, UsageError
 from govsnap.objects import (
+    RefValues,
     SignedTag,
     SnapshotPayload,
     Source,
     payload_from_tuple,
     payload_to_tuple,
+    ref_target,
     snapshot_id,
+    update_ref,
+    update_refs,
     validate_name,
 )
-from govsnap.repo import Identity
+from govsnap.repo import Identity, Repo, open_repo
+from tests.conftest import git
 
 PAYLOAD = SnapshotPayload(
     commit="1" * 40,
@@ -96,3 +104,66 @@ def test_names_are_validated(bad: str) -> None:
 def test_payload_survives_the_parsed_object_cache_form() -> None:
     values = marshal.loads(marshal.dumps(payload_to_tuple(PAYLOAD)))
     assert payload_from_tuple(values) == PAYLOAD
+
+
+# --- multi-ref transactions ---------------------------------------------------------------
+
+
+def _repo_with_commits(tmp_path: Path) -> tuple[Repo, list[pygit2.Oid]]:
+    path = tmp_path / "repo"
+    git(tmp_path, "init", "-q", str(path))
+    repo = open_repo(path)
+    sig = pygit2.Signature("A", "a@example.com", 1_795_000_000, 0)
+    tree = repo.git.TreeBuilder().write()
+    commits = [repo.git.create_commit(None, sig, sig, f"c{n}", tree, []) for n in range(3)]
+    return repo, commits
+
+
+def test_update_refs_changes_every_ref_or_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(objects, "_ATTEMPTS", 3)  # give up on a held lock at once
+    repo, (a, b, c) = _repo_with_commits(tmp_path)
+    git(repo.cwd, "update-ref", "refs/x/gone", str(a))
+
+    def compute(current: RefValues) -> RefValues:
+        assert current == {"refs/x/one": None, "refs/x/two": None, "refs/x/gone": a}
+        return {"refs/x/one": b, "refs/x/two": c, "refs/x/gone": None}
+
+    names = ["refs/x/one", "refs/x/two", "refs/x/gone"]
+    update_refs(repo, names, compute)
+    assert [ref_target(repo, n) for n in names] == [b, c, None]
+    # A lock held on one ref (a killed writer's, say): nothing at all changes.
+    (repo.commondir / "refs" / "x" / "two.lock").write_text("")
+    with pytest.raises(ConcurrentUpdate, match=r"refs/x/two is locked: .*two\.lock exists"):
+        update_refs(repo, names, lambda _current: {"refs/x/one": a, "refs/x/two": a})
+    assert [ref_target(repo, n) for n in names] == [b, c, None]
+
+
+def test_update_refs_computes_again_when_a_ref_moved(tmp_path: Path) -> None:
+    repo, (a, b, c) = _repo_with_commits(tmp_path)
+    seen: list[RefValues] = []
+
+    def compute(current: RefValues) -> RefValues:
+        seen.append(dict(current))
+        if len(seen) == 1:  # another writer gets in between our read and our write
+            git(repo.cwd, "update-ref", "refs/x/one", str(a))
+        return {"refs/x/one": c if current["refs/x/one"] == a else b}
+
+    update_refs(repo, ["refs/x/one"], compute)
+    assert seen == [{"refs/x/one": None}, {"refs/x/one": a}]
+    assert ref_target(repo, "refs/x/one") == c
+
+
+def test_update_ref_names_a_lock_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It used to say the ref "kept changing under us", which sent people looking for
+    # another writer rather than for the lock a killed one left.
+    monkeypatch.setattr(objects, "_ATTEMPTS", 3)
+    repo, (a, _, _) = _repo_with_commits(tmp_path)
+    lock = repo.commondir / "refs" / "notes" / "govsnap.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    with pytest.raises(ConcurrentUpdate, match=r"refs/notes/govsnap is locked: .*govsnap\.lock"):
+        update_ref(repo, "refs/notes/govsnap", lambda _current: a)

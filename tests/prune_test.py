@@ -552,3 +552,29 @@ def test_a_failing_gc_says_the_snapshots_are_gone(cli: Cli, make_repo: MakeRepo)
     assert result.code == 3
     assert result.err.startswith("govsnap: error: removed 1 snapshot(s), then git gc failed")
     assert snapshot_ids(repo) == [newest]
+
+
+def test_prune_and_pin_change_refs_notes_and_audit_together(
+    cli: Cli, make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, a prune killed after deleting refs left no audit entry for the deletions,
+    # and a pin killed after its note none for the pin. A lock held on the audit ref (as
+    # a killed process leaves it) now stops each whole operation.
+    from govsnap import objects
+
+    monkeypatch.setattr(objects, "_ATTEMPTS", 3)
+    repo = make_repo()
+    for n in range(3):
+        assert cli(repo, "create", "-m", f"s{n}").code == 0
+    before = all_refs(repo)
+    lock = repo / ".git" / "refs" / "govsnap" / "audit.lock"
+    lock.write_text("")
+    for args in (["prune", "--keep-last", "1", "--yes", "--no-gc"], ["pin", "latest"]):
+        result = cli(repo, *args)
+        assert result.code == 3 and "refs/govsnap/audit is locked" in result.err, result.err
+        assert all_refs(repo) == before
+    lock.unlink()
+    assert cli(repo, "prune", "--keep-last", "1", "--yes", "--no-gc").code == 0
+    assert len(snapshot_ids(repo)) == 1
+    assert last_audit(repo)["snapshots"] and last_audit(repo)["operation"] == "prune"
+    assert len(noted_objects(repo)) == 1

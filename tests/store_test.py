@@ -359,3 +359,27 @@ def test_a_diff_libgit2_cannot_make_is_refused_in_one_line(cli: Cli, repo: Path)
     for args in (["diff", ident], ["diff", plain, ident]):
         result = cli(repo, *args)
         assert result.code == 1 and "cannot compare tree" in result.err, result.err
+
+
+def test_create_writes_its_ref_note_and_audit_entry_together(
+    cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the ref, the note and the audit entry were three updates: a create killed
+    # between them left a snapshot without note or audit entry. A lock held on the audit
+    # ref (as a killed process leaves it) now stops all three.
+    from govsnap import objects
+
+    monkeypatch.setattr(objects, "_ATTEMPTS", 3)
+    created_id(cli, repo)
+    before = all_refs(repo)
+    lock = repo / ".git" / "refs" / "govsnap" / "audit.lock"
+    lock.write_text("")
+    result = cli(repo, "create")
+    assert result.code == 3 and "refs/govsnap/audit is locked" in result.err, result.err
+    assert all_refs(repo) == before
+    lock.unlink()
+    ident = created_id(cli, repo)
+    assert ident in snapshot_ids(repo)
+    assert git(repo, "log", "-1", "--format=%s", "refs/govsnap/audit").startswith(
+        f"create: snapshot {ident}"
+    )
