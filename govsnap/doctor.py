@@ -72,7 +72,8 @@ def _lock_files(repo: Repo) -> list[Path]:
     """Return the lock files git and govsnap may leave for govsnap's state."""
     common = repo.commondir
     found = [common / "packed-refs.lock", repo.gitdir / "index.lock"]
-    for area in (common / "refs" / "govsnap", common / "refs" / "notes", repo.state_dir):
+    areas = ("govsnap", "govsnap-remote", "notes")  # govsnap-remote: fetch's copies
+    for area in (*(common / "refs" / name for name in areas), repo.state_dir):
         if area.is_dir():
             found.extend(area.rglob("*.lock"))
     return [path for path in found if path.is_file()]

@@ -145,3 +145,18 @@ def test_a_damaged_digest_cache_is_reset(cli: Cli, make_repo: MakeRepo) -> None:
     assert cli(repo, "doctor", "--fix").code == 0
     assert cli(repo, "doctor").code == 0
     assert cli(repo, "verify", "--all").code == 0
+
+
+def test_a_stale_lock_on_a_fetched_copy_is_removed(cli: Cli, make_repo: MakeRepo) -> None:
+    # A fetch killed while git wrote refs/govsnap-remote/ left a lock that made every
+    # later fetch fail, and doctor did not look there.
+    repo = snapshots(cli, make_repo, 1)
+    lock = repo / ".git" / "refs" / "govsnap-remote" / "origin" / "notes.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")
+    hour_ago = time.time() - 3600
+    os.utime(lock, (hour_ago, hour_ago))
+    code, data = doctor_json(cli, repo)
+    assert code == 1 and kinds(data) == ["stale-lock"]
+    assert cli(repo, "doctor", "--fix").code == 0
+    assert not lock.exists()
