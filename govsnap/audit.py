@@ -191,7 +191,7 @@ def append_with_notes(
             return {}
         return {NOTES_REF: new_notes, AUDIT_REF: entry.commit_on(current[AUDIT_REF])}
 
-    update_refs(repo, [NOTES_REF, AUDIT_REF], compute, message=f"govsnap: {entry.operation}")
+    update_refs(repo, [AUDIT_REF, NOTES_REF], compute, message=f"govsnap: {entry.operation}")
     return changed
 
 

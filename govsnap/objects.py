@@ -401,10 +401,14 @@ def update_refs(
     `compute` gets the current value of each of `names` (None: absent) and returns the new
     value of those it changes (None deletes); it may be called several times and must
     derive the new values from the current ones only. One `git update-ref --stdin`
-    transaction checks every old value and locks every ref before changing any, so a
-    killed process leaves all of the changes or none of them. When a ref moved meanwhile,
-    or another writer holds a lock, the transaction changes nothing and is tried again
-    from the fresh values. Returns the values written.
+    transaction locks every ref and checks every old value before changing any: when a
+    ref moved meanwhile, or another writer holds a lock, it changes nothing and is tried
+    again from the fresh values. Returns the values written.
+
+    A killed govsnap leaves all of the changes or none. git itself, killed while it
+    commits (its files backend renames one lock file after another), leaves the updates
+    before that point done, in the order of `names`, and deletions after every update:
+    callers name the audit ref first, so that no change lands without its audit entry.
     """
     for attempt in range(_ATTEMPTS):
         current = {name: ref_target(repo, name) for name in names}
@@ -412,7 +416,9 @@ def update_refs(
         changes = {n: v for n, v in wanted.items() if v != current.get(n)}
         if not changes:
             return wanted
-        script = b"".join(_transaction_line(n, v, current.get(n)) for n, v in changes.items())
+        script = b"".join(
+            _transaction_line(n, changes[n], current[n]) for n in names if n in changes
+        )
         proc = repo.git_cmd("update-ref", "--stdin", "-z", "-m", message, input=script, check=False)
         if proc.returncode == 0:
             return wanted

@@ -457,7 +457,7 @@ def _remove(repo: Repo, the_plan: PrunePlan, identity: Identity, started: float)
             audit.AUDIT_REF: entry.commit_on(current[audit.AUDIT_REF]),
         }
 
-    names = [*planned, notes.NOTES_REF, audit.AUDIT_REF]
+    names = [audit.AUDIT_REF, notes.NOTES_REF, *planned]
     update_refs(repo, names, compute, message="govsnap: purge" if purge else "govsnap: prune")
     return deleted
 

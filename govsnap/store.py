@@ -457,9 +457,10 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
             audit.AUDIT_REF: entry.commit_on(current[audit.AUDIT_REF]),
         }
 
-    # The ref, its note and its audit entry appear together or not at all.
+    # The ref, its note and its audit entry appear together or not at all (the audit
+    # entry first should git itself be killed half-way, see update_refs).
     update_refs(
-        repo, [ref, notes.NOTES_REF, audit.AUDIT_REF], record, message=f"govsnap: create {ident}"
+        repo, [audit.AUDIT_REF, notes.NOTES_REF, ref], record, message=f"govsnap: create {ident}"
     )
     snapshot = Snapshot(ident, str(tag_oid), payload, tag.signature_kind, Note(note))
     return CreateResult(snapshot, True, digest, seconds)
