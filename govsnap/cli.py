@@ -589,6 +589,7 @@ def prune(
         else:
             render.prune_plan(plan, reclaimable)
         return
+    pruning.authorize(repo, plan)
     if plan.removed and not yes and sys.stdin.isatty():
         if not json_out:
             render.prune_decisions(plan)
@@ -597,7 +598,7 @@ def prune(
             raise typer.Exit(1)
     if now and not json_out:
         render.prune_now_warning()
-    result = pruning.execute(repo, plan)
+    result = pruning.execute(repo, plan, authorized=True)
     if json_out:
         render.emit_json(result.as_json())
     else:

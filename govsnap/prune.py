@@ -22,7 +22,7 @@ import pygit2
 from pygit2.enums import FileMode, SortMode
 
 from govsnap import audit, notes
-from govsnap.errors import EnvironmentProblem, UsageError
+from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
 from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, update_refs
 from govsnap.repo import Identity, Repo, scrubbed_env
 from govsnap.retention import (
@@ -33,6 +33,7 @@ from govsnap.retention import (
     policy_from_values,
 )
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
+from govsnap.trust import decide_local, load_policy
 
 DEFAULT_POLICY = RetentionPolicy(last=20)
 DEFAULT_PRUNE_EXPIRE = "2.weeks.ago"
@@ -467,14 +468,25 @@ def _dropped(_current: notes.JSONObject | None) -> None:
     return None
 
 
-def execute(repo: Repo, the_plan: PrunePlan) -> PruneResult:
-    """Carry out a plan: delete refs, notes and append the audit entry (one transaction),
-    then run `git gc`."""
+def authorize(repo: Repo, the_plan: PrunePlan) -> None:
+    """Raise CheckFailed unless the trust policy, when one is committed, lets this clone's
+    signing key prune every snapshot the plan removes."""
+    removed = [d.snapshot for d in the_plan.removed]
+    if removed:
+        _require_right(repo, removed, "prune", "nothing removed")
+
+
+def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> PruneResult:
+    """Carry out a plan: check the trust policy allows it (unless `authorized` says the
+    caller did), delete refs, notes and append the audit entry (one transaction), then
+    run `git gc`."""
     started = time.monotonic()
     options = the_plan.options
     identity = repo.committer()
     bytes_before = objects_size(repo)
     planned = {d.snapshot.ref for d in the_plan.removed}
+    if planned and not authorized:
+        authorize(repo, the_plan)
     deleted = _remove(repo, the_plan, identity, started) if planned else []
     vanished = sorted(planned - set(deleted))
     removed_ids = tuple(ref[len(SNAPSHOT_REF_PREFIX) :] for ref in deleted)
@@ -547,6 +559,19 @@ def _audit_entry(
     )
 
 
+def _require_right(repo: Repo, snaps: Sequence[Snapshot], operation: str, refusal: str) -> None:
+    """Raise CheckFailed unless the trust policy, when one is committed, lets the key this
+    clone signs with perform `operation` in the environment of each of `snaps` (one whose
+    tag cannot be read needs the right in every environment, "*")."""
+    policy = load_policy(repo)
+    if policy is None:
+        return
+    environments = [s.payload.environment if s.payload else "*" for s in snaps]
+    decision = decide_local(repo, policy, environments, operation)
+    if not decision.allowed:
+        raise CheckFailed(f"{refusal}: {decision.reason}")
+
+
 # --- pinning -------------------------------------------------------------------------------
 
 
@@ -566,8 +591,10 @@ def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
     snap = resolve(repo, name)
     if is_pinned(snap) == pinned:
         return PinResult(snap.id, pinned, False)
-    identity = repo.committer()
     operation = "pin" if pinned else "unpin"
+    # Unpinning lets prune delete the snapshot, so it needs the same right as pinning.
+    _require_right(repo, [snap], "pin", f"cannot {operation} {snap.id}")
+    identity = repo.committer()
     entry = audit.EntryWriter(
         repo,
         operation,

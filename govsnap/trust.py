@@ -7,6 +7,7 @@ import base64
 import fnmatch
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pygit2
 
 from govsnap.errors import UsageError
 from govsnap.repo import Repo
-from govsnap.signing import ssh_key_fingerprint
+from govsnap.signing import SignatureVerifier, signer_for, ssh_key_fingerprint
 
 POLICY_PATH = ".govsnap/trust.toml"
 DEFAULT_REF = "HEAD"
@@ -441,6 +442,34 @@ def load_policy_file(path: Path) -> TrustPolicy:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     return parse_policy(data, str(path))
+
+
+def decide_local(
+    repo: Repo, policy: TrustPolicy, environments: Iterable[str], operation: str
+) -> TrustDecision:
+    """Return whether the key this clone signs with may perform `operation` in every one
+    of `environments` (the first refusal, or the last allowance). The key is identified
+    as verification identifies a signer: a probe is signed with it and verified, so a key
+    ID, an e-mail or a subkey in git config is looked up by the fingerprint the policy
+    names."""
+    signer = signer_for(repo)
+    if signer is None:
+        return TrustDecision(
+            False,
+            f"no signing key is configured, and the trust policy {policy.source} "
+            f"decides who may {operation}",
+        )
+    probe = f"govsnap: may this key {operation}?\n".encode()
+    signature = signer.sign(probe)
+    check = SignatureVerifier(repo, policy.allowed_signers_text()).verify(probe, signature.block)
+    if not check.valid:
+        return TrustDecision(False, f"the configured signing key does not verify: {check.reason}")
+    decision = TrustDecision(False, f"nothing to {operation}")
+    for environment in sorted(set(environments)):
+        decision = policy.decide(check.signer, environment, operation)
+        if not decision.allowed:
+            break
+    return decision
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,16 @@ import pytest
 from govsnap import prune
 from govsnap.repo import open_repo
 from govsnap.retention import RetentionPolicy
-from tests.conftest import Cli, MakeRepo, all_refs, git, govsnap_bin, snapshot_ids, write_files
+from tests.conftest import (
+    Cli,
+    Keys,
+    MakeRepo,
+    all_refs,
+    git,
+    govsnap_bin,
+    snapshot_ids,
+    write_files,
+)
 
 
 def dated(cli: Cli, repo: Path, when: str, *args: str) -> str:
@@ -578,3 +587,77 @@ def test_prune_and_pin_change_refs_notes_and_audit_together(
     assert len(snapshot_ids(repo)) == 1
     assert last_audit(repo)["snapshots"] and last_audit(repo)["operation"] == "prune"
     assert len(noted_objects(repo)) == 1
+
+
+def pin_policy(fingerprint: str, operations: str) -> str:
+    return (
+        "version = 1\n[signers.releaser]\n"
+        f'openpgp = "{fingerprint}"\nenvironments = ["prod"]\noperations = [{operations}]\n'
+    )
+
+
+def test_the_trust_policy_decides_who_may_pin_and_unpin(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    repo = make_repo({"a.txt": "a\n", ".govsnap/trust.toml": pin_policy(keys.trusted, '"create"')})
+    # Configured by e-mail, not fingerprint: the key is looked up as verify would.
+    git(repo, "config", "govsnap.signingKey", "releaser@example.com")
+    made = cli(repo, "create", "--environment", "prod", "--json")
+    assert made.code == 0, made.err
+    ident = json.loads(made.out)["snapshot"]["id"]
+    before = all_refs(repo)
+
+    refused = cli(repo, "pin", ident)
+    assert refused.code == 1
+    assert refused.err.startswith(f"govsnap: error: cannot pin {ident}: signer releaser")
+    assert "may not pin" in refused.err and len(refused.err.splitlines()) == 1
+    assert all_refs(repo) == before
+
+    write_files(repo, {".govsnap/trust.toml": pin_policy(keys.trusted, '"create", "pin"')})
+    git(repo, "commit", "-qam", "releaser may pin")
+    assert cli(repo, "pin", ident).code == 0
+    assert json.loads(git(repo, "notes", "--ref=govsnap", "show", tag_of(repo, ident)))["pinned"]
+
+    # Another key, not in the policy, can neither unpin nor pin.
+    git(repo, "config", "govsnap.signingKey", keys.other)
+    before = all_refs(repo)
+    refused = cli(repo, "unpin", ident)
+    assert refused.code == 1 and "is not in the trust policy" in refused.err
+    assert all_refs(repo) == before
+    git(repo, "config", "--unset", "govsnap.signingKey")
+    refused = cli(repo, "unpin", ident)
+    assert refused.code == 1 and "no signing key is configured" in refused.err
+    assert all_refs(repo) == before
+    git(repo, "config", "govsnap.signingKey", keys.trusted)
+    assert cli(repo, "unpin", ident).code == 0
+    assert git(repo, "log", "-2", "--format=%s", "refs/govsnap/audit").split("\n")[:2] == [
+        f"unpin: unpinned snapshot {ident}",
+        f"pin: pinned snapshot {ident}",
+    ]
+
+
+def test_the_trust_policy_decides_who_may_prune(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
+    repo = make_repo({"a.txt": "a\n", ".govsnap/trust.toml": pin_policy(keys.trusted, '"create"')})
+    ids = []
+    for day in (1, 2, 3):
+        os.environ["GIT_COMMITTER_DATE"] = f"2024-01-0{day}T10:00:00Z"
+        try:
+            made = cli(repo, "create", "--environment", "prod", "--json")
+        finally:
+            del os.environ["GIT_COMMITTER_DATE"]
+        assert made.code == 0, made.err
+        ids.append(json.loads(made.out)["snapshot"]["id"])
+    before = all_refs(repo)
+    for args in (["--keep-last", "1"], ["--id", ids[0], "--now"]):
+        refused = cli(repo, "prune", "--yes", *args)
+        assert refused.code == 1, refused.err
+        assert refused.err.startswith("govsnap: error: nothing removed: signer releaser")
+        assert "may not prune" in refused.err and len(refused.err.splitlines()) == 1
+        assert all_refs(repo) == before
+    assert cli(repo, "prune", "--keep-last", "1", "--dry-run").code == 0
+
+    write_files(repo, {".govsnap/trust.toml": pin_policy(keys.trusted, '"create", "prune"')})
+    git(repo, "commit", "-qam", "releaser may prune")
+    done = cli(repo, "prune", "--yes", "--keep-last", "1", "--no-gc")
+    assert done.code == 0, done.err
+    assert snapshot_ids(repo) == [ids[2]]
