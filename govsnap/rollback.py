@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import pygit2
 from pygit2.enums import CheckoutStrategy, DeltaStatus, DiffOption, FileMode, RepositoryState
@@ -37,6 +37,7 @@ from govsnap.store import (
     resolve,
     snapshot_tree,
 )
+from govsnap.trust import decide_local, load_policy
 
 SAFETY_TRIGGER = "pre-rollback"
 
@@ -200,26 +201,47 @@ def check_paths_exist(
 
 
 def _verify(repo: Repo, snap: Snapshot) -> None:
-    """Raise CheckFailed unless the snapshot passes verification for `rollback`."""
+    """Raise CheckFailed unless the snapshot passes verification for `rollback` and, with
+    a trust policy, the key this clone signs with may roll back in its environment."""
     from govsnap.verify import verify_snapshot
 
     report = verify_snapshot(repo, snap, operation="rollback")
     if not report.ok:
         failures = "; ".join(report.failures()[:3])
-        # A refused rollback is a security event: the trail records it.
-        audit.append(
+        _refuse(
             repo,
-            "rollback",
-            f"rollback to {snap.id} refused: verification failed",
-            snapshots=[snap.id],
-            identity=repo.committer(),
-            arguments={"verify": True},
-            result=f"refused: {failures}",
-        )
-        raise CheckFailed(
+            snap,
+            "verification failed",
+            failures,
             f"snapshot {snap.id} failed verification ({failures}); "
-            "refusing to roll back to it (--no-verify overrides)"
+            "refusing to roll back to it (--no-verify overrides)",
         )
+    policy = load_policy(repo)
+    if policy is not None:
+        environment = snap.payload.environment if snap.payload else "*"
+        decision = decide_local(repo, policy, [environment], "rollback")
+        if not decision.allowed:
+            _refuse(
+                repo,
+                snap,
+                "not allowed",
+                decision.reason,
+                f"refusing to roll back to {snap.id}: {decision.reason}",
+            )
+
+
+def _refuse(repo: Repo, snap: Snapshot, why: str, detail: str, message: str) -> NoReturn:
+    """Record a refused rollback in the audit trail (it is a security event), then raise."""
+    audit.append(
+        repo,
+        "rollback",
+        f"rollback to {snap.id} refused: {why}",
+        snapshots=[snap.id],
+        identity=repo.committer(),
+        arguments={"verify": True},
+        result=f"refused: {detail}",
+    )
+    raise CheckFailed(message)
 
 
 def _index_tree(repo: Repo, snap: Snapshot) -> pygit2.Tree | None:

@@ -546,3 +546,32 @@ def test_file_names_that_are_not_utf8_roll_back_and_forth(cli: Cli, repo: Path) 
     assert Path(os.fsdecode(top + b"/caf\x80\xe9")).read_bytes() == b"x\n"
     roll(cli, repo, str(safety))
     assert files_state(repo) == before
+
+
+def test_whoever_rolls_back_must_be_allowed_to(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
+    policy = (
+        "version = 1\n[signers.releaser]\n"
+        f'openpgp = "{keys.trusted}"\nenvironments = ["prod"]\noperations = ["*"]\n'
+        "[signers.developer]\n"
+        f'openpgp = "{keys.other}"\nenvironments = ["*"]\noperations = ["create"]\n'
+    )
+    repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
+    ident = snap(cli, repo, "--environment", "prod")
+    write_files(repo, {"app.py": "v2\n"})
+    git(repo, "config", "govsnap.signingKey", keys.other)
+    before = files_state(repo)
+
+    refused = cli(repo, "rollback", ident, "--yes")
+    assert refused.code == 1, refused.err
+    assert refused.err.startswith(
+        f"govsnap: error: refusing to roll back to {ident}: signer developer"
+    )
+    assert "may not rollback" in refused.err and len(refused.err.splitlines()) == 1
+    # Nothing written, no safety snapshot; only the refusal is recorded.
+    assert files_state(repo) == before
+    assert snapshot_ids(repo) == [ident]
+    assert "refused: not allowed" in git(repo, "log", "-1", "--format=%s", "refs/govsnap/audit")
+
+    git(repo, "config", "govsnap.signingKey", keys.trusted)
+    roll(cli, repo, ident)
+    assert (repo / "app.py").read_text() == "v1\n"
