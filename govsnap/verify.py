@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
-from pygit2.enums import FileMode, ObjectType
+from pygit2.enums import ObjectType
 
 from govsnap import audit, notes
 from govsnap.digest import DigestCache, digest_tree
@@ -274,37 +274,39 @@ class _Checker:
             missing.append(f"{oid} ({label}) is not a tree")
             return []
         odb = self.repo.git.odb
+        # Without --deep a blob is checked with odb.exists alone: a cache of checked blobs
+        # costs more than the lookup. Entry kinds are compared as strings, which pygit2
+        # returns without building an enum (the walk visits every entry: 100,000 in the
+        # benchmark repository).
+        present = self.blob_intact if self.options.deep else odb.exists
         subtrees: list[tuple[pygit2.Oid, str]] = []
         complete = True
         for entry in tree:
-            name = entry.name or ""
-            if entry.filemode == FileMode.TREE:
-                subtrees.append((entry.id, name))
-            elif entry.filemode == FileMode.COMMIT:
+            kind = entry.type_str
+            if kind == "tree":
+                subtrees.append((entry.id, entry.name or ""))
+            elif kind == "commit":
                 continue  # a submodule's commit lives in another repository
-            elif not self.blob_present(odb, entry.id):
-                missing.append(f"blob {entry.id} ({where}{name})")
+            elif not present(entry.id):
+                missing.append(f"blob {entry.id} ({where}{entry.name or ''})")
                 complete = False
         if complete:
             self.trees_ok[oid] = subtrees
         return subtrees
 
-    def blob_present(self, odb: pygit2.Odb, oid: pygit2.Oid) -> bool:
-        """Return True when the blob exists (with --deep: and reads back intact)."""
+    def blob_intact(self, oid: pygit2.Oid) -> bool:
+        """Return True when the blob exists and reads back intact (for --deep)."""
         if oid in self.blobs_ok:
             return True
-        if self.options.deep:
-            try:
-                # libgit2 checks the content against the oid while reading.
-                kind, _data = odb.read(oid)
-            except (KeyError, ValueError, pygit2.GitError):
-                return False
-            present = kind == ObjectType.BLOB
-        else:
-            present = bool(odb.exists(oid))
-        if present:
-            self.blobs_ok.add(oid)
-        return present
+        try:
+            # libgit2 checks the content against the oid while reading.
+            kind, _data = self.repo.git.odb.read(oid)
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+        if kind != ObjectType.BLOB:
+            return False
+        self.blobs_ok.add(oid)
+        return True
 
     def check_note(
         self, snap: Snapshot, payload: SnapshotPayload | None, ident: str
