@@ -19,6 +19,7 @@ from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
     CorruptObject,
+    EnvironmentProblem,
     InvalidRevision,
     SigningError,
     SnapshotNotFound,
@@ -46,6 +47,7 @@ from govsnap.signing import Signer, signer_for
 
 DEFAULT_ENVIRONMENT = "default"
 DEFAULT_TRIGGER = "manual"
+CAPTURE_ATTEMPTS = 3  # captures of a working tree that changes while it is read
 
 
 @dataclass(frozen=True)
@@ -240,22 +242,30 @@ def capture_worktree(repo: Repo, tracked_only: bool = False) -> pygit2.Oid:
     and never written.
     """
     repo.workdir  # noqa: B018 - raises BareRepository in a bare repository
-    index = pygit2.Repository(repo.git.path).index
     # Applying the index-to-workdir diff does what add_all does, ~20% faster on 100,000
     # files (add_all re-walks what the diff has already compared).
     flags = DiffOption.NORMAL
     if not tracked_only:
         flags |= DiffOption.INCLUDE_UNTRACKED | DiffOption.RECURSE_UNTRACKED_DIRS
-    try:
-        for delta in index.diff_to_workdir(flags=flags).deltas:
-            if delta.status == DeltaStatus.DELETED:
-                index.remove(delta.old_file.path)
-            else:
-                index.add(delta.new_file.path)
-        tree: pygit2.Oid = index.write_tree()
-        return tree
-    except pygit2.GitError as exc:
-        raise UsageError(f"cannot capture the working tree: {exc}") from exc
+    problem = ""
+    # A file written, truncated or removed while it is read (a build running, another
+    # hook) makes libgit2 fail half-way; the capture starts again from the index file.
+    for _attempt in range(CAPTURE_ATTEMPTS):
+        index = pygit2.Repository(repo.git.path).index
+        try:
+            for delta in index.diff_to_workdir(flags=flags).deltas:
+                if delta.status == DeltaStatus.DELETED:
+                    index.remove(delta.old_file.path)
+                else:
+                    index.add(delta.new_file.path)
+            tree: pygit2.Oid = index.write_tree()
+            return tree
+        except (pygit2.GitError, OSError) as exc:
+            problem = str(exc).strip().rstrip(":") or type(exc).__name__
+    raise EnvironmentProblem(
+        f"cannot capture the working tree: {problem} ({CAPTURE_ATTEMPTS} attempts; "
+        "is something writing to it?)"
+    )
 
 
 def resolve_commit(repo: Repo, rev: str) -> tuple[str, pygit2.Commit]:

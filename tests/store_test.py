@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import stat
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from tests.conftest import (
     all_refs,
     git,
     git_bytes,
+    govsnap_bin,
     snapshot_ids,
     write_files,
 )
@@ -383,3 +386,40 @@ def test_create_writes_its_ref_note_and_audit_entry_together(
     assert git(repo, "log", "-1", "--format=%s", "refs/govsnap/audit").startswith(
         f"create: snapshot {ident}"
     )
+
+
+def test_a_file_rewritten_while_it_is_captured_is_read_again(repo: Path) -> None:
+    # A build writing files during a snapshot made libgit2 fail half-way ("failed to
+    # read file into stream"), which create reported as bad usage (exit 2).
+    churned = repo / "build.log"
+    stop = threading.Event()
+
+    def churn() -> None:
+        n = 0
+        while not stop.is_set():
+            churned.write_bytes(bytes([n % 256]) * ((1 + n % 3) << 20))
+            n += 1
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        runs = [
+            subprocess.run(
+                [govsnap_bin(), "-C", str(repo), "create", "--unsigned", "--json"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            for _ in range(12)
+        ]
+    finally:
+        stop.set()
+        thread.join()
+    for run in runs:
+        if run.returncode != 0:
+            assert run.returncode == 3, run.stderr
+            assert run.stderr.startswith("govsnap: error: cannot capture the working tree: ")
+            assert "attempts; is something writing to it?" in run.stderr
+            assert len(run.stderr.splitlines()) == 1
+    assert any(run.returncode == 0 for run in runs)
+    assert git(repo, "fsck", "--full", "--strict", stderr_too=True) == ""
