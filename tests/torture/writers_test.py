@@ -80,8 +80,11 @@ def test_eight_writers_and_a_pruner_lose_nothing(
     with ThreadPoolExecutor(WRITERS + 1) as pool:
         prunes = pool.submit(pruner, repo, done)
         writers = [pool.submit(writer, repo, k) for k in range(WRITERS)]
-        created = [ident for w in writers for ident in w.result()]
-        done.set()
+        try:
+            created = [ident for w in writers for ident in w.result()]
+        finally:
+            # A failed writer must stop the pruner too, or leaving the pool waits forever.
+            done.set()
         runs = prunes.result()
 
     assert len(set(created)) == WRITERS * PER_WRITER
