@@ -315,6 +315,11 @@ def _rebuilt_note(repo: Repo, ident: str, tag_oid: str) -> dict[str, Any] | None
     sig = verify_signature(repo, tag)
     signer = sig.signer if sig.valid else None
     data = note_fields(payload, ident, digest, signer, tag.signature_kind)
+    # Only what the tag proves is rebuilt. Where and by whom the snapshot was made, and
+    # its sub-second creation time, are unknown: doctor's own would make the snapshot
+    # the newest of its second, and a prune would then keep it instead of a newer one.
+    for unknown in ("created_ns", "host", "user"):
+        del data[unknown]
     data["rebuilt_by"] = "govsnap doctor"
     return data
 

@@ -160,3 +160,32 @@ def test_a_stale_lock_on_a_fetched_copy_is_removed(cli: Cli, make_repo: MakeRepo
     assert code == 1 and kinds(data) == ["stale-lock"]
     assert cli(repo, "doctor", "--fix").code == 0
     assert not lock.exists()
+
+
+def test_a_rebuilt_note_does_not_make_its_snapshot_the_newest(
+    cli: Cli, make_repo: MakeRepo
+) -> None:
+    # Found by the crash trials: a prune killed inside git's ref transaction removed
+    # notes but not refs; doctor rebuilt the notes with its own sub-second creation time,
+    # so the re-run prune kept those old snapshots and removed newer ones of that second.
+    repo = make_repo()
+    os.environ["GIT_COMMITTER_DATE"] = "2024-05-01T10:00:00Z"
+    try:
+        made = []
+        for n in range(3):
+            result = cli(repo, "create", "--json", "-m", f"n{n}")
+            assert result.code == 0, result.err
+            made.append(json.loads(result.out)["snapshot"]["id"])
+    finally:
+        del os.environ["GIT_COMMITTER_DATE"]
+    oldest, middle, newest = made
+    git(repo, "notes", "--ref=govsnap", "remove", f"refs/govsnap/snapshots/{oldest}")
+    assert cli(repo, "doctor", "--fix").code == 0
+    rebuilt = json.loads(
+        git(repo, "notes", "--ref=govsnap", "show", f"refs/govsnap/snapshots/{oldest}")
+    )
+    assert "created_ns" not in rebuilt and "host" not in rebuilt and "user" not in rebuilt
+    listed = cli(repo, "list", "--json")
+    assert [s["id"] for s in json.loads(listed.out)] == [newest, middle, oldest]
+    assert cli(repo, "prune", "--keep-last", "2", "--yes", "--no-gc").code == 0
+    assert set(snapshot_ids(repo)) == {newest, middle}
