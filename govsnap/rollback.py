@@ -205,7 +205,8 @@ def _verify(repo: Repo, snap: Snapshot) -> None:
     a trust policy, the key this clone signs with may roll back in its environment."""
     from govsnap.verify import verify_snapshot
 
-    report = verify_snapshot(repo, snap, operation="rollback")
+    policy = load_policy(repo)
+    report = verify_snapshot(repo, snap, operation="rollback", policy=policy)
     if not report.ok:
         failures = "; ".join(report.failures()[:3])
         _refuse(
@@ -216,7 +217,6 @@ def _verify(repo: Repo, snap: Snapshot) -> None:
             f"snapshot {snap.id} failed verification ({failures}); "
             "refusing to roll back to it (--no-verify overrides)",
         )
-    policy = load_policy(repo)
     if policy is not None:
         environment = snap.payload.environment if snap.payload else "*"
         decision = decide_local(repo, policy, [environment], "rollback")
