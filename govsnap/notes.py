@@ -15,6 +15,11 @@ from govsnap.objects import ref_target, update_ref
 from govsnap.repo import Identity, Repo
 
 NOTES_REF = "refs/notes/govsnap"
+# The notes of snapshots a fetch refused (not verified yet: no public key for the signer,
+# say), in the same layout, kept until a later fetch adopts the snapshot with its note.
+# Under refs/notes/ so that stock `git notes --ref=aside/govsnap` reads it; local only:
+# no refspec of govsnap or of `remote setup` (refs/notes/govsnap*) matches it.
+ASIDE_REF = "refs/notes/aside/govsnap"
 _HEX = frozenset("0123456789abcdef")
 
 JSONObject = dict[str, Any]
@@ -208,6 +213,25 @@ def commit_on(
     sig = identity.signature()
     parents = [] if current is None else [current]
     return repo.git.create_commit(None, sig, sig, message, _apply(repo, tree, changes), parents)
+
+
+def commit_blobs(
+    repo: Repo,
+    current: pygit2.Oid | None,
+    changes: Mapping[str, pygit2.Oid | None],
+    identity: Identity,
+    message: str,
+) -> pygit2.Oid | None:
+    """Write a notes commit on `current` in which each object of `changes` has that note
+    blob (None: no note), and return it; return `current` when nothing changes. Writes
+    objects only, like commit_on."""
+    tree = _tree_of(repo, current)
+    effective = {obj: blob for obj, blob in changes.items() if _note_blob(repo, tree, obj) != blob}
+    if not effective:
+        return current
+    sig = identity.signature()
+    parents = [] if current is None else [current]
+    return repo.git.create_commit(None, sig, sig, message, _apply(repo, tree, effective), parents)
 
 
 def update(

@@ -770,13 +770,23 @@ def fetch_report(report: FetchReport) -> None:
         f"fetched {report.remote} ({report.url}): {len(added)} snapshot(s) added, "
         f"{report.unchanged} already here; notes {report.notes}; audit trail {report.audit}"
     )
+    origin = {
+        "aside": "note kept aside by an earlier fetch",
+        "rebuilt": "note rebuilt from the signed payload: the remote has none",
+        "none": "no note: the tag is unreadable",
+    }
     for snap in added:
-        note = f" ({snap.detail})" if snap.detail else ""
-        message(f"  added {snap.id}{note}")
+        details = [text for text in (snap.detail, origin.get(snap.note, "")) if text]
+        message(f"  added {snap.id}" + (f" ({'; '.join(details)})" if details else ""))
     for snap in report.with_status("pruned"):
         message(f"  skipped {snap.id}: {snap.detail}")
     for snap in report.with_status("conflict", "unverified", "invalid"):
         stderr_line(f"{snap.status}: {snap.id}: {snap.detail}")
+    if report.notes_kept_aside:
+        message(
+            f"  kept the notes of {report.notes_kept_aside} refused snapshot(s) aside: the "
+            "fetch that adds them adds their notes"
+        )
 
 
 def push_report(report: PushReport) -> None:

@@ -354,6 +354,31 @@ def note_fields(
     }
 
 
+def rebuilt_note(repo: Repo, ident: str, tag_oid: str, by: str) -> dict[str, Any] | None:
+    """Return a note for snapshot `ident` rebuilt from what its tag proves, marked as
+    rebuilt `by` ("govsnap doctor", "govsnap fetch"); None when the tag is unreadable.
+
+    Where and by whom the snapshot was made, and its sub-second creation time, are
+    unknown and left out: the rebuilder's own would make the snapshot the newest of its
+    second, and a prune would then keep it instead of a newer one.
+    """
+    from govsnap.signing import verify_signature
+
+    try:
+        tag = read_tag(repo, tag_oid)
+        payload = SnapshotPayload.parse(tag.payload)
+        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo))
+    except CorruptObject:
+        return None
+    sig = verify_signature(repo, tag)
+    signer = sig.signer if sig.valid else None
+    data = note_fields(payload, ident, digest, signer, tag.signature_kind)
+    for unknown in ("created_ns", "host", "user"):
+        del data[unknown]
+    data["rebuilt_by"] = by
+    return data
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
