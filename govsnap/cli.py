@@ -773,13 +773,27 @@ def push(
             "deleted here.",
         ),
     ] = False,
+    include_safety: Annotated[
+        bool,
+        typer.Option(
+            "--include-safety",
+            help="Also send safety snapshots (taken before each rollback; they capture "
+            "untracked files, so they stay local by default).",
+        ),
+    ] = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Send snapshots, notes and the audit trail to a remote; never forces a ref."""
     from govsnap import remote as sharing
 
-    report = sharing.push(_state(ctx).repo(), remote, prune=prune, dry_run=dry_run)
+    report = sharing.push(
+        _state(ctx).repo(),
+        remote,
+        prune=prune,
+        dry_run=dry_run,
+        include_safety=include_safety,
+    )
     if json_out:
         render.emit_json(report.as_json())
     else:

@@ -754,6 +754,9 @@ class PushReport:
     fetch_first: bool  # the remote had notes or audit entries this clone lacked
     fetched: FetchReport | None  # the fetch and merge that came first, if one did
     seconds: float
+    # Safety snapshots the remote lacks, not sent: they capture untracked files, so they
+    # stay in this clone unless push --include-safety.
+    kept_local: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -763,6 +766,7 @@ class PushReport:
             "dry_run": self.dry_run,
             "sent": list(self.sent),
             "held_back": list(self.held_back),
+            "kept_local": list(self.kept_local),
             "notes": self.notes,
             "audit": self.audit,
             "deleted": list(self.deleted),
@@ -816,8 +820,19 @@ def _look(repo: Repo, remote: Remote) -> tuple[RemoteRefs, dict[str, pygit2.Oid]
     return theirs, local
 
 
+def _safety_ids(repo: Repo, snaps: Mapping[str, pygit2.Oid]) -> set[str]:
+    """Return which of these snapshots (id -> tag) are safety snapshots, by their signed
+    trigger (an unreadable tag is not one: verification deals with it)."""
+    return {i for i, oid in snaps.items() if load_snapshot(repo, i, oid, None).safety}
+
+
 def push(
-    repo: Repo, name: str | None = None, *, prune: bool = False, dry_run: bool = False
+    repo: Repo,
+    name: str | None = None,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    include_safety: bool = False,
 ) -> PushReport:
     """Send this clone's snapshots, notes and audit trail to a remote, never forcing.
 
@@ -827,7 +842,8 @@ def push(
     fast-forward. Snapshots the audit trail records as pruned (by a prune elsewhere whose
     entry a fetch brought) are held back. With `prune`, snapshot refs recorded as pruned
     that this clone no longer has and the remote still has are deleted there, each only
-    if it still points at the object seen (--force-with-lease).
+    if it still points at the object seen (--force-with-lease). Safety snapshots stay
+    here unless `include_safety`.
     """
     started = time.monotonic()
     remote = resolve_remote(repo, name)
@@ -843,12 +859,13 @@ def push(
             theirs, local = _look(repo, remote)
         pruned = pruned_ids(repo)
         missing = set(local) - set(theirs.snapshots)
+        safety = set() if include_safety else _safety_ids(repo, {i: local[i] for i in missing})
         deletions = sorted((pruned & set(theirs.snapshots)) - set(local)) if prune else []
         report = PushReport(
             remote.name,
             remote.shown_url,
             dry_run,
-            tuple(sorted(missing - pruned)),
+            tuple(sorted(missing - pruned - safety)),
             tuple(sorted(missing & pruned)),
             _ref_plan(repo, NOTES_REF, theirs.notes),
             _ref_plan(repo, AUDIT_REF, theirs.audit),
@@ -856,11 +873,13 @@ def push(
             fetch_first,
             fetched,
             0.0,
+            kept_local=tuple(sorted(safety - pruned)),
         )
         if dry_run:
             return _timed(report, started)
-        # The glob sends every local snapshot the remote lacks; held-back ones need a list.
-        if report.held_back:
+        # The glob sends every local snapshot the remote lacks; held-back and safety
+        # snapshots need a list.
+        if report.held_back or report.kept_local:
             specs = [f"{SNAPSHOT_REF_PREFIX}{i}:{SNAPSHOT_REF_PREFIX}{i}" for i in report.sent]
         else:
             specs = [SNAPSHOT_PUSH_REFSPEC] if report.sent else []

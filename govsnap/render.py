@@ -108,6 +108,7 @@ def snapshot_json(snap: Snapshot, full: bool = True) -> dict[str, Any]:
         "created": snap.created_iso if p else None,
         "signed": snap.signed,
         "signature_kind": snap.signature_kind,
+        "safety": snap.safety,
         "payload": None
         if p is None
         else {
@@ -135,7 +136,18 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{len(snaps)} snapshot(s)", title_justify="left")
+    caption = (
+        "(safety): taken before a rollback, its undo; kept in this clone, with its own "
+        "retention (govsnap.safetyRetention)"
+        if any(s.safety for s in snaps)
+        else None
+    )
+    table = Table(
+        title=f"{len(snaps)} snapshot(s)",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+    )
     for column in ("id", "created", "trigger", "environment", "labels", "files", "size"):
         table.add_column(column, justify="right" if column in {"files", "size"} else "left")
     table.add_column("digest")
@@ -152,7 +164,7 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
         table.add_row(
             s.id,
             timestamp(s.created),
-            s.payload.trigger,
+            s.payload.trigger + (" (safety)" if s.safety else ""),
             s.payload.environment,
             ",".join(s.labels),
             str(note.get("files", "?")),
@@ -175,7 +187,15 @@ def snapshot_details(snap: Snapshot) -> None:
         lines += [
             ("created", timestamp(snap.created)),
             ("summary", p["summary"]),
-            ("trigger", p["trigger"]),
+            (
+                "trigger",
+                p["trigger"]
+                + (
+                    " (safety snapshot: a rollback's undo; stays in this clone)"
+                    if snap.safety
+                    else ""
+                ),
+            ),
             ("environment", p["environment"]),
             ("labels", ", ".join(p["labels"]) or "-"),
             ("source", f"{p['source']['ref']} {p['source']['commit']}" if p["source"] else "-"),
@@ -665,6 +685,13 @@ def prune_decisions(plan: PrunePlan) -> None:
     a plan may hold thousands of snapshots)."""
     source = _source_text(plan)
     message(f"policy: {plan.describe()}" + (f" ({source})" if source else ""))
+    if plan.has_safety and plan.safety_policy is not None:
+        where = (
+            "from git config govsnap.safetyRetention"
+            if plan.safety_source == "config"
+            else "the default; set git config govsnap.safetyRetention to change it"
+        )
+        message(f"safety snapshots (pre-rollback): {plan.safety_policy.describe()} ({where})")
     groups = plan.groups
     current = None
     lines = []
@@ -814,6 +841,11 @@ def push_report(report: PushReport) -> None:
         done.append(
             f"held back {len(report.held_back)} snapshot(s) a prune recorded in the audit "
             f"trail deleted: {_ids(report.held_back)}"
+        )
+    if report.kept_local:
+        done.append(
+            f"kept {len(report.kept_local)} safety snapshot(s) local (they capture untracked "
+            f"files; --include-safety sends them): {_ids(report.kept_local)}"
         )
     if not done:
         message(f"{report.remote} ({report.url}) is up to date")

@@ -47,6 +47,10 @@ from govsnap.signing import Signer, signer_for
 
 DEFAULT_ENVIRONMENT = "default"
 DEFAULT_TRIGGER = "manual"
+# The signed trigger of the snapshot a rollback takes first (its undo): a safety snapshot.
+# It captures untracked files, so it stays in this clone (push --include-safety shares it)
+# and has a retention group of its own (govsnap.safetyRetention).
+SAFETY_TRIGGER = "pre-rollback"
 CAPTURE_ATTEMPTS = 3  # captures of a working tree that changes while it is read
 
 
@@ -85,6 +89,11 @@ class Snapshot:
     def labels(self) -> tuple[str, ...]:
         """Return the signed labels."""
         return self.payload.labels if self.payload else ()
+
+    @property
+    def safety(self) -> bool:
+        """Return True for a safety snapshot (signed trigger pre-rollback)."""
+        return self.payload is not None and self.payload.trigger == SAFETY_TRIGGER
 
     @property
     def signed(self) -> bool:

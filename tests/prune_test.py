@@ -153,6 +153,7 @@ def test_dry_run_changes_nothing_and_shows_every_reason(
         "time": "2024-01-02T10:00:00Z",
         "environment": "production",
         "labels": [],
+        "safety": False,
         "group": "production",
         "action": "remove",
         "reasons": [],
