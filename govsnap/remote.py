@@ -27,6 +27,7 @@ from govsnap.errors import (
     CheckFailed,
     ConcurrentUpdate,
     CorruptObject,
+    Declined,
     EnvironmentProblem,
     SnapshotConflict,
     UsageError,
@@ -833,6 +834,7 @@ def push(
     prune: bool = False,
     dry_run: bool = False,
     include_safety: bool = False,
+    confirm: Callable[[str, list[str]], bool] | None = None,
 ) -> PushReport:
     """Send this clone's snapshots, notes and audit trail to a remote, never forcing.
 
@@ -842,12 +844,14 @@ def push(
     fast-forward. Snapshots the audit trail records as pruned (by a prune elsewhere whose
     entry a fetch brought) are held back. With `prune`, snapshot refs recorded as pruned
     that this clone no longer has and the remote still has are deleted there, each only
-    if it still points at the object seen (--force-with-lease). Safety snapshots stay
+    if it still points at the object seen (--force-with-lease), after `confirm(remote,
+    ids)` said yes (asked again only if a retry would delete more). Safety snapshots stay
     here unless `include_safety`.
     """
     started = time.monotonic()
     remote = resolve_remote(repo, name)
     fetched: FetchReport | None = None
+    confirmed: set[str] = set()
     for _attempt in range(_PUSH_ATTEMPTS):
         theirs, local = _look(repo, remote)
         fetch_first = not (
@@ -877,6 +881,10 @@ def push(
         )
         if dry_run:
             return _timed(report, started)
+        if deletions and confirm is not None and not set(deletions) <= confirmed:
+            if not confirm(remote.name, deletions):
+                raise Declined("push cancelled: nothing was sent or deleted")
+            confirmed.update(deletions)
         # The glob sends every local snapshot the remote lacks; held-back and safety
         # snapshots need a list.
         if report.held_back or report.kept_local:

@@ -407,22 +407,42 @@ def hooks_status(report: HooksStatus) -> None:
 # --- rollback and rehearsal (issue 4) ---------------------------------------------------
 
 
-def confirm_rollback(snap: Snapshot) -> bool:
-    """Ask on the terminal whether to roll back to `snap`; refuse when there is no terminal."""
+def require_terminal(action: str) -> None:
+    """Raise UsageError unless there is a terminal to confirm `action` on (scripts and CI
+    must say --yes: the same rule for every command that deletes or rewrites)."""
     from govsnap.errors import UsageError
 
     if not sys.stdin.isatty():
         raise UsageError(
-            "rollback rewrites the working tree: pass --yes to confirm "
-            "(or --dry-run to see what it would do)"
+            f"{action}: not on a terminal, so nobody can confirm; pass --yes "
+            "(--dry-run shows what it would do)"
         )
-    summary = snap.payload.summary if snap.payload else snap.id
-    sys.stderr.write(
-        f"Roll the working tree and index back to snapshot {snap.id} ({summary})?\n"
-        "The current state is saved first as a safety snapshot. [y/N] "
-    )
+
+
+def confirm(action: str, question: str) -> bool:
+    """Ask `question` on the terminal (on stderr) before `action`; return True on yes.
+
+    Raises UsageError when there is no terminal (require_terminal) and Declined on any
+    other answer, so that a declined confirmation exits alike everywhere.
+    """
+    from govsnap.errors import Declined
+
+    require_terminal(action)
+    sys.stderr.write(f"{question} [y/N] ")
     sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in {"y", "yes"}
+    if sys.stdin.readline().strip().lower() not in {"y", "yes"}:
+        raise Declined("declined: nothing was changed")
+    return True
+
+
+def confirm_rollback(snap: Snapshot) -> bool:
+    """Ask on the terminal whether to roll back to `snap` (see confirm)."""
+    summary = snap.payload.summary if snap.payload else snap.id
+    return confirm(
+        "rollback rewrites the working tree",
+        f"Roll the working tree and index back to snapshot {snap.id} ({summary})?\n"
+        "The current state is saved first as a safety snapshot.",
+    )
 
 
 def rollback_result(result: RollbackResult) -> None:
@@ -664,11 +684,26 @@ def doctor_report(report: DoctorReport) -> None:
 # --- prune, pin and unpin (issue 5) -------------------------------------------------------
 
 
-def confirm_prune(count: int) -> bool:
-    """Ask on the terminal (prompt on stderr) whether to delete `count` snapshots."""
-    sys.stderr.write(f"Delete {count} snapshot(s)? This cannot be undone. [y/N] ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in {"y", "yes"}
+def confirm_prune(plan: PrunePlan, show: bool) -> bool:
+    """Ask on the terminal whether to delete what `plan` removes, after listing its
+    decisions when `show` (see confirm)."""
+    count = len(plan.removed)
+    verb = "purge" if plan.options.purge else "delete"
+    action = f"prune would {verb} {count} snapshot(s)"
+    require_terminal(action)
+    if show:
+        prune_decisions(plan)
+    return confirm(action, f"{verb.capitalize()} {count} snapshot(s)? This cannot be undone.")
+
+
+def confirm_push_deletions(remote: str, ids: Sequence[str]) -> bool:
+    """Ask on the terminal whether push --prune may delete `ids` on `remote` (see confirm)."""
+    action = f"push --prune would delete {len(ids)} snapshot(s) on remote {remote!r}"
+    return confirm(
+        action,
+        f"Delete {len(ids)} snapshot(s) on remote {remote!r} ({_ids(ids)})? "
+        "This cannot be undone there.",
+    )
 
 
 def _source_text(plan: PrunePlan) -> str:
