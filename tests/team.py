@@ -27,11 +27,6 @@ def _gpg(home: Path | None, *args: str, input_data: bytes | None = None) -> byte
     return proc.stdout
 
 
-def public_key(fingerprint: str) -> bytes:
-    """Return the armoured public key of `fingerprint` from the session keyring."""
-    return _gpg(None, "--armor", "--export", fingerprint)
-
-
 @dataclass(frozen=True)
 class Member:
     """One person (or bot) of a team: a name, a signing key and a GnuPG home that holds
@@ -44,6 +39,11 @@ class Member:
     def env(self) -> dict[str, str]:
         """Return the environment in which stock git and gpg see this member's keyring."""
         return {**os.environ, "GNUPGHOME": str(self.home)}
+
+
+def public_key(member: Member) -> bytes:
+    """Return `member`'s armoured public key."""
+    return _gpg(member.home, "--armor", "--export", member.fingerprint)
 
 
 class Keyrings:
@@ -63,6 +63,19 @@ class Keyrings:
         self.homes.append(home)
         secret = _gpg(None, "--armor", "--export-secret-keys", fingerprint)
         _gpg(home, "--import", input_data=secret)
+        return Member(name, fingerprint, home)
+
+    def generate(self, name: str) -> Member:
+        """Return a member with a new key, known to no other keyring (nor the session's)."""
+        home = self.root / str(len(self.homes))
+        home.mkdir(mode=0o700)
+        self.homes.append(home)
+        uid = f"{name} <{name}@example.com>"
+        _gpg(home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        listing = _gpg(home, "--with-colons", "--list-keys", uid).decode()
+        fingerprint = next(
+            line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
+        )
         return Member(name, fingerprint, home)
 
     def close(self) -> None:
@@ -101,4 +114,4 @@ def make_key_available(clone: Path, member: Member, signer: Member) -> None:
     .govsnap/trust.toml (`govsnap trust add-signer`) and let the clone fetch that commit.
     """
     del clone  # the keyring is the member's, wherever they work
-    _gpg(member.home, "--import", input_data=public_key(signer.fingerprint))
+    _gpg(member.home, "--import", input_data=public_key(signer))
