@@ -195,13 +195,12 @@ def find_note_problems(repo: Repo) -> list[Finding]:
     tags = {str(oid): ident for ident, oid in refs.items()}
     # Snapshots kept under other govsnap refs (copies fetched from a remote) own notes too.
     held = _govsnap_targets(repo)
-    fetched = fetched_notes(repo)
     findings = []
+    missing: list[tuple[str, str, str]] = []  # (id, tag, problem)
     for obj, blob in sorted(blobs.items()):
         if obj in tags:
             if not _object_exists(repo, blob):
-                problem = "its note's blob is missing"
-                findings.append(_missing_note(repo, tags[obj], obj, problem, fetched))
+                missing.append((tags[obj], obj, "its note's blob is missing"))
             continue
         if obj in held:
             continue
@@ -215,8 +214,9 @@ def find_note_problems(repo: Repo) -> list[Finding]:
         )
     for ident, oid in sorted(refs.items()):
         if str(oid) not in blobs and _object_exists(repo, oid):
-            problem = "the snapshot has no note"
-            findings.append(_missing_note(repo, ident, str(oid), problem, fetched))
+            missing.append((ident, str(oid), "the snapshot has no note"))
+    fetched = fetched_notes(repo) if missing else {}
+    findings += [_missing_note(repo, *item, fetched) for item in missing]
     return findings
 
 
@@ -371,7 +371,7 @@ def _repair_notes(repo: Repo, findings: Sequence[Finding]) -> set[Finding]:
     fixed: set[Finding] = set()
     refs = snapshot_refs(repo)
     held = _govsnap_targets(repo)
-    fetched = fetched_notes(repo)
+    fetched = fetched_notes(repo) if any(f.kind == "missing-note" for f in findings) else {}
     for finding in findings:
         if finding.kind == "orphan-note":
             obj = finding.subject.rsplit(":", 1)[1]

@@ -137,8 +137,8 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
     from rich.table import Table
 
     caption = (
-        "(safety): taken before a rollback, its undo; kept in this clone, with its own "
-        "retention (govsnap.safetyRetention)"
+        "(safety): taken before a rollback, its undo; not pushed unless push "
+        "--include-safety; kept by govsnap.safetyRetention"
         if any(s.safety for s in snaps)
         else None
     )
@@ -191,7 +191,7 @@ def snapshot_details(snap: Snapshot) -> None:
                 "trigger",
                 p["trigger"]
                 + (
-                    " (safety snapshot: a rollback's undo; stays in this clone)"
+                    " (safety snapshot: a rollback's undo; not pushed unless --include-safety)"
                     if snap.safety
                     else ""
                 ),
