@@ -146,7 +146,7 @@ def find_broken_refs(repo: Repo) -> list[Finding]:
     findings = []
     for ref in repo.git.references.iterator():
         name = ref.name
-        if not (name.startswith(_GOVSNAP_REFS) or name in (notes.NOTES_REF, notes.ASIDE_REF)):
+        if not (name.startswith(_GOVSNAP_REFS) or name == notes.NOTES_REF):
             continue
         target = ref.target
         if not isinstance(target, pygit2.Oid) or _object_exists(repo, target):
@@ -223,7 +223,7 @@ def find_note_problems(repo: Repo) -> list[Finding]:
 def fetched_notes(repo: Repo) -> dict[str, tuple[pygit2.Oid, str]]:
     """Return annotated object -> (note blob, ref holding it) for the notes fetches
     brought: each remote's notes as last fetched (refs/govsnap-remote/<remote>/notes,
-    remotes in name order), then the notes of refused snapshots kept aside."""
+    remotes in name order)."""
     tracked = sorted(
         ref.name
         for ref in repo.git.references.iterator()
@@ -232,7 +232,7 @@ def fetched_notes(repo: Repo) -> dict[str, tuple[pygit2.Oid, str]]:
         and ref.name.endswith("/notes")
     )
     found: dict[str, tuple[pygit2.Oid, str]] = {}
-    for ref in [*tracked, notes.ASIDE_REF]:
+    for ref in tracked:
         try:
             blobs = notes.note_blobs(repo, ref)
         except (KeyError, ValueError, pygit2.GitError, AssertionError):
@@ -265,11 +265,13 @@ def _recovered_note(
 
 
 def _govsnap_targets(repo: Repo) -> set[str]:
-    """Return the objects any ref under refs/govsnap/ points at."""
+    """Return the objects any ref under refs/govsnap/ or refs/govsnap-remote/ (what a
+    fetch brought, refused snapshots included) points at."""
     return {
         str(ref.target)
         for ref in repo.git.references.iterator()
-        if ref.name.startswith(_GOVSNAP_REFS) and isinstance(ref.target, pygit2.Oid)
+        if ref.name.startswith((_GOVSNAP_REFS, TRACKING_ROOT))
+        and isinstance(ref.target, pygit2.Oid)
     }
 
 

@@ -15,11 +15,6 @@ from govsnap.objects import ref_target, update_ref
 from govsnap.repo import Identity, Repo
 
 NOTES_REF = "refs/notes/govsnap"
-# The notes of snapshots a fetch refused (not verified yet: no public key for the signer,
-# say), in the same layout, kept until a later fetch adopts the snapshot with its note.
-# Under refs/notes/ so that stock `git notes --ref=aside/govsnap` reads it; local only:
-# no refspec of govsnap or of `remote setup` (refs/notes/govsnap*) matches it.
-ASIDE_REF = "refs/notes/aside/govsnap"
 _HEX = frozenset("0123456789abcdef")
 
 JSONObject = dict[str, Any]

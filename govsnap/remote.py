@@ -192,10 +192,10 @@ class FetchedSnapshot:
     """One remote snapshot that was not already here, and what fetch did with it.
 
     status: "added"; "unverified" (failed verification: left under refs/govsnap-remote/,
-    its note kept aside); "conflict" (this clone has another tag under the same id: the
-    remote's was replaced or signed again; the local one is kept); "pruned" (a prune
-    recorded in the audit trail deleted it: not added again); "invalid" (the ref name is
-    not the id of a readable snapshot tag).
+    its note kept for the fetch that adds it); "conflict" (this clone has another tag
+    under the same id: the remote's was replaced or signed again; the local one is kept);
+    "pruned" (a prune recorded in the audit trail deleted it: not added again); "invalid"
+    (the ref name is not the id of a readable snapshot tag).
 
     note, for an added snapshot: where the note it was added with came from (NOTE_SOURCES).
     """
@@ -217,11 +217,11 @@ class FetchedSnapshot:
 PROBLEMS = ("unverified", "conflict", "invalid")
 # The state of a remote's notes or audit ref that does not point at a commit.
 INVALID = "invalid"
-# Where the note of a snapshot a fetch adds comes from: the remote's notes; the notes an
-# earlier fetch kept aside when it refused the snapshot; or, when neither has one, the
-# signed payload (as `doctor --fix` rebuilds it); "none" only for an unreadable tag
-# added with --no-verify.
-NOTE_SOURCES = ("remote", "aside", "rebuilt", "none")
+# Where the note of a snapshot a fetch adds comes from: the remote's notes; this clone's
+# notes, which kept it since an earlier fetch refused the snapshot; or, when neither has
+# one, the signed payload (as `doctor --fix` rebuilds it); "none" only for an unreadable
+# tag added with --no-verify.
+NOTE_SOURCES = ("remote", "kept", "rebuilt", "none")
 
 
 @dataclass(frozen=True)
@@ -297,7 +297,7 @@ class _Examined:
 
     outcomes: list[FetchedSnapshot]  # everything but the accepted ones
     accepted: list[_Accepted]
-    refused_notes: dict[str, pygit2.Oid | None]  # refused tag -> its remote note blob
+    refused: set[str]  # tags of the snapshots refused (unverified, invalid)
     unchanged: int
 
 
@@ -306,11 +306,11 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
 
     New snapshots are verified (unless `verify` is False) and added create-only, each
     with its note (NOTE_SOURCES); a local snapshot ref is never changed. Notes are merged
-    field by field (merge_note), the notes of refused snapshots kept aside (ASIDE_REF),
-    and the audit trail joined by a merge commit. Everything this clone's refs gain is
-    written in one ref transaction: a killed fetch adds every snapshot with its note and
-    audit entry, or nothing. Returns the report; the caller turns problems into the exit
-    code.
+    field by field (merge_note), keeping the notes of refused snapshots (see
+    _notes_after), and the audit trail joined by a merge commit. Everything this clone's
+    refs gain is written in one ref transaction: a killed fetch adds every snapshot with
+    its note and audit entry, or nothing. Returns the report; the caller turns problems
+    into the exit code.
     """
     started = time.monotonic()
     remote = resolve_remote(repo, name)
@@ -352,13 +352,15 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         local_tags |= {acc.snapshot.tag_oid for acc in added}
         adopt = {acc.snapshot.tag_oid: acc.note for acc in added if acc.note is not None}
         changes[NOTES_REF], notes_state = _notes_after(
-            repo, current[NOTES_REF], remote_notes, local_tags, adopt, identity
+            repo,
+            current[NOTES_REF],
+            remote_notes,
+            local_tags | examined.refused,
+            adopt,
+            identity,
         )
         if not notes_ok:
             notes_state = INVALID
-        changes[notes.ASIDE_REF] = _aside_after(
-            repo, current[notes.ASIDE_REF], examined.refused_notes, local_tags, identity
-        )
         audit_state = _audit_state(repo, current[AUDIT_REF], remote_audit) if audit_ok else INVALID
         outcomes = list(examined.outcomes) + late
         outcomes += [
@@ -396,12 +398,9 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     # The audit ref first: should git itself be killed while it commits, nothing lands
     # without its entry (see update_refs).
     update_refs(
-        repo,
-        [AUDIT_REF, NOTES_REF, notes.ASIDE_REF, *by_ref],
-        compute,
-        message=f"govsnap: fetch from {remote.name}",
+        repo, [AUDIT_REF, NOTES_REF, *by_ref], compute, message=f"govsnap: fetch from {remote.name}"
     )
-    aside = notes.note_blobs(repo, notes.ASIDE_REF) if examined.refused_notes else {}
+    kept = notes.note_blobs(repo) if examined.refused else {}
     return FetchReport(
         remote.name,
         remote.shown_url,
@@ -411,7 +410,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         found["notes"],
         found["audit"],
         time.monotonic() - started,
-        sum(1 for tag in examined.refused_notes if tag in aside),
+        sum(1 for tag in examined.refused if tag in kept),
     )
 
 
@@ -430,7 +429,7 @@ def _examine(
     new = any(ident not in local for ident in fetched)
     pruned = pruned_ids(repo) if new else set()
     remote_blobs = notes.note_blobs_at(repo, remote_notes) if new else {}
-    aside_blobs = notes.note_blobs(repo, notes.ASIDE_REF) if new else {}
+    local_blobs = notes.note_blobs(repo) if new else {}
     outcomes: list[FetchedSnapshot] = []
     candidates: list[tuple[Snapshot, pygit2.Oid | None, str]] = []
     unchanged = 0
@@ -460,20 +459,20 @@ def _examine(
                 )
             )
         else:
-            blob, source = _note_for(repo, ident, str(oid), remote_blobs, aside_blobs)
+            blob, source = _note_for(repo, ident, str(oid), remote_blobs, local_blobs)
             note = None if blob is None else notes.decode(bytes(repo.git.odb.read(blob)[1]))
             candidates.append((load_snapshot(repo, ident, oid, note), blob, source))
     snaps = [snap for snap, _, _ in candidates]
     accepted: list[_Accepted] = []
-    refused_notes: dict[str, pygit2.Oid | None] = {}
+    refused: set[str] = set()
     for (snap, blob, source), failure in zip(candidates, _judge(repo, snaps, verify), strict=True):
         if failure is None:
             accepted.append(_Accepted(snap, blob, source))
             continue
         status, detail = failure
         outcomes.append(FetchedSnapshot(snap.id, snap.tag_oid, status, detail))
-        refused_notes[snap.tag_oid] = remote_blobs.get(snap.tag_oid)
-    return _Examined(outcomes, accepted, refused_notes, unchanged)
+        refused.add(snap.tag_oid)
+    return _Examined(outcomes, accepted, refused, unchanged)
 
 
 def _note_for(
@@ -481,15 +480,15 @@ def _note_for(
     ident: str,
     tag: str,
     remote_blobs: Mapping[str, pygit2.Oid],
-    aside_blobs: Mapping[str, pygit2.Oid],
+    local_blobs: Mapping[str, pygit2.Oid],
 ) -> tuple[pygit2.Oid | None, str]:
     """Return the note blob a new snapshot is judged and added with, and its source
-    (NOTE_SOURCES): the remote's, else the one kept aside, else one rebuilt from the
-    signed payload, so that no snapshot is ever added without a note."""
+    (NOTE_SOURCES): the remote's, else the one this clone kept, else one rebuilt from
+    the signed payload, so that no snapshot is ever added without a note."""
     if tag in remote_blobs:
         return remote_blobs[tag], "remote"
-    if tag in aside_blobs:
-        return aside_blobs[tag], "aside"
+    if tag in local_blobs:
+        return local_blobs[tag], "kept"
     data = rebuilt_note(repo, ident, tag, "govsnap fetch")
     if data is None:
         return None, "none"
@@ -635,8 +634,9 @@ def _merge_blobs(
 ) -> dict[str, pygit2.Oid]:
     """Return annotated object -> note blob after merging two sets of notes.
 
-    A note only this clone has is kept. A note only the remote has is taken when it
-    annotates one of this clone's snapshots (not one pruned here, nor a tampered tag). A
+    A note only this clone has is kept. A note only the remote has is taken when
+    `keep_remote` says so: it annotates one of this clone's snapshots or one the fetch
+    refused (not one pruned here, nor a replaced tag). A
     note on both sides is merged with merge_note; one that is not JSON is left as it is
     here.
     """
@@ -673,7 +673,7 @@ def _notes_after(
     repo: Repo,
     current: pygit2.Oid | None,
     theirs: pygit2.Oid | None,
-    local_tags: set[str],
+    wanted: set[str],
     adopt: Mapping[str, pygit2.Oid],
     identity: Identity,
 ) -> tuple[pygit2.Oid | None, str]:
@@ -682,17 +682,20 @@ def _notes_after(
     "merged" (a commit whose parents are ours and theirs, so that pushing it is a
     fast-forward for the remote and `git log` shows both histories). Writes objects only.
 
-    Which notes a snapshot of this clone (`local_tags`) has never depends on history:
-    one that has none here takes the remote's even when our notes already contain the
-    remote's commit (an earlier fetch merged it while refusing the snapshot), else its
-    note in `adopt` (the note it was just added with).
+    `wanted` are the tags whose notes the result holds when either side has one: this
+    clone's snapshots, and the remote's snapshots this fetch refused (their notes are
+    kept, unattached here, so that pushing the merge never removes them from the
+    remote, and so that the fetch that adds the snapshot adds its note). Which of them
+    have a note never depends on history: one with none here takes the remote's even
+    when our notes already contain the remote's commit, else its note in `adopt` (the
+    note it was just added with).
     """
     git = repo.git
     mine = notes.note_blobs_at(repo, current)
     if theirs is None or contains(repo, current, theirs):
         their_blobs = notes.note_blobs_at(repo, theirs)
         gained = {**adopt, **their_blobs}
-        missing = {obj: gained[obj] for obj in local_tags if obj not in mine and obj in gained}
+        missing = {obj: gained[obj] for obj in wanted if obj not in mine and obj in gained}
         if not missing:
             return current, "absent" if theirs is None else "unchanged"
         message = "Notes of fetched snapshots added by 'govsnap fetch'\n"
@@ -704,7 +707,7 @@ def _notes_after(
         notes.note_blobs_at(repo, base),
         mine,
         notes.note_blobs_at(repo, theirs),
-        local_tags.__contains__,
+        wanted.__contains__,
     )
     for obj, blob in adopt.items():
         blobs.setdefault(obj, blob)
@@ -717,24 +720,6 @@ def _notes_after(
     parents = [theirs] if current is None else [current, theirs]
     message = "Notes merged by 'govsnap fetch'\n"
     return git.create_commit(None, sig, sig, message, tree, parents), "merged"
-
-
-def _aside_after(
-    repo: Repo,
-    current: pygit2.Oid | None,
-    refused: Mapping[str, pygit2.Oid | None],
-    local_tags: set[str],
-    identity: Identity,
-) -> pygit2.Oid | None:
-    """Return ASIDE_REF holding the remote's notes of the snapshots just refused (the
-    newest the remote has) and no longer those of snapshots this clone now has."""
-    held = notes.note_blobs_at(repo, current)
-    changes: dict[str, pygit2.Oid | None] = {
-        tag: blob for tag, blob in refused.items() if blob is not None
-    }
-    changes.update({tag: None for tag in held if tag in local_tags})
-    message = "Notes of refused snapshots kept aside by 'govsnap fetch'\n"
-    return notes.commit_blobs(repo, current, changes, identity, message)
 
 
 # --- push ---------------------------------------------------------------------------------

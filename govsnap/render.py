@@ -833,7 +833,7 @@ def fetch_report(report: FetchReport) -> None:
         f"{report.unchanged} already here; notes {report.notes}; audit trail {report.audit}"
     )
     origin = {
-        "aside": "note kept aside by an earlier fetch",
+        "kept": "note kept here since an earlier fetch refused it",
         "rebuilt": "note rebuilt from the signed payload: the remote has none",
         "none": "no note: the tag is unreadable",
     }
@@ -846,8 +846,8 @@ def fetch_report(report: FetchReport) -> None:
         stderr_line(f"{snap.status}: {snap.id}: {snap.detail}")
     if report.notes_kept_aside:
         message(
-            f"  kept the notes of {report.notes_kept_aside} refused snapshot(s) aside: the "
-            "fetch that adds them adds their notes"
+            f"  kept the notes of {report.notes_kept_aside} refused snapshot(s): the fetch "
+            "that adds them adds their notes"
         )
 
 

@@ -1,6 +1,8 @@
 """A fetch loses no note: a snapshot's note travels with it, a refused snapshot's note is
-kept aside until a later fetch adopts the snapshot, and `doctor --fix` recovers notes
-from what fetches brought before it rebuilds one from the signed payload.
+kept (in the notes, attached to no snapshot of the clone) until a later fetch adopts the
+snapshot, a clone that refused a snapshot never strips its note from the server, and
+`doctor --fix` recovers notes from what fetches brought before it rebuilds one from the
+signed payload.
 
 Each clone signs and verifies with its own keyring (tests/team.py), so a clone knows a
 signer's public key only once `make_key_available` gave it."""
@@ -18,8 +20,6 @@ import pytest
 from tests.conftest import Cli, Keys, MakeRepo, git, snapshot_ids
 from tests.tamper import policy_text
 from tests.team import Keyrings, Member, keyrings, make_key_available, sign_as
-
-ASIDE_REF = "refs/notes/aside/govsnap"
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,11 @@ def tag_of(repo: Path, ident: str) -> str:
     return git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}").strip()
 
 
-def notes_on(repo: Path, ref: str = "refs/notes/govsnap") -> set[str]:
-    """Return the objects that carry a note under `ref` (stock `git notes list`)."""
-    if not git(repo, "for-each-ref", ref).strip():
+def notes_on(repo: Path) -> set[str]:
+    """Return the objects that carry a govsnap note (stock `git notes list`)."""
+    if not git(repo, "for-each-ref", "refs/notes/govsnap").strip():
         return set()
-    return {line.split()[1] for line in git(repo, "notes", f"--ref={ref}", "list").splitlines()}
+    return {line.split()[1] for line in git(repo, "notes", "--ref=govsnap", "list").splitlines()}
 
 
 def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) -> None:
@@ -105,11 +105,14 @@ def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) 
     assert {s["status"] for s in report["snapshots"]} == {"unverified"}
     assert all("no public key" in s["detail"] for s in report["snapshots"])
     assert report["notes_kept_aside"] == 3
-    # Nothing refused is half-merged: the refused snapshots' notes are not among this
-    # clone's notes, they are kept aside.
-    tags = {tag_of(team.a, i) for i in ids}
-    assert not tags & notes_on(team.b)
-    assert notes_on(team.b, ASIDE_REF) == tags
+    # Nothing is half-merged: every note the server has is kept here, byte for byte,
+    # though no snapshot of this clone carries it yet; doctor sees nothing orphaned.
+    assert snapshot_ids(team.b) == []
+    assert notes_on(team.b) >= notes_on(team.bare) >= {tag_of(team.a, i) for i in ids}
+    for ident in ids:
+        tag = tag_of(team.a, ident)
+        assert git(team.b, "notes", "--ref=govsnap", "show", tag) == raw_note(team.a, ident)
+    run_ok(cli, team.b, "doctor")
 
     # The key becomes available; the remote has not changed since the first fetch.
     make_key_available(team.b, team.colleague, team.releaser)
@@ -121,7 +124,6 @@ def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) 
         # Byte for byte the releaser's note: nothing rebuilt, nothing lost.
         assert raw_note(team.b, ident) == raw_note(team.a, ident)
     assert json.loads(raw_note(team.b, ids[0]))["pinned"] is True
-    assert notes_on(team.b, ASIDE_REF) == set()  # adopted, so no longer set aside
     listed = json.loads(run_ok(cli, team.b, "list", "--json"))
     assert all(isinstance(s["note"].get("files"), int) for s in listed)
     run_ok(cli, team.b, "verify", "--all")
@@ -158,7 +160,7 @@ def drop_notes_on_server(bare: Path, tags: set[str]) -> None:
     git(bare, "update-ref", "refs/notes/govsnap", commit)
 
 
-def test_a_note_kept_aside_is_adopted_when_the_remote_no_longer_has_it(
+def test_a_refused_snapshots_note_kept_here_is_adopted_when_the_remote_lost_it(
     team: Team, cli: Cli
 ) -> None:
     ident = create(cli, team.a, "-m", "made before the colleague had the key")
@@ -169,9 +171,8 @@ def test_a_note_kept_aside_is_adopted_when_the_remote_no_longer_has_it(
     make_key_available(team.b, team.colleague, team.releaser)
     report = json.loads(run_ok(cli, team.b, "fetch", "--json"))
     [added] = report["snapshots"]
-    assert (added["id"], added["status"], added["note"]) == (ident, "added", "aside")
+    assert (added["id"], added["status"], added["note"]) == (ident, "added", "kept")
     assert raw_note(team.b, ident) == raw_note(team.a, ident)
-    assert notes_on(team.b, ASIDE_REF) == set()
     run_ok(cli, team.b, "verify", ident)
 
 
@@ -194,7 +195,7 @@ def test_a_snapshot_whose_note_is_nowhere_is_added_with_a_rebuilt_note(
     run_ok(cli, team.b, "verify", ident)
 
 
-def test_a_partly_refused_fetch_adds_the_good_with_notes_and_sets_the_rest_aside(
+def test_a_partly_refused_fetch_adds_the_good_with_notes_and_keeps_the_rest(
     team: Team, cli: Cli
 ) -> None:
     make_key_available(team.b, team.colleague, team.releaser)
@@ -207,15 +208,15 @@ def test_a_partly_refused_fetch_adds_the_good_with_notes_and_sets_the_rest_aside
     report = json.loads(result.out)
     assert report["added"] == [good] and report["notes_kept_aside"] == 1
     assert raw_note(team.b, good) == raw_note(team.a, good)
-    assert notes_on(team.b) == {tag_of(team.a, good)}
-    assert notes_on(team.b, ASIDE_REF) == {tag_of(team.a, unsigned)}
-    # Pushing what this clone has is still a fast-forward for the server.
+    assert notes_on(team.b) == {tag_of(team.a, good), tag_of(team.a, unsigned)}
+    # Pushing what this clone has is a fast-forward for the server, and loses nothing.
+    before = notes_on(team.bare)
     run_ok(cli, team.b, "push")
+    assert notes_on(team.bare) == before
     # Adopting the refused one on purpose brings its note along.
     forced = json.loads(run_ok(cli, team.b, "fetch", "--no-verify", "--json"))
     assert forced["added"] == [unsigned]
     assert raw_note(team.b, unsigned) == raw_note(team.a, unsigned)
-    assert notes_on(team.b, ASIDE_REF) == set()
 
 
 def test_a_clone_whose_snapshots_lost_their_notes_gets_them_back(team: Team, cli: Cli) -> None:
@@ -265,3 +266,27 @@ def test_doctor_rebuilds_when_the_fetched_note_disagrees_with_the_signature(
     run_ok(cli, team.b, "doctor", "--fix")
     note = json.loads(raw_note(team.b, ident))
     assert note["labels"] == ["honest"] and note["rebuilt_by"] == "govsnap doctor"
+
+
+def test_a_clone_that_refused_a_snapshot_does_not_strip_its_note_from_the_server(
+    team: Team, cli: Cli
+) -> None:
+    ident = create(cli, team.a, "-l", "r1")
+    run_ok(cli, team.a, "pin", ident)
+    run_ok(cli, team.a, "push")
+    expected = raw_note(team.a, ident)
+
+    # The colleague, still without the releaser's key, shares a snapshot of their own:
+    # push merges the server's notes first, then sends the merged notes back.
+    own = create(cli, team.b, "-l", "colleague")
+    pushed = cli(team.b, "push", "--json")
+    assert pushed.code == 1  # the merge's fetch refused the releaser's snapshot
+    assert own in snapshot_ids(team.bare)
+    assert git(team.bare, "notes", "--ref=govsnap", "show", tag_of(team.a, ident)) == expected
+
+    # So anyone who can check it gets the releaser's note, not a rebuilt one.
+    c = team.clone("c", team.colleague)
+    make_key_available(c, team.colleague, team.releaser)
+    report = json.loads(cli(c, "fetch", "--json").out)
+    assert [s["note"] for s in report["snapshots"] if s["id"] == ident] == ["remote"]
+    assert raw_note(c, ident) == expected
