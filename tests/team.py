@@ -48,28 +48,30 @@ def public_key(member: Member) -> bytes:
 
 class Keyrings:
     """GnuPG homes under a short temporary directory (gpg-agent's socket path is limited
-    to 108 bytes), each holding one key of the session keyring; `close` stops their
-    agents and removes them."""
+    to 108 bytes), one per member, each starting with that member's key only; `close`
+    stops their agents and removes them."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="gk"))
         self.homes: list[Path] = []
 
-    def member(self, name: str, fingerprint: str) -> Member:
-        """Return a member signing with `fingerprint` (a session key), in a new home that
-        knows no other key."""
+    def _home(self) -> Path:
         home = self.root / str(len(self.homes))
         home.mkdir(mode=0o700)
         self.homes.append(home)
+        return home
+
+    def member(self, name: str, fingerprint: str) -> Member:
+        """Return a member signing with `fingerprint` (a session key), in a new home that
+        knows no other key."""
+        home = self._home()
         secret = _gpg(None, "--armor", "--export-secret-keys", fingerprint)
         _gpg(home, "--import", input_data=secret)
         return Member(name, fingerprint, home)
 
     def generate(self, name: str) -> Member:
         """Return a member with a new key, known to no other keyring (nor the session's)."""
-        home = self.root / str(len(self.homes))
-        home.mkdir(mode=0o700)
-        self.homes.append(home)
+        home = self._home()
         uid = f"{name} <{name}@example.com>"
         _gpg(home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
         listing = _gpg(home, "--with-colons", "--list-keys", uid).decode()
