@@ -90,7 +90,6 @@ class Runner:
     workspace, a virtualenv standing in for setup-python, and the default variables."""
 
     def __init__(self, root: Path, remote: Path) -> None:
-        self.home = Path(tempfile.mkdtemp(prefix="gr"))
         self.remote = remote
         self.workspace = root / "workspace"
         self.temp = root / "runner-temp"
@@ -108,6 +107,8 @@ class Runner:
         (stubs / "sudo").write_text('#!/bin/sh\necho "(test runner: not run as root: $*)"\n')
         (stubs / "sudo").chmod(0o755)
         self.path = f"{self.python / 'bin'}{os.pathsep}{stubs}{os.pathsep}{os.environ['PATH']}"
+        # Last, so that nothing can fail between making it and the caller's close().
+        self.home = Path(tempfile.mkdtemp(prefix="gr"))
 
     def close(self) -> None:
         subprocess.run(
@@ -251,7 +252,6 @@ def engineer_pushes(cli: Cli, root: Path, team: Team, member: Member, name: str)
 
 
 def run_workflow(root: Path, team: Team, wheel: Path, run_number: int) -> tuple[Job, Runner]:
-    runner = Runner(root, team.bare)
     secret = subprocess.run(
         [
             "gpg",
@@ -271,6 +271,7 @@ def run_workflow(root: Path, team: Team, wheel: Path, run_number: int) -> tuple[
         "github.run_number": str(run_number),
     }
     workflow = yaml.safe_load(WORKFLOW.read_text())
+    runner = Runner(root, team.bare)
     try:
         return runner.run(workflow, values, {"GOVSNAP_PACKAGE": str(wheel)}), runner
     finally:
