@@ -545,10 +545,9 @@ def prune(
     snapshots and the newest snapshot of each group are always kept. After deleting
     refs and notes, `git gc` runs with git's grace period (gc.pruneExpire); --now
     reclaims at once, which also expires every other unreachable object. `--id ID
-    --now` purges one snapshot: refs, notes history and objects.
+    --now` purges one snapshot: refs, notes history and objects. Deleting asks on a
+    terminal and needs --yes without one.
     """
-    import sys
-
     from govsnap import prune as pruning
     from govsnap.retention import policy_from_values
 
@@ -590,12 +589,8 @@ def prune(
             render.prune_plan(plan, reclaimable)
         return
     pruning.authorize(repo, plan)
-    if plan.removed and not yes and sys.stdin.isatty():
-        if not json_out:
-            render.prune_decisions(plan)
-        if not render.confirm_prune(len(plan.removed)):
-            render.message("aborted: nothing was deleted")
-            raise typer.Exit(1)
+    if plan.removed and not yes:
+        render.confirm_prune(plan, show=not json_out)
     if now and not json_out:
         render.prune_now_warning()
     result = pruning.execute(repo, plan, authorized=True)
@@ -773,13 +768,33 @@ def push(
             "deleted here.",
         ),
     ] = False,
+    include_safety: Annotated[
+        bool,
+        typer.Option(
+            "--include-safety",
+            help="Also send safety snapshots (taken before each rollback; they capture "
+            "untracked files, so they stay local by default).",
+        ),
+    ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="With --prune: delete on the remote without asking."),
+    ] = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Send snapshots, notes and the audit trail to a remote; never forces a ref."""
+    """Send snapshots, notes and the audit trail to a remote; never forces a ref.
+    Deleting on the remote (--prune) asks on a terminal and needs --yes without one."""
     from govsnap import remote as sharing
 
-    report = sharing.push(_state(ctx).repo(), remote, prune=prune, dry_run=dry_run)
+    report = sharing.push(
+        _state(ctx).repo(),
+        remote,
+        prune=prune,
+        dry_run=dry_run,
+        include_safety=include_safety,
+        confirm=None if yes else render.confirm_push_deletions,
+    )
     if json_out:
         render.emit_json(report.as_json())
     else:

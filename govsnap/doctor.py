@@ -13,7 +13,7 @@ from typing import Any
 import pygit2
 
 from govsnap import audit, notes
-from govsnap.digest import DigestCache, digest_tree
+from govsnap.digest import DigestCache
 from govsnap.errors import CorruptObject
 from govsnap.objects import (
     SNAPSHOT_REF_PREFIX,
@@ -23,13 +23,14 @@ from govsnap.objects import (
     ref_target,
     update_ref,
 )
+from govsnap.remote import TRACKING_ROOT
 from govsnap.repo import Repo
-from govsnap.signing import verify_signature
-from govsnap.store import note_fields, snapshot_refs
+from govsnap.store import rebuilt_note, signed_copies, snapshot_refs
 
 STALE_LOCK_SECONDS = 600
 QUARANTINE_LOG = "quarantine.log"
 _GOVSNAP_REFS = "refs/govsnap/"
+BY = "govsnap doctor"
 
 
 @dataclass(frozen=True)
@@ -195,10 +196,11 @@ def find_note_problems(repo: Repo) -> list[Finding]:
     # Snapshots kept under other govsnap refs (copies fetched from a remote) own notes too.
     held = _govsnap_targets(repo)
     findings = []
+    missing: list[tuple[str, str, str]] = []  # (id, tag, problem)
     for obj, blob in sorted(blobs.items()):
         if obj in tags:
             if not _object_exists(repo, blob):
-                findings.append(_missing_note(repo, tags[obj], obj, "its note's blob is missing"))
+                missing.append((tags[obj], obj, "its note's blob is missing"))
             continue
         if obj in held:
             continue
@@ -212,16 +214,64 @@ def find_note_problems(repo: Repo) -> list[Finding]:
         )
     for ident, oid in sorted(refs.items()):
         if str(oid) not in blobs and _object_exists(repo, oid):
-            findings.append(_missing_note(repo, ident, str(oid), "the snapshot has no note"))
+            missing.append((ident, str(oid), "the snapshot has no note"))
+    fetched = fetched_notes(repo) if missing else {}
+    findings += [_missing_note(repo, *item, fetched) for item in missing]
     return findings
 
 
+def fetched_notes(repo: Repo) -> dict[str, tuple[pygit2.Oid, str]]:
+    """Return annotated object -> (note blob, ref holding it) for the notes fetches
+    brought: each remote's notes as last fetched (refs/govsnap-remote/<remote>/notes,
+    remotes in name order)."""
+    tracked = sorted(
+        ref.name
+        for ref in repo.git.references.iterator()
+        if ref.name.startswith(TRACKING_ROOT)
+        and ref.name.count("/") == TRACKING_ROOT.count("/") + 1
+        and ref.name.endswith("/notes")
+    )
+    found: dict[str, tuple[pygit2.Oid, str]] = {}
+    for ref in tracked:
+        try:
+            blobs = notes.note_blobs(repo, ref)
+        except (KeyError, ValueError, pygit2.GitError, AssertionError):
+            continue  # a remote's ref may hold anything; doctor reports the local ones
+        for obj, blob in blobs.items():
+            found.setdefault(obj, (blob, ref))
+    return found
+
+
+def _recovered_note(
+    repo: Repo, ident: str, tag_oid: str, fetched: dict[str, tuple[pygit2.Oid, str]]
+) -> tuple[notes.JSONObject, str] | None:
+    """Return a fetched note of the snapshot and the ref it came from, when one exists
+    and its copies of the signed fields agree with the tag (a note from elsewhere is
+    never trusted more than that); else None."""
+    if tag_oid not in fetched:
+        return None
+    blob, ref = fetched[tag_oid]
+    if not _object_exists(repo, blob):
+        return None
+    note = notes.decode(bytes(repo.git.odb.read(blob)[1]))
+    try:
+        payload = SnapshotPayload.parse(read_tag(repo, tag_oid).payload)
+    except CorruptObject:
+        return None
+    signed = signed_copies(payload, ident)
+    if note.error or any(note.data.get(key) != value for key, value in signed.items()):
+        return None
+    return note.data, ref
+
+
 def _govsnap_targets(repo: Repo) -> set[str]:
-    """Return the objects any ref under refs/govsnap/ points at."""
+    """Return the objects any ref under refs/govsnap/ or refs/govsnap-remote/ (what a
+    fetch brought, refused snapshots included) points at."""
     return {
         str(ref.target)
         for ref in repo.git.references.iterator()
-        if ref.name.startswith(_GOVSNAP_REFS) and isinstance(ref.target, pygit2.Oid)
+        if ref.name.startswith((_GOVSNAP_REFS, TRACKING_ROOT))
+        and isinstance(ref.target, pygit2.Oid)
     }
 
 
@@ -238,10 +288,21 @@ def _orphan_detail(repo: Repo, obj: str) -> str:
     )
 
 
-def _missing_note(repo: Repo, ident: str, tag_oid: str, problem: str) -> Finding:
+def _missing_note(
+    repo: Repo,
+    ident: str,
+    tag_oid: str,
+    problem: str,
+    fetched: dict[str, tuple[pygit2.Oid, str]],
+) -> Finding:
     try:
         SnapshotPayload.parse(read_tag(repo, tag_oid).payload)
-        fix: str | None = "rebuild the note from the signed payload"
+        recovered = _recovered_note(repo, ident, tag_oid, fetched)
+        fix: str | None = (
+            "rebuild the note from the signed payload"
+            if recovered is None
+            else f"recover the note fetched into {recovered[1]}"
+        )
     except CorruptObject:
         fix = None
         problem += " and its tag is unreadable (run `govsnap verify`)"
@@ -305,31 +366,14 @@ def _reset_broken_ref(repo: Repo, finding: Finding) -> bool:
     return True
 
 
-def _rebuilt_note(repo: Repo, ident: str, tag_oid: str) -> dict[str, Any] | None:
-    try:
-        tag = read_tag(repo, tag_oid)
-        payload = SnapshotPayload.parse(tag.payload)
-        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo))
-    except CorruptObject:
-        return None
-    sig = verify_signature(repo, tag)
-    signer = sig.signer if sig.valid else None
-    data = note_fields(payload, ident, digest, signer, tag.signature_kind)
-    # Only what the tag proves is rebuilt. Where and by whom the snapshot was made, and
-    # its sub-second creation time, are unknown: doctor's own would make the snapshot
-    # the newest of its second, and a prune would then keep it instead of a newer one.
-    for unknown in ("created_ns", "host", "user"):
-        del data[unknown]
-    data["rebuilt_by"] = "govsnap doctor"
-    return data
-
-
 def _repair_notes(repo: Repo, findings: Sequence[Finding]) -> set[Finding]:
-    """Remove orphan notes and rebuild missing ones in one notes commit; return the fixed."""
+    """Remove orphan notes and recover or rebuild missing ones in one notes commit; return
+    the fixed."""
     mutations: dict[str, notes.Mutation] = {}
     fixed: set[Finding] = set()
     refs = snapshot_refs(repo)
     held = _govsnap_targets(repo)
+    fetched = fetched_notes(repo) if any(f.kind == "missing-note" for f in findings) else {}
     for finding in findings:
         if finding.kind == "orphan-note":
             obj = finding.subject.rsplit(":", 1)[1]
@@ -344,8 +388,15 @@ def _repair_notes(repo: Repo, findings: Sequence[Finding]) -> set[Finding]:
         elif finding.kind == "missing-note" and finding.fix is not None:
             ident = finding.subject.removeprefix(SNAPSHOT_REF_PREFIX)
             tag_oid = refs.get(ident)
-            data = None if tag_oid is None else _rebuilt_note(repo, ident, str(tag_oid))
-            if tag_oid is None or data is None:
+            if tag_oid is None:
+                continue
+            # What a fetch brought is the snapshot's own note; rebuilding from the signed
+            # payload loses what only the note held (figures, host, results, pins).
+            recovered = _recovered_note(repo, ident, str(tag_oid), fetched)
+            data = (
+                rebuilt_note(repo, ident, str(tag_oid), BY) if recovered is None else recovered[0]
+            )
+            if data is None:
                 continue
 
             def rebuild(

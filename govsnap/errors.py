@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-# Exit codes, as in STYLE.md: 0 success, 1 a check failed, 2 usage or input error,
-# 3 an environment problem.
+# Exit codes, as in STYLE.md: 0 success, 1 a check failed (or a confirmation was
+# declined), 2 usage or input error, 3 an environment problem.
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
@@ -69,3 +69,10 @@ class CorruptObject(CheckFailed):
 
 class SnapshotConflict(CheckFailed):
     """A remote holds another object under a snapshot id this clone has."""
+
+
+class Declined(GovsnapError):
+    """The user answered no when asked to confirm; nothing was changed. Every command
+    that asks exits the same way (like typer's own Abort)."""
+
+    exit_code = EXIT_CHECK_FAILED

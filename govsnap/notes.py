@@ -210,6 +210,25 @@ def commit_on(
     return repo.git.create_commit(None, sig, sig, message, _apply(repo, tree, changes), parents)
 
 
+def commit_blobs(
+    repo: Repo,
+    current: pygit2.Oid | None,
+    changes: Mapping[str, pygit2.Oid | None],
+    identity: Identity,
+    message: str,
+) -> pygit2.Oid | None:
+    """Write a notes commit on `current` in which each object of `changes` has that note
+    blob (None: no note), and return it; return `current` when nothing changes. Writes
+    objects only, like commit_on."""
+    tree = _tree_of(repo, current)
+    effective = {obj: blob for obj, blob in changes.items() if _note_blob(repo, tree, obj) != blob}
+    if not effective:
+        return current
+    sig = identity.signature()
+    parents = [] if current is None else [current]
+    return repo.git.create_commit(None, sig, sig, message, _apply(repo, tree, effective), parents)
+
+
 def update(
     repo: Repo,
     mutations: Mapping[str, Mutation],

@@ -27,19 +27,27 @@ from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, update_refs
 from govsnap.repo import Identity, Repo, scrubbed_env
 from govsnap.retention import (
     Candidate,
+    Duration,
     RetentionPolicy,
     apply_policy,
     group_snapshots,
+    parse_policy_text,
     policy_from_values,
 )
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import decide_local, load_policy
 
 DEFAULT_POLICY = RetentionPolicy(last=20)
+# Safety snapshots (taken before each rollback) are kept by a policy of their own, so that
+# rollbacks never push release snapshots out of a release policy's counts.
+DEFAULT_SAFETY_POLICY = RetentionPolicy(last=10, within=Duration(days=30))
+SAFETY_CONFIG_KEY = "govsnap.safetyRetention"
 DEFAULT_PRUNE_EXPIRE = "2.weeks.ago"
 REASON_UNREADABLE = "unreadable tag: never removed by a policy"
 REASON_NAMED = "named with --id"
 UNREADABLE_GROUP = "unreadable"
+# Not a valid environment name (it holds a space), so it never merges with one.
+SAFETY_GROUP = "safety (pre-rollback)"
 
 # git config keys of the policy, in the `govsnap` section (DESIGN.md section 7).
 _CONFIG_KEYS = {
@@ -73,6 +81,16 @@ def configured_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
     option_of = {rule: f"git config {key}" for rule, key in _CONFIG_KEYS.items()}
     policy = policy_from_values(values, labels, option_of, f"git config {LABEL_CONFIG_KEY}")
     return policy, "config"
+
+
+def configured_safety_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
+    """Return the policy of safety snapshots in `git config govsnap.safetyRetention`
+    (prune's --keep-* options as text) and where it came from ("config"), or keep-within
+    30d and keep-last 10 ("default")."""
+    text = repo.config_str(SAFETY_CONFIG_KEY)
+    if text is None:
+        return DEFAULT_SAFETY_POLICY, "default"
+    return parse_policy_text(text, f"git config {SAFETY_CONFIG_KEY}"), "config"
 
 
 # --- planning ------------------------------------------------------------------------------
@@ -118,6 +136,7 @@ class Decision:
             "time": snap.created_iso if snap.payload else None,
             "environment": snap.environment if snap.payload else None,
             "labels": list(snap.labels),
+            "safety": snap.safety,
             "group": self.group,
             "action": self.action,
             "reasons": list(self.reasons),
@@ -132,6 +151,17 @@ class PrunePlan:
     policy: RetentionPolicy | None  # None when snapshots were named with --id
     source: str  # "flags", "config", "default" or "ids"
     decisions: tuple[Decision, ...]
+    # The policy of the safety snapshots' group (None with --id), and where it came from
+    # ("config" or "default").
+    safety_policy: RetentionPolicy | None = None
+    safety_source: str = ""
+
+    @property
+    def has_safety(self) -> bool:
+        """Return True when the plan decides about safety snapshots by their policy."""
+        return self.safety_policy is not None and any(
+            d.group == SAFETY_GROUP for d in self.decisions
+        )
 
     @property
     def removed(self) -> list[Decision]:
@@ -172,6 +202,9 @@ class PrunePlan:
             "policy": self.policy.as_json() if self.policy else None,
             "policy_text": self.describe(),
             "policy_source": self.source,
+            "safety_policy": self.safety_policy.as_json() if self.safety_policy else None,
+            "safety_policy_text": self.safety_policy.describe() if self.safety_policy else None,
+            "safety_policy_source": self.safety_source or None,
             "group_by": self.options.group_by,
             "environment": self.options.environment,
             "message": self.why_nothing,
@@ -211,27 +244,42 @@ def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
         policy, source = options.policy, "flags"
     else:
         policy, source = configured_policy(repo)
+    safety_policy, safety_source = configured_safety_policy(repo)
     readable = [s for s in snaps if s.payload is not None]
     by_id = {s.id: s for s in readable}
-    decisions: list[Decision] = []
     now = datetime.now(UTC)
-    # list_snapshots orders snapshots of the same second by their recorded nanoseconds;
-    # the engine's stable sort keeps that order.
-    for group, members in group_snapshots(map(_candidate, readable), options.group_by).items():
-        keep, remove, reasons = apply_policy(members, policy, now)
-        why = {r.snapshot.id: r.matches for r in reasons}
-        order = {c.id: n for n, c in enumerate(members)}
-        for candidate in sorted(keep + remove, key=lambda c: order[c.id]):
-            kept = candidate.id in why
-            decisions.append(
-                Decision(by_id[candidate.id], group, not kept, why.get(candidate.id, ()))
-            )
+    groups = group_snapshots((_candidate(s) for s in readable if not s.safety), options.group_by)
+    decisions: list[Decision] = []
+    for group, members in groups.items():
+        decisions += _decide(group, members, policy, now, by_id)
+    safety = [_candidate(s) for s in readable if s.safety]
+    if safety:
+        decisions += _decide(SAFETY_GROUP, safety, safety_policy, now, by_id)
     decisions += [
         Decision(s, UNREADABLE_GROUP, False, (REASON_UNREADABLE,))
         for s in snaps
         if s.payload is None
     ]
-    return PrunePlan(options, policy, source, tuple(decisions))
+    return PrunePlan(options, policy, source, tuple(decisions), safety_policy, safety_source)
+
+
+def _decide(
+    group: str,
+    members: list[Candidate],
+    policy: RetentionPolicy,
+    now: datetime,
+    by_id: dict[str, Snapshot],
+) -> list[Decision]:
+    """Return the decisions of `policy` about one group, in the members' order."""
+    keep, remove, reasons = apply_policy(members, policy, now)
+    why = {r.snapshot.id: r.matches for r in reasons}
+    # list_snapshots orders snapshots of the same second by their recorded nanoseconds;
+    # the engine's stable sort keeps that order.
+    order = {c.id: n for n, c in enumerate(members)}
+    return [
+        Decision(by_id[c.id], group, c.id not in why, why.get(c.id, ()))
+        for c in sorted(keep + remove, key=lambda c: order[c.id])
+    ]
 
 
 def _plan_ids(repo: Repo, options: PruneOptions, snaps: list[Snapshot]) -> PrunePlan:
@@ -541,6 +589,11 @@ def _audit_entry(
     arguments: dict[str, Any] = {
         "policy": the_plan.policy.arguments() if the_plan.policy else None,
         "policy_source": the_plan.source,
+        "safety_policy": (
+            the_plan.safety_policy.arguments()
+            if the_plan.safety_policy and the_plan.has_safety
+            else None
+        ),
         "ids": list(options.ids),
         "environment": options.environment,
         "group_by": options.group_by,

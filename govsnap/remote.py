@@ -27,14 +27,21 @@ from govsnap.errors import (
     CheckFailed,
     ConcurrentUpdate,
     CorruptObject,
+    Declined,
     EnvironmentProblem,
     SnapshotConflict,
     UsageError,
 )
 from govsnap.notes import NOTES_REF, JSONObject
-from govsnap.objects import SNAPSHOT_REF_PREFIX, create_ref, read_tag, ref_target, update_ref
+from govsnap.objects import (
+    SNAPSHOT_REF_PREFIX,
+    RefValues,
+    read_tag,
+    ref_target,
+    update_refs,
+)
 from govsnap.repo import Identity, Repo
-from govsnap.store import Snapshot, load_snapshot, snapshot_refs
+from govsnap.store import Snapshot, load_snapshot, rebuilt_note, snapshot_refs
 
 TRACKING_ROOT = "refs/govsnap-remote/"
 AUDIT_REF = audit.AUDIT_REF
@@ -184,26 +191,37 @@ def pruned_ids(repo: Repo) -> set[str]:
 class FetchedSnapshot:
     """One remote snapshot that was not already here, and what fetch did with it.
 
-    status: "added"; "unverified" (failed verification: left under refs/govsnap-remote/);
-    "conflict" (this clone has another tag under the same id: the remote's was replaced
-    or signed again; the local one is kept); "pruned" (a prune recorded in the audit
-    trail deleted it: not added again); "invalid" (the ref name is not the id of a
-    readable snapshot tag).
+    status: "added"; "unverified" (failed verification: left under refs/govsnap-remote/,
+    its note kept for the fetch that adds it); "conflict" (this clone has another tag
+    under the same id: the remote's was replaced or signed again; the local one is kept);
+    "pruned" (a prune recorded in the audit trail deleted it: not added again); "invalid"
+    (the ref name is not the id of a readable snapshot tag).
+
+    note, for an added snapshot: where the note it was added with came from (NOTE_SOURCES).
     """
 
     id: str
     tag: str
     status: str
     detail: str = ""
+    note: str = ""
 
     def as_json(self) -> dict[str, str]:
         """Return the outcome as JSON-ready data."""
-        return {"id": self.id, "tag": self.tag, "status": self.status, "detail": self.detail}
+        data = {"id": self.id, "tag": self.tag, "status": self.status, "detail": self.detail}
+        if self.status == "added":
+            data["note"] = self.note
+        return data
 
 
 PROBLEMS = ("unverified", "conflict", "invalid")
 # The state of a remote's notes or audit ref that does not point at a commit.
 INVALID = "invalid"
+# Where the note of a snapshot a fetch adds comes from: the remote's notes; this clone's
+# notes, which kept it since an earlier fetch refused the snapshot; or, when neither has
+# one, the signed payload (as `doctor --fix` rebuilds it); "none" only for an unreadable
+# tag added with --no-verify.
+NOTE_SOURCES = ("remote", "kept", "rebuilt", "none")
 
 
 @dataclass(frozen=True)
@@ -218,6 +236,7 @@ class FetchReport:
     notes: str  # "absent", "unchanged", "fast-forward", "merged", "invalid"
     audit: str  # "absent", "unchanged", "fast-forward", "joined", "invalid"
     seconds: float
+    notes_kept_aside: int = 0  # refused snapshots whose note is kept for a later fetch
 
     def with_status(self, *statuses: str) -> list[FetchedSnapshot]:
         """Return the snapshots whose status is one of `statuses`."""
@@ -253,18 +272,45 @@ class FetchReport:
             "unchanged": self.unchanged,
             "snapshots": [s.as_json() for s in self.snapshots],
             "notes": self.notes,
+            "notes_kept_aside": self.notes_kept_aside,
             "audit": self.audit,
             "seconds": round(self.seconds, 6),
         }
 
 
+@dataclass(frozen=True)
+class _Accepted:
+    """A remote snapshot that passed the judgement, and the note blob to add it with."""
+
+    snapshot: Snapshot
+    note: pygit2.Oid | None
+    source: str  # one of NOTE_SOURCES
+
+    @property
+    def ref(self) -> str:
+        return self.snapshot.ref
+
+
+@dataclass(frozen=True)
+class _Examined:
+    """What fetch decided about the remote's snapshots before writing anything."""
+
+    outcomes: list[FetchedSnapshot]  # everything but the accepted ones
+    accepted: list[_Accepted]
+    refused: set[str]  # tags of the snapshots refused (unverified, invalid)
+    unchanged: int
+
+
 def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchReport:
     """Fetch a remote's snapshots, notes and audit trail and merge them into this clone.
 
-    New snapshots are verified (unless `verify` is False) and added create-only; a local
-    snapshot ref is never changed. Notes are merged field by field (merge_note) and the
-    audit trail joined by a merge commit; both through compare-and-swap. Returns the
-    report; the caller turns problems into the exit code.
+    New snapshots are verified (unless `verify` is False) and added create-only, each
+    with its note (NOTE_SOURCES); a local snapshot ref is never changed. Notes are merged
+    field by field (merge_note), keeping the notes of refused snapshots (see
+    _notes_after), and the audit trail joined by a merge commit. Everything this clone's
+    refs gain is written in one ref transaction: a killed fetch adds every snapshot with
+    its note and audit entry, or nothing. Returns the report; the caller turns problems
+    into the exit code.
     """
     started = time.monotonic()
     remote = resolve_remote(repo, name)
@@ -284,40 +330,87 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     )
     remote_notes, notes_ok = _tracked_commit(repo, remote.tracking("notes"))
     remote_audit, audit_ok = _tracked_commit(repo, remote.tracking("audit"))
-    outcomes, unchanged = _adopt_snapshots(repo, remote, remote_notes, verify)
-    local_tags = {str(oid) for oid in snapshot_refs(repo).values()}
-    notes_state = (
-        merge_notes(repo, remote_notes, local_tags.__contains__, identity) if notes_ok else INVALID
-    )
-    audit_state = _audit_state(repo, remote_audit) if audit_ok else INVALID
-    added = [s.id for s in outcomes if s.status == "added"]
-    problems = [s for s in outcomes if s.status in PROBLEMS]
-    if added or problems or notes_state == "merged" or audit_state == "joined":
-        summary = f"from {remote.name}: {len(added)} snapshot(s) added" + (
-            f", {len(problems)} problem(s)" if problems else ""
-        )
-        audit.append(
+    examined = _examine(repo, remote, remote_notes, verify)
+    by_ref = {acc.ref: acc for acc in examined.accepted}
+    found: dict[str, Any] = {}
+
+    def compute(current: RefValues) -> RefValues:
+        changes: RefValues = {}
+        added: list[_Accepted] = []
+        late: list[FetchedSnapshot] = []
+        for ref, acc in by_ref.items():
+            have = current[ref]
+            if have is None:
+                changes[ref] = pygit2.Oid(hex=acc.snapshot.tag_oid)
+            if have is None or str(have) == acc.snapshot.tag_oid:
+                added.append(acc)
+            else:
+                detail = "another tag was created here under the same id meanwhile; kept it"
+                snap = acc.snapshot
+                late.append(FetchedSnapshot(snap.id, snap.tag_oid, "conflict", detail))
+        local_tags = {str(oid) for oid in snapshot_refs(repo).values()}
+        local_tags |= {acc.snapshot.tag_oid for acc in added}
+        adopt = {acc.snapshot.tag_oid: acc.note for acc in added if acc.note is not None}
+        changes[NOTES_REF], notes_state = _notes_after(
             repo,
-            "fetch",
-            summary,
-            snapshots=added + [s.id for s in problems],
-            identity=identity,
-            arguments={"remote": remote.name, "verify": verify},
-            result="ok" if not problems else "problems: " + _problem_summary(problems),
-            duration=time.monotonic() - started,
-            join=remote_audit,
+            current[NOTES_REF],
+            remote_notes,
+            local_tags | examined.refused,
+            adopt,
+            identity,
         )
-    elif audit_state == "fast-forward":
-        _fast_forward(repo, AUDIT_REF, remote_audit)
+        if not notes_ok:
+            notes_state = INVALID
+        audit_state = _audit_state(repo, current[AUDIT_REF], remote_audit) if audit_ok else INVALID
+        outcomes = list(examined.outcomes) + late
+        outcomes += [
+            FetchedSnapshot(
+                acc.snapshot.id,
+                acc.snapshot.tag_oid,
+                "added",
+                "" if verify else "not verified (--no-verify)",
+                acc.source,
+            )
+            for acc in added
+        ]
+        problems = [s for s in outcomes if s.status in PROBLEMS]
+        if added or problems or notes_state == "merged" or audit_state == "joined":
+            summary = f"from {remote.name}: {len(added)} snapshot(s) added" + (
+                f", {len(problems)} problem(s)" if problems else ""
+            )
+            entry = audit.EntryWriter(
+                repo,
+                "fetch",
+                summary,
+                snapshots=[acc.snapshot.id for acc in added] + [s.id for s in problems],
+                identity=identity,
+                arguments={"remote": remote.name, "verify": verify},
+                result="ok" if not problems else "problems: " + _problem_summary(problems),
+                duration=time.monotonic() - started,
+                join=remote_audit,
+            )
+            changes[AUDIT_REF] = entry.commit_on(current[AUDIT_REF])
+        elif audit_state == "fast-forward":
+            changes[AUDIT_REF] = remote_audit
+        found.update(outcomes=outcomes, notes=notes_state, audit=audit_state)
+        return changes
+
+    # The audit ref first: should git itself be killed while it commits, nothing lands
+    # without its entry (see update_refs).
+    update_refs(
+        repo, [AUDIT_REF, NOTES_REF, *by_ref], compute, message=f"govsnap: fetch from {remote.name}"
+    )
+    kept = notes.note_blobs(repo) if examined.refused else {}
     return FetchReport(
         remote.name,
         remote.shown_url,
         verify,
-        tuple(outcomes),
-        unchanged,
-        notes_state,
-        audit_state,
+        tuple(sorted(found["outcomes"], key=lambda s: (s.id, s.status))),
+        examined.unchanged,
+        found["notes"],
+        found["audit"],
         time.monotonic() - started,
+        sum(1 for tag in examined.refused if tag in kept),
     )
 
 
@@ -325,19 +418,20 @@ def _problem_summary(problems: Iterable[FetchedSnapshot]) -> str:
     return ", ".join(f"{s.id} {s.status}" for s in problems)
 
 
-def _adopt_snapshots(
+def _examine(
     repo: Repo, remote: Remote, remote_notes: pygit2.Oid | None, verify: bool
-) -> tuple[list[FetchedSnapshot], int]:
-    """Add the remote's new snapshots (verified, with the remote's notes, unless told not
-    to); return each one's outcome and how many were already here unchanged."""
+) -> _Examined:
+    """Judge the remote's snapshots that are not here yet (verified, with their notes,
+    unless told not to); write nothing."""
     fetched = snapshot_refs(repo, remote.tracking("snapshots/"))
     local = snapshot_refs(repo)
-    # Reading the audit trail and the remote's notes is only worth it for new snapshots.
+    # Reading the audit trail and the notes is only worth it for new snapshots.
     new = any(ident not in local for ident in fetched)
     pruned = pruned_ids(repo) if new else set()
-    note_blobs = notes.note_blobs_at(repo, remote_notes) if new else {}
+    remote_blobs = notes.note_blobs_at(repo, remote_notes) if new else {}
+    local_blobs = notes.note_blobs(repo) if new else {}
     outcomes: list[FetchedSnapshot] = []
-    candidates: list[Snapshot] = []
+    candidates: list[tuple[Snapshot, pygit2.Oid | None, str]] = []
     unchanged = 0
     for ident, oid in sorted(fetched.items()):
         have = local.get(ident)
@@ -365,23 +459,40 @@ def _adopt_snapshots(
                 )
             )
         else:
-            blob = note_blobs.get(str(oid))
+            blob, source = _note_for(repo, ident, str(oid), remote_blobs, local_blobs)
             note = None if blob is None else notes.decode(bytes(repo.git.odb.read(blob)[1]))
-            candidates.append(load_snapshot(repo, ident, oid, note))
-    for snap, failure in zip(candidates, _judge(repo, candidates, verify), strict=True):
-        if failure is not None:
-            status, detail = failure
-            outcomes.append(FetchedSnapshot(snap.id, snap.tag_oid, status, detail))
+            candidates.append((load_snapshot(repo, ident, oid, note), blob, source))
+    snaps = [snap for snap, _, _ in candidates]
+    accepted: list[_Accepted] = []
+    refused: set[str] = set()
+    for (snap, blob, source), failure in zip(candidates, _judge(repo, snaps, verify), strict=True):
+        if failure is None:
+            accepted.append(_Accepted(snap, blob, source))
             continue
-        try:
-            create_ref(repo, SNAPSHOT_REF_PREFIX + snap.id, pygit2.Oid(hex=snap.tag_oid))
-        except UsageError:
-            detail = "another tag was created here under the same id meanwhile; kept it"
-            outcomes.append(FetchedSnapshot(snap.id, snap.tag_oid, "conflict", detail))
-        else:
-            detail = "" if verify else "not verified (--no-verify)"
-            outcomes.append(FetchedSnapshot(snap.id, snap.tag_oid, "added", detail))
-    return outcomes, unchanged
+        status, detail = failure
+        outcomes.append(FetchedSnapshot(snap.id, snap.tag_oid, status, detail))
+        refused.add(snap.tag_oid)
+    return _Examined(outcomes, accepted, refused, unchanged)
+
+
+def _note_for(
+    repo: Repo,
+    ident: str,
+    tag: str,
+    remote_blobs: Mapping[str, pygit2.Oid],
+    local_blobs: Mapping[str, pygit2.Oid],
+) -> tuple[pygit2.Oid | None, str]:
+    """Return the note blob a new snapshot is judged and added with, and its source
+    (NOTE_SOURCES): the remote's, else the one this clone kept, else one rebuilt from
+    the signed payload, so that no snapshot is ever added without a note."""
+    if tag in remote_blobs:
+        return remote_blobs[tag], "remote"
+    if tag in local_blobs:
+        return local_blobs[tag], "kept"
+    data = rebuilt_note(repo, ident, tag, "govsnap fetch")
+    if data is None:
+        return None, "none"
+    return repo.git.create_blob(notes.encode(data)), "rebuilt"
 
 
 def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[str, str] | None]:
@@ -415,30 +526,16 @@ def _tracked_commit(repo: Repo, ref: str) -> tuple[pygit2.Oid | None, bool]:
     return (oid, True) if isinstance(repo.git.get(oid), pygit2.Commit) else (None, False)
 
 
-def _audit_state(repo: Repo, theirs: pygit2.Oid | None) -> str:
+def _audit_state(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | None) -> str:
     """Return how the remote's audit head relates to ours: absent, unchanged (we hold it),
     fast-forward (it extends ours) or joined (the two diverged)."""
     if theirs is None:
         return "absent"
-    ours = ref_target(repo, AUDIT_REF)
     if contains(repo, ours, theirs):
         return "unchanged"
     if ours is None or repo.git.descendant_of(theirs, ours):
         return "fast-forward"
     return "joined"
-
-
-def _fast_forward(repo: Repo, ref: str, theirs: pygit2.Oid | None) -> None:
-    """Move `ref` to `theirs` if that only adds history; leave it if it moved elsewhere."""
-    if theirs is None:
-        return
-
-    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
-        if current is None or repo.git.descendant_of(theirs, current):
-            return theirs
-        return current
-
-    update_ref(repo, ref, compute, message="govsnap: fetch")
 
 
 # --- notes --------------------------------------------------------------------------------
@@ -537,8 +634,9 @@ def _merge_blobs(
 ) -> dict[str, pygit2.Oid]:
     """Return annotated object -> note blob after merging two sets of notes.
 
-    A note only this clone has is kept. A note only the remote has is taken when it
-    annotates one of this clone's snapshots (not one pruned here, nor a tampered tag). A
+    A note only this clone has is kept. A note only the remote has is taken when
+    `keep_remote` says so: it annotates one of this clone's snapshots or one the fetch
+    refused (not one pruned here, nor a replaced tag). A
     note on both sides is merged with merge_note; one that is not JSON is left as it is
     here.
     """
@@ -571,52 +669,57 @@ def _merge_blobs(
     return merged
 
 
-def merge_notes(
+def _notes_after(
     repo: Repo,
+    current: pygit2.Oid | None,
     theirs: pygit2.Oid | None,
-    keep_remote: Callable[[str], bool],
+    wanted: set[str],
+    adopt: Mapping[str, pygit2.Oid],
     identity: Identity,
-) -> str:
-    """Merge the notes commit `theirs` into refs/notes/govsnap by compare-and-swap.
+) -> tuple[pygit2.Oid | None, str]:
+    """Return refs/notes/govsnap after merging the remote's notes commit `theirs` into
+    `current`, and how: "absent" (no remote notes), "unchanged", "fast-forward" or
+    "merged" (a commit whose parents are ours and theirs, so that pushing it is a
+    fast-forward for the remote and `git log` shows both histories). Writes objects only.
 
-    Returns "absent" (no remote notes), "unchanged" (ours already hold them),
-    "fast-forward" or "merged" (a commit whose parents are ours and theirs, so that
-    pushing it is a fast-forward for the remote and `git log` shows both histories).
+    `wanted` are the tags whose notes the result holds when either side has one: this
+    clone's snapshots, and the remote's snapshots this fetch refused (their notes are
+    kept, unattached here, so that pushing the merge never removes them from the
+    remote, and so that the fetch that adds the snapshot adds its note). Which of them
+    have a note never depends on history: one with none here takes the remote's even
+    when our notes already contain the remote's commit, else its note in `adopt` (the
+    note it was just added with).
     """
-    if theirs is None:
-        return "absent"
-    outcome = "unchanged"
     git = repo.git
+    mine = notes.note_blobs_at(repo, current)
+    if theirs is None or contains(repo, current, theirs):
+        their_blobs = notes.note_blobs_at(repo, theirs)
+        gained = {**adopt, **their_blobs}
+        missing = {obj: gained[obj] for obj in wanted if obj not in mine and obj in gained}
+        if not missing:
+            return current, "absent" if theirs is None else "unchanged"
+        message = "Notes of fetched snapshots added by 'govsnap fetch'\n"
+        new = notes.commit_blobs(repo, current, missing, identity, message)
+        return new, "absent" if theirs is None else "merged"
+    base = git.merge_base(current, theirs) if current is not None else None
+    blobs = _merge_blobs(
+        repo,
+        notes.note_blobs_at(repo, base),
+        mine,
+        notes.note_blobs_at(repo, theirs),
+        wanted.__contains__,
+    )
+    for obj, blob in adopt.items():
+        blobs.setdefault(obj, blob)
+    tree = notes.build_tree(repo, blobs)
     their_commit = git[theirs]
     assert isinstance(their_commit, pygit2.Commit)
-    their_blobs = notes.note_blobs_at(repo, theirs)
+    if (current is None or git.descendant_of(theirs, current)) and tree == their_commit.tree_id:
+        return theirs, "fast-forward"
     sig = identity.signature()
-
-    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
-        nonlocal outcome
-        if contains(repo, current, theirs):
-            outcome = "unchanged"
-            return current
-        base = git.merge_base(current, theirs) if current is not None else None
-        blobs = _merge_blobs(
-            repo,
-            notes.note_blobs_at(repo, base),
-            notes.note_blobs_at(repo, current),
-            their_blobs,
-            keep_remote,
-        )
-        tree = notes.build_tree(repo, blobs)
-        behind = current is None or git.descendant_of(theirs, current)
-        if behind and tree == their_commit.tree_id:
-            outcome = "fast-forward"
-            return theirs
-        outcome = "merged"
-        parents = [theirs] if current is None else [current, theirs]
-        message = "Notes merged by 'govsnap fetch'\n"
-        return git.create_commit(None, sig, sig, message, tree, parents)
-
-    update_ref(repo, NOTES_REF, compute, message="govsnap: merge notes")
-    return outcome
+    parents = [theirs] if current is None else [current, theirs]
+    message = "Notes merged by 'govsnap fetch'\n"
+    return git.create_commit(None, sig, sig, message, tree, parents), "merged"
 
 
 # --- push ---------------------------------------------------------------------------------
@@ -637,6 +740,9 @@ class PushReport:
     fetch_first: bool  # the remote had notes or audit entries this clone lacked
     fetched: FetchReport | None  # the fetch and merge that came first, if one did
     seconds: float
+    # Safety snapshots the remote lacks, not sent: they capture untracked files, so they
+    # stay in this clone unless push --include-safety.
+    kept_local: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -646,6 +752,7 @@ class PushReport:
             "dry_run": self.dry_run,
             "sent": list(self.sent),
             "held_back": list(self.held_back),
+            "kept_local": list(self.kept_local),
             "notes": self.notes,
             "audit": self.audit,
             "deleted": list(self.deleted),
@@ -699,8 +806,20 @@ def _look(repo: Repo, remote: Remote) -> tuple[RemoteRefs, dict[str, pygit2.Oid]
     return theirs, local
 
 
+def _safety_ids(repo: Repo, snaps: Mapping[str, pygit2.Oid]) -> set[str]:
+    """Return which of these snapshots (id -> tag) are safety snapshots, by their signed
+    trigger (an unreadable tag is not one: verification deals with it)."""
+    return {i for i, oid in snaps.items() if load_snapshot(repo, i, oid, None).safety}
+
+
 def push(
-    repo: Repo, name: str | None = None, *, prune: bool = False, dry_run: bool = False
+    repo: Repo,
+    name: str | None = None,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    include_safety: bool = False,
+    confirm: Callable[[str, list[str]], bool] | None = None,
 ) -> PushReport:
     """Send this clone's snapshots, notes and audit trail to a remote, never forcing.
 
@@ -710,11 +829,14 @@ def push(
     fast-forward. Snapshots the audit trail records as pruned (by a prune elsewhere whose
     entry a fetch brought) are held back. With `prune`, snapshot refs recorded as pruned
     that this clone no longer has and the remote still has are deleted there, each only
-    if it still points at the object seen (--force-with-lease).
+    if it still points at the object seen (--force-with-lease), after `confirm(remote,
+    ids)` said yes (asked again only if a retry would delete more). Safety snapshots stay
+    here unless `include_safety`.
     """
     started = time.monotonic()
     remote = resolve_remote(repo, name)
     fetched: FetchReport | None = None
+    confirmed: set[str] = set()
     for _attempt in range(_PUSH_ATTEMPTS):
         theirs, local = _look(repo, remote)
         fetch_first = not (
@@ -726,12 +848,13 @@ def push(
             theirs, local = _look(repo, remote)
         pruned = pruned_ids(repo)
         missing = set(local) - set(theirs.snapshots)
+        safety = set() if include_safety else _safety_ids(repo, {i: local[i] for i in missing})
         deletions = sorted((pruned & set(theirs.snapshots)) - set(local)) if prune else []
         report = PushReport(
             remote.name,
             remote.shown_url,
             dry_run,
-            tuple(sorted(missing - pruned)),
+            tuple(sorted(missing - pruned - safety)),
             tuple(sorted(missing & pruned)),
             _ref_plan(repo, NOTES_REF, theirs.notes),
             _ref_plan(repo, AUDIT_REF, theirs.audit),
@@ -739,11 +862,17 @@ def push(
             fetch_first,
             fetched,
             0.0,
+            kept_local=tuple(sorted(safety - pruned)),
         )
         if dry_run:
             return _timed(report, started)
-        # The glob sends every local snapshot the remote lacks; held-back ones need a list.
-        if report.held_back:
+        if deletions and confirm is not None and not set(deletions) <= confirmed:
+            if not confirm(remote.name, deletions):
+                raise Declined("push cancelled: nothing was sent or deleted")
+            confirmed.update(deletions)
+        # The glob sends every local snapshot the remote lacks; held-back and safety
+        # snapshots need a list.
+        if report.held_back or report.kept_local:
             specs = [f"{SNAPSHOT_REF_PREFIX}{i}:{SNAPSHOT_REF_PREFIX}{i}" for i in report.sent]
         else:
             specs = [SNAPSHOT_PUSH_REFSPEC] if report.sent else []

@@ -108,6 +108,7 @@ def snapshot_json(snap: Snapshot, full: bool = True) -> dict[str, Any]:
         "created": snap.created_iso if p else None,
         "signed": snap.signed,
         "signature_kind": snap.signature_kind,
+        "safety": snap.safety,
         "payload": None
         if p is None
         else {
@@ -135,7 +136,18 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{len(snaps)} snapshot(s)", title_justify="left")
+    caption = (
+        "(safety): taken before a rollback, its undo; not pushed unless push "
+        "--include-safety; kept by govsnap.safetyRetention"
+        if any(s.safety for s in snaps)
+        else None
+    )
+    table = Table(
+        title=f"{len(snaps)} snapshot(s)",
+        title_justify="left",
+        caption=caption,
+        caption_justify="left",
+    )
     for column in ("id", "created", "trigger", "environment", "labels", "files", "size"):
         table.add_column(column, justify="right" if column in {"files", "size"} else "left")
     table.add_column("digest")
@@ -152,7 +164,7 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
         table.add_row(
             s.id,
             timestamp(s.created),
-            s.payload.trigger,
+            s.payload.trigger + (" (safety)" if s.safety else ""),
             s.payload.environment,
             ",".join(s.labels),
             str(note.get("files", "?")),
@@ -175,7 +187,15 @@ def snapshot_details(snap: Snapshot) -> None:
         lines += [
             ("created", timestamp(snap.created)),
             ("summary", p["summary"]),
-            ("trigger", p["trigger"]),
+            (
+                "trigger",
+                p["trigger"]
+                + (
+                    " (safety snapshot: a rollback's undo; not pushed unless --include-safety)"
+                    if snap.safety
+                    else ""
+                ),
+            ),
             ("environment", p["environment"]),
             ("labels", ", ".join(p["labels"]) or "-"),
             ("source", f"{p['source']['ref']} {p['source']['commit']}" if p["source"] else "-"),
@@ -387,22 +407,42 @@ def hooks_status(report: HooksStatus) -> None:
 # --- rollback and rehearsal (issue 4) ---------------------------------------------------
 
 
-def confirm_rollback(snap: Snapshot) -> bool:
-    """Ask on the terminal whether to roll back to `snap`; refuse when there is no terminal."""
+def require_terminal(action: str) -> None:
+    """Raise UsageError unless there is a terminal to confirm `action` on (scripts and CI
+    must say --yes: the same rule for every command that deletes or rewrites)."""
     from govsnap.errors import UsageError
 
     if not sys.stdin.isatty():
         raise UsageError(
-            "rollback rewrites the working tree: pass --yes to confirm "
-            "(or --dry-run to see what it would do)"
+            f"{action}: not on a terminal, so nobody can confirm; pass --yes "
+            "(--dry-run shows what it would do)"
         )
-    summary = snap.payload.summary if snap.payload else snap.id
-    sys.stderr.write(
-        f"Roll the working tree and index back to snapshot {snap.id} ({summary})?\n"
-        "The current state is saved first as a safety snapshot. [y/N] "
-    )
+
+
+def confirm(action: str, question: str) -> bool:
+    """Ask `question` on the terminal (on stderr) before `action`; return True on yes.
+
+    Raises UsageError when there is no terminal (require_terminal) and Declined on any
+    other answer, so that a declined confirmation exits alike everywhere.
+    """
+    from govsnap.errors import Declined
+
+    require_terminal(action)
+    sys.stderr.write(f"{question} [y/N] ")
     sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in {"y", "yes"}
+    if sys.stdin.readline().strip().lower() not in {"y", "yes"}:
+        raise Declined("declined: nothing was changed")
+    return True
+
+
+def confirm_rollback(snap: Snapshot) -> bool:
+    """Ask on the terminal whether to roll back to `snap` (see confirm)."""
+    summary = snap.payload.summary if snap.payload else snap.id
+    return confirm(
+        "rollback rewrites the working tree",
+        f"Roll the working tree and index back to snapshot {snap.id} ({summary})?\n"
+        "The current state is saved first as a safety snapshot.",
+    )
 
 
 def rollback_result(result: RollbackResult) -> None:
@@ -644,11 +684,26 @@ def doctor_report(report: DoctorReport) -> None:
 # --- prune, pin and unpin (issue 5) -------------------------------------------------------
 
 
-def confirm_prune(count: int) -> bool:
-    """Ask on the terminal (prompt on stderr) whether to delete `count` snapshots."""
-    sys.stderr.write(f"Delete {count} snapshot(s)? This cannot be undone. [y/N] ")
-    sys.stderr.flush()
-    return sys.stdin.readline().strip().lower() in {"y", "yes"}
+def confirm_prune(plan: PrunePlan, show: bool) -> bool:
+    """Ask on the terminal whether to delete what `plan` removes, after listing its
+    decisions when `show` (see confirm)."""
+    count = len(plan.removed)
+    verb = "purge" if plan.options.purge else "delete"
+    action = f"prune would {verb} {count} snapshot(s)"
+    require_terminal(action)
+    if show:
+        prune_decisions(plan)
+    return confirm(action, f"{verb.capitalize()} {count} snapshot(s)? This cannot be undone.")
+
+
+def confirm_push_deletions(remote: str, ids: Sequence[str]) -> bool:
+    """Ask on the terminal whether push --prune may delete `ids` on `remote` (see confirm)."""
+    action = f"push --prune would delete {len(ids)} snapshot(s) on remote {remote!r}"
+    return confirm(
+        action,
+        f"Delete {len(ids)} snapshot(s) on remote {remote!r} ({_ids(ids)})? "
+        "This cannot be undone there.",
+    )
 
 
 def _source_text(plan: PrunePlan) -> str:
@@ -665,6 +720,13 @@ def prune_decisions(plan: PrunePlan) -> None:
     a plan may hold thousands of snapshots)."""
     source = _source_text(plan)
     message(f"policy: {plan.describe()}" + (f" ({source})" if source else ""))
+    if plan.has_safety and plan.safety_policy is not None:
+        where = (
+            "from git config govsnap.safetyRetention"
+            if plan.safety_source == "config"
+            else "the default; set git config govsnap.safetyRetention to change it"
+        )
+        message(f"safety snapshots (pre-rollback): {plan.safety_policy.describe()} ({where})")
     groups = plan.groups
     current = None
     lines = []
@@ -770,13 +832,23 @@ def fetch_report(report: FetchReport) -> None:
         f"fetched {report.remote} ({report.url}): {len(added)} snapshot(s) added, "
         f"{report.unchanged} already here; notes {report.notes}; audit trail {report.audit}"
     )
+    origin = {
+        "kept": "note kept here since an earlier fetch refused it",
+        "rebuilt": "note rebuilt from the signed payload: the remote has none",
+        "none": "no note: the tag is unreadable",
+    }
     for snap in added:
-        note = f" ({snap.detail})" if snap.detail else ""
-        message(f"  added {snap.id}{note}")
+        details = [text for text in (snap.detail, origin.get(snap.note, "")) if text]
+        message(f"  added {snap.id}" + (f" ({'; '.join(details)})" if details else ""))
     for snap in report.with_status("pruned"):
         message(f"  skipped {snap.id}: {snap.detail}")
     for snap in report.with_status("conflict", "unverified", "invalid"):
         stderr_line(f"{snap.status}: {snap.id}: {snap.detail}")
+    if report.notes_kept_aside:
+        message(
+            f"  kept the notes of {report.notes_kept_aside} refused snapshot(s): the fetch "
+            "that adds them adds their notes"
+        )
 
 
 def push_report(report: PushReport) -> None:
@@ -804,6 +876,11 @@ def push_report(report: PushReport) -> None:
         done.append(
             f"held back {len(report.held_back)} snapshot(s) a prune recorded in the audit "
             f"trail deleted: {_ids(report.held_back)}"
+        )
+    if report.kept_local:
+        done.append(
+            f"kept {len(report.kept_local)} safety snapshot(s) local (they capture untracked "
+            f"files; --include-safety sends them): {_ids(report.kept_local)}"
         )
     if not done:
         message(f"{report.remote} ({report.url}) is up to date")

@@ -251,6 +251,40 @@ def policy_from_values(
     return RetentionPolicy(**fields)
 
 
+def parse_policy_text(text: str, where: str) -> RetentionPolicy:
+    """Parse a policy written as prune's options (`--keep-within 30d --keep-last 10`,
+    `--keep-label a,b`, also `--keep-last=10`); an empty text is the empty policy. Raise
+    UsageError naming `where` (the config key it was read from)."""
+    import shlex
+
+    example = 'e.g. "--keep-within 30d --keep-last 10"'
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} {text!r}: {exc}") from None
+    values: dict[str, str] = {}
+    labels: list[str] = []
+    rules = {*COUNT_RULES, "within", *WITHIN_RULES}
+    while words:
+        option, equals, value = words.pop(0).partition("=")
+        rule = option.removeprefix("--keep-").replace("-", "_")
+        if not option.startswith("--keep-") or (rule not in rules and rule != "label"):
+            raise UsageError(
+                f"{where} {text!r}: unknown option {option!r} (write the --keep-* options "
+                f"of govsnap prune, {example})"
+            )
+        if not equals:
+            if not words:
+                raise UsageError(f"{where} {text!r}: {option} needs a value ({example})")
+            value = words.pop(0)
+        if rule == "label":
+            labels.append(value)
+        else:
+            values[rule] = value
+    option_of = {rule: f"{where} --keep-{rule.replace('_', '-')}" for rule in rules}
+    return policy_from_values(values, labels, option_of, f"{where} --keep-label")
+
+
 # --- the engine ----------------------------------------------------------------------------
 
 

@@ -47,6 +47,10 @@ from govsnap.signing import Signer, signer_for
 
 DEFAULT_ENVIRONMENT = "default"
 DEFAULT_TRIGGER = "manual"
+# The signed trigger of the snapshot a rollback takes first (its undo): a safety snapshot.
+# It captures untracked files, so it stays in this clone (push --include-safety shares it)
+# and has a retention group of its own (govsnap.safetyRetention).
+SAFETY_TRIGGER = "pre-rollback"
 CAPTURE_ATTEMPTS = 3  # captures of a working tree that changes while it is read
 
 
@@ -85,6 +89,11 @@ class Snapshot:
     def labels(self) -> tuple[str, ...]:
         """Return the signed labels."""
         return self.payload.labels if self.payload else ()
+
+    @property
+    def safety(self) -> bool:
+        """Return True for a safety snapshot (signed trigger pre-rollback)."""
+        return self.payload is not None and self.payload.trigger == SAFETY_TRIGGER
 
     @property
     def signed(self) -> bool:
@@ -352,6 +361,31 @@ def note_fields(
         "signature": None if signer is None else {"kind": kind, "signer": signer},
         "pinned": False,
     }
+
+
+def rebuilt_note(repo: Repo, ident: str, tag_oid: str, by: str) -> dict[str, Any] | None:
+    """Return a note for snapshot `ident` rebuilt from what its tag proves, marked as
+    rebuilt `by` ("govsnap doctor", "govsnap fetch"); None when the tag is unreadable.
+
+    Where and by whom the snapshot was made, and its sub-second creation time, are
+    unknown and left out: the rebuilder's own would make the snapshot the newest of its
+    second, and a prune would then keep it instead of a newer one.
+    """
+    from govsnap.signing import verify_signature
+
+    try:
+        tag = read_tag(repo, tag_oid)
+        payload = SnapshotPayload.parse(tag.payload)
+        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo))
+    except CorruptObject:
+        return None
+    sig = verify_signature(repo, tag)
+    signer = sig.signer if sig.valid else None
+    data = note_fields(payload, ident, digest, signer, tag.signature_kind)
+    for unknown in ("created_ns", "host", "user"):
+        del data[unknown]
+    data["rebuilt_by"] = by
+    return data
 
 
 def _user() -> str:

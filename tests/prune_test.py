@@ -91,7 +91,7 @@ def test_prune_keeps_what_the_policy_says(
 ) -> None:
     repo, ids = dated_repo
     removed_tags = {tag_of(repo, ids[n]) for n in ("p1", "p2", "p3")}
-    result = cli(repo, "prune", "--keep-daily", "2")
+    result = cli(repo, "prune", "--yes", "--keep-daily", "2")
     assert result.code == 0, result.err
     assert "group production: kept 2, removed 3" in result.out
     assert "group staging: kept 2, removed 0" in result.out
@@ -115,7 +115,7 @@ def test_group_by_none_and_environment_filter(
     assert kept == {ids["p5"], ids["p4"]} and plan["groups"] == [
         {"group": "all", "kept": 2, "removed": 5}
     ]
-    result = cli(repo, "prune", "--keep-last", "1", "--environment", "staging")
+    result = cli(repo, "prune", "--yes", "--keep-last", "1", "--environment", "staging")
     assert result.code == 0, result.err
     assert sorted(snapshot_ids(repo)) == sorted(
         ids[n] for n in ("p1", "p2", "p3", "p4", "p5", "s2")
@@ -153,6 +153,7 @@ def test_dry_run_changes_nothing_and_shows_every_reason(
         "time": "2024-01-02T10:00:00Z",
         "environment": "production",
         "labels": [],
+        "safety": False,
         "group": "production",
         "action": "remove",
         "reasons": [],
@@ -191,11 +192,11 @@ def test_now_reclaims_a_blob_only_removed_snapshots_held(cli: Cli, make_repo: Ma
     dated(cli, repo, "2024-01-02T10:00:00Z", "--label", "second")
     (repo / "only-old.txt").unlink()
     newest = dated(cli, repo, "2024-01-03T10:00:00Z")
-    grace = cli(repo, "prune", "--keep-last", "1")
+    grace = cli(repo, "prune", "--yes", "--keep-last", "1")
     assert grace.code == 0, grace.err
     assert "newer than 2.weeks.ago (gc.pruneExpire)" in grace.out
     git(repo, "cat-file", "-e", blob)  # git's grace period keeps it for now
-    result = cli(repo, "prune", "--now", "--json")
+    result = cli(repo, "prune", "--yes", "--now", "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["gc"] == "now" and json.loads(result.out)["removed"] == 0
     assert subprocess.run(["git", "cat-file", "-e", blob], cwd=repo).returncode != 0
@@ -208,7 +209,7 @@ def test_now_warns_it_expires_every_unreachable_object(cli: Cli, make_repo: Make
     repo = make_repo(signed=False)
     dated(cli, repo, "2024-01-01T10:00:00Z")
     stray = git(repo, "hash-object", "-w", "--stdin", input_text="unreachable\n").strip()
-    result = cli(repo, "prune", "--now")
+    result = cli(repo, "prune", "--yes", "--now")
     assert result.code == 0, result.err
     assert "also deletes every other unreachable object" in result.err
     assert subprocess.run(["git", "cat-file", "-e", stray], cwd=repo).returncode != 0
@@ -222,12 +223,12 @@ def test_gc_honours_prune_expire_and_no_gc_leaves_objects(cli: Cli, make_repo: M
     (repo / "old.txt").unlink()
     dated(cli, repo, "2024-01-02T10:00:00Z")
     objects = tree_bytes(repo / ".git" / "objects")
-    result = json.loads(cli(repo, "prune", "--keep-last", "1", "--no-gc", "--json").out)
+    result = json.loads(cli(repo, "prune", "--yes", "--keep-last", "1", "--no-gc", "--json").out)
     assert result["gc"] == "skipped" and result["removed"] == 1
     assert old not in snapshot_ids(repo)
     assert set(objects) <= set(tree_bytes(repo / ".git" / "objects"))  # nothing deleted
     git(repo, "config", "gc.pruneExpire", "now")
-    result = json.loads(cli(repo, "prune", "--json").out)
+    result = json.loads(cli(repo, "prune", "--yes", "--json").out)
     assert result["gc"] == "grace" and result["gc_prune_expire"] == "now"
     assert subprocess.run(["git", "cat-file", "-e", blob], cwd=repo).returncode != 0
 
@@ -246,7 +247,7 @@ def test_pinned_snapshots_are_always_kept(
     plan = json.loads(cli(repo, "prune", "--keep-last", "1", "-n", "--json").out)
     by_id = {s["id"]: s for s in plan["snapshots"]}
     assert by_id[ids["p1"]]["reasons"] == ["pinned"]
-    assert cli(repo, "prune", "--keep-last", "1").code == 0
+    assert cli(repo, "prune", "--yes", "--keep-last", "1").code == 0
     assert sorted(snapshot_ids(repo)) == sorted([ids["p1"], ids["p5"], ids["s2"]])
     # A pinned snapshot cannot be purged by name either.
     refused = cli(repo, "prune", "--id", ids["p1"], "--now")
@@ -254,7 +255,7 @@ def test_pinned_snapshots_are_always_kept(
     unpinned = cli(repo, "unpin", ids["p1"])
     assert unpinned.code == 0 and "unpinned" in unpinned.out
     assert last_audit(repo)["operation"] == "unpin"
-    assert cli(repo, "prune", "--keep-last", "1").code == 0
+    assert cli(repo, "prune", "--yes", "--keep-last", "1").code == 0
     assert sorted(snapshot_ids(repo)) == sorted([ids["p5"], ids["s2"]])
 
 
@@ -263,7 +264,7 @@ def test_empty_policy_deletes_nothing_and_says_why(
 ) -> None:
     repo, _ = dated_repo
     refs = all_refs(repo)
-    result = cli(repo, "prune", "--keep-last", "0", "--no-gc")
+    result = cli(repo, "prune", "--yes", "--keep-last", "0", "--no-gc")
     assert result.code == 0, result.err
     assert "the retention policy is empty" in result.out
     assert all_refs(repo) == refs  # not even an audit entry: nothing changed
@@ -277,7 +278,7 @@ def test_label_policy_keeps_the_newest_of_each_group(cli: Cli, make_repo: MakeRe
     release = dated(cli, repo, "2024-01-01T10:00:00Z", "--label", "release", "--label", "rc")
     dated(cli, repo, "2024-01-02T10:00:00Z", "--label", "rc")
     newest = dated(cli, repo, "2024-01-03T10:00:00Z")
-    data = json.loads(cli(repo, "prune", "--keep-label", "release,rc", "--json").out)
+    data = json.loads(cli(repo, "prune", "--yes", "--keep-label", "release,rc", "--json").out)
     assert sorted(snapshot_ids(repo)) == sorted([release, newest])
     reasons = {s["id"]: s["reasons"] for s in data["snapshots"]}
     assert reasons[release] == ["has labels [release, rc]"]
@@ -288,7 +289,7 @@ def test_same_second_snapshots_are_ordered_by_creation(cli: Cli, make_repo: Make
     repo = make_repo(signed=False)
     first = dated(cli, repo, "2024-01-01T10:00:00Z", "--label", "a")
     second = dated(cli, repo, "2024-01-01T10:00:00Z", "--label", "b")
-    assert cli(repo, "prune", "--keep-last", "1").code == 0
+    assert cli(repo, "prune", "--yes", "--keep-last", "1").code == 0
     assert snapshot_ids(repo) == [second] and first != second
 
 
@@ -333,7 +334,7 @@ def test_purge_removes_a_secret_from_objects_and_notes_history(
     history = git(repo, "rev-list", "refs/notes/govsnap").split()
     cli(repo, "pin", keep)  # a note written after the secret's: it must survive the rewrite
 
-    result = cli(repo, "prune", "--id", oops[:6], "--now")
+    result = cli(repo, "prune", "--yes", "--id", oops[:6], "--now")
     assert result.code == 0, result.err
     assert f"purged snapshot(s) {oops}" in result.out
     assert sorted(snapshot_ids(repo)) == sorted([keep, later])
@@ -364,7 +365,7 @@ def test_purge_rewrites_flat_notes_written_by_git(cli: Cli, make_repo: MakeRepo)
     commit = git(repo, "commit-tree", tree, "-p", parent, "-m", "flat").strip()
     git(repo, "update-ref", "refs/notes/govsnap", commit)
     assert git(repo, "notes", "--ref=govsnap", "list", tag)
-    assert cli(repo, "prune", "--id", victim, "--now").code == 0
+    assert cli(repo, "prune", "--yes", "--id", victim, "--now").code == 0
     assert (
         subprocess.run(
             ["git", "notes", "--ref=govsnap", "list", tag], cwd=repo, capture_output=True
@@ -426,7 +427,17 @@ def test_concurrent_creates_during_prunes_are_never_lost(cli: Cli, make_repo: Ma
     runs = 0
     while any(c.poll() is None for c in creators):
         run = subprocess.run(
-            [govsnap_bin(), "-C", str(repo), "prune", "--keep-last", "3", "--no-gc", "--json"],
+            [
+                govsnap_bin(),
+                "-C",
+                str(repo),
+                "prune",
+                "--yes",
+                "--keep-last",
+                "3",
+                "--no-gc",
+                "--json",
+            ],
             capture_output=True,
             text=True,
         )
@@ -464,7 +475,8 @@ def test_confirmation_when_interactive(cli: Cli, dated_repo: tuple[Path, dict[st
 
     refs = all_refs(repo)
     refused = answer("n\n")
-    assert refused.returncode == 1 and "aborted: nothing was deleted" in refused.stdout
+    assert refused.returncode == 1
+    assert refused.stderr.endswith("govsnap: error: declined: nothing was changed\n")
     assert "Delete 5 snapshot(s)?" in refused.stderr
     assert "group production: keep 1, remove 4" in refused.stdout
     assert all_refs(repo) == refs
@@ -482,7 +494,7 @@ def test_bare_repository_prunes_and_pins(
     assert cli(bare, "pin", ids["p2"]).code == 0
     plan = json.loads(cli(bare, "prune", "--keep-last", "1", "-n", "--json").out)
     assert plan["removed"] == 4 and plan["reclaimable_bytes"] > 0
-    result = cli(bare, "prune", "--keep-last", "1", "--now")
+    result = cli(bare, "prune", "--yes", "--keep-last", "1", "--now")
     assert result.code == 0, result.err
     assert sorted(snapshot_ids(bare)) == sorted(ids[n] for n in ("p2", "p5", "s2"))
     git(bare, "fsck", "--full", "--strict")
@@ -545,7 +557,7 @@ def test_a_held_ref_lock_is_waited_for(cli: Cli, make_repo: MakeRepo) -> None:
     release = threading.Timer(0.5, lock.unlink)
     release.start()
     try:
-        result = cli(repo, "prune", "--keep-last", "1", "--no-gc")
+        result = cli(repo, "prune", "--yes", "--keep-last", "1", "--no-gc")
     finally:
         release.join()
     assert result.code == 0, result.err
@@ -557,7 +569,7 @@ def test_a_failing_gc_says_the_snapshots_are_gone(cli: Cli, make_repo: MakeRepo)
     dated(cli, repo, "2024-01-01T10:00:00Z")
     newest = dated(cli, repo, "2024-01-02T10:00:00Z")
     git(repo, "config", "gc.pruneExpire", "not-a-date")
-    result = cli(repo, "prune", "--keep-last", "1")
+    result = cli(repo, "prune", "--yes", "--keep-last", "1")
     assert result.code == 3
     assert result.err.startswith("govsnap: error: removed 1 snapshot(s), then git gc failed")
     assert snapshot_ids(repo) == [newest]

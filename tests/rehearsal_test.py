@@ -58,12 +58,16 @@ def dirty(repo: Path) -> None:
 
 
 def test_rehearsal_passes_and_leaves_the_checkout_untouched(
-    cli: Cli, repo: Path, tmp_path: Path
+    cli: Cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A temporary directory of its own: in the shared one, other processes' rehearsals
+    # come and go while this one runs.
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     ident = snap(cli, repo)
     dirty(repo)
     before = user_state(repo)
-    temps = leftovers()
 
     result = cli(repo, "rehearse", ident, "--json", "--report", str(tmp_path / "out/drill"))
 
@@ -83,7 +87,7 @@ def test_rehearsal_passes_and_leaves_the_checkout_untouched(
     assert all(d["paths"] for d in report["damage"])
     assert report["rollback_seconds"] < report["rto_seconds"] == 300
     assert user_state(repo) == before
-    assert leftovers() == temps
+    assert leftovers() == set()
     on_disk = json.loads((tmp_path / "out/drill.json").read_text())
     assert on_disk["verdict"] == "pass" and on_disk["snapshot"] == ident
     markdown = (tmp_path / "out/drill.md").read_text()

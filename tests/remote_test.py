@@ -278,7 +278,10 @@ def test_a_notes_ref_replaced_by_a_blob_on_the_server_is_refused(shared: Shared,
     assert result.code == 1
     assert "the notes ref of origin is not a commit: ignored" in result.err
     assert snapshot_ids(shared.b) == [ident]  # the rest of the fetch went on
-    assert refs(shared.b, "refs/notes/govsnap") == {}
+    # Nothing of the remote's notes is taken; the snapshot still gets a note, rebuilt
+    # from its signed payload.
+    assert note_of(shared.b, ident)["rebuilt_by"] == "govsnap fetch"
+    assert "not notes" not in git(shared.b, "log", "-p", "refs/notes/govsnap")
 
 
 def test_unsigned_snapshots_are_not_added_unless_no_verify(shared: Shared, cli: Cli) -> None:
@@ -323,7 +326,14 @@ def test_push_prune_deletes_only_what_this_clone_pruned(shared: Shared, cli: Cli
     assert dry["deleted"] == [old] and dry["dry_run"] is True
     assert govsnap_state(shared.bare) == before
 
-    out = ok(cli, shared.a, "push", "--prune")
+    # Deleting needs --yes when nobody can be asked; refused, nothing changes.
+    refused = cli(shared.a, "push", "--prune")
+    assert refused.code == 2 and one_line(refused.err).endswith(
+        "push --prune would delete 1 snapshot(s) on remote 'origin': not on a terminal, "
+        "so nobody can confirm; pass --yes (--dry-run shows what it would do)"
+    )
+    assert govsnap_state(shared.bare) == before
+    out = ok(cli, shared.a, "push", "--prune", "--yes")
     assert f"delete 1 pruned snapshot(s) on the remote: {old}" in out
     assert set(snapshot_ids(shared.bare)) == {new, b_only}  # b's snapshot was not mirrored away
     assert "push: to origin: deleted 1" in git(
@@ -348,7 +358,7 @@ def test_against_a_server_guarded_by_the_pre_receive_hook(shared: Shared, cli: C
     assert set(snapshot_ids(shared.bare)) == {old, new}
 
     ok(cli, shared.a, "prune", "--id", old, "--yes", "--no-gc")
-    ok(cli, shared.a, "push", "--prune")  # a signed push: the server lets the signer prune
+    ok(cli, shared.a, "push", "--prune", "--yes")  # a signed push: the server lets the signer prune
     assert snapshot_ids(shared.bare) == [new]
 
     unsigned = create(cli, shared.a, "--unsigned", "-m", "unsigned")

@@ -329,6 +329,14 @@ class NoteMergeScenario(Scenario):
         return ["fetch", "origin"]
 
     def after(self, repo: Path, seen: dict[str, Any], trial: Trial, code: int | None) -> None:
+        # Before any repair: a snapshot the killed fetch added came with its note.
+        noted = {
+            line.split()[1]
+            for line in git(repo, "notes", "--ref=govsnap", "list").split("\n")
+            if line
+        }
+        bare = {i for i, tag in snapshot_refs(repo).items() if tag not in noted}
+        trial.check(not bare, f"snapshots added without their note: {sorted(bare)}")
         check_consistent(repo, trial)
         again = govsnap(repo, "fetch", "origin", "--json")
         trial.check(again.code == 0, f"re-run fetch exited {again.code}: {again.err.strip()}")

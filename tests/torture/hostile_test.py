@@ -564,6 +564,7 @@ CONFIG_KEYS = [
     "govsnap.keepDaily",
     "govsnap.keepWithin",
     "govsnap.keepLabel",
+    "govsnap.safetyRetention",
     "govsnap.environment",
     "govsnap.trustRef",
     "govsnap.requireTrust",

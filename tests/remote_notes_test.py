@@ -1,0 +1,292 @@
+"""A fetch loses no note: a snapshot's note travels with it, a refused snapshot's note is
+kept (in the notes, attached to no snapshot of the clone) until a later fetch adopts the
+snapshot, a clone that refused a snapshot never strips its note from the server, and
+`doctor --fix` recovers notes from what fetches brought before it rebuilds one from the
+signed payload.
+
+Each clone signs and verifies with its own keyring (tests/team.py), so a clone knows a
+signer's public key only once `make_key_available` gave it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, Keys, MakeRepo, git, snapshot_ids
+from tests.tamper import policy_text
+from tests.team import Keyrings, Member, keyrings, make_key_available, sign_as
+
+
+@dataclass(frozen=True)
+class Team:
+    """A bare remote whose policy trusts the releaser; the releaser's clone, and a
+    colleague's clone that has only the colleague's own key."""
+
+    root: Path
+    bare: Path
+    releaser: Member
+    colleague: Member
+    a: Path  # the releaser's clone
+    b: Path  # the colleague's clone
+
+    def clone(self, name: str, member: Member) -> Path:
+        """Return a further clone of the remote, working as `member`."""
+        path = self.root / name
+        git(self.root, "clone", "-q", str(self.bare), str(path))
+        sign_as(path, member)
+        return path
+
+
+@pytest.fixture
+def rings() -> Iterator[Keyrings]:
+    with keyrings() as made:
+        yield made
+
+
+@pytest.fixture
+def team(tmp_path: Path, make_repo: MakeRepo, keys: Keys, rings: Keyrings) -> Team:
+    releaser = rings.member("releaser", keys.trusted)
+    colleague = rings.member("colleague", keys.other)
+    policy = policy_text({"releaser": (keys.trusted, ["*"], ["*"])})
+    seed = make_repo({"README.md": "hello\n", ".govsnap/trust.toml": policy}, name="seed")
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+    start = Team(tmp_path, bare, releaser, colleague, seed, seed)
+    return Team(
+        tmp_path,
+        bare,
+        releaser,
+        colleague,
+        start.clone("a", releaser),
+        start.clone("b", colleague),
+    )
+
+
+def run_ok(cli: Cli, repo: Path, *args: str) -> str:
+    result = cli(repo, *args)
+    assert result.code == 0, (args, result.out, result.err)
+    return result.out
+
+
+def create(cli: Cli, repo: Path, *args: str) -> str:
+    return str(json.loads(run_ok(cli, repo, "create", "--json", *args))["snapshot"]["id"])
+
+
+def raw_note(repo: Path, ident: str) -> str:
+    """Return the note of a snapshot as stock `git notes` prints it."""
+    return git(repo, "notes", "--ref=govsnap", "show", f"refs/govsnap/snapshots/{ident}")
+
+
+def tag_of(repo: Path, ident: str) -> str:
+    return git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}").strip()
+
+
+def notes_on(repo: Path) -> set[str]:
+    """Return the objects that carry a govsnap note (stock `git notes list`)."""
+    if not git(repo, "for-each-ref", "refs/notes/govsnap").strip():
+        return set()
+    return {line.split()[1] for line in git(repo, "notes", "--ref=govsnap", "list").splitlines()}
+
+
+def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) -> None:
+    ids = [create(cli, team.a, "-l", f"r{n}") for n in range(3)]
+    run_ok(cli, team.a, "pin", ids[0])
+    run_ok(cli, team.a, "push")
+
+    refused = cli(team.b, "fetch", "--json")
+    assert refused.code == 1
+    report = json.loads(refused.out)
+    assert report["added"] == []
+    assert {s["status"] for s in report["snapshots"]} == {"unverified"}
+    assert all("no public key" in s["detail"] for s in report["snapshots"])
+    assert report["notes_kept_aside"] == 3
+    # Nothing is half-merged: every note the server has is kept here, byte for byte,
+    # though no snapshot of this clone carries it yet; doctor sees nothing orphaned.
+    assert snapshot_ids(team.b) == []
+    assert notes_on(team.b) >= notes_on(team.bare) >= {tag_of(team.a, i) for i in ids}
+    for ident in ids:
+        tag = tag_of(team.a, ident)
+        assert git(team.b, "notes", "--ref=govsnap", "show", tag) == raw_note(team.a, ident)
+    run_ok(cli, team.b, "doctor")
+
+    # The key becomes available; the remote has not changed since the first fetch.
+    make_key_available(team.b, team.colleague, team.releaser)
+    adopted = json.loads(run_ok(cli, team.b, "fetch", "--json"))
+    assert sorted(adopted["added"]) == sorted(ids)
+    assert {s["note"] for s in adopted["snapshots"]} == {"remote"}
+    assert snapshot_ids(team.b) == sorted(ids)
+    for ident in ids:
+        # Byte for byte the releaser's note: nothing rebuilt, nothing lost.
+        assert raw_note(team.b, ident) == raw_note(team.a, ident)
+    assert json.loads(raw_note(team.b, ids[0]))["pinned"] is True
+    listed = json.loads(run_ok(cli, team.b, "list", "--json"))
+    assert all(isinstance(s["note"].get("files"), int) for s in listed)
+    run_ok(cli, team.b, "verify", "--all")
+    git(team.b, "fsck", "--full", "--no-progress")
+    # Stock git, with the colleague's keyring, checks every adopted tag too.
+    for ident in ids:
+        git_as(team.b, team.colleague, "verify-tag", f"refs/govsnap/snapshots/{ident}")
+
+    # Later snapshots and note changes arrive as usual.
+    ids.append(create(cli, team.a, "-l", "r3"))
+    run_ok(cli, team.a, "verify", ids[1])
+    run_ok(cli, team.a, "push")
+    later = json.loads(run_ok(cli, team.b, "fetch", "--json"))
+    assert later["added"] == [ids[3]]
+    assert raw_note(team.b, ids[3]) == raw_note(team.a, ids[3])
+    assert json.loads(raw_note(team.b, ids[1]))["verification"]["verdict"] == "pass"
+
+
+def git_as(repo: Path, member: Member, *args: str) -> None:
+    """Run stock git with `member`'s keyring; fail the test if it fails."""
+    proc = subprocess.run(
+        ["git", *args], cwd=repo, env=member.env(), capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+
+
+def drop_notes_on_server(bare: Path, tags: set[str]) -> None:
+    """Move the server's notes ref to a new commit without the notes on `tags` (what an
+    admin, or a bad merge elsewhere, could do)."""
+    listed = git(bare, "notes", "--ref=govsnap", "list").splitlines()
+    kept = [line.split() for line in listed if line.split()[1] not in tags]
+    tree = git(bare, "mktree", input_text="".join(f"100644 blob {b}\t{o}\n" for b, o in kept))
+    commit = git(bare, "commit-tree", "-m", "notes rewritten", tree.strip()).strip()
+    git(bare, "update-ref", "refs/notes/govsnap", commit)
+
+
+def test_a_refused_snapshots_note_kept_here_is_adopted_when_the_remote_lost_it(
+    team: Team, cli: Cli
+) -> None:
+    ident = create(cli, team.a, "-m", "made before the colleague had the key")
+    run_ok(cli, team.a, "push")
+    assert cli(team.b, "fetch").code == 1
+    drop_notes_on_server(team.bare, {tag_of(team.a, ident)})
+
+    make_key_available(team.b, team.colleague, team.releaser)
+    report = json.loads(run_ok(cli, team.b, "fetch", "--json"))
+    [added] = report["snapshots"]
+    assert (added["id"], added["status"], added["note"]) == (ident, "added", "kept")
+    assert raw_note(team.b, ident) == raw_note(team.a, ident)
+    run_ok(cli, team.b, "verify", ident)
+
+
+def test_a_snapshot_whose_note_is_nowhere_is_added_with_a_rebuilt_note(
+    team: Team, cli: Cli
+) -> None:
+    make_key_available(team.b, team.colleague, team.releaser)
+    ident = create(cli, team.a, "-l", "r1")
+    run_ok(cli, team.a, "push")
+    drop_notes_on_server(team.bare, {tag_of(team.a, ident)})
+
+    report = json.loads(run_ok(cli, team.b, "fetch", "--json"))
+    assert [(s["id"], s["note"]) for s in report["snapshots"]] == [(ident, "rebuilt")]
+    note = json.loads(raw_note(team.b, ident))
+    original = json.loads(raw_note(team.a, ident))
+    assert note["rebuilt_by"] == "govsnap fetch"
+    assert {k: note[k] for k in ("digest", "files", "bytes", "labels", "signature")} == {
+        k: original[k] for k in ("digest", "files", "bytes", "labels", "signature")
+    }
+    run_ok(cli, team.b, "verify", ident)
+
+
+def test_a_partly_refused_fetch_adds_the_good_with_notes_and_keeps_the_rest(
+    team: Team, cli: Cli
+) -> None:
+    make_key_available(team.b, team.colleague, team.releaser)
+    good = create(cli, team.a, "-l", "good")
+    unsigned = create(cli, team.a, "--unsigned", "-m", "nobody signed this")
+    run_ok(cli, team.a, "push")
+
+    result = cli(team.b, "fetch", "--json")
+    assert result.code == 1
+    report = json.loads(result.out)
+    assert report["added"] == [good] and report["notes_kept_aside"] == 1
+    assert raw_note(team.b, good) == raw_note(team.a, good)
+    assert notes_on(team.b) == {tag_of(team.a, good), tag_of(team.a, unsigned)}
+    # Pushing what this clone has is a fast-forward for the server, and loses nothing.
+    before = notes_on(team.bare)
+    run_ok(cli, team.b, "push")
+    assert notes_on(team.bare) == before
+    # Adopting the refused one on purpose brings its note along.
+    forced = json.loads(run_ok(cli, team.b, "fetch", "--no-verify", "--json"))
+    assert forced["added"] == [unsigned]
+    assert raw_note(team.b, unsigned) == raw_note(team.a, unsigned)
+
+
+def test_a_clone_whose_snapshots_lost_their_notes_gets_them_back(team: Team, cli: Cli) -> None:
+    make_key_available(team.b, team.colleague, team.releaser)
+    ids = [create(cli, team.a, "-l", f"r{n}") for n in range(2)]
+    run_ok(cli, team.a, "pin", ids[0])
+    run_ok(cli, team.a, "push")
+    run_ok(cli, team.b, "fetch")
+    expected = {ident: raw_note(team.a, ident) for ident in ids}
+
+    # The state govsnap 0.1 left behind: the snapshots, and notes that hold the remote's
+    # notes commit in their history but no note on them.
+    tags = [tag_of(team.b, ident) for ident in ids]
+    git(team.b, "notes", "--ref=govsnap", "remove", *tags)
+    doctor = json.loads(cli(team.b, "doctor", "--json").out)
+    fixes = {f["fix"] for f in doctor["findings"] if f["kind"] == "missing-note"}
+    assert fixes == {"recover the note fetched into refs/govsnap-remote/origin/notes"}
+    run_ok(cli, team.b, "doctor", "--fix")
+    assert {ident: raw_note(team.b, ident) for ident in ids} == expected
+    run_ok(cli, team.b, "verify", "--all")
+
+    # A fetch heals the same state too, even though the remote has nothing new.
+    git(team.b, "notes", "--ref=govsnap", "remove", *tags)
+    report = json.loads(run_ok(cli, team.b, "fetch", "--json"))
+    assert report["added"] == [] and report["notes"] == "merged"
+    assert {ident: raw_note(team.b, ident) for ident in ids} == expected
+
+
+def test_doctor_rebuilds_when_the_fetched_note_disagrees_with_the_signature(
+    team: Team, cli: Cli
+) -> None:
+    make_key_available(team.b, team.colleague, team.releaser)
+    ident = create(cli, team.a, "-l", "honest")
+    run_ok(cli, team.a, "push")
+    run_ok(cli, team.b, "fetch")
+    tag = tag_of(team.a, ident)
+    forged = {**json.loads(raw_note(team.a, ident)), "labels": ["forged"]}
+    # Edit the remote-tracking notes as a tampered server would have them (stock git
+    # edits notes only under refs/notes/, so through a scratch ref).
+    tracking = "refs/govsnap-remote/origin/notes"
+    git(team.b, "update-ref", "refs/notes/scratch", tracking)
+    git(team.b, "notes", "--ref=scratch", "add", "-f", "-m", json.dumps(forged), tag)
+    git(team.b, "update-ref", tracking, "refs/notes/scratch")
+    git(team.b, "update-ref", "-d", "refs/notes/scratch")
+    git(team.b, "update-ref", "-d", "refs/notes/govsnap")
+
+    run_ok(cli, team.b, "doctor", "--fix")
+    note = json.loads(raw_note(team.b, ident))
+    assert note["labels"] == ["honest"] and note["rebuilt_by"] == "govsnap doctor"
+
+
+def test_a_clone_that_refused_a_snapshot_does_not_strip_its_note_from_the_server(
+    team: Team, cli: Cli
+) -> None:
+    ident = create(cli, team.a, "-l", "r1")
+    run_ok(cli, team.a, "pin", ident)
+    run_ok(cli, team.a, "push")
+    expected = raw_note(team.a, ident)
+
+    # The colleague, still without the releaser's key, shares a snapshot of their own:
+    # push merges the server's notes first, then sends the merged notes back.
+    own = create(cli, team.b, "-l", "colleague")
+    pushed = cli(team.b, "push", "--json")
+    assert pushed.code == 1  # the merge's fetch refused the releaser's snapshot
+    assert own in snapshot_ids(team.bare)
+    assert git(team.bare, "notes", "--ref=govsnap", "show", tag_of(team.a, ident)) == expected
+
+    # So anyone who can check it gets the releaser's note, not a rebuilt one.
+    c = team.clone("c", team.colleague)
+    make_key_available(c, team.colleague, team.releaser)
+    report = json.loads(cli(c, "fetch", "--json").out)
+    assert [s["note"] for s in report["snapshots"] if s["id"] == ident] == ["remote"]
+    assert raw_note(c, ident) == expected

@@ -1,0 +1,119 @@
+"""Scenarios with several people: each clone signs with its own key from its own GnuPG
+home, so that a clone knows only the public keys that reached it. The step "a signer's
+public key becomes available to this clone" is one helper, `make_key_available`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.conftest import git
+
+
+def _gpg(home: Path | None, *args: str, input_data: bytes | None = None) -> bytes:
+    """Run the real gpg in `home` (None: the session's GNUPGHOME); fail if it fails."""
+    command = ["gpg", "--batch", "--no-tty"]
+    if home is not None:
+        command += ["--homedir", str(home)]
+    proc = subprocess.run([*command, *args], input=input_data, capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"gpg {' '.join(args)} failed: {proc.stderr.decode()}")
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class Member:
+    """One person (or bot) of a team: a name, a signing key and a GnuPG home that holds
+    that key's secret part and whatever public keys reached it."""
+
+    name: str
+    fingerprint: str
+    home: Path
+
+    def env(self) -> dict[str, str]:
+        """Return the environment in which stock git and gpg see this member's keyring."""
+        return {**os.environ, "GNUPGHOME": str(self.home)}
+
+
+def public_key(member: Member) -> bytes:
+    """Return `member`'s armoured public key."""
+    return _gpg(member.home, "--armor", "--export", member.fingerprint)
+
+
+class Keyrings:
+    """GnuPG homes under a short temporary directory (gpg-agent's socket path is limited
+    to 108 bytes), one per member, each starting with that member's key only; `close`
+    stops their agents and removes them."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="gk"))
+        self.homes: list[Path] = []
+
+    def _home(self) -> Path:
+        home = self.root / str(len(self.homes))
+        home.mkdir(mode=0o700)
+        self.homes.append(home)
+        return home
+
+    def member(self, name: str, fingerprint: str) -> Member:
+        """Return a member signing with `fingerprint` (a session key), in a new home that
+        knows no other key."""
+        home = self._home()
+        secret = _gpg(None, "--armor", "--export-secret-keys", fingerprint)
+        _gpg(home, "--import", input_data=secret)
+        return Member(name, fingerprint, home)
+
+    def generate(self, name: str) -> Member:
+        """Return a member with a new key, known to no other keyring (nor the session's)."""
+        home = self._home()
+        uid = f"{name} <{name}@example.com>"
+        _gpg(home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        listing = _gpg(home, "--with-colons", "--list-keys", uid).decode()
+        fingerprint = next(
+            line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
+        )
+        return Member(name, fingerprint, home)
+
+    def close(self) -> None:
+        for home in self.homes:
+            subprocess.run(
+                ["gpgconf", "--homedir", str(home), "--kill", "all"],
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def keyrings() -> Iterator[Keyrings]:
+    """Yield a Keyrings, closed afterwards."""
+    rings = Keyrings()
+    try:
+        yield rings
+    finally:
+        rings.close()
+
+
+def sign_as(clone: Path, member: Member) -> None:
+    """Make `clone` sign, and verify, with `member`'s key and keyring only."""
+    git(clone, "config", "govsnap.gpgHome", str(member.home))
+    git(clone, "config", "govsnap.signingKey", member.fingerprint)
+    git(clone, "config", "user.name", member.name)
+    git(clone, "config", "user.email", f"{member.name}@example.com")
+
+
+def make_key_available(clone: Path, member: Member, signer: Member) -> None:
+    """Let `clone`, where `member` works, check `signer`'s signatures.
+
+    Today a public key reaches a clone by being imported into its keyring. Once trust
+    policies carry public keys this becomes: commit `signer`'s key into
+    .govsnap/trust.toml (`govsnap trust add-signer`) and let the clone fetch that commit.
+    """
+    del clone  # the keyring is the member's, wherever they work
+    _gpg(member.home, "--import", input_data=public_key(signer))
