@@ -540,11 +540,11 @@ def test_file_names_that_are_not_utf8_roll_back_and_forth(cli: Cli, repo: Path) 
     tree = git(repo, "hash-object", "-t", "tree", "-w", "--stdin", input_text=raw).strip()
     commit = git(repo, "commit-tree", tree, "-m", "latin-1 name").strip()
     ident = snap(cli, repo, "--from", commit)
-    safety = roll(cli, repo, ident)["safety_snapshot"]
+    safety = roll(cli, repo, ident, "--allow-policy-change")["safety_snapshot"]
     top = os.fsencode(repo)
     assert sorted(os.listdir(top)) == [b".git", b"caf\x80\xe9"]
     assert Path(os.fsdecode(top + b"/caf\x80\xe9")).read_bytes() == b"x\n"
-    roll(cli, repo, str(safety))
+    roll(cli, repo, str(safety), "--allow-policy-change")
     assert files_state(repo) == before
 
 
