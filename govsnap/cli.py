@@ -9,10 +9,11 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
+import pygit2
 import typer
 
 from govsnap import __version__, render
-from govsnap.errors import GovsnapError
+from govsnap.errors import EXIT_ENVIRONMENT, GovsnapError
 from govsnap.repo import Repo, open_repo
 
 app = typer.Typer(
@@ -949,6 +950,13 @@ def run(argv: list[str]) -> int:
     except GovsnapError as exc:
         render.error(exc.message)
         return exc.exit_code
+    except pygit2.GitError as exc:
+        # libgit2 could not read the object store (a damaged pack, a truncated object):
+        # the repository, not govsnap, needs repairing.
+        render.error(
+            f"cannot read the repository: {exc} (`git fsck --full` names the damaged objects)"
+        )
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         render.error("interrupted")
         return 130

@@ -138,7 +138,10 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
             if isinstance(cached_note, dict):
                 note = Note(cached_note)
             else:
-                note = notes.decode(bytes(repo.git.odb.read(blob)[1]))
+                try:
+                    note = notes.decode(bytes(repo.git.odb.read(blob)[1]))
+                except pygit2.GitError as exc:  # a damaged pack: show it, list the rest
+                    note = Note(error=f"note {blob} is unreadable: {exc}")
                 if note.error is None:
                     cache.put_parsed(blob.raw, note.data)
         cached_tag = known.get(oid.raw)

@@ -64,14 +64,15 @@ def git(
     check: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> bytes:
-    """Run git at the top of the work tree on index file `index` and return its stdout.
+    """Run git at the top of the work tree (in a bare repository, its git directory) on
+    index file `index` and return its stdout.
 
     Without `index`, git is pointed at an index that does not exist (an empty one): the
     commands that only read objects then work however damaged the user's index is.
     """
     extra = dict(env or {})
     extra["GIT_INDEX_FILE"] = str(index if index is not None else no_index(repo))
-    proc = run_git(args, repo.workdir, input=input, env=extra, check=False)
+    proc = run_git(args, repo.cwd, input=input, env=extra, check=False)
     if check and proc.returncode != 0:
         raise EnvironmentProblem(f"git {_command(args)} failed: {git_error(proc.stderr)}")
     return proc.stdout
@@ -138,7 +139,7 @@ class IndexLock:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
-                if self._left_by_dead_govsnap():
+                if left_by_dead_govsnap(self.path):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self.path)
                     self.took_over = True
@@ -157,24 +158,6 @@ class IndexLock:
             return self
         raise EnvironmentProblem(f"cannot lock {self.index}: the lock keeps reappearing")
 
-    def _left_by_dead_govsnap(self) -> bool:
-        try:
-            content = self.path.read_bytes()
-        except OSError:
-            return False
-        words = content.split()
-        if not content.startswith(_LOCK_MARK) or len(words) != 3 or not words[1].isdigit():
-            return False
-        if words[2].decode(errors="replace") != socket.gethostname():
-            return False
-        try:
-            os.kill(int(words[1]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
     def replace_index(self, new: Path | None) -> None:
         """Make `new` the repository's index (None: no index, as in a fresh repository)."""
         if new is None:
@@ -192,14 +175,41 @@ class IndexLock:
         self.held = False
 
 
+def left_by_dead_govsnap(lock: Path) -> bool:
+    """Return True when an index lock file was written by a govsnap process of this
+    machine that no longer runs (killed mid-rollback)."""
+    try:
+        content = lock.read_bytes()
+    except OSError:
+        return False
+    words = content.split()
+    if not content.startswith(_LOCK_MARK) or len(words) != 3 or not words[1].isdigit():
+        return False
+    if words[2].decode(errors="replace") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 # --- temporary index files -----------------------------------------------------------------
+
+
+def scratch_dir(repo: Repo) -> Path:
+    """Return `.git/govsnap/tmp`, where temporary index files live (a killed govsnap may
+    leave some behind: doctor removes them)."""
+    return repo.state_dir / "tmp"
 
 
 @contextlib.contextmanager
 def scratch_index(repo: Repo, content: bytes | None = None) -> Iterator[Path]:
     """Yield the path of a temporary index file next to the repository's index (so it can
     replace it by a rename), holding `content` or absent; remove it afterwards."""
-    folder = repo.state_dir / "tmp"
+    folder = scratch_dir(repo)
     folder.mkdir(exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="index-", dir=folder)
     path = Path(name)
@@ -841,8 +851,17 @@ def ignored_files(repo: Repo, paths: Sequence[bytes] = ()) -> list[bytes]:
 
 
 def promisor_remote(repo: Repo) -> str | None:
-    """Return the remote a partial clone fetches missing objects from, or None."""
-    return repo.config_str("extensions.partialClone") or None
+    """Return the remote a partial clone fetches missing objects from (extensions.
+    partialClone, else the first remote with `promisor = true`), or None."""
+    named = repo.config_str("extensions.partialClone")
+    if named:
+        return named
+    for entry in repo.git.config:
+        name = entry.name.lower()
+        promised = (entry.value or "").lower() in ("true", "yes", "on", "1")
+        if name.startswith("remote.") and name.endswith(".promisor") and promised:
+            return entry.name[len("remote.") : -len(".promisor")]
+    return None
 
 
 def missing_blobs(repo: Repo, tree: str) -> list[str]:
@@ -878,7 +897,7 @@ def fetch_missing(repo: Repo, trees: Iterable[str]) -> int:
             "--filter=blob:none",
             "--stdin",
         ],
-        repo.workdir if not repo.is_bare else repo.gitdir,
+        repo.cwd,
         input="".join(oid + "\n" for oid in wanted).encode(),
         check=False,
     )
