@@ -367,8 +367,22 @@ def validate(repo: Repo, snap: Snapshot, tree: pygit2.Tree) -> list[Gate]:
     signed = snap.payload.digest if snap.payload else "?"
     gates: list[Gate] = []
     try:
-        with worktree.captured(repo) as capture:
-            restored = capture.tree
+        # Read as a safety snapshot reads: what the index assumes unchanged too.
+        with worktree.captured(repo, safety=True) as capture:
+            # A clone has no content for gitlinks (submodules, nested repositories): their
+            # directories count for them, as the files gate checks.
+            root = os.fsencode(repo.workdir)
+            worktree.add_entries(
+                repo,
+                capture.index,
+                (
+                    e
+                    for e in worktree.tree_entries(repo, oid)
+                    if e.mode == worktree.GITLINK
+                    and stat.S_ISDIR(worktree.lstat_mode(root + b"/" + e.path))
+                ),
+            )
+            restored = worktree.write_tree(repo, capture.index)
         digest = digest_tree(repo, restored, DigestCache.for_repo(repo)).digest
         same = digest == signed
         gates.append(
@@ -583,7 +597,8 @@ def _write_reports(
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(done.as_json(), indent=2, sort_keys=True) + "\n")
-        md_path.write_text(done.markdown())
+        # A file name that is not UTF-8 reaches us with lone surrogates: show it escaped.
+        md_path.write_text(done.markdown(), errors="backslashreplace")
     except OSError as exc:
         raise UsageError(f"cannot write the rehearsal report to {base}: {exc}") from exc
     return done

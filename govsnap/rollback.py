@@ -285,6 +285,7 @@ class RecordedState:
     legacy: bool  # made before govsnap recorded the index bytes: rebuild it from the tree
     raw_files: tuple[TreeEntry, ...] = ()
     restore_tree: str | None = None
+    empty_directories: tuple[bytes, ...] = ()
 
 
 def read_recorded_state(repo: Repo, snap: Snapshot) -> RecordedState | None:
@@ -306,12 +307,15 @@ def read_recorded_state(repo: Repo, snap: Snapshot) -> RecordedState | None:
     data: bytes | None = None
     mtime = 0
     raw: list[TreeEntry] = []
+    empty: tuple[bytes, ...] = ()
     for entry in tree:
         if entry.name == "index" and isinstance(entry, pygit2.Blob):
             data = entry.data
         elif entry.name == "index-mtime" and isinstance(entry, pygit2.Blob):
             with contextlib.suppress(ValueError):
                 mtime = int(entry.data.decode(errors="replace").strip())
+        elif entry.name == "empty-directories" and isinstance(entry, pygit2.Blob):
+            empty = tuple(p for p in entry.data.split(b"\0") if p)
         elif entry.name == "worktree" and entry.type_str == "tree":
             raw = [
                 TreeEntry(e.path.removeprefix(b"worktree/"), e.mode, e.oid)
@@ -324,6 +328,7 @@ def read_recorded_state(repo: Repo, snap: Snapshot) -> RecordedState | None:
         False,
         tuple(raw),
         str(tree.id),
+        empty,
     )
 
 
@@ -340,24 +345,37 @@ def _commit(repo: Repo, oid: str, snap: Snapshot, what: str) -> pygit2.Commit:
 def _check_recorded_index(repo: Repo, index: Path, snap: Snapshot) -> None:
     """Raise UnsafeTree when a recorded index names a path git would refuse: the bytes
     come from a snapshot, which may be hostile when --no-verify let it through."""
-    for entry in worktree.index_entries(repo, index):
-        for part in entry.path.split(b"/"):
+    _check_paths([e.path for e in worktree.index_entries(repo, index)], snap, "index")
+
+
+def _check_paths(paths: Iterable[bytes], snap: Snapshot, what: str) -> None:
+    """Raise UnsafeTree naming the first of `paths` (recorded by a snapshot) that holds
+    a component git's checkout would refuse."""
+    for path in paths:
+        for part in path.split(b"/"):
             reason = safepaths.unsafe_name(part, FileMode.TREE)
             if reason is not None:
-                shown = entry.path.decode(errors="backslashreplace")
+                shown = path.decode(errors="backslashreplace")
                 raise safepaths.UnsafeTree(
-                    f"refusing to restore the index recorded by snapshot {snap.id}: "
+                    f"refusing to restore the {what} recorded by snapshot {snap.id}: "
                     f"{shown!r}: {reason}"
                 )
 
 
 def _record(
-    repo: Repo, identity: Identity, target: Snapshot, capture: Capture, raw: Sequence[TreeEntry]
+    repo: Repo,
+    identity: Identity,
+    target: Snapshot,
+    capture: Capture,
+    raw: Sequence[TreeEntry],
+    empty: Sequence[bytes],
 ) -> str:
     """Write the Govsnap-Index commit of a safety snapshot and return it: its tree is the
     index as `git write-tree` writes it, its parents HEAD (as `git stash` does) and the
-    restore commit, whose tree holds `index` (the index file's bytes) and `worktree/<path>`
-    (the bytes and mode of each file git's checkout would not reproduce)."""
+    restore commit, whose tree holds `index` (the index file's bytes), `index-mtime`,
+    `worktree/<path>` (the bytes and mode of each file git's checkout would not
+    reproduce) and `empty-directories` (the empty directories the rollback fills, which
+    git's checkout of the undo would remove)."""
     if capture.original is None:
         index_tree = worktree.build_tree(repo, [])
     else:
@@ -377,6 +395,9 @@ def _record(
         # file's: the restored index gets its old time back (see worktree.IndexFile).
         stamp = repo.git.create_blob(f"{capture.original.mtime_ns}\n".encode())
         entries.append(TreeEntry(b"index-mtime", 0o100644, str(stamp)))
+    if empty:
+        listing = repo.git.create_blob(b"".join(p + b"\0" for p in empty))
+        entries.append(TreeEntry(b"empty-directories", 0o100644, str(listing)))
     restore_tree = worktree.build_tree(repo, entries)
     restore = write_commit(
         repo,
@@ -613,14 +634,40 @@ def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> li
     return found
 
 
+def _in_the_way(repo: Repo, changes: Sequence[Change]) -> list[TreeEntry]:
+    """Return (path, mode, blob) of what the capture left out (ignored files) but git's
+    checkout will overwrite or remove to write the target: git treats ignored files as
+    expendable, the undo does not."""
+    gone = {c.path for c in changes if c.status == "D"}
+    added = [c.path for c in changes if c.status == "A"]
+    root = os.fsencode(repo.workdir)
+    found: list[TreeEntry] = []
+    for path in worktree.uncaptured_in_the_way(repo.workdir, added, gone):
+        full = root + b"/" + path
+        mode = worktree.lstat_mode(full)
+        if stat.S_ISLNK(mode):
+            found.append(
+                TreeEntry(path, worktree.SYMLINK, str(repo.git.create_blob(os.readlink(full))))
+            )
+        elif stat.S_ISREG(mode):
+            with open(full, "rb") as fh:
+                blob = repo.git.create_blob(fh.read())
+            found.append(TreeEntry(path, 0o100755 if mode & stat.S_IXUSR else 0o100644, str(blob)))
+    return found
+
+
 def _take_safety_snapshot(
-    repo: Repo, target: Snapshot, capture: Capture, raw: Sequence[TreeEntry]
+    repo: Repo,
+    target: Snapshot,
+    capture: Capture,
+    raw: Sequence[TreeEntry],
+    empty: Sequence[bytes],
 ) -> Snapshot:
-    """Snapshot the captured working tree, the index and `raw`; raise on failure."""
+    """Snapshot the captured working tree, the index, `raw` and `empty`; raise on failure."""
     identity = repo.committer()
     try:
         index_commit = (
-            _record(repo, identity, target, capture, raw) if capture.index_readable else None
+            _record(repo, identity, target, capture, raw, empty) if capture.index_readable else None
         )
         options = CreateOptions(
             trigger=SAFETY_TRIGGER,
@@ -645,7 +692,7 @@ def _write_raw(repo: Repo, files: Iterable[TreeEntry]) -> None:
     for entry in files:
         blob = repo.git[entry.oid]
         assert isinstance(blob, pygit2.Blob)
-        worktree.write_raw(repo.workdir, entry.path, blob.data, entry.mode == 0o100755)
+        worktree.write_raw(repo.workdir, entry.path, blob.data, entry.mode)
 
 
 def _final_index(
@@ -788,6 +835,11 @@ def rollback(
         if recorded is not None:
             _install_recorded_index(repo, recorded, recorded_index, snap)
         raw = _unreproduced(repo, capture, prepared.changes)
+        recorded_paths = {e.path for e in raw}
+        raw += [e for e in _in_the_way(repo, prepared.changes) if e.path not in recorded_paths]
+        empty = worktree.empty_directories(
+            workdir, (c.path for c in prepared.changes if c.status != "D")
+        )
         timings["plan"] = time.monotonic() - mark
         if not capture.index_readable and capture.original is not None:
             aside = repo.state_dir / f"index.unreadable.{time.time_ns()}"
@@ -797,7 +849,7 @@ def rollback(
             )
 
         mark = time.monotonic()
-        safety = _take_safety_snapshot(repo, snap, capture, raw)
+        safety = _take_safety_snapshot(repo, snap, capture, raw, empty)
         undo = _undo_command(safety.id, options, change)
         if announce is not None:
             announce(safety, undo)
@@ -823,6 +875,10 @@ def rollback(
             if recorded is not None:
                 _write_raw(
                     repo, (f for f in recorded.raw_files if worktree.covered(f.path, raw_paths))
+                )
+                worktree.make_directories(
+                    workdir,
+                    (p for p in recorded.empty_directories if worktree.covered(p, raw_paths)),
                 )
             final = _final_index(
                 repo,
@@ -880,6 +936,7 @@ def _install_recorded_index(
             raise CorruptObject(f"snapshot {snap.id}: the recorded index does not parse")
     if into.exists():
         _check_recorded_index(repo, into, snap)
+    _check_paths(recorded.empty_directories, snap, "directories")
 
 
 def _failed(

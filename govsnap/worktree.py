@@ -415,7 +415,18 @@ class Change:
 
 def diff_trees(repo: Repo, old: str, new: str) -> list[Change]:
     """Return every file-level change from tree `old` to tree `new`, by path."""
-    out = git(repo, "diff-tree", "-r", "-z", "--no-renames", "--full-index", old, new)
+    # --ignore-submodules=none: git need not read .gitmodules (a damaged one is fatal).
+    out = git(
+        repo,
+        "diff-tree",
+        "-r",
+        "-z",
+        "--no-renames",
+        "--full-index",
+        "--ignore-submodules=none",
+        old,
+        new,
+    )
     fields = out.split(b"\0")
     changes: list[Change] = []
     for meta, path in zip(fields[0::2], fields[1::2], strict=False):
@@ -460,6 +471,11 @@ def _index_info(entries: Iterable[tuple[int, str, int, bytes]]) -> bytes:
     return b"".join(
         f"{mode:o} {oid} {stage}\t".encode() + path + b"\0" for mode, oid, stage, path in entries
     )
+
+
+def add_entries(repo: Repo, index: Path, entries: Iterable[TreeEntry]) -> None:
+    """Add (or replace) `entries` in an index file (no stat data)."""
+    _replace_entries(repo, index, [], ((e.mode, e.oid, 0, e.path) for e in entries))
 
 
 def build_index(repo: Repo, index: Path, entries: Iterable[TreeEntry]) -> None:
@@ -713,11 +729,12 @@ def would_write(repo: Repo, index: Path, paths: Sequence[bytes]) -> dict[bytes, 
 
 
 def converted_paths(repo: Repo, index: Path, paths: Sequence[bytes]) -> list[bytes]:
-    """Return the paths for which git's checkout may write other bytes than the blob:
-    every path under `core.autocrlf=true`, else those with a conversion attribute."""
+    """Return the paths for which git's checkout may write other bytes than the working
+    tree held when git stored the blob: every path under `core.autocrlf` true or input
+    (input converts only when adding), else those with a conversion attribute."""
     if not paths:
         return []
-    if (repo.config_str("core.autocrlf") or "").lower() == "true":
+    if (repo.config_str("core.autocrlf") or "").lower() in ("true", "input"):
         return list(paths)
     data = b"".join(p + b"\0" for p in paths)
     out = git(repo, "check-attr", "-z", "--stdin", *CONVERSION_ATTRIBUTES, index=index, input=data)
@@ -737,18 +754,19 @@ def lstat_mode(path: Path | bytes) -> int:
         return 0
 
 
-def write_raw(workdir: Path, path: bytes, data: bytes, executable: bool) -> None:
+def write_raw(workdir: Path, path: bytes, data: bytes, mode: int) -> None:
     """Write `data` at `path` below the work tree byte for byte (no filter, no eol
-    conversion), replacing what is there; never through a symlink."""
+    conversion) as a file (mode 100644 or 100755) or a symlink (120000, `data` its
+    target), replacing what is there; never through a symlink."""
     root = os.fsencode(workdir)
     parts = path.split(b"/")
     current = root
     for part in parts[:-1]:
         current = current + b"/" + part
-        mode = lstat_mode(current)
-        if mode == 0:
+        existing = lstat_mode(current)
+        if existing == 0:
             os.mkdir(current)
-        elif not stat.S_ISDIR(mode):
+        elif not stat.S_ISDIR(existing):
             raise EnvironmentProblem(
                 f"cannot restore {fs_path(path)}: {fs_path(current[len(root) + 1 :])} is not "
                 "a directory"
@@ -756,11 +774,16 @@ def write_raw(workdir: Path, path: bytes, data: bytes, executable: bool) -> None
     full = root + b"/" + path
     fd, tmp = tempfile.mkstemp(prefix=b".govsnap-", dir=current)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, (0o777 if executable else 0o666) & ~umask)
+        if mode == SYMLINK:
+            os.close(fd)
+            os.unlink(tmp)
+            os.symlink(data, tmp)
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, (0o777 if mode == 0o100755 else 0o666) & ~umask)
         if stat.S_ISDIR(lstat_mode(full)):
             shutil.rmtree(full)
         os.replace(tmp, full)
@@ -768,6 +791,61 @@ def write_raw(workdir: Path, path: bytes, data: bytes, executable: bool) -> None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def uncaptured_in_the_way(workdir: Path, added: Iterable[bytes], gone: set[bytes]) -> list[bytes]:
+    """Return what stands on disk where a checkout adds `added` paths although the
+    capture left it out (ignored files, which git's checkout treats as expendable): a
+    file or symlink at the path or at a directory above it (unless in `gone`, the paths
+    the capture has and the checkout removes), or every file below a directory there."""
+    root = os.fsencode(workdir)
+    found: set[bytes] = set()
+    for path in added:
+        full = root + b"/" + path
+        mode = lstat_mode(full)
+        if stat.S_ISDIR(mode):
+            for dirpath, dirnames, filenames in os.walk(full):
+                names = filenames + [d for d in dirnames if os.path.islink(dirpath + b"/" + d)]
+                found.update(os.path.relpath(dirpath + b"/" + n, root) for n in names)
+        elif mode != 0:
+            found.add(path)
+        parent = path
+        while b"/" in parent:
+            parent = parent.rsplit(b"/", 1)[0]
+            above = lstat_mode(root + b"/" + parent)
+            if above != 0 and not stat.S_ISDIR(above) and parent not in gone:
+                found.add(parent)
+    return sorted(found)
+
+
+def empty_directories(workdir: Path, paths: Iterable[bytes]) -> list[bytes]:
+    """Return the directories above `paths` that exist and are empty: git does not track
+    them, and its checkout removes a directory it empties, so an undo must recreate them."""
+    root = os.fsencode(workdir)
+    found: set[bytes] = set()
+    for path in paths:
+        parent = path
+        while b"/" in parent:
+            parent = parent.rsplit(b"/", 1)[0]
+            full = root + b"/" + parent
+            if stat.S_ISDIR(lstat_mode(full)) and not os.listdir(full):
+                found.add(parent)
+    return sorted(found)
+
+
+def make_directories(workdir: Path, paths: Iterable[bytes]) -> None:
+    """Create the directories `paths` below the work tree where they are missing, never
+    through a symlink or a file."""
+    root = os.fsencode(workdir)
+    for path in paths:
+        current = root
+        for part in path.split(b"/"):
+            current += b"/" + part
+            mode = lstat_mode(current)
+            if mode == 0:
+                os.mkdir(current)
+            elif not stat.S_ISDIR(mode):
+                break
 
 
 # --- where a rollback must not remove anything ---------------------------------------------
