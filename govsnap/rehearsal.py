@@ -207,8 +207,9 @@ def shared_clone(repo: Repo, path: Path) -> Repo:
     elif head is not None:
         clone.set_head(head.target)
     for entry in repo.git.config:
-        local = entry.level == ConfigLevel.LOCAL and entry.value is not None
-        if local and not entry.name.lower().startswith(_OWN_CONFIG):
+        # config.worktree (git sparse-checkout writes core.sparseCheckout there) counts too.
+        local = entry.level in (ConfigLevel.LOCAL, ConfigLevel.WORKTREE)
+        if local and entry.value is not None and not entry.name.lower().startswith(_OWN_CONFIG):
             clone.config.set_multivar(entry.name, "^$", entry.value or "")
     lfs = repo.commondir / "lfs"
     if lfs.is_dir() and repo.config_str("lfs.storage") is None:
@@ -290,7 +291,9 @@ def do_damage(
 # --- validation --------------------------------------------------------------------------
 
 
-def _files_gate(repo: Repo, tree: str, recorded: RecordedState | None, skipped: set[bytes]) -> Gate:
+def _files_gate(
+    repo: Repo, listed: list[TreeEntry], recorded: RecordedState | None, skipped: set[bytes]
+) -> Gate:
     """Return the files gate: every file of the snapshot is on disk with the bytes, type
     and exec bit git's own checkout of it writes (filters and eol conversion applied), or
     the bytes a safety snapshot recorded where that checkout would not reproduce them."""
@@ -299,7 +302,7 @@ def _files_gate(repo: Repo, tree: str, recorded: RecordedState | None, skipped: 
     file_mode = repo.config_bool("core.fileMode", True)
     wrong: list[str] = []
     regular: list[TreeEntry] = []
-    entries = [e for e in worktree.tree_entries(repo, tree) if e.path not in skipped]
+    entries = [e for e in listed if e.path not in skipped]
     for entry in entries:
         entry = raw.get(entry.path, entry)
         name = fs_path(entry.path)
@@ -363,6 +366,7 @@ def validate(repo: Repo, snap: Snapshot, tree: pygit2.Tree) -> list[Gate]:
     each judged by git: what `git add -A` would commit from the restored working tree,
     what git's checkout writes, and the index git reads."""
     oid = str(tree.id)
+    listed = worktree.tree_entries(repo, oid)
     recorded = read_recorded_state(repo, snap)
     signed = snap.payload.digest if snap.payload else "?"
     gates: list[Gate] = []
@@ -377,7 +381,7 @@ def validate(repo: Repo, snap: Snapshot, tree: pygit2.Tree) -> list[Gate]:
                 capture.index,
                 (
                     e
-                    for e in worktree.tree_entries(repo, oid)
+                    for e in listed
                     if e.mode == worktree.GITLINK
                     and stat.S_ISDIR(worktree.lstat_mode(root + b"/" + e.path))
                 ),
@@ -402,7 +406,7 @@ def validate(repo: Repo, snap: Snapshot, tree: pygit2.Tree) -> list[Gate]:
     skipped: set[bytes] = set()
     if worktree.index_readable(repo, index):
         skipped = set(worktree.flagged_paths(repo, index)[0])
-    gates.append(_files_gate(repo, oid, recorded, skipped))
+    gates.append(_files_gate(repo, listed, recorded, skipped))
     gates.append(
         Gate("no-stray", not stray, "no stray files" if not stray else _listing(stray, "stray"))
     )

@@ -345,15 +345,18 @@ def _commit(repo: Repo, oid: str, snap: Snapshot, what: str) -> pygit2.Commit:
 def _check_recorded_index(repo: Repo, index: Path, snap: Snapshot) -> None:
     """Raise UnsafeTree when a recorded index names a path git would refuse: the bytes
     come from a snapshot, which may be hostile when --no-verify let it through."""
-    _check_paths([e.path for e in worktree.index_entries(repo, index)], snap, "index")
+    _check_paths(worktree.tracked_paths(repo, index), snap, "index")
 
 
 def _check_paths(paths: Iterable[bytes], snap: Snapshot, what: str) -> None:
     """Raise UnsafeTree naming the first of `paths` (recorded by a snapshot) that holds
-    a component git's checkout would refuse."""
-    for path in paths:
+    a component git's checkout would refuse (each distinct name is judged once)."""
+    judged: dict[bytes, str | None] = {}
+    for path in sorted(paths):
         for part in path.split(b"/"):
-            reason = safepaths.unsafe_name(part, FileMode.TREE)
+            if part not in judged:
+                judged[part] = safepaths.unsafe_name(part, FileMode.TREE)
+            reason = judged[part]
             if reason is not None:
                 shown = path.decode(errors="backslashreplace")
                 raise safepaths.UnsafeTree(
@@ -602,7 +605,7 @@ def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> li
         tracked = (
             {
                 e.path
-                for e in worktree.index_entries(repo, worktree.user_index(repo))
+                for e in worktree.index_entries(repo, worktree.user_index(repo), paths)
                 if not e.skip_worktree
             }
             if capture.index_readable

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import stat
@@ -48,6 +49,11 @@ CONVERSION_ATTRIBUTES = ("text", "eol", "crlf", "filter", "ident", "working-tree
 # warning in six lines, the sparse hint concerns `git add` typed by a user.
 _QUIET = ["-c", "advice.addEmbeddedRepo=false", "-c", "advice.updateSparsePath=false"]
 _LOCK_MARK = b"govsnap "
+# One record of `git ls-files --stage --debug -z`: "<mode> <oid> <stage>\t<path>\0", then
+# five lines of stat data, the last "  size: N\tflags: <hex>\n".
+_LS_FILES_DEBUG = re.compile(
+    rb"([0-7]+) ([0-9a-f]+) ([0-3])\t([^\0]*)\0[^\0]*?flags: ([0-9a-f]+)\n"
+)
 # More paths than this are filtered from a full listing instead of passed to git as
 # pathspecs (the command line has a size limit, and git matches pathspecs one by one).
 _MAX_PATHSPECS = 64
@@ -111,6 +117,17 @@ def git_error(stderr: bytes) -> str:
 def fs_path(path: bytes) -> str:
     """Return a git path as the str that subprocess and os turn back into the same bytes."""
     return os.fsdecode(path)
+
+
+def _below_any(path: bytes, paths: set[bytes]) -> bool:
+    """Return True when `path` or a directory above it is in `paths` (a set: one lookup
+    per level, however many paths there are)."""
+    while True:
+        if path in paths:
+            return True
+        if b"/" not in path:
+            return False
+        path = path.rsplit(b"/", 1)[0]
 
 
 def covered(path: bytes, paths: Sequence[bytes]) -> bool:
@@ -461,7 +478,7 @@ def tree_entries(repo: Repo, tree: str, paths: Sequence[bytes] = ()) -> list[Tre
         mode, _kind, oid = meta.decode().split(" ")
         found.append(TreeEntry(path, int(mode, 8), oid))
     if paths and len(paths) > _MAX_PATHSPECS:
-        found = [e for e in found if covered(e.path, paths)]
+        found = [e for e in found if _below_any(e.path, set(paths))]
     return found
 
 
@@ -592,23 +609,12 @@ def index_entries(repo: Repo, index: Path, paths: Sequence[bytes] = ()) -> list[
     if paths and len(paths) <= _MAX_PATHSPECS:
         args += ["--", *(fs_path(p) for p in paths)]
     out = git(repo, *args, index=index)
-    # Each record: "<mode> <oid> <stage>\t<path>\0" then five debug lines, the last
-    # "  size: N\tflags: <hex>\n"; the next record follows at once.
-    entries: list[IndexEntry] = []
-    chunks = out.split(b"\0")
-    header = chunks[0]
-    for chunk in chunks[1:]:
-        meta, _, path = header.partition(b"\t")
-        if not meta:
-            break
-        mode, oid, stage = meta.decode().split(" ")
-        flags_at = chunk.index(b"flags: ") + len(b"flags: ")
-        end = chunk.index(b"\n", flags_at)
-        flags = int(chunk[flags_at:end], 16) & INDEX_FLAGS
-        entries.append(IndexEntry(path, int(mode, 8), oid, int(stage), flags))
-        header = chunk[end + 1 :]
+    entries = [
+        IndexEntry(path, int(mode, 8), oid.decode(), int(stage), int(flags, 16) & INDEX_FLAGS)
+        for mode, oid, stage, path, flags in _LS_FILES_DEBUG.findall(out)
+    ]
     if paths and len(paths) > _MAX_PATHSPECS:
-        entries = [e for e in entries if covered(e.path, paths)]
+        entries = [e for e in entries if _below_any(e.path, set(paths))]
     return entries
 
 
@@ -793,26 +799,49 @@ def write_raw(workdir: Path, path: bytes, data: bytes, mode: int) -> None:
         raise
 
 
+class _Lstat:
+    """lstat with memory: paths share their directories, and a rollback asks about each
+    directory once per path below it (100,000 paths, a handful of directories)."""
+
+    def __init__(self, root: bytes) -> None:
+        self.root = root
+        self.modes: dict[bytes, int] = {}
+
+    def __call__(self, path: bytes) -> int:
+        mode = self.modes.get(path)
+        if mode is None:
+            mode = self.modes[path] = lstat_mode(self.root + b"/" + path)
+        return mode
+
+    def parents(self, path: bytes) -> Iterator[bytes]:
+        """Yield the directories above `path`, nearest first."""
+        while b"/" in path:
+            path = path.rsplit(b"/", 1)[0]
+            yield path
+
+
 def uncaptured_in_the_way(workdir: Path, added: Iterable[bytes], gone: set[bytes]) -> list[bytes]:
     """Return what stands on disk where a checkout adds `added` paths although the
     capture left it out (ignored files, which git's checkout treats as expendable): a
     file or symlink at the path or at a directory above it (unless in `gone`, the paths
     the capture has and the checkout removes), or every file below a directory there."""
     root = os.fsencode(workdir)
+    lstat = _Lstat(root)
     found: set[bytes] = set()
+    seen: set[bytes] = set()
     for path in added:
-        full = root + b"/" + path
-        mode = lstat_mode(full)
+        mode = lstat(path)
         if stat.S_ISDIR(mode):
-            for dirpath, dirnames, filenames in os.walk(full):
+            for dirpath, dirnames, filenames in os.walk(root + b"/" + path):
                 names = filenames + [d for d in dirnames if os.path.islink(dirpath + b"/" + d)]
                 found.update(os.path.relpath(dirpath + b"/" + n, root) for n in names)
         elif mode != 0:
             found.add(path)
-        parent = path
-        while b"/" in parent:
-            parent = parent.rsplit(b"/", 1)[0]
-            above = lstat_mode(root + b"/" + parent)
+        for parent in lstat.parents(path):
+            if parent in seen:
+                break
+            seen.add(parent)
+            above = lstat(parent)
             if above != 0 and not stat.S_ISDIR(above) and parent not in gone:
                 found.add(parent)
     return sorted(found)
@@ -822,13 +851,15 @@ def empty_directories(workdir: Path, paths: Iterable[bytes]) -> list[bytes]:
     """Return the directories above `paths` that exist and are empty: git does not track
     them, and its checkout removes a directory it empties, so an undo must recreate them."""
     root = os.fsencode(workdir)
+    lstat = _Lstat(root)
     found: set[bytes] = set()
+    seen: set[bytes] = set()
     for path in paths:
-        parent = path
-        while b"/" in parent:
-            parent = parent.rsplit(b"/", 1)[0]
-            full = root + b"/" + parent
-            if stat.S_ISDIR(lstat_mode(full)) and not os.listdir(full):
+        for parent in lstat.parents(path):
+            if parent in seen:
+                break
+            seen.add(parent)
+            if stat.S_ISDIR(lstat(parent)) and not os.listdir(root + b"/" + parent):
                 found.add(parent)
     return sorted(found)
 

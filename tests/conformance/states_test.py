@@ -57,6 +57,7 @@ class Case:
     setup: Step = nothing  # configuration and commits before A
     keep: tuple[bytes, ...] = ()  # paths a rollback leaves alone (the hooks directory)
     rehearse: bool = True
+    rehearse_safety: bool = True  # rehearse the safety snapshot too
     twin_prepare: str = ""  # what a user runs before git's checkout where git refuses
 
 
@@ -526,6 +527,7 @@ def judge_case(cli: Cli, repo: Path, case: Case, tmp_path: Path) -> None:
     )
     if case.rehearse:
         rehearse_passes(cli, repo, a)
+    if case.rehearse and case.rehearse_safety:
         rehearse_passes(cli, repo, safety)
 
 
