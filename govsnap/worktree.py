@@ -359,21 +359,22 @@ def captured(repo: Repo, *, tracked_only: bool = False, safety: bool = False) ->
         readable = True
         problems: list[str] = []
         unsteady = False
-        for _attempt in range(CAPTURE_ATTEMPTS):
+        attempts = 0
+        while attempts < CAPTURE_ATTEMPTS:
             # Start from the user's index each time: a git killed by a file truncated
             # under it (SIGBUS) leaves its lock file and a half-updated index behind.
             index.with_name(index.name + ".lock").unlink(missing_ok=True)
             index.unlink(missing_ok=True)
-            if original is not None:
+            if original is not None and readable:
                 original.copy_to(index)
-                if readable:
-                    readable = index_readable(repo, index)
-                if not readable:
-                    index.unlink()
             skip: list[bytes] = []
             assume: list[bytes] = []
             if safety and index.exists():
-                skip, assume = flagged_paths(repo, index)
+                try:
+                    skip, assume = flagged_paths(repo, index)
+                except EnvironmentProblem:
+                    readable = False  # git cannot read it: capture without it
+                    continue
                 set_flag(repo, index, "--no-assume-unchanged", assume)
             proc = run_git(
                 _add_args(tracked_only, safety),
@@ -390,6 +391,12 @@ def captured(repo: Repo, *, tracked_only: bool = False, safety: bool = False) ->
                     set_flag(repo, index, "--assume-unchanged", [p for p in assume if p in present])
                 yield Capture(tree, index, original, readable, tuple(_warnings(proc.stderr)))
                 return
+            # Only now, as it costs a git run: was it the index git could not read?
+            damaged = proc.returncode > 0 and readable and index.exists()
+            if damaged and not index_readable(repo, index):
+                readable = False
+                continue
+            attempts += 1
             # A file written, truncated or removed while git reads it (a build running,
             # another hook) kills git or changes its complaint from one attempt to the next.
             unsteady = unsteady or proc.returncode < 0
