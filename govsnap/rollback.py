@@ -592,7 +592,14 @@ def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> li
     reproduce: eol conversion (an LF file under core.autocrlf=true), filters that do not
     round-trip, an exec bit core.fileMode=false does not record, and, in a sparse
     checkout, files git would not write back at all."""
-    candidates = [c for c in changes if c.old_mode in worktree.REGULAR]
+    root = os.fsencode(repo.workdir)
+    # Only files on disk have bytes to keep (skip-worktree entries have none).
+    candidates = [
+        c
+        for c in changes
+        if c.old_mode in worktree.REGULAR
+        and stat.S_ISREG(worktree.lstat_mode(root + b"/" + c.path))
+    ]
     if not candidates:
         return []
     paths = [c.path for c in candidates]
@@ -612,7 +619,6 @@ def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> li
             else set()
         )
         sparse = {p for p in paths if p not in tracked}
-    root = os.fsencode(repo.workdir)
     found: list[TreeEntry] = []
     for change in candidates:
         full = root + b"/" + change.path

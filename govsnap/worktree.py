@@ -718,6 +718,8 @@ def would_write(repo: Repo, index: Path, paths: Sequence[bytes]) -> dict[bytes, 
             repo,
             "checkout-index",
             "--force",
+            # Into the scratch directory, skip-worktree entries are written like others.
+            "--ignore-skip-worktree-bits",
             f"--prefix={scratch}/",
             "-z",
             "--stdin",

@@ -274,6 +274,20 @@ CASES = [
         ),
     ),
     Case(
+        "sparse-with-eol-attributes",
+        "entries outside the cone carry attributes too; git writes none of them (git/git "
+        "has `*.sh text eol=lf` and a sparse checkout of Documentation)",
+        write({"src/app.py": "print('A')\n", "docs/guide.md": "# A\n"}),
+        steps(
+            commit("A committed"),
+            write({"docs/guide.md": "# B\n"}),
+            commit("B committed"),
+            "git sparse-checkout set --cone src",
+            write({"src/app.py": "print('B')\n"}),
+        ),
+        setup=steps("echo '* text eol=lf' > .gitattributes", commit("attributes")),
+    ),
+    Case(
         "sparse-non-cone",
         "read-tree respects non-cone sparse-checkout patterns",
         write({"README.md": "A\n", "src/app.py": "print('A')\n"}),
