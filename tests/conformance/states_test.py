@@ -524,7 +524,7 @@ def judge_case(cli: Cli, repo: Path, case: Case, tmp_path: Path) -> None:
     if case.twin_prepare:
         sh(twin, case.twin_prepare)
 
-    done = rollback(cli, repo, a, "--allow-policy-change")
+    done = rollback(cli, repo, a)
     safety = str(done["safety_snapshot"])
     safety_tree = git(repo, "rev-parse", f"refs/govsnap/snapshots/{safety}^{{tree}}").strip()
     assert safety_tree == want_safety, "the safety snapshot is not what git add -A captures"
