@@ -215,7 +215,27 @@ def failing_write_repo(make_repo: MakeRepo, parent: Path) -> Path:
     return repo
 
 
-@pytest.mark.parametrize("where", ["directory-full", "everything-full", "file-size-limit"])
+@contextlib.contextmanager
+def immutable(directory: Path) -> Iterator[bool]:
+    """Make a directory immutable (chattr +i: not even root may create files in it) when
+    the filesystem allows it; yield whether it did."""
+    directory.mkdir(exist_ok=True)
+    done = (
+        subprocess.run(
+            ["chattr", "+i", str(directory)], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    try:
+        yield done
+    finally:
+        if done:
+            subprocess.run(["chattr", "-i", str(directory)], capture_output=True, check=False)
+
+
+@pytest.mark.parametrize(
+    "where", ["directory-full", "everything-full", "file-size-limit", "permission-denied"]
+)
 def test_a_write_failing_half_way(
     where: str, cli: Cli, make_repo: MakeRepo, tmp_path: Path
 ) -> None:
@@ -245,6 +265,8 @@ def test_a_write_failing_half_way(
                 stack.enter_context(small_filesystem(repo / "data", "1m"))
                 if not (repo / "data").is_mount():
                     pytest.skip("cannot mount a tmpfs here: the file-size-limit variant covers it")
+            if where == "permission-denied" and not stack.enter_context(immutable(repo / "data")):
+                pytest.skip("chattr +i is not available here")
             before = state(repo)
             filler = fill(repo, leave=150_000) if where == "everything-full" else None
             done = subprocess.run(
@@ -264,6 +286,8 @@ def test_a_write_failing_half_way(
             undo = shlex.split(errors[0].split("undo with ", 1)[1].split(" (the failure")[0])
             if filler is not None:
                 filler.unlink()
+            if where == "permission-denied":
+                subprocess.run(["chattr", "-i", str(repo / "data")], check=True)
             if audited:
                 last = git(repo, "log", "-1", "--format=%s", "refs/govsnap/audit")
                 assert last.startswith(f"rollback: rollback to {ident} failed"), last
