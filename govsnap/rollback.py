@@ -591,7 +591,7 @@ def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> li
     changes or removes whose bytes or mode git's checkout of the captured blob would not
     reproduce: eol conversion (an LF file under core.autocrlf=true), filters that do not
     round-trip, an exec bit core.fileMode=false does not record, and, in a sparse
-    checkout, files git would not write back at all."""
+    checkout, any (git would not write back those outside the cone)."""
     root = os.fsencode(repo.workdir)
     # Only files on disk have bytes to keep (skip-worktree entries have none).
     candidates = [
@@ -606,19 +606,9 @@ def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> li
     converted = set(worktree.converted_paths(repo, capture.index, paths))
     expected = worktree.would_write(repo, capture.index, [p for p in paths if p in converted])
     file_mode = repo.config_bool("core.fileMode", True)
-    sparse: set[bytes] = set()
-    if repo.config_bool("core.sparseCheckout", False):
-        # Present on disk but untracked or skip-worktree: a checkout may not write it.
-        tracked = (
-            {
-                e.path
-                for e in worktree.index_entries(repo, worktree.user_index(repo), paths)
-                if not e.skip_worktree
-            }
-            if capture.index_readable
-            else set()
-        )
-        sparse = {p for p in paths if p not in tracked}
+    # In a sparse checkout git's checkout of the undo writes nothing outside the cone,
+    # and which paths lie outside it is git's to decide: every file there is kept.
+    sparse = set(paths) if repo.config_bool("core.sparseCheckout", False) else set()
     found: list[TreeEntry] = []
     for change in candidates:
         full = root + b"/" + change.path

@@ -288,6 +288,17 @@ CASES = [
         setup=steps("echo '* text eol=lf' > .gitattributes", commit("attributes")),
     ),
     Case(
+        "sparse-files-outside-the-cone",
+        "files present outside the sparse cone (an untracked one, a skip-worktree file "
+        "written back by hand) are captured as git add -A --sparse stages them",
+        write({"src/app.py": "print('A')\n"}),
+        steps(
+            commit("A committed"),
+            "git sparse-checkout set --cone src",
+            write({"docs/local-notes.md": "untracked outside\n", "docs/guide.md": "by hand\n"}),
+        ),
+    ),
+    Case(
         "sparse-non-cone",
         "read-tree respects non-cone sparse-checkout patterns",
         write({"README.md": "A\n", "src/app.py": "print('A')\n"}),
