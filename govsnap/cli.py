@@ -9,10 +9,11 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
+import pygit2
 import typer
 
 from govsnap import __version__, render
-from govsnap.errors import GovsnapError
+from govsnap.errors import EXIT_ENVIRONMENT, GovsnapError
 from govsnap.repo import Repo, open_repo
 
 app = typer.Typer(
@@ -197,7 +198,8 @@ def diff(
     json_out: JsonOpt = False,
 ) -> None:
     """Show files added, removed and modified between two snapshots (or the working tree)."""
-    from govsnap.store import capture_worktree, diff_trees, list_snapshots, resolve, snapshot_tree
+    from govsnap.store import diff_trees, list_snapshots, resolve, snapshot_tree
+    from govsnap.worktree import capture_tree
 
     repo = _state(ctx).repo()
     snaps = list_snapshots(repo)
@@ -205,7 +207,7 @@ def diff(
     old_tree = snapshot_tree(repo, a)
     if new is None:
         new_label = "working tree"
-        new_tree = repo.git[capture_worktree(repo)]
+        new_tree = repo.git[capture_tree(repo)]
     else:
         b = resolve(repo, new, snaps)
         new_label = b.id
@@ -388,6 +390,20 @@ def rollback(
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Roll back to an unverified snapshot.")
     ] = False,
+    allow_policy_change: Annotated[
+        bool,
+        typer.Option(
+            "--allow-policy-change",
+            help="Let the rollback remove or change .govsnap/trust.toml.",
+        ),
+    ] = False,
+    recurse_submodules: Annotated[
+        bool,
+        typer.Option(
+            "--recurse-submodules",
+            help="Check submodules out too (as submodule.recurse=true does).",
+        ),
+    ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -401,13 +417,24 @@ def rollback(
         raise UsageError(f"unexpected argument {paths[0]!r}: name paths after --paths")
     if only_paths and not paths:
         raise UsageError("--paths needs at least one path")
-    options = RollbackOptions(tuple(paths or ()), dry_run, commit, not no_verify)
+    options = RollbackOptions(
+        tuple(paths or ()),
+        dry_run,
+        commit,
+        not no_verify,
+        allow_policy_change,
+        recurse_submodules,
+    )
     confirm = None if yes or dry_run else render.confirm_rollback
-    result = run_rollback(_state(ctx).repo(), snapshot, options, confirm)
+    result = run_rollback(
+        _state(ctx).repo(), snapshot, options, confirm, render.safety_snapshot_taken
+    )
     if json_out:
         render.emit_json(result.as_json())
     else:
         render.rollback_result(result)
+    if result.blocked is not None:
+        raise UsageError(result.blocked)
 
 
 @app.command()
@@ -938,6 +965,13 @@ def run(argv: list[str]) -> int:
     except GovsnapError as exc:
         render.error(exc.message)
         return exc.exit_code
+    except pygit2.GitError as exc:
+        # libgit2 could not read the object store (a damaged pack, a truncated object):
+        # the repository, not govsnap, needs repairing.
+        render.error(
+            f"cannot read the repository: {exc} (`git fsck --full` names the damaged objects)"
+        )
+        return EXIT_ENVIRONMENT
     except KeyboardInterrupt:
         render.error("interrupted")
         return 130

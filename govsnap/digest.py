@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import marshal
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,20 +212,6 @@ class TreeDigest:
     hashed_blobs: int = 0
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One non-tree entry of a tree, with its full path."""
-
-    mode: int
-    path: bytes
-    oid: pygit2.Oid
-
-    @property
-    def is_gitlink(self) -> bool:
-        """Return True for a submodule entry (mode 160000)."""
-        return self.mode == FileMode.COMMIT
-
-
 def _lookup_tree(repo: Repo, oid: pygit2.Oid | str, where: bytes) -> pygit2.Tree:
     try:
         tree = repo.git[oid]
@@ -242,19 +227,6 @@ def _lookup_tree(repo: Repo, oid: pygit2.Oid | str, where: bytes) -> pygit2.Tree
     if not isinstance(tree, pygit2.Tree):
         raise CorruptObject(f"object {oid} is not a tree")
     return tree
-
-
-def walk_tree(
-    repo: Repo, tree_oid: pygit2.Oid | str, prefix: bytes = b""
-) -> Iterator[ManifestEntry]:
-    """Yield every non-tree entry below a tree, depth first in git's tree order."""
-    for entry in _lookup_tree(repo, tree_oid, prefix):
-        assert entry.raw_name is not None  # tree entries always have names
-        path = prefix + entry.raw_name
-        if entry.filemode == FileMode.TREE:
-            yield from walk_tree(repo, entry.id, path + b"/")
-        else:
-            yield ManifestEntry(entry.filemode, path, entry.id)
 
 
 def kind_of(name: bytes, mode: int) -> str:
@@ -292,6 +264,9 @@ class _Digester:
         except (KeyError, ValueError) as exc:
             name = path.decode(errors="replace")
             raise CorruptObject(f"blob {oid} ({name}) is missing") from exc
+        except pygit2.GitError as exc:  # a damaged pack or loose object
+            name = path.decode(errors="replace")
+            raise CorruptObject(f"blob {oid} ({name}) is unreadable: {exc}") from exc
         if kind != ObjectType.BLOB:
             raise CorruptObject(f"object {oid} is not a blob")
         sha = hashlib.sha256(data).digest()
@@ -377,10 +352,31 @@ class _Digester:
             self.cache.put_tree(oid.raw, summary)
         return summary
 
-    def block(self, key: bytes) -> bytes:
-        """Return the manifest block of a loaded tree (relative paths, NUL-marked)."""
-        if key in self.blocks:
-            return self.blocks[key]
+    def block(self, root: bytes) -> bytes:
+        """Return the manifest block of a loaded tree (relative paths, NUL-marked).
+
+        Subtrees first, from an explicit stack: a tree nested 10,000 deep must not
+        exhaust Python's recursion limit."""
+        stack = [root]
+        while stack:
+            key = stack[-1]
+            if key in self.blocks:
+                stack.pop()
+                continue
+            pending = [
+                item[1]
+                for item in self.summaries[key].template
+                if isinstance(item, tuple) and item[1] not in self.blocks
+            ]
+            if pending:
+                stack.extend(pending)
+            else:
+                self._assemble(key)
+                stack.pop()
+        return self.blocks[root]
+
+    def _assemble(self, key: bytes) -> None:
+        """Compute the block and figures of a tree whose subtrees have theirs."""
         summary = self.summaries[key]
         parts: list[bytes] = []
         files, total = summary.files, summary.size
@@ -390,17 +386,15 @@ class _Digester:
                 parts.append(item)
                 continue
             name, sub = item
-            parts.append(self.block(sub).replace(_MARK, _MARK + name + b"/"))
+            parts.append(self.blocks[sub].replace(_MARK, _MARK + name + b"/"))
             sub_files, sub_bytes, sub_kinds = self.figures[sub]
             files += sub_files
             total += sub_bytes
             for kind, (count, size) in sub_kinds.items():
                 old_count, old_size = kinds.get(kind, (0, 0))
                 kinds[kind] = (old_count + count, old_size + size)
-        block = b"".join(parts)
-        self.blocks[key] = block
+        self.blocks[key] = b"".join(parts)
         self.figures[key] = (files, total, kinds)
-        return block
 
 
 def digest_tree(

@@ -12,9 +12,9 @@ from typing import Any
 
 import pygit2
 
-from govsnap import audit, notes
+from govsnap import audit, notes, worktree
 from govsnap.digest import DigestCache
-from govsnap.errors import CorruptObject
+from govsnap.errors import CorruptObject, GovsnapError
 from govsnap.objects import (
     SNAPSHOT_REF_PREFIX,
     SnapshotPayload,
@@ -37,9 +37,9 @@ BY = "govsnap doctor"
 class Finding:
     """One inconsistency: what it is, where, and how --fix repairs it (None: it cannot)."""
 
-    kind: (
-        str  # stale-lock, torn-cache, broken-ref, dangling-snapshot-ref, orphan-note, missing-note
-    )
+    # stale-lock, torn-cache, broken-ref, dangling-snapshot-ref, orphan-note, missing-note,
+    # killed-rollback-lock, leftover-index, capture-blocked, unreadable-index
+    kind: str
     subject: str
     problem: str
     fix: str | None
@@ -84,7 +84,10 @@ def find_stale_locks(repo: Repo, now: float) -> list[Finding]:
     """Return a finding per lock file older than the stale age."""
     limit = stale_lock_seconds(repo)
     findings = []
+    scratch = worktree.scratch_dir(repo)
     for path in _lock_files(repo):
+        if path.parent == scratch or worktree.left_by_dead_govsnap(path):
+            continue  # find_capture_problems reports those
         try:
             age = now - path.stat().st_mtime
         except FileNotFoundError:
@@ -98,6 +101,59 @@ def find_stale_locks(repo: Repo, now: float) -> list[Finding]:
                     "remove the lock file",
                 )
             )
+    return findings
+
+
+def find_capture_problems(repo: Repo, now: float) -> list[Finding]:
+    """Return what stops `create` or a rollback from capturing the working tree, as git
+    reports it: an index git cannot read, a path `git add -A` refuses, an index lock a
+    killed rollback left; and the temporary index files such a rollback leaves behind."""
+    if repo.is_bare:
+        return []
+    findings: list[Finding] = []
+    lock = worktree.user_index(repo).with_name("index.lock")
+    if worktree.left_by_dead_govsnap(lock):
+        findings.append(
+            Finding(
+                "killed-rollback-lock",
+                str(lock),
+                "a govsnap rollback was killed holding the index lock (the next rollback "
+                "takes it over; git commands refuse to run until it is gone)",
+                "remove the lock file",
+            )
+        )
+    limit = stale_lock_seconds(repo)
+    scratch = worktree.scratch_dir(repo)
+    if scratch.is_dir():
+        for path in sorted(scratch.iterdir()):
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if age > limit:
+                findings.append(
+                    Finding(
+                        "leftover-index",
+                        str(path),
+                        f"a temporary index left {int(age)} s ago by a killed govsnap",
+                        "remove the file",
+                    )
+                )
+    if not worktree.index_readable(repo, worktree.user_index(repo)):
+        findings.append(
+            Finding(
+                "unreadable-index",
+                str(worktree.user_index(repo)),
+                "git cannot read the index: create captures without it, a rollback keeps "
+                "its bytes aside and rebuilds it",
+                None,
+            )
+        )
+    try:
+        with worktree.captured(repo) as _capture:
+            pass
+    except GovsnapError as exc:
+        findings.append(Finding("capture-blocked", str(repo.workdir), exc.message, None))
     return findings
 
 
@@ -311,8 +367,10 @@ def _missing_note(
 
 def diagnose(repo: Repo) -> list[Finding]:
     """Return every inconsistency found, locks first (they would block the other repairs)."""
+    now = time.time()
     return [
-        *find_stale_locks(repo, time.time()),
+        *find_stale_locks(repo, now),
+        *find_capture_problems(repo, now),
         *find_torn_cache(repo),
         *find_broken_refs(repo),
         *find_note_problems(repo),
@@ -331,6 +389,15 @@ def _remove_lock(repo: Repo, finding: Finding) -> bool:
         path.unlink()
     except FileNotFoundError:
         return True
+    return True
+
+
+def _remove_leftover(finding: Finding) -> bool:
+    path = Path(finding.subject)
+    # Checked again now: a lock taken since the diagnosis belongs to a live rollback.
+    if path.name == "index.lock" and not worktree.left_by_dead_govsnap(path):
+        return not path.exists()
+    path.unlink(missing_ok=True)
     return True
 
 
@@ -418,6 +485,8 @@ def repair(repo: Repo, findings: Sequence[Finding]) -> list[Finding]:
         done = False
         if finding.kind == "stale-lock":
             done = _remove_lock(repo, finding)
+        elif finding.kind in ("killed-rollback-lock", "leftover-index"):
+            done = _remove_leftover(finding)
         elif finding.kind == "torn-cache":
             DigestCache.for_repo(repo).reset()
             done = True

@@ -299,6 +299,8 @@ def read_tag(repo: Repo, oid: pygit2.Oid | str) -> SignedTag:
         kind, data = repo.git.odb.read(oid)
     except (KeyError, ValueError) as exc:
         raise CorruptObject(f"tag object {oid} is missing") from exc
+    except pygit2.GitError as exc:  # a damaged pack or loose object
+        raise CorruptObject(f"tag object {oid} is unreadable: {exc}") from exc
     if kind != ObjectType.TAG:
         raise CorruptObject(f"object {oid} is not a tag")
     return SignedTag.split(bytes(data))

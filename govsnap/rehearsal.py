@@ -4,7 +4,6 @@ objective. The user's working tree, index, HEAD and branches are never touched."
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -24,22 +23,36 @@ from types import FrameType
 from typing import Any
 
 import pygit2
-from pygit2.enums import CheckoutStrategy, ConfigLevel, FileMode
+from pygit2.enums import ConfigLevel
 
-from govsnap import __version__, audit, notes
-from govsnap.digest import CACHE_NAME, manifest_line, walk_tree
-from govsnap.errors import GovsnapError, UsageError
-from govsnap.repo import Repo
-from govsnap.rollback import RollbackOptions, rollback
+from govsnap import __version__, audit, notes, worktree
+from govsnap.digest import CACHE_NAME, DigestCache, digest_tree
+from govsnap.errors import CorruptObject, GovsnapError, UsageError
+from govsnap.repo import Repo, run_git
+from govsnap.rollback import RecordedState, RollbackOptions, read_recorded_state, rollback
 from govsnap.safepaths import find_unsafe
 from govsnap.store import Snapshot, list_snapshots, resolve, snapshot_tree
+from govsnap.worktree import TreeEntry, fs_path
 
 DAMAGE_KINDS = ("delete", "corrupt", "stray", "index")
 DEFAULT_RTO = 300.0
 GATES = ("safe-tree", "rollback", "digest", "files", "no-stray", "index", "rto")
-# Copied into the clone so it signs and verifies as the repository does; core.* and
-# extensions.* describe the repository itself and stay the clone's own.
-_OWN_CONFIG = ("core.", "extensions.")
+# The clone gets the repository's local configuration, so that it signs, verifies,
+# filters (filter.*, lfs.*), converts line endings (core.autocrlf, core.eol) and checks
+# out sparsely (core.sparseCheckout) as the repository does; but not what describes the
+# repository itself or would run the user's programs (hooks, fsmonitor).
+_OWN_CONFIG = (
+    "extensions.",
+    "core.bare",
+    "core.worktree",
+    "core.repositoryformatversion",
+    "core.hookspath",
+    "core.fsmonitor",
+    "core.sharedrepository",
+    "core.logallrefupdates",
+)
+# Files under the git directory that shape what a checkout writes or ignores.
+_INFO_FILES = ("info/attributes", "info/exclude", "info/sparse-checkout")
 
 
 @dataclass(frozen=True)
@@ -178,7 +191,8 @@ def _signals_interrupt() -> Iterator[None]:
 
 def shared_clone(repo: Repo, path: Path) -> Repo:
     """Return a new repository at `path` sharing `repo`'s objects (alternates), with a copy
-    of its refs, HEAD and repository-level configuration; `repo` is only read."""
+    of its refs, HEAD, configuration (see _OWN_CONFIG) and attribute, exclude and
+    sparse-checkout files; `repo` is only read."""
     clone = pygit2.init_repository(str(path))
     alternates = Path(clone.path) / "objects" / "info" / "alternates"
     alternates.write_text(str((repo.commondir / "objects").resolve()) + "\n")
@@ -193,9 +207,19 @@ def shared_clone(repo: Repo, path: Path) -> Repo:
     elif head is not None:
         clone.set_head(head.target)
     for entry in repo.git.config:
-        local = entry.level == ConfigLevel.LOCAL and entry.value is not None
-        if local and not entry.name.startswith(_OWN_CONFIG):
+        # config.worktree (git sparse-checkout writes core.sparseCheckout there) counts too.
+        local = entry.level in (ConfigLevel.LOCAL, ConfigLevel.WORKTREE)
+        if local and entry.value is not None and not entry.name.lower().startswith(_OWN_CONFIG):
             clone.config.set_multivar(entry.name, "^$", entry.value or "")
+    lfs = repo.commondir / "lfs"
+    if lfs.is_dir() and repo.config_str("lfs.storage") is None:
+        # Large files stay where the repository keeps them, not fetched again.
+        clone.config["lfs.storage"] = str(lfs.resolve())
+    for name in _INFO_FILES:
+        source = (repo.gitdir if name == "info/sparse-checkout" else repo.commondir) / name
+        if source.is_file():
+            (Path(clone.path) / name).parent.mkdir(exist_ok=True)
+            shutil.copyfile(source, Path(clone.path) / name)
     _copy_digest_cache(repo, Path(clone.path) / "govsnap")
     return Repo(clone)
 
@@ -217,11 +241,13 @@ def _copy_digest_cache(repo: Repo, state_dir: Path) -> None:
 # --- damage ------------------------------------------------------------------------------
 
 
-def _regular_files(repo: Repo, tree: pygit2.Tree) -> list[str]:
+def _regular_files(repo: Repo, tree: str) -> list[str]:
+    """Return the snapshot's regular files that the clone's checkout put on disk."""
+    root = os.fsencode(repo.workdir)
     return sorted(
-        os.fsdecode(e.path)
-        for e in walk_tree(repo, tree.id)
-        if e.mode in (FileMode.BLOB, FileMode.BLOB_EXECUTABLE)
+        fs_path(e.path)
+        for e in worktree.tree_entries(repo, tree)
+        if e.mode in worktree.REGULAR and stat.S_ISREG(worktree.lstat_mode(root + b"/" + e.path))
     )
 
 
@@ -265,85 +291,154 @@ def do_damage(
 # --- validation --------------------------------------------------------------------------
 
 
-def _disk_entries(workdir: Path) -> dict[bytes, tuple[int, bytes]]:
-    """Return path -> (git mode, content) for every file and symlink below the work tree,
-    read from the filesystem without git."""
-    found: dict[bytes, tuple[int, bytes]] = {}
-    root = os.fsencode(workdir)
-    for dirpath, dirnames, filenames in os.walk(root):
-        if dirpath == root:
-            dirnames[:] = [d for d in dirnames if d != b".git"]
-        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            full = os.path.join(dirpath, name)
-            rel = os.path.relpath(full, root)
-            info = os.lstat(full)
-            if stat.S_ISLNK(info.st_mode):
-                found[rel] = (FileMode.LINK, os.readlink(full))
-            else:
-                mode = FileMode.BLOB_EXECUTABLE if info.st_mode & stat.S_IXUSR else FileMode.BLOB
-                with open(full, "rb") as fh:
-                    found[rel] = (mode, fh.read())
-    return found
+def _files_gate(
+    repo: Repo, listed: list[TreeEntry], recorded: RecordedState | None, skipped: set[bytes]
+) -> Gate:
+    """Return the files gate: every file of the snapshot is on disk with the bytes, type
+    and exec bit git's own checkout of it writes (filters and eol conversion applied), or
+    the bytes a safety snapshot recorded where that checkout would not reproduce them."""
+    root = os.fsencode(repo.workdir)
+    raw = {e.path: e for e in recorded.raw_files} if recorded is not None else {}
+    file_mode = repo.config_bool("core.fileMode", True)
+    wrong: list[str] = []
+    regular: list[TreeEntry] = []
+    entries = [e for e in listed if e.path not in skipped]
+    for entry in entries:
+        entry = raw.get(entry.path, entry)
+        name = fs_path(entry.path)
+        mode = worktree.lstat_mode(root + b"/" + entry.path)
+        if entry.mode == worktree.GITLINK:
+            # A submodule is a directory here; its commit id is all there is.
+            if not stat.S_ISDIR(mode):
+                wrong.append(f"{name} (missing submodule directory)")
+        elif mode == 0:
+            wrong.append(f"{name} (missing)")
+        elif entry.mode == worktree.SYMLINK:
+            blob = _blob(repo, entry.oid)
+            if not stat.S_ISLNK(mode):
+                wrong.append(f"{name} (not a symlink)")
+            elif blob is None or os.readlink(root + b"/" + entry.path) != blob:
+                wrong.append(f"{name} (symlink target differs)")
+        elif not stat.S_ISREG(mode):
+            wrong.append(f"{name} (not a file)")
+        elif file_mode and bool(mode & stat.S_IXUSR) != (entry.mode == 0o100755):
+            wrong.append(f"{name} (exec bit differs)")
+        else:
+            regular.append(entry)
+    wrong += _content_differs(repo, regular, set(raw))
+    if wrong:
+        return Gate("files", False, _listing(sorted(wrong), "differ"))
+    return Gate("files", True, f"{len(entries)} files as git's checkout writes them")
+
+
+def _blob(repo: Repo, oid: str) -> bytes | None:
+    try:
+        obj = repo.git[oid]
+    except (KeyError, ValueError, pygit2.GitError):
+        return None
+    return obj.data if isinstance(obj, pygit2.Blob) else None
+
+
+def _content_differs(repo: Repo, entries: list[TreeEntry], raw: set[bytes]) -> list[str]:
+    """Return the regular files whose bytes on disk are not what git's checkout writes."""
+    wrong: list[str] = []
+    with worktree.scratch_index(repo) as index:
+        worktree.build_index(repo, index, entries)
+        converted = set(
+            worktree.converted_paths(repo, index, [e.path for e in entries if e.path not in raw])
+        )
+        expected = worktree.would_write(repo, index, sorted(converted))
+    root = os.fsencode(repo.workdir)
+    plain = [e for e in entries if e.path not in converted]
+    disk = worktree.hash_files(repo, [e.path for e in plain])
+    for entry in plain:
+        if disk.get(entry.path) != entry.oid:
+            wrong.append(f"{fs_path(entry.path)} (content differs)")
+    for path in sorted(converted):
+        with open(root + b"/" + path, "rb") as fh:
+            if expected.get(path) != fh.read():
+                wrong.append(f"{fs_path(path)} (content differs from git's checkout)")
+    return wrong
 
 
 def validate(repo: Repo, snap: Snapshot, tree: pygit2.Tree) -> list[Gate]:
-    """Return the digest, files, no-stray and index gates for the clone's restored state."""
-    workdir = repo.workdir
-    expected = {e.path: e for e in walk_tree(repo, tree.id)}
-    disk = _disk_entries(workdir)
-    lines: list[bytes] = []
-    wrong: list[str] = []
-    for path, entry in sorted(expected.items()):
-        if entry.mode == FileMode.COMMIT:
-            # A submodule is an empty directory here; its commit id is all there is.
-            if not (workdir / os.fsdecode(path)).is_dir():
-                wrong.append(f"{os.fsdecode(path)} (missing submodule directory)")
-            lines.append(manifest_line(entry.mode, str(entry.oid), path))
-            continue
-        got = disk.get(path)
-        if got is None:
-            wrong.append(f"{os.fsdecode(path)} (missing)")
-            continue
-        mode, content = got
-        try:
-            blob = repo.git[entry.oid]
-            same = isinstance(blob, pygit2.Blob) and blob.data == content
-        except (KeyError, ValueError):
-            same = False
-        if mode != entry.mode:
-            wrong.append(f"{os.fsdecode(path)} (mode {mode:o}, snapshot {entry.mode:o})")
-        elif not same:
-            wrong.append(f"{os.fsdecode(path)} (content differs)")
-        lines.append(manifest_line(mode, hashlib.sha256(content).hexdigest(), path))
-    extra = sorted(p for p in disk if p not in expected)
-    for raw in extra:
-        mode, content = disk[raw]
-        lines.append(manifest_line(mode, hashlib.sha256(content).hexdigest(), raw))
-    stray = [os.fsdecode(p) for p in extra]
-    lines.sort(key=lambda line: line.split(b" ", 2)[2])
-    digest = "sha256:" + hashlib.sha256(b"".join(lines)).hexdigest()
+    """Return the digest, files, no-stray and index gates for the clone's restored state,
+    each judged by git: what `git add -A` would commit from the restored working tree,
+    what git's checkout writes, and the index git reads."""
+    oid = str(tree.id)
+    listed = worktree.tree_entries(repo, oid)
+    recorded = read_recorded_state(repo, snap)
     signed = snap.payload.digest if snap.payload else "?"
-    gates = [
-        Gate(
-            "digest",
-            digest == signed,
-            f"restored {digest[:19]}… {'=' if digest == signed else '≠'} signed {signed[:19]}…",
-        ),
-        Gate(
-            "files",
-            not wrong,
-            f"{len(expected)} files byte-equal" if not wrong else _listing(wrong, "differ"),
-        ),
-        Gate("no-stray", not stray, "no stray files" if not stray else _listing(stray, "stray")),
-    ]
+    gates: list[Gate] = []
     try:
-        index_tree = pygit2.Repository(str(repo.gitdir)).index.write_tree()
-        same_index = index_tree == tree.id
-        detail = "index tree = snapshot tree" if same_index else f"index tree is {index_tree}"
-    except pygit2.GitError as exc:
-        same_index, detail = False, f"index unreadable: {exc}"
-    gates.append(Gate("index", same_index, detail))
+        # Read as a safety snapshot reads: what the index assumes unchanged too.
+        with worktree.captured(repo, safety=True) as capture:
+            # A clone has no content for gitlinks (submodules, nested repositories): their
+            # directories count for them, as the files gate checks.
+            root = os.fsencode(repo.workdir)
+            worktree.add_entries(
+                repo,
+                capture.index,
+                (
+                    e
+                    for e in listed
+                    if e.mode == worktree.GITLINK
+                    and stat.S_ISDIR(worktree.lstat_mode(root + b"/" + e.path))
+                ),
+            )
+            restored = worktree.write_tree(repo, capture.index)
+        digest = digest_tree(repo, restored, DigestCache.for_repo(repo)).digest
+        same = digest == signed
+        gates.append(
+            Gate(
+                "digest",
+                same,
+                f"restored {digest[:19]}… {'=' if same else '≠'} signed {signed[:19]}…",
+            )
+        )
+        stray = [
+            fs_path(c.path) for c in worktree.diff_trees(repo, oid, restored) if c.status == "A"
+        ]
+    except (GovsnapError, CorruptObject) as exc:
+        gates.append(Gate("digest", False, f"cannot capture the restored state: {exc.message}"))
+        stray = []
+    index = worktree.user_index(repo)
+    skipped: set[bytes] = set()
+    if worktree.index_readable(repo, index):
+        skipped = set(worktree.flagged_paths(repo, index)[0])
+    gates.append(_files_gate(repo, listed, recorded, skipped))
+    gates.append(
+        Gate("no-stray", not stray, "no stray files" if not stray else _listing(stray, "stray"))
+    )
+    gates.append(_index_gate(repo, oid, recorded, snap))
     return gates
+
+
+def _index_gate(repo: Repo, tree: str, recorded: RecordedState | None, snap: Snapshot) -> Gate:
+    """Return the index gate: the clone's index holds the snapshot's tree or, for a safety
+    snapshot, exactly the entries and flags of the index it recorded."""
+    index = worktree.user_index(repo)
+    if not worktree.index_readable(repo, index):
+        return Gate("index", False, "the index is unreadable")
+    if recorded is None or recorded.legacy:
+        want_tree = tree if recorded is None else recorded.index_tree
+        try:
+            have = worktree.write_tree(repo, index)
+        except GovsnapError as exc:
+            return Gate("index", False, f"index unreadable: {exc.message}")
+        what = "snapshot tree" if recorded is None else "recorded index tree"
+        if have == want_tree:
+            return Gate("index", True, f"index tree = {what}")
+        return Gate("index", False, f"index tree is {have}, not the {what}")
+    have_entries = worktree.index_entries(repo, index)
+    with worktree.scratch_index(repo) as wanted:
+        if recorded.index is not None:
+            recorded.index.copy_to(wanted)
+        want_entries = worktree.index_entries(repo, wanted)
+    if have_entries == want_entries:
+        return Gate("index", True, f"{len(want_entries)} entries = the index {snap.id} recorded")
+    differ = sorted({fs_path(e.path) for e in set(have_entries) ^ set(want_entries)})
+    return Gate("index", False, _listing(differ, "entries differ from the recorded index"))
 
 
 def _listing(paths: list[str], what: str) -> str:
@@ -409,21 +504,30 @@ def rehearse(
             )
             if not unsafe:
                 mark = time.monotonic()
+                worktree.fetch_missing(repo, [str(tree.id)])
                 clone = shared_clone(repo, scratch / "work")
-                try:
-                    clone.git.checkout_tree(clone.git[tree.id], strategy=CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
-                except pygit2.GitError as exc:
-                    warnings.append(f"the snapshot could not be checked out whole: {exc}")
+                # git's own checkout of the snapshot, as the clone is configured.
+                checkout = run_git(
+                    ["read-tree", "-u", "--reset", str(tree.id)], clone.workdir, check=False
+                )
+                if checkout.returncode != 0:
+                    warnings.append(
+                        "the snapshot could not be checked out whole: "
+                        + worktree.git_error(checkout.stderr)
+                    )
                 timings["setup"] = time.monotonic() - mark
                 mark = time.monotonic()
-                regular = _regular_files(clone, tree) if not warnings else []
+                regular = _regular_files(clone, str(tree.id)) if not warnings else []
                 files = len(regular)
                 done = do_damage(clone.workdir, clone.gitdir, regular, kinds, snap.id)
                 timings["damage"] = time.monotonic() - mark
                 mark = time.monotonic()
                 try:
+                    # A throwaway clone: restoring an older trust policy there is the point.
                     result = rollback(
-                        Repo(pygit2.Repository(str(clone.workdir))), snap.id, RollbackOptions()
+                        Repo(pygit2.Repository(str(clone.workdir))),
+                        snap.id,
+                        RollbackOptions(allow_policy_change=True),
                     )
                     rollback_seconds = time.monotonic() - mark
                     timings.update({f"rollback.{k}": v for k, v in result.timings.items()})
@@ -497,7 +601,8 @@ def _write_reports(
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(done.as_json(), indent=2, sort_keys=True) + "\n")
-        md_path.write_text(done.markdown())
+        # A file name that is not UTF-8 reaches us with lone surrogates: show it escaped.
+        md_path.write_text(done.markdown(), errors="backslashreplace")
     except OSError as exc:
         raise UsageError(f"cannot write the rehearsal report to {base}: {exc}") from exc
     return done

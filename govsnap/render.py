@@ -255,6 +255,8 @@ def created(result: CreateResult) -> None:
     )
     if signed == "UNSIGNED":
         warning("this snapshot is UNSIGNED: it cannot be verified")
+    for text in result.warnings:
+        warning(text)
 
 
 def created_json(result: CreateResult) -> dict[str, Any]:
@@ -264,6 +266,7 @@ def created_json(result: CreateResult) -> dict[str, Any]:
         "seconds": round(result.seconds, 6),
         "hashed_blobs": result.digest.hashed_blobs,
         "snapshot": snapshot_json(result.snapshot),
+        "warnings": list(result.warnings),
     }
 
 
@@ -445,6 +448,13 @@ def confirm_rollback(snap: Snapshot) -> bool:
     )
 
 
+def safety_snapshot_taken(safety: Snapshot, undo: str) -> None:
+    """Print the way back as soon as it exists, before the working tree is touched: a
+    rollback killed half-way has then said how to undo it."""
+    sys.stderr.write(f"govsnap: safety snapshot {safety.id} taken; undo with: {undo}\n")
+    sys.stderr.flush()
+
+
 def rollback_result(result: RollbackResult) -> None:
     """Print what a rollback did, or with --dry-run what it would do."""
     plan = result.plan
@@ -478,8 +488,7 @@ def rollback_result(result: RollbackResult) -> None:
         message(f"committed {result.commit[:12]}: Roll back to snapshot {snap}")
     if result.safety is not None:
         message(
-            f"safety snapshot {result.safety.id} holds the previous state; "
-            f"undo with: govsnap rollback {result.safety.id}"
+            f"safety snapshot {result.safety.id} holds the previous state; undo with: {result.undo}"
         )
 
 

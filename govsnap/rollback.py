@@ -1,22 +1,30 @@
 """Rollback: check a snapshot's tree out into the working tree and the index, HEAD
-unmoved, after a safety snapshot of the current state that is the way back."""
+unmoved, after a safety snapshot of the current state that is the way back.
+
+git does the checkout (worktree.py): the current state is captured into a temporary
+index, and `git read-tree -m -u` turns it into the snapshot's tree, so filters, eol
+conversion, sparse checkout and submodules behave as git makes them behave, and git
+refuses to overwrite anything that changed since the capture. The safety snapshot
+records, besides its tree, the index byte for byte and the bytes of every file git's
+checkout would not reproduce (docs/format.md, "safety snapshots"), so the undo is exact.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
-import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
 import pygit2
-from pygit2.enums import CheckoutStrategy, DeltaStatus, DiffOption, FileMode, RepositoryState
+from pygit2.enums import FileMode, RepositoryState
 
-from govsnap import audit, safepaths
+from govsnap import audit, safepaths, worktree
 from govsnap.errors import (
     BareRepository,
     CheckFailed,
@@ -25,21 +33,32 @@ from govsnap.errors import (
     GovsnapError,
     UsageError,
 )
-from govsnap.objects import write_commit
-from govsnap.repo import Identity, Repo, run_git
+from govsnap.objects import validate_name, write_commit
+from govsnap.repo import Identity, Repo
 from govsnap.store import (
+    SAFETY_TRIGGER,
     CreateOptions,
     Snapshot,
-    capture_worktree,
     create,
+    default_environment,
     head_source,
     list_snapshots,
     resolve,
     snapshot_tree,
 )
-from govsnap.trust import decide_local, load_policy
+from govsnap.trust import (
+    POLICY_PATH,
+    TrustPolicy,
+    decide_local,
+    load_policy,
+    parse_policy,
+    policy_ref,
+    require_trust,
+)
+from govsnap.worktree import Capture, Change, TreeEntry, fs_path
 
-SAFETY_TRIGGER = "pre-rollback"
+RESTORE_TRAILER = "Govsnap-Restore"
+_POLICY = POLICY_PATH.encode()
 
 _IN_PROGRESS = {
     RepositoryState.MERGE: ("a merge", "git merge --abort"),
@@ -55,12 +74,6 @@ _IN_PROGRESS = {
     RepositoryState.APPLY_MAILBOX_OR_REBASE: ("git am or a rebase", "git am --abort"),
 }
 
-# FORCE makes the files the target has match it whatever the work tree holds; paths are
-# literal (a file named "*.txt" is not a pattern). Untracked files are removed by
-# `_remove`, not by libgit2's REMOVE_UNTRACKED, which would decide what is ignored by
-# one set of rules only (see plan_changes).
-_STRATEGY = CheckoutStrategy.FORCE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH
-
 
 @dataclass(frozen=True)
 class RollbackOptions:
@@ -70,6 +83,8 @@ class RollbackOptions:
     dry_run: bool = False
     commit: bool = False
     verify: bool = True
+    allow_policy_change: bool = False
+    recurse_submodules: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,12 +115,14 @@ class RollbackResult:
     dry_run: bool
     verified: bool
     paths: tuple[str, ...]
-    index_source: str  # "snapshot tree" or "Govsnap-Index <commit>"
+    index_source: str  # "snapshot tree" or "Govsnap-Index <commit>" (the recorded index)
     safety: Snapshot | None = None
+    undo: str | None = None
     commit: str | None = None
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    blocked: str | None = None  # with --dry-run: why the rollback itself would refuse
 
     def as_json(self) -> dict[str, Any]:
         """Return the result as JSON-ready data."""
@@ -116,16 +133,20 @@ class RollbackResult:
             "paths": list(self.paths),
             "index_source": self.index_source,
             "safety_snapshot": None if self.safety is None else self.safety.id,
-            "undo": None if self.safety is None else f"govsnap rollback {self.safety.id}",
+            "undo": self.undo,
             "commit": self.commit,
             "plan": self.plan.as_json(),
             "seconds": round(self.seconds, 6),
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
             "warnings": list(self.warnings),
+            "blocked": self.blocked,
         }
 
 
 Confirm = Callable[[Snapshot], bool]
+# Told the safety snapshot and the undo command as soon as they exist, before the
+# working tree is touched, so that a rollback killed half-way has printed its way back.
+Announce = Callable[[Snapshot, str], None]
 
 
 # --- checks that come before anything is written ---------------------------------------
@@ -179,11 +200,6 @@ def normalize_paths(workdir: Path, paths: Iterable[str]) -> tuple[str, ...]:
     return tuple(p for p in ordered if not any(p.startswith(q + "/") for q in ordered))
 
 
-def _covered(path: str, paths: tuple[str, ...]) -> bool:
-    """Return True when `path` is one of `paths` or lies below one (always, without paths)."""
-    return not paths or any(path == p or path.startswith(p + "/") for p in paths)
-
-
 def _entry(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
     try:
         return tree[path]
@@ -200,9 +216,10 @@ def check_paths_exist(
             raise UsageError(f"{path} is neither in snapshot {snapshot.id} nor in the working tree")
 
 
-def _verify(repo: Repo, snap: Snapshot) -> None:
+def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
     """Raise CheckFailed unless the snapshot passes verification for `rollback` and, with
-    a trust policy, the key this clone signs with may roll back in its environment."""
+    a trust policy, the key this clone signs with may roll back in its environment;
+    return the policy."""
     from govsnap.verify import verify_snapshot
 
     policy = load_policy(repo)
@@ -218,8 +235,7 @@ def _verify(repo: Repo, snap: Snapshot) -> None:
             "refusing to roll back to it (--no-verify overrides)",
         )
     if policy is not None:
-        environment = snap.payload.environment if snap.payload else "*"
-        decision = decide_local(repo, policy, [environment], "rollback")
+        decision = decide_local(repo, policy, [_environment(repo, snap)], "rollback")
         if not decision.allowed:
             _refuse(
                 repo,
@@ -228,6 +244,7 @@ def _verify(repo: Repo, snap: Snapshot) -> None:
                 decision.reason,
                 f"refusing to roll back to {snap.id}: {decision.reason}",
             )
+    return policy
 
 
 def _refuse(repo: Repo, snap: Snapshot, why: str, detail: str, message: str) -> NoReturn:
@@ -244,155 +261,421 @@ def _refuse(repo: Repo, snap: Snapshot, why: str, detail: str, message: str) -> 
     raise CheckFailed(message)
 
 
-def _index_tree(repo: Repo, snap: Snapshot) -> pygit2.Tree | None:
-    """Return the index state a pre-rollback snapshot recorded (Govsnap-Index), if any."""
+def _environment(repo: Repo, snap: Snapshot) -> str:
+    """Return the environment a rollback to `snap` acts in, which its safety snapshot
+    belongs to as well (so the policy judges the undo as it judged the rollback)."""
+    wanted = snap.payload.environment if snap.payload else ""
+    try:
+        return validate_name("environment", wanted)
+    except UsageError:
+        return default_environment(repo)
+
+
+# --- what a safety snapshot records beyond its tree -------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedState:
+    """The exact state a safety snapshot recorded besides its tree: the index and the
+    files git's checkout would not write byte for byte."""
+
+    index_commit: str
+    index_tree: str  # the index as `git write-tree` wrote it (the Govsnap-Index commit's)
+    index: worktree.IndexFile | None  # the index file; None: there was none (or legacy)
+    legacy: bool  # made before govsnap recorded the index bytes: rebuild it from the tree
+    raw_files: tuple[TreeEntry, ...] = ()
+    restore_tree: str | None = None
+    empty_directories: tuple[bytes, ...] = ()
+
+
+def read_recorded_state(repo: Repo, snap: Snapshot) -> RecordedState | None:
+    """Return what a pre-rollback snapshot recorded (Govsnap-Index and, since format 1
+    with restore data, its Govsnap-Restore commit); None for any other snapshot."""
     if snap.payload is None or snap.payload.index_commit is None:
         return None
+    index_commit = _commit(repo, snap.payload.index_commit, snap, "index commit")
+    restore = None
+    for line in index_commit.message.splitlines():
+        key, _, value = line.partition(": ")
+        if key == RESTORE_TRAILER:
+            restore = value.strip()
+    if restore is None:
+        return RecordedState(str(index_commit.id), str(index_commit.tree_id), None, True)
+    if restore not in {str(p) for p in index_commit.parent_ids}:
+        raise CorruptObject(f"snapshot {snap.id}: {RESTORE_TRAILER} is not a parent of its index")
+    tree = _commit(repo, restore, snap, "restore commit").tree
+    data: bytes | None = None
+    mtime = 0
+    raw: list[TreeEntry] = []
+    empty: tuple[bytes, ...] = ()
+    for entry in tree:
+        if entry.name == "index" and isinstance(entry, pygit2.Blob):
+            data = entry.data
+        elif entry.name == "index-mtime" and isinstance(entry, pygit2.Blob):
+            with contextlib.suppress(ValueError):
+                mtime = int(entry.data.decode(errors="replace").strip())
+        elif entry.name == "empty-directories" and isinstance(entry, pygit2.Blob):
+            empty = tuple(p for p in entry.data.split(b"\0") if p)
+        elif entry.name == "worktree" and entry.type_str == "tree":
+            raw = [
+                TreeEntry(e.path.removeprefix(b"worktree/"), e.mode, e.oid)
+                for e in worktree.tree_entries(repo, str(tree.id), [b"worktree"])
+            ]
+    return RecordedState(
+        str(index_commit.id),
+        str(index_commit.tree_id),
+        None if data is None else worktree.IndexFile(data, mtime),
+        False,
+        tuple(raw),
+        str(tree.id),
+        empty,
+    )
+
+
+def _commit(repo: Repo, oid: str, snap: Snapshot, what: str) -> pygit2.Commit:
     try:
-        commit = repo.git[snap.payload.index_commit]
-    except (KeyError, ValueError) as exc:
-        raise CorruptObject(
-            f"snapshot {snap.id}: index commit {snap.payload.index_commit} is missing"
-        ) from exc
-    if not isinstance(commit, pygit2.Commit):
-        raise CorruptObject(f"snapshot {snap.id}: Govsnap-Index does not name a commit")
-    return commit.tree
+        obj = repo.git[oid]
+    except (KeyError, ValueError, pygit2.GitError) as exc:
+        raise CorruptObject(f"snapshot {snap.id}: {what} {oid} is missing") from exc
+    if not isinstance(obj, pygit2.Commit):
+        raise CorruptObject(f"snapshot {snap.id}: {what} {oid} is not a commit")
+    return obj
+
+
+def _check_recorded_index(repo: Repo, index: Path, snap: Snapshot) -> None:
+    """Raise UnsafeTree when a recorded index names a path git would refuse: the bytes
+    come from a snapshot, which may be hostile when --no-verify let it through."""
+    _check_paths(worktree.tracked_paths(repo, index), snap, "index")
+
+
+def _check_paths(paths: Iterable[bytes], snap: Snapshot, what: str) -> None:
+    """Raise UnsafeTree naming the first of `paths` (recorded by a snapshot) that holds
+    a component git's checkout would refuse (each distinct name is judged once)."""
+    judged: dict[bytes, str | None] = {}
+    for path in sorted(paths):
+        for part in path.split(b"/"):
+            if part not in judged:
+                judged[part] = safepaths.unsafe_name(part, FileMode.TREE)
+            reason = judged[part]
+            if reason is not None:
+                shown = path.decode(errors="backslashreplace")
+                raise safepaths.UnsafeTree(
+                    f"refusing to restore the {what} recorded by snapshot {snap.id}: "
+                    f"{shown!r}: {reason}"
+                )
+
+
+def _record(
+    repo: Repo,
+    identity: Identity,
+    target: Snapshot,
+    capture: Capture,
+    raw: Sequence[TreeEntry],
+    empty: Sequence[bytes],
+) -> str:
+    """Write the Govsnap-Index commit of a safety snapshot and return it: its tree is the
+    index as `git write-tree` writes it, its parents HEAD (as `git stash` does) and the
+    restore commit, whose tree holds `index` (the index file's bytes), `index-mtime`,
+    `worktree/<path>` (the bytes and mode of each file git's checkout would not
+    reproduce) and `empty-directories` (the empty directories the rollback fills, which
+    git's checkout of the undo would remove)."""
+    if capture.original is None:
+        index_tree = worktree.build_tree(repo, [])
+    else:
+        with worktree.scratch_index(repo, capture.original.data) as copy:
+            try:
+                index_tree = worktree.write_tree(repo, copy)
+            except EnvironmentProblem as exc:
+                raise EnvironmentProblem(
+                    f"cannot record the index ({exc.message}); resolve its conflicts first "
+                    "(git status); nothing was changed"
+                ) from exc
+    entries = [TreeEntry(b"worktree/" + e.path, e.mode, e.oid) for e in raw]
+    if capture.original is not None:
+        blob = repo.git.create_blob(capture.original.data)
+        entries.append(TreeEntry(b"index", 0o100644, str(blob)))
+        # git judges an entry "racily clean" by comparing its file's time with the index
+        # file's: the restored index gets its old time back (see worktree.IndexFile).
+        stamp = repo.git.create_blob(f"{capture.original.mtime_ns}\n".encode())
+        entries.append(TreeEntry(b"index-mtime", 0o100644, str(stamp)))
+    if empty:
+        listing = repo.git.create_blob(b"".join(p + b"\0" for p in empty))
+        entries.append(TreeEntry(b"empty-directories", 0o100644, str(listing)))
+    restore_tree = worktree.build_tree(repo, entries)
+    restore = write_commit(
+        repo,
+        restore_tree,
+        [],
+        identity,
+        f"govsnap: exact restore data before rollback to snapshot {target.id}\n",
+    )
+    _, head = head_source(repo)
+    parents = [str(head.id)] if head is not None else []
+    message = (
+        f"govsnap: index state before rollback to snapshot {target.id}\n\n"
+        f"{RESTORE_TRAILER}: {restore}\n"
+    )
+    return str(write_commit(repo, index_tree, [*parents, str(restore)], identity, message))
 
 
 # --- the plan -------------------------------------------------------------------------
 
 
-def plan_changes(
-    repo: Repo, current: pygit2.Tree, target: pygit2.Tree, paths: tuple[str, ...]
-) -> RollbackPlan:
-    """Return what turns `current` (the work tree as captured) into `target`, below `paths`.
+@dataclass(frozen=True)
+class Prepared:
+    """A rollback worked out against a capture: from which tree to which, what changes,
+    what is left alone, and what the safety snapshot must record besides its tree."""
 
-    A file the snapshot's own ignore rules ignore is left, like one ignored now (which
-    `current` does not hold): so rolling back to a safety snapshot keeps a file that was
-    ignored when it was taken even if the rollback being undone removed the rule. A
-    submodule's directory is left too: it is not ours to delete.
+    current: str  # the captured tree, less what the rollback must leave alone
+    goal: str  # the tree the working tree becomes
+    changes: tuple[Change, ...]
+    protected: tuple[bytes, ...]
+    policy_change: str | None  # "remove", "add" or "change" of .govsnap/trust.toml
+
+    def plan(self, leave: Iterable[bytes] = (), index_only: Iterable[bytes] = ()) -> RollbackPlan:
+        """Return the plan as paths for people."""
+        write = sorted(fs_path(c.path) for c in self.changes if c.status != "D")
+        remove = sorted(fs_path(c.path) for c in self.changes if c.status == "D")
+        return RollbackPlan(
+            tuple(write),
+            tuple(remove),
+            tuple(sorted({fs_path(p) for p in (*self.protected, *leave)} - set(write))),
+            tuple(sorted(fs_path(p) for p in index_only)),
+        )
+
+
+def _prepare(repo: Repo, capture: Capture, target: str, paths: Sequence[bytes]) -> Prepared:
+    """Work out the transition from the captured state to `target` (below `paths`).
+
+    Untracked files are removed where the target has none, except what git's own
+    commands would keep: files the target's ignore rules ignore (so rolling back to a
+    safety snapshot keeps a file that was ignored when it was taken even if the rollback
+    being undone removed the rule), anything under the hooks directory (`govsnap hooks
+    install` puts its scripts there), and nested repositories. Those are dropped from
+    the temporary index, so read-tree leaves them alone.
     """
-    diff = current.diff_to_tree(target, flags=DiffOption.INCLUDE_TYPECHANGE)
-    write: list[str] = []
-    remove: list[str] = []
-    leave: list[str] = []
-    for delta in diff.deltas:
-        if delta.status == DeltaStatus.DELETED:
-            path = delta.old_file.path
-            if _covered(path, paths):
-                (leave if delta.old_file.mode == FileMode.COMMIT else remove).append(path)
-        elif delta.status in (DeltaStatus.ADDED, DeltaStatus.MODIFIED, DeltaStatus.TYPECHANGE):
-            path = delta.new_file.path
-            if _covered(path, paths):
-                write.append(path)
-    kept = _ignored_by_target(repo, target, remove)
-    leave.extend(kept)
-    return RollbackPlan(
-        tuple(sorted(write)),
-        tuple(sorted(p for p in remove if p not in kept)),
-        tuple(sorted(leave)),
+    goal = target if not paths else worktree.graft(repo, capture.tree, target, paths)
+    changes = worktree.diff_trees(repo, capture.tree, goal)
+    removed = [c for c in changes if c.status == "D"]
+    protected: list[bytes] = []
+    if removed:
+        tracked: set[bytes] = set()
+        if capture.index_readable:
+            tracked = worktree.tracked_paths(repo, worktree.user_index(repo))
+        untracked = [c for c in removed if c.path not in tracked]
+        hooks = worktree.hooks_prefix(repo)
+        ignored = worktree.ignored_by_tree(repo, goal, [c.path for c in untracked])
+        protected = [
+            c.path
+            for c in untracked
+            if c.old_mode == worktree.GITLINK
+            or c.path in ignored
+            or (hooks is not None and worktree.covered(c.path, [hooks]))
+        ]
+    current = capture.tree
+    if protected:
+        worktree.splice_index(repo, capture.index, None, protected)
+        current = worktree.write_tree(repo, capture.index)
+        changes = [c for c in changes if c.path not in set(protected)]
+    policy = next((c for c in changes if c.path == _POLICY), None)
+    change = None
+    if policy is not None:
+        change = {"D": "remove", "A": "add"}.get(policy.status, "change")
+    return Prepared(current, goal, tuple(changes), tuple(protected), change)
+
+
+def _committed_tree(repo: Repo, target: str, paths: Sequence[bytes]) -> str:
+    """Return the tree `--commit` commits: the snapshot's, or HEAD's with `paths` from it."""
+    _, head = head_source(repo)
+    if not paths:
+        return target
+    return worktree.graft(repo, str(head.tree_id) if head else None, target, paths)
+
+
+def _policy_change(
+    repo: Repo, prepared: Prepared, options: RollbackOptions, committed: str | None
+) -> str | None:
+    """Return how the rollback would change `.govsnap/trust.toml` (in the working tree, or
+    in the commit --commit makes), or None."""
+    if prepared.policy_change is not None:
+        return prepared.policy_change
+    if committed is None:
+        return None
+    _, head = head_source(repo)
+    before = _blob_at(repo, str(head.tree_id)) if head else None
+    after = _blob_at(repo, committed)
+    if before == after:
+        return None
+    return "remove" if after is None else "add" if before is None else "change"
+
+
+def _blob_at(repo: Repo, tree: str) -> str | None:
+    found = worktree.tree_entries(repo, tree, [_POLICY])
+    return found[0].oid if found else None
+
+
+def _policy_refusal(change: str) -> str:
+    verb = {"remove": "remove", "add": "add", "change": "change"}[change]
+    return (
+        f"this rollback would {verb} the trust policy {POLICY_PATH}: refusing without "
+        "--allow-policy-change (nothing was changed)"
     )
 
 
-def _ignored_by_target(repo: Repo, target: pygit2.Tree, candidates: list[str]) -> set[str]:
-    """Return the candidates that the target tree's .gitignore files (with the repository's
-    info/exclude and core.excludesFile) ignore, as `git check-ignore` decides."""
-    if not candidates:
-        return set()
-    with tempfile.TemporaryDirectory(prefix="govsnap-ignore-") as tmp:
-        root = Path(tmp)
-        run_git(["init", "-q", str(root)], root)
-        dirs = {""} | {p.rsplit("/", 1)[0] for p in candidates if "/" in p}
-        for d in list(dirs):
-            while "/" in d:
-                d = d.rsplit("/", 1)[0]
-                dirs.add(d)
-        for d in dirs:
-            name = f"{d}/.gitignore" if d else ".gitignore"
-            entry = _entry(target, name)
-            if isinstance(entry, pygit2.Blob):
-                (root / name).parent.mkdir(parents=True, exist_ok=True)
-                (root / name).write_bytes(entry.data)
-        exclude = repo.commondir / "info" / "exclude"
-        if exclude.is_file():
-            (root / ".git" / "info").mkdir(exist_ok=True)
-            shutil.copyfile(exclude, root / ".git" / "info" / "exclude")
-        excludes_file = repo.config_str("core.excludesFile")
-        extra = ["-c", f"core.excludesFile={excludes_file}"] if excludes_file else []
-        proc = run_git(
-            [*extra, "check-ignore", "--no-index", "-z", "--stdin"],
-            root,
-            input=b"".join(os.fsencode(c) + b"\0" for c in candidates),
-            check=False,
-        )
-        if proc.returncode not in (0, 1):
-            raise EnvironmentProblem(
-                f"git check-ignore failed: {proc.stderr.decode(errors='replace').strip()}"
+def _undo_command(safety_id: str, options: RollbackOptions, policy_change: str | None) -> str:
+    """Return the command that undoes the rollback, with the options it needs."""
+    words = ["govsnap", "rollback", safety_id]
+    if policy_change is not None:
+        words.append("--allow-policy-change")
+    if not options.verify:
+        # The rollback itself was not verified; its undo, a snapshot of the state the
+        # user had, is restored under the same explicit choice.
+        words.append("--no-verify")
+    return " ".join(words)
+
+
+def _check_undo(
+    repo: Repo,
+    snap: Snapshot,
+    options: RollbackOptions,
+    policy: TrustPolicy | None,
+    committed: str | None,
+    policy_change: str | None,
+) -> None:
+    """Raise UsageError before anything is written when the undo this rollback would
+    print could not be honoured: its safety snapshot, signed by whoever rolls back, must
+    pass the verification a rollback to it will run.
+
+    The rule grants nothing: the undo is judged by the same policy, with the same
+    signer, as any rollback. Only a `--no-verify` rollback prints a `--no-verify` undo,
+    which needs no right the user did not just use.
+    """
+    if not options.verify:
+        return
+    after = policy
+    if committed is not None and policy_change is not None and policy_ref(repo) == "HEAD":
+        # --commit changes the policy HEAD carries: the undo is judged by the new one.
+        blob = _blob_at(repo, committed)
+        after = None if blob is None else _parse(repo, blob)
+    environment = _environment(repo, snap)
+    if after is None:
+        if require_trust(repo) and policy is not None:
+            raise UsageError(
+                f"refusing to roll back to {snap.id}: its undo could not be honoured: the "
+                f"commit would leave no trust policy to verify the safety snapshot with"
             )
-    return {os.fsdecode(p) for p in proc.stdout.split(b"\0") if p}
+        return
+    # The rollback's own check covered the right to roll back under an unchanged policy.
+    operations = ("create",) if after is policy else ("create", "rollback")
+    for operation in operations:
+        decision = decide_local(repo, after, [environment], operation)
+        if not decision.allowed:
+            raise UsageError(
+                f"refusing to roll back to {snap.id}: its undo could not be honoured: the "
+                f"safety snapshot would be signed by the key you sign with, and the trust "
+                f"policy {after.source} refuses it ({decision.reason})"
+            )
 
 
-def _ignored(repo: Repo, paths: tuple[str, ...]) -> list[str]:
-    """Return the ignored files and directories a rollback leaves alone, as git shows them."""
-    workdir = repo.workdir
-    found = [
-        path
-        for path, flags in repo.git.status(untracked_files="normal", ignored=True).items()
-        if flags & pygit2.enums.FileStatus.IGNORED
-        and _covered(path.rstrip("/"), paths)
-        # libgit2 reports empty directories as ignored; git does not show them at all.
-        and (not path.endswith("/") or _holds_files(workdir / path))
-    ]
-    return sorted(found)
-
-
-def _holds_files(directory: Path) -> bool:
-    return any(files for _, _, files in os.walk(directory))
-
-
-def _index_only(
-    repo: Repo, target: pygit2.Tree, paths: tuple[str, ...], written: Iterable[str]
-) -> list[str]:
-    """Return paths whose index entry changes though their file does not."""
-    skip = set(written)
-    try:
-        diff = repo.git.index.diff_to_tree(target)
-    except pygit2.GitError:
-        return []
-    out = set()
-    for delta in diff.deltas:
-        for path in (delta.old_file.path, delta.new_file.path):
-            if path not in skip and _covered(path, paths):
-                out.add(path)
-    return sorted(out)
+def _parse(repo: Repo, blob: str) -> TrustPolicy:
+    obj = repo.git[blob]
+    assert isinstance(obj, pygit2.Blob)
+    return parse_policy(obj.data, f"the committed rollback:{POLICY_PATH}")
 
 
 # --- the safety snapshot -------------------------------------------------------------
 
 
-def _index_commit(repo: Repo, identity: Identity, target: Snapshot) -> str:
-    """Write the index as a tree wrapped in a commit (parent HEAD), as `git stash` does."""
-    try:
-        tree = repo.git.index.write_tree()
-    except pygit2.GitError as exc:
-        raise EnvironmentProblem(
-            f"cannot record the index (unresolved conflicts?): {exc}; nothing was changed"
-        ) from exc
-    _, head = head_source(repo)
-    parents = [str(head.id)] if head is not None else []
-    message = f"govsnap: index state before rollback to snapshot {target.id}\n"
-    return str(write_commit(repo, str(tree), parents, identity, message))
+def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> list[TreeEntry]:
+    """Return (path, disk mode, blob of the disk bytes) for each file the rollback
+    changes or removes whose bytes or mode git's checkout of the captured blob would not
+    reproduce: eol conversion (an LF file under core.autocrlf=true), filters that do not
+    round-trip, an exec bit core.fileMode=false does not record, and, in a sparse
+    checkout, any (git would not write back those outside the cone)."""
+    root = os.fsencode(repo.workdir)
+    # Only files on disk have bytes to keep (skip-worktree entries have none).
+    candidates = [
+        c
+        for c in changes
+        if c.old_mode in worktree.REGULAR
+        and stat.S_ISREG(worktree.lstat_mode(root + b"/" + c.path))
+    ]
+    if not candidates:
+        return []
+    paths = [c.path for c in candidates]
+    converted = set(worktree.converted_paths(repo, capture.index, paths))
+    expected = worktree.would_write(repo, capture.index, [p for p in paths if p in converted])
+    file_mode = repo.config_bool("core.fileMode", True)
+    # In a sparse checkout git's checkout of the undo writes nothing outside the cone,
+    # and which paths lie outside it is git's to decide: every file there is kept.
+    sparse = set(paths) if repo.config_bool("core.sparseCheckout", False) else set()
+    found: list[TreeEntry] = []
+    for change in candidates:
+        full = root + b"/" + change.path
+        mode = worktree.lstat_mode(full)
+        if not stat.S_ISREG(mode):
+            continue
+        executable = bool(mode & stat.S_IXUSR)
+        data: bytes | None = None
+        differs = change.path in sparse
+        if not file_mode and executable != (change.old_mode == 0o100755):
+            differs = True
+        if not differs and change.path in converted:
+            with open(full, "rb") as fh:
+                data = fh.read()
+            differs = expected.get(change.path) != data
+        if differs:
+            if data is None:
+                with open(full, "rb") as fh:
+                    data = fh.read()
+            blob = repo.git.create_blob(data)
+            found.append(TreeEntry(change.path, 0o100755 if executable else 0o100644, str(blob)))
+    return found
 
 
-def _take_safety_snapshot(repo: Repo, target: Snapshot, index_ok: bool) -> Snapshot:
-    """Snapshot the working tree (tracked and untracked) and the index; raise on failure."""
+def _in_the_way(repo: Repo, changes: Sequence[Change]) -> list[TreeEntry]:
+    """Return (path, mode, blob) of what the capture left out (ignored files) but git's
+    checkout will overwrite or remove to write the target: git treats ignored files as
+    expendable, the undo does not."""
+    gone = {c.path for c in changes if c.status == "D"}
+    added = [c.path for c in changes if c.status == "A"]
+    root = os.fsencode(repo.workdir)
+    found: list[TreeEntry] = []
+    for path in worktree.uncaptured_in_the_way(repo.workdir, added, gone):
+        full = root + b"/" + path
+        mode = worktree.lstat_mode(full)
+        if stat.S_ISLNK(mode):
+            found.append(
+                TreeEntry(path, worktree.SYMLINK, str(repo.git.create_blob(os.readlink(full))))
+            )
+        elif stat.S_ISREG(mode):
+            with open(full, "rb") as fh:
+                blob = repo.git.create_blob(fh.read())
+            found.append(TreeEntry(path, 0o100755 if mode & stat.S_IXUSR else 0o100644, str(blob)))
+    return found
+
+
+def _take_safety_snapshot(
+    repo: Repo,
+    target: Snapshot,
+    capture: Capture,
+    raw: Sequence[TreeEntry],
+    empty: Sequence[bytes],
+) -> Snapshot:
+    """Snapshot the captured working tree, the index, `raw` and `empty`; raise on failure."""
     identity = repo.committer()
-    options = CreateOptions(
-        trigger=SAFETY_TRIGGER,
-        message=f"Safety snapshot taken before rolling back to snapshot {target.id}.",
-        index_commit=_index_commit(repo, identity, target) if index_ok else None,
-    )
     try:
+        index_commit = (
+            _record(repo, identity, target, capture, raw, empty) if capture.index_readable else None
+        )
+        options = CreateOptions(
+            trigger=SAFETY_TRIGGER,
+            environment=_environment(repo, target),
+            message=f"Safety snapshot taken before rolling back to snapshot {target.id}.",
+            index_commit=index_commit,
+            tree=capture.tree,
+            audit_context={"rollback_to": target.id},
+        )
         return create(repo, options).snapshot
     except GovsnapError as exc:
         raise type(exc)(
@@ -403,129 +686,43 @@ def _take_safety_snapshot(repo: Repo, target: Snapshot, index_ok: bool) -> Snaps
 # --- writing --------------------------------------------------------------------------
 
 
-def _clear_symlinks_in_the_way(workdir: Path, write: Iterable[str]) -> None:
-    """Unlink symlinks at or above the paths about to be written.
-
-    libgit2 follows a symlink standing where the target has a directory (or a file) and
-    writes through it, outside the work tree; git replaces it instead, and so do we.
-    Anything unlinked here is in the safety snapshot (ignored symlinks excepted: git
-    treats ignored files as expendable when the snapshot wants the path).
-    """
-    checked: set[str] = set()
-    for path in write:
-        parts = path.split("/")
-        for depth in range(1, len(parts) + 1):
-            prefix = "/".join(parts[:depth])
-            if prefix in checked:
-                continue
-            checked.add(prefix)
-            full = workdir / prefix
-            try:
-                info = os.lstat(full)
-            except (FileNotFoundError, NotADirectoryError):
-                break
-            if stat.S_ISLNK(info.st_mode):
-                os.unlink(full)
-                break
+def _write_raw(repo: Repo, files: Iterable[TreeEntry]) -> None:
+    """Write recorded files byte for byte over what the checkout wrote."""
+    for entry in files:
+        blob = repo.git[entry.oid]
+        assert isinstance(blob, pygit2.Blob)
+        worktree.write_raw(repo.workdir, entry.path, blob.data, entry.mode)
 
 
-def _remove(workdir: Path, remove: Iterable[str]) -> None:
-    """Delete files the snapshot does not have, then the directories left empty.
-
-    A path whose parent is no longer a real directory (the checkout put a file or a
-    symlink there) is already gone; unlinking it would follow the symlink.
-    """
-    emptied: set[Path] = set()
-    for path in remove:
-        parts = path.split("/")
-        parent = workdir
-        for part in parts[:-1]:
-            parent = parent / part
-            if not stat.S_ISDIR(_lstat_mode(parent)):
-                break
+def _final_index(
+    repo: Repo,
+    capture: Capture,
+    recorded: RecordedState | None,
+    recorded_index: Path | None,
+    paths: Sequence[bytes],
+    scratch: Path,
+) -> Path | None:
+    """Return the index file to install (None: no index at all), built in `scratch` where
+    the capture's own does not serve."""
+    if not paths and recorded is None:
+        return capture.index  # read-tree made it: the target's entries, stat data fresh
+    if not paths:
+        if recorded_index is None:
+            return None
+        shutil.copy2(recorded_index, scratch)
+    else:
+        if capture.original is not None and capture.index_readable:
+            capture.original.copy_to(scratch)
         else:
-            full = parent / parts[-1]
-            mode = _lstat_mode(full)
-            if mode and not stat.S_ISDIR(mode):
-                os.unlink(full)
-                emptied.add(parent)
-    for directory in sorted(emptied, key=lambda d: len(d.parts), reverse=True):
-        while directory != workdir:
-            try:
-                directory.rmdir()
-            except OSError:
-                break
-            directory = directory.parent
+            worktree.git(repo, "read-tree", "--empty", index=scratch)
+        worktree.splice_index(
+            repo, scratch, capture.index if recorded is None else recorded_index, paths
+        )
+    worktree.refresh(repo, scratch)
+    return scratch
 
 
-def _lstat_mode(path: Path) -> int:
-    try:
-        return os.lstat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        return 0
-
-
-def _check_blobs_present(repo: Repo, target: pygit2.Tree, write: Iterable[str]) -> None:
-    """Raise CorruptObject before writing anything if a blob to be written is missing."""
-    odb = repo.git.odb
-    for path in write:
-        entry = target[path]
-        if entry.filemode != FileMode.COMMIT and not odb.exists(entry.id):
-            raise CorruptObject(
-                f"blob {entry.id} ({path}) is missing from the object store; nothing was written"
-            )
-
-
-def _align_index(repo: Repo, want: pygit2.Tree, paths: tuple[str, ...]) -> None:
-    """Make the index (below `paths`) hold tree `want`, keeping the stat data of entries
-    that already match: the checkout set the paths it wrote; this catches staged changes
-    whose file already matched, and sets a recorded index state (Govsnap-Index)."""
-    index = repo.git.index
-    index.read(False)
-    changed = False
-    for delta in want.diff_to_index(index).deltas:
-        have, wanted = delta.new_file, delta.old_file  # old: the tree, new: the index
-        if not _covered(have.path, paths) and not _covered(wanted.path, paths):
-            continue
-        if delta.status in (DeltaStatus.ADDED, DeltaStatus.TYPECHANGE):
-            index.remove(have.path)
-        if delta.status != DeltaStatus.ADDED:
-            index.add(pygit2.IndexEntry(wanted.path, wanted.id, wanted.mode))
-        changed = True
-    if changed:
-        index.write()
-
-
-def _graft(
-    repo: Repo, base: pygit2.Tree | None, source: pygit2.Tree, paths: tuple[str, ...]
-) -> str:
-    """Return the tree `base` with `paths` replaced by what `source` has there."""
-    index = pygit2.Index()
-    if base is not None:
-        index.read_tree(base)
-    for path in paths:
-        index.remove_all([path, path + "/*"])
-        entry = _entry(source, path)
-        if isinstance(entry, pygit2.Tree):
-            for item in _walk(repo, entry, path + "/"):
-                index.add(item)
-        elif entry is not None:
-            index.add(pygit2.IndexEntry(path, entry.id, source[path].filemode))
-    return str(index.write_tree(repo.git))
-
-
-def _walk(repo: Repo, tree: pygit2.Tree, prefix: str) -> Iterable[pygit2.IndexEntry]:
-    for entry in tree:
-        name = prefix + (entry.name or "")
-        if entry.filemode == FileMode.TREE:
-            sub = repo.git[entry.id]
-            assert isinstance(sub, pygit2.Tree)
-            yield from _walk(repo, sub, name + "/")
-        else:
-            yield pygit2.IndexEntry(name, entry.id, entry.filemode)
-
-
-def _commit(repo: Repo, snap: Snapshot, tree: str, safety: Snapshot) -> str:
+def _commit_rollback(repo: Repo, snap: Snapshot, tree: str, safety: Snapshot) -> str:
     """Commit `tree` on the current branch (or detached HEAD) by compare-and-swap."""
     _, head = head_source(repo)
     message = (
@@ -544,26 +741,7 @@ def _commit(repo: Repo, snap: Snapshot, tree: str, safety: Snapshot) -> str:
     return new
 
 
-class _RawPath:
-    """A path handed to libgit2 as its bytes: pygit2 encodes a str path as strict UTF-8,
-    which a file name that is not UTF-8 (read back with lone surrogates) cannot be."""
-
-    def __init__(self, path: str) -> None:
-        self.raw = path.encode("utf-8", "surrogateescape")
-
-    def __fspath__(self) -> bytes:
-        return self.raw
-
-
 # --- the operation ---------------------------------------------------------------------
-
-
-def _index_readable(repo: Repo) -> bool:
-    try:
-        repo.git.index  # noqa: B018 - loads and parses .git/index
-    except pygit2.GitError:
-        return False
-    return True
 
 
 def rollback(
@@ -571,119 +749,152 @@ def rollback(
     name: str,
     options: RollbackOptions,
     confirm: Confirm | None = None,
+    announce: Announce | None = None,
 ) -> RollbackResult:
     """Restore snapshot `name` into the working tree and index, HEAD unmoved.
 
     Order: refuse in a bare repository or mid-merge; resolve; verify; refuse unsafe trees;
-    ask `confirm`; take the safety snapshot; only then write. With `dry_run`, stop after
-    the plan and change nothing.
+    ask `confirm`; lock the index; capture; refuse a policy change or an undo that could
+    not be honoured; take the safety snapshot and `announce` it; only then write. With
+    `dry_run`, stop after the plan and change nothing.
     """
     started = time.monotonic()
     timings: dict[str, float] = {}
     check_repository_state(repo)
     workdir = repo.workdir
-    snaps = list_snapshots(repo)
-    snap = resolve(repo, name, snaps)
+    snap = resolve(repo, name, list_snapshots(repo))
     target = snapshot_tree(repo, snap)
     paths = normalize_paths(workdir, options.paths)
     check_paths_exist(workdir, target, paths, snap)
-    index_tree = _index_tree(repo, snap)
-    if options.commit and index_tree is not None:
+    raw_paths = [os.fsencode(p) for p in paths]
+    recorded = read_recorded_state(repo, snap)
+    if options.commit and recorded is not None:
         raise UsageError(
             f"snapshot {snap.id} records a staged index state (it is a safety snapshot): "
             "restore it without --commit"
         )
+    # A partial clone fetches the blobs verification and the checkout read, as git would.
+    worktree.fetch_missing(repo, [str(target.id)])
 
     mark = time.monotonic()
-    if options.verify:
-        _verify(repo, snap)
+    policy = _verify(repo, snap) if options.verify else None
     timings["verify"] = time.monotonic() - mark
 
     mark = time.monotonic()
     safepaths.check_tree(repo, target.id, f"snapshot {snap.id}")
-    if index_tree is not None:
-        safepaths.check_tree(repo, index_tree.id, f"the index recorded by snapshot {snap.id}")
+    if recorded is not None:
+        safepaths.check_tree(repo, recorded.index_tree, f"the index recorded by snapshot {snap.id}")
+        if recorded.restore_tree is not None:
+            safepaths.check_tree(
+                repo, recorded.restore_tree, f"the files recorded by snapshot {snap.id}"
+            )
     timings["check_tree"] = time.monotonic() - mark
+    index_source = "snapshot tree" if recorded is None else f"Govsnap-Index {recorded.index_commit}"
 
-    warnings: list[str] = []
-    index_source = "snapshot tree" if index_tree is None else f"Govsnap-Index {index_tree.id}"
     if options.dry_run:
-        return _dry_run(repo, snap, target, paths, options, index_tree, started, timings)
-
+        return _dry_run(
+            repo,
+            snap,
+            str(target.id),
+            raw_paths,
+            options,
+            recorded,
+            policy,
+            index_source,
+            started,
+            timings,
+        )
     if confirm is not None and not confirm(snap):
         raise UsageError("rollback cancelled; nothing was changed")
 
-    identity = repo.committer()
-    arguments = {
-        "paths": list(paths),
-        "commit": options.commit,
-        "verify": options.verify,
-    }
-    # An unreadable index cannot be recorded; keep its bytes and roll back without it.
-    index_file = repo.gitdir / "index"
-    index_ok = _index_readable(repo)
-    aside: Path | None = None
-    if not index_ok:
-        aside = repo.state_dir / f"index.unreadable.{time.time_ns()}"
-        os.replace(index_file, aside)
-    mark = time.monotonic()
-    try:
-        safety = _take_safety_snapshot(repo, snap, index_ok)
-    except BaseException:
-        if aside is not None:
-            os.replace(aside, index_file)
-        raise
-    timings["safety_snapshot"] = time.monotonic() - mark
-    if aside is not None:
-        warnings.append(
-            f"the index was unreadable: it was kept as {aside} and rebuilt from the snapshot"
-        )
-
-    current = repo.git[safety.payload.tree if safety.payload else ""]
-    assert isinstance(current, pygit2.Tree)
-    mark = time.monotonic()
-    commit = None
-    try:
-        plan = plan_changes(repo, current, target, paths)
-        _check_blobs_present(repo, target, plan.write)
-        # Removing first also clears a file standing where the snapshot has a directory.
-        _remove(workdir, plan.remove)
-        _clear_symlinks_in_the_way(workdir, plan.write)
-        if plan.write or plan.remove:
-            # Only the paths that differ: libgit2 then skips comparing the other files.
-            changed = [_RawPath(p) for p in (*plan.write, *plan.remove)]
-            repo.git.checkout_tree(target, strategy=_STRATEGY, paths=changed)  # type: ignore[no-untyped-call]
-        _align_index(repo, index_tree if index_tree is not None else target, paths)
-        timings["checkout"] = time.monotonic() - mark
-        if options.commit:
-            mark = time.monotonic()
-            _, head = head_source(repo)
-            tree = str(target.id) if not paths else _graft(repo, head and head.tree, target, paths)
-            commit = _commit(repo, snap, tree, safety)
-            timings["commit"] = time.monotonic() - mark
-    except Exception as exc:
-        # Whatever stops the writing half-way, the way back is the safety snapshot: say
-        # so and record it, rather than leave a half-written tree behind an internal error.
-        if isinstance(exc, GovsnapError):
-            detail = exc.message
-        elif isinstance(exc, pygit2.GitError | OSError):
-            detail = str(exc)
-        else:
-            detail = f"{type(exc).__name__}: {exc}"
-        audit.append(
+    with (
+        worktree.IndexLock(repo) as lock,
+        worktree.captured(repo, safety=True) as capture,
+        worktree.scratch_index(repo) as scratch,
+        worktree.scratch_index(repo) as recorded_index,
+    ):
+        warnings = list(capture.warnings)
+        if lock.took_over:
+            warnings.append("took over the index lock a killed govsnap left behind")
+        mark = time.monotonic()
+        prepared = _prepare(repo, capture, str(target.id), raw_paths)
+        committed = _committed_tree(repo, str(target.id), raw_paths) if options.commit else None
+        change = _policy_change(repo, prepared, options, committed)
+        if change is not None and not options.allow_policy_change:
+            raise UsageError(_policy_refusal(change))
+        _check_undo(repo, snap, options, policy, committed, change)
+        worktree.check_blobs(
             repo,
-            "rollback",
-            f"rollback to {snap.id} failed",
-            snapshots=[snap.id, safety.id],
-            identity=identity,
-            arguments=arguments,
-            result=f"failed: {detail}",
-            duration=time.monotonic() - started,
+            (
+                (c.path, c.new_oid)
+                for c in prepared.changes
+                if c.status != "D" and c.new_mode != worktree.GITLINK
+            ),
         )
-        raise EnvironmentProblem(
-            f"rollback to {snap.id} failed: {detail}; the previous state is safety snapshot "
-            f"{safety.id} (govsnap rollback {safety.id})"
-        ) from exc
+        if recorded is not None:
+            _install_recorded_index(repo, recorded, recorded_index, snap)
+        raw = _unreproduced(repo, capture, prepared.changes)
+        recorded_paths = {e.path for e in raw}
+        raw += [e for e in _in_the_way(repo, prepared.changes) if e.path not in recorded_paths]
+        empty = worktree.empty_directories(
+            workdir, (c.path for c in prepared.changes if c.status != "D")
+        )
+        timings["plan"] = time.monotonic() - mark
+        if not capture.index_readable and capture.original is not None:
+            aside = repo.state_dir / f"index.unreadable.{time.time_ns()}"
+            aside.write_bytes(capture.original.data)
+            warnings.append(
+                f"the index was unreadable: it was kept as {aside} and rebuilt from the snapshot"
+            )
+
+        mark = time.monotonic()
+        safety = _take_safety_snapshot(repo, snap, capture, raw, empty)
+        undo = _undo_command(safety.id, options, change)
+        if announce is not None:
+            announce(safety, undo)
+        timings["safety_snapshot"] = time.monotonic() - mark
+
+        identity = repo.committer()
+        arguments = {
+            "paths": list(paths),
+            "commit": options.commit,
+            "verify": options.verify,
+            "safety_snapshot": safety.id,
+        }
+        mark = time.monotonic()
+        commit = None
+        try:
+            warnings += worktree.transition(
+                repo,
+                capture.index,
+                prepared.current,
+                prepared.goal,
+                recurse_submodules=options.recurse_submodules,
+            )
+            if recorded is not None:
+                _write_raw(
+                    repo, (f for f in recorded.raw_files if worktree.covered(f.path, raw_paths))
+                )
+                worktree.make_directories(
+                    workdir,
+                    (p for p in recorded.empty_directories if worktree.covered(p, raw_paths)),
+                )
+            final = _final_index(
+                repo,
+                capture,
+                recorded,
+                None if recorded is not None and not recorded_index.exists() else recorded_index,
+                raw_paths,
+                scratch,
+            )
+            lock.replace_index(final)
+            timings["checkout"] = time.monotonic() - mark
+            if committed is not None:
+                mark = time.monotonic()
+                commit = _commit_rollback(repo, snap, committed, safety)
+                timings["commit"] = time.monotonic() - mark
+        except Exception as exc:
+            _failed(repo, snap, safety, undo, identity, arguments, exc, started)
     seconds = time.monotonic() - started
     where = f" ({', '.join(paths)})" if paths else ""
     audit.append(
@@ -697,12 +908,13 @@ def rollback(
     )
     return RollbackResult(
         snapshot=snap,
-        plan=plan,
+        plan=prepared.plan(),
         dry_run=False,
         verified=options.verify,
         paths=paths,
         index_source=index_source,
         safety=safety,
+        undo=undo,
         commit=commit,
         seconds=seconds,
         timings=timings,
@@ -710,45 +922,112 @@ def rollback(
     )
 
 
+def _install_recorded_index(
+    repo: Repo, recorded: RecordedState, into: Path, snap: Snapshot
+) -> None:
+    """Put the index a safety snapshot recorded into file `into` (left absent when there
+    was no index), after checking it holds no path git would refuse."""
+    if recorded.legacy:
+        worktree.git(repo, "read-tree", recorded.index_tree, index=into)
+    elif recorded.index is not None:
+        recorded.index.copy_to(into)
+        if not worktree.index_readable(repo, into):
+            raise CorruptObject(f"snapshot {snap.id}: the recorded index does not parse")
+    if into.exists():
+        _check_recorded_index(repo, into, snap)
+    _check_paths(recorded.empty_directories, snap, "directories")
+
+
+def _failed(
+    repo: Repo,
+    snap: Snapshot,
+    safety: Snapshot,
+    undo: str,
+    identity: Identity,
+    arguments: dict[str, Any],
+    exc: Exception,
+    started: float,
+) -> NoReturn:
+    """Report a rollback that stopped after the safety snapshot: whatever stopped it, the
+    way back is the safety snapshot, so say so and record it (if the disk still takes an
+    audit entry), rather than leave a half-written tree behind an internal error."""
+    if isinstance(exc, GovsnapError):
+        detail = exc.message
+    elif isinstance(exc, OSError):
+        detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    else:
+        detail = f"{type(exc).__name__}: {exc}"
+    recorded = ""
+    try:
+        audit.append(
+            repo,
+            "rollback",
+            f"rollback to {snap.id} failed",
+            snapshots=[snap.id, safety.id],
+            identity=identity,
+            arguments=arguments,
+            result=f"failed: {detail}",
+            duration=time.monotonic() - started,
+        )
+    except (GovsnapError, OSError, pygit2.GitError) as audit_exc:
+        problem = audit_exc.message if isinstance(audit_exc, GovsnapError) else str(audit_exc)
+        recorded = f" (the failure is not in the audit trail: {problem})"
+    raise EnvironmentProblem(
+        f"rollback to {snap.id} failed: {detail}; the previous state is safety snapshot "
+        f"{safety.id}: undo with {undo}{recorded}"
+    ) from exc
+
+
 def _dry_run(
     repo: Repo,
     snap: Snapshot,
-    target: pygit2.Tree,
-    paths: tuple[str, ...],
+    target: str,
+    paths: Sequence[bytes],
     options: RollbackOptions,
-    index_tree: pygit2.Tree | None,
+    recorded: RecordedState | None,
+    policy: TrustPolicy | None,
+    index_source: str,
     started: float,
     timings: dict[str, float],
 ) -> RollbackResult:
     """Return the plan of a rollback; writes no file, index or ref."""
-    index_source = "snapshot tree" if index_tree is None else f"Govsnap-Index {index_tree.id}"
     warnings: list[str] = []
-    if _index_readable(repo):
-        current = repo.git[capture_worktree(repo)]
+    with worktree.captured(repo, safety=True) as capture:
+        warnings += capture.warnings
+        if not capture.index_readable:
+            warnings.append(
+                "the index is unreadable: a rollback would keep it aside and rebuild it"
+            )
+        prepared = _prepare(repo, capture, target, paths)
+        committed = _committed_tree(repo, target, paths) if options.commit else None
+        change = _policy_change(repo, prepared, options, committed)
+    blocked = None
+    if change is not None and not options.allow_policy_change:
+        blocked = _policy_refusal(change).replace(" (nothing was changed)", "")
     else:
-        warnings.append("the index is unreadable: a rollback would keep it aside and rebuild it")
-        current = None
-    if isinstance(current, pygit2.Tree):
-        changes = plan_changes(repo, current, target, paths)
-        index_only = _index_only(
-            repo, index_tree or target, paths, [*changes.write, *changes.remove]
-        )
-    else:
-        changes, index_only = RollbackPlan((), ()), []
-    plan = RollbackPlan(
-        changes.write,
-        changes.remove,
-        tuple(sorted({*changes.leave, *_ignored(repo, paths)} - set(changes.write))),
-        tuple(index_only),
-    )
+        try:
+            _check_undo(repo, snap, options, policy, committed, change)
+        except UsageError as exc:
+            blocked = exc.message
+    index_only: list[bytes] = []
+    if capture.index_readable and worktree.user_index(repo).exists():
+        reference = recorded.index_tree if recorded is not None else target
+        args = ["--literal-pathspecs", "diff-index", "--cached", "--name-only", "-z", reference]
+        if paths:
+            args += ["--", *(fs_path(p) for p in paths)]
+        touched = {c.path for c in prepared.changes}
+        listed = worktree.git(repo, *args, index=worktree.user_index(repo))
+        index_only = [p for p in listed.split(b"\0") if p and p not in touched]
+    plan = prepared.plan(worktree.ignored_files(repo, paths), index_only)
     return RollbackResult(
         snapshot=snap,
         plan=plan,
         dry_run=True,
         verified=options.verify,
-        paths=paths,
+        paths=tuple(fs_path(p) for p in paths),
         index_source=index_source,
         seconds=time.monotonic() - started,
         timings=timings,
         warnings=tuple(warnings),
+        blocked=blocked,
     )

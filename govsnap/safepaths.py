@@ -31,6 +31,9 @@ _NTFS_SHORT_GITMODULES = re.compile(r"^(gitmod~[1-4]|gi7eba~[1-9])$")
 _PLAIN = re.compile(rb"[A-FH-Za-fh-z0-9_+@=,%-][A-Za-z0-9_+@=,%.~ -]*\Z")
 
 
+_SHOWN = 120  # characters of a path shown in a message
+
+
 class UnsafeTree(CheckFailed):
     """A snapshot tree holds an entry that could write outside the working tree."""
 
@@ -43,8 +46,12 @@ class UnsafeEntry:
     reason: str
 
     def describe(self) -> str:
-        """Return `'path': reason`, with the path shown safely."""
-        return f"{self.path.decode(errors='backslashreplace')!r}: {self.reason}"
+        """Return `'path': reason`, with the path shown safely (and shortened: a path
+        thousands of directories deep would fill the screen)."""
+        shown = self.path.decode(errors="backslashreplace")
+        if len(shown) > _SHOWN:
+            shown = f"{shown[: _SHOWN // 2]}…{shown[-_SHOWN // 4 :]}"
+        return f"{shown!r}: {self.reason}"
 
 
 def _ntfs_strip(name: str) -> str:
@@ -173,35 +180,52 @@ def _raw_entries(repo: Repo, oid: bytes) -> list[tuple[bytes, int, bytes]]:
     return entries
 
 
-class SafeTrees:
-    """Tree ids already found safe, kept in `.git/govsnap/safe-trees` (one hex id a line).
+# A checkout writes each path relative to the top of the work tree (git works from
+# there): a path longer than PATH_MAX, or a name longer than NAME_MAX, cannot be written,
+# and a tree nested thousands deep would otherwise fail half-way through the checkout.
+PATH_LIMIT = 4095
+NAME_LIMIT = 255
 
-    A tree id names its whole content, so a tree found safe once is safe forever and a
-    rollback to a snapshot sharing most directories with earlier ones checks only the
-    new ones. Lines are appended whole; a torn last line is ignored.
+
+class SafeTrees:
+    """Tree ids already found safe, with the length of the longest path inside each, kept
+    in `.git/govsnap/safe-trees` (a hex id and a length a line).
+
+    A tree id names its whole content, so a tree found safe once is safe forever (where
+    its longest path still fits below its place) and a rollback to a snapshot sharing
+    most directories with earlier ones checks only the new ones. Lines are appended
+    whole; a torn last line (or one without a length, as older versions wrote) is ignored.
     """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self.known: set[bytes] = set()
-        self.new: list[bytes] = []
+        self.known: dict[bytes, int] = {}
+        self.new: list[tuple[bytes, int]] = []
         if path is not None:
             try:
                 lines = path.read_bytes().split(b"\n")
             except FileNotFoundError:
                 lines = []
-            self.known = {bytes.fromhex(line.decode()) for line in lines if len(line) == 40}
+            for line in lines:
+                oid, _, longest = line.partition(b" ")
+                if len(oid) == 40 and longest.isdigit():
+                    self.known[bytes.fromhex(oid.decode())] = int(longest)
 
-    def add(self, oid: bytes) -> None:
-        """Remember a tree found safe."""
-        self.known.add(oid)
-        self.new.append(oid)
+    def fits(self, oid: bytes, prefix: bytes) -> bool:
+        """Return True for a tree known safe whose paths fit below `prefix`."""
+        longest = self.known.get(oid)
+        return longest is not None and len(prefix) + longest <= PATH_LIMIT
+
+    def add(self, oid: bytes, longest: int) -> None:
+        """Remember a tree found safe and the length of the longest path in it."""
+        self.known[oid] = longest
+        self.new.append((oid, longest))
 
     def flush(self) -> None:
         """Append the trees found safe since loading."""
         if self.path is None or not self.new:
             return
-        data = b"".join(oid.hex().encode() + b"\n" for oid in self.new)
+        data = b"".join(oid.hex().encode() + b" %d\n" % longest for oid, longest in self.new)
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -213,36 +237,79 @@ class SafeTrees:
         self.new.clear()
 
 
+@dataclass
+class _Frame:
+    """A tree being checked: its subtrees still to visit, whether all is safe so far,
+    and the longest path below it found so far."""
+
+    oid: bytes
+    subtrees: list[tuple[bytes, bytes]]  # (name, raw id)
+    ok: bool
+    longest: int
+    next: int = 0
+
+
 def find_unsafe(
     repo: Repo, tree_oid: pygit2.Oid | str, limit: int = 20, *, cache: bool = True
 ) -> list[UnsafeEntry]:
-    """Return up to `limit` unsafe entries below a tree (an unreadable tree is one)."""
+    """Return up to `limit` unsafe entries below a tree (an unreadable tree is one).
+
+    The walk keeps its own stack: a tree nested 10,000 deep must not exhaust Python's
+    recursion limit (it stops at the first path too long to check out)."""
     found: list[UnsafeEntry] = []
     safe = SafeTrees(repo.state_dir / SAFE_TREES if cache else None)
 
-    def visit(oid: bytes, prefix: bytes) -> bool:
-        if oid in safe.known:
-            return True
-        if len(found) >= limit:
-            return False
+    def enter(oid: bytes, prefix: bytes) -> _Frame | None:
         try:
             entries = _raw_entries(repo, oid)
         except (KeyError, ValueError, pygit2.GitError, CorruptObject) as exc:
             found.append(UnsafeEntry(prefix.rstrip(b"/") or b".", f"unreadable tree: {exc}"))
-            return False
+            return None
         problems = tree_problems((name, mode) for name, mode, _ in entries)
+        for name, _mode, _child in entries:
+            if len(name) > NAME_LIMIT:
+                problems.append((name, f"name is {len(name)} bytes, more than {NAME_LIMIT}"))
+            elif len(prefix) + len(name) > PATH_LIMIT:
+                problems.append(
+                    (name, f"path is longer than a checkout can write ({PATH_LIMIT} bytes)")
+                )
         for name, reason in problems:
             found.append(UnsafeEntry(prefix + name, reason))
         bad = {name for name, _ in problems}
-        ok = not problems
-        for name, mode, child in entries:
-            if mode == FileMode.TREE and name not in bad:
-                ok = visit(child, prefix + name + b"/") and ok
-        if ok:
-            safe.add(oid)
-        return ok
+        longest = max((len(name) for name, _, _ in entries), default=0)
+        subtrees = [(name, child) for name, mode, child in entries if mode == FileMode.TREE]
+        return _Frame(oid, [t for t in subtrees if t[0] not in bad], not problems, longest)
 
-    visit(pygit2.Oid(hex=str(tree_oid)).raw, b"")
+    root = pygit2.Oid(hex=str(tree_oid)).raw
+    stack: list[tuple[_Frame, bytes]] = []
+    if not safe.fits(root, b""):
+        first = enter(root, b"")
+        if first is not None:
+            stack.append((first, b""))
+    while stack:
+        frame, prefix = stack[-1]
+        if frame.next < len(frame.subtrees) and len(found) < limit:
+            name, child = frame.subtrees[frame.next]
+            frame.next += 1
+            where = prefix + name + b"/"
+            if safe.fits(child, where):
+                frame.longest = max(frame.longest, len(name) + 1 + safe.known[child])
+                continue
+            sub = enter(child, where)
+            if sub is None:
+                frame.ok = False
+            else:
+                stack.append((sub, where))
+            continue
+        stack.pop()
+        complete = frame.next >= len(frame.subtrees)
+        if frame.ok and complete:
+            safe.add(frame.oid, frame.longest)
+        if stack:
+            parent, _ = stack[-1]
+            parent.ok = parent.ok and frame.ok and complete
+            name = parent.subtrees[parent.next - 1][0]
+            parent.longest = max(parent.longest, len(name) + 1 + frame.longest)
     safe.flush()
     return found[:limit]
 

@@ -14,12 +14,11 @@ from typing import Any
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, ObjectType
 
-from govsnap import __version__, audit, notes
+from govsnap import __version__, audit, notes, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
     CorruptObject,
-    EnvironmentProblem,
     InvalidRevision,
     SigningError,
     SnapshotNotFound,
@@ -51,7 +50,6 @@ DEFAULT_TRIGGER = "manual"
 # It captures untracked files, so it stays in this clone (push --include-safety shares it)
 # and has a retention group of its own (govsnap.safetyRetention).
 SAFETY_TRIGGER = "pre-rollback"
-CAPTURE_ATTEMPTS = 3  # captures of a working tree that changes while it is read
 
 
 @dataclass(frozen=True)
@@ -149,7 +147,10 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
             if isinstance(cached_note, dict):
                 note = Note(cached_note)
             else:
-                note = notes.decode(bytes(repo.git.odb.read(blob)[1]))
+                try:
+                    note = notes.decode(bytes(repo.git.odb.read(blob)[1]))
+                except pygit2.GitError as exc:  # a damaged pack: show it, list the rest
+                    note = Note(error=f"note {blob} is unreadable: {exc}")
                 if note.error is None:
                     cache.put_parsed(blob.raw, note.data)
         cached_tag = known.get(oid.raw)
@@ -243,40 +244,6 @@ def head_source(repo: Repo) -> tuple[str, pygit2.Commit | None]:
     return name, commit
 
 
-def capture_worktree(repo: Repo, tracked_only: bool = False) -> pygit2.Oid:
-    """Write the working tree's state as a tree and return it; the index file is untouched.
-
-    The index is loaded from `.git/index` so stat data spares unchanged files a re-hash,
-    into a second handle on the repository whose in-memory index is dropped afterwards
-    and never written.
-    """
-    repo.workdir  # noqa: B018 - raises BareRepository in a bare repository
-    # Applying the index-to-workdir diff does what add_all does, ~20% faster on 100,000
-    # files (add_all re-walks what the diff has already compared).
-    flags = DiffOption.NORMAL
-    if not tracked_only:
-        flags |= DiffOption.INCLUDE_UNTRACKED | DiffOption.RECURSE_UNTRACKED_DIRS
-    problem = ""
-    # A file written, truncated or removed while it is read (a build running, another
-    # hook) makes libgit2 fail half-way; the capture starts again from the index file.
-    for _attempt in range(CAPTURE_ATTEMPTS):
-        index = pygit2.Repository(repo.git.path).index
-        try:
-            for delta in index.diff_to_workdir(flags=flags).deltas:
-                if delta.status == DeltaStatus.DELETED:
-                    index.remove(delta.old_file.path)
-                else:
-                    index.add(delta.new_file.path)
-            tree: pygit2.Oid = index.write_tree()
-            return tree
-        except (pygit2.GitError, OSError) as exc:
-            problem = str(exc).strip().rstrip(":") or type(exc).__name__
-    raise EnvironmentProblem(
-        f"cannot capture the working tree: {problem} ({CAPTURE_ATTEMPTS} attempts; "
-        "is something writing to it?)"
-    )
-
-
 def resolve_commit(repo: Repo, rev: str) -> tuple[str, pygit2.Commit]:
     """Return (ref name or revision text, commit) for a revision the user gave."""
     try:
@@ -311,6 +278,8 @@ class CreateOptions:
     message: str = ""
     unsigned: bool = False
     index_commit: str | None = None
+    # A tree the caller captured already (the rollback's safety snapshot), used as is.
+    tree: str | None = None
     # Recorded in the audit entry's arguments: what ran create (a hook, its remote...).
     audit_context: dict[str, Any] = field(default_factory=dict)
 
@@ -323,6 +292,7 @@ class CreateResult:
     created: bool
     digest: TreeDigest
     seconds: float
+    warnings: tuple[str, ...] = ()
 
 
 def signed_copies(payload: SnapshotPayload, ident: str) -> dict[str, Any]:
@@ -422,28 +392,38 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
     identity = repo.committer()
 
     commit: pygit2.Commit | None
+    warnings: tuple[str, ...] = ()
     if options.from_rev is not None:
         ref_name, commit = resolve_commit(repo, options.from_rev)
         if options.source_ref:
             ref_name = options.source_ref
-        tree = commit.tree_id
+        tree = str(commit.tree_id)
     else:
         ref_name, commit = head_source(repo)
-        tree = capture_worktree(repo, options.tracked_only)
+        if options.tree is not None:
+            tree = options.tree
+        else:
+            with worktree.captured(repo, tracked_only=options.tracked_only) as capture:
+                tree, warnings = capture.tree, capture.warnings
 
-    digest = digest_tree(repo, tree, DigestCache.for_repo(repo))
+    # A partial clone lacks blobs the digest reads: fetch them as git would on demand.
+    worktree.fetch_missing(repo, [tree])
+    try:
+        digest = digest_tree(repo, tree, DigestCache.for_repo(repo))
+    except CorruptObject as exc:
+        raise CorruptObject(exc.message + worktree.partial_clone_hint(repo)) from exc
     if options.if_changed:
         same_env = filter_snapshots(list_snapshots(repo), environment)
         newest = next((s for s in same_env if s.payload is not None), None)
         if newest is not None and newest.payload and newest.payload.digest == digest.digest:
-            return CreateResult(newest, False, digest, time.monotonic() - started)
+            return CreateResult(newest, False, digest, time.monotonic() - started, warnings)
 
     where = _short_ref(ref_name) + (f"@{str(commit.id)[:7]}" if commit else " (unborn)")
     summary = f"govsnap snapshot of {where} ({trigger}, {environment})"
     parents = [str(commit.id)] if commit else []
     if options.index_commit:
         parents.append(options.index_commit)
-    snap_commit = write_commit(repo, str(tree), parents, identity, summary + "\n")
+    snap_commit = write_commit(repo, tree, parents, identity, summary + "\n")
     stamp = datetime.fromtimestamp(identity.time, UTC).strftime("%Y%m%dT%H%M%SZ")
     payload = SnapshotPayload(
         commit=str(snap_commit),
@@ -453,7 +433,7 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
         tagger=identity,
         summary=summary,
         digest=digest.digest,
-        tree=str(tree),
+        tree=tree,
         trigger=trigger,
         environment=environment,
         labels=labels,
@@ -507,7 +487,7 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
         repo, [audit.AUDIT_REF, notes.NOTES_REF, ref], record, message=f"govsnap: create {ident}"
     )
     snapshot = Snapshot(ident, str(tag_oid), payload, tag.signature_kind, Note(note))
-    return CreateResult(snapshot, True, digest, seconds)
+    return CreateResult(snapshot, True, digest, seconds, warnings)
 
 
 # --- diff ------------------------------------------------------------------------------

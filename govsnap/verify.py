@@ -3,6 +3,7 @@ snapshots in parallel, and recording the verdicts in the notes."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import time
@@ -15,9 +16,9 @@ from typing import Any
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap import audit, notes
+from govsnap import audit, notes, worktree
 from govsnap.digest import DigestCache, digest_tree
-from govsnap.errors import CorruptObject, UsageError
+from govsnap.errors import CorruptObject, GovsnapError, UsageError
 from govsnap.objects import SignedTag, SnapshotPayload, read_tag, snapshot_id
 from govsnap.repo import Identity, Repo
 from govsnap.signing import SignatureCheck, SignatureVerifier
@@ -245,7 +246,8 @@ class _Checker:
             shown = "; ".join(missing[:_MAX_MISSING_SHOWN])
             more = len(missing) - _MAX_MISSING_SHOWN
             extra = f" and {more} more" if more > 0 else ""
-            return CheckResult("objects", False, f"missing: {shown}{extra}")
+            hint = worktree.partial_clone_hint(self.repo)
+            return CheckResult("objects", False, f"missing: {shown}{extra}{hint}")
         return CheckResult("objects", True, "every object is present")
 
     def missing_below(self, root: pygit2.Oid) -> list[str]:
@@ -475,6 +477,10 @@ def run(
     started = time.monotonic()
     snaps = select(repo, names, all_, environment)
     policy = load_policy(repo)
+    # A partial clone fetches the blobs the digest reads, as git would on demand; when it
+    # cannot, the objects check names them and the partial clone.
+    with contextlib.suppress(GovsnapError):
+        worktree.fetch_missing(repo, [s.payload.tree for s in snaps if s.payload is not None])
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     results = verify_snapshots(repo, snaps, deep=deep, policy=policy, jobs=workers)
     seconds = time.monotonic() - started

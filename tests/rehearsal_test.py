@@ -38,6 +38,16 @@ def leftovers() -> set[str]:
 
 
 @pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary directory of the test's own: other tests rehearsing at the same time
+    (pytest-xdist) leave their clones in the shared one for a while."""
+    private = tmp_path / "private-tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    return private
+
+
+@pytest.fixture
 def repo(make_repo: MakeRepo, keys: Keys) -> Path:
     """A trusted repository with a few dozen files of every kind and a dirty checkout."""
     files: dict[str, str | bytes] = {f"src/m{i:02d}.py": f"print({i})\n" for i in range(30)}
@@ -58,13 +68,8 @@ def dirty(repo: Path) -> None:
 
 
 def test_rehearsal_passes_and_leaves_the_checkout_untouched(
-    cli: Cli, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, repo: Path, tmp_path: Path, private_tmp: Path
 ) -> None:
-    # A temporary directory of its own: in the shared one, other processes' rehearsals
-    # come and go while this one runs.
-    private = tmp_path / "tmp"
-    private.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(private))
     ident = snap(cli, repo)
     dirty(repo)
     before = user_state(repo)

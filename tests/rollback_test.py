@@ -540,11 +540,11 @@ def test_file_names_that_are_not_utf8_roll_back_and_forth(cli: Cli, repo: Path) 
     tree = git(repo, "hash-object", "-t", "tree", "-w", "--stdin", input_text=raw).strip()
     commit = git(repo, "commit-tree", tree, "-m", "latin-1 name").strip()
     ident = snap(cli, repo, "--from", commit)
-    safety = roll(cli, repo, ident)["safety_snapshot"]
+    safety = roll(cli, repo, ident, "--allow-policy-change")["safety_snapshot"]
     top = os.fsencode(repo)
     assert sorted(os.listdir(top)) == [b".git", b"caf\x80\xe9"]
     assert Path(os.fsdecode(top + b"/caf\x80\xe9")).read_bytes() == b"x\n"
-    roll(cli, repo, str(safety))
+    roll(cli, repo, str(safety), "--allow-policy-change")
     assert files_state(repo) == before
 
 
@@ -575,3 +575,127 @@ def test_whoever_rolls_back_must_be_allowed_to(cli: Cli, make_repo: MakeRepo, ke
     git(repo, "config", "govsnap.signingKey", keys.trusted)
     roll(cli, repo, ident)
     assert (repo / "app.py").read_text() == "v1\n"
+
+
+# --- the trust policy and the undo (issue 14, item 5) ------------------------------------
+
+
+def snapshot_without_policy(cli: Cli, repo: Path) -> str:
+    """Return a snapshot of a commit older than the trust policy (its tree lacks it)."""
+    tree = git(repo, "mktree", input_text=git(repo, "ls-tree", "HEAD", "README.md", "src"))
+    commit = git(repo, "commit-tree", tree.strip(), "-m", "before the policy").strip()
+    return snap(cli, repo, "--from", commit)
+
+
+def test_a_rollback_refuses_to_remove_or_change_the_trust_policy(cli: Cli, repo: Path) -> None:
+    old = snapshot_without_policy(cli, repo)
+    (repo / "README.md").write_text("work in progress\n")
+    before = (files_state(repo), all_refs(repo), git(repo, "ls-files", "-s"))
+
+    refused = cli(repo, "rollback", old, "--yes")
+    assert refused.code == 2, refused.err
+    assert "would remove the trust policy .govsnap/trust.toml" in refused.err
+    assert "--allow-policy-change" in refused.err and len(refused.err.splitlines()) == 1
+    committed = cli(repo, "rollback", old, "--yes", "--commit")
+    assert committed.code == 2 and "trust policy" in committed.err
+    dry = cli(repo, "rollback", old, "--dry-run")
+    assert dry.code == 2 and "remove .govsnap/trust.toml" in dry.out
+    assert "--allow-policy-change" in dry.err
+    assert json.loads(cli(repo, "rollback", old, "--dry-run", "--json").out)["blocked"]
+    assert (files_state(repo), all_refs(repo), git(repo, "ls-files", "-s")) == before
+
+    # An edited policy in the working tree counts too.
+    (repo / ".govsnap/trust.toml").write_text((repo / ".govsnap/trust.toml").read_text() + "\n")
+    latest = snap(cli, repo)
+    (repo / ".govsnap/trust.toml").write_text("version = 1\n")
+    changed = cli(repo, "rollback", latest, "--yes")
+    assert changed.code == 2 and "would change the trust policy" in changed.err
+
+
+def test_an_allowed_policy_change_prints_an_undo_that_works(cli: Cli, repo: Path) -> None:
+    old = snapshot_without_policy(cli, repo)
+    (repo / "README.md").write_text("work in progress\n")
+    before = files_state(repo)
+
+    done = roll(cli, repo, old, "--allow-policy-change")
+
+    assert not (repo / ".govsnap").exists()
+    undo = str(done["undo"]).split()
+    assert undo == ["govsnap", "rollback", str(done["safety_snapshot"]), "--allow-policy-change"]
+    roll(cli, repo, *undo[2:])
+    assert files_state(repo) == before
+
+
+def test_a_commit_that_would_leave_no_policy_to_verify_the_undo_is_refused(
+    cli: Cli, repo: Path
+) -> None:
+    old = snapshot_without_policy(cli, repo)
+    head = git(repo, "rev-parse", "HEAD")
+    before = (files_state(repo), snapshot_ids(repo))
+
+    refused = cli(repo, "rollback", old, "--yes", "--commit", "--allow-policy-change")
+
+    assert refused.code == 2, refused.err
+    assert "its undo could not be honoured" in refused.err and len(refused.err.splitlines()) == 1
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert (files_state(repo), snapshot_ids(repo)) == before
+
+
+def test_the_undo_of_an_unverified_rollback_by_a_key_outside_the_policy_works(
+    cli: Cli, repo: Path, keys: Keys
+) -> None:
+    ident = snap(cli, repo)
+    write_files(repo, {"README.md": "changed\n", "new.txt": "new\n"})
+    before = files_state(repo)
+    git(repo, "config", "govsnap.signingKey", keys.other)  # not in the trust policy
+    assert cli(repo, "rollback", ident, "--yes").code == 1  # verification refuses the key
+
+    done = roll(cli, repo, ident, "--no-verify")
+
+    safety = str(done["safety_snapshot"])
+    assert done["undo"] == f"govsnap rollback {safety} --no-verify"
+    # The rule grants nothing: without --no-verify the policy still refuses this key.
+    refused = cli(repo, "rollback", safety, "--yes")
+    assert refused.code == 1 and "failed verification" in refused.err
+    roll(cli, repo, safety, "--no-verify")
+    assert files_state(repo) == before
+
+
+def test_a_rollback_whose_undo_the_policy_would_refuse_writes_nothing(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    # The release bot signs snapshots; the operator may roll back, not create: the
+    # safety snapshot the operator's rollback would sign could not be rolled back to.
+    policy = (
+        "version = 1\n[signers.bot]\n"
+        f'openpgp = "{keys.trusted}"\nenvironments = ["*"]\noperations = ["create", "rollback"]\n'
+        "[signers.operator]\n"
+        f'openpgp = "{keys.other}"\nenvironments = ["*"]\noperations = ["rollback"]\n'
+    )
+    repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
+    ident = snap(cli, repo)
+    write_files(repo, {"app.py": "v2\n"})
+    git(repo, "config", "govsnap.signingKey", keys.other)
+    before = (files_state(repo), snapshot_ids(repo))
+
+    refused = cli(repo, "rollback", ident, "--yes")
+
+    assert refused.code == 2, refused.err
+    assert "its undo could not be honoured" in refused.err and "may not create" in refused.err
+    assert (files_state(repo), snapshot_ids(repo)) == before
+    dry = cli(repo, "rollback", ident, "--dry-run")
+    assert dry.code == 2 and "its undo could not be honoured" in dry.err
+
+
+def test_a_key_outside_the_policy_gains_nothing_from_a_safety_snapshot_it_made(
+    cli: Cli, repo: Path, keys: Keys
+) -> None:
+    # Anyone can sign a "pre-rollback" snapshot of anything; only the policy makes it
+    # restorable without --no-verify.
+    git(repo, "config", "govsnap.signingKey", keys.other)
+    write_files(repo, {"src/app.py": "print('planted')\n"})
+    planted = snap(cli, repo, "--trigger", "pre-rollback")
+    (repo / "src/app.py").write_text("print('v1')\n")
+    refused = cli(repo, "rollback", planted, "--yes")
+    assert refused.code == 1 and "failed verification" in refused.err
+    assert (repo / "src/app.py").read_text() == "print('v1')\n"

@@ -51,20 +51,20 @@ def test_figures_per_environment_from_notes_and_audit(repo: Path, cli: Cli) -> N
 
     figures = json.loads(ok(cli, repo, "stats", "--json"))
     production = figures["environments"]["production"]
-    assert production["snapshots"] == 2
+    # rollback took a safety snapshot of the state it replaced, in the environment it
+    # rolled back (so the policy judges its undo as it judged the rollback), never verified
+    assert production["snapshots"] == 3
     assert figures["environments"]["staging"]["snapshots"] == 1
-    # rollback took a safety snapshot of the state it replaced, never verified
-    assert figures["environments"]["default"]["verification"]["never"] == 1
     assert figures["snapshots"] == 4
     assert production["verification"]["pass"] == 1  # p2
     assert production["verification"]["fail"] == 1  # p1
-    assert production["verification"]["never"] == 0
+    assert production["verification"]["never"] == 1  # the safety snapshot
     assert production["verification"]["last_fail"] == 1_780_272_000  # 2026-06-01
     assert figures["environments"]["staging"]["rehearsal"]["pass"] == 1
     assert production["rehearsal"] == {
         "pass": 0,
         "fail": 0,
-        "never": 2,
+        "never": 3,
         "last_pass": None,
         "last_fail": None,
     }
