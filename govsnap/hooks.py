@@ -768,9 +768,9 @@ def pre_receive(repo: Repo, stdin: bytes, env: Mapping[str, str]) -> int:
 
 
 def _open_hook_repo(env: Mapping[str, str]) -> Repo:
-    """Open the repository git runs the hook for (GIT_DIR when git set it)."""
-    git_dir = env.get("GIT_DIR")
-    return open_repo(Path(git_dir) if git_dir else Path.cwd())
+    """Open the repository git runs the hook for (GIT_DIR, relative to the directory git
+    runs the hook in, when git set it)."""
+    return open_repo(Path.cwd(), env)
 
 
 def _scrub_environment() -> None:

@@ -293,7 +293,8 @@ def reclaimable_bytes(repo: Repo, the_plan: PrunePlan) -> int:
     refs = {d.snapshot.ref for d in removed}
     others = _ref_tips(repo, refs)
     with_removed = others + [d.snapshot.tag_oid for d in removed]
-    args = ["git", "rev-list", "--objects", "--disk-usage", "--indexed-objects", "--stdin"]
+    args = ["git", *repo.git_args(), "rev-list", "--objects", "--disk-usage"]
+    args += ["--indexed-objects", "--stdin"]
     if repo.git.head_is_unborn or repo.is_bare:
         args.remove("--indexed-objects")
     env = scrubbed_env()

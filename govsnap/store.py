@@ -251,7 +251,9 @@ def capture_worktree(repo: Repo, tracked_only: bool = False) -> pygit2.Oid:
     # A file written, truncated or removed while it is read (a build running, another
     # hook) makes libgit2 fail half-way; the capture starts again from the index file.
     for _attempt in range(CAPTURE_ATTEMPTS):
-        index = pygit2.Repository(repo.git.path).index
+        handle = pygit2.Repository(repo.git.path)
+        handle.workdir = str(repo.workdir)  # GIT_WORK_TREE may name another directory
+        index = handle.index
         try:
             for delta in index.diff_to_workdir(flags=flags).deltas:
                 if delta.status == DeltaStatus.DELETED:
