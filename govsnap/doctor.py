@@ -309,7 +309,7 @@ def _rebuilt_note(repo: Repo, ident: str, tag_oid: str) -> dict[str, Any] | None
     try:
         tag = read_tag(repo, tag_oid)
         payload = SnapshotPayload.parse(tag.payload)
-        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo))
+        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo), fmt=payload.format)
     except CorruptObject:
         return None
     sig = verify_signature(repo, tag)

@@ -16,7 +16,10 @@ from pygit2.enums import ObjectType
 from govsnap.errors import ConcurrentUpdate, CorruptObject, EnvironmentProblem, UsageError
 from govsnap.repo import Identity, Repo, parse_ident_line
 
-FORMAT_VERSION = 1
+# Govsnap-Format of new snapshots; every format in READABLE_FORMATS still verifies (the
+# format names the manifest encoding of the content digest, see digest.py).
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 SNAPSHOT_REF_PREFIX = "refs/govsnap/snapshots/"
 ID_LENGTH = 16
 
@@ -153,7 +156,7 @@ class SnapshotPayload:
             return values[0] if values else None
 
         fmt = one("Govsnap-Format")
-        if fmt != str(FORMAT_VERSION):
+        if fmt not in {str(known) for known in READABLE_FORMATS}:
             raise CorruptObject(f"unsupported Govsnap-Format {fmt!r}")
         digest = str(one("Govsnap-Digest"))
         tree = str(one("Govsnap-Tree"))
@@ -199,6 +202,7 @@ class SnapshotPayload:
             source=source,
             index_commit=index_commit,
             message=message,
+            format=int(str(fmt)),
         )
         if parsed.to_bytes() != payload:
             # Only one serialisation is valid, so the id of a payload is unambiguous.

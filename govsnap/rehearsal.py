@@ -27,7 +27,7 @@ import pygit2
 from pygit2.enums import CheckoutStrategy, ConfigLevel, FileMode
 
 from govsnap import __version__, audit, notes
-from govsnap.digest import CACHE_NAME, manifest_line, walk_tree
+from govsnap.digest import CACHE_NAME, CURRENT_FORMAT, manifest_from_files, walk_tree
 from govsnap.errors import GovsnapError, UsageError
 from govsnap.repo import Repo
 from govsnap.rollback import RollbackOptions, rollback
@@ -291,14 +291,14 @@ def validate(repo: Repo, snap: Snapshot, tree: pygit2.Tree) -> list[Gate]:
     workdir = repo.workdir
     expected = {e.path: e for e in walk_tree(repo, tree.id)}
     disk = _disk_entries(workdir)
-    lines: list[bytes] = []
+    files: list[tuple[int, str, bytes]] = []
     wrong: list[str] = []
     for path, entry in sorted(expected.items()):
         if entry.mode == FileMode.COMMIT:
             # A submodule is an empty directory here; its commit id is all there is.
             if not (workdir / os.fsdecode(path)).is_dir():
                 wrong.append(f"{os.fsdecode(path)} (missing submodule directory)")
-            lines.append(manifest_line(entry.mode, str(entry.oid), path))
+            files.append((entry.mode, str(entry.oid), path))
             continue
         got = disk.get(path)
         if got is None:
@@ -314,14 +314,14 @@ def validate(repo: Repo, snap: Snapshot, tree: pygit2.Tree) -> list[Gate]:
             wrong.append(f"{os.fsdecode(path)} (mode {mode:o}, snapshot {entry.mode:o})")
         elif not same:
             wrong.append(f"{os.fsdecode(path)} (content differs)")
-        lines.append(manifest_line(mode, hashlib.sha256(content).hexdigest(), path))
+        files.append((mode, hashlib.sha256(content).hexdigest(), path))
     extra = sorted(p for p in disk if p not in expected)
     for raw in extra:
         mode, content = disk[raw]
-        lines.append(manifest_line(mode, hashlib.sha256(content).hexdigest(), raw))
+        files.append((mode, hashlib.sha256(content).hexdigest(), raw))
     stray = [os.fsdecode(p) for p in extra]
-    lines.sort(key=lambda line: line.split(b" ", 2)[2])
-    digest = "sha256:" + hashlib.sha256(b"".join(lines)).hexdigest()
+    fmt = snap.payload.format if snap.payload else CURRENT_FORMAT
+    digest = "sha256:" + hashlib.sha256(manifest_from_files(files, fmt)).hexdigest()
     signed = snap.payload.digest if snap.payload else "?"
     gates = [
         Gate(

@@ -27,6 +27,7 @@ from govsnap.errors import (
 )
 from govsnap.notes import Note
 from govsnap.objects import (
+    FORMAT_VERSION,
     SNAPSHOT_REF_PREFIX,
     RefValues,
     SignedTag,
@@ -399,12 +400,17 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
         ref_name, commit = head_source(repo)
         tree = capture_worktree(repo, options.tracked_only)
 
-    digest = digest_tree(repo, tree, DigestCache.for_repo(repo))
+    cache = DigestCache.for_repo(repo)
+    digest = digest_tree(repo, tree, cache, fmt=FORMAT_VERSION)
     if options.if_changed:
         same_env = filter_snapshots(list_snapshots(repo), environment)
         newest = next((s for s in same_env if s.payload is not None), None)
-        if newest is not None and newest.payload and newest.payload.digest == digest.digest:
-            return CreateResult(newest, False, digest, time.monotonic() - started)
+        if newest is not None and newest.payload:
+            # A snapshot of an older format states its digest in that format.
+            fmt = newest.payload.format
+            same = digest if fmt == FORMAT_VERSION else digest_tree(repo, tree, cache, fmt=fmt)
+            if newest.payload.digest == same.digest:
+                return CreateResult(newest, False, digest, time.monotonic() - started)
 
     where = _short_ref(ref_name) + (f"@{str(commit.id)[:7]}" if commit else " (unborn)")
     summary = f"govsnap snapshot of {where} ({trigger}, {environment})"

@@ -16,7 +16,7 @@ import pygit2
 from pygit2.enums import ObjectType
 
 from govsnap import audit, notes
-from govsnap.digest import DigestCache, digest_tree
+from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import CorruptObject, UsageError
 from govsnap.objects import SignedTag, SnapshotPayload, read_tag, snapshot_id
 from govsnap.repo import Identity, Repo
@@ -105,7 +105,7 @@ class _Checker:
         self.verifier = SignatureVerifier(repo, fallback)
         # tree oid -> its subtrees (oid, name), for trees whose entries are all present.
         self.trees_ok: dict[pygit2.Oid, list[tuple[pygit2.Oid, str]]] = {}
-        self.digests: dict[str, str | CorruptObject] = {}
+        self.digests: dict[tuple[str, int], TreeDigest | CorruptObject] = {}
         # Snapshots share most blobs: each is looked up once per run.
         self.blobs_ok: set[pygit2.Oid] = set()
 
@@ -211,27 +211,40 @@ class _Checker:
         """Check 5: the content digest recomputed from the tree equals Govsnap-Digest."""
         if payload is None:
             return CheckResult("digest", False, "no signed digest: the tag is malformed")
-        digest = self.digests.get(payload.tree)
+        key = (payload.tree, payload.format)
+        digest = self.digests.get(key)
         if digest is None:
-            try:
-                digest = digest_tree(
-                    self.repo, payload.tree, self.cache, deep=self.options.deep
-                ).digest
-            except CorruptObject as exc:
-                digest = exc
-            except RecursionError:
-                digest = CorruptObject(f"tree {payload.tree} is nested too deeply to walk")
-            self.digests[payload.tree] = digest
+            digest = self.digest(payload, self.options.deep)
+            if isinstance(digest, TreeDigest) and digest.digest != payload.digest:
+                # The cache only saves work: a mismatch is confirmed from the objects
+                # alone, so that no cache entry can fail a snapshot.
+                digest = self.digest(payload, True)
+            self.digests[key] = digest
         if isinstance(digest, CorruptObject):
             return CheckResult("digest", False, f"cannot recompute the digest: {digest.message}")
-        if digest != payload.digest:
+        if digest.digest != payload.digest:
             return CheckResult(
                 "digest",
                 False,
-                f"the tree's content digest {_short(digest, 23)} differs from the signed "
+                f"the tree's content digest {_short(digest.digest, 23)} differs from the signed "
                 f"{_short(payload.digest, 23)}: the content is not what was signed",
             )
-        return CheckResult("digest", True, f"{_short(digest, 23)} recomputed")
+        warning = ""
+        if payload.format == 1 and digest.newline_in_path:
+            warning = (
+                " (format 1, whose manifest a path holding a newline makes ambiguous: "
+                "snapshot this content again to sign it in format 2)"
+            )
+        return CheckResult("digest", True, f"{_short(digest.digest, 23)} recomputed{warning}")
+
+    def digest(self, payload: SnapshotPayload, deep: bool) -> TreeDigest | CorruptObject:
+        """Return the digest of the payload's tree in its format, or why it cannot be had."""
+        try:
+            return digest_tree(self.repo, payload.tree, self.cache, deep=deep, fmt=payload.format)
+        except CorruptObject as exc:
+            return exc
+        except RecursionError:
+            return CorruptObject(f"tree {payload.tree} is nested too deeply to walk")
 
     def check_objects(self, snap: Snapshot, payload: SnapshotPayload | None) -> CheckResult:
         """Check 6: the tag, commit, trees and blobs of the snapshot are all present."""
