@@ -172,14 +172,18 @@ def show(
     snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Show everything about one snapshot."""
+    """Show everything about one snapshot, and who signed it (as verification finds)."""
     from govsnap.store import resolve
+    from govsnap.verify import verify_snapshot
 
-    snap = resolve(_state(ctx).repo(), snapshot)
+    repo = _state(ctx).repo()
+    snap = resolve(repo, snapshot)
+    # Who signed it is what the signature says, checked now; the note only claims it.
+    check = verify_snapshot(repo, snap) if snap.signed and snap.payload else None
     if json_out:
-        render.emit_json(render.snapshot_json(snap))
+        render.emit_json({**render.snapshot_json(snap), "verified": render.checked_json(check)})
     else:
-        render.snapshot_details(snap)
+        render.snapshot_details(snap, check)
 
 
 app.command("info", hidden=True, help="Alias of show.")(show)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from govsnap.stats import Stats
     from govsnap.store import CreateResult, FileChange, Snapshot
     from govsnap.trust import PolicyStatus, TrustedSigner
-    from govsnap.verify import VerifyReport
+    from govsnap.verify import SnapshotVerification, VerifyReport
 
 
 def _console(stderr: bool = False) -> Console:
@@ -47,31 +47,65 @@ def human_bytes(n: int) -> str:
 
 
 def timestamp(epoch: int) -> str:
-    """Return an epoch as `2026-11-24 13:10:07Z`."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    """Return an epoch as `2026-11-24 13:10:07Z` (`@<epoch>` beyond year 9999)."""
+    from govsnap.objects import utc
+
+    return utc(epoch)
+
+
+# Characters a terminal acts on instead of showing: C0 and C1 controls, DEL, and the
+# bidirectional, zero-width and other format characters that make text read differently
+# from what it is. Data from notes, payloads, policies, audit entries and remotes may hold
+# any of them; every line printed for people goes through clean().
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
+_UNSAFE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: str, *, one_line: bool = False) -> str:
+    """Return `text` with every character a terminal would act on written as an escape
+    (`\\x1b`, `\\u202e`); with `one_line`, tabs and newlines too."""
+    return (_UNSAFE_LINE if one_line else _UNSAFE).sub(_escaped, text)
+
+
+def cell(text: object) -> str:
+    """Return a value fit for a rich table cell: cleaned, and its `[` escaped so that rich
+    never reads data as markup (a label `[/]` made `list` fail)."""
+    from rich.markup import escape
+
+    return escape(clean(str(text), one_line=True))
 
 
 def emit_json(data: Any) -> None:
     """Print `data` as JSON on stdout: indented for a terminal, compact for programs."""
     # json's C encoder only runs without indent: 10,000 snapshots take 0.1 s, not 4 s.
     indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
+    text = json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
+    # json escapes C0 controls; the others can only stand inside strings, where a \u
+    # escape is the same JSON value.
+    sys.stdout.write(_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def message(text: str) -> None:
     """Print a plain line for people on stdout (no rich: hooks print this, fast)."""
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(clean(text) + "\n")
 
 
 def warning(text: str) -> None:
     """Print a warning line on stderr."""
-    sys.stderr.write(f"govsnap: warning: {text}\n")
+    sys.stderr.write(f"govsnap: warning: {clean(text)}\n")
 
 
 def error(text: str) -> None:
     """Print the one-line error for a failed command on stderr."""
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    sys.stderr.write(f"govsnap: error: {first}\n")
+    sys.stderr.write(f"govsnap: error: {clean(first)}\n")
 
 
 def _note_int(value: Any) -> int | None:
@@ -81,12 +115,13 @@ def _note_int(value: Any) -> int | None:
 
 
 def signer_label(snap: Snapshot) -> str:
-    """Return who signed a snapshot as recorded, or UNSIGNED."""
+    """Return who the note says signed a snapshot (a claim: notes are not signed), or
+    UNSIGNED when the tag carries no signature."""
     if not snap.signed:
         return "UNSIGNED"
     sig = snap.note_data.get("signature")
     signer = str((sig.get("signer") if isinstance(sig, dict) else None) or "?")
-    return f"{snap.signature_kind}:{signer[-16:]}"
+    return f"claimed {snap.signature_kind}:{signer[-16:]}"
 
 
 # The note fields `list --json` repeats; `show --json` gives the whole note.
@@ -131,40 +166,63 @@ def snapshot_json(snap: Snapshot, full: bool = True) -> dict[str, Any]:
 
 
 def snapshot_table(snaps: Sequence[Snapshot]) -> None:
-    """Print snapshots as a table, newest first."""
-    from rich.markup import escape
+    """Print snapshots as a table, newest first. The signer column shows what the note
+    claims (`govsnap verify` and `show` check the signature)."""
     from rich.table import Table
 
     table = Table(title=f"{len(snaps)} snapshot(s)", title_justify="left")
     for column in ("id", "created", "trigger", "environment", "labels", "files", "size"):
         table.add_column(column, justify="right" if column in {"files", "size"} else "left")
     table.add_column("digest")
-    table.add_column("signed by")
+    table.add_column("signer (unverified)")
     for s in snaps:
         if s.payload is None:
-            table.add_row(
-                s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{escape(str(s.error))}[/red]"
-            )
+            table.add_row(s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{cell(s.error)}[/red]")
             continue
         note = s.note_data
         signer = signer_label(s)
         size = _note_int(note.get("bytes"))
+        files = _note_int(note.get("files"))
         table.add_row(
             s.id,
             timestamp(s.created),
-            s.payload.trigger,
-            s.payload.environment,
-            ",".join(s.labels),
-            str(note.get("files", "?")),
+            cell(s.payload.trigger),
+            cell(s.payload.environment),
+            cell(",".join(s.labels)),
+            "?" if files is None else str(files),
             "?" if size is None else human_bytes(size),
             s.payload.digest[7:19],
-            f"[bold red]{signer}[/bold red]" if signer == "UNSIGNED" else signer,
+            "[bold red]UNSIGNED[/bold red]" if signer == "UNSIGNED" else cell(signer),
         )
     _console().print(table)
 
 
-def snapshot_details(snap: Snapshot) -> None:
-    """Print one snapshot's fields, one per line."""
+def verified_signer(check: SnapshotVerification) -> str:
+    """Return who signed a snapshot as verification established it, or why it could not."""
+    signature, trust = check.check("signature"), check.check("trust")
+    if not signature.ok:
+        return f"NOT VERIFIED: {signature.message}"
+    judged = trust.message if trust.ok else f"FAIL: {trust.message}"
+    return f"{check.signer} (verified); trust: {judged}"
+
+
+def checked_json(check: SnapshotVerification | None) -> dict[str, Any] | None:
+    """Return who verification found signed a snapshot, as JSON-ready data (None: the
+    snapshot is unsigned or unreadable)."""
+    if check is None:
+        return None
+    signature, trust = check.check("signature"), check.check("trust")
+    return {
+        "signer": check.signer,
+        "signature": {"ok": signature.ok, "message": signature.message},
+        "trust": {"ok": trust.ok, "message": trust.message},
+        "verdict": check.verdict,
+    }
+
+
+def snapshot_details(snap: Snapshot, check: SnapshotVerification | None = None) -> None:
+    """Print one snapshot's fields, one per line; `check` is its verification, which says
+    who signed it (the note's copy is only a claim)."""
     data = snapshot_json(snap)
     p = data["payload"]
     note = data["note"]
@@ -183,8 +241,12 @@ def snapshot_details(snap: Snapshot) -> None:
             ("tree", p["tree"]),
             ("digest", p["digest"]),
             ("tagger", f"{p['tagger']['name']} <{p['tagger']['email']}>"),
-            ("signed by", signer_label(snap)),
         ]
+        if not snap.signed:
+            lines.append(("signed by", "UNSIGNED"))
+        elif check is not None:
+            lines.append(("signed by", verified_signer(check)))
+        lines.append(("note claims", signer_label(snap)))
         if p["message"]:
             lines.append(("message", p["message"]))
     if note:
@@ -219,7 +281,7 @@ def snapshot_details(snap: Snapshot) -> None:
     width = max(len(k) for k, _ in lines)
     console = _console()
     for key, value in lines:
-        console.print(f"{key:<{width}}  {value}", markup=False)
+        console.print(f"{key:<{width}}  {clean(value)}", markup=False)
 
 
 def created(result: CreateResult) -> None:
@@ -228,7 +290,8 @@ def created(result: CreateResult) -> None:
     if not result.created:
         message(f"unchanged: newest {snap.environment} snapshot {snap.id} has the same content")
         return
-    signed = signer_label(snap)
+    # This run signed it: the note it wrote names the key it signed with.
+    signed = signer_label(snap).replace("claimed ", "signed with ", 1)
     message(
         f"created snapshot {snap.id} ({snap.environment}, {result.digest.files} files, "
         f"{human_bytes(result.digest.bytes)}, {signed}) in {result.seconds:.2f}s"
@@ -270,7 +333,6 @@ def diff_json(old: str, new: str, changes: Sequence[FileChange]) -> dict[str, An
 
 def diff(old: str, new: str, changes: Sequence[FileChange], stat: bool) -> None:
     """Print a diff as status lines, or as a diffstat."""
-    from rich.markup import escape
 
     console = _console()
     if not changes:
@@ -282,9 +344,9 @@ def diff(old: str, new: str, changes: Sequence[FileChange], stat: bool) -> None:
         mark, colour = marks[c.status]
         if stat:
             counts = "Bin" if c.binary else f"+{c.additions} -{c.deletions}"
-            console.print(f"[{colour}]{mark}[/{colour}] {escape(c.path):<{width}} | {counts}")
+            console.print(f"[{colour}]{mark}[/{colour}] {cell(c.path):<{width}} | {counts}")
         else:
-            console.print(f"[{colour}]{mark}[/{colour}] {escape(c.path)}")
+            console.print(f"[{colour}]{mark}[/{colour}] {cell(c.path)}")
     totals = {s: sum(1 for c in changes if c.status == s) for s in marks}
     console.print(
         f"{len(changes)} file(s): {totals['added']} added, {totals['removed']} removed, "
@@ -314,7 +376,6 @@ def init_report(report: Any) -> None:
 
 def audit_table(entries: Sequence[AuditEntry]) -> None:
     """Print audit entries as a table, newest first."""
-    from rich.markup import escape
     from rich.table import Table
 
     title = f"{len(entries)} audit entr{'y' if len(entries) == 1 else 'ies'}"
@@ -322,7 +383,8 @@ def audit_table(entries: Sequence[AuditEntry]) -> None:
     for column in ("time", "operation", "result", "actor", "snapshots", "signed", "summary"):
         table.add_column(column)
     for e in entries:
-        actor = e.body.get("actor") or {}
+        actor = e.body.get("actor")
+        actor = actor if isinstance(actor, dict) else {}
         summary = e.summary if e.error is None else f"{e.summary} (malformed: {e.error})"
         cells = (
             timestamp(e.time),
@@ -333,7 +395,7 @@ def audit_table(entries: Sequence[AuditEntry]) -> None:
             e.signature_kind if e.signature_kind != "none" else "-",
             summary,
         )
-        table.add_row(*(escape(cell) for cell in cells))
+        table.add_row(*(cell(text) for text in cells))
     _console().print(table)
 
 
@@ -353,7 +415,7 @@ def audit_report(report: AuditReport) -> None:
 def stderr_line(text: str) -> None:
     """Print a plain `govsnap: ` line on stderr (problems that do not end the command, and
     hook output, which git shows to the user, prefixed `remote:` for server hooks)."""
-    sys.stderr.write(f"govsnap: {text}\n")
+    sys.stderr.write(f"govsnap: {clean(text)}\n")
 
 
 def hooks_report(report: HooksReport) -> None:
@@ -509,10 +571,10 @@ def verification_report(report: VerifyReport) -> None:
                 "ok".ljust(width) if ok else "FAIL".ljust(width), "green" if ok else "bold red"
             )
             text.append("  ")
-        text.append((r.signer or "-") + "\n")
+        text.append(clean(r.signer or "-", one_line=True) + "\n")
     for r in report.results:
         for line in r.failures():
-            text.append(f"{r.id} {line}\n")
+            text.append(f"{r.id} {clean(line, one_line=True)}\n")
     deep = ", deep" if report.deep else ""
     if report.ok:
         text.append(
@@ -561,7 +623,6 @@ def _uncommitted_warning(state: PolicyStatus) -> None:
 
 def policy_table(state: PolicyStatus) -> None:
     """Print the signers of the trust policy and what each may do."""
-    from rich.markup import escape
     from rich.table import Table
 
     if state.policy is None:
@@ -569,17 +630,17 @@ def policy_table(state: PolicyStatus) -> None:
         message(f"no trust policy at {state.source}: the trust check {required}")
         _uncommitted_warning(state)
         return
-    table = Table(title=f"trust policy {escape(state.source)}", title_justify="left")
+    table = Table(title=f"trust policy {cell(state.source)}", title_justify="left")
     for column in ("signer", "kind", "identity", "environments", "operations", "description"):
         table.add_column(column)
     for s in state.policy.signers:
         table.add_row(
-            escape(s.name),
+            cell(s.name),
             s.kind,
-            escape(s.identity),
-            escape(", ".join(s.environments)),
-            ", ".join(s.operations),
-            escape(s.description),
+            cell(s.identity),
+            cell(", ".join(s.environments)),
+            cell(", ".join(s.operations)),
+            cell(s.description),
         )
     _console().print(table)
     _uncommitted_warning(state)
@@ -627,7 +688,8 @@ def doctor_report(report: DoctorReport) -> None:
         else:
             state = "would fix" if report.fix and report.dry_run else "fixable"
         remedy = f" [{f.fix}]" if f.fix and not f.fixed else ""
-        console.print(f"{state:<10} {f.kind} {f.subject}: {f.problem}{remedy}", markup=False)
+        line = f"{state:<10} {f.kind} {f.subject}: {f.problem}{remedy}"
+        console.print(clean(line, one_line=True), markup=False)
     left = [f for f in report.findings if not f.fixed]
     fixable = [f for f in left if f.fix is not None]
     if not left:
@@ -680,7 +742,7 @@ def prune_decisions(plan: PrunePlan) -> None:
             f"  {d.action:<6}  {snap.id}  {when}  {labels:<16}  {'; '.join(d.reasons)}".rstrip()
         )
     if lines:
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write("\n".join(clean(line, one_line=True) for line in lines) + "\n")
     if plan.why_nothing:
         message(plan.why_nothing)
 
@@ -859,7 +921,7 @@ def stats_report(stats: Stats) -> None:
     for e in stats.environments:
         v, r = e.verification, e.rehearsal
         table.add_row(
-            e.environment,
+            cell(e.environment),
             str(e.snapshots),
             timestamp(e.newest),
             _age(stats.now - e.newest),
