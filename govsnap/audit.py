@@ -15,7 +15,7 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import pygit2
@@ -23,7 +23,7 @@ from pygit2.enums import SortMode
 
 from govsnap.errors import GovsnapError, UsageError
 from govsnap.notes import NOTES_REF, Mutation, commit_on
-from govsnap.objects import RefValues, ref_target, update_ref, update_refs
+from govsnap.objects import ISO_UTC, RefValues, ref_target, update_ref, update_refs, utc
 from govsnap.repo import Identity, Repo
 
 AUDIT_REF = "refs/govsnap/audit"
@@ -246,7 +246,7 @@ class AuditEntry:
         return {
             "commit": self.oid,
             "parents": list(self.parents),
-            "time": datetime.fromtimestamp(self.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": utc(self.time, ISO_UTC),
             "epoch": self.time,
             "committer": self.committer,
             "operation": self.operation,

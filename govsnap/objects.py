@@ -8,6 +8,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
@@ -31,30 +32,77 @@ SIGNATURE_HEADERS = (
     b"-----BEGIN SSH SIGNATURE-----",
 )
 
+# The grammar of trigger, environment and label names (docs/format.md): ASCII letters,
+# digits, '.', '_', '-', starting with a letter or digit, at most 64, never "..". It is
+# held by create and by every reader of a payload (verify, the server), because a
+# name is shown on terminals and matched against the trust policy's patterns.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TAG_NAME = re.compile(r"^govsnap/(?P<env>[^/]+)/[0-9]{8}T[0-9]{6}Z(?:-[0-9a-f]{8})?$")
+# Characters that change what a terminal shows (C0 and C1 controls, DEL, bidirectional
+# overrides and isolates, zero-width and other format characters).
+_UNSAFE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
+MAX_MESSAGE = 16 * 1024  # characters of free text in a payload
+MAX_REF = 1024  # characters of a source ref
+# The last second of year 9999: later times cannot be shown as dates, and no snapshot
+# needs them. Times before 1970 are refused too.
+MAX_TIME = 253_402_300_799
 
 
 def validate_name(kind: str, value: str) -> str:
     """Return `value` if it is a safe trigger, environment or label name, else raise."""
-    if not _NAME.match(value):
+    if not _NAME.match(value) or ".." in value:
+        shown = value if len(value) <= 80 else value[:77] + "..."
         raise UsageError(
-            f"invalid {kind} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"invalid {kind} {shown!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, without '..'"
         )
     return value
 
 
+def unsafe_character(text: str, allow: str = "") -> str | None:
+    """Return a description of the first character of `text` that a terminal would act on
+    (a control, bidirectional or zero-width character), ignoring those in `allow`."""
+    for found in _UNSAFE.finditer(text):
+        if found.group() not in allow:
+            return f"U+{ord(found.group()):04X} at position {found.start()}"
+    if "\t" in text and "\t" not in allow:
+        return f"U+0009 at position {text.index(chr(9))}"
+    if "\n" in text and "\n" not in allow:
+        return f"U+000A at position {text.index(chr(10))}"
+    return None
+
+
 def validate_message(message: str) -> str:
-    """Return a cleaned free-text message, refusing text that could forge payload structure."""
+    """Return a cleaned free-text message, refusing text that could forge payload structure
+    or act on a terminal."""
     text = message.strip()
     if "\0" in text:
         raise UsageError("the message must not contain NUL characters")
+    problem = unsafe_character(text, "\n\t")
+    if problem:
+        raise UsageError(f"the message must not contain control characters ({problem})")
+    if len(text) > MAX_MESSAGE:
+        raise UsageError(f"the message is longer than {MAX_MESSAGE} characters")
     for line in text.splitlines():
         if line.startswith("-----BEGIN") or line.startswith("Govsnap-"):
             raise UsageError(f"the message must not contain a line starting with {line[:10]!r}")
     return text
+
+
+def utc(epoch: int, layout: str = "%Y-%m-%d %H:%M:%SZ") -> str:
+    """Return an epoch as `2026-11-24 13:10:07Z` (or in `layout`), or `@<epoch>` for a time
+    no date can show (beyond year 9999: times in unsigned data are anything)."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime(layout)
+    except (ValueError, OverflowError, OSError):
+        return f"@{epoch}"
+
+
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True)
@@ -189,6 +237,7 @@ class SnapshotPayload:
             tagger = parse_ident_line(headers["tagger"])
         except UsageError as exc:
             raise CorruptObject("malformed tagger line") from exc
+        _check_signed_text(headers, tagger, summary, message, source, trailers)
         parsed = cls(
             commit=headers["object"],
             tag_name=headers["tag"],
@@ -208,6 +257,46 @@ class SnapshotPayload:
             # Only one serialisation is valid, so the id of a payload is unambiguous.
             raise CorruptObject("tag payload is not in canonical form")
         return parsed
+
+
+def _check_signed_text(
+    headers: dict[str, str],
+    tagger: Identity,
+    summary: str,
+    message: str,
+    source: Source | None,
+    trailers: dict[str, list[str]],
+) -> None:
+    """Raise CorruptObject unless every name and text of a payload keeps to the documented
+    grammar: a signature makes them authentic, not harmless (a key trusted for
+    `staging-*` could otherwise sign `staging-<ESC>[8Dproduction`)."""
+    for key in ("Govsnap-Trigger", "Govsnap-Environment", "Govsnap-Label"):
+        for value in trailers.get(key, []):
+            try:
+                validate_name(key.removeprefix("Govsnap-").lower(), value)
+            except UsageError as exc:
+                raise CorruptObject(f"{key}: {exc.message.removeprefix('invalid ')}") from exc
+    tag = _TAG_NAME.match(headers["tag"])
+    environment = trailers.get("Govsnap-Environment", [""])[0]
+    if tag is None or tag.group("env") != environment:
+        raise CorruptObject("the tag name is not govsnap/<environment>/<time>-<hex>")
+    if not 0 <= tagger.time <= MAX_TIME:
+        raise CorruptObject(f"the tagger time {tagger.time} is outside 1970 to 9999")
+    texts = {
+        "tagger name": (tagger.name, ""),
+        "tagger email": (tagger.email, ""),
+        "summary": (summary, ""),
+        "message": (message, "\n\t"),
+        "Govsnap-Source": (source.ref if source else "", ""),
+    }
+    for what, (text, allow) in texts.items():
+        problem = unsafe_character(text, allow)
+        if problem:
+            raise CorruptObject(f"the {what} holds a control character ({problem})")
+    if len(message) > MAX_MESSAGE or len(summary) > MAX_REF + 200:
+        raise CorruptObject("the summary or message is longer than govsnap writes")
+    if source is not None and (len(source.ref) > MAX_REF or " " in source.ref):
+        raise CorruptObject("Govsnap-Source names no valid ref")
 
 
 def payload_to_tuple(payload: SnapshotPayload) -> tuple[Any, ...]:

@@ -199,6 +199,8 @@ class SignatureCheck:
     kind: str  # "openpgp", "ssh", "x509" or "none"
     signer: str | None  # OpenPGP primary-key / X.509 fingerprint, or SSH "SHA256:..."
     reason: str
+    # When the signature says it was made (OpenPGP, X.509); SSH signatures carry no time.
+    signed_at: int | None = None
 
 
 def _utc(epoch: int) -> str:
@@ -289,7 +291,7 @@ def interpret_gpg_status(
         return SignatureCheck(
             False, kind, signer, f"key {signer} has trust {trust}, below gpg.minTrustLevel"
         )
-    return SignatureCheck(True, kind, signer, reason)
+    return SignatureCheck(True, kind, signer, reason, signed_at)
 
 
 def payload_time(payload: bytes) -> int | None:
@@ -541,7 +543,10 @@ class SignatureVerifier:
             # Like git: the signing time checks the key's valid-after/valid-before window.
             timing = []
             if when is not None:
-                stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(when))
+                try:
+                    stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(when))
+                except (ValueError, OverflowError, OSError):
+                    stamp = "99991231235959"  # beyond what a date shows: the latest one
                 timing = [f"-Overify-time={stamp}"]
             found = self._ssh(
                 ["-Y", "find-principals", "-f", str(allowed), "-s", str(sig), *timing], b""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import re
 import secrets
 import socket
@@ -28,6 +29,7 @@ from govsnap.errors import (
 from govsnap.notes import Note
 from govsnap.objects import (
     FORMAT_VERSION,
+    ISO_UTC,
     SNAPSHOT_REF_PREFIX,
     RefValues,
     SignedTag,
@@ -38,6 +40,7 @@ from govsnap.objects import (
     read_tag,
     snapshot_id,
     update_refs,
+    utc,
     validate_message,
     validate_name,
     write_commit,
@@ -75,7 +78,7 @@ class Snapshot:
     @property
     def created_iso(self) -> str:
         """Return the creation time as ISO 8601 UTC."""
-        return datetime.fromtimestamp(self.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc(self.created, ISO_UTC)
 
     @property
     def environment(self) -> str:
@@ -98,15 +101,23 @@ class Snapshot:
         return self.note.data if self.note else {}
 
 
-def load_snapshot(repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None) -> Snapshot:
-    """Return the snapshot whose ref names `ident` and points at `tag_oid`, with `note`;
-    an unreadable tag gives a Snapshot with `error` set."""
+def _read_snapshot(
+    repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None
+) -> tuple[Snapshot, SignedTag | None]:
+    """Return the snapshot a ref names, read from its tag, and the tag (None when it is
+    unreadable: then the Snapshot's `error` says why)."""
     try:
         tag = read_tag(repo, tag_oid)
         payload = SnapshotPayload.parse(tag.payload)
     except CorruptObject as exc:
-        return Snapshot(ident, str(tag_oid), None, "none", note, exc.message)
-    return Snapshot(ident, str(tag_oid), payload, tag.signature_kind, note)
+        return Snapshot(ident, str(tag_oid), None, "none", note, exc.message), None
+    return Snapshot(ident, str(tag_oid), payload, tag.signature_kind, note), tag
+
+
+def load_snapshot(repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None) -> Snapshot:
+    """Return the snapshot whose ref names `ident` and points at `tag_oid`, with `note`;
+    an unreadable tag gives a Snapshot with `error` set."""
+    return _read_snapshot(repo, ident, tag_oid, note)[0]
 
 
 def snapshot_refs(repo: Repo, prefix: str = SNAPSHOT_REF_PREFIX) -> dict[str, pygit2.Oid]:
@@ -125,8 +136,10 @@ def snapshot_refs(repo: Repo, prefix: str = SNAPSHOT_REF_PREFIX) -> dict[str, py
 def list_snapshots(repo: Repo) -> list[Snapshot]:
     """Return every snapshot, newest first, reading refs and notes in bulk.
 
-    Tags and note blobs are immutable, so their parsed forms are cached by object id;
-    verification never relies on this cache: it re-reads and re-parses the tag.
+    Tags and note blobs are immutable, so their parsed forms are cached by object id. The
+    cache lives in `.git/govsnap/`, which anyone who restores a CI cache can write: a
+    cached tag is used only if it serialises back to the object id it is filed under (so
+    an edited row is re-read from the tag), and verification re-reads the tag anyway.
     """
     refs = snapshot_refs(repo)
     note_blobs = notes.note_blobs(repo)
@@ -144,18 +157,33 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
                 note = notes.decode(bytes(repo.git.odb.read(blob)[1]))
                 if note.error is None:
                     cache.put_parsed(blob.raw, note.data)
-        cached_tag = known.get(oid.raw)
-        if isinstance(cached_tag, tuple):
-            payload_values, kind = cached_tag
-            snaps.append(Snapshot(ident, str(oid), payload_from_tuple(payload_values), kind, note))
+        cached = _cached_payload(known.get(oid.raw), oid)
+        if cached is not None:
+            payload, kind = cached
+            snaps.append(Snapshot(ident, str(oid), payload, kind, note))
             continue
-        snap = load_snapshot(repo, ident, oid, note)
-        if snap.payload is not None:
-            cache.put_parsed(oid.raw, (payload_to_tuple(snap.payload), snap.signature_kind))
+        snap, tag = _read_snapshot(repo, ident, oid, note)
+        if snap.payload is not None and tag is not None:
+            cache.put_parsed(oid.raw, (payload_to_tuple(snap.payload), tag.signature))
         snaps.append(snap)
     cache.flush()
     snaps.sort(key=order_key, reverse=True)
     return snaps
+
+
+def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, str] | None:
+    """Return the payload and signature kind a cache row holds for tag `oid`, or None when
+    the row is absent, unreadable, or not that tag's: the tag object rebuilt from it must
+    hash to `oid` (git's object id), so no edit of the cache changes what is read."""
+    try:
+        values, signature = value
+        payload = payload_from_tuple(values)
+        raw = payload.to_bytes() + signature
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if hashlib.sha1(b"tag %d\0" % len(raw) + raw).digest() != oid.raw:
+        return None
+    return payload, SignedTag(payload.to_bytes(), signature).signature_kind
 
 
 def order_key(snap: Snapshot) -> tuple[int, int, str]:
@@ -189,7 +217,10 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
         raise SnapshotNotFound(f"no snapshot matches {name!r}: this repository has no snapshots")
     latest = _LATEST.match(name)
     if latest:
-        valid = [s for s in snaps if s.payload is not None]
+        # A tagger time in the future (beyond the clock skew) fails verification; it
+        # must not make a snapshot the newest either.
+        horizon = int(time.time()) + audit.configured_skew(repo)
+        valid = [s for s in snaps if s.payload is not None and s.created <= horizon]
         n = int(latest.group(1) or 0)
         if n >= len(valid):
             raise SnapshotNotFound(f"{name!r}: there are only {len(valid)} readable snapshots")
@@ -389,6 +420,12 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
     message = validate_message(options.message)
     signer = require_signer(repo, options.unsigned)
     identity = repo.committer()
+    ahead = identity.time - int(time.time())
+    if ahead > audit.configured_skew(repo):
+        raise UsageError(
+            f"the snapshot's time {utc(identity.time)} lies {ahead}s in the future "
+            "(GIT_COMMITTER_DATE?): verification would refuse it"
+        )
 
     commit: pygit2.Commit | None
     if options.from_rev is not None:
@@ -436,6 +473,12 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
         message=message,
     )
     body = payload.to_bytes()
+    try:
+        # What verify and the server will read back must parse: names, texts and times
+        # from the environment (user.name, a ref given to --source-ref) are held here too.
+        SnapshotPayload.parse(body)
+    except CorruptObject as exc:
+        raise UsageError(f"cannot snapshot: {exc.message}") from exc
     signature = signer.sign(body) if signer else None
     tag = SignedTag(body, signature.block if signature else b"")
     tag_oid = write_tag(repo, tag)

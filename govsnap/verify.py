@@ -9,7 +9,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
@@ -18,7 +17,7 @@ from pygit2.enums import ObjectType
 from govsnap import audit, notes
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import CorruptObject, UsageError
-from govsnap.objects import SignedTag, SnapshotPayload, read_tag, snapshot_id
+from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
 from govsnap.repo import Identity, Repo
 from govsnap.signing import SignatureCheck, SignatureVerifier
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, signed_copies
@@ -78,6 +77,8 @@ class _Options:
     policy: TrustPolicy | None
     require_trust: bool
     policy_source: str
+    now: int  # what "the future" is measured from
+    skew: int  # govsnap.auditSkew: how far clocks may disagree
 
 
 def _options(repo: Repo, operation: str | None, deep: bool, policy: TrustPolicy | None) -> _Options:
@@ -86,7 +87,8 @@ def _options(repo: Repo, operation: str | None, deep: bool, policy: TrustPolicy 
     if policy is None:
         policy = load_policy(repo)
     source = policy.source if policy else f"{policy_ref(repo)}:.govsnap/trust.toml"
-    return _Options(operation, deep, policy, require_trust(repo), source)
+    skew = audit.configured_skew(repo)
+    return _Options(operation, deep, policy, require_trust(repo), source, int(time.time()), skew)
 
 
 def _short(text: str, width: int = 40) -> str:
@@ -140,16 +142,18 @@ class _Checker:
             tag_result = self.check_tag(payload)
         except CorruptObject as exc:
             tag_result = CheckResult("tag", False, f"malformed snapshot tag: {exc.message}")
+        signature = self.check_signature(payload, sig)
+        signer = sig.signer if signature.ok else None
         checks = (
             self.check_id(snap.id, ident),
             tag_result,
-            CheckResult("signature", sig.valid, sig.reason),
-            self.check_trust(payload, sig),
+            signature,
+            self.check_trust(payload, signer),
             self.check_digest(payload),
             self.check_objects(snap, payload),
             self.check_note(snap, payload, ident),
         )
-        return SnapshotVerification(snap.id, checks, sig.signer if sig.valid else None)
+        return SnapshotVerification(snap.id, checks, signer)
 
     # --- the checks ------------------------------------------------------------------------
 
@@ -179,9 +183,39 @@ class _Checker:
                 f"the tagged commit's tree {commit.tree_id} is not the signed "
                 f"Govsnap-Tree {payload.tree}",
             )
+        ahead = payload.tagger.time - self.options.now
+        if ahead > self.options.skew:
+            return CheckResult(
+                "tag",
+                False,
+                f"the tagger time {utc(payload.tagger.time)} lies {ahead}s in the future "
+                f"(more than govsnap.auditSkew, {self.options.skew}s)",
+            )
         return CheckResult("tag", True, f"tag of commit {payload.commit[:12]}, tree as signed")
 
-    def check_trust(self, payload: SnapshotPayload | None, sig: SignatureCheck) -> CheckResult:
+    def check_signature(self, payload: SnapshotPayload | None, sig: SignatureCheck) -> CheckResult:
+        """Check 3: the signature is good, by a key valid when it signed, made when the
+        payload says the snapshot was made."""
+        if not sig.valid:
+            return CheckResult("signature", False, sig.reason)
+        if payload is not None and sig.signed_at is not None:
+            # A key's validity is judged at the signature's time, which the signer's
+            # clock sets (gpg --faked-system-time): a signature older than the snapshot
+            # it signs would let a retired key sign today with a date from before it
+            # expired. (A tagger time older than the signature is a back-dated snapshot,
+            # as GIT_COMMITTER_DATE makes: the key is still judged at the signature time.)
+            early = payload.tagger.time - sig.signed_at
+            if early > self.options.skew:
+                return CheckResult(
+                    "signature",
+                    False,
+                    f"the signature was made {utc(sig.signed_at)}, {early}s before the "
+                    f"snapshot it signs ({utc(payload.tagger.time)}; more than "
+                    f"govsnap.auditSkew, {self.options.skew}s): a back-dated signature",
+                )
+        return CheckResult("signature", True, sig.reason)
+
+    def check_trust(self, payload: SnapshotPayload | None, signer: str | None) -> CheckResult:
         """Check 4: the policy trusts the signer for the environment (and the operation)."""
         options = self.options
         policy = options.policy
@@ -194,7 +228,7 @@ class _Checker:
                     "set govsnap.requireTrust=false to skip this check)",
                 )
             return CheckResult("trust", True, "no trust policy (govsnap.requireTrust=false)")
-        if not sig.valid:
+        if signer is None:
             return CheckResult("trust", False, "no verified signer to look up (see signature)")
         if payload is None:
             return CheckResult("trust", False, "the environment is unknown: the tag is malformed")
@@ -202,7 +236,7 @@ class _Checker:
         if options.operation and options.operation != "create":
             operations.append(options.operation)
         for operation in operations:
-            decision = policy.decide(sig.signer, payload.environment, operation)
+            decision = policy.decide(signer, payload.environment, operation)
             if not decision.allowed:
                 return CheckResult("trust", False, decision.reason)
         return CheckResult("trust", True, decision.reason)
@@ -460,7 +494,7 @@ def verdict_mutations(
     """Return the notes mutations recording each verdict in its snapshot's note as
     {"verification": {time, verdict, signer}}; a snapshot without a readable note gets
     none, so that verification never invents metadata."""
-    when = datetime.fromtimestamp(identity.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = utc(identity.time, ISO_UTC)
     mutations: dict[str, notes.Mutation] = {}
     for snap, result in zip(snaps, results, strict=True):
         if snap.note is None or snap.note.error:

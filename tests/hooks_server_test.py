@@ -93,7 +93,8 @@ def test_server_accepts_a_good_snapshot_and_refuses_bad_ones(
 
     # Tampered: the signed payload edited after signing, pushed under its new id.
     raw = git(client, "cat-file", "tag", PREFIX + good).encode()
-    forged = raw.replace(b"Govsnap-Environment: production", b"Govsnap-Environment: staging")
+    # (everywhere it is named: the tag name carries the environment too)
+    forged = raw.replace(b"production", b"staging")
     payload = forged[: forged.index(b"-----BEGIN PGP SIGNATURE-----")]
     forged_id = hashlib.sha256(payload).hexdigest()[:16]
     oid = git(client, "hash-object", "-t", "tag", "-w", "--stdin", input_text=forged).strip()

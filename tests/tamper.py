@@ -141,11 +141,16 @@ def template(root: Path, keys: Keys) -> Template:
     def snapshot(key: str, message: str) -> str:
         repo.set_config("govsnap.signingKey", key)
         if key in sign_times:
+            # Signed in the past, at the time the payload says (gpg and git agree).
             repo.set_config("gpg.program", str(gpg_wrapper(root, sign_times[key])))
+            os.environ["GIT_COMMITTER_DATE"] = f"@{sign_times[key]}"
         elif repo.config_str("gpg.program"):
             git(path, "config", "--unset", "gpg.program")
         options = CreateOptions(environment="production", message=message)
-        return create(repo, options).snapshot.id
+        try:
+            return create(repo, options).snapshot.id
+        finally:
+            os.environ.pop("GIT_COMMITTER_DATE", None)
 
     unique_file = "release/unique.bin"
     write_files(path, {unique_file: os.urandom(64)})

@@ -79,6 +79,7 @@ def test_b_payload_edited_and_re_signed_by_an_untrusted_key(
     payload, _ = split_tag(read_raw_tag(work, tpl.good))
     edited = payload.replace(b"Govsnap-Environment: production", b"Govsnap-Environment: staging")
     edited = edited.replace(b", production)", b", staging)")
+    edited = edited.replace(b"tag govsnap/production/", b"tag govsnap/staging/")
     new_id = replace_snapshot(
         work, tpl.good, edited + gpg_sign(edited, keys.other), {"environment": "staging"}
     )
@@ -94,6 +95,7 @@ def test_c_payload_edited_without_re_signing(work: Path, tpl: Template) -> None:
     payload, signature = split_tag(read_raw_tag(work, tpl.good))
     edited = payload.replace(b"Govsnap-Environment: production", b"Govsnap-Environment: staging")
     edited = edited.replace(b", production)", b", staging)")
+    edited = edited.replace(b"tag govsnap/production/", b"tag govsnap/staging/")
     new_id = replace_snapshot(work, tpl.good, edited + signature, {"environment": "staging"})
     result = verify_id(work, new_id)
     assert failing(result) == {"signature", "trust"}
