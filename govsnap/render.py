@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from govsnap.audit import AuditEntry, AuditReport
+    from govsnap.configure import InitReport
     from govsnap.doctor import DoctorReport
     from govsnap.hooks import HooksReport, HooksStatus
     from govsnap.prune import PinResult, PrunePlan, PruneResult
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from govsnap.stats import Stats
     from govsnap.store import CreateResult, FileChange, Snapshot
     from govsnap.trust import PolicyStatus, TrustedSigner
+    from govsnap.trust_edit import PolicyEdit
     from govsnap.verify import SnapshotVerification, VerifyReport
 
 
@@ -355,20 +357,33 @@ def diff(old: str, new: str, changes: Sequence[FileChange], stat: bool) -> None:
     )
 
 
-def init_report(report: Any) -> None:
-    """Print what `govsnap init` did."""
+def init_report(report: InitReport) -> None:
+    """Print what `govsnap init` did (or, with --dry-run, would do), and what is left."""
+    would = "would " if report.dry_run else ""
     message(report.git_version)
     for key, value in report.config_set.items():
-        message(f"set   {key} = {value}")
+        message(f"{would}set   {key} = {value}")
     for key, value in report.config_kept.items():
         message(f"kept  {key} = {value}")
+    if report.kept_key:
+        message(
+            f"kept the configured signing key {report.kept_key}: --generate-key makes a key "
+            "only when none is configured"
+        )
     if report.generated_key:
         where = report.keyring or "the default GnuPG keyring"
-        message(f"generated OpenPGP signing key {report.generated_key} in {where}")
+        verb = "would generate" if report.dry_run else "generated"
+        message(f"{verb} OpenPGP signing key {report.generated_key} in {where}")
     if report.signing_ok:
         message(f"signing works: {report.signing}")
-    else:
+    elif not (report.dry_run and report.generated_key):
         warning(f"signing: {report.signing}; snapshots will be refused unless --unsigned")
+    if report.policy in ("written", "would write"):
+        message(f"{'would write' if report.dry_run else 'wrote'} {report.policy_detail}")
+    elif report.policy_detail:
+        message(report.policy_detail)
+    for step in report.next_steps:
+        message(f"next: {step}")
 
 
 # --- audit and hooks (issue 6) ---------------------------------------------------------
@@ -598,18 +613,24 @@ def _signer_json(signer: TrustedSigner) -> dict[str, Any]:
         "operations": list(signer.operations),
         "description": signer.description,
         "line": signer.line,
+        "public_key": signer.kind == "ssh" or bool(signer.public_key),
     }
 
 
 def policy_json(state: PolicyStatus) -> dict[str, Any]:
     """Return the trust policy `trust show|check` looked at as JSON-ready data."""
+    policy = state.policy
     return {
         "source": state.source,
-        "present": state.policy is not None,
+        "present": policy is not None,
         "valid": True,
         "require_trust": state.require_trust,
         "uncommitted_edit": state.uncommitted_edit,
-        "signers": [] if state.policy is None else [_signer_json(s) for s in state.policy.signers],
+        "version": None if policy is None else policy.version,
+        "policy_threshold": None if policy is None else policy.threshold,
+        "commit": None if policy is None else policy.commit,
+        "anchor": None if policy is None else policy.anchor,
+        "signers": [] if policy is None else [_signer_json(s) for s in policy.signers],
     }
 
 
@@ -621,8 +642,20 @@ def _uncommitted_warning(state: PolicyStatus) -> None:
         )
 
 
+def _keyless(state: PolicyStatus) -> None:
+    """Warn about OpenPGP signers whose public key the policy does not carry."""
+    if state.policy is None:
+        return
+    for s in state.policy.signers:
+        if s.kind == "openpgp" and not s.public_key:
+            warning(
+                f"signer {s.name} carries no public_key: its signatures cannot be checked "
+                f"(govsnap trust remove-signer {s.name}, then trust add-signer with --key)"
+            )
+
+
 def policy_table(state: PolicyStatus) -> None:
-    """Print the signers of the trust policy and what each may do."""
+    """Print the signers of the trust policy, what each may do, and its root of trust."""
     from rich.table import Table
 
     if state.policy is None:
@@ -630,10 +663,12 @@ def policy_table(state: PolicyStatus) -> None:
         message(f"no trust policy at {state.source}: the trust check {required}")
         _uncommitted_warning(state)
         return
-    table = Table(title=f"trust policy {cell(state.source)}", title_justify="left")
+    policy = state.policy
+    title = f"trust policy {cell(state.source)} version {policy.version}"
+    table = Table(title=title, title_justify="left")
     for column in ("signer", "kind", "identity", "environments", "operations", "description"):
         table.add_column(column)
-    for s in state.policy.signers:
+    for s in policy.signers:
         table.add_row(
             cell(s.name),
             s.kind,
@@ -643,6 +678,10 @@ def policy_table(state: PolicyStatus) -> None:
             cell(s.description),
         )
     _console().print(table)
+    if policy.anchor:
+        message(f"root of trust: {policy.anchor}")
+    message(f"a change needs {policy.threshold} approval(s) by signers allowed 'policy'")
+    _keyless(state)
     _uncommitted_warning(state)
 
 
@@ -651,8 +690,31 @@ def policy_check(state: PolicyStatus) -> None:
     if state.policy is None:
         message(f"no trust policy at {state.source} (govsnap.requireTrust=false)")
     else:
-        message(f"{state.source} is valid: {len(state.policy.signers)} signer(s)")
+        message(
+            f"{state.source} is valid: version {state.policy.version}, "
+            f"{len(state.policy.signers)} signer(s)"
+            + (f"; root of trust: {state.policy.anchor}" if state.policy.anchor else "")
+        )
+    _keyless(state)
     _uncommitted_warning(state)
+
+
+def policy_edit(edit: PolicyEdit) -> None:
+    """Print what a `trust` edit wrote (with --dry-run: the text it would write)."""
+    if edit.dry_run:
+        sys.stdout.write(clean(edit.text))
+        message(f"(dry run: {edit.path} not written)")
+        return
+    if edit.approval is not None:
+        message(f"approved {edit.path} (version {edit.policy.version}): wrote {edit.approval}")
+    else:
+        verb = "wrote" if edit.created else "updated"
+        names = ", ".join(s.name for s in edit.policy.signers) or "none"
+        message(f"{verb} {edit.path} (version {edit.policy.version}; signers: {names})")
+    message(
+        "next: review it, have signers allowed 'policy' approve it (a signed commit, or "
+        "govsnap trust approve), then git add .govsnap && git commit"
+    )
 
 
 def doctor_json(report: DoctorReport) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pygit2
@@ -21,7 +21,7 @@ from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snaps
 from govsnap.repo import Identity, Repo
 from govsnap.signing import SignatureCheck, SignatureVerifier
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, signed_copies
-from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, policy_ref, require_trust
+from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, missing_policy, require_trust
 
 CHECKS = ("id", "tag", "signature", "trust", "digest", "objects", "note")
 # Below this many snapshots per worker, starting processes costs more than it saves.
@@ -76,19 +76,34 @@ class _Options:
     deep: bool
     policy: TrustPolicy | None
     require_trust: bool
-    policy_source: str
+    policy_source: str  # the policy's source, or why there is none
     now: int  # what "the future" is measured from
     skew: int  # govsnap.auditSkew: how far clocks may disagree
+    # SSH signatures carry no time: times by which a snapshot is known to have existed
+    # (the server's first acceptance, id -> time; `at`: now, for a push being received),
+    # at which the key must be valid too, whatever time the signer wrote.
+    seen: dict[str, int] = field(default_factory=dict)
+    at: int | None = None
 
 
-def _options(repo: Repo, operation: str | None, deep: bool, policy: TrustPolicy | None) -> _Options:
+def _options(
+    repo: Repo,
+    operation: str | None,
+    deep: bool,
+    policy: TrustPolicy | None,
+    at: int | None = None,
+) -> _Options:
+    from govsnap.receive import received_times
+
     if operation is not None and operation not in OPERATIONS:
         raise UsageError(f"unknown operation {operation!r} (known: {', '.join(OPERATIONS)})")
     if policy is None:
         policy = load_policy(repo)
-    source = policy.source if policy else f"{policy_ref(repo)}:.govsnap/trust.toml"
+    source = policy.source if policy else missing_policy(repo)
     skew = audit.configured_skew(repo)
-    return _Options(operation, deep, policy, require_trust(repo), source, int(time.time()), skew)
+    now = int(time.time())
+    seen = received_times(repo)
+    return _Options(operation, deep, policy, require_trust(repo), source, now, skew, seen, at)
 
 
 def _short(text: str, width: int = 40) -> str:
@@ -103,8 +118,9 @@ class _Checker:
         self.repo = repo
         self.options = options
         self.cache = DigestCache.for_repo(repo)
-        fallback = options.policy.allowed_signers_text() if options.policy else ""
-        self.verifier = SignatureVerifier(repo, fallback)
+        # With a policy, signatures are checked against its keys only.
+        policy = options.policy
+        self.verifier = policy.verifier(repo) if policy else SignatureVerifier(repo)
         # tree oid -> its subtrees (oid, name), for trees whose entries are all present.
         self.trees_ok: dict[pygit2.Oid, list[tuple[pygit2.Oid, str]]] = {}
         self.digests: dict[tuple[str, int], TreeDigest | CorruptObject] = {}
@@ -120,11 +136,39 @@ class _Checker:
             except CorruptObject as exc:
                 tags.append(exc)
         readable = [t for t in tags if isinstance(t, SignedTag)]
-        verdicts = iter(self.verifier.verify_many([(t.payload, t.signature) for t in readable]))
+        try:
+            checked = self.verifier.verify_many([(t.payload, t.signature) for t in readable])
+            ssh_ids = [s.id for s, t in zip(snaps, tags, strict=True) if isinstance(t, SignedTag)]
+            checked = [
+                self.ssh_at_known_times(ident, tag, check)
+                for ident, tag, check in zip(ssh_ids, readable, checked, strict=True)
+            ]
+        finally:
+            self.verifier.close()
+        verdicts = iter(checked)
         return [
             self.verify(snap, tag, next(verdicts) if isinstance(tag, SignedTag) else None)
             for snap, tag in zip(snaps, tags, strict=True)
         ]
+
+    def ssh_at_known_times(
+        self, ident: str, tag: SignedTag, check: SignatureCheck
+    ) -> SignatureCheck:
+        """Return `check`, failed when an SSH key was not valid at a time the snapshot is
+        known to have existed (the server's first acceptance, or now for a push being
+        received): the tagger time the key is otherwise judged at is the signer's word."""
+        if not check.valid or check.kind != "ssh":
+            return check
+        times = {t for t in (self.options.seen.get(ident), self.options.at) if t is not None}
+        for when in sorted(times):
+            again = self.verifier.verify(tag.payload, tag.signature, when)
+            if not again.valid:
+                return replace(
+                    again,
+                    reason=f"{again.reason} (judged at {utc(when)}, when the snapshot is known "
+                    "to have existed)",
+                )
+        return check
 
     def verify(
         self, snap: Snapshot, tag: SignedTag | CorruptObject, sig: SignatureCheck | None
@@ -221,12 +265,7 @@ class _Checker:
         policy = options.policy
         if policy is None:
             if options.require_trust:
-                return CheckResult(
-                    "trust",
-                    False,
-                    f"no trust policy ({options.policy_source} does not exist; "
-                    "set govsnap.requireTrust=false to skip this check)",
-                )
+                return CheckResult("trust", False, options.policy_source)
             return CheckResult("trust", True, "no trust policy (govsnap.requireTrust=false)")
         if signer is None:
             return CheckResult("trust", False, "no verified signer to look up (see signature)")
@@ -418,15 +457,17 @@ def verify_snapshots(
     deep: bool = False,
     policy: TrustPolicy | None = None,
     jobs: int = 1,
+    at: int | None = None,
 ) -> list[SnapshotVerification]:
     """Return the checks of many snapshots, in order, using up to `jobs` processes.
 
     Each process takes a contiguous share and checks every OpenPGP signature of it in
-    one gpg run. Writes nothing.
+    one gpg run. `at` (a server receiving them: now) is a time each must have been valid
+    at too, where the signature carries no time (SSH). Writes nothing.
     """
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    options = _options(repo, operation, deep, policy)
+    options = _options(repo, operation, deep, policy, at)
     workers = min(jobs, len(snaps) // _MIN_PER_JOB)
     if workers <= 1:
         return _Checker(repo, options).run(snaps)

@@ -19,7 +19,7 @@ import pytest
 
 from govsnap.digest import digest_tree
 from govsnap.repo import open_repo
-from tests.conftest import Cli, Keys, MakeRepo, git
+from tests.conftest import Cli, Keys, MakeRepo, git, openpgp_signer
 from tests.tamper import (
     Template,
     copy_template,
@@ -166,7 +166,9 @@ def test_attack_7_an_edited_cache_row_changes_nothing_rollback_writes(
 def test_attack_7_list_and_show_never_present_a_copied_note_as_the_signer(
     cli: Cli, make_repo: MakeRepo, keys: Keys
 ) -> None:
-    repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": trusted_policy(keys, ["*"])})
+    # The other key is known to the policy, for staging only: its signature checks out.
+    policy = trusted_policy(keys, ["*"]) + openpgp_signer("dev", keys.other, ["staging"])
+    repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
     git(repo, "config", "govsnap.signingKey", keys.other)
     made = cli(repo, "create", "--json")
     ident = json.loads(made.out)["snapshot"]["id"]
@@ -182,7 +184,7 @@ def test_attack_7_list_and_show_never_present_a_copied_note_as_the_signer(
     shown = cli(repo, "show", ident)
     signed_by = next(line for line in shown.out.splitlines() if line.startswith("signed by"))
     assert keys.other in signed_by and keys.trusted not in signed_by
-    assert "FAIL" in signed_by and "not in the trust policy" in signed_by
+    assert "FAIL" in signed_by and "is not trusted for environment 'default'" in signed_by
     data = json.loads(cli(repo, "show", ident, "--json").out)["verified"]
     assert data["signer"] == keys.other and not data["trust"]["ok"]
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from govsnap.errors import UsageError
 from govsnap.repo import open_repo
 from govsnap.trust import PolicyError, load_policy, parse_policy
-from tests.conftest import Cli, Keys, MakeRepo, SSHKey, git, write_files
+from tests.conftest import Cli, Keys, MakeRepo, SSHKey, git, openpgp_signer, write_files
 
 FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
 X509 = "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
@@ -77,14 +78,28 @@ def signer(fpr: str = FPR, envs: str = '["prod"]', ops: str = '["create"]') -> s
             2,
             "invalid TOML: Expected ']' at the end of a table declaration",
         ),
-        ('version = 1\nsigner = "x"\n', 2, "signer: unknown key (known: version, signers)"),
-        ("version = 2\n", 1, "version: unsupported version 2 (this govsnap reads 1)"),
+        (
+            'version = 1\nsigner = "x"\n',
+            2,
+            "signer: unknown key (known: version, policy_threshold, signers)",
+        ),
+        (
+            "version = 0\n",
+            1,
+            "version: must be a whole number, 1 or more, raised by every change: 0",
+        ),
+        (
+            "policy_threshold = 2\n",
+            1,
+            "policy_threshold: 2 approvals needed, but only 0 signer(s) may approve a policy "
+            "change (operation 'policy')",
+        ),
         ("signers = 3\n", 1, "signers: must be a table of [signers.NAME] tables"),
         (
             "\n" + signer() + "role = 'x'\n",
             6,
-            "signers.bot.role: unknown key (known: openpgp, ssh, x509, environments, "
-            "operations, description)",
+            "signers.bot.role: unknown key (known: openpgp, ssh, x509, public_key, "
+            "environments, operations, description)",
         ),
         (
             signer(fpr="0123456789ABCDEF"),
@@ -117,7 +132,7 @@ def signer(fpr: str = FPR, envs: str = '["prod"]', ops: str = '["create"]') -> s
             signer(ops='["create", "deploy"]'),
             4,
             "signers.bot.operations: unknown operation 'deploy' (known: create, rollback, "
-            "prune, pin, or '*')",
+            "prune, pin, policy, or '*')",
         ),
         (
             '[signers.bot]\nenvironments = ["a"]\noperations = ["pin"]\n',
@@ -200,7 +215,7 @@ def test_dotted_keys_are_located_too() -> None:
     assert info.value.message.startswith("t:3: signers.bot.operations: unknown operation 'x'")
 
 
-def test_the_committed_version_at_the_ref_is_read(make_repo: MakeRepo) -> None:
+def test_the_committed_version_at_the_full_ref_is_read(make_repo: MakeRepo) -> None:
     path = make_repo()
     repo = open_repo(path)
     assert load_policy(repo) is None
@@ -209,9 +224,11 @@ def test_the_committed_version_at_the_ref_is_read(make_repo: MakeRepo) -> None:
     git(path, "add", ".govsnap")
     git(path, "commit", "-q", "-m", "policy")
     policy = load_policy(repo)
-    assert policy is not None and policy.source == "HEAD:.govsnap/trust.toml"
+    assert policy is not None and policy.source == "refs/heads/main:.govsnap/trust.toml"
     git(path, "config", "govsnap.trustRef", "refs/heads/nowhere")
-    with pytest.raises(Exception, match=r"govsnap\.trustRef 'refs/heads/nowhere' does not name"):
+    assert load_policy(repo) is None  # no such ref: no policy (a server refuses everything)
+    git(path, "config", "govsnap.trustRef", "main")
+    with pytest.raises(UsageError, match=r"'main' is not a full ref name: .*refs/heads/main"):
         load_policy(repo)
 
 
@@ -233,23 +250,37 @@ def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key
     missing = cli(path, "trust", "check")
     assert missing.code == 1
     assert missing.err == (
-        "govsnap: error: no trust policy at HEAD:.govsnap/trust.toml: every snapshot fails "
-        "the trust check (commit .govsnap/trust.toml, or set govsnap.requireTrust=false)\n"
+        "govsnap: error: every snapshot fails the trust check: no trust policy: "
+        "refs/heads/main:.govsnap/trust.toml does not exist; write one with `govsnap trust "
+        "init` (or `govsnap trust add-signer NAME --key KEY`), then git add "
+        ".govsnap/trust.toml && git commit\n"
     )
-    assert "no trust policy at HEAD:.govsnap/trust.toml" in cli(path, "trust", "show").out
-    text = signer(fpr=keys.trusted) + (
-        f"\n[signers.laptop]\nssh = 'releaser@example.com {ssh_key.public.read_text().strip()}'\n"
-        "environments = ['*']\noperations = ['rollback']\n"
+    shown_missing = cli(path, "trust", "show").out
+    assert "no trust policy at refs/heads/main:.govsnap/trust.toml" in shown_missing
+    text = (
+        "version = 1\n"
+        + openpgp_signer("bot", keys.trusted, ["prod"], ["create"])
+        + (
+            "\n[signers.laptop]\n"
+            f"ssh = 'releaser@example.com {ssh_key.public.read_text().strip()}'\n"
+            "environments = ['*']\noperations = ['rollback']\n"
+        )
     )
     commit_policy_file(path, text)
     check = cli(path, "trust", "check")
-    assert check.code == 0
-    assert check.out == "HEAD:.govsnap/trust.toml is valid: 2 signer(s)\n"
+    assert check.code == 0, check.err
+    assert check.out.startswith(
+        "refs/heads/main:.govsnap/trust.toml is valid: version 1, 2 signer(s); root of trust: "
+        "trust on first use of commit "
+    )
     shown = cli(path, "trust", "show")
     assert shown.code == 0
     assert keys.trusted in shown.out and "laptop" in shown.out and "rollback" in shown.out
+    assert "root of trust: verified by this clone before" in shown.out
     data = json.loads(cli(path, "trust", "show", "--json").out)
-    assert data["source"] == "HEAD:.govsnap/trust.toml"
+    assert data["source"] == "refs/heads/main:.govsnap/trust.toml"
+    assert data["version"] == 1 and data["policy_threshold"] == 1
+    assert data["commit"] == git(path, "rev-parse", "HEAD").strip()
     assert [s["name"] for s in data["signers"]] == ["bot", "laptop"]
     assert data["signers"][0] == {
         "name": "bot",
@@ -258,7 +289,8 @@ def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key
         "environments": ["prod"],
         "operations": ["create"],
         "description": "",
-        "line": 1,
+        "line": 3,
+        "public_key": True,
     }
     assert data["uncommitted_edit"] is False
 
@@ -274,7 +306,7 @@ def test_an_uncommitted_edit_is_flagged_and_checkable(cli: Cli, make_repo: MakeR
     assert edited.code == 2
     assert edited.err == (
         f"govsnap: error: {path}/.govsnap/trust.toml:4: signers.bot.operations: unknown "
-        "operation 'nuke' (known: create, rollback, prune, pin, or '*')\n"
+        "operation 'nuke' (known: create, rollback, prune, pin, policy, or '*')\n"
     )
 
 
@@ -285,8 +317,8 @@ def test_a_bad_committed_policy_stops_trust_and_verify_with_one_line(
     assert cli(path, "create").code == 0
     commit_policy_file(path, signer(fpr="ABCD1234").replace("[signers", "version = 1\n\n[signers"))
     expected = (
-        "govsnap: error: HEAD:.govsnap/trust.toml:4: signers.bot.openpgp: 'ABCD1234' is a key ID, "
-        "not a fingerprint: use all 40 hex digits\n"
+        "govsnap: error: refs/heads/main:.govsnap/trust.toml:4: signers.bot.openpgp: 'ABCD1234' "
+        "is a key ID, not a fingerprint: use all 40 hex digits\n"
     )
     for args in (("trust", "check"), ("trust", "show"), ("verify", "--all")):
         result = cli(path, *args)
@@ -300,5 +332,6 @@ def test_requiring_no_trust(cli: Cli, make_repo: MakeRepo) -> None:
     result = cli(path, "trust", "check")
     assert result.code == 0
     assert (
-        result.out == "no trust policy at HEAD:.govsnap/trust.toml (govsnap.requireTrust=false)\n"
+        result.out
+        == "no trust policy at refs/heads/main:.govsnap/trust.toml (govsnap.requireTrust=false)\n"
     )
