@@ -69,3 +69,8 @@ class CorruptObject(CheckFailed):
 
 class SnapshotConflict(CheckFailed):
     """A remote holds another object under a snapshot id this clone has."""
+
+
+class HistoryRewritten(CheckFailed):
+    """A history this clone recorded (the audit chain, the trust policy) was rewritten,
+    truncated or deleted; the message says how to restore it from this clone."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +17,13 @@ from typing import Any
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap.errors import ConcurrentUpdate, CorruptObject, EnvironmentProblem, UsageError
+from govsnap.errors import (
+    ConcurrentUpdate,
+    CorruptObject,
+    EnvironmentProblem,
+    HistoryRewritten,
+    UsageError,
+)
 from govsnap.repo import Identity, Repo, parse_ident_line
 
 # Govsnap-Format of new snapshots; every format in READABLE_FORMATS still verifies (the
@@ -22,6 +31,13 @@ from govsnap.repo import Identity, Repo, parse_ident_line
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 SNAPSHOT_REF_PREFIX = "refs/govsnap/snapshots/"
+AUDIT_REF = "refs/govsnap/audit"
+# What this clone last wrote or verified of the audit chain. Every govsnap update of
+# AUDIT_REF moves it in the same transaction, and none extends a chain that no longer
+# holds it: a rewrite, truncation or deletion of the chain is found, never built on.
+VERIFIED_AUDIT_REF = "refs/govsnap-verified/audit"
+# The object-store lock file under .git/govsnap/ (see writing()).
+GC_LOCK = "gc.lock"
 ID_LENGTH = 16
 
 # Lines that open a signature block, as git's parse_signed_buffer knows them.
@@ -415,6 +431,7 @@ def write_commit(
 # --- compare-and-swap ref updates -------------------------------------------------------
 
 _ATTEMPTS = 200
+_REWRITE_CONFIRMATIONS = 10  # consecutive looks before a mismatch counts as a rewrite
 # What libgit2 raises when a ref moved under us (GitError: the compare-and-swap failed;
 # AlreadyExistsError, KeyError: created or deleted meanwhile) or when another process
 # holds its lock file or packed-refs.lock (OSError): all are worth another try.
@@ -432,6 +449,60 @@ def ref_target(repo: Repo, name: str) -> pygit2.Oid | None:
     return target if isinstance(target, pygit2.Oid) else None
 
 
+@contextmanager
+def writing(repo: Repo) -> Iterator[None]:
+    """Hold the shared side of the object-store lock while writing objects that a ref
+    will name. `prune --now` takes the exclusive side around `git gc --prune=now`, which
+    deletes every unreachable object at once: an audit entry written but not yet on its
+    ref would go, and the ref would then point at nothing (issue 13, attack 9)."""
+    with _gc_lock(repo, fcntl.LOCK_SH):
+        yield
+
+
+@contextmanager
+def collecting(repo: Repo) -> Iterator[None]:
+    """Hold the exclusive side of the object-store lock (see writing): no govsnap process
+    writes objects meanwhile."""
+    with _gc_lock(repo, fcntl.LOCK_EX):
+        yield
+
+
+@contextmanager
+def _gc_lock(repo: Repo, mode: int) -> Iterator[None]:
+    # flock: released by the kernel when the process dies, so a killed writer never
+    # leaves the lock held.
+    fd = os.open(repo.state_dir / GC_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _audit_continuity(repo: Repo, current: pygit2.Oid | None) -> pygit2.Oid | None:
+    """Return what this clone last recorded of the audit chain (VERIFIED_AUDIT_REF);
+    raise HistoryRewritten when the chain at `current` no longer holds it."""
+    recorded = ref_target(repo, VERIFIED_AUDIT_REF)
+    if recorded is None or recorded == current:
+        return recorded
+    odb = repo.git.odb
+    holds = (
+        current is not None
+        and odb.exists(current)
+        and odb.exists(recorded)
+        and repo.git.descendant_of(current, recorded)
+    )
+    if holds:
+        return recorded
+    state = "is gone" if current is None else f"is {current}"
+    raise HistoryRewritten(
+        f"{AUDIT_REF} no longer holds entry {recorded}, which this clone recorded "
+        f"(the ref {state}: rewritten, truncated, deleted, or an object is missing); nothing "
+        f"was written. Restore it from this clone's record: git update-ref {AUDIT_REF} "
+        f"{recorded} (or run govsnap doctor)"
+    )
+
+
 def update_ref(
     repo: Repo,
     name: str,
@@ -443,6 +514,22 @@ def update_ref(
     `compute` may be called several times; it must derive the new value from the
     current one only. Returning None deletes the ref. Returns the value written.
     """
+    if name == AUDIT_REF:
+        # The audit ref moves with its record of what this clone wrote (update_refs).
+        def both(current: RefValues) -> RefValues:
+            return {AUDIT_REF: compute(current[AUDIT_REF])}
+
+        return update_refs(repo, [AUDIT_REF], both, message)[AUDIT_REF]
+    with writing(repo):
+        return _update_one(repo, name, compute, message)
+
+
+def _update_one(
+    repo: Repo,
+    name: str,
+    compute: Callable[[pygit2.Oid | None], pygit2.Oid | None],
+    message: str,
+) -> pygit2.Oid | None:
     for attempt in range(_ATTEMPTS):
         ref = repo.git.references.get(name)
         target = None if ref is None else ref.target
@@ -503,8 +590,28 @@ def update_refs(
     before that point done, in the order of `names`, and deletions after every update:
     callers name the audit ref first, so that no change lands without its audit entry.
     """
+    with writing(repo):
+        return _update_many(repo, names, compute, message)
+
+
+def _update_many(
+    repo: Repo, names: Sequence[str], compute: Callable[[RefValues], RefValues], message: str
+) -> RefValues:
+    suspicions = 0
     for attempt in range(_ATTEMPTS):
         current = {name: ref_target(repo, name) for name in names}
+        recorded = None
+        if AUDIT_REF in names:
+            try:
+                recorded = _audit_continuity(repo, current[AUDIT_REF])
+            except HistoryRewritten:
+                # A reader can see a concurrent transaction half-committed (git renames
+                # one lock file after another): only a mismatch that stays is a rewrite.
+                suspicions += 1
+                if suspicions >= _REWRITE_CONFIRMATIONS:
+                    raise
+                _backoff(attempt)
+                continue
         wanted = compute(current)
         changes = {n: v for n, v in wanted.items() if v != current.get(n)}
         if not changes:
@@ -512,10 +619,16 @@ def update_refs(
         script = b"".join(
             _transaction_line(n, changes[n], current[n]) for n in names if n in changes
         )
+        if changes.get(AUDIT_REF) is not None:
+            # Checked against what it held: a concurrent writer makes the transaction fail
+            # and this attempt start again.
+            script += _transaction_line(VERIFIED_AUDIT_REF, changes[AUDIT_REF], recorded)
         proc = repo.git_cmd("update-ref", "--stdin", "-z", "-m", message, input=script, check=False)
         if proc.returncode == 0:
             return wanted
         moved = any(ref_target(repo, name) != current[name] for name in names)
+        if AUDIT_REF in names:
+            moved = moved or ref_target(repo, VERIFIED_AUDIT_REF) != recorded
         detail = proc.stderr.decode(errors="replace").strip()
         if not moved and "exists" not in detail.lower():
             reason = detail.splitlines()[-1] if detail else f"exit code {proc.returncode}"

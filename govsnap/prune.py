@@ -183,19 +183,20 @@ class PrunePlan:
         }
 
 
-def _candidate(snap: Snapshot) -> Candidate:
+def _candidate(snap: Snapshot, pinned: frozenset[str]) -> Candidate:
     return Candidate(
         id=snap.id,
         time=datetime.fromtimestamp(snap.created, UTC),
         labels=snap.labels,
-        pinned=is_pinned(snap),
+        pinned=snap.id in pinned,
         environment=snap.environment,
     )
 
 
-def is_pinned(snap: Snapshot) -> bool:
-    """Return True when the snapshot's note says it is pinned."""
-    return snap.note_data.get("pinned") is True
+def pinned_ids(repo: Repo) -> frozenset[str]:
+    """Return the ids of the pinned snapshots, as the audit trail's authorised entries
+    say: the note's `pinned` is a display copy anyone can edit, and decides nothing."""
+    return audit.decisions(repo, load_policy(repo)).pinned
 
 
 def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
@@ -215,9 +216,11 @@ def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
     by_id = {s.id: s for s in readable}
     decisions: list[Decision] = []
     now = datetime.now(UTC)
+    pinned = pinned_ids(repo)
+    candidates = (_candidate(s, pinned) for s in readable)
     # list_snapshots orders snapshots of the same second by their recorded nanoseconds;
     # the engine's stable sort keeps that order.
-    for group, members in group_snapshots(map(_candidate, readable), options.group_by).items():
+    for group, members in group_snapshots(candidates, options.group_by).items():
         keep, remove, reasons = apply_policy(members, policy, now)
         why = {r.snapshot.id: r.matches for r in reasons}
         order = {c.id: n for n, c in enumerate(members)}
@@ -236,9 +239,10 @@ def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
 
 def _plan_ids(repo: Repo, options: PruneOptions, snaps: list[Snapshot]) -> PrunePlan:
     named: dict[str, Snapshot] = {}
+    pinned = pinned_ids(repo)
     for name in options.ids:
         snap = resolve(repo, name, snaps)
-        if is_pinned(snap):
+        if snap.id in pinned:
             raise UsageError(f"snapshot {snap.id} is pinned: run `govsnap unpin {snap.id}` first")
         named[snap.id] = snap
     decisions = tuple(
@@ -539,6 +543,7 @@ def _audit_entry(
         summary = f"purged {len(removed)} snapshot(s) from refs, notes history and objects"
     else:
         summary = f"removed {len(removed)} of {total} snapshot(s): {the_plan.describe()}"
+    places = {d.snapshot.id: d.snapshot.environment for d in the_plan.removed}
     arguments: dict[str, Any] = {
         "policy": the_plan.policy.arguments() if the_plan.policy else None,
         "policy_source": the_plan.source,
@@ -557,6 +562,9 @@ def _audit_entry(
         identity=identity,
         arguments=arguments,
         duration=seconds,
+        # Signed with the entry: where each snapshot was, so that whoever acts on the
+        # entry (push --prune, a server) checks the signer's right there.
+        extra={"environments": {ident: places.get(ident, "*") for ident in removed}},
     )
 
 
@@ -590,7 +598,7 @@ def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
     snapshot already in that state is left alone."""
     started = time.monotonic()
     snap = resolve(repo, name)
-    if is_pinned(snap) == pinned:
+    if (snap.id in pinned_ids(repo)) == pinned:
         return PinResult(snap.id, pinned, False)
     operation = "pin" if pinned else "unpin"
     # Unpinning lets prune delete the snapshot, so it needs the same right as pinning.
@@ -604,13 +612,12 @@ def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
         identity=identity,
         arguments={"snapshot": name},
         duration=time.monotonic() - started,
+        extra={"environments": {snap.id: snap.environment}},
     )
 
     def mark(note: notes.JSONObject | None) -> notes.JSONObject:
         return {**(note or {}), "pinned": pinned}
 
-    # The note and its audit entry change together; nothing when another process set it.
-    changed = audit.append_with_notes(
-        repo, entry, {snap.tag_oid: mark}, "Notes added by 'govsnap'", only_if_changed=True
-    )
-    return PinResult(snap.id, pinned, changed)
+    # The entry decides; the note's copy is for display. Both change together.
+    audit.append_with_notes(repo, entry, {snap.tag_oid: mark}, "Notes added by 'govsnap'")
+    return PinResult(snap.id, pinned, True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pygit2
+from pygit2.enums import SortMode
 
 from govsnap import audit, notes
 from govsnap.errors import (
@@ -35,6 +36,7 @@ from govsnap.notes import NOTES_REF, JSONObject
 from govsnap.objects import SNAPSHOT_REF_PREFIX, create_ref, read_tag, ref_target, update_ref
 from govsnap.repo import Identity, Repo
 from govsnap.store import Snapshot, load_snapshot, snapshot_refs
+from govsnap.trust import load_policy
 
 TRACKING_ROOT = "refs/govsnap-remote/"
 AUDIT_REF = audit.AUDIT_REF
@@ -170,11 +172,17 @@ def same_payload(repo: Repo, ours: pygit2.Oid, theirs: pygit2.Oid | str) -> bool
         return False
 
 
-def pruned_ids(repo: Repo) -> set[str]:
-    """Return the ids of snapshots that a prune or purge recorded in the audit trail (every
-    copy of it this clone has joined) deleted."""
-    entries = audit.entries_of(repo, "prune", "purge")
-    return {ident for entry in entries for ident in entry.snapshots}
+def pruned_ids(repo: Repo) -> frozenset[str]:
+    """Return the ids of snapshots that an authorised prune or purge recorded in the audit
+    trail (every copy of it this clone has joined) deleted: signed by a signer the trust
+    policy allows to prune there. An unsigned or unauthorised entry deletes nothing."""
+    return audit.decisions(repo, load_policy(repo)).pruned
+
+
+def recorded_ref(remote: str) -> str:
+    """Return the ref under which this clone records the remote's audit tip it last saw
+    there and verified (fetched or pushed)."""
+    return f"{VERIFIED_REMOTES}{remote}/audit"
 
 
 # --- fetch --------------------------------------------------------------------------------
@@ -204,6 +212,11 @@ class FetchedSnapshot:
 PROBLEMS = ("unverified", "conflict", "invalid")
 # The state of a remote's notes or audit ref that does not point at a commit.
 INVALID = "invalid"
+# The states of a remote's audit trail that must fail a fetch: it no longer holds what
+# this clone saw there ("rewritten": truncated, rewritten or deleted), or its new entries
+# are unsigned, by keys the policy does not know, or not authorised ("refused").
+AUDIT_PROBLEMS = (INVALID, "rewritten", "refused")
+VERIFIED_REMOTES = "refs/govsnap-verified/remotes/"
 
 
 @dataclass(frozen=True)
@@ -216,8 +229,9 @@ class FetchReport:
     snapshots: tuple[FetchedSnapshot, ...]
     unchanged: int  # remote snapshots identical to local ones
     notes: str  # "absent", "unchanged", "fast-forward", "merged", "invalid"
-    audit: str  # "absent", "unchanged", "fast-forward", "joined", "invalid"
+    audit: str  # "absent", "unchanged", "fast-forward", "joined", or one of AUDIT_PROBLEMS
     seconds: float
+    audit_detail: str = ""  # what is wrong with the remote's audit trail, and the remedy
 
     def with_status(self, *statuses: str) -> list[FetchedSnapshot]:
         """Return the snapshots whose status is one of `statuses`."""
@@ -226,13 +240,20 @@ class FetchReport:
     @property
     def ok(self) -> bool:
         """Return True when nothing was tampered with, invalid or failed verification."""
-        return not self.with_status(*PROBLEMS) and INVALID not in (self.notes, self.audit)
+        return (
+            not self.with_status(*PROBLEMS)
+            and self.notes != INVALID
+            and self.audit not in AUDIT_PROBLEMS
+        )
 
     def check(self) -> None:
-        """Raise CheckFailed when snapshots were left out (tampered, unverified, invalid)
-        or the remote's notes or audit ref is not a commit."""
+        """Raise CheckFailed when snapshots were left out (tampered, unverified, invalid),
+        the remote's notes or audit ref is not a commit, or its audit trail was rewritten
+        or holds entries nobody authorised."""
         problems = self.with_status(*PROBLEMS)
         reasons = []
+        if self.audit in ("rewritten", "refused"):
+            reasons.append(self.audit_detail)
         if problems:
             kinds = ", ".join(sorted({p.status for p in problems}))
             reasons.append(f"{len(problems)} snapshot(s) from {self.remote} not added: {kinds}")
@@ -254,6 +275,7 @@ class FetchReport:
             "snapshots": [s.as_json() for s in self.snapshots],
             "notes": self.notes,
             "audit": self.audit,
+            "audit_detail": self.audit_detail,
             "seconds": round(self.seconds, 6),
         }
 
@@ -289,7 +311,12 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     notes_state = (
         merge_notes(repo, remote_notes, local_tags.__contains__, identity) if notes_ok else INVALID
     )
-    audit_state = _audit_state(repo, remote_audit) if audit_ok else INVALID
+    audit_state, audit_detail = (
+        _judge_remote_audit(repo, remote, remote_audit) if audit_ok else (INVALID, "")
+    )
+    # A remote chain that fails is never joined: this clone keeps its own copy, which is
+    # what restores the remote (govsnap doctor --restore-remote).
+    join = remote_audit if audit_state in ("fast-forward", "joined") else None
     added = [s.id for s in outcomes if s.status == "added"]
     problems = [s for s in outcomes if s.status in PROBLEMS]
     if added or problems or notes_state == "merged" or audit_state == "joined":
@@ -305,10 +332,12 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
             arguments={"remote": remote.name, "verify": verify},
             result="ok" if not problems else "problems: " + _problem_summary(problems),
             duration=time.monotonic() - started,
-            join=remote_audit,
+            join=join,
         )
     elif audit_state == "fast-forward":
         _fast_forward(repo, AUDIT_REF, remote_audit)
+    if audit_state in ("unchanged", "fast-forward", "joined") and remote_audit is not None:
+        record_remote_audit(repo, remote.name, remote_audit)
     return FetchReport(
         remote.name,
         remote.shown_url,
@@ -318,7 +347,68 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         notes_state,
         audit_state,
         time.monotonic() - started,
+        audit_detail,
     )
+
+
+def _judge_remote_audit(repo: Repo, remote: Remote, theirs: pygit2.Oid | None) -> tuple[str, str]:
+    """Return the state of the remote's audit trail (see FetchReport.audit) and, for a
+    problem, what is wrong and how to restore it from this clone."""
+    seen = ref_target(repo, recorded_ref(remote.name))
+    restore = f"restore it from this clone: govsnap doctor --restore-remote {remote.name}"
+    if seen is not None and theirs != seen:
+        holds = (
+            theirs is not None
+            and repo.git.odb.exists(theirs)
+            and repo.git.descendant_of(theirs, seen)
+        )
+        if not holds:
+            lost = _entries_missing(repo, seen, theirs)
+            what = "deleted" if theirs is None else "rewritten"
+            return "rewritten", (
+                f"the audit trail of {remote.name} was {what}: {lost} entr"
+                f"{'y' if lost == 1 else 'ies'} this clone saw there (up to {str(seen)[:12]}) "
+                f"{'is' if lost == 1 else 'are'} gone from it; {restore}"
+            )
+    state = _audit_state(repo, theirs)
+    if state in ("fast-forward", "joined") and theirs is not None:
+        policy = load_policy(repo)
+        problems = audit.new_entry_problems(
+            repo,
+            theirs,
+            [ref_target(repo, AUDIT_REF)],
+            policy,
+            skew=audit.configured_skew(repo),
+            now=int(time.time()),
+        )
+        if problems:
+            shown = "; ".join(problems[:3]) + (
+                f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+            )
+            return "refused", (
+                f"the audit trail of {remote.name} holds entries this clone refuses to join "
+                f"({shown}); they were not joined; if they should not be there, {restore}"
+            )
+    return state, ""
+
+
+def _entries_missing(repo: Repo, seen: pygit2.Oid, theirs: pygit2.Oid | None) -> int:
+    """Return how many entries reachable from `seen` are not reachable from `theirs`."""
+    walker = repo.git.walk(seen, SortMode.NONE)
+    if theirs is not None and repo.git.odb.exists(theirs):
+        walker.hide(theirs)
+    return sum(1 for _ in walker)
+
+
+def record_remote_audit(repo: Repo, remote: str, tip: pygit2.Oid) -> None:
+    """Record `tip` as the remote's audit trail this clone saw there, moving forward only."""
+
+    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
+        if current is None or current == tip or repo.git.descendant_of(tip, current):
+            return tip
+        return current
+
+    update_ref(repo, recorded_ref(remote), compute, message="govsnap: remote audit seen")
 
 
 def _problem_summary(problems: Iterable[FetchedSnapshot]) -> str:
@@ -747,11 +837,13 @@ def push(
             specs = [f"{SNAPSHOT_REF_PREFIX}{i}:{SNAPSHOT_REF_PREFIX}{i}" for i in report.sent]
         else:
             specs = [SNAPSHOT_PUSH_REFSPEC] if report.sent else []
-        specs += [
-            f"{ref}:{ref}"
-            for ref, plan in ((NOTES_REF, report.notes), (AUDIT_REF, report.audit))
-            if plan == "sent"
-        ]
+        # The audit tip is named by its id: what this clone then records as the remote's
+        # is exactly what it sent, whatever is appended here meanwhile.
+        audit_tip = ref_target(repo, AUDIT_REF)
+        if report.notes == "sent":
+            specs.append(f"{NOTES_REF}:{NOTES_REF}")
+        if report.audit == "sent" and audit_tip is not None:
+            specs.append(f"{audit_tip}:{AUDIT_REF}")
         leases = [
             f"--force-with-lease={SNAPSHOT_REF_PREFIX}{i}:{theirs.snapshots[i]}" for i in deletions
         ]
@@ -759,6 +851,10 @@ def push(
         if not specs:
             return _timed(report, started)
         if _send(repo, remote, leases, specs):
+            if report.audit == "sent" and audit_tip is not None:
+                record_remote_audit(repo, remote.name, audit_tip)
+            elif report.audit == "up to date" and theirs.audit is not None:
+                record_remote_audit(repo, remote.name, pygit2.Oid(hex=theirs.audit))
             if deletions:
                 audit.append(
                     repo,
@@ -784,16 +880,10 @@ def _send(repo: Repo, remote: Remote, leases: list[str], specs: list[str]) -> bo
     """Run `git push`; return False when only the notes or audit ref lost a race (try
     again), raise for anything else the remote refused.
 
-    A push that deletes (leases) signs its push certificate when the server asks for one
-    (govsnap's pre-receive hook lets only signers allowed to prune delete snapshots), with
-    govsnap's signing key when one is set.
+    A deletion is sent together with the audit trail holding the signed prune entry that
+    authorises it: that entry, not the push, is what govsnap's pre-receive hook checks.
     """
-    command = ["push", "--porcelain"]
-    if leases:
-        key = repo.config_str("govsnap.signingKey")
-        config = ["-c", f"user.signingKey={key}"] if key else []
-        command = [*config, *command, "--signed=if-asked"]
-    proc = repo.git_cmd(*command, *leases, remote.name, *specs, check=False)
+    proc = repo.git_cmd("push", "--porcelain", *leases, remote.name, *specs, check=False)
     pushed = _parse_porcelain(proc.stdout.decode(errors="replace"))
     if proc.returncode != 0 and not pushed:
         raise EnvironmentProblem(
