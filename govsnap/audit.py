@@ -21,13 +21,12 @@ from typing import TYPE_CHECKING, Any, cast
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap.errors import GovsnapError, UsageError
+from govsnap.errors import CheckFailed, GovsnapError, UsageError
 from govsnap.notes import NOTES_REF, Mutation, commit_on
-from govsnap.objects import (
-    AUDIT_REF as AUDIT_REF,
-)
+from govsnap.objects import AUDIT_REF as AUDIT_REF  # re-exported: the audit trail's ref
 from govsnap.objects import (
     ISO_UTC,
+    VERIFIED_AUDIT_REF,
     RefValues,
     ref_target,
     update_ref,
@@ -137,6 +136,8 @@ class EntryWriter:
     def commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
         """Write the entry's commit with the chain head `current` as parent; return it."""
         git = self.repo.git
+        if current is not None and not git.odb.exists(current):
+            raise dangling(current)
         sig = self.identity.signature()
         parents: list[str | pygit2.Oid] = list(joined_parents(self.repo, current, self.join))
         if self.signer is not None:
@@ -153,6 +154,15 @@ class EntryWriter:
         return git.create_commit(None, sig, sig, self._message(), self.empty_tree, parents)
 
 
+def dangling(tip: pygit2.Oid) -> CheckFailed:
+    """Return the error for an audit ref that points at a missing commit."""
+    return CheckFailed(
+        f"{AUDIT_REF} points at {tip}, which is not in the object store (git gc removed "
+        "it?): run govsnap doctor --fix, which reattaches the chain to its newest entry "
+        "still present and records the gap"
+    )
+
+
 def append(
     repo: Repo,
     operation: str,
@@ -165,6 +175,7 @@ def append(
     duration: float = 0.0,
     sign: bool = True,
     join: pygit2.Oid | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> pygit2.Oid:
     """Append one entry (see EntryWriter) to the audit chain by compare-and-swap; return
     its commit oid."""
@@ -179,6 +190,7 @@ def append(
         duration=duration,
         sign=sign,
         join=join,
+        extra=extra,
     )
     written = update_ref(repo, AUDIT_REF, writer.commit_on, message=f"govsnap: {operation}")
     assert written is not None
@@ -325,7 +337,11 @@ def parse_entry(commit: pygit2.Commit) -> AuditEntry:
 
 def read_chain(repo: Repo, ref: str = AUDIT_REF) -> list[AuditEntry]:
     """Return every entry of the chain, newest first, following all parents (a fetch
-    joins a remote copy of the chain with a two-parent entry, see remote.py)."""
+    joins a remote copy of the chain with a two-parent entry, see remote.py); raise
+    CheckFailed when the ref points at a missing commit."""
+    head = ref_target(repo, ref)
+    if head is not None and not repo.git.odb.exists(head):
+        raise dangling(head)
     entries = [parse_entry(commit) for commit in _walk(repo, ref)]
     entries.sort(key=lambda e: e.time, reverse=True)
     return entries
@@ -477,19 +493,32 @@ def configured_skew(repo: Repo) -> int:
 
 
 def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditReport:
-    """Check the whole chain and return what was found (an empty chain is good)."""
-    from govsnap.signing import verify_detached
+    """Check the whole chain and return what was found (an empty chain is good): its
+    shape, times, that it still holds what this clone recorded of it, signatures (against
+    the trust policy's keys when there is one), and that every prune, purge and unpin was
+    made by a signer allowed to."""
+    from govsnap.signing import SignatureVerifier
+    from govsnap.trust import load_policy
 
     skew = configured_skew(repo) if skew is None else skew
     if skew < 0:
         raise UsageError(f"the skew must be 0 or more seconds, not {skew}")
     problems: list[AuditProblem] = []
     signers: dict[str, None] = {}
-    signed = 0
+    head = ref_target(repo, ref)
+    if head is not None and not repo.git.odb.exists(head):
+        error = dangling(head)
+        return AuditReport(0, 0, skew, (AuditProblem(str(head), "missing", error.message),))
+    if ref == AUDIT_REF:
+        problems += _continuity_problems(repo, head)
+    policy = load_policy(repo)
     commits = _walk(repo, ref)
     by_oid = {commit.id: commit for commit in commits}
+    signed_items: list[tuple[AuditEntry, bytes, bytes]] = []
+    entries: list[AuditEntry] = []
     for commit in commits:
         entry = parse_entry(commit)
+        entries.append(entry)
         short = entry.oid[:12]
         # The one legitimate merge: a fetch joining the remote's copy of the chain.
         joins = len(entry.parents) == 2 and entry.operation == "fetch"
@@ -527,16 +556,55 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
                 )
         block, payload = commit.gpg_signature
         if block:
-            signed += 1
-            check = verify_detached(repo, bytes(payload), bytes(block))
-            if check.valid:
-                signers[check.signer or "?"] = None
-            else:
+            signed_items.append((entry, bytes(payload), bytes(block)))
+    verifier = policy.verifier(repo) if policy is not None else SignatureVerifier(repo)
+    try:
+        checks = verifier.verify_many([(payload, block) for _, payload, block in signed_items])
+    finally:
+        verifier.close()
+    for (entry, _, _), check in zip(signed_items, checks, strict=True):
+        short = entry.oid[:12]
+        if check.valid:
+            signers[check.signer or "?"] = None
+        elif check.unknown_key is not None:
+            # Not tampering: a key this clone cannot check (the policy should carry it).
+            problems.append(AuditProblem(entry.oid, "unknown-key", f"{short}: {check.reason}"))
+        else:
+            problems.append(
+                AuditProblem(entry.oid, "signature", f"{short}: bad signature: {check.reason}")
+            )
+    if policy is not None:
+        decisions_ = [e for e in entries if e.operation in DECISION_RIGHTS and e.operation != "pin"]
+        for judged in judge(repo, decisions_, policy):
+            if not judged.allowed:
                 problems.append(
-                    AuditProblem(entry.oid, "signature", f"{short}: bad signature: {check.reason}")
+                    AuditProblem(
+                        judged.entry.oid,
+                        "unauthorised",
+                        f"{judged.entry.operation} entry {judged.reason}: it decides nothing",
+                    )
                 )
-    count = len(commits)
-    return AuditReport(count, signed, skew, tuple(problems), tuple(signers))
+    return AuditReport(len(commits), len(signed_items), skew, tuple(problems), tuple(signers))
+
+
+def _continuity_problems(repo: Repo, head: pygit2.Oid | None) -> list[AuditProblem]:
+    """Return a problem when the chain no longer holds what this clone recorded of it."""
+    recorded = ref_target(repo, VERIFIED_AUDIT_REF)
+    if recorded is None or recorded == head:
+        return []
+    odb = repo.git.odb
+    holds = head is not None and odb.exists(recorded) and repo.git.descendant_of(head, recorded)
+    if holds:
+        return []
+    return [
+        AuditProblem(
+            str(recorded),
+            "rewritten",
+            f"{AUDIT_REF} no longer holds {recorded}, which this clone recorded (rewritten, "
+            f"truncated or deleted): govsnap doctor --fix restores a truncated chain, or "
+            f"git update-ref {AUDIT_REF} {recorded}",
+        )
+    ]
 
 
 # --- decisions: what signed, authorised entries say ------------------------------------

@@ -211,17 +211,21 @@ def show(
     json_out: JsonOpt = False,
 ) -> None:
     """Show everything about one snapshot, and who signed it (as verification finds)."""
+    from govsnap.prune import pinned_ids
     from govsnap.store import resolve
     from govsnap.verify import verify_snapshot
 
     repo = _state(ctx).repo()
     snap = resolve(repo, snapshot)
     # Who signed it is what the signature says, checked now; the note only claims it.
+    # Whether it is pinned is what the audit trail says.
     check = verify_snapshot(repo, snap) if snap.signed and snap.payload else None
+    pinned = snap.id in pinned_ids(repo)
     if json_out:
-        render.emit_json({**render.snapshot_json(snap), "verified": render.checked_json(check)})
+        data = render.snapshot_json(snap)
+        render.emit_json({**data, "verified": render.checked_json(check), "pinned": pinned})
     else:
-        render.snapshot_details(snap, check)
+        render.snapshot_details(snap, check, pinned)
 
 
 app.command("info", hidden=True, help="Alias of show.")(show)
@@ -899,14 +903,33 @@ def _policy_edit_done(edit: PolicyEdit, json_out: bool) -> None:
 def doctor(
     ctx: typer.Context,
     fix: Annotated[bool, typer.Option("--fix", help="Repair what can be repaired.")] = False,
+    restore_remote: Annotated[
+        str | None,
+        typer.Option(
+            "--restore-remote",
+            metavar="REMOTE",
+            help="Put this clone's audit trail (and snapshots, notes) back on a remote whose "
+            "trail was truncated, deleted or rewritten.",
+        ),
+    ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="With --fix: show the repairs, make none.")
+        bool,
+        typer.Option("--dry-run", "-n", help="With --fix or --restore-remote: change nothing."),
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Find (and with --fix repair) what interrupted operations left: notes without a
-    snapshot, refs to missing objects, stale locks, a damaged cache. Never deletes a
-    snapshot. Exit 1 while problems remain."""
+    snapshot, refs to missing objects, an audit trail that lost entries, stale locks, a
+    damaged cache. Never deletes a snapshot. Exit 1 while problems remain."""
+    if restore_remote is not None:
+        from govsnap import remote as sharing
+
+        restored = sharing.restore(_state(ctx).repo(), restore_remote, dry_run=dry_run)
+        if json_out:
+            render.emit_json(restored.as_json())
+        else:
+            render.restore_report(restored)
+        return
     from govsnap.doctor import run as run_doctor
 
     report = run_doctor(_state(ctx).repo(), fix=fix, dry_run=dry_run)

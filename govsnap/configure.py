@@ -107,6 +107,7 @@ def init(repo: Repo, options: InitOptions) -> InitReport:
         report.kept_key = existing
     elif options.generate_key and options.dry_run:
         report.generated_key = "(a new Ed25519 key)"
+        report.keyring = str(options.keyring) if options.keyring else None
     elif options.generate_key:
         who = repo.committer()
         home = str(options.keyring.expanduser().resolve()) if options.keyring else None
@@ -147,6 +148,11 @@ def init(repo: Repo, options: InitOptions) -> InitReport:
         )
         if not committed:
             report.next_steps.append(NEXT_STEP)
+        return report
+    if options.dry_run and report.generated_key:
+        report.policy = "would write"
+        report.policy_detail = f"{POLICY_PATH}: one signer, the new key, approved by it"
+        report.next_steps.append(NEXT_STEP)
         return report
     if signer is None or identity is None:
         report.policy_detail = (

@@ -23,7 +23,7 @@ from pygit2.enums import FileMode, SortMode
 
 from govsnap import audit, notes
 from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
-from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, update_refs
+from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, collecting, update_refs
 from govsnap.repo import Identity, Repo, scrubbed_env
 from govsnap.retention import (
     Candidate,
@@ -507,10 +507,14 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
     prune_expire = None
     try:
         if options.gc and options.now:
-            if options.purge:
-                # The rewritten notes commits stay reachable from the notes reflog.
-                repo.git_cmd("reflog", "expire", "--expire-unreachable=now", notes.NOTES_REF)
-            repo.git_cmd("gc", "--quiet", "--prune=now")
+            # --prune=now expires every unreachable object at once, including those a
+            # concurrent govsnap wrote but has not put on a ref yet: they hold the shared
+            # side of this lock until they have (objects.writing).
+            with collecting(repo):
+                if options.purge:
+                    # The rewritten notes commits stay reachable from the notes reflog.
+                    repo.git_cmd("reflog", "expire", "--expire-unreachable=now", notes.NOTES_REF)
+                repo.git_cmd("gc", "--quiet", "--prune=now")
             gc_mode = "now"
         elif options.gc:
             repo.git_cmd("gc", "--quiet")

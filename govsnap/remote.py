@@ -1000,3 +1000,80 @@ def setup(repo: Repo, name: str, *, undo: bool = False, dry_run: bool = False) -
         if any(value == "HEAD" for _, value in added):
             repo.git_cmd("config", "--local", marker, "true")
     return SetupReport(remote.name, undo, dry_run, tuple(added), tuple(removed), tuple(present))
+
+
+# --- restoring a remote's evidence from this clone ----------------------------------------
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What `doctor --restore-remote` did (or, with dry_run, would do) to a remote."""
+
+    remote: str
+    url: str
+    dry_run: bool
+    audit: str  # "up to date", "extended" (a fast-forward), "replaced" (forced)
+    dropped: int  # entries of the remote's rewritten chain this clone does not hold
+    pushed: PushReport | None
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "dry_run": self.dry_run,
+            "audit": self.audit,
+            "dropped_entries": self.dropped,
+            "push": None if self.pushed is None else self.pushed.as_json(),
+        }
+
+
+def restore(repo: Repo, name: str | None = None, *, dry_run: bool = False) -> RestoreReport:
+    """Put this clone's copy of the audit trail (and its snapshots and notes) back on a
+    remote whose trail was truncated, deleted or rewritten: a truncated or deleted trail
+    is extended again (a plain push); a rewritten one is replaced, with a lease on what
+    the remote holds now, its entries this clone lacks staying in
+    refs/govsnap-remote/<remote>/audit for inspection."""
+    remote = resolve_remote(repo, name)
+    ours = ref_target(repo, AUDIT_REF)
+    if ours is None:
+        raise UsageError("this clone has no audit trail to restore a remote from")
+    seen = ref_target(repo, recorded_ref(remote.name))
+    if seen is not None and ours != seen and not repo.git.descendant_of(ours, seen):
+        raise CheckFailed(
+            f"this clone's audit trail does not hold what it saw on {remote.name} either "
+            f"({str(seen)[:12]}): restore it from a clone that does"
+        )
+    theirs = ls_remote(repo, remote).audit
+    their_oid = None if theirs is None else pygit2.Oid(hex=theirs)
+    dropped = 0
+    if their_oid == ours:
+        state = "up to date"
+    elif their_oid is None or (
+        repo.git.odb.exists(their_oid) and repo.git.descendant_of(ours, their_oid)
+    ):
+        state = "extended"
+    else:
+        state = "replaced"
+        if not repo.git.odb.exists(their_oid):
+            fetch(repo, remote.name, verify=False)
+        dropped = _entries_missing(repo, their_oid, ours) if repo.git.odb.exists(their_oid) else 0
+        if not dry_run:
+            lease = f"--force-with-lease={AUDIT_REF}:{theirs}"
+            _send(repo, remote, [lease], [f"+{ours}:{AUDIT_REF}"])
+            record_remote_audit(repo, remote.name, ours)
+    pushed = (
+        push(repo, remote.name, dry_run=dry_run) if state != "replaced" or not dry_run else None
+    )
+    if not dry_run:
+        audit.append(
+            repo,
+            "restore",
+            f"restored the audit trail of {remote.name} ({state}"
+            + (f", {dropped} entries of its rewritten chain dropped" if dropped else "")
+            + ")",
+            identity=repo.committer(),
+            arguments={"remote": remote.name},
+            extra={"remote_was": theirs, "restored_to": str(ours), "dropped": dropped},
+        )
+    return RestoreReport(remote.name, remote.shown_url, dry_run, state, dropped, pushed)

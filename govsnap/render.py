@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from govsnap.hooks import HooksReport, HooksStatus
     from govsnap.prune import PinResult, PrunePlan, PruneResult
     from govsnap.rehearsal import RehearsalReport
-    from govsnap.remote import FetchReport, PushReport, SetupReport
+    from govsnap.remote import FetchReport, PushReport, RestoreReport, SetupReport
     from govsnap.rollback import RollbackResult
     from govsnap.stats import Stats
     from govsnap.store import CreateResult, FileChange, Snapshot
@@ -222,9 +222,12 @@ def checked_json(check: SnapshotVerification | None) -> dict[str, Any] | None:
     }
 
 
-def snapshot_details(snap: Snapshot, check: SnapshotVerification | None = None) -> None:
+def snapshot_details(
+    snap: Snapshot, check: SnapshotVerification | None = None, pinned: bool | None = None
+) -> None:
     """Print one snapshot's fields, one per line; `check` is its verification, which says
-    who signed it (the note's copy is only a claim)."""
+    who signed it (the note's copy is only a claim); `pinned` is what the audit trail
+    says (the note's copy decides nothing)."""
     data = snapshot_json(snap)
     p = data["payload"]
     note = data["note"]
@@ -256,7 +259,7 @@ def snapshot_details(snap: Snapshot, check: SnapshotVerification | None = None) 
             size = _note_int(note.get("bytes"))
             shown = "?" if size is None else human_bytes(size)
             lines.append(("files", f"{note['files']} ({shown})"))
-        for key in ("host", "user", "tool_version", "pinned"):
+        for key in ("host", "user", "tool_version"):
             if key in note:
                 lines.append((key, str(note[key])))
         kinds = note.get("artifacts")
@@ -280,6 +283,8 @@ def snapshot_details(snap: Snapshot, check: SnapshotVerification | None = None) 
         lines.append(("note", f"unreadable: {snap.note.error}"))
     else:
         lines.append(("note", "missing"))
+    if pinned is not None:
+        lines.append(("pinned", "yes (audit trail)" if pinned else "no"))
     width = max(len(k) for k, _ in lines)
     console = _console()
     for key, value in lines:
@@ -935,6 +940,25 @@ def push_report(report: PushReport) -> None:
     message(f"{report.remote} ({report.url}):")
     for line in done:
         message(f"  {line}")
+
+
+def restore_report(report: RestoreReport) -> None:
+    """Print what `doctor --restore-remote` did, or with --dry-run would do."""
+    would = "would be " if report.dry_run else ""
+    what = {
+        "up to date": "holds this clone's audit trail already",
+        "extended": f"audit trail {would}extended again from this clone's copy",
+        "replaced": f"audit trail {would}replaced by this clone's copy (forced, with a lease)",
+    }[report.audit]
+    message(f"{report.remote} ({report.url}): {what}")
+    if report.dropped:
+        warning(
+            f"{report.dropped} entr{'y' if report.dropped == 1 else 'ies'} of its rewritten "
+            f"chain, which this clone does not hold, {'would be' if report.dry_run else 'were'} "
+            f"dropped from it (kept in refs/govsnap-remote/{report.remote}/audit)"
+        )
+    if report.pushed is not None:
+        push_report(report.pushed)
 
 
 def setup_report(report: SetupReport) -> None:

@@ -45,6 +45,7 @@ from govsnap.objects import (
     validate_name,
     write_commit,
     write_tag,
+    writing,
 )
 from govsnap.repo import Repo
 from govsnap.signing import Signer, signer_for
@@ -413,6 +414,12 @@ def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
 
 def create(repo: Repo, options: CreateOptions) -> CreateResult:
     """Capture, sign and record a snapshot: commit, tag, ref, note, audit entry in that order."""
+    # Its objects are written long before a ref names them: `prune --now` must wait.
+    with writing(repo):
+        return _create(repo, options)
+
+
+def _create(repo: Repo, options: CreateOptions) -> CreateResult:
     started = time.monotonic()
     trigger = validate_name("trigger", options.trigger)
     environment = validate_name("environment", options.environment or default_environment(repo))

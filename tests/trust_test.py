@@ -12,6 +12,7 @@ from govsnap.errors import UsageError
 from govsnap.repo import open_repo
 from govsnap.trust import PolicyError, load_policy, parse_policy
 from tests.conftest import Cli, Keys, MakeRepo, SSHKey, git, openpgp_signer, write_files
+from tests.tamper import commit_policy
 
 FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
 X509 = "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
@@ -335,3 +336,173 @@ def test_requiring_no_trust(cli: Cli, make_repo: MakeRepo) -> None:
         result.out
         == "no trust policy at refs/heads/main:.govsnap/trust.toml (govsnap.requireTrust=false)\n"
     )
+
+
+# --- the root of trust: a change counts only when approved, back to an anchor ------------
+
+
+def policy_of(keys: Keys, *extra: str, threshold: int = 1, version: int = 1) -> str:
+    return (
+        f"version = {version}\npolicy_threshold = {threshold}\n"
+        + openpgp_signer("releaser", keys.trusted)
+        + "".join(extra)
+    )
+
+
+def snap(cli: Cli, repo: Path, key: str) -> str:
+    git(repo, "config", "govsnap.signingKey", key)
+    made = cli(repo, "create", "--from", "HEAD", "--json")
+    assert made.code == 0, made.err
+    return str(json.loads(made.out)["snapshot"]["id"])
+
+
+def test_an_unapproved_policy_change_fails_loudly(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys))
+    assert cli(path, "trust", "check").code == 0  # trusted on first use, and remembered
+    # An unsigned commit widening the policy (as anyone who can push to main could make).
+    write_files(
+        path, {".govsnap/trust.toml": policy_of(keys, openpgp_signer("x", keys.other), version=2)}
+    )
+    git(path, "commit", "-qam", "widen")
+    for args in (("trust", "check"), ("verify", "--all")):
+        result = cli(path, *args)
+        assert result.code == 1, args
+        assert "changes the trust policy (version 1 -> 2) with 0 of the 1 approval(s)" in result.err
+    # Approved by a signer allowed 'policy' (a signed commit), it counts.
+    git(path, "reset", "-q", "--hard", "HEAD~1")
+    commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)), sign_with=keys.trusted)
+    assert cli(path, "trust", "check").code == 0
+    assert cli(path, "verify", snap(cli, path, keys.other)).code == 0
+
+
+def test_a_version_that_does_not_grow_is_refused(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)))
+    write_files(path, {".govsnap/trust.toml": policy_of(keys)})  # same version, narrower
+    git(path, "-c", f"user.signingKey={keys.trusted}", "commit", "-S", "-qam", "back")
+    result = cli(path, "trust", "check")
+    assert result.code == 1 and "without raising its version (1 -> 1)" in result.err
+
+
+def test_approvals_meet_a_threshold_and_survive_a_forge_merge(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    """With policy_threshold = 2, a change needs two signers allowed 'policy'; approvals
+    are detached signatures committed with it, so whoever (or whatever) commits counts
+    for nothing by itself."""
+    both = openpgp_signer("second", keys.other, ["*"], ["policy"])
+    path = make_repo()
+    commit_policy(path, policy_of(keys, both, threshold=2))
+    assert cli(path, "trust", "check").code == 0
+    write_files(path, {".govsnap/trust.toml": policy_of(keys, both, threshold=2, version=2)})
+    git(path, "config", "govsnap.signingKey", keys.trusted)
+    assert cli(path, "trust", "approve").code == 0
+    git(path, "add", ".govsnap")
+    git(path, "commit", "-qm", "one approval (the commit itself is unsigned)")
+    one = cli(path, "trust", "check")
+    assert one.code == 1 and "with 1 of the 2 approval(s)" in one.err
+    git(path, "config", "govsnap.signingKey", keys.other)
+    assert cli(path, "trust", "approve").code == 0
+    git(path, "add", ".govsnap")
+    git(path, "commit", "--amend", "-qm", "two approvals")
+    assert cli(path, "trust", "check").code == 0
+    assert len(list((path / ".govsnap" / "approvals").iterdir())) == 2
+
+
+def test_the_anchor_key_must_have_signed_the_first_version(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys), sign_with=keys.other)  # signed, by the wrong key
+    git(path, "config", "govsnap.trustAnchor", keys.trusted)
+    refused = cli(path, "trust", "check")
+    assert refused.code == 1 and "is not signed by a pinned anchor key" in refused.err
+    git(path, "reset", "-q", "--hard", "HEAD~1")
+    commit_policy(path, policy_of(keys), sign_with=keys.trusted)
+    accepted = cli(path, "trust", "check")
+    assert accepted.code == 0 and "first version signed by pinned key" in accepted.out
+
+
+def test_a_pinned_commit_anchors_the_policy(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys))
+    anchor = git(path, "rev-parse", "HEAD").strip()
+    git(path, "config", "govsnap.trustAnchorCommit", anchor)
+    assert "pinned commit" in cli(path, "trust", "check").out
+    git(path, "update-ref", "-d", "refs/govsnap-verified/policy/refs/heads/main")
+    git(path, "checkout", "-q", "--orphan", "other")
+    commit_policy(path, policy_of(keys))
+    git(path, "config", "govsnap.trustRef", "refs/heads/other")
+    result = cli(path, "trust", "check")
+    assert result.code == 1 and "does not descend from the pinned policy commit" in result.err
+
+
+def test_a_clone_detects_its_policy_branch_rolled_back(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys))
+    commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)), sign_with=keys.trusted)
+    assert cli(path, "trust", "check").code == 0  # this clone verified version 2
+    git(path, "reset", "-q", "--hard", "HEAD~1")  # someone force-pushed main back
+    result = cli(path, "verify", "--all")
+    assert result.code == 1 and "refs/heads/main was rewritten" in result.err
+    assert "git update-ref refs/heads/main" in result.err
+    git(path, "rm", "-q", ".govsnap/trust.toml")
+    git(path, "commit", "-qm", "no more policy")
+    gone = cli(path, "trust", "check")
+    assert gone.code == 1 and "has no .govsnap/trust.toml" in gone.err
+
+
+# --- editing the policy -------------------------------------------------------------------
+
+
+def test_trust_init_add_and_remove_signers_keep_comments(
+    cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key: SSHKey
+) -> None:
+    path = make_repo()
+    dry = cli(path, "trust", "init", "owner", "--dry-run")
+    assert dry.code == 0 and "[signers.owner]" in dry.out
+    assert not (path / ".govsnap" / "trust.toml").exists()
+    assert cli(path, "trust", "init", "owner", "-e", "production").code == 0
+    text = (path / ".govsnap" / "trust.toml").read_text()
+    assert keys.trusted in text and "BEGIN PGP PUBLIC KEY BLOCK" in text
+    assert cli(path, "trust", "init", "again").code == 2  # never over an existing policy
+    policy_file = path / ".govsnap" / "trust.toml"
+    policy_file.write_text(policy_file.read_text() + "# reviewed by platform engineering\n")
+    added = cli(
+        path,
+        "trust",
+        "add-signer",
+        "bot",
+        "--key",
+        "other@example.com",
+        "-e",
+        "staging-*",
+        "-o",
+        "create",
+    )
+    assert added.code == 0, added.err
+    laptop = cli(
+        path, "trust", "add-signer", "laptop", "--key", str(ssh_key.public), "-o", "rollback"
+    )
+    assert laptop.code == 0, laptop.err
+    assert cli(path, "trust", "add-signer", "bot", "--key", keys.other).code == 2
+    assert cli(path, "trust", "add-signer", "nobody", "--key", "no-such@example.com").code == 2
+    edited = policy_file.read_text()
+    assert "# reviewed by platform engineering" in edited and "# govsnap trust policy" in edited
+    assert cli(path, "trust", "check", "--file", str(policy_file)).code == 0
+    data = json.loads(cli(path, "trust", "check", "--file", str(policy_file), "--json").out)
+    assert [s["name"] for s in data["signers"]] == ["owner", "bot", "laptop"]
+    assert data["signers"][1]["environments"] == ["staging-*"] and data["signers"][1]["public_key"]
+    assert cli(path, "trust", "remove-signer", "bot").code == 0
+    assert cli(path, "trust", "remove-signer", "bot").code == 2
+    final = json.loads(cli(path, "trust", "check", "--file", str(policy_file), "--json").out)
+    assert [s["name"] for s in final["signers"]] == ["owner", "laptop"]
+    assert "# reviewed by platform engineering" in policy_file.read_text()
+    git(path, "add", ".govsnap")
+    git(path, "commit", "-qm", "policy")
+    assert cli(path, "trust", "check").code == 0
