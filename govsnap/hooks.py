@@ -521,6 +521,14 @@ def pre_push(repo: Repo, args: Sequence[str], updates: Sequence[PushUpdate]) -> 
     # A push to a URL names no remote; a URL may carry credentials, so it is not recorded.
     known_remote = remote if repo.config_str(f"remote.{remote}.url") else None
     run = HookRun("pre-push", {"remote": known_remote, "policy": policy})
+    try:
+        from govsnap.trust import load_policy
+
+        # A policy branch rolled back, or a policy change nobody approved, fails the push
+        # as loudly as a snapshot that cannot be taken.
+        load_policy(repo)
+    except GovsnapError as exc:
+        run.errors.append(f"trust policy: {exc.message}")
     for d in decisions:
         assert d.pattern is not None
         run.refs.append(d.update.remote_ref)

@@ -813,6 +813,10 @@ def push(
         )
         if fetch_first and not dry_run:
             fetched = fetch(repo, remote.name)
+            if fetched.audit in ("rewritten", "refused"):
+                # Pushing on top would build on, or fail against, a trail this clone
+                # refuses: say why and stop (doctor --restore-remote puts ours back).
+                raise CheckFailed(fetched.audit_detail)
             theirs, local = _look(repo, remote)
         pruned = pruned_ids(repo)
         missing = set(local) - set(theirs.snapshots)

@@ -424,34 +424,31 @@ class PolicyKeyring:
     def __init__(self, keys: KeySet, program: str) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="govsnap-keys-")
         self.home = self._dir.name
+        blocks = [(name, fpr, armored) for name, fpr, armored in keys.openpgp if armored]
+        if not blocks:
+            return
         if shutil.which(program) is None:
             raise SigningError(f"{program} is not installed or not on PATH (apt-get install gnupg)")
-        for name, fingerprint, armored in keys.openpgp:
-            if armored:
-                self._import(keys.source, name, fingerprint, armored, program)
-
-    def _import(self, source: str, name: str, fingerprint: str, armored: str, program: str) -> None:
-        """Import one signer's key, refusing a block that is not (only) the declared key."""
         base = [program, "--homedir", self.home, "--batch", "--no-tty", "--no-autostart"]
-        shown = subprocess.run(
-            [*base, "--with-colons", "--import-options", "show-only", "--import"],
-            input=armored.encode(),
-            capture_output=True,
-            check=False,
+        # One import and one listing for all of them (a policy may list many signers).
+        data = "".join(armored for _, _, armored in blocks).encode()
+        subprocess.run([*base, "--import"], input=data, capture_output=True, check=False)
+        listed = subprocess.run(
+            [*base, "--with-colons", "--list-keys"], capture_output=True, check=False
         )
-        primaries = primary_fingerprints(shown.stdout.decode(errors="replace"))
-        if not primaries:
+        found = set(primary_fingerprints(listed.stdout.decode(errors="replace")))
+        for name, fingerprint, _ in blocks:
+            if fingerprint not in found:
+                raise KeyringError(
+                    f"{keys.source}: signers.{name}.public_key does not hold the declared key "
+                    f"{fingerprint} (gpg --armor --export {fingerprint})"
+                )
+        extra = sorted(found - {fingerprint for _, fingerprint, _ in blocks})
+        if extra:
+            # A key nobody declares would verify signatures the policy does not name.
             raise KeyringError(
-                f"{source}: signers.{name}.public_key holds no OpenPGP public key gpg can read"
+                f"{keys.source}: a public_key holds key {extra[0]}, which no signer declares"
             )
-        if primaries != [fingerprint]:
-            raise KeyringError(
-                f"{source}: signers.{name}.public_key is key {', '.join(primaries)}, not the "
-                f"declared fingerprint {fingerprint}"
-            )
-        subprocess.run(
-            [*base, "--import"], input=armored.encode(), capture_output=True, check=False
-        )
 
     def close(self) -> None:
         """Delete the temporary keyring."""
@@ -489,6 +486,9 @@ class SignatureVerifier:
             repo.config_str("gpg.openpgp.program") or repo.config_str("gpg.program") or "gpg"
         )
         self.gpg_home = repo.config_str("govsnap.gpgHome")
+        # X.509 certificates do not travel in the policy yet: gpgsm uses the keybox of
+        # whoever verifies, in both modes.
+        self.x509_home = self.gpg_home
         self.x509_program = repo.config_str("gpg.x509.program") or "gpgsm"
         self.ssh_program = repo.config_str("gpg.ssh.program") or "ssh-keygen"
         # The policy decides whom to trust; gpg's own trust database does not.
@@ -522,8 +522,8 @@ class SignatureVerifier:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        if self.gpg_home:
-            env["GNUPGHOME"] = self.gpg_home
+        if self.x509_home:
+            env["GNUPGHOME"] = self.x509_home
         return env
 
     def verify(self, payload: bytes, signature: bytes, when: int | None = None) -> SignatureCheck:

@@ -11,7 +11,16 @@ import pytest
 from govsnap.errors import UsageError
 from govsnap.repo import open_repo
 from govsnap.trust import PolicyError, load_policy, parse_policy
-from tests.conftest import Cli, Keys, MakeRepo, SSHKey, git, openpgp_signer, write_files
+from tests.conftest import (
+    Cli,
+    Keys,
+    MakeRepo,
+    SSHKey,
+    git,
+    openpgp_signer,
+    public_key,
+    write_files,
+)
 from tests.tamper import commit_policy
 
 FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
@@ -506,3 +515,23 @@ def test_trust_init_add_and_remove_signers_keep_comments(
     git(path, "add", ".govsnap")
     git(path, "commit", "-qm", "policy")
     assert cli(path, "trust", "check").code == 0
+
+
+def test_a_public_key_must_be_the_declared_key(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
+    swapped = openpgp_signer("bot", keys.other).replace(
+        f'openpgp = "{keys.other}"', f'openpgp = "{keys.trusted}"'
+    )
+    path = make_repo({".govsnap/trust.toml": "version = 1\n" + swapped})
+    result = cli(path, "trust", "check")
+    assert result.code == 2
+    assert result.err == (
+        "govsnap: error: refs/heads/main:.govsnap/trust.toml: signers.bot.public_key does not "
+        f"hold the declared key {keys.trusted} (gpg --armor --export {keys.trusted})\n"
+    )
+    extra = "version = 1\n" + openpgp_signer("bot", keys.trusted).replace(
+        "-----END PGP PUBLIC KEY BLOCK-----\n",
+        "-----END PGP PUBLIC KEY BLOCK-----\n" + public_key(keys.other),
+    )
+    other = make_repo({".govsnap/trust.toml": extra})
+    result = cli(other, "verify", "--all")
+    assert result.code == 2 and f"holds key {keys.other}, which no signer declares" in result.err
