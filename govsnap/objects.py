@@ -37,7 +37,7 @@ AUDIT_REF = "refs/govsnap/audit"
 # holds it: a rewrite, truncation or deletion of the chain is found, never built on.
 VERIFIED_AUDIT_REF = "refs/govsnap-verified/audit"
 # The object-store lock file under .git/govsnap/ (see writing()).
-GC_LOCK = "gc.lock"
+GC_LOCK = "gc-mutex"
 ID_LENGTH = 16
 
 # Lines that open a signature block, as git's parse_signed_buffer knows them.

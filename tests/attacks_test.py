@@ -643,9 +643,9 @@ def test_attack_9_prune_now_waits_for_an_append_in_flight(
 
 
 def _waits_on_lock(repo: Path) -> bool:
-    """Return True when a process waits for an flock on the repository's gc.lock (the
+    """Return True when a process waits for an flock on the repository's gc-mutex (the
     kernel lists waiters with `->` in /proc/locks)."""
-    lock = repo / ".git" / "govsnap" / "gc.lock"
+    lock = repo / ".git" / "govsnap" / "gc-mutex"
     if not lock.exists():
         return False
     inode = f":{lock.stat().st_ino} "
