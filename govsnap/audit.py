@@ -718,6 +718,12 @@ def decisions(
     return AuditDecisions(frozenset(pruned), frozenset(purged), frozenset(pinned), ignored)
 
 
+def first_problems(problems: Sequence[str], shown: int = 3) -> str:
+    """Return the first few problems as one phrase, saying how many more there are."""
+    more = len(problems) - shown
+    return "; ".join(problems[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
 def new_entry_problems(
     repo: Repo,
     tip: pygit2.Oid,

@@ -238,9 +238,7 @@ def _judge_audit(push: _Push, index: int) -> None:
         push.repo, new, known, push.policy, skew=push.skew, now=push.now
     )
     if problems:
-        shown = "; ".join(problems[:3]) + (
-            f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        )
+        shown = audit.first_problems(problems)
         push.decide(index, False, f"new audit entries refused: {shown}")
         return
     push.audit_tip = update.new

@@ -382,9 +382,7 @@ def _judge_remote_audit(repo: Repo, remote: Remote, theirs: pygit2.Oid | None) -
             now=int(time.time()),
         )
         if problems:
-            shown = "; ".join(problems[:3]) + (
-                f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-            )
+            shown = audit.first_problems(problems)
             return "refused", (
                 f"the audit trail of {remote.name} holds entries this clone refuses to join "
                 f"({shown}); they were not joined; if they should not be there, {restore}"

@@ -90,8 +90,12 @@ def emit_json(data: Any) -> None:
     indent = 2 if sys.stdout.isatty() else None
     text = json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
     # json escapes C0 controls; the others can only stand inside strings, where a \u
-    # escape is the same JSON value.
-    sys.stdout.write(_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+    # escape is the same JSON value. ASCII text (the common case) can only hold DEL.
+    if text.isascii():
+        text = text.replace("\x7f", "\\u007f")
+    else:
+        text = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
 
 
 def message(text: str) -> None:
@@ -555,6 +559,7 @@ def verification_json(report: VerifyReport) -> dict[str, Any]:
         "seconds": round(report.seconds, 6),
         "deep": report.deep,
         "policy": report.policy_source,
+        "policy_anchor": report.policy_anchor,
         "snapshots": [
             {
                 "id": r.id,
@@ -574,6 +579,9 @@ def verification_report(report: VerifyReport) -> None:
     from govsnap.verify import CHECKS
 
     console = _console()
+    if report.policy_anchor.startswith("trust on first use"):
+        # Never trust on first use without saying so.
+        warning(f"trust policy {report.policy_source}: {report.policy_anchor}")
     if not report.results:
         console.print("no snapshots to verify", markup=False)
         return

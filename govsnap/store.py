@@ -179,12 +179,13 @@ def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, str] 
     try:
         values, signature = value
         payload = payload_from_tuple(values)
-        raw = payload.to_bytes() + signature
+        body = payload.to_bytes()
+        raw = body + signature
     except (TypeError, ValueError, AttributeError):
         return None
     if hashlib.sha1(b"tag %d\0" % len(raw) + raw).digest() != oid.raw:
         return None
-    return payload, SignedTag(payload.to_bytes(), signature).signature_kind
+    return payload, SignedTag(body, signature).signature_kind
 
 
 def order_key(snap: Snapshot) -> tuple[int, int, str]:

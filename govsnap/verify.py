@@ -496,6 +496,7 @@ class VerifyReport:
     seconds: float
     policy_source: str | None
     deep: bool
+    policy_anchor: str = ""  # why the policy is believed (its root of trust)
 
     @property
     def ok(self) -> bool:
@@ -566,7 +567,13 @@ def run(
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     results = verify_snapshots(repo, snaps, deep=deep, policy=policy, jobs=workers)
     seconds = time.monotonic() - started
-    report = VerifyReport(tuple(results), seconds, policy.source if policy else None, deep)
+    report = VerifyReport(
+        tuple(results),
+        seconds,
+        policy.source if policy else None,
+        deep,
+        policy.anchor if policy else "",
+    )
     if results:
         identity = repo.committer()
         passed = len(results) - report.failed
