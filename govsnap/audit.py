@@ -498,7 +498,7 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
     the trust policy's keys when there is one), and that every prune, purge and unpin was
     made by a signer allowed to."""
     from govsnap.signing import SignatureVerifier
-    from govsnap.trust import load_policy
+    from govsnap.trust import load_policy, with_history
 
     skew = configured_skew(repo) if skew is None else skew
     if skew < 0:
@@ -557,7 +557,11 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
         block, payload = commit.gpg_signature
         if block:
             signed_items.append((entry, bytes(payload), bytes(block)))
-    verifier = policy.verifier(repo) if policy is not None else SignatureVerifier(repo)
+    verifier = (
+        with_history(repo, policy).verifier(repo, with_retired=True)
+        if policy is not None
+        else SignatureVerifier(repo)
+    )
     try:
         checks = verifier.verify_many([(payload, block) for _, payload, block in signed_items])
     finally:
@@ -732,12 +736,15 @@ def new_entry_problems(
     *,
     skew: int,
     now: int,
+    retired_known: bool = True,
 ) -> list[str]:
     """Return what is wrong with the entries reachable from `tip` and from none of
     `known` (a remote's new entries, or a push's): a shape the chain never has, a time in
     the future, a missing parent; once a policy exists, an entry that is unsigned, or
-    signed by a key the policy does not know, or a decision its signer may not make."""
+    signed by a key the policy does not know (with `retired_known`, nor an earlier
+    version of it: a clone joining a history), or a decision its signer may not make."""
     from govsnap.signing import SignatureVerifier
+    from govsnap.trust import with_history
 
     walker = repo.git.walk(tip, SortMode.TOPOLOGICAL)
     for oid in known:
@@ -772,7 +779,9 @@ def new_entry_problems(
             problems.append(f"{entry.oid[:12]} ({entry.operation}) is not signed")
         else:
             signed.append((entry, bytes(payload), bytes(block)))
-    verifier: SignatureVerifier = policy.verifier(repo)
+    # A signer the policy retired since still signed its entries while listed: known.
+    keys_of = with_history(repo, policy) if retired_known else policy
+    verifier: SignatureVerifier = keys_of.verifier(repo, with_retired=retired_known)
     try:
         checks = verifier.verify_many([(payload, block) for _, payload, block in signed])
     finally:

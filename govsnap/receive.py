@@ -234,8 +234,9 @@ def _judge_audit(push: _Push, index: int) -> None:
     update = push.updates[index]
     new = pygit2.Oid(hex=update.new)
     known = [] if update.kind == "create" else [pygit2.Oid(hex=update.old)]
+    # Strict: a new entry on the server must be signed by a signer listed now.
     problems = audit.new_entry_problems(
-        push.repo, new, known, push.policy, skew=push.skew, now=push.now
+        push.repo, new, known, push.policy, skew=push.skew, now=push.now, retired_known=False
     )
     if problems:
         shown = audit.first_problems(problems)

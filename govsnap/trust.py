@@ -116,18 +116,23 @@ class TrustPolicy:
     threshold: int = 1  # approvals a change of this policy needs
     commit: str | None = None  # the commit it was read from
     anchor: str = ""  # why it is believed (the root of trust), for reports
+    # Signers of earlier versions (on the history verified by this run) that this one no
+    # longer lists: an audit entry they signed while listed is a record, not a forgery.
+    retired: tuple[TrustedSigner, ...] = ()
 
-    def keys(self) -> KeySet:
-        """Return the public keys the policy carries, to check signatures against."""
+    def keys(self, with_retired: bool = False) -> KeySet:
+        """Return the public keys the policy carries (and, asked, those of its retired
+        signers), to check signatures against."""
+        signers = self.signers + (self.retired if with_retired else ())
         return KeySet(
             self.source,
-            tuple((s.name, s.identity, s.public_key) for s in self.signers if s.kind == "openpgp"),
-            self.allowed_signers_text(),
+            tuple((s.name, s.identity, s.public_key) for s in signers if s.kind == "openpgp"),
+            "".join(s.allowed_signers + "\n" for s in signers if s.kind == "ssh"),
         )
 
-    def verifier(self, repo: Repo) -> SignatureVerifier:
+    def verifier(self, repo: Repo, with_retired: bool = False) -> SignatureVerifier:
         """Return a verifier that checks signatures against this policy's keys only."""
-        return SignatureVerifier(repo, self.keys())
+        return SignatureVerifier(repo, self.keys(with_retired))
 
     def find(self, signer: str | None) -> TrustedSigner | None:
         """Return the policy entry for a verified signer identity, or None."""
@@ -732,6 +737,33 @@ def policy_at(
         _remember(repo, memory, tip.id)
     source = f"{name}:{POLICY_PATH}"
     return replace(policy, source=source, commit=str(tip.id), anchor=how)
+
+
+def with_history(repo: Repo, policy: TrustPolicy) -> TrustPolicy:
+    """Return `policy` knowing its retired signers: those of its earlier versions (back to
+    the pinned anchor commit, or the first version) that it no longer lists. An audit
+    entry such a signer made while listed is a record to keep, not a forgery; it decides
+    nothing (decisions are judged against the current policy)."""
+    if policy.commit is None:
+        return policy
+    tip = repo.git.get(policy.commit)
+    if not isinstance(tip, pygit2.Commit):
+        return policy
+    anchor = configured_anchor(repo)
+    listed = {s.identity for s in policy.signers}
+    retired: dict[str, TrustedSigner] = {}
+    seen: set[pygit2.Oid] = set()
+    for commit in _first_parent_chain(repo, tip, {anchor.commit} if anchor.commit else set()):
+        blob = _policy_blob(repo, commit)
+        if blob is None or blob.id in seen:
+            continue
+        seen.add(blob.id)
+        try:
+            earlier = parse_policy(blob.data, f"{_short(commit.id)}:{POLICY_PATH}")
+        except PolicyError:
+            continue
+        retired.update((s.identity, s) for s in earlier.signers if s.identity not in listed)
+    return replace(policy, retired=tuple(retired.values()))
 
 
 def _remember(repo: Repo, memory: str, tip: pygit2.Oid) -> None:

@@ -535,3 +535,28 @@ def test_a_public_key_must_be_the_declared_key(cli: Cli, make_repo: MakeRepo, ke
     other = make_repo({".govsnap/trust.toml": extra})
     result = cli(other, "verify", "--all")
     assert result.code == 2 and f"holds key {keys.other}, which no signer declares" in result.err
+
+
+def test_entries_a_retired_signer_made_stay_records(
+    cli: Cli, make_repo: MakeRepo, keys: Keys, tmp_path: Path
+) -> None:
+    """A key removed from the policy (rotated out) signed audit entries while it was
+    listed: a fresh clone joins them and audit verify accepts them; they decide nothing."""
+    seed = make_repo()
+    commit_policy(seed, policy_of(keys, openpgp_signer("alice", keys.other)))
+    snap(cli, seed, keys.other)  # alice's create entry
+    snap(cli, seed, keys.trusted)
+    commit_policy(seed, policy_of(keys), "alice rotated out", sign_with=keys.trusted)
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+    git(seed, "remote", "add", "origin", str(bare))
+    assert cli(seed, "push").code == 0
+    assert cli(seed, "audit", "verify").code == 0
+    fresh = tmp_path / "fresh"
+    git(tmp_path, "clone", "-q", str(bare), str(fresh))
+    fetched = cli(fresh, "fetch")
+    assert fetched.code == 1  # alice's snapshot no longer verifies (not trusted now)...
+    assert "audit trail" not in fetched.err  # ...but the trail she signed is joined
+    remote_tip = git(bare, "rev-parse", "refs/govsnap/audit").strip()
+    git(fresh, "merge-base", "--is-ancestor", remote_tip, "refs/govsnap/audit")
+    assert cli(fresh, "audit", "verify").code == 0
