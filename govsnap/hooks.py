@@ -22,14 +22,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from govsnap import render
 from govsnap.errors import GovsnapError, UsageError
 from govsnap.repo import Repo, open_repo, scrubbed_env
-
-if TYPE_CHECKING:
-    pass
 
 CLIENT_HOOKS = ("pre-push", "post-merge")
 SERVER_HOOKS = ("pre-receive",)

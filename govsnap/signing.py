@@ -757,17 +757,10 @@ def _allowed_line_fingerprint(line: str) -> str | None:
     return None
 
 
-def verify_detached(
-    repo: Repo, payload: bytes, signature: bytes, keys: KeySet | None = None
-) -> SignatureCheck:
+def verify_detached(repo: Repo, payload: bytes, signature: bytes) -> SignatureCheck:
     """Return the verdict on a detached signature block over `payload` (tags, signed
-    commits, push certificates), judged against `keys` (a trust policy's), or with the
-    repository's git configuration when there are none."""
-    verifier = SignatureVerifier(repo, keys)
-    try:
-        return verifier.verify(payload, signature)
-    finally:
-        verifier.close()
+    commits), judged with the repository's git configuration."""
+    return SignatureVerifier(repo).verify(payload, signature)
 
 
 def verify_signature(repo: Repo, tag: SignedTag) -> SignatureCheck:

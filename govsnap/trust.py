@@ -127,7 +127,7 @@ class TrustPolicy:
         return KeySet(
             self.source,
             tuple((s.name, s.identity, s.public_key) for s in signers if s.kind == "openpgp"),
-            "".join(s.allowed_signers + "\n" for s in signers if s.kind == "ssh"),
+            _allowed_signers(signers),
         )
 
     def verifier(self, repo: Repo, with_retired: bool = False) -> SignatureVerifier:
@@ -172,7 +172,11 @@ class TrustPolicy:
 
     def allowed_signers_text(self) -> str:
         """Return the policy's SSH signers as an allowed-signers file for ssh-keygen."""
-        return "".join(s.allowed_signers + "\n" for s in self.signers if s.kind == "ssh")
+        return _allowed_signers(self.signers)
+
+
+def _allowed_signers(signers: Iterable[TrustedSigner]) -> str:
+    return "".join(s.allowed_signers + "\n" for s in signers if s.kind == "ssh")
 
 
 def _normalise_identity(value: str) -> str:
