@@ -48,6 +48,7 @@ def test_generate_key_in_a_named_keyring_signs_snapshots(
         check=False,
     )
     assert proc.returncode == 0 and f"VALIDSIG {fingerprint}" in proc.stderr
+    subprocess.run(["gpgconf", "--homedir", str(keyring), "--kill", "all"], check=False)
 
 
 def test_init_reports_a_broken_signing_setup_with_exit_3(cli: Cli, make_repo: MakeRepo) -> None:
@@ -113,3 +114,5 @@ def test_init_in_a_fresh_repository_ends_with_a_policy_that_verifies(
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "PASS: 1 snapshot(s) verified" in proc.stdout
     assert not any(empty.iterdir())  # nothing was imported into anyone's keyring
+    # The generated key's keyring started a gpg-agent: stop it.
+    subprocess.run(["gpgconf", "--homedir", str(keyring), "--kill", "all"], check=False)
