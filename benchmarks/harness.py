@@ -103,6 +103,16 @@ class Context:
         """Run stock git and return its stdout."""
         return self.run(["git", *args], cwd).stdout.decode()
 
+    def trust_policy(self, operations: str = '["*"]') -> str:
+        """Return a trust policy letting the benchmark key do `operations` everywhere,
+        carrying its public key as every policy does."""
+        armored = self.run(["gpg", "--armor", "--export", self.signing_key], self.workdir)
+        return (
+            "version = 1\n[signers.bench]\n"
+            f'openpgp = "{self.signing_key}"\nenvironments = ["*"]\noperations = {operations}\n'
+            f"public_key = '''\n{armored.stdout.decode()}'''\n"
+        )
+
     def repo(self, name: str, files: int | None = None, total_bytes: int | None = None) -> Path:
         """Return a generated repository (cached between runs under the work dir).
 

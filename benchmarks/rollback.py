@@ -22,10 +22,7 @@ def _trust(ctx: Context, repo: Path) -> None:
     """Commit a trust policy letting the benchmark key sign and roll back."""
     policy = repo / ".govsnap" / "trust.toml"
     policy.parent.mkdir(exist_ok=True)
-    policy.write_text(
-        "version = 1\n[signers.bench]\n"
-        f'openpgp = "{ctx.signing_key}"\nenvironments = ["*"]\noperations = ["*"]\n'
-    )
+    policy.write_text(ctx.trust_policy())
     ctx.git(repo, "add", ".govsnap/trust.toml")
     ctx.git(repo, "commit", "-q", "-m", "trust policy")
 

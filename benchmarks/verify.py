@@ -48,10 +48,7 @@ def prepare(ctx: Context) -> Path:
         ctx.git(repo, "update-ref", "-d", ref)
     policy = repo / ".govsnap" / "trust.toml"
     policy.parent.mkdir(exist_ok=True)
-    policy.write_text(
-        f'[signers.bench]\nopenpgp = "{ctx.signing_key}"\n'
-        'environments = ["*"]\noperations = ["create", "rollback"]\n'
-    )
+    policy.write_text(ctx.trust_policy('["create", "rollback"]'))
     ctx.git(repo, "add", ".govsnap")
     ctx.git(repo, "commit", "-q", "-m", "trust the benchmark key")
     ctx.run([sys.executable, "-c", SETUP, str(SNAPSHOTS)], repo)

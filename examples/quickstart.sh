@@ -19,18 +19,12 @@ printf 'print("v1")\n' > app.py
 mkdir -p config && printf 'replicas: 3\n' > config/prod.yaml
 git add -A && git commit -q -m "v1"
 
-step govsnap init --generate-key --environment production
-# The trust policy, committed like any other change: this key may sign for production.
-mkdir .govsnap
-cat > .govsnap/trust.toml <<TOML
-version = 1
-
-[signers.release-engineer]
-openpgp = "$(git config govsnap.signingKey)"
-environments = ["production"]
-operations = ["create", "rollback", "prune", "pin"]
-TOML
-git add .govsnap && git commit -q -m "trust policy"
+# init makes a key and writes the trust policy naming it (with its public key): this key
+# may sign for production. The policy is committed like any other change.
+step govsnap init --generate-key --environment production --signer release-engineer \
+    --signer-environment production
+step cat .govsnap/trust.toml
+git add .govsnap && git commit -q -m "govsnap: trust policy"
 
 step govsnap create --label release-1 --message "first release"
 printf 'print("v2")\n' > app.py

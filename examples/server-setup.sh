@@ -18,32 +18,27 @@ server="$work/server.git"
 git init -q --bare -b main "$server"
 step govsnap -C "$server" hooks install --server
 
-# 2. A client with a signing key, which commits the trust policy naming that key.
+# 2. A client with a signing key, which commits the trust policy naming that key (with
+#    its public key, so that the server checks signatures against the policy alone).
 client="$work/client"
 git init -q -b main "$client"
 cd "$client"
-govsnap init --generate-key --environment production >/dev/null
+govsnap init --generate-key --environment production --signer release-bot >/dev/null
 fpr=$(git config govsnap.signingKey)
-mkdir .govsnap
-cat > .govsnap/trust.toml <<TOML
-version = 1
-
-[signers.release-bot]
-description = "CI release job"
-openpgp = "$fpr"
-environments = ["production"]
-operations = ["create", "rollback", "prune", "pin"]
-TOML
 echo 'print("v1")' > app.py
 git add -A && git commit -q -m "v1 with trust policy"
 git remote add origin "$server"
+
+# 3. The server's root of trust: the key that signed the policy's first version. Without
+#    it, the first pusher of the policy branch would define the policy; the hook refuses.
+step git -C "$server" config govsnap.trustAnchor "$fpr"
 step git push -q origin main
 
-# 3. A signed snapshot by a trusted key is accepted...
+# 4. A signed snapshot by a trusted key is accepted...
 step govsnap create --label release-1
 step govsnap push origin
 
-# 4. ...and an unsigned one is refused by the server.
+# 5. ...and an unsigned one is refused by the server.
 echo 'print("v2")' > app.py
 govsnap create --unsigned --label sneaky >/dev/null
 if govsnap push origin; then

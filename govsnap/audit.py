@@ -15,18 +15,29 @@ import re
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
 
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap.errors import GovsnapError, UsageError
+from govsnap.errors import CheckFailed, GovsnapError, UsageError
 from govsnap.notes import NOTES_REF, Mutation, commit_on
-from govsnap.objects import RefValues, ref_target, update_ref, update_refs
+from govsnap.objects import AUDIT_REF as AUDIT_REF  # re-exported: the audit trail's ref
+from govsnap.objects import (
+    ISO_UTC,
+    VERIFIED_AUDIT_REF,
+    RefValues,
+    ref_target,
+    update_ref,
+    update_refs,
+    utc,
+)
 from govsnap.repo import Identity, Repo
 
-AUDIT_REF = "refs/govsnap/audit"
+if TYPE_CHECKING:
+    from govsnap.trust import TrustPolicy
+
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # How far (seconds) an entry's time may lie before its parent's: clocks of the machines
 # appending to one chain are never perfectly in step. `govsnap.auditSkew` overrides it.
@@ -85,6 +96,7 @@ class EntryWriter:
         duration: float = 0.0,
         sign: bool = True,
         join: pygit2.Oid | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         from govsnap.signing import Signer, signer_for
 
@@ -97,6 +109,7 @@ class EntryWriter:
         self.result = result
         self.duration = duration
         self.join = join
+        self.extra = dict(extra or {})
         self.signer: Signer | None = None
         self.signing_error: str | None = None
         try:
@@ -106,7 +119,9 @@ class EntryWriter:
         self.empty_tree = repo.git.TreeBuilder().write()
 
     def _message(self) -> str:
-        extra = {"signing_error": self.signing_error} if self.signing_error else None
+        extra = dict(self.extra)
+        if self.signing_error:
+            extra["signing_error"] = self.signing_error
         return entry_message(
             self.operation,
             self.summary,
@@ -121,6 +136,8 @@ class EntryWriter:
     def commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
         """Write the entry's commit with the chain head `current` as parent; return it."""
         git = self.repo.git
+        if current is not None and not git.odb.exists(current):
+            raise dangling(current)
         sig = self.identity.signature()
         parents: list[str | pygit2.Oid] = list(joined_parents(self.repo, current, self.join))
         if self.signer is not None:
@@ -137,6 +154,15 @@ class EntryWriter:
         return git.create_commit(None, sig, sig, self._message(), self.empty_tree, parents)
 
 
+def dangling(tip: pygit2.Oid) -> CheckFailed:
+    """Return the error for an audit ref that points at a missing commit."""
+    return CheckFailed(
+        f"{AUDIT_REF} points at {tip}, which is not in the object store (git gc removed "
+        "it?): run govsnap doctor --fix, which reattaches the chain to its newest entry "
+        "still present and records the gap"
+    )
+
+
 def append(
     repo: Repo,
     operation: str,
@@ -149,6 +175,7 @@ def append(
     duration: float = 0.0,
     sign: bool = True,
     join: pygit2.Oid | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> pygit2.Oid:
     """Append one entry (see EntryWriter) to the audit chain by compare-and-swap; return
     its commit oid."""
@@ -163,6 +190,7 @@ def append(
         duration=duration,
         sign=sign,
         join=join,
+        extra=extra,
     )
     written = update_ref(repo, AUDIT_REF, writer.commit_on, message=f"govsnap: {operation}")
     assert written is not None
@@ -246,7 +274,7 @@ class AuditEntry:
         return {
             "commit": self.oid,
             "parents": list(self.parents),
-            "time": datetime.fromtimestamp(self.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "time": utc(self.time, ISO_UTC),
             "epoch": self.time,
             "committer": self.committer,
             "operation": self.operation,
@@ -309,7 +337,11 @@ def parse_entry(commit: pygit2.Commit) -> AuditEntry:
 
 def read_chain(repo: Repo, ref: str = AUDIT_REF) -> list[AuditEntry]:
     """Return every entry of the chain, newest first, following all parents (a fetch
-    joins a remote copy of the chain with a two-parent entry, see remote.py)."""
+    joins a remote copy of the chain with a two-parent entry, see remote.py); raise
+    CheckFailed when the ref points at a missing commit."""
+    head = ref_target(repo, ref)
+    if head is not None and not repo.git.odb.exists(head):
+        raise dangling(head)
     entries = [parse_entry(commit) for commit in _walk(repo, ref)]
     entries.sort(key=lambda e: e.time, reverse=True)
     return entries
@@ -333,16 +365,20 @@ def _walk(repo: Repo, ref: str) -> list[pygit2.Commit]:
     return found
 
 
-def entries_of(repo: Repo, *operations: str, ref: str = AUDIT_REF) -> list[AuditEntry]:
-    """Return every entry of these operations, newest first, following all parents:
-    entries of the copies of the chain that a fetch joined (remote.py) included."""
-    head = ref_target(repo, ref)
+def entries_of(
+    repo: Repo, *operations: str, ref: str = AUDIT_REF, tip: pygit2.Oid | None = None
+) -> list[AuditEntry]:
+    """Return every entry of these operations in the chain at `ref` (or at commit `tip`),
+    newest first, following all parents: entries of the copies of the chain that a fetch
+    joined (remote.py) included."""
+    head = tip if tip is not None else ref_target(repo, ref)
     if head is None:
         return []
     first_lines = tuple(f"{operation}: " for operation in operations)
+    # Children before parents, so that entries of one second keep the chain's order.
     return [
         parse_entry(commit)
-        for commit in repo.git.walk(head, SortMode.TIME)
+        for commit in repo.git.walk(head, SortMode.TOPOLOGICAL | SortMode.TIME)
         if commit.message.startswith(first_lines)
     ]
 
@@ -457,19 +493,32 @@ def configured_skew(repo: Repo) -> int:
 
 
 def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditReport:
-    """Check the whole chain and return what was found (an empty chain is good)."""
-    from govsnap.signing import verify_detached
+    """Check the whole chain and return what was found (an empty chain is good): its
+    shape, times, that it still holds what this clone recorded of it, signatures (against
+    the trust policy's keys when there is one), and that every prune, purge and unpin was
+    made by a signer allowed to."""
+    from govsnap.signing import SignatureVerifier
+    from govsnap.trust import load_policy, with_history
 
     skew = configured_skew(repo) if skew is None else skew
     if skew < 0:
         raise UsageError(f"the skew must be 0 or more seconds, not {skew}")
     problems: list[AuditProblem] = []
     signers: dict[str, None] = {}
-    signed = 0
+    head = ref_target(repo, ref)
+    if head is not None and not repo.git.odb.exists(head):
+        error = dangling(head)
+        return AuditReport(0, 0, skew, (AuditProblem(str(head), "missing", error.message),))
+    if ref == AUDIT_REF:
+        problems += _continuity_problems(repo, head)
+    policy = load_policy(repo)
     commits = _walk(repo, ref)
     by_oid = {commit.id: commit for commit in commits}
+    signed_items: list[tuple[AuditEntry, bytes, bytes]] = []
+    entries: list[AuditEntry] = []
     for commit in commits:
         entry = parse_entry(commit)
+        entries.append(entry)
         short = entry.oid[:12]
         # The one legitimate merge: a fetch joining the remote's copy of the chain.
         joins = len(entry.parents) == 2 and entry.operation == "fetch"
@@ -507,13 +556,248 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
                 )
         block, payload = commit.gpg_signature
         if block:
-            signed += 1
-            check = verify_detached(repo, bytes(payload), bytes(block))
-            if check.valid:
-                signers[check.signer or "?"] = None
-            else:
+            signed_items.append((entry, bytes(payload), bytes(block)))
+    verifier = (
+        with_history(repo, policy).verifier(repo, with_retired=True)
+        if policy is not None
+        else SignatureVerifier(repo)
+    )
+    try:
+        checks = verifier.verify_many([(payload, block) for _, payload, block in signed_items])
+    finally:
+        verifier.close()
+    for (entry, _, _), check in zip(signed_items, checks, strict=True):
+        short = entry.oid[:12]
+        if check.valid:
+            signers[check.signer or "?"] = None
+        elif check.unknown_key is not None:
+            # Not tampering: a key this clone cannot check (the policy should carry it).
+            problems.append(AuditProblem(entry.oid, "unknown-key", f"{short}: {check.reason}"))
+        else:
+            problems.append(
+                AuditProblem(entry.oid, "signature", f"{short}: bad signature: {check.reason}")
+            )
+    if policy is not None:
+        decisions_ = [e for e in entries if e.operation in DECISION_RIGHTS and e.operation != "pin"]
+        for judged in judge(repo, decisions_, policy):
+            if not judged.allowed:
                 problems.append(
-                    AuditProblem(entry.oid, "signature", f"{short}: bad signature: {check.reason}")
+                    AuditProblem(
+                        judged.entry.oid,
+                        "unauthorised",
+                        f"{judged.entry.operation} entry {judged.reason}: it decides nothing",
+                    )
                 )
-    count = len(commits)
-    return AuditReport(count, signed, skew, tuple(problems), tuple(signers))
+    return AuditReport(len(commits), len(signed_items), skew, tuple(problems), tuple(signers))
+
+
+def _continuity_problems(repo: Repo, head: pygit2.Oid | None) -> list[AuditProblem]:
+    """Return a problem when the chain no longer holds what this clone recorded of it."""
+    recorded = ref_target(repo, VERIFIED_AUDIT_REF)
+    if recorded is None or recorded == head:
+        return []
+    odb = repo.git.odb
+    holds = head is not None and odb.exists(recorded) and repo.git.descendant_of(head, recorded)
+    if holds:
+        return []
+    return [
+        AuditProblem(
+            str(recorded),
+            "rewritten",
+            f"{AUDIT_REF} no longer holds {recorded}, which this clone recorded (rewritten, "
+            f"truncated or deleted): govsnap doctor --fix restores a truncated chain, or "
+            f"git update-ref {AUDIT_REF} {recorded}",
+        )
+    ]
+
+
+# --- decisions: what signed, authorised entries say ------------------------------------
+
+# Entries that decide something, and the right (trust policy operation) each needs.
+DECISION_RIGHTS = {"prune": "prune", "purge": "prune", "pin": "pin", "unpin": "pin"}
+
+
+@dataclass(frozen=True)
+class JudgedEntry:
+    """A decision entry and whether its verified signer was allowed to make it."""
+
+    entry: AuditEntry
+    signer: str | None  # the verified signer, if the signature holds
+    allowed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class AuditDecisions:
+    """What the audit trail decides: only entries signed by a signer the trust policy
+    allows count (with no policy, every entry). Notes never decide."""
+
+    pruned: frozenset[str]  # ids an authorised prune or purge removed
+    purged: frozenset[str]  # ids an authorised purge erased: never to be created again
+    pinned: frozenset[str]  # ids pinned and not unpinned by an authorised unpin
+    ignored: tuple[JudgedEntry, ...]  # decision entries that do not count, and why
+
+
+def environments_of(entry: AuditEntry) -> dict[str, str]:
+    """Return snapshot id -> environment as a decision entry records them (signed with it);
+    an id it does not place needs the right in every environment ("*")."""
+    found = entry.body.get("environments")
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items() if isinstance(v, str)}
+
+
+def judge(
+    repo: Repo, entries: Sequence[AuditEntry], policy: TrustPolicy | None
+) -> list[JudgedEntry]:
+    """Return, per decision entry, whether its signer may make it: the signature checked
+    against the policy's keys, the signer's right in the environment of every snapshot it
+    names. With no trust policy there is no authority to ask: every entry counts as
+    recorded (as anyone with push access could delete refs on such a remote anyway)."""
+    if policy is None:
+        return [JudgedEntry(e, None, True, "no trust policy: counted as recorded") for e in entries]
+    signed: list[tuple[bytes, bytes]] = []
+    for entry in entries:
+        commit = repo.git[entry.oid]
+        assert isinstance(commit, pygit2.Commit)
+        block, payload = commit.gpg_signature
+        signed.append((bytes(payload or b""), bytes(block or b"")))
+    verifier = policy.verifier(repo)
+    try:
+        checks = verifier.verify_many([item for item in signed if item[1]])
+    finally:
+        verifier.close()
+    verdicts = iter(checks)
+    judged = []
+    for entry, (_, block) in zip(entries, signed, strict=True):
+        short = entry.oid[:12]
+        if not block:
+            judged.append(JudgedEntry(entry, None, False, f"{short} is not signed"))
+            continue
+        check = next(verdicts)
+        if not check.valid:
+            judged.append(
+                JudgedEntry(entry, None, False, f"{short}: signature not good: {check.reason}")
+            )
+            continue
+        right = DECISION_RIGHTS[entry.operation]
+        places = environments_of(entry)
+        reason = f"{short}: nothing named"
+        allowed = True
+        for ident in entry.snapshots or ["-"]:
+            decision = policy.decide(check.signer, places.get(ident, "*"), right)
+            allowed, reason = decision.allowed, f"{short}: {decision.reason}"
+            if not allowed:
+                break
+        judged.append(JudgedEntry(entry, check.signer, allowed, reason))
+    return judged
+
+
+def decisions(
+    repo: Repo, policy: TrustPolicy | None, ref: str = AUDIT_REF, tip: pygit2.Oid | None = None
+) -> AuditDecisions:
+    """Return what the authorised entries of the chain at `ref` (or at commit `tip`; every
+    copy a fetch joined included) decide about pruning, purging and pinning.
+
+    A pin counts from anyone (it only keeps a snapshot); an unpin, a prune and a purge
+    count only from a signer allowed to make them, so that an edited note or a forged
+    entry can neither expose a pinned snapshot to prune nor delete one anywhere."""
+    entries = entries_of(repo, *DECISION_RIGHTS, ref=ref, tip=tip)
+    judged = judge(repo, entries, policy)
+    pruned: set[str] = set()
+    purged: set[str] = set()
+    pinned: set[str] = set()
+    # Oldest first, in the chain's order: a later pin or unpin overrides an earlier one.
+    for item in reversed(judged):
+        operation, ids = item.entry.operation, item.entry.snapshots
+        if operation == "pin":
+            pinned.update(ids)
+        elif item.allowed and operation == "unpin":
+            pinned.difference_update(ids)
+        elif item.allowed:
+            pruned.update(ids)
+            if operation == "purge":
+                purged.update(ids)
+    ignored = tuple(j for j in judged if not j.allowed and j.entry.operation != "pin")
+    return AuditDecisions(frozenset(pruned), frozenset(purged), frozenset(pinned), ignored)
+
+
+def first_problems(problems: Sequence[str], shown: int = 3) -> str:
+    """Return the first few problems as one phrase, saying how many more there are."""
+    more = len(problems) - shown
+    return "; ".join(problems[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def new_entry_problems(
+    repo: Repo,
+    tip: pygit2.Oid,
+    known: Sequence[pygit2.Oid | None],
+    policy: TrustPolicy | None,
+    *,
+    skew: int,
+    now: int,
+    retired_known: bool = True,
+) -> list[str]:
+    """Return what is wrong with the entries reachable from `tip` and from none of
+    `known` (a remote's new entries, or a push's): a shape the chain never has, a time in
+    the future, a missing parent; once a policy exists, an entry that is unsigned, or
+    signed by a key the policy does not know (with `retired_known`, nor an earlier
+    version of it: a clone joining a history), or a decision its signer may not make."""
+    from govsnap.signing import SignatureVerifier
+    from govsnap.trust import with_history
+
+    walker = repo.git.walk(tip, SortMode.TOPOLOGICAL)
+    for oid in known:
+        if oid is not None and repo.git.odb.exists(oid):
+            walker.hide(oid)
+    try:
+        commits = list(walker)
+    except (KeyError, ValueError, pygit2.GitError) as exc:
+        return [f"an entry of {str(tip)[:12]}'s history is missing: {exc}"]
+    problems: list[str] = []
+    entries = [parse_entry(commit) for commit in commits]
+    for commit, entry in zip(commits, entries, strict=True):
+        short = entry.oid[:12]
+        joins = len(entry.parents) == 2 and entry.operation == "fetch"
+        if len(entry.parents) > 1 and not joins:
+            problems.append(f"{short} has {len(entry.parents)} parents")
+        if entry.tree != EMPTY_TREE:
+            problems.append(f"{short} is not on the empty tree")
+        if entry.error:
+            problems.append(f"{short}: {entry.error}")
+        if entry.time > now + skew:
+            problems.append(f"{short} is dated {utc(entry.time)}, in the future")
+        for parent in commit.parent_ids:
+            if not repo.git.odb.exists(parent):
+                problems.append(f"{short}'s parent {parent} is missing")
+    if policy is None:
+        return problems
+    signed = []
+    for commit, entry in zip(commits, entries, strict=True):
+        block, payload = commit.gpg_signature
+        if not block:
+            problems.append(f"{entry.oid[:12]} ({entry.operation}) is not signed")
+        else:
+            signed.append((entry, bytes(payload), bytes(block)))
+    # A signer the policy retired since still signed its entries while listed: known.
+    keys_of = with_history(repo, policy) if retired_known else policy
+    verifier: SignatureVerifier = keys_of.verifier(repo, with_retired=retired_known)
+    try:
+        checks = verifier.verify_many([(payload, block) for _, payload, block in signed])
+    finally:
+        verifier.close()
+    for (entry, _, _), check in zip(signed, checks, strict=True):
+        if check.unknown_key is not None:
+            problems.append(
+                f"{entry.oid[:12]} ({entry.operation}) is signed by {check.unknown_key}, a key "
+                "the trust policy does not know"
+            )
+        elif not check.valid:
+            problems.append(f"{entry.oid[:12]} ({entry.operation}): {check.reason}")
+    decisions_ = [
+        e for e, _, _ in signed if e.operation in DECISION_RIGHTS and e.operation != "pin"
+    ]
+    for judged in judge(repo, decisions_, policy):
+        if not judged.allowed:
+            problems.append(f"{judged.entry.operation} entry {judged.reason}")
+    return problems

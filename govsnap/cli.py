@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pygit2
 import typer
@@ -15,6 +15,9 @@ import typer
 from govsnap import __version__, render
 from govsnap.errors import EXIT_ENVIRONMENT, GovsnapError
 from govsnap.repo import Repo, open_repo
+
+if TYPE_CHECKING:
+    from govsnap.trust_edit import PolicyEdit
 
 app = typer.Typer(
     name="govsnap",
@@ -26,6 +29,9 @@ app = typer.Typer(
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+]
 
 
 class State:
@@ -71,7 +77,11 @@ def main(
 def init(
     ctx: typer.Context,
     generate_key: Annotated[
-        bool, typer.Option("--generate-key", help="Create a passphrase-less OpenPGP signing key.")
+        bool,
+        typer.Option(
+            "--generate-key",
+            help="Create a passphrase-less OpenPGP signing key, unless one is configured.",
+        ),
     ] = False,
     keyring: Annotated[
         Path | None,
@@ -80,12 +90,40 @@ def init(
     environment: Annotated[
         str | None, typer.Option("--environment", "-e", help="Default environment to record.")
     ] = None,
+    signer: Annotated[
+        str | None,
+        typer.Option("--signer", help="Your name in the trust policy (default: from user.email)."),
+    ] = None,
+    signer_environment: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signer-environment", help="Environments you may act in (repeatable; default *)."
+        ),
+    ] = None,
+    signer_operation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--signer-operation",
+            help="Operations you may perform (repeatable; default *: all, policy changes too).",
+        ),
+    ] = None,
+    dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Prepare a repository: check git and signing, write govsnap.* config defaults."""
+    """Prepare a repository: check git and signing, write govsnap.* config defaults, and a
+    trust policy naming your key, ready to commit."""
     from govsnap import configure
 
-    report = configure.init(_state(ctx).repo(), generate_key, keyring, environment)
+    options = configure.InitOptions(
+        generate_key=generate_key,
+        keyring=keyring,
+        environment=environment,
+        signer_name=signer,
+        signer_environments=tuple(signer_environment or ["*"]),
+        signer_operations=tuple(signer_operation or ["*"]),
+        dry_run=dry_run,
+    )
+    report = configure.init(_state(ctx).repo(), options)
     if json_out:
         render.emit_json(report.as_json())
     else:
@@ -173,14 +211,22 @@ def show(
     snapshot: Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")],
     json_out: JsonOpt = False,
 ) -> None:
-    """Show everything about one snapshot."""
+    """Show everything about one snapshot, and who signed it (as verification finds)."""
+    from govsnap.prune import pinned_ids
     from govsnap.store import resolve
+    from govsnap.verify import verify_snapshot
 
-    snap = resolve(_state(ctx).repo(), snapshot)
+    repo = _state(ctx).repo()
+    snap = resolve(repo, snapshot)
+    # Who signed it is what the signature says, checked now; the note only claims it.
+    # Whether it is pinned is what the audit trail says.
+    check = verify_snapshot(repo, snap) if snap.signed and snap.payload else None
+    pinned = snap.id in pinned_ids(repo)
     if json_out:
-        render.emit_json(render.snapshot_json(snap))
+        data = render.snapshot_json(snap)
+        render.emit_json({**data, "verified": render.checked_json(check), "pinned": pinned})
     else:
-        render.snapshot_details(snap)
+        render.snapshot_details(snap, check, pinned)
 
 
 app.command("info", hidden=True, help="Alias of show.")(show)
@@ -298,9 +344,6 @@ PostMergeOpt = Annotated[bool, typer.Option("--post-merge", help="The post-merge
 AllHooksOpt = Annotated[bool, typer.Option("--all", help="pre-push and post-merge.")]
 ServerOpt = Annotated[
     bool, typer.Option("--server", help="The pre-receive hook of a server (bare) repository.")
-]
-DryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
 ]
 
 
@@ -703,20 +746,22 @@ def verify(
 
 
 trust_app = typer.Typer(
-    help="Show or check the trust policy (.govsnap/trust.toml as committed).",
+    help="Show, check and edit the trust policy (.govsnap/trust.toml as committed).",
     no_args_is_help=True,
 )
 app.add_typer(trust_app, name="trust")
 
 TrustRefOpt = Annotated[
     str | None,
-    typer.Option("--ref", help="Read the policy committed here (default: govsnap.trustRef/HEAD)."),
+    typer.Option(
+        "--ref", help="Read the policy committed at this full ref (default: govsnap.trustRef)."
+    ),
 ]
 
 
 @trust_app.command("show")
 def trust_show(ctx: typer.Context, ref: TrustRefOpt = None, json_out: JsonOpt = False) -> None:
-    """Print the signers the policy trusts and what each may do."""
+    """Print the signers the policy trusts, what each may do, and its root of trust."""
     from govsnap import trust
 
     state = trust.status(_state(ctx).repo(), ref)
@@ -736,15 +781,16 @@ def trust_check(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Validate the policy: exit 0 when valid, 2 when malformed, 1 when absent but required."""
+    """Validate the policy, its public keys and its history back to its anchor: exit 0
+    when valid, 2 when malformed, 1 when absent but required or its history fails."""
     from govsnap import trust
     from govsnap.errors import CheckFailed
 
-    state = trust.status(_state(ctx).repo(), ref, file)
+    repo = _state(ctx).repo()
+    state = trust.status(repo, ref, file)
     if state.policy is None and state.require_trust:
         raise CheckFailed(
-            f"no trust policy at {state.source}: every snapshot fails the trust check "
-            "(commit .govsnap/trust.toml, or set govsnap.requireTrust=false)"
+            f"every snapshot fails the trust check: {trust.missing_policy(repo, ref)}"
         )
     if json_out:
         render.emit_json(render.policy_json(state))
@@ -752,18 +798,160 @@ def trust_check(
         render.policy_check(state)
 
 
+SignerEnvOpt = Annotated[
+    list[str] | None,
+    typer.Option("--environment", "-e", help="An environment or pattern (repeatable; default *)."),
+]
+
+
+@trust_app.command("init")
+def trust_init(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Your name in the policy (letters, digits, ._-).")],
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Your key (default: the one govsnap signs with)."),
+    ] = None,
+    environment: SignerEnvOpt = None,
+    operation: Annotated[
+        list[str] | None,
+        typer.Option("--operation", "-o", help="An operation (repeatable; default *: all)."),
+    ] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a new .govsnap/trust.toml naming one signer, approved by your key, to commit."""
+    from govsnap import trust_edit
+    from govsnap.errors import SigningError
+    from govsnap.signing import SSHSigner, signer_for
+
+    repo = _state(ctx).repo()
+    if key is None:
+        signer = signer_for(repo)
+        if signer is None:
+            raise SigningError("no signing key is configured: pass --key, or run govsnap init")
+        if isinstance(signer, SSHSigner):
+            key = signer.public_key()
+        else:
+            key = signer.sign(b"govsnap trust init\n").signer  # its fingerprint
+    edit = trust_edit.init_policy(
+        repo,
+        name,
+        key,
+        environments=tuple(environment or ["*"]),
+        operations=tuple(operation or ["*"]),
+        dry_run=dry_run,
+    )
+    _policy_edit_done(edit, json_out)
+
+
+@trust_app.command("add-signer")
+def trust_add_signer(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The signer's name in the policy.")],
+    key: Annotated[
+        str,
+        typer.Option(
+            "--key",
+            help="An OpenPGP key of your keyring (fingerprint, key ID, e-mail) or an SSH public "
+            "key (its .pub file, or 'ssh-ed25519 AAAA...'); its public key goes in the policy.",
+        ),
+    ],
+    environment: SignerEnvOpt = None,
+    operation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--operation",
+            "-o",
+            help="An operation (repeatable; default create): "
+            + ", ".join(("create", "rollback", "prune", "pin", "policy")),
+        ),
+    ] = None,
+    description: Annotated[str, typer.Option("--description", help="Who this is.")] = "",
+    principal: Annotated[
+        str | None, typer.Option("--principal", help="SSH: the principal (default: NAME).")
+    ] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a signer (with its public key) to .govsnap/trust.toml, for review and commit."""
+    from govsnap import trust_edit
+
+    edit = trust_edit.add_signer(
+        _state(ctx).repo(),
+        name,
+        key,
+        environments=tuple(environment or ["*"]),
+        operations=tuple(operation or trust_edit.DEFAULT_ADD_OPERATIONS),
+        description=description,
+        principal=principal,
+        dry_run=dry_run,
+    )
+    _policy_edit_done(edit, json_out)
+
+
+@trust_app.command("remove-signer")
+def trust_remove_signer(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The signer to remove.")],
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove a signer from .govsnap/trust.toml, for review and commit."""
+    from govsnap import trust_edit
+
+    _policy_edit_done(trust_edit.remove_signer(_state(ctx).repo(), name, dry_run=dry_run), json_out)
+
+
+@trust_app.command("approve")
+def trust_approve(
+    ctx: typer.Context, dry_run: DryRunOpt = False, json_out: JsonOpt = False
+) -> None:
+    """Sign .govsnap/trust.toml as it is in the working tree: an approval of the change,
+    written to .govsnap/approvals/ and counted once committed with it."""
+    from govsnap import trust_edit
+
+    _policy_edit_done(trust_edit.approve(_state(ctx).repo(), dry_run=dry_run), json_out)
+
+
+def _policy_edit_done(edit: PolicyEdit, json_out: bool) -> None:
+    if json_out:
+        render.emit_json(edit.as_json())
+    else:
+        render.policy_edit(edit)
+
+
 @app.command()
 def doctor(
     ctx: typer.Context,
     fix: Annotated[bool, typer.Option("--fix", help="Repair what can be repaired.")] = False,
+    restore_remote: Annotated[
+        str | None,
+        typer.Option(
+            "--restore-remote",
+            metavar="REMOTE",
+            help="Put this clone's audit trail (and snapshots, notes) back on a remote whose "
+            "trail was truncated, deleted or rewritten.",
+        ),
+    ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="With --fix: show the repairs, make none.")
+        bool,
+        typer.Option("--dry-run", "-n", help="With --fix or --restore-remote: change nothing."),
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Find (and with --fix repair) what interrupted operations left: notes without a
-    snapshot, refs to missing objects, stale locks, a damaged cache. Never deletes a
-    snapshot. Exit 1 while problems remain."""
+    snapshot, refs to missing objects, an audit trail that lost entries, stale locks, a
+    damaged cache. Never deletes a snapshot. Exit 1 while problems remain."""
+    if restore_remote is not None:
+        from govsnap import remote as sharing
+
+        restored = sharing.restore(_state(ctx).repo(), restore_remote, dry_run=dry_run)
+        if json_out:
+            render.emit_json(restored.as_json())
+        else:
+            render.restore_report(restored)
+        return
     from govsnap.doctor import run as run_doctor
 
     report = run_doctor(_state(ctx).repo(), fix=fix, dry_run=dry_run)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import re
 import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,22 +19,34 @@ from govsnap.repo import Repo
 
 CACHE_NAME = "digest-cache.sqlite"
 
-# A manifest block holds its lines with paths relative to its tree, each path preceded
-# by a NUL. Prefixing a directory is then one bytes.replace, and tree names cannot hold
-# NUL, so the marker is unambiguous. Paths sorted by bytes keep every directory's
-# entries contiguous, in git's tree order (a directory sorts as "name/"), so a tree's
-# block is the concatenation of its entries' lines and its subtrees' blocks.
-_MARK = b"\0"
+# Manifest formats (the payload's Govsnap-Format). Format 1 wrote `<mode> <hash> <path>\n`
+# per file, which a path holding a newline makes ambiguous; format 2 ends every record
+# with a NUL (which no path can hold) and adds a record per directory (`040000 - <path>/`),
+# so that no two different trees, empty directories included, share a manifest.
+FORMATS = (1, 2)
+CURRENT_FORMAT = 2
+
+# A manifest block holds its records with paths relative to its tree, each path preceded
+# by _MARK and each record ended by _END (a file) or _DIR_END (a directory). Prefixing a
+# directory is then one bytes.replace; tree names cannot hold NUL, so the markers are
+# unambiguous. Paths sorted by bytes keep every directory's entries contiguous, in git's
+# tree order (a directory sorts as "name/"), so a tree's block is the concatenation of its
+# entries' records and its subtrees' records. The marked records serve both formats.
+_MARK = b"\0\x01"
+_END = b"\0\x02"
+_DIR_END = b"\0\x03"
+_DIR_RECORD = re.compile(rb"[0-7]{6} - \0\x01[^\0]*\0\x03")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (oid BLOB PRIMARY KEY, sha256 BLOB NOT NULL, size INTEGER NOT NULL)
     WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS trees (oid BLOB PRIMARY KEY, summary BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trees2 (oid BLOB PRIMARY KEY, summary BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parsed (oid BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
 
-# What a tree contributes by itself: runs of its own manifest lines interleaved with
-# (name, subtree oid) references, in order; its own files, bytes and kinds.
+# What a tree contributes by itself: runs of its own manifest records interleaved with
+# (name, subtree oid) references, in order; its own files, bytes and kinds. (Table
+# `trees2`: format-1 caches kept blocks of another shape in `trees`.)
 Template = list[bytes | tuple[bytes, bytes]]
 
 
@@ -113,7 +127,7 @@ class DigestCache:
     def trees(self, oids: list[bytes]) -> dict[bytes, TreeSummary]:
         """Return raw oid -> summary for the trees of `oids` the cache knows."""
         found: dict[bytes, TreeSummary] = {}
-        for oid, raw in self._select("SELECT oid, summary FROM trees", oids):
+        for oid, raw in self._select("SELECT oid, summary FROM trees2", oids):
             try:
                 found[bytes(oid)] = TreeSummary.load(bytes(raw))
             except (ValueError, EOFError, TypeError):
@@ -153,7 +167,7 @@ class DigestCache:
             if pending:
                 db.execute("BEGIN IMMEDIATE")
                 db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", self._blobs)
-                db.executemany("INSERT OR IGNORE INTO trees VALUES (?, ?)", self._trees)
+                db.executemany("INSERT OR IGNORE INTO trees2 VALUES (?, ?)", self._trees)
                 db.executemany("INSERT OR IGNORE INTO parsed VALUES (?, ?)", self._parsed)
                 db.execute("COMMIT")
         except sqlite3.Error:
@@ -210,6 +224,8 @@ class TreeDigest:
     bytes: int
     kinds: dict[str, KindSummary] = field(default_factory=dict)
     hashed_blobs: int = 0
+    format: int = CURRENT_FORMAT
+    newline_in_path: bool = False  # format 1 cannot tell such a tree from another one
 
 
 def _lookup_tree(repo: Repo, oid: pygit2.Oid | str, where: bytes) -> pygit2.Tree:
@@ -241,9 +257,25 @@ def kind_of(name: bytes, mode: int) -> str:
     return "." + ext.decode(errors="replace").lower()
 
 
-def manifest_line(mode: int, content_hash: str, path: bytes) -> bytes:
-    """Return one canonical manifest line."""
-    return f"{mode:06o} {content_hash} ".encode() + path + b"\n"
+def manifest_line(mode: int, content_hash: str, path: bytes, fmt: int = CURRENT_FORMAT) -> bytes:
+    """Return one canonical manifest record of a file (format 1: a line)."""
+    return f"{mode:06o} {content_hash} ".encode() + path + (b"\n" if fmt == 1 else b"\0")
+
+
+def manifest_from_files(files: Iterable[tuple[int, str, bytes]], fmt: int) -> bytes:
+    """Return the manifest (format `fmt`) of a tree holding `files` (mode, content hash,
+    full path), its directories implied by the paths: a tree read back from a disk has no
+    empty ones."""
+    records = {
+        path: manifest_line(mode, content_hash, path, fmt) for mode, content_hash, path in files
+    }
+    if fmt != 1:
+        for path in list(records):
+            parts = path.split(b"/")[:-1]
+            for depth in range(1, len(parts) + 1):
+                directory = b"/".join(parts[:depth]) + b"/"
+                records.setdefault(directory, b"%06o - " % FileMode.TREE + directory + b"\0")
+    return b"".join(records[path] for path in sorted(records))
 
 
 class _Digester:
@@ -255,7 +287,6 @@ class _Digester:
         self.odb = repo.git.odb
         self.hashed = 0
         self.summaries: dict[bytes, TreeSummary] = {}
-        self.blocks: dict[bytes, bytes] = {}
         self.figures: dict[bytes, tuple[int, int, dict[str, tuple[int, int]]]] = {}
 
     def blob_digest(self, oid: pygit2.Oid, path: bytes) -> tuple[bytes, int]:
@@ -328,9 +359,9 @@ class _Digester:
         kinds: dict[str, tuple[int, int]] = {}
         for name, mode, entry_oid in entries:
             if mode == FileMode.TREE:
-                if run:
-                    template.append(b"".join(run))
-                    run = []
+                run.append(f"{mode:06o} - ".encode() + _MARK + name + b"/" + _DIR_END)
+                template.append(b"".join(run))
+                run = []
                 template.append((name, entry_oid.raw))
                 continue
             if mode == FileMode.COMMIT:
@@ -339,7 +370,7 @@ class _Digester:
                 cached_blob = known.get(entry_oid.raw)
                 sha, size = cached_blob or self.blob_digest(entry_oid, where + name)
                 content_hash = sha.hex()
-            run.append(f"{mode:06o} {content_hash} ".encode() + _MARK + name + b"\n")
+            run.append(f"{mode:06o} {content_hash} ".encode() + _MARK + name + _END)
             kind = kind_of(name, mode)
             count, kind_bytes = kinds.get(kind, (0, 0))
             kinds[kind] = (count + 1, kind_bytes + size)
@@ -352,71 +383,104 @@ class _Digester:
             self.cache.put_tree(oid.raw, summary)
         return summary
 
-    def block(self, root: bytes) -> bytes:
-        """Return the manifest block of a loaded tree (relative paths, NUL-marked).
-
-        Subtrees first, from an explicit stack: a tree nested 10,000 deep must not
-        exhaust Python's recursion limit."""
+    def figures_of(self, root: bytes) -> tuple[int, int, dict[str, tuple[int, int]]]:
+        """Return the files, bytes and kinds below a loaded tree, subtrees first from an
+        explicit stack: a tree nested 10,000 deep must not exhaust Python's recursion
+        limit."""
         stack = [root]
         while stack:
             key = stack[-1]
-            if key in self.blocks:
+            if key in self.figures:
                 stack.pop()
                 continue
-            pending = [
-                item[1]
-                for item in self.summaries[key].template
-                if isinstance(item, tuple) and item[1] not in self.blocks
-            ]
+            subtrees = [item[1] for item in self.summaries[key].template if isinstance(item, tuple)]
+            pending = [sub for sub in subtrees if sub not in self.figures]
             if pending:
                 stack.extend(pending)
-            else:
-                self._assemble(key)
-                stack.pop()
-        return self.blocks[root]
+                continue
+            summary = self.summaries[key]
+            files, total = summary.files, summary.size
+            kinds = dict(summary.kinds)
+            for sub in subtrees:
+                sub_files, sub_bytes, sub_kinds = self.figures[sub]
+                files += sub_files
+                total += sub_bytes
+                for kind, (count, size) in sub_kinds.items():
+                    old_count, old_size = kinds.get(kind, (0, 0))
+                    kinds[kind] = (old_count + count, old_size + size)
+            self.figures[key] = (files, total, kinds)
+            stack.pop()
+        return self.figures[root]
 
-    def _assemble(self, key: bytes) -> None:
-        """Compute the block and figures of a tree whose subtrees have theirs."""
-        summary = self.summaries[key]
-        parts: list[bytes] = []
-        files, total = summary.files, summary.size
-        kinds = dict(summary.kinds)
-        for item in summary.template:
+    def feed(self, root: bytes, fmt: int, sink: Callable[[bytes], object]) -> bool:
+        """Feed the manifest (format `fmt`) of a loaded tree to `sink` in order; return
+        whether a path holds a newline.
+
+        Each record is written once, with its full path: prefixing whole subtree blocks
+        level by level would cost the depth times the manifest (a tree 10,000 deep)."""
+        newline = False
+        prefix = b""
+        names: list[bytes] = []
+        stack = [iter(self.summaries[root].template)]
+        while stack:
+            item = next(stack[-1], None)
+            if item is None:
+                stack.pop()
+                if names:
+                    prefix = prefix[: -len(names.pop()) - 1]
+                continue
             if isinstance(item, bytes):
-                parts.append(item)
+                records = item.replace(_MARK, _MARK + prefix) if prefix else item
+                # Only paths hold newlines: the records' modes, hashes and markers never do.
+                newline = newline or b"\n" in records
+                sink(manifest(records, fmt))
                 continue
             name, sub = item
-            parts.append(self.blocks[sub].replace(_MARK, _MARK + name + b"/"))
-            sub_files, sub_bytes, sub_kinds = self.figures[sub]
-            files += sub_files
-            total += sub_bytes
-            for kind, (count, size) in sub_kinds.items():
-                old_count, old_size = kinds.get(kind, (0, 0))
-                kinds[kind] = (old_count + count, old_size + size)
-        self.blocks[key] = b"".join(parts)
-        self.figures[key] = (files, total, kinds)
+            names.append(name)
+            prefix += name + b"/"
+            stack.append(iter(self.summaries[sub].template))
+        return newline
+
+
+def manifest(block: bytes, fmt: int) -> bytes:
+    """Return the manifest records of format `fmt` from marked records."""
+    if fmt == 1:
+        files_only = _DIR_RECORD.sub(b"", block)
+        return files_only.replace(_MARK, b"").replace(_END, b"\n")
+    return block.replace(_MARK, b"").replace(_END, b"\0").replace(_DIR_END, b"\0")
 
 
 def digest_tree(
-    repo: Repo, tree_oid: pygit2.Oid | str, cache: DigestCache | None = None, *, deep: bool = False
+    repo: Repo,
+    tree_oid: pygit2.Oid | str,
+    cache: DigestCache | None = None,
+    *,
+    deep: bool = False,
+    fmt: int = CURRENT_FORMAT,
 ) -> TreeDigest:
-    """Return the content digest of a tree, reading only what the cache does not know.
+    """Return the content digest (manifest format `fmt`) of a tree, reading only what the
+    cache does not know.
 
     With `deep`, every blob is re-read and the cache is neither consulted nor written.
     Note that a cached tree is not re-read, so a missing object below it is not noticed
     here: check object presence separately when that matters.
     """
+    if fmt not in FORMATS:
+        raise CorruptObject(f"unknown manifest format {fmt}")
     oid = tree_oid if isinstance(tree_oid, pygit2.Oid) else pygit2.Oid(hex=tree_oid)
     digester = _Digester(repo, cache, deep)
     digester.load_summaries(oid)
-    manifest = digester.block(oid.raw).replace(_MARK, b"")
+    hasher = hashlib.sha256()
+    newline_in_path = digester.feed(oid.raw, fmt, hasher.update)
     if cache is not None and not deep:
         cache.flush()
-    files, total, kinds = digester.figures[oid.raw]
+    files, total, kinds = digester.figures_of(oid.raw)
     return TreeDigest(
-        digest="sha256:" + hashlib.sha256(manifest).hexdigest(),
+        digest="sha256:" + hasher.hexdigest(),
         files=files,
         bytes=total,
         kinds={k: KindSummary(c, b) for k, (c, b) in sorted(kinds.items())},
         hashed_blobs=digester.hashed,
+        format=fmt,
+        newline_in_path=newline_in_path,
     )

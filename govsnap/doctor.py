@@ -3,6 +3,7 @@ behind. It never deletes a snapshot: at most it sets aside a ref whose object is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from govsnap.digest import DigestCache
 from govsnap.errors import CorruptObject, GovsnapError
 from govsnap.objects import (
     SNAPSHOT_REF_PREFIX,
+    VERIFIED_AUDIT_REF,
     SnapshotPayload,
     delete_ref,
     read_tag,
@@ -38,7 +40,8 @@ class Finding:
     """One inconsistency: what it is, where, and how --fix repairs it (None: it cannot)."""
 
     # stale-lock, torn-cache, broken-ref, dangling-snapshot-ref, orphan-note, missing-note,
-    # killed-rollback-lock, leftover-index, capture-blocked, unreadable-index
+    # killed-rollback-lock, leftover-index, capture-blocked, unreadable-index,
+    # dangling-audit, truncated-audit, rewritten-audit
     kind: str
     subject: str
     problem: str
@@ -204,6 +207,8 @@ def find_broken_refs(repo: Repo) -> list[Finding]:
         name = ref.name
         if not (name.startswith(_GOVSNAP_REFS) or name == notes.NOTES_REF):
             continue
+        if name == audit.AUDIT_REF:
+            continue  # find_audit_problems: the chain has repairs of its own
         target = ref.target
         if not isinstance(target, pygit2.Oid) or _object_exists(repo, target):
             continue
@@ -229,6 +234,129 @@ def find_broken_refs(repo: Repo) -> list[Finding]:
             )
         )
     return findings
+
+
+def _present(repo: Repo, oid: pygit2.Oid | None) -> bool:
+    return oid is not None and _object_exists(repo, oid)
+
+
+def find_audit_problems(repo: Repo) -> list[Finding]:
+    """Return a finding when the audit ref points at a missing commit (git gc removed an
+    entry written while it ran), or no longer holds what this clone recorded of it."""
+    current = ref_target(repo, audit.AUDIT_REF)
+    recorded = ref_target(repo, VERIFIED_AUDIT_REF)
+    if current is not None and not _present(repo, current):
+        newest = newest_entry(repo, {current})
+        return [
+            Finding(
+                "dangling-audit",
+                audit.AUDIT_REF,
+                f"points at {current}, which is not in the object store (git gc removed the "
+                "entry while it was being written?): verify, create and rollback cannot "
+                "append to it",
+                None
+                if newest is None
+                else f"reattach it to {newest}, the newest entry still present, and record "
+                "the gap in a new entry",
+            )
+        ]
+    if recorded is None or current == recorded or not _present(repo, recorded):
+        return []
+    if current is None or repo.git.descendant_of(recorded, current):
+        return [
+            Finding(
+                "truncated-audit",
+                audit.AUDIT_REF,
+                f"no longer holds the entries up to {recorded}, which this clone recorded "
+                f"({'deleted' if current is None else 'truncated'})",
+                f"reset it to {recorded}, this clone's record (nothing is lost)",
+            )
+        ]
+    if not repo.git.descendant_of(current, recorded):
+        return [
+            Finding(
+                "rewritten-audit",
+                audit.AUDIT_REF,
+                f"was rewritten: it no longer holds {recorded}, which this clone recorded, "
+                f"and holds entries that are not on it; compare them (git log "
+                f"{recorded} {audit.AUDIT_REF}) and set it yourself (git update-ref)",
+                None,
+            )
+        ]
+    return []
+
+
+def newest_entry(repo: Repo, leave_out: set[pygit2.Oid]) -> pygit2.Oid | None:
+    """Return the newest audit entry still in the object store: from the reflog, what this
+    clone recorded, the copies fetched from remotes, and unreachable commits."""
+    candidates: set[pygit2.Oid] = set()
+    ref = repo.git.references.get(audit.AUDIT_REF)
+    with contextlib.suppress(pygit2.GitError):
+        candidates.update(entry.oid_new for entry in (ref.log() if ref is not None else ()))
+    for other in repo.git.references.iterator():
+        copy = other.name.startswith(("refs/govsnap-verified/", "refs/govsnap-remote/"))
+        if copy and other.name.endswith("/audit") and isinstance(other.target, pygit2.Oid):
+            candidates.add(other.target)
+    fsck = repo.git_cmd("fsck", "--unreachable", "--no-reflogs", "--no-progress", check=False)
+    for line in fsck.stdout.decode(errors="replace").splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind in ("unreachable", "dangling") and rest.startswith("commit "):
+            candidates.add(pygit2.Oid(hex=rest.split()[1]))
+    best: pygit2.Commit | None = None
+    for oid in candidates - leave_out:
+        commit = repo.git.get(oid)
+        if not isinstance(commit, pygit2.Commit) or str(commit.tree_id) != audit.EMPTY_TREE:
+            continue
+        if audit.parse_entry(commit).error is not None:
+            continue
+        if best is None or commit.committer.time > best.committer.time:
+            best = commit
+    return None if best is None else best.id
+
+
+def _reset_audit(repo: Repo, finding: Finding) -> bool:
+    """Point the audit ref, and this clone's record of it, at the repair's target; for a
+    dangling ref, record the gap in a new entry."""
+    current = ref_target(repo, audit.AUDIT_REF)
+    recorded = ref_target(repo, VERIFIED_AUDIT_REF)
+    if finding.kind == "truncated-audit":
+        target = recorded
+    else:
+        target = newest_entry(repo, {current} if current is not None else set())
+    if target is None:
+        return False
+    zero = "0" * 40
+    script = (
+        f"update {audit.AUDIT_REF}\0{target}\0{current or zero}\0"
+        f"update {VERIFIED_AUDIT_REF}\0{target}\0{recorded or zero}\0"
+    ).encode()
+    proc = repo.git_cmd(
+        "update-ref", "--stdin", "-z", "-m", "govsnap doctor", input=script, check=False
+    )
+    if proc.returncode != 0:
+        return False
+    if finding.kind == "dangling-audit":
+        # Reflog entries naming the lost entry make git gc and git fsck fail; the others
+        # are kept.
+        for ref in (audit.AUDIT_REF, VERIFIED_AUDIT_REF):
+            repo.git_cmd(
+                "reflog",
+                "expire",
+                "--stale-fix",
+                "--expire=never",
+                "--expire-unreachable=never",
+                ref,
+                check=False,
+            )
+        audit.append(
+            repo,
+            "doctor",
+            f"audit trail reattached to {str(target)[:12]}: entry {current} was lost",
+            identity=repo.committer(),
+            arguments={"fix": True},
+            extra={"lost": str(current), "reattached_to": str(target)},
+        )
+    return True
 
 
 def find_note_problems(repo: Repo) -> list[Finding]:
@@ -373,6 +501,7 @@ def diagnose(repo: Repo) -> list[Finding]:
         *find_capture_problems(repo, now),
         *find_torn_cache(repo),
         *find_broken_refs(repo),
+        *find_audit_problems(repo),
         *find_note_problems(repo),
     ]
 
@@ -494,6 +623,8 @@ def repair(repo: Repo, findings: Sequence[Finding]) -> list[Finding]:
             done = _quarantine(repo, finding)
         elif finding.kind == "broken-ref" and finding.fix is not None:
             done = _reset_broken_ref(repo, finding)
+        elif finding.kind in ("dangling-audit", "truncated-audit"):
+            done = _reset_audit(repo, finding)
         if done:
             fixed.add(finding)
     fixed |= _repair_notes(repo, findings)

@@ -76,3 +76,6 @@ class Declined(GovsnapError):
     that asks exits the same way (like typer's own Abort)."""
 
     exit_code = EXIT_CHECK_FAILED
+class HistoryRewritten(CheckFailed):
+    """A history this clone recorded (the audit chain, the trust policy) was rewritten,
+    truncated or deleted; the message says how to restore it from this clone."""

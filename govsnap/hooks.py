@@ -22,15 +22,11 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from govsnap import render
 from govsnap.errors import GovsnapError, UsageError
 from govsnap.repo import Repo, open_repo, scrubbed_env
-
-if TYPE_CHECKING:
-    from govsnap.store import Snapshot
-    from govsnap.trust import TrustPolicy
 
 CLIENT_HOOKS = ("pre-push", "post-merge")
 SERVER_HOOKS = ("pre-receive",)
@@ -522,6 +518,14 @@ def pre_push(repo: Repo, args: Sequence[str], updates: Sequence[PushUpdate]) -> 
     # A push to a URL names no remote; a URL may carry credentials, so it is not recorded.
     known_remote = remote if repo.config_str(f"remote.{remote}.url") else None
     run = HookRun("pre-push", {"remote": known_remote, "policy": policy})
+    try:
+        from govsnap.trust import load_policy
+
+        # A policy branch rolled back, or a policy change nobody approved, fails the push
+        # as loudly as a snapshot that cannot be taken.
+        load_policy(repo)
+    except GovsnapError as exc:
+        run.errors.append(f"trust policy: {exc.message}")
     for d in decisions:
         assert d.pattern is not None
         run.refs.append(d.update.remote_ref)
@@ -587,190 +591,39 @@ def post_merge(repo: Repo, squash: bool) -> int:
 # --- pre-receive (server side) -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RefUpdate:
-    """One line of pre-receive input: `<old oid> <new oid> <ref>`."""
-
-    old: str
-    new: str
-    ref: str
-
-    @property
-    def kind(self) -> str:
-        """Return "create", "delete", "rewrite" or "unchanged"."""
-        if self.old == self.new:
-            return "unchanged"
-        if self.old == ZERO_OID:
-            return "create"
-        if self.new == ZERO_OID:
-            return "delete"
-        return "rewrite"
-
-
-def parse_receive_lines(data: bytes) -> list[RefUpdate]:
-    """Parse git's pre-receive input."""
-    updates = []
-    for line in data.decode(errors="surrogateescape").splitlines():
-        if not line.strip():
-            continue
-        parts = line.split(" ", 2)
-        if len(parts) != 3:
-            raise UsageError(f"pre-receive: cannot read input line {line!r}")
-        updates.append(RefUpdate(*parts))
-    return updates
-
-
-@dataclass(frozen=True)
-class ReceiveVerdict:
-    """Whether one pushed snapshot ref update is accepted, and why."""
-
-    update: RefUpdate
-    accepted: bool
-    reason: str
-
-
-@dataclass(frozen=True)
-class PushSigner:
-    """Who signed the push certificate, or why the push counts as unsigned."""
-
-    signer: str | None
-    reason: str
-
-
-def push_signer(repo: Repo, env: Mapping[str, str]) -> PushSigner:
-    """Return the verified signer of the push certificate (`git push --signed`).
-
-    The certificate is checked here with the repository's signature configuration
-    rather than taken from GIT_PUSH_CERT_STATUS, and only a nonce the server issued for
-    this push (GIT_PUSH_CERT_NONCE_STATUS=OK, which needs receive.certNonceSeed) counts,
-    so a certificate recorded from an earlier push cannot be replayed.
-    """
-    from govsnap.objects import SignedTag
-    from govsnap.signing import verify_detached
-
-    cert = env.get("GIT_PUSH_CERT", "")
-    if not cert or cert == ZERO_OID:
-        return PushSigner(None, "the push is not signed (use git push --signed)")
-    nonce = env.get("GIT_PUSH_CERT_NONCE_STATUS", "")
-    if nonce != "OK":
-        return PushSigner(None, f"the push certificate's nonce is not valid ({nonce or 'none'})")
-    try:
-        raw = bytes(repo.git.odb.read(cert)[1])
-    except (KeyError, ValueError):
-        return PushSigner(None, f"the push certificate {cert} cannot be read")
-    signed = SignedTag.split(raw)
-    check = verify_detached(repo, signed.payload, signed.signature)
-    if not check.valid or not check.signer:
-        return PushSigner(None, f"the push certificate's signature is bad: {check.reason}")
-    return PushSigner(check.signer, check.reason)
-
-
-def _pushed_snapshot(repo: Repo, update: RefUpdate, oid: str) -> Snapshot:
-    """Return the Snapshot a ref update names (unreadable tags give payload None)."""
-    from govsnap.errors import CorruptObject
-    from govsnap.objects import SNAPSHOT_REF_PREFIX, SnapshotPayload, read_tag
-    from govsnap.store import Snapshot
-
-    ident = update.ref.removeprefix(SNAPSHOT_REF_PREFIX)
-    try:
-        tag = read_tag(repo, oid)
-        payload = SnapshotPayload.parse(tag.payload)
-    except CorruptObject as exc:
-        return Snapshot(ident, oid, None, "none", None, exc.message)
-    return Snapshot(ident, oid, payload, tag.signature_kind, None)
-
-
-# Notes are not signed and the server does not see them with the tag: every other check
-# of `govsnap verify` must pass for a snapshot to be accepted.
-_RECEIVE_CHECKS = ("id", "tag", "signature", "trust", "digest", "objects")
-
-
-def decide_receive(
-    repo: Repo, updates: Sequence[RefUpdate], env: Mapping[str, str]
-) -> list[ReceiveVerdict]:
-    """Return a verdict per snapshot ref update: new snapshots must verify (signature,
-    trust for their environment, id, digest, objects); existing ones are never rewritten;
-    deletions need a signed push by a signer the trust policy allows to prune."""
-    from govsnap.trust import load_policy
-    from govsnap.verify import verify_snapshots
-
-    policy = load_policy(repo)
-    verdicts: dict[int, ReceiveVerdict] = {}
-    creations: list[tuple[int, RefUpdate]] = []
-    signer: PushSigner | None = None
-    for index, u in enumerate(updates):
-        if u.kind == "rewrite":
-            verdicts[index] = ReceiveVerdict(
-                u, False, "snapshot refs are never rewritten: this one already exists"
-            )
-        elif u.kind == "unchanged":
-            verdicts[index] = ReceiveVerdict(u, True, "unchanged")
-        elif u.kind == "create":
-            creations.append((index, u))
-        else:
-            signer = signer or push_signer(repo, env)
-            verdicts[index] = _decide_deletion(repo, u, signer, policy)
-    snaps = [_pushed_snapshot(repo, u, u.new) for _, u in creations]
-    results = verify_snapshots(repo, snaps, policy=policy) if snaps else []
-    for (index, u), result in zip(creations, results, strict=True):
-        failed = [
-            f"{c.name}: {c.message}"
-            for c in result.checks
-            if c.name in _RECEIVE_CHECKS and not c.ok
-        ]
-        if failed:
-            verdicts[index] = ReceiveVerdict(u, False, "; ".join(failed))
-        else:
-            verdicts[index] = ReceiveVerdict(u, True, f"verified, {result.check('trust').message}")
-    return [verdicts[i] for i in range(len(updates))]
-
-
-def _decide_deletion(
-    repo: Repo, update: RefUpdate, signer: PushSigner, policy: TrustPolicy | None
-) -> ReceiveVerdict:
-    if signer.signer is None:
-        return ReceiveVerdict(
-            update, False, f"deleting a snapshot needs a signed push: {signer.reason}"
-        )
-    if policy is None:
-        return ReceiveVerdict(
-            update, False, "deleting a snapshot needs a trust policy, and there is none"
-        )
-    snap = _pushed_snapshot(repo, update, update.old)
-    # Whoever deletes a snapshot whose environment cannot be read must be allowed to
-    # prune in every environment ("*").
-    environment = snap.payload.environment if snap.payload else "*"
-    decision = policy.decide(signer.signer, environment, "prune")
-    return ReceiveVerdict(update, decision.allowed, decision.reason)
-
-
 def pre_receive(repo: Repo, stdin: bytes, env: Mapping[str, str]) -> int:
-    """Judge the pushed snapshot refs; return 1 (refusing the whole push) if any fails."""
-    from govsnap.objects import SNAPSHOT_REF_PREFIX
+    """Judge a push (see receive.py); return 1 (refusing the whole push) if any update of
+    govsnap's refs, or of the policy ref, is refused."""
+    from govsnap import receive
 
-    updates = [u for u in parse_receive_lines(stdin) if u.ref.startswith(SNAPSHOT_REF_PREFIX)]
-    if not updates:
+    updates = receive.parse_receive_lines(stdin)
+    if not any(receive.is_govsnap_ref(u.ref) for u in updates) and not _touches_policy(
+        repo, updates
+    ):
         return 0
-    # The pushed objects wait in a quarantine directory until the hook accepts them.
-    for variable in ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY"):
-        path = env.get(variable)
-        if path and Path(path).is_dir():
-            repo.git.odb.add_disk_alternate(str(Path(path).resolve()))
-    verdicts = decide_receive(repo, updates, env)
+    receive.add_quarantine(repo, env)
+    verdicts = [v for v in receive.decide_receive(repo, updates) if v.reason != "not govsnap's"]
     for v in verdicts:
         state = "accepted" if v.accepted else "REFUSED"
         render.stderr_line(f"{state} {v.update.kind} of {v.update.ref}: {v.reason}")
     refused = sum(not v.accepted for v in verdicts)
     if refused:
-        render.stderr_line(f"push refused: {refused} snapshot ref update(s) failed the checks")
+        render.stderr_line(f"push refused: {refused} ref update(s) failed govsnap's checks")
         return 1
     return 0
 
 
+def _touches_policy(repo: Repo, updates: Sequence[Any]) -> bool:
+    from govsnap.trust import policy_ref
+
+    name = policy_ref(repo)
+    return any(u.ref == name for u in updates)
+
+
 def _open_hook_repo(env: Mapping[str, str]) -> Repo:
-    """Open the repository git runs the hook for (GIT_DIR when git set it)."""
-    git_dir = env.get("GIT_DIR")
-    return open_repo(Path(git_dir) if git_dir else Path.cwd())
+    """Open the repository git runs the hook for (GIT_DIR, relative to the directory git
+    runs the hook in, when git set it)."""
+    return open_repo(Path.cwd(), env)
 
 
 def _scrub_environment() -> None:

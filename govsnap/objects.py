@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap.errors import ConcurrentUpdate, CorruptObject, EnvironmentProblem, UsageError
+from govsnap.errors import (
+    ConcurrentUpdate,
+    CorruptObject,
+    EnvironmentProblem,
+    HistoryRewritten,
+    UsageError,
+)
 from govsnap.repo import Identity, Repo, parse_ident_line
 
-FORMAT_VERSION = 1
+# Govsnap-Format of new snapshots; every format in READABLE_FORMATS still verifies (the
+# format names the manifest encoding of the content digest, see digest.py).
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 SNAPSHOT_REF_PREFIX = "refs/govsnap/snapshots/"
+AUDIT_REF = "refs/govsnap/audit"
+# What this clone last wrote or verified of the audit chain. Every govsnap update of
+# AUDIT_REF moves it in the same transaction, and none extends a chain that no longer
+# holds it: a rewrite, truncation or deletion of the chain is found, never built on.
+VERIFIED_AUDIT_REF = "refs/govsnap-verified/audit"
+# The object-store lock file under .git/govsnap/ (see writing()).
+GC_LOCK = "gc-mutex"
 ID_LENGTH = 16
 
 # Lines that open a signature block, as git's parse_signed_buffer knows them.
@@ -28,30 +48,77 @@ SIGNATURE_HEADERS = (
     b"-----BEGIN SSH SIGNATURE-----",
 )
 
+# The grammar of trigger, environment and label names (docs/format.md): ASCII letters,
+# digits, '.', '_', '-', starting with a letter or digit, at most 64, never "..". It is
+# held by create and by every reader of a payload (verify, the server), because a
+# name is shown on terminals and matched against the trust policy's patterns.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TAG_NAME = re.compile(r"^govsnap/(?P<env>[^/]+)/[0-9]{8}T[0-9]{6}Z(?:-[0-9a-f]{8})?$")
+# Characters that change what a terminal shows (C0 and C1 controls, DEL, bidirectional
+# overrides and isolates, zero-width and other format characters).
+_UNSAFE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
+MAX_MESSAGE = 16 * 1024  # characters of free text in a payload
+MAX_REF = 1024  # characters of a source ref
+# The last second of year 9999: later times cannot be shown as dates, and no snapshot
+# needs them. Times before 1970 are refused too.
+MAX_TIME = 253_402_300_799
 
 
 def validate_name(kind: str, value: str) -> str:
     """Return `value` if it is a safe trigger, environment or label name, else raise."""
-    if not _NAME.match(value):
+    if not _NAME.match(value) or ".." in value:
+        shown = value if len(value) <= 80 else value[:77] + "..."
         raise UsageError(
-            f"invalid {kind} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
+            f"invalid {kind} {shown!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, without '..'"
         )
     return value
 
 
+def unsafe_character(text: str, allow: str = "") -> str | None:
+    """Return a description of the first character of `text` that a terminal would act on
+    (a control, bidirectional or zero-width character), ignoring those in `allow`."""
+    for found in _UNSAFE.finditer(text):
+        if found.group() not in allow:
+            return f"U+{ord(found.group()):04X} at position {found.start()}"
+    if "\t" in text and "\t" not in allow:
+        return f"U+0009 at position {text.index(chr(9))}"
+    if "\n" in text and "\n" not in allow:
+        return f"U+000A at position {text.index(chr(10))}"
+    return None
+
+
 def validate_message(message: str) -> str:
-    """Return a cleaned free-text message, refusing text that could forge payload structure."""
+    """Return a cleaned free-text message, refusing text that could forge payload structure
+    or act on a terminal."""
     text = message.strip()
     if "\0" in text:
         raise UsageError("the message must not contain NUL characters")
+    problem = unsafe_character(text, "\n\t")
+    if problem:
+        raise UsageError(f"the message must not contain control characters ({problem})")
+    if len(text) > MAX_MESSAGE:
+        raise UsageError(f"the message is longer than {MAX_MESSAGE} characters")
     for line in text.splitlines():
         if line.startswith("-----BEGIN") or line.startswith("Govsnap-"):
             raise UsageError(f"the message must not contain a line starting with {line[:10]!r}")
     return text
+
+
+def utc(epoch: int, layout: str = "%Y-%m-%d %H:%M:%SZ") -> str:
+    """Return an epoch as `2026-11-24 13:10:07Z` (or in `layout`), or `@<epoch>` for a time
+    no date can show (beyond year 9999: times in unsigned data are anything)."""
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime(layout)
+    except (ValueError, OverflowError, OSError):
+        return f"@{epoch}"
+
+
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @dataclass(frozen=True)
@@ -153,7 +220,7 @@ class SnapshotPayload:
             return values[0] if values else None
 
         fmt = one("Govsnap-Format")
-        if fmt != str(FORMAT_VERSION):
+        if fmt not in {str(known) for known in READABLE_FORMATS}:
             raise CorruptObject(f"unsupported Govsnap-Format {fmt!r}")
         digest = str(one("Govsnap-Digest"))
         tree = str(one("Govsnap-Tree"))
@@ -186,6 +253,7 @@ class SnapshotPayload:
             tagger = parse_ident_line(headers["tagger"])
         except UsageError as exc:
             raise CorruptObject("malformed tagger line") from exc
+        _check_signed_text(headers, tagger, summary, message, source, trailers)
         parsed = cls(
             commit=headers["object"],
             tag_name=headers["tag"],
@@ -199,11 +267,52 @@ class SnapshotPayload:
             source=source,
             index_commit=index_commit,
             message=message,
+            format=int(str(fmt)),
         )
         if parsed.to_bytes() != payload:
             # Only one serialisation is valid, so the id of a payload is unambiguous.
             raise CorruptObject("tag payload is not in canonical form")
         return parsed
+
+
+def _check_signed_text(
+    headers: dict[str, str],
+    tagger: Identity,
+    summary: str,
+    message: str,
+    source: Source | None,
+    trailers: dict[str, list[str]],
+) -> None:
+    """Raise CorruptObject unless every name and text of a payload keeps to the documented
+    grammar: a signature makes them authentic, not harmless (a key trusted for
+    `staging-*` could otherwise sign `staging-<ESC>[8Dproduction`)."""
+    for key in ("Govsnap-Trigger", "Govsnap-Environment", "Govsnap-Label"):
+        for value in trailers.get(key, []):
+            try:
+                validate_name(key.removeprefix("Govsnap-").lower(), value)
+            except UsageError as exc:
+                raise CorruptObject(f"{key}: {exc.message.removeprefix('invalid ')}") from exc
+    tag = _TAG_NAME.match(headers["tag"])
+    environment = trailers.get("Govsnap-Environment", [""])[0]
+    if tag is None or tag.group("env") != environment:
+        raise CorruptObject("the tag name is not govsnap/<environment>/<time>-<hex>")
+    if not 0 <= tagger.time <= MAX_TIME:
+        raise CorruptObject(f"the tagger time {tagger.time} is outside 1970 to 9999")
+    texts = {
+        "tagger name": (tagger.name, ""),
+        "tagger email": (tagger.email, ""),
+        "summary": (summary, ""),
+        "message": (message, "\n\t"),
+        "Govsnap-Source": (source.ref if source else "", ""),
+    }
+    for what, (text, allow) in texts.items():
+        problem = unsafe_character(text, allow)
+        if problem:
+            raise CorruptObject(f"the {what} holds a control character ({problem})")
+    if len(message) > MAX_MESSAGE or len(summary) > MAX_REF + 200:
+        raise CorruptObject("the summary or message is longer than govsnap writes")
+    if source is not None and (len(source.ref) > MAX_REF or " " in source.ref):
+        raise CorruptObject("Govsnap-Source names no valid ref")
 
 
 def payload_to_tuple(payload: SnapshotPayload) -> tuple[Any, ...]:
@@ -324,6 +433,7 @@ def write_commit(
 # --- compare-and-swap ref updates -------------------------------------------------------
 
 _ATTEMPTS = 200
+_REWRITE_CONFIRMATIONS = 10  # consecutive looks before a mismatch counts as a rewrite
 # What libgit2 raises when a ref moved under us (GitError: the compare-and-swap failed;
 # AlreadyExistsError, KeyError: created or deleted meanwhile) or when another process
 # holds its lock file or packed-refs.lock (OSError): all are worth another try.
@@ -341,6 +451,60 @@ def ref_target(repo: Repo, name: str) -> pygit2.Oid | None:
     return target if isinstance(target, pygit2.Oid) else None
 
 
+@contextmanager
+def writing(repo: Repo) -> Iterator[None]:
+    """Hold the shared side of the object-store lock while writing objects that a ref
+    will name. `prune --now` takes the exclusive side around `git gc --prune=now`, which
+    deletes every unreachable object at once: an audit entry written but not yet on its
+    ref would go, and the ref would then point at nothing (issue 13, attack 9)."""
+    with _gc_lock(repo, fcntl.LOCK_SH):
+        yield
+
+
+@contextmanager
+def collecting(repo: Repo) -> Iterator[None]:
+    """Hold the exclusive side of the object-store lock (see writing): no govsnap process
+    writes objects meanwhile."""
+    with _gc_lock(repo, fcntl.LOCK_EX):
+        yield
+
+
+@contextmanager
+def _gc_lock(repo: Repo, mode: int) -> Iterator[None]:
+    # flock: released by the kernel when the process dies, so a killed writer never
+    # leaves the lock held.
+    fd = os.open(repo.state_dir / GC_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _audit_continuity(repo: Repo, current: pygit2.Oid | None) -> pygit2.Oid | None:
+    """Return what this clone last recorded of the audit chain (VERIFIED_AUDIT_REF);
+    raise HistoryRewritten when the chain at `current` no longer holds it."""
+    recorded = ref_target(repo, VERIFIED_AUDIT_REF)
+    if recorded is None or recorded == current:
+        return recorded
+    odb = repo.git.odb
+    holds = (
+        current is not None
+        and odb.exists(current)
+        and odb.exists(recorded)
+        and repo.git.descendant_of(current, recorded)
+    )
+    if holds:
+        return recorded
+    state = "is gone" if current is None else f"is {current}"
+    raise HistoryRewritten(
+        f"{AUDIT_REF} no longer holds entry {recorded}, which this clone recorded "
+        f"(the ref {state}: rewritten, truncated, deleted, or an object is missing); nothing "
+        f"was written. Restore it from this clone's record: git update-ref {AUDIT_REF} "
+        f"{recorded} (or run govsnap doctor)"
+    )
+
+
 def update_ref(
     repo: Repo,
     name: str,
@@ -352,6 +516,22 @@ def update_ref(
     `compute` may be called several times; it must derive the new value from the
     current one only. Returning None deletes the ref. Returns the value written.
     """
+    if name == AUDIT_REF:
+        # The audit ref moves with its record of what this clone wrote (update_refs).
+        def both(current: RefValues) -> RefValues:
+            return {AUDIT_REF: compute(current[AUDIT_REF])}
+
+        return update_refs(repo, [AUDIT_REF], both, message)[AUDIT_REF]
+    with writing(repo):
+        return _update_one(repo, name, compute, message)
+
+
+def _update_one(
+    repo: Repo,
+    name: str,
+    compute: Callable[[pygit2.Oid | None], pygit2.Oid | None],
+    message: str,
+) -> pygit2.Oid | None:
     for attempt in range(_ATTEMPTS):
         ref = repo.git.references.get(name)
         target = None if ref is None else ref.target
@@ -412,8 +592,28 @@ def update_refs(
     before that point done, in the order of `names`, and deletions after every update:
     callers name the audit ref first, so that no change lands without its audit entry.
     """
+    with writing(repo):
+        return _update_many(repo, names, compute, message)
+
+
+def _update_many(
+    repo: Repo, names: Sequence[str], compute: Callable[[RefValues], RefValues], message: str
+) -> RefValues:
+    suspicions = 0
     for attempt in range(_ATTEMPTS):
         current = {name: ref_target(repo, name) for name in names}
+        recorded = None
+        if AUDIT_REF in names:
+            try:
+                recorded = _audit_continuity(repo, current[AUDIT_REF])
+            except HistoryRewritten:
+                # A reader can see a concurrent transaction half-committed (git renames
+                # one lock file after another): only a mismatch that stays is a rewrite.
+                suspicions += 1
+                if suspicions >= _REWRITE_CONFIRMATIONS:
+                    raise
+                _backoff(attempt)
+                continue
         wanted = compute(current)
         changes = {n: v for n, v in wanted.items() if v != current.get(n)}
         if not changes:
@@ -421,10 +621,16 @@ def update_refs(
         script = b"".join(
             _transaction_line(n, changes[n], current[n]) for n in names if n in changes
         )
+        if changes.get(AUDIT_REF) is not None:
+            # Checked against what it held: a concurrent writer makes the transaction fail
+            # and this attempt start again.
+            script += _transaction_line(VERIFIED_AUDIT_REF, changes[AUDIT_REF], recorded)
         proc = repo.git_cmd("update-ref", "--stdin", "-z", "-m", message, input=script, check=False)
         if proc.returncode == 0:
             return wanted
         moved = any(ref_target(repo, name) != current[name] for name in names)
+        if AUDIT_REF in names:
+            moved = moved or ref_target(repo, VERIFIED_AUDIT_REF) != recorded
         detail = proc.stderr.decode(errors="replace").strip()
         if not moved and "exists" not in detail.lower():
             reason = detail.splitlines()[-1] if detail else f"exit code {proc.returncode}"

@@ -23,7 +23,7 @@ from pygit2.enums import FileMode, SortMode
 
 from govsnap import audit, notes
 from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
-from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, update_refs
+from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, collecting, update_refs
 from govsnap.repo import Identity, Repo, scrubbed_env
 from govsnap.retention import (
     Candidate,
@@ -216,19 +216,20 @@ class PrunePlan:
         }
 
 
-def _candidate(snap: Snapshot) -> Candidate:
+def _candidate(snap: Snapshot, pinned: frozenset[str]) -> Candidate:
     return Candidate(
         id=snap.id,
         time=datetime.fromtimestamp(snap.created, UTC),
         labels=snap.labels,
-        pinned=is_pinned(snap),
+        pinned=snap.id in pinned,
         environment=snap.environment,
     )
 
 
-def is_pinned(snap: Snapshot) -> bool:
-    """Return True when the snapshot's note says it is pinned."""
-    return snap.note_data.get("pinned") is True
+def pinned_ids(repo: Repo) -> frozenset[str]:
+    """Return the ids of the pinned snapshots, as the audit trail's authorised entries
+    say: the note's `pinned` is a display copy anyone can edit, and decides nothing."""
+    return audit.decisions(repo, load_policy(repo)).pinned
 
 
 def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
@@ -248,11 +249,14 @@ def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
     readable = [s for s in snaps if s.payload is not None]
     by_id = {s.id: s for s in readable}
     now = datetime.now(UTC)
-    groups = group_snapshots((_candidate(s) for s in readable if not s.safety), options.group_by)
+    pinned = pinned_ids(repo)
+    groups = group_snapshots(
+        (_candidate(s, pinned) for s in readable if not s.safety), options.group_by
+    )
     decisions: list[Decision] = []
     for group, members in groups.items():
         decisions += _decide(group, members, policy, now, by_id)
-    safety = [_candidate(s) for s in readable if s.safety]
+    safety = [_candidate(s, pinned) for s in readable if s.safety]
     if safety:
         decisions += _decide(SAFETY_GROUP, safety, safety_policy, now, by_id)
     decisions += [
@@ -284,9 +288,10 @@ def _decide(
 
 def _plan_ids(repo: Repo, options: PruneOptions, snaps: list[Snapshot]) -> PrunePlan:
     named: dict[str, Snapshot] = {}
+    pinned = pinned_ids(repo)
     for name in options.ids:
         snap = resolve(repo, name, snaps)
-        if is_pinned(snap):
+        if snap.id in pinned:
             raise UsageError(f"snapshot {snap.id} is pinned: run `govsnap unpin {snap.id}` first")
         named[snap.id] = snap
     decisions = tuple(
@@ -341,7 +346,8 @@ def reclaimable_bytes(repo: Repo, the_plan: PrunePlan) -> int:
     refs = {d.snapshot.ref for d in removed}
     others = _ref_tips(repo, refs)
     with_removed = others + [d.snapshot.tag_oid for d in removed]
-    args = ["git", "rev-list", "--objects", "--disk-usage", "--indexed-objects", "--stdin"]
+    args = ["git", *repo.git_args(), "rev-list", "--objects", "--disk-usage"]
+    args += ["--indexed-objects", "--stdin"]
     if repo.git.head_is_unborn or repo.is_bare:
         args.remove("--indexed-objects")
     env = scrubbed_env()
@@ -550,10 +556,14 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
     prune_expire = None
     try:
         if options.gc and options.now:
-            if options.purge:
-                # The rewritten notes commits stay reachable from the notes reflog.
-                repo.git_cmd("reflog", "expire", "--expire-unreachable=now", notes.NOTES_REF)
-            repo.git_cmd("gc", "--quiet", "--prune=now")
+            # --prune=now expires every unreachable object at once, including those a
+            # concurrent govsnap wrote but has not put on a ref yet: they hold the shared
+            # side of this lock until they have (objects.writing).
+            with collecting(repo):
+                if options.purge:
+                    # The rewritten notes commits stay reachable from the notes reflog.
+                    repo.git_cmd("reflog", "expire", "--expire-unreachable=now", notes.NOTES_REF)
+                repo.git_cmd("gc", "--quiet", "--prune=now")
             gc_mode = "now"
         elif options.gc:
             repo.git_cmd("gc", "--quiet")
@@ -586,6 +596,7 @@ def _audit_entry(
         summary = f"purged {len(removed)} snapshot(s) from refs, notes history and objects"
     else:
         summary = f"removed {len(removed)} of {total} snapshot(s): {the_plan.describe()}"
+    places = {d.snapshot.id: d.snapshot.environment for d in the_plan.removed}
     arguments: dict[str, Any] = {
         "policy": the_plan.policy.arguments() if the_plan.policy else None,
         "policy_source": the_plan.source,
@@ -609,6 +620,9 @@ def _audit_entry(
         identity=identity,
         arguments=arguments,
         duration=seconds,
+        # Signed with the entry: where each snapshot was, so that whoever acts on the
+        # entry (push --prune, a server) checks the signer's right there.
+        extra={"environments": {ident: places.get(ident, "*") for ident in removed}},
     )
 
 
@@ -642,7 +656,7 @@ def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
     snapshot already in that state is left alone."""
     started = time.monotonic()
     snap = resolve(repo, name)
-    if is_pinned(snap) == pinned:
+    if (snap.id in pinned_ids(repo)) == pinned:
         return PinResult(snap.id, pinned, False)
     operation = "pin" if pinned else "unpin"
     # Unpinning lets prune delete the snapshot, so it needs the same right as pinning.
@@ -656,13 +670,12 @@ def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
         identity=identity,
         arguments={"snapshot": name},
         duration=time.monotonic() - started,
+        extra={"environments": {snap.id: snap.environment}},
     )
 
     def mark(note: notes.JSONObject | None) -> notes.JSONObject:
         return {**(note or {}), "pinned": pinned}
 
-    # The note and its audit entry change together; nothing when another process set it.
-    changed = audit.append_with_notes(
-        repo, entry, {snap.tag_oid: mark}, "Notes added by 'govsnap'", only_if_changed=True
-    )
-    return PinResult(snap.id, pinned, changed)
+    # The entry decides; the note's copy is for display. Both change together.
+    audit.append_with_notes(repo, entry, {snap.tag_oid: mark}, "Notes added by 'govsnap'")
+    return PinResult(snap.id, pinned, True)

@@ -26,9 +26,9 @@ import pygit2
 from pygit2.enums import ConfigLevel
 
 from govsnap import __version__, audit, notes, worktree
-from govsnap.digest import CACHE_NAME, DigestCache, digest_tree
+from govsnap.digest import CACHE_NAME, CURRENT_FORMAT, DigestCache, digest_tree
 from govsnap.errors import CorruptObject, GovsnapError, UsageError
-from govsnap.repo import Repo, run_git
+from govsnap.repo import Repo
 from govsnap.rollback import RecordedState, RollbackOptions, read_recorded_state, rollback
 from govsnap.safepaths import find_unsafe
 from govsnap.store import Snapshot, list_snapshots, resolve, snapshot_tree
@@ -387,7 +387,8 @@ def validate(repo: Repo, snap: Snapshot, tree: pygit2.Tree) -> list[Gate]:
                 ),
             )
             restored = worktree.write_tree(repo, capture.index)
-        digest = digest_tree(repo, restored, DigestCache.for_repo(repo)).digest
+        fmt = snap.payload.format if snap.payload else CURRENT_FORMAT
+        digest = digest_tree(repo, restored, DigestCache.for_repo(repo), fmt=fmt).digest
         same = digest == signed
         gates.append(
             Gate(
@@ -507,9 +508,7 @@ def rehearse(
                 worktree.fetch_missing(repo, [str(tree.id)])
                 clone = shared_clone(repo, scratch / "work")
                 # git's own checkout of the snapshot, as the clone is configured.
-                checkout = run_git(
-                    ["read-tree", "-u", "--reset", str(tree.id)], clone.workdir, check=False
-                )
+                checkout = clone.git_cmd("read-tree", "-u", "--reset", str(tree.id), check=False)
                 if checkout.returncode != 0:
                     warnings.append(
                         "the snapshot could not be checked out whole: "

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pygit2
+from pygit2.enums import SortMode
 
 from govsnap import audit, notes
 from govsnap.errors import (
@@ -38,10 +39,12 @@ from govsnap.objects import (
     RefValues,
     read_tag,
     ref_target,
+    update_ref,
     update_refs,
 )
 from govsnap.repo import Identity, Repo
 from govsnap.store import Snapshot, load_snapshot, rebuilt_note, snapshot_refs
+from govsnap.trust import load_policy
 
 TRACKING_ROOT = "refs/govsnap-remote/"
 AUDIT_REF = audit.AUDIT_REF
@@ -177,11 +180,17 @@ def same_payload(repo: Repo, ours: pygit2.Oid, theirs: pygit2.Oid | str) -> bool
         return False
 
 
-def pruned_ids(repo: Repo) -> set[str]:
-    """Return the ids of snapshots that a prune or purge recorded in the audit trail (every
-    copy of it this clone has joined) deleted."""
-    entries = audit.entries_of(repo, "prune", "purge")
-    return {ident for entry in entries for ident in entry.snapshots}
+def pruned_ids(repo: Repo) -> frozenset[str]:
+    """Return the ids of snapshots that an authorised prune or purge recorded in the audit
+    trail (every copy of it this clone has joined) deleted: signed by a signer the trust
+    policy allows to prune there. An unsigned or unauthorised entry deletes nothing."""
+    return audit.decisions(repo, load_policy(repo)).pruned
+
+
+def recorded_ref(remote: str) -> str:
+    """Return the ref under which this clone records the remote's audit tip it last saw
+    there and verified (fetched or pushed)."""
+    return f"{VERIFIED_REMOTES}{remote}/audit"
 
 
 # --- fetch --------------------------------------------------------------------------------
@@ -222,6 +231,11 @@ INVALID = "invalid"
 # one, the signed payload (as `doctor --fix` rebuilds it); "none" only for an unreadable
 # tag added with --no-verify.
 NOTE_SOURCES = ("remote", "kept", "rebuilt", "none")
+# The states of a remote's audit trail that must fail a fetch: it no longer holds what
+# this clone saw there ("rewritten": truncated, rewritten or deleted), or its new entries
+# are unsigned, by keys the policy does not know, or not authorised ("refused").
+AUDIT_PROBLEMS = (INVALID, "rewritten", "refused")
+VERIFIED_REMOTES = "refs/govsnap-verified/remotes/"
 
 
 @dataclass(frozen=True)
@@ -234,9 +248,10 @@ class FetchReport:
     snapshots: tuple[FetchedSnapshot, ...]
     unchanged: int  # remote snapshots identical to local ones
     notes: str  # "absent", "unchanged", "fast-forward", "merged", "invalid"
-    audit: str  # "absent", "unchanged", "fast-forward", "joined", "invalid"
+    audit: str  # "absent", "unchanged", "fast-forward", "joined", or one of AUDIT_PROBLEMS
     seconds: float
     notes_kept_aside: int = 0  # refused snapshots whose note is kept for a later fetch
+    audit_detail: str = ""  # what is wrong with the remote's audit trail, and the remedy
 
     def with_status(self, *statuses: str) -> list[FetchedSnapshot]:
         """Return the snapshots whose status is one of `statuses`."""
@@ -245,13 +260,20 @@ class FetchReport:
     @property
     def ok(self) -> bool:
         """Return True when nothing was tampered with, invalid or failed verification."""
-        return not self.with_status(*PROBLEMS) and INVALID not in (self.notes, self.audit)
+        return (
+            not self.with_status(*PROBLEMS)
+            and self.notes != INVALID
+            and self.audit not in AUDIT_PROBLEMS
+        )
 
     def check(self) -> None:
-        """Raise CheckFailed when snapshots were left out (tampered, unverified, invalid)
-        or the remote's notes or audit ref is not a commit."""
+        """Raise CheckFailed when snapshots were left out (tampered, unverified, invalid),
+        the remote's notes or audit ref is not a commit, or its audit trail was rewritten
+        or holds entries nobody authorised."""
         problems = self.with_status(*PROBLEMS)
         reasons = []
+        if self.audit in ("rewritten", "refused"):
+            reasons.append(self.audit_detail)
         if problems:
             kinds = ", ".join(sorted({p.status for p in problems}))
             reasons.append(f"{len(problems)} snapshot(s) from {self.remote} not added: {kinds}")
@@ -274,6 +296,7 @@ class FetchReport:
             "notes": self.notes,
             "notes_kept_aside": self.notes_kept_aside,
             "audit": self.audit,
+            "audit_detail": self.audit_detail,
             "seconds": round(self.seconds, 6),
         }
 
@@ -331,6 +354,9 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     remote_notes, notes_ok = _tracked_commit(repo, remote.tracking("notes"))
     remote_audit, audit_ok = _tracked_commit(repo, remote.tracking("audit"))
     examined = _examine(repo, remote, remote_notes, verify)
+    judged, audit_detail = (
+        _judge_remote_audit(repo, remote, remote_audit) if audit_ok else (INVALID, "")
+    )
     by_ref = {acc.ref: acc for acc in examined.accepted}
     found: dict[str, Any] = {}
 
@@ -361,7 +387,14 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         )
         if not notes_ok:
             notes_state = INVALID
-        audit_state = _audit_state(repo, current[AUDIT_REF], remote_audit) if audit_ok else INVALID
+        audit_state = (
+            judged
+            if judged in AUDIT_PROBLEMS
+            else _audit_state(repo, current[AUDIT_REF], remote_audit)
+        )
+        # A remote chain that fails is never joined: this clone keeps its own copy, which
+        # is what restores the remote (govsnap doctor --restore-remote).
+        join = remote_audit if audit_state in ("fast-forward", "joined") else None
         outcomes = list(examined.outcomes) + late
         outcomes += [
             FetchedSnapshot(
@@ -387,7 +420,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
                 arguments={"remote": remote.name, "verify": verify},
                 result="ok" if not problems else "problems: " + _problem_summary(problems),
                 duration=time.monotonic() - started,
-                join=remote_audit,
+                join=join,
             )
             changes[AUDIT_REF] = entry.commit_on(current[AUDIT_REF])
         elif audit_state == "fast-forward":
@@ -400,6 +433,8 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     update_refs(
         repo, [AUDIT_REF, NOTES_REF, *by_ref], compute, message=f"govsnap: fetch from {remote.name}"
     )
+    if found["audit"] in ("unchanged", "fast-forward", "joined") and remote_audit is not None:
+        record_remote_audit(repo, remote.name, remote_audit)
     kept = notes.note_blobs(repo) if examined.refused else {}
     return FetchReport(
         remote.name,
@@ -411,7 +446,66 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         found["audit"],
         time.monotonic() - started,
         sum(1 for tag in examined.refused if tag in kept),
+        audit_detail,
     )
+
+
+def _judge_remote_audit(repo: Repo, remote: Remote, theirs: pygit2.Oid | None) -> tuple[str, str]:
+    """Return the state of the remote's audit trail (see FetchReport.audit) and, for a
+    problem, what is wrong and how to restore it from this clone."""
+    seen = ref_target(repo, recorded_ref(remote.name))
+    restore = f"restore it from this clone: govsnap doctor --restore-remote {remote.name}"
+    if seen is not None and theirs != seen:
+        holds = (
+            theirs is not None
+            and repo.git.odb.exists(theirs)
+            and repo.git.descendant_of(theirs, seen)
+        )
+        if not holds:
+            lost = _entries_missing(repo, seen, theirs)
+            what = "deleted" if theirs is None else "rewritten"
+            return "rewritten", (
+                f"the audit trail of {remote.name} was {what}: {lost} entr"
+                f"{'y' if lost == 1 else 'ies'} this clone saw there (up to {str(seen)[:12]}) "
+                f"{'is' if lost == 1 else 'are'} gone from it; {restore}"
+            )
+    state = _audit_state(repo, ref_target(repo, AUDIT_REF), theirs)
+    if state in ("fast-forward", "joined") and theirs is not None:
+        policy = load_policy(repo)
+        problems = audit.new_entry_problems(
+            repo,
+            theirs,
+            [ref_target(repo, AUDIT_REF)],
+            policy,
+            skew=audit.configured_skew(repo),
+            now=int(time.time()),
+        )
+        if problems:
+            shown = audit.first_problems(problems)
+            return "refused", (
+                f"the audit trail of {remote.name} holds entries this clone refuses to join "
+                f"({shown}); they were not joined; if they should not be there, {restore}"
+            )
+    return state, ""
+
+
+def _entries_missing(repo: Repo, seen: pygit2.Oid, theirs: pygit2.Oid | None) -> int:
+    """Return how many entries reachable from `seen` are not reachable from `theirs`."""
+    walker = repo.git.walk(seen, SortMode.NONE)
+    if theirs is not None and repo.git.odb.exists(theirs):
+        walker.hide(theirs)
+    return sum(1 for _ in walker)
+
+
+def record_remote_audit(repo: Repo, remote: str, tip: pygit2.Oid) -> None:
+    """Record `tip` as the remote's audit trail this clone saw there, moving forward only."""
+
+    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
+        if current is None or current == tip or repo.git.descendant_of(tip, current):
+            return tip
+        return current
+
+    update_ref(repo, recorded_ref(remote), compute, message="govsnap: remote audit seen")
 
 
 def _problem_summary(problems: Iterable[FetchedSnapshot]) -> str:
@@ -845,6 +939,10 @@ def push(
         )
         if fetch_first and not dry_run:
             fetched = fetch(repo, remote.name)
+            if fetched.audit in ("rewritten", "refused"):
+                # Pushing on top would build on, or fail against, a trail this clone
+                # refuses: say why and stop (doctor --restore-remote puts ours back).
+                raise CheckFailed(fetched.audit_detail)
             theirs, local = _look(repo, remote)
         pruned = pruned_ids(repo)
         missing = set(local) - set(theirs.snapshots)
@@ -876,11 +974,13 @@ def push(
             specs = [f"{SNAPSHOT_REF_PREFIX}{i}:{SNAPSHOT_REF_PREFIX}{i}" for i in report.sent]
         else:
             specs = [SNAPSHOT_PUSH_REFSPEC] if report.sent else []
-        specs += [
-            f"{ref}:{ref}"
-            for ref, plan in ((NOTES_REF, report.notes), (AUDIT_REF, report.audit))
-            if plan == "sent"
-        ]
+        # The audit tip is named by its id: what this clone then records as the remote's
+        # is exactly what it sent, whatever is appended here meanwhile.
+        audit_tip = ref_target(repo, AUDIT_REF)
+        if report.notes == "sent":
+            specs.append(f"{NOTES_REF}:{NOTES_REF}")
+        if report.audit == "sent" and audit_tip is not None:
+            specs.append(f"{audit_tip}:{AUDIT_REF}")
         leases = [
             f"--force-with-lease={SNAPSHOT_REF_PREFIX}{i}:{theirs.snapshots[i]}" for i in deletions
         ]
@@ -888,6 +988,10 @@ def push(
         if not specs:
             return _timed(report, started)
         if _send(repo, remote, leases, specs):
+            if report.audit == "sent" and audit_tip is not None:
+                record_remote_audit(repo, remote.name, audit_tip)
+            elif report.audit == "up to date" and theirs.audit is not None:
+                record_remote_audit(repo, remote.name, pygit2.Oid(hex=theirs.audit))
             if deletions:
                 audit.append(
                     repo,
@@ -913,16 +1017,10 @@ def _send(repo: Repo, remote: Remote, leases: list[str], specs: list[str]) -> bo
     """Run `git push`; return False when only the notes or audit ref lost a race (try
     again), raise for anything else the remote refused.
 
-    A push that deletes (leases) signs its push certificate when the server asks for one
-    (govsnap's pre-receive hook lets only signers allowed to prune delete snapshots), with
-    govsnap's signing key when one is set.
+    A deletion is sent together with the audit trail holding the signed prune entry that
+    authorises it: that entry, not the push, is what govsnap's pre-receive hook checks.
     """
-    command = ["push", "--porcelain"]
-    if leases:
-        key = repo.config_str("govsnap.signingKey")
-        config = ["-c", f"user.signingKey={key}"] if key else []
-        command = [*config, *command, "--signed=if-asked"]
-    proc = repo.git_cmd(*command, *leases, remote.name, *specs, check=False)
+    proc = repo.git_cmd("push", "--porcelain", *leases, remote.name, *specs, check=False)
     pushed = _parse_porcelain(proc.stdout.decode(errors="replace"))
     if proc.returncode != 0 and not pushed:
         raise EnvironmentProblem(
@@ -1039,3 +1137,80 @@ def setup(repo: Repo, name: str, *, undo: bool = False, dry_run: bool = False) -
         if any(value == "HEAD" for _, value in added):
             repo.git_cmd("config", "--local", marker, "true")
     return SetupReport(remote.name, undo, dry_run, tuple(added), tuple(removed), tuple(present))
+
+
+# --- restoring a remote's evidence from this clone ----------------------------------------
+
+
+@dataclass(frozen=True)
+class RestoreReport:
+    """What `doctor --restore-remote` did (or, with dry_run, would do) to a remote."""
+
+    remote: str
+    url: str
+    dry_run: bool
+    audit: str  # "up to date", "extended" (a fast-forward), "replaced" (forced)
+    dropped: int  # entries of the remote's rewritten chain this clone does not hold
+    pushed: PushReport | None
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "dry_run": self.dry_run,
+            "audit": self.audit,
+            "dropped_entries": self.dropped,
+            "push": None if self.pushed is None else self.pushed.as_json(),
+        }
+
+
+def restore(repo: Repo, name: str | None = None, *, dry_run: bool = False) -> RestoreReport:
+    """Put this clone's copy of the audit trail (and its snapshots and notes) back on a
+    remote whose trail was truncated, deleted or rewritten: a truncated or deleted trail
+    is extended again (a plain push); a rewritten one is replaced, with a lease on what
+    the remote holds now, its entries this clone lacks staying in
+    refs/govsnap-remote/<remote>/audit for inspection."""
+    remote = resolve_remote(repo, name)
+    ours = ref_target(repo, AUDIT_REF)
+    if ours is None:
+        raise UsageError("this clone has no audit trail to restore a remote from")
+    seen = ref_target(repo, recorded_ref(remote.name))
+    if seen is not None and ours != seen and not repo.git.descendant_of(ours, seen):
+        raise CheckFailed(
+            f"this clone's audit trail does not hold what it saw on {remote.name} either "
+            f"({str(seen)[:12]}): restore it from a clone that does"
+        )
+    theirs = ls_remote(repo, remote).audit
+    their_oid = None if theirs is None else pygit2.Oid(hex=theirs)
+    dropped = 0
+    if their_oid == ours:
+        state = "up to date"
+    elif their_oid is None or (
+        repo.git.odb.exists(their_oid) and repo.git.descendant_of(ours, their_oid)
+    ):
+        state = "extended"
+    else:
+        state = "replaced"
+        if not repo.git.odb.exists(their_oid):
+            fetch(repo, remote.name, verify=False)
+        dropped = _entries_missing(repo, their_oid, ours) if repo.git.odb.exists(their_oid) else 0
+        if not dry_run:
+            lease = f"--force-with-lease={AUDIT_REF}:{theirs}"
+            _send(repo, remote, [lease], [f"+{ours}:{AUDIT_REF}"])
+            record_remote_audit(repo, remote.name, ours)
+    pushed = (
+        push(repo, remote.name, dry_run=dry_run) if state != "replaced" or not dry_run else None
+    )
+    if not dry_run:
+        audit.append(
+            repo,
+            "restore",
+            f"restored the audit trail of {remote.name} ({state}"
+            + (f", {dropped} entries of its rewritten chain dropped" if dropped else "")
+            + ")",
+            identity=repo.committer(),
+            arguments={"remote": remote.name},
+            extra={"remote_was": theirs, "restored_to": str(ours), "dropped": dropped},
+        )
+    return RestoreReport(remote.name, remote.shown_url, dry_run, state, dropped, pushed)

@@ -5,25 +5,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from govsnap.audit import AuditEntry, AuditReport
+    from govsnap.configure import InitReport
     from govsnap.doctor import DoctorReport
     from govsnap.hooks import HooksReport, HooksStatus
     from govsnap.prune import PinResult, PrunePlan, PruneResult
     from govsnap.rehearsal import RehearsalReport
-    from govsnap.remote import FetchReport, PushReport, SetupReport
+    from govsnap.remote import FetchReport, PushReport, RestoreReport, SetupReport
     from govsnap.rollback import RollbackResult
     from govsnap.stats import Stats
     from govsnap.store import CreateResult, FileChange, Snapshot
     from govsnap.trust import PolicyStatus, TrustedSigner
-    from govsnap.verify import VerifyReport
+    from govsnap.trust_edit import PolicyEdit
+    from govsnap.verify import SnapshotVerification, VerifyReport
 
 
 def _console(stderr: bool = False) -> Console:
@@ -47,31 +49,69 @@ def human_bytes(n: int) -> str:
 
 
 def timestamp(epoch: int) -> str:
-    """Return an epoch as `2026-11-24 13:10:07Z`."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    """Return an epoch as `2026-11-24 13:10:07Z` (`@<epoch>` beyond year 9999)."""
+    from govsnap.objects import utc
+
+    return utc(epoch)
+
+
+# Characters a terminal acts on instead of showing: C0 and C1 controls, DEL, and the
+# bidirectional, zero-width and other format characters that make text read differently
+# from what it is. Data from notes, payloads, policies, audit entries and remotes may hold
+# any of them; every line printed for people goes through clean().
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
+)
+_UNSAFE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]")
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(text: str, *, one_line: bool = False) -> str:
+    """Return `text` with every character a terminal would act on written as an escape
+    (`\\x1b`, `\\u202e`); with `one_line`, tabs and newlines too."""
+    return (_UNSAFE_LINE if one_line else _UNSAFE).sub(_escaped, text)
+
+
+def cell(text: object) -> str:
+    """Return a value fit for a rich table cell: cleaned, and its `[` escaped so that rich
+    never reads data as markup (a label `[/]` made `list` fail)."""
+    from rich.markup import escape
+
+    return escape(clean(str(text), one_line=True))
 
 
 def emit_json(data: Any) -> None:
     """Print `data` as JSON on stdout: indented for a terminal, compact for programs."""
     # json's C encoder only runs without indent: 10,000 snapshots take 0.1 s, not 4 s.
     indent = 2 if sys.stdout.isatty() else None
-    sys.stdout.write(json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False) + "\n")
+    text = json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
+    # json escapes C0 controls; the others can only stand inside strings, where a \u
+    # escape is the same JSON value. ASCII text (the common case) can only hold DEL.
+    if text.isascii():
+        text = text.replace("\x7f", "\\u007f")
+    else:
+        text = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    sys.stdout.write(text + "\n")
 
 
 def message(text: str) -> None:
     """Print a plain line for people on stdout (no rich: hooks print this, fast)."""
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(clean(text) + "\n")
 
 
 def warning(text: str) -> None:
     """Print a warning line on stderr."""
-    sys.stderr.write(f"govsnap: warning: {text}\n")
+    sys.stderr.write(f"govsnap: warning: {clean(text)}\n")
 
 
 def error(text: str) -> None:
     """Print the one-line error for a failed command on stderr."""
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    sys.stderr.write(f"govsnap: error: {first}\n")
+    sys.stderr.write(f"govsnap: error: {clean(first)}\n")
 
 
 def _note_int(value: Any) -> int | None:
@@ -81,12 +121,13 @@ def _note_int(value: Any) -> int | None:
 
 
 def signer_label(snap: Snapshot) -> str:
-    """Return who signed a snapshot as recorded, or UNSIGNED."""
+    """Return who the note says signed a snapshot (a claim: notes are not signed), or
+    UNSIGNED when the tag carries no signature."""
     if not snap.signed:
         return "UNSIGNED"
     sig = snap.note_data.get("signature")
     signer = str((sig.get("signer") if isinstance(sig, dict) else None) or "?")
-    return f"{snap.signature_kind}:{signer[-16:]}"
+    return f"claimed {snap.signature_kind}:{signer[-16:]}"
 
 
 # The note fields `list --json` repeats; `show --json` gives the whole note.
@@ -132,8 +173,8 @@ def snapshot_json(snap: Snapshot, full: bool = True) -> dict[str, Any]:
 
 
 def snapshot_table(snaps: Sequence[Snapshot]) -> None:
-    """Print snapshots as a table, newest first."""
-    from rich.markup import escape
+    """Print snapshots as a table, newest first. The signer column shows what the note
+    claims (`govsnap verify` and `show` check the signature)."""
     from rich.table import Table
 
     caption = (
@@ -151,32 +192,58 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
     for column in ("id", "created", "trigger", "environment", "labels", "files", "size"):
         table.add_column(column, justify="right" if column in {"files", "size"} else "left")
     table.add_column("digest")
-    table.add_column("signed by")
+    table.add_column("signer (unverified)")
     for s in snaps:
         if s.payload is None:
-            table.add_row(
-                s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{escape(str(s.error))}[/red]"
-            )
+            table.add_row(s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{cell(s.error)}[/red]")
             continue
         note = s.note_data
         signer = signer_label(s)
         size = _note_int(note.get("bytes"))
+        files = _note_int(note.get("files"))
         table.add_row(
             s.id,
             timestamp(s.created),
-            s.payload.trigger + (" (safety)" if s.safety else ""),
-            s.payload.environment,
-            ",".join(s.labels),
-            str(note.get("files", "?")),
+            cell(s.payload.trigger) + (" (safety)" if s.safety else ""),
+            cell(s.payload.environment),
+            cell(",".join(s.labels)),
+            "?" if files is None else str(files),
             "?" if size is None else human_bytes(size),
             s.payload.digest[7:19],
-            f"[bold red]{signer}[/bold red]" if signer == "UNSIGNED" else signer,
+            "[bold red]UNSIGNED[/bold red]" if signer == "UNSIGNED" else cell(signer),
         )
     _console().print(table)
 
 
-def snapshot_details(snap: Snapshot) -> None:
-    """Print one snapshot's fields, one per line."""
+def verified_signer(check: SnapshotVerification) -> str:
+    """Return who signed a snapshot as verification established it, or why it could not."""
+    signature, trust = check.check("signature"), check.check("trust")
+    if not signature.ok:
+        return f"NOT VERIFIED: {signature.message}"
+    judged = trust.message if trust.ok else f"FAIL: {trust.message}"
+    return f"{check.signer} (verified); trust: {judged}"
+
+
+def checked_json(check: SnapshotVerification | None) -> dict[str, Any] | None:
+    """Return who verification found signed a snapshot, as JSON-ready data (None: the
+    snapshot is unsigned or unreadable)."""
+    if check is None:
+        return None
+    signature, trust = check.check("signature"), check.check("trust")
+    return {
+        "signer": check.signer,
+        "signature": {"ok": signature.ok, "message": signature.message},
+        "trust": {"ok": trust.ok, "message": trust.message},
+        "verdict": check.verdict,
+    }
+
+
+def snapshot_details(
+    snap: Snapshot, check: SnapshotVerification | None = None, pinned: bool | None = None
+) -> None:
+    """Print one snapshot's fields, one per line; `check` is its verification, which says
+    who signed it (the note's copy is only a claim); `pinned` is what the audit trail
+    says (the note's copy decides nothing)."""
     data = snapshot_json(snap)
     p = data["payload"]
     note = data["note"]
@@ -203,8 +270,12 @@ def snapshot_details(snap: Snapshot) -> None:
             ("tree", p["tree"]),
             ("digest", p["digest"]),
             ("tagger", f"{p['tagger']['name']} <{p['tagger']['email']}>"),
-            ("signed by", signer_label(snap)),
         ]
+        if not snap.signed:
+            lines.append(("signed by", "UNSIGNED"))
+        elif check is not None:
+            lines.append(("signed by", verified_signer(check)))
+        lines.append(("note claims", signer_label(snap)))
         if p["message"]:
             lines.append(("message", p["message"]))
     if note:
@@ -212,7 +283,7 @@ def snapshot_details(snap: Snapshot) -> None:
             size = _note_int(note.get("bytes"))
             shown = "?" if size is None else human_bytes(size)
             lines.append(("files", f"{note['files']} ({shown})"))
-        for key in ("host", "user", "tool_version", "pinned"):
+        for key in ("host", "user", "tool_version"):
             if key in note:
                 lines.append((key, str(note[key])))
         kinds = note.get("artifacts")
@@ -236,10 +307,12 @@ def snapshot_details(snap: Snapshot) -> None:
         lines.append(("note", f"unreadable: {snap.note.error}"))
     else:
         lines.append(("note", "missing"))
+    if pinned is not None:
+        lines.append(("pinned", "yes (audit trail)" if pinned else "no"))
     width = max(len(k) for k, _ in lines)
     console = _console()
     for key, value in lines:
-        console.print(f"{key:<{width}}  {value}", markup=False)
+        console.print(f"{key:<{width}}  {clean(value)}", markup=False)
 
 
 def created(result: CreateResult) -> None:
@@ -248,7 +321,8 @@ def created(result: CreateResult) -> None:
     if not result.created:
         message(f"unchanged: newest {snap.environment} snapshot {snap.id} has the same content")
         return
-    signed = signer_label(snap)
+    # This run signed it: the note it wrote names the key it signed with.
+    signed = signer_label(snap).replace("claimed ", "signed with ", 1)
     message(
         f"created snapshot {snap.id} ({snap.environment}, {result.digest.files} files, "
         f"{human_bytes(result.digest.bytes)}, {signed}) in {result.seconds:.2f}s"
@@ -293,7 +367,6 @@ def diff_json(old: str, new: str, changes: Sequence[FileChange]) -> dict[str, An
 
 def diff(old: str, new: str, changes: Sequence[FileChange], stat: bool) -> None:
     """Print a diff as status lines, or as a diffstat."""
-    from rich.markup import escape
 
     console = _console()
     if not changes:
@@ -305,9 +378,9 @@ def diff(old: str, new: str, changes: Sequence[FileChange], stat: bool) -> None:
         mark, colour = marks[c.status]
         if stat:
             counts = "Bin" if c.binary else f"+{c.additions} -{c.deletions}"
-            console.print(f"[{colour}]{mark}[/{colour}] {escape(c.path):<{width}} | {counts}")
+            console.print(f"[{colour}]{mark}[/{colour}] {cell(c.path):<{width}} | {counts}")
         else:
-            console.print(f"[{colour}]{mark}[/{colour}] {escape(c.path)}")
+            console.print(f"[{colour}]{mark}[/{colour}] {cell(c.path)}")
     totals = {s: sum(1 for c in changes if c.status == s) for s in marks}
     console.print(
         f"{len(changes)} file(s): {totals['added']} added, {totals['removed']} removed, "
@@ -316,20 +389,33 @@ def diff(old: str, new: str, changes: Sequence[FileChange], stat: bool) -> None:
     )
 
 
-def init_report(report: Any) -> None:
-    """Print what `govsnap init` did."""
+def init_report(report: InitReport) -> None:
+    """Print what `govsnap init` did (or, with --dry-run, would do), and what is left."""
+    would = "would " if report.dry_run else ""
     message(report.git_version)
     for key, value in report.config_set.items():
-        message(f"set   {key} = {value}")
+        message(f"{would}set   {key} = {value}")
     for key, value in report.config_kept.items():
         message(f"kept  {key} = {value}")
+    if report.kept_key:
+        message(
+            f"kept the configured signing key {report.kept_key}: --generate-key makes a key "
+            "only when none is configured"
+        )
     if report.generated_key:
         where = report.keyring or "the default GnuPG keyring"
-        message(f"generated OpenPGP signing key {report.generated_key} in {where}")
+        verb = "would generate" if report.dry_run else "generated"
+        message(f"{verb} OpenPGP signing key {report.generated_key} in {where}")
     if report.signing_ok:
         message(f"signing works: {report.signing}")
-    else:
+    elif not (report.dry_run and report.generated_key):
         warning(f"signing: {report.signing}; snapshots will be refused unless --unsigned")
+    if report.policy in ("written", "would write"):
+        message(f"{'would write' if report.dry_run else 'wrote'} {report.policy_detail}")
+    elif report.policy_detail:
+        message(report.policy_detail)
+    for step in report.next_steps:
+        message(f"next: {step}")
 
 
 # --- audit and hooks (issue 6) ---------------------------------------------------------
@@ -337,7 +423,6 @@ def init_report(report: Any) -> None:
 
 def audit_table(entries: Sequence[AuditEntry]) -> None:
     """Print audit entries as a table, newest first."""
-    from rich.markup import escape
     from rich.table import Table
 
     title = f"{len(entries)} audit entr{'y' if len(entries) == 1 else 'ies'}"
@@ -345,7 +430,8 @@ def audit_table(entries: Sequence[AuditEntry]) -> None:
     for column in ("time", "operation", "result", "actor", "snapshots", "signed", "summary"):
         table.add_column(column)
     for e in entries:
-        actor = e.body.get("actor") or {}
+        actor = e.body.get("actor")
+        actor = actor if isinstance(actor, dict) else {}
         summary = e.summary if e.error is None else f"{e.summary} (malformed: {e.error})"
         cells = (
             timestamp(e.time),
@@ -356,7 +442,7 @@ def audit_table(entries: Sequence[AuditEntry]) -> None:
             e.signature_kind if e.signature_kind != "none" else "-",
             summary,
         )
-        table.add_row(*(escape(cell) for cell in cells))
+        table.add_row(*(cell(text) for text in cells))
     _console().print(table)
 
 
@@ -376,7 +462,7 @@ def audit_report(report: AuditReport) -> None:
 def stderr_line(text: str) -> None:
     """Print a plain `govsnap: ` line on stderr (problems that do not end the command, and
     hook output, which git shows to the user, prefixed `remote:` for server hooks)."""
-    sys.stderr.write(f"govsnap: {text}\n")
+    sys.stderr.write(f"govsnap: {clean(text)}\n")
 
 
 def hooks_report(report: HooksReport) -> None:
@@ -522,6 +608,7 @@ def verification_json(report: VerifyReport) -> dict[str, Any]:
         "seconds": round(report.seconds, 6),
         "deep": report.deep,
         "policy": report.policy_source,
+        "policy_anchor": report.policy_anchor,
         "snapshots": [
             {
                 "id": r.id,
@@ -541,6 +628,9 @@ def verification_report(report: VerifyReport) -> None:
     from govsnap.verify import CHECKS
 
     console = _console()
+    if report.policy_anchor.startswith("trust on first use"):
+        # Never trust on first use without saying so.
+        warning(f"trust policy {report.policy_source}: {report.policy_anchor}")
     if not report.results:
         console.print("no snapshots to verify", markup=False)
         return
@@ -558,10 +648,10 @@ def verification_report(report: VerifyReport) -> None:
                 "ok".ljust(width) if ok else "FAIL".ljust(width), "green" if ok else "bold red"
             )
             text.append("  ")
-        text.append((r.signer or "-") + "\n")
+        text.append(clean(r.signer or "-", one_line=True) + "\n")
     for r in report.results:
         for line in r.failures():
-            text.append(f"{r.id} {line}\n")
+            text.append(f"{r.id} {clean(line, one_line=True)}\n")
     deep = ", deep" if report.deep else ""
     if report.ok:
         text.append(
@@ -585,18 +675,24 @@ def _signer_json(signer: TrustedSigner) -> dict[str, Any]:
         "operations": list(signer.operations),
         "description": signer.description,
         "line": signer.line,
+        "public_key": signer.kind == "ssh" or bool(signer.public_key),
     }
 
 
 def policy_json(state: PolicyStatus) -> dict[str, Any]:
     """Return the trust policy `trust show|check` looked at as JSON-ready data."""
+    policy = state.policy
     return {
         "source": state.source,
-        "present": state.policy is not None,
+        "present": policy is not None,
         "valid": True,
         "require_trust": state.require_trust,
         "uncommitted_edit": state.uncommitted_edit,
-        "signers": [] if state.policy is None else [_signer_json(s) for s in state.policy.signers],
+        "version": None if policy is None else policy.version,
+        "policy_threshold": None if policy is None else policy.threshold,
+        "commit": None if policy is None else policy.commit,
+        "anchor": None if policy is None else policy.anchor,
+        "signers": [] if policy is None else [_signer_json(s) for s in policy.signers],
     }
 
 
@@ -608,9 +704,20 @@ def _uncommitted_warning(state: PolicyStatus) -> None:
         )
 
 
+def _keyless(state: PolicyStatus) -> None:
+    """Warn about OpenPGP signers whose public key the policy does not carry."""
+    if state.policy is None:
+        return
+    for s in state.policy.signers:
+        if s.kind == "openpgp" and not s.public_key:
+            warning(
+                f"signer {s.name} carries no public_key: its signatures cannot be checked "
+                f"(govsnap trust remove-signer {s.name}, then trust add-signer with --key)"
+            )
+
+
 def policy_table(state: PolicyStatus) -> None:
-    """Print the signers of the trust policy and what each may do."""
-    from rich.markup import escape
+    """Print the signers of the trust policy, what each may do, and its root of trust."""
     from rich.table import Table
 
     if state.policy is None:
@@ -618,19 +725,25 @@ def policy_table(state: PolicyStatus) -> None:
         message(f"no trust policy at {state.source}: the trust check {required}")
         _uncommitted_warning(state)
         return
-    table = Table(title=f"trust policy {escape(state.source)}", title_justify="left")
+    policy = state.policy
+    title = f"trust policy {cell(state.source)} version {policy.version}"
+    table = Table(title=title, title_justify="left")
     for column in ("signer", "kind", "identity", "environments", "operations", "description"):
         table.add_column(column)
-    for s in state.policy.signers:
+    for s in policy.signers:
         table.add_row(
-            escape(s.name),
+            cell(s.name),
             s.kind,
-            escape(s.identity),
-            escape(", ".join(s.environments)),
-            ", ".join(s.operations),
-            escape(s.description),
+            cell(s.identity),
+            cell(", ".join(s.environments)),
+            cell(", ".join(s.operations)),
+            cell(s.description),
         )
     _console().print(table)
+    if policy.anchor:
+        message(f"root of trust: {policy.anchor}")
+    message(f"a change needs {policy.threshold} approval(s) by signers allowed 'policy'")
+    _keyless(state)
     _uncommitted_warning(state)
 
 
@@ -639,8 +752,31 @@ def policy_check(state: PolicyStatus) -> None:
     if state.policy is None:
         message(f"no trust policy at {state.source} (govsnap.requireTrust=false)")
     else:
-        message(f"{state.source} is valid: {len(state.policy.signers)} signer(s)")
+        message(
+            f"{state.source} is valid: version {state.policy.version}, "
+            f"{len(state.policy.signers)} signer(s)"
+            + (f"; root of trust: {state.policy.anchor}" if state.policy.anchor else "")
+        )
+    _keyless(state)
     _uncommitted_warning(state)
+
+
+def policy_edit(edit: PolicyEdit) -> None:
+    """Print what a `trust` edit wrote (with --dry-run: the text it would write)."""
+    if edit.dry_run:
+        sys.stdout.write(clean(edit.text))
+        message(f"(dry run: {edit.path} not written)")
+        return
+    if edit.approval is not None:
+        message(f"approved {edit.path} (version {edit.policy.version}): wrote {edit.approval}")
+    else:
+        verb = "wrote" if edit.created else "updated"
+        names = ", ".join(s.name for s in edit.policy.signers) or "none"
+        message(f"{verb} {edit.path} (version {edit.policy.version}; signers: {names})")
+    message(
+        "next: review it, have signers allowed 'policy' approve it (a signed commit, or "
+        "govsnap trust approve), then git add .govsnap && git commit"
+    )
 
 
 def doctor_json(report: DoctorReport) -> dict[str, Any]:
@@ -676,7 +812,8 @@ def doctor_report(report: DoctorReport) -> None:
         else:
             state = "would fix" if report.fix and report.dry_run else "fixable"
         remedy = f" [{f.fix}]" if f.fix and not f.fixed else ""
-        console.print(f"{state:<10} {f.kind} {f.subject}: {f.problem}{remedy}", markup=False)
+        line = f"{state:<10} {f.kind} {f.subject}: {f.problem}{remedy}"
+        console.print(clean(line, one_line=True), markup=False)
     left = [f for f in report.findings if not f.fixed]
     fixable = [f for f in left if f.fix is not None]
     if not left:
@@ -751,7 +888,7 @@ def prune_decisions(plan: PrunePlan) -> None:
             f"  {d.action:<6}  {snap.id}  {when}  {labels:<16}  {'; '.join(d.reasons)}".rstrip()
         )
     if lines:
-        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.write("\n".join(clean(line, one_line=True) for line in lines) + "\n")
     if plan.why_nothing:
         message(plan.why_nothing)
 
@@ -899,6 +1036,25 @@ def push_report(report: PushReport) -> None:
         message(f"  {line}")
 
 
+def restore_report(report: RestoreReport) -> None:
+    """Print what `doctor --restore-remote` did, or with --dry-run would do."""
+    would = "would be " if report.dry_run else ""
+    what = {
+        "up to date": "holds this clone's audit trail already",
+        "extended": f"audit trail {would}extended again from this clone's copy",
+        "replaced": f"audit trail {would}replaced by this clone's copy (forced, with a lease)",
+    }[report.audit]
+    message(f"{report.remote} ({report.url}): {what}")
+    if report.dropped:
+        warning(
+            f"{report.dropped} entr{'y' if report.dropped == 1 else 'ies'} of its rewritten "
+            f"chain, which this clone does not hold, {'would be' if report.dry_run else 'were'} "
+            f"dropped from it (kept in refs/govsnap-remote/{report.remote}/audit)"
+        )
+    if report.pushed is not None:
+        push_report(report.pushed)
+
+
 def setup_report(report: SetupReport) -> None:
     """Print what `remote setup` changed in the remote's configuration."""
     would = "would " if report.dry_run else ""
@@ -945,7 +1101,7 @@ def stats_report(stats: Stats) -> None:
     for e in stats.environments:
         v, r = e.verification, e.rehearsal
         table.add_row(
-            e.environment,
+            cell(e.environment),
             str(e.snapshots),
             timestamp(e.newest),
             _age(stats.now - e.newest),

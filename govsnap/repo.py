@@ -70,8 +70,16 @@ def run_git(
     if check and proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()
         reason = detail[-1] if detail else f"exit code {proc.returncode}"
-        raise EnvironmentProblem(f"git {args[0]} failed: {reason}")
+        raise EnvironmentProblem(f"git {_subcommand(args)} failed: {reason}")
     return proc
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    """Return the git command in `args`, after global options such as `-c k=v`."""
+    rest = list(args)
+    while rest and rest[0].startswith("-") and rest[0] not in ("--version",):
+        rest = rest[2:] if rest[0] in ("-c", "-C") else rest[1:]
+    return rest[0] if rest else (args[0] if args else "")
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,15 @@ class Repo:
         path.mkdir(exist_ok=True)
         return path
 
+    def git_args(self) -> list[str]:
+        """Return the options that point the git binary at this repository (and its work
+        tree): scrubbed_env drops GIT_DIR and GIT_WORK_TREE, and the repository may not
+        be the one git would discover from the directory it runs in."""
+        args = [f"--git-dir={self.gitdir}"]
+        if self.git.workdir is not None:
+            args.append(f"--work-tree={self.workdir}")
+        return args
+
     def git_cmd(
         self,
         *args: str,
@@ -158,7 +175,7 @@ class Repo:
         check: bool = True,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run `git args...` in this repository."""
-        return run_git(args, self.cwd, input=input, env=env, check=check)
+        return run_git([*self.git_args(), *args], self.cwd, input=input, env=env, check=check)
 
     # --- configuration -------------------------------------------------------------
 
@@ -219,15 +236,67 @@ class Repo:
         return Identity(name, email, int(now), offset)
 
 
-def open_repo(path: Path | None = None) -> Repo:
-    """Return the repository containing `path` (default: the current directory)."""
+# Variables that change which repository git discovers (git help environment). When one
+# is set, git itself is asked; otherwise libgit2's discovery finds the same repository.
+_DISCOVERY_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+)
+
+
+def _rev_parse(start: Path, env: Mapping[str, str], *args: str) -> str | None:
+    """Return what `git rev-parse args...` prints in `start` with `env` (GIT_* kept), or
+    None when git says it is not in a repository (or work tree)."""
+    try:
+        proc = subprocess.run(
+            ["git", "rev-parse", *args], cwd=start, env=dict(env), capture_output=True, check=False
+        )
+    except FileNotFoundError as exc:
+        raise EnvironmentProblem("git is not installed or not on PATH") from exc
+    if proc.returncode != 0:
+        return None
+    return os.fsdecode(proc.stdout).rstrip("\n")
+
+
+def _discover_with_git(start: Path, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """Return (git dir, work tree or None) of the repository git selects from `start`
+    under `env` (GIT_DIR, GIT_WORK_TREE, ...)."""
+    found = _rev_parse(start, env, "--absolute-git-dir", "--is-bare-repository")
+    if found is None:
+        where = env.get("GIT_DIR") or str(start)
+        raise NotARepository(f"not a git repository: {where}")
+    gitdir, _, bare = found.rpartition("\n")
+    if bare == "true":
+        return gitdir, None
+    return gitdir, _rev_parse(start, env, "--show-toplevel")
+
+
+def open_repo(path: Path | None = None, env: Mapping[str, str] | None = None) -> Repo:
+    """Return the repository git would work on when started in `path` (default: the
+    current directory; `govsnap -C` is `git -C`), honouring GIT_DIR, GIT_WORK_TREE and
+    the other discovery variables of `env` (default: os.environ), as `git --git-dir`
+    and hooks set them."""
+    env = os.environ if env is None else env
     start = (path or Path.cwd()).resolve()
     if not start.exists():
         raise NotARepository(f"{start} does not exist")
-    found = pygit2.discover_repository(str(start))
-    if found is None:
-        raise NotARepository(f"not a git repository: {start}")
+    workdir: str | None = None
+    if any(env.get(name) for name in _DISCOVERY_ENV):
+        found, workdir = _discover_with_git(start, env)
+    else:
+        discovered = pygit2.discover_repository(str(start))
+        if discovered is None:
+            raise NotARepository(f"not a git repository: {start}")
+        found = discovered
     try:
-        return Repo(pygit2.Repository(found))
+        git = pygit2.Repository(found)
     except pygit2.GitError as exc:
         raise NotARepository(f"cannot open repository at {found}: {exc}") from exc
+    if workdir is not None and Path(workdir) != Path(git.workdir or "/nonexistent"):
+        # GIT_WORK_TREE, or GIT_DIR alone (then git takes the current directory as the
+        # top of the work tree): libgit2 would assume the directory above the git dir.
+        git.workdir = workdir
+    return Repo(git)

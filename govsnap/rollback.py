@@ -553,7 +553,7 @@ def _check_undo(
     if not options.verify:
         return
     after = policy
-    if committed is not None and policy_change is not None and policy_ref(repo) == "HEAD":
+    if committed is not None and policy_change is not None and _reads_policy_at_head(repo):
         # --commit changes the policy HEAD carries: the undo is judged by the new one.
         blob = _blob_at(repo, committed)
         after = None if blob is None else _parse(repo, blob)
@@ -575,6 +575,14 @@ def _check_undo(
                 f"safety snapshot would be signed by the key you sign with, and the trust "
                 f"policy {after.source} refuses it ({decision.reason})"
             )
+
+
+def _reads_policy_at_head(repo: Repo) -> bool:
+    """Return True when the trust policy is read from the commit `--commit` replaces:
+    HEAD, or the branch HEAD names."""
+    ref = policy_ref(repo)
+    head = repo.git.references.get("HEAD")
+    return ref == "HEAD" or (head is not None and head.target == ref)
 
 
 def _parse(repo: Repo, blob: str) -> TrustPolicy:

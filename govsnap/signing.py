@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -135,6 +135,11 @@ class SSHSigner:
             )
         return proc.stdout
 
+    def public_key(self) -> str:
+        """Return the public key line of the key this signer signs with."""
+        with tempfile.TemporaryDirectory(prefix="govsnap-ssh-") as scratch:
+            return self._key_material(Path(scratch))[1]
+
     def sign(self, payload: bytes) -> Signature:
         """Return an SSH signature in the `git` namespace."""
         with tempfile.TemporaryDirectory(prefix="govsnap-ssh-") as scratch:
@@ -199,6 +204,11 @@ class SignatureCheck:
     kind: str  # "openpgp", "ssh", "x509" or "none"
     signer: str | None  # OpenPGP primary-key / X.509 fingerprint, or SSH "SHA256:..."
     reason: str
+    # When the signature says it was made (OpenPGP, X.509); SSH signatures carry no time.
+    signed_at: int | None = None
+    # The key that made a signature nobody could check for want of its public key: not a
+    # bad signature, a missing key (the trust policy should carry it).
+    unknown_key: str | None = None
 
 
 def _utc(epoch: int) -> str:
@@ -261,7 +271,11 @@ def interpret_gpg_status(
         missing = args[6] if len(args) > 6 else key
         if code == "9":
             return SignatureCheck(
-                False, kind, None, f"cannot check: no public key {missing} in the keyring"
+                False,
+                kind,
+                None,
+                f"cannot check: no public key {missing} in the keyring",
+                unknown_key=missing,
             )
         return SignatureCheck(False, kind, None, f"cannot check the signature of key {key}")
     if not validsig or signer is None:
@@ -289,7 +303,7 @@ def interpret_gpg_status(
         return SignatureCheck(
             False, kind, signer, f"key {signer} has trust {trust}, below gpg.minTrustLevel"
         )
-    return SignatureCheck(True, kind, signer, reason)
+    return SignatureCheck(True, kind, signer, reason, signed_at)
 
 
 def payload_time(payload: bytes) -> int | None:
@@ -388,29 +402,119 @@ def _literal_packet(name: bytes, data: bytes) -> bytes:
     return bytes([0xC0 | 11]) + length + body
 
 
+@dataclass(frozen=True)
+class KeySet:
+    """The public keys a trust policy carries: with one, signatures are checked against
+    these keys only (in a temporary keyring), never against the user's keyring or
+    allowed-signers file, so that every clone, CI job and server judges alike."""
+
+    source: str  # the policy, for messages ("add it to <source>")
+    openpgp: tuple[tuple[str, str, str], ...] = ()  # (signer name, fingerprint, armored key)
+    ssh_allowed: str = ""  # allowed-signers lines of the policy's SSH signers
+
+
+class KeyringError(UsageError):
+    """A public key in the trust policy cannot be used as it is declared."""
+
+
+class PolicyKeyring:
+    """A temporary GnuPG home holding exactly a KeySet's OpenPGP keys; deleted with the
+    object (or by close())."""
+
+    def __init__(self, keys: KeySet, program: str) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="govsnap-keys-")
+        self.home = self._dir.name
+        blocks = [(name, fpr, armored) for name, fpr, armored in keys.openpgp if armored]
+        if not blocks:
+            return
+        if shutil.which(program) is None:
+            raise SigningError(f"{program} is not installed or not on PATH (apt-get install gnupg)")
+        base = [program, "--homedir", self.home, "--batch", "--no-tty", "--no-autostart"]
+        # One import and one listing for all of them (a policy may list many signers).
+        data = "".join(armored for _, _, armored in blocks).encode()
+        subprocess.run([*base, "--import"], input=data, capture_output=True, check=False)
+        listed = subprocess.run(
+            [*base, "--with-colons", "--list-keys"], capture_output=True, check=False
+        )
+        found = set(primary_fingerprints(listed.stdout.decode(errors="replace")))
+        for name, fingerprint, _ in blocks:
+            if fingerprint not in found:
+                raise KeyringError(
+                    f"{keys.source}: signers.{name}.public_key does not hold the declared key "
+                    f"{fingerprint} (gpg --armor --export {fingerprint})"
+                )
+        extra = sorted(found - {fingerprint for _, fingerprint, _ in blocks})
+        if extra:
+            # A key nobody declares would verify signatures the policy does not name.
+            raise KeyringError(
+                f"{keys.source}: a public_key holds key {extra[0]}, which no signer declares"
+            )
+
+    def close(self) -> None:
+        """Delete the temporary keyring."""
+        self._dir.cleanup()
+
+
+def primary_fingerprints(colons: str) -> list[str]:
+    """Return the fingerprint of each primary key in `gpg --with-colons` output."""
+    found: list[str] = []
+    primary = False
+    for line in colons.splitlines():
+        kind = line.split(":", 1)[0]
+        if kind in ("pub", "sec"):
+            primary = True
+        elif kind in ("sub", "ssb"):
+            primary = False
+        elif kind == "fpr" and primary:
+            found.append(line.split(":")[9])
+            primary = False
+    return found
+
+
 class SignatureVerifier:
-    """Verifies detached signatures with the programs and files git config names.
+    """Verifies detached signatures with the programs and files git config names, or,
+    given a trust policy's KeySet, against that policy's keys only.
 
     Make one and reuse it for many signatures: `verify_many` checks every OpenPGP
     signature of a batch in a single gpg process.
     """
 
-    def __init__(self, repo: Repo, fallback_allowed_signers: str = "") -> None:
+    def __init__(self, repo: Repo, keys: KeySet | None = None) -> None:
         self.repo = repo
+        self.keys = keys
         self.gpg_program = (
             repo.config_str("gpg.openpgp.program") or repo.config_str("gpg.program") or "gpg"
         )
         self.gpg_home = repo.config_str("govsnap.gpgHome")
+        # X.509 certificates do not travel in the policy yet: gpgsm uses the keybox of
+        # whoever verifies, in both modes.
+        self.x509_home = self.gpg_home
         self.x509_program = repo.config_str("gpg.x509.program") or "gpgsm"
         self.ssh_program = repo.config_str("gpg.ssh.program") or "ssh-keygen"
-        self.min_trust = repo.config_str("gpg.minTrustLevel") or "undefined"
+        # The policy decides whom to trust; gpg's own trust database does not.
+        minimum = None if keys else repo.config_str("gpg.minTrustLevel")
+        self.min_trust = minimum or "undefined"
         allowed = repo.config_str("gpg.ssh.allowedSignersFile")
-        self.allowed_signers = self._path(allowed) if allowed else None
+        self.allowed_signers = self._path(allowed) if allowed and keys is None else None
+        # A revocation file only ever makes a verdict stricter: honoured in both modes.
         revocation = repo.config_str("gpg.ssh.revocationFile")
         self.revocation_file = self._path(revocation) if revocation else None
-        # Used only when git config names no allowed-signers file (see verify.py).
-        self.fallback_allowed_signers = fallback_allowed_signers
         self._gpg: gnupg.GPG | None = None
+        self._keyring: PolicyKeyring | None = None
+        if keys is not None:
+            self._keyring = PolicyKeyring(keys, self.gpg_program)
+            self.gpg_home = self._keyring.home
+
+    def close(self) -> None:
+        """Delete the temporary keyring of a policy's keys, if there is one."""
+        if self._keyring is not None:
+            self._keyring.close()
+
+    def _missing_key(self, key: str) -> str:
+        """Return the message for a signature by a key this verifier does not have."""
+        if self.keys is not None:
+            return f"cannot check: no public key for {key} (add it to {self.keys.source})"
+        return f"cannot check: no public key {key} in the keyring"
 
     def _path(self, value: str) -> Path:
         path = Path(value).expanduser()
@@ -418,17 +522,19 @@ class SignatureVerifier:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        if self.gpg_home:
-            env["GNUPGHOME"] = self.gpg_home
+        if self.x509_home:
+            env["GNUPGHOME"] = self.x509_home
         return env
 
-    def verify(self, payload: bytes, signature: bytes) -> SignatureCheck:
-        """Return the verdict on `signature` (an armoured block) over `payload`."""
+    def verify(self, payload: bytes, signature: bytes, when: int | None = None) -> SignatureCheck:
+        """Return the verdict on `signature` (an armoured block) over `payload`; an SSH
+        key's validity window is judged at `when` (default: the payload's own time, which
+        its signer wrote, as git does)."""
         kind = SignedTag(payload, signature).signature_kind
         if kind == "none":
             return SignatureCheck(False, "none", None, "unsigned: the tag carries no signature")
         if kind == "ssh":
-            return self._verify_ssh(payload, signature)
+            return self._verify_ssh(payload, signature, when)
         if kind == "x509":
             return self._verify_x509(payload, signature)
         return self._verify_openpgp(payload, signature)
@@ -458,9 +564,16 @@ class SignatureVerifier:
             fh.write(signature)
             fh.flush()
             result = self._gpg.verify_data(fh.name, payload)
-        return interpret_gpg_status(
+        check = interpret_gpg_status(
             str(result.stderr or "").splitlines(), "openpgp", self.min_trust
         )
+        return self._explained(check)
+
+    def _explained(self, check: SignatureCheck) -> SignatureCheck:
+        """Return `check`, its missing-key message naming where keys come from."""
+        if check.unknown_key is None:
+            return check
+        return replace(check, reason=self._missing_key(check.unknown_key))
 
     def _verify_openpgp_batch(self, messages: dict[int, bytes]) -> dict[int, SignatureCheck]:
         """Verify signed messages (signature packet + literal packet, the same bytes a
@@ -485,7 +598,8 @@ class SignatureVerifier:
                 current = int(name) if name.isdigit() and int(name) in messages else None
                 lines = []
             elif line.startswith("[GNUPG:] FILE_DONE") and current is not None:
-                checks[current] = interpret_gpg_status(lines, "openpgp", self.min_trust)
+                check = interpret_gpg_status(lines, "openpgp", self.min_trust)
+                checks[current] = self._explained(check)
                 current = None
             else:
                 lines.append(line)
@@ -521,12 +635,12 @@ class SignatureVerifier:
             [self.ssh_program, *args], input=payload, capture_output=True, check=False
         )
 
-    def _verify_ssh(self, payload: bytes, signature: bytes) -> SignatureCheck:
+    def _verify_ssh(self, payload: bytes, signature: bytes, at: int | None) -> SignatureCheck:
         with tempfile.TemporaryDirectory(prefix="govsnap-ssh-") as tmp:
             allowed = self.allowed_signers
-            if allowed is None and self.fallback_allowed_signers:
+            if self.keys is not None:
                 allowed = Path(tmp) / "allowed_signers"
-                allowed.write_text(self.fallback_allowed_signers)
+                allowed.write_text(self.keys.ssh_allowed)
             if allowed is None:
                 return SignatureCheck(
                     False, "ssh", None, "gpg.ssh.allowedSignersFile is not set: cannot check SSH"
@@ -537,11 +651,14 @@ class SignatureVerifier:
                 )
             sig = Path(tmp) / "payload.sig"
             sig.write_bytes(signature)
-            when = payload_time(payload)
+            when = at if at is not None else payload_time(payload)
             # Like git: the signing time checks the key's valid-after/valid-before window.
             timing = []
             if when is not None:
-                stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(when))
+                try:
+                    stamp = time.strftime("%Y%m%d%H%M%S", time.localtime(when))
+                except (ValueError, OverflowError, OSError):
+                    stamp = "99991231235959"  # beyond what a date shows: the latest one
                 timing = [f"-Overify-time={stamp}"]
             found = self._ssh(
                 ["-Y", "find-principals", "-f", str(allowed), "-s", str(sig), *timing], b""
@@ -603,18 +720,24 @@ class SignatureVerifier:
             for line in allowed.read_text(errors="replace").splitlines()
         )
         if listed:
+            where = self.keys.source if self.keys is not None else allowed
             return SignatureCheck(
                 False,
                 "ssh",
                 fingerprint,
                 f"SSH key {fingerprint} is not valid at the signing time "
-                f"(valid-after/valid-before in {allowed})",
+                f"(valid-after/valid-before in {where})",
+            )
+        if self.keys is not None:
+            return SignatureCheck(
+                False, "ssh", fingerprint, self._missing_key(fingerprint), unknown_key=fingerprint
             )
         return SignatureCheck(
             False,
             "ssh",
             fingerprint,
             f"SSH key {fingerprint} is not in the allowed signers file {allowed}",
+            unknown_key=fingerprint,
         )
 
 
@@ -636,7 +759,7 @@ def _allowed_line_fingerprint(line: str) -> str | None:
 
 def verify_detached(repo: Repo, payload: bytes, signature: bytes) -> SignatureCheck:
     """Return the verdict on a detached signature block over `payload` (tags, signed
-    commits, push certificates), judged with the repository's git configuration."""
+    commits), judged with the repository's git configuration."""
     return SignatureVerifier(repo).verify(payload, signature)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
 import re
 import secrets
 import socket
@@ -26,6 +27,8 @@ from govsnap.errors import (
 )
 from govsnap.notes import Note
 from govsnap.objects import (
+    FORMAT_VERSION,
+    ISO_UTC,
     SNAPSHOT_REF_PREFIX,
     RefValues,
     SignedTag,
@@ -36,10 +39,12 @@ from govsnap.objects import (
     read_tag,
     snapshot_id,
     update_refs,
+    utc,
     validate_message,
     validate_name,
     write_commit,
     write_tag,
+    writing,
 )
 from govsnap.repo import Repo
 from govsnap.signing import Signer, signer_for
@@ -76,7 +81,7 @@ class Snapshot:
     @property
     def created_iso(self) -> str:
         """Return the creation time as ISO 8601 UTC."""
-        return datetime.fromtimestamp(self.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return utc(self.created, ISO_UTC)
 
     @property
     def environment(self) -> str:
@@ -104,15 +109,23 @@ class Snapshot:
         return self.note.data if self.note else {}
 
 
-def load_snapshot(repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None) -> Snapshot:
-    """Return the snapshot whose ref names `ident` and points at `tag_oid`, with `note`;
-    an unreadable tag gives a Snapshot with `error` set."""
+def _read_snapshot(
+    repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None
+) -> tuple[Snapshot, SignedTag | None]:
+    """Return the snapshot a ref names, read from its tag, and the tag (None when it is
+    unreadable: then the Snapshot's `error` says why)."""
     try:
         tag = read_tag(repo, tag_oid)
         payload = SnapshotPayload.parse(tag.payload)
     except CorruptObject as exc:
-        return Snapshot(ident, str(tag_oid), None, "none", note, exc.message)
-    return Snapshot(ident, str(tag_oid), payload, tag.signature_kind, note)
+        return Snapshot(ident, str(tag_oid), None, "none", note, exc.message), None
+    return Snapshot(ident, str(tag_oid), payload, tag.signature_kind, note), tag
+
+
+def load_snapshot(repo: Repo, ident: str, tag_oid: pygit2.Oid, note: Note | None) -> Snapshot:
+    """Return the snapshot whose ref names `ident` and points at `tag_oid`, with `note`;
+    an unreadable tag gives a Snapshot with `error` set."""
+    return _read_snapshot(repo, ident, tag_oid, note)[0]
 
 
 def snapshot_refs(repo: Repo, prefix: str = SNAPSHOT_REF_PREFIX) -> dict[str, pygit2.Oid]:
@@ -131,8 +144,10 @@ def snapshot_refs(repo: Repo, prefix: str = SNAPSHOT_REF_PREFIX) -> dict[str, py
 def list_snapshots(repo: Repo) -> list[Snapshot]:
     """Return every snapshot, newest first, reading refs and notes in bulk.
 
-    Tags and note blobs are immutable, so their parsed forms are cached by object id;
-    verification never relies on this cache: it re-reads and re-parses the tag.
+    Tags and note blobs are immutable, so their parsed forms are cached by object id. The
+    cache lives in `.git/govsnap/`, which anyone who restores a CI cache can write: a
+    cached tag is used only if it serialises back to the object id it is filed under (so
+    an edited row is re-read from the tag), and verification re-reads the tag anyway.
     """
     refs = snapshot_refs(repo)
     note_blobs = notes.note_blobs(repo)
@@ -153,18 +168,34 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
                     note = Note(error=f"note {blob} is unreadable: {exc}")
                 if note.error is None:
                     cache.put_parsed(blob.raw, note.data)
-        cached_tag = known.get(oid.raw)
-        if isinstance(cached_tag, tuple):
-            payload_values, kind = cached_tag
-            snaps.append(Snapshot(ident, str(oid), payload_from_tuple(payload_values), kind, note))
+        cached = _cached_payload(known.get(oid.raw), oid)
+        if cached is not None:
+            payload, kind = cached
+            snaps.append(Snapshot(ident, str(oid), payload, kind, note))
             continue
-        snap = load_snapshot(repo, ident, oid, note)
-        if snap.payload is not None:
-            cache.put_parsed(oid.raw, (payload_to_tuple(snap.payload), snap.signature_kind))
+        snap, tag = _read_snapshot(repo, ident, oid, note)
+        if snap.payload is not None and tag is not None:
+            cache.put_parsed(oid.raw, (payload_to_tuple(snap.payload), tag.signature))
         snaps.append(snap)
     cache.flush()
     snaps.sort(key=order_key, reverse=True)
     return snaps
+
+
+def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, str] | None:
+    """Return the payload and signature kind a cache row holds for tag `oid`, or None when
+    the row is absent, unreadable, or not that tag's: the tag object rebuilt from it must
+    hash to `oid` (git's object id), so no edit of the cache changes what is read."""
+    try:
+        values, signature = value
+        payload = payload_from_tuple(values)
+        body = payload.to_bytes()
+        raw = body + signature
+    except (TypeError, ValueError, AttributeError):
+        return None
+    if hashlib.sha1(b"tag %d\0" % len(raw) + raw).digest() != oid.raw:
+        return None
+    return payload, SignedTag(body, signature).signature_kind
 
 
 def order_key(snap: Snapshot) -> tuple[int, int, str]:
@@ -198,7 +229,10 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
         raise SnapshotNotFound(f"no snapshot matches {name!r}: this repository has no snapshots")
     latest = _LATEST.match(name)
     if latest:
-        valid = [s for s in snaps if s.payload is not None]
+        # A tagger time in the future (beyond the clock skew) fails verification; it
+        # must not make a snapshot the newest either.
+        horizon = int(time.time()) + audit.configured_skew(repo)
+        valid = [s for s in snaps if s.payload is not None and s.created <= horizon]
         n = int(latest.group(1) or 0)
         if n >= len(valid):
             raise SnapshotNotFound(f"{name!r}: there are only {len(valid)} readable snapshots")
@@ -346,7 +380,7 @@ def rebuilt_note(repo: Repo, ident: str, tag_oid: str, by: str) -> dict[str, Any
     try:
         tag = read_tag(repo, tag_oid)
         payload = SnapshotPayload.parse(tag.payload)
-        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo))
+        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo), fmt=payload.format)
     except CorruptObject:
         return None
     sig = verify_signature(repo, tag)
@@ -383,6 +417,12 @@ def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
 
 def create(repo: Repo, options: CreateOptions) -> CreateResult:
     """Capture, sign and record a snapshot: commit, tag, ref, note, audit entry in that order."""
+    # Its objects are written long before a ref names them: `prune --now` must wait.
+    with writing(repo):
+        return _create(repo, options)
+
+
+def _create(repo: Repo, options: CreateOptions) -> CreateResult:
     started = time.monotonic()
     trigger = validate_name("trigger", options.trigger)
     environment = validate_name("environment", options.environment or default_environment(repo))
@@ -390,6 +430,12 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
     message = validate_message(options.message)
     signer = require_signer(repo, options.unsigned)
     identity = repo.committer()
+    ahead = identity.time - int(time.time())
+    if ahead > audit.configured_skew(repo):
+        raise UsageError(
+            f"the snapshot's time {utc(identity.time)} lies {ahead}s in the future "
+            "(GIT_COMMITTER_DATE?): verification would refuse it"
+        )
 
     commit: pygit2.Commit | None
     warnings: tuple[str, ...] = ()
@@ -408,15 +454,20 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
 
     # A partial clone lacks blobs the digest reads: fetch them as git would on demand.
     worktree.fetch_missing(repo, [tree])
+    cache = DigestCache.for_repo(repo)
     try:
-        digest = digest_tree(repo, tree, DigestCache.for_repo(repo))
+        digest = digest_tree(repo, tree, cache, fmt=FORMAT_VERSION)
     except CorruptObject as exc:
         raise CorruptObject(exc.message + worktree.partial_clone_hint(repo)) from exc
     if options.if_changed:
         same_env = filter_snapshots(list_snapshots(repo), environment)
         newest = next((s for s in same_env if s.payload is not None), None)
-        if newest is not None and newest.payload and newest.payload.digest == digest.digest:
-            return CreateResult(newest, False, digest, time.monotonic() - started, warnings)
+        if newest is not None and newest.payload:
+            # A snapshot of an older format states its digest in that format.
+            fmt = newest.payload.format
+            same = digest if fmt == FORMAT_VERSION else digest_tree(repo, tree, cache, fmt=fmt)
+            if newest.payload.digest == same.digest:
+                return CreateResult(newest, False, digest, time.monotonic() - started, warnings)
 
     where = _short_ref(ref_name) + (f"@{str(commit.id)[:7]}" if commit else " (unborn)")
     summary = f"govsnap snapshot of {where} ({trigger}, {environment})"
@@ -442,6 +493,12 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
         message=message,
     )
     body = payload.to_bytes()
+    try:
+        # What verify and the server will read back must parse: names, texts and times
+        # from the environment (user.name, a ref given to --source-ref) are held here too.
+        SnapshotPayload.parse(body)
+    except CorruptObject as exc:
+        raise UsageError(f"cannot snapshot: {exc.message}") from exc
     signature = signer.sign(body) if signer else None
     tag = SignedTag(body, signature.block if signature else b"")
     tag_oid = write_tag(repo, tag)

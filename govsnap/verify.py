@@ -9,21 +9,20 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pygit2
 from pygit2.enums import ObjectType
 
 from govsnap import audit, notes, worktree
-from govsnap.digest import DigestCache, digest_tree
+from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import CorruptObject, GovsnapError, UsageError
-from govsnap.objects import SignedTag, SnapshotPayload, read_tag, snapshot_id
+from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
 from govsnap.repo import Identity, Repo
 from govsnap.signing import SignatureCheck, SignatureVerifier
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, signed_copies
-from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, policy_ref, require_trust
+from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, missing_policy, require_trust
 
 CHECKS = ("id", "tag", "signature", "trust", "digest", "objects", "note")
 # Below this many snapshots per worker, starting processes costs more than it saves.
@@ -78,16 +77,34 @@ class _Options:
     deep: bool
     policy: TrustPolicy | None
     require_trust: bool
-    policy_source: str
+    policy_source: str  # the policy's source, or why there is none
+    now: int  # what "the future" is measured from
+    skew: int  # govsnap.auditSkew: how far clocks may disagree
+    # SSH signatures carry no time: times by which a snapshot is known to have existed
+    # (the server's first acceptance, id -> time; `at`: now, for a push being received),
+    # at which the key must be valid too, whatever time the signer wrote.
+    seen: dict[str, int] = field(default_factory=dict)
+    at: int | None = None
 
 
-def _options(repo: Repo, operation: str | None, deep: bool, policy: TrustPolicy | None) -> _Options:
+def _options(
+    repo: Repo,
+    operation: str | None,
+    deep: bool,
+    policy: TrustPolicy | None,
+    at: int | None = None,
+) -> _Options:
+    from govsnap.receive import received_times
+
     if operation is not None and operation not in OPERATIONS:
         raise UsageError(f"unknown operation {operation!r} (known: {', '.join(OPERATIONS)})")
     if policy is None:
         policy = load_policy(repo)
-    source = policy.source if policy else f"{policy_ref(repo)}:.govsnap/trust.toml"
-    return _Options(operation, deep, policy, require_trust(repo), source)
+    source = policy.source if policy else missing_policy(repo)
+    skew = audit.configured_skew(repo)
+    now = int(time.time())
+    seen = received_times(repo)
+    return _Options(operation, deep, policy, require_trust(repo), source, now, skew, seen, at)
 
 
 def _short(text: str, width: int = 40) -> str:
@@ -102,11 +119,12 @@ class _Checker:
         self.repo = repo
         self.options = options
         self.cache = DigestCache.for_repo(repo)
-        fallback = options.policy.allowed_signers_text() if options.policy else ""
-        self.verifier = SignatureVerifier(repo, fallback)
+        # With a policy, signatures are checked against its keys only.
+        policy = options.policy
+        self.verifier = policy.verifier(repo) if policy else SignatureVerifier(repo)
         # tree oid -> its subtrees (oid, name), for trees whose entries are all present.
         self.trees_ok: dict[pygit2.Oid, list[tuple[pygit2.Oid, str]]] = {}
-        self.digests: dict[str, str | CorruptObject] = {}
+        self.digests: dict[tuple[str, int], TreeDigest | CorruptObject] = {}
         # Snapshots share most blobs: each is looked up once per run.
         self.blobs_ok: set[pygit2.Oid] = set()
 
@@ -119,11 +137,39 @@ class _Checker:
             except CorruptObject as exc:
                 tags.append(exc)
         readable = [t for t in tags if isinstance(t, SignedTag)]
-        verdicts = iter(self.verifier.verify_many([(t.payload, t.signature) for t in readable]))
+        try:
+            checked = self.verifier.verify_many([(t.payload, t.signature) for t in readable])
+            ssh_ids = [s.id for s, t in zip(snaps, tags, strict=True) if isinstance(t, SignedTag)]
+            checked = [
+                self.ssh_at_known_times(ident, tag, check)
+                for ident, tag, check in zip(ssh_ids, readable, checked, strict=True)
+            ]
+        finally:
+            self.verifier.close()
+        verdicts = iter(checked)
         return [
             self.verify(snap, tag, next(verdicts) if isinstance(tag, SignedTag) else None)
             for snap, tag in zip(snaps, tags, strict=True)
         ]
+
+    def ssh_at_known_times(
+        self, ident: str, tag: SignedTag, check: SignatureCheck
+    ) -> SignatureCheck:
+        """Return `check`, failed when an SSH key was not valid at a time the snapshot is
+        known to have existed (the server's first acceptance, or now for a push being
+        received): the tagger time the key is otherwise judged at is the signer's word."""
+        if not check.valid or check.kind != "ssh":
+            return check
+        times = {t for t in (self.options.seen.get(ident), self.options.at) if t is not None}
+        for when in sorted(times):
+            again = self.verifier.verify(tag.payload, tag.signature, when)
+            if not again.valid:
+                return replace(
+                    again,
+                    reason=f"{again.reason} (judged at {utc(when)}, when the snapshot is known "
+                    "to have existed)",
+                )
+        return check
 
     def verify(
         self, snap: Snapshot, tag: SignedTag | CorruptObject, sig: SignatureCheck | None
@@ -141,16 +187,18 @@ class _Checker:
             tag_result = self.check_tag(payload)
         except CorruptObject as exc:
             tag_result = CheckResult("tag", False, f"malformed snapshot tag: {exc.message}")
+        signature = self.check_signature(payload, sig)
+        signer = sig.signer if signature.ok else None
         checks = (
             self.check_id(snap.id, ident),
             tag_result,
-            CheckResult("signature", sig.valid, sig.reason),
-            self.check_trust(payload, sig),
+            signature,
+            self.check_trust(payload, signer),
             self.check_digest(payload),
             self.check_objects(snap, payload),
             self.check_note(snap, payload, ident),
         )
-        return SnapshotVerification(snap.id, checks, sig.signer if sig.valid else None)
+        return SnapshotVerification(snap.id, checks, signer)
 
     # --- the checks ------------------------------------------------------------------------
 
@@ -180,22 +228,47 @@ class _Checker:
                 f"the tagged commit's tree {commit.tree_id} is not the signed "
                 f"Govsnap-Tree {payload.tree}",
             )
+        ahead = payload.tagger.time - self.options.now
+        if ahead > self.options.skew:
+            return CheckResult(
+                "tag",
+                False,
+                f"the tagger time {utc(payload.tagger.time)} lies {ahead}s in the future "
+                f"(more than govsnap.auditSkew, {self.options.skew}s)",
+            )
         return CheckResult("tag", True, f"tag of commit {payload.commit[:12]}, tree as signed")
 
-    def check_trust(self, payload: SnapshotPayload | None, sig: SignatureCheck) -> CheckResult:
+    def check_signature(self, payload: SnapshotPayload | None, sig: SignatureCheck) -> CheckResult:
+        """Check 3: the signature is good, by a key valid when it signed, made when the
+        payload says the snapshot was made."""
+        if not sig.valid:
+            return CheckResult("signature", False, sig.reason)
+        if payload is not None and sig.signed_at is not None:
+            # A key's validity is judged at the signature's time, which the signer's
+            # clock sets (gpg --faked-system-time): a signature older than the snapshot
+            # it signs would let a retired key sign today with a date from before it
+            # expired. (A tagger time older than the signature is a back-dated snapshot,
+            # as GIT_COMMITTER_DATE makes: the key is still judged at the signature time.)
+            early = payload.tagger.time - sig.signed_at
+            if early > self.options.skew:
+                return CheckResult(
+                    "signature",
+                    False,
+                    f"the signature was made {utc(sig.signed_at)}, {early}s before the "
+                    f"snapshot it signs ({utc(payload.tagger.time)}; more than "
+                    f"govsnap.auditSkew, {self.options.skew}s): a back-dated signature",
+                )
+        return CheckResult("signature", True, sig.reason)
+
+    def check_trust(self, payload: SnapshotPayload | None, signer: str | None) -> CheckResult:
         """Check 4: the policy trusts the signer for the environment (and the operation)."""
         options = self.options
         policy = options.policy
         if policy is None:
             if options.require_trust:
-                return CheckResult(
-                    "trust",
-                    False,
-                    f"no trust policy ({options.policy_source} does not exist; "
-                    "set govsnap.requireTrust=false to skip this check)",
-                )
+                return CheckResult("trust", False, options.policy_source)
             return CheckResult("trust", True, "no trust policy (govsnap.requireTrust=false)")
-        if not sig.valid:
+        if signer is None:
             return CheckResult("trust", False, "no verified signer to look up (see signature)")
         if payload is None:
             return CheckResult("trust", False, "the environment is unknown: the tag is malformed")
@@ -203,7 +276,7 @@ class _Checker:
         if options.operation and options.operation != "create":
             operations.append(options.operation)
         for operation in operations:
-            decision = policy.decide(sig.signer, payload.environment, operation)
+            decision = policy.decide(signer, payload.environment, operation)
             if not decision.allowed:
                 return CheckResult("trust", False, decision.reason)
         return CheckResult("trust", True, decision.reason)
@@ -212,27 +285,40 @@ class _Checker:
         """Check 5: the content digest recomputed from the tree equals Govsnap-Digest."""
         if payload is None:
             return CheckResult("digest", False, "no signed digest: the tag is malformed")
-        digest = self.digests.get(payload.tree)
+        key = (payload.tree, payload.format)
+        digest = self.digests.get(key)
         if digest is None:
-            try:
-                digest = digest_tree(
-                    self.repo, payload.tree, self.cache, deep=self.options.deep
-                ).digest
-            except CorruptObject as exc:
-                digest = exc
-            except RecursionError:
-                digest = CorruptObject(f"tree {payload.tree} is nested too deeply to walk")
-            self.digests[payload.tree] = digest
+            digest = self.digest(payload, self.options.deep)
+            if isinstance(digest, TreeDigest) and digest.digest != payload.digest:
+                # The cache only saves work: a mismatch is confirmed from the objects
+                # alone, so that no cache entry can fail a snapshot.
+                digest = self.digest(payload, True)
+            self.digests[key] = digest
         if isinstance(digest, CorruptObject):
             return CheckResult("digest", False, f"cannot recompute the digest: {digest.message}")
-        if digest != payload.digest:
+        if digest.digest != payload.digest:
             return CheckResult(
                 "digest",
                 False,
-                f"the tree's content digest {_short(digest, 23)} differs from the signed "
+                f"the tree's content digest {_short(digest.digest, 23)} differs from the signed "
                 f"{_short(payload.digest, 23)}: the content is not what was signed",
             )
-        return CheckResult("digest", True, f"{_short(digest, 23)} recomputed")
+        warning = ""
+        if payload.format == 1 and digest.newline_in_path:
+            warning = (
+                " (format 1, whose manifest a path holding a newline makes ambiguous: "
+                "snapshot this content again to sign it in format 2)"
+            )
+        return CheckResult("digest", True, f"{_short(digest.digest, 23)} recomputed{warning}")
+
+    def digest(self, payload: SnapshotPayload, deep: bool) -> TreeDigest | CorruptObject:
+        """Return the digest of the payload's tree in its format, or why it cannot be had."""
+        try:
+            return digest_tree(self.repo, payload.tree, self.cache, deep=deep, fmt=payload.format)
+        except CorruptObject as exc:
+            return exc
+        except RecursionError:
+            return CorruptObject(f"tree {payload.tree} is nested too deeply to walk")
 
     def check_objects(self, snap: Snapshot, payload: SnapshotPayload | None) -> CheckResult:
         """Check 6: the tag, commit, trees and blobs of the snapshot are all present."""
@@ -373,15 +459,17 @@ def verify_snapshots(
     deep: bool = False,
     policy: TrustPolicy | None = None,
     jobs: int = 1,
+    at: int | None = None,
 ) -> list[SnapshotVerification]:
     """Return the checks of many snapshots, in order, using up to `jobs` processes.
 
     Each process takes a contiguous share and checks every OpenPGP signature of it in
-    one gpg run. Writes nothing.
+    one gpg run. `at` (a server receiving them: now) is a time each must have been valid
+    at too, where the signature carries no time (SSH). Writes nothing.
     """
     if jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    options = _options(repo, operation, deep, policy)
+    options = _options(repo, operation, deep, policy, at)
     workers = min(jobs, len(snaps) // _MIN_PER_JOB)
     if workers <= 1:
         return _Checker(repo, options).run(snaps)
@@ -410,6 +498,7 @@ class VerifyReport:
     seconds: float
     policy_source: str | None
     deep: bool
+    policy_anchor: str = ""  # why the policy is believed (its root of trust)
 
     @property
     def ok(self) -> bool:
@@ -449,7 +538,7 @@ def verdict_mutations(
     """Return the notes mutations recording each verdict in its snapshot's note as
     {"verification": {time, verdict, signer}}; a snapshot without a readable note gets
     none, so that verification never invents metadata."""
-    when = datetime.fromtimestamp(identity.time, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    when = utc(identity.time, ISO_UTC)
     mutations: dict[str, notes.Mutation] = {}
     for snap, result in zip(snaps, results, strict=True):
         if snap.note is None or snap.note.error:
@@ -484,7 +573,13 @@ def run(
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     results = verify_snapshots(repo, snaps, deep=deep, policy=policy, jobs=workers)
     seconds = time.monotonic() - started
-    report = VerifyReport(tuple(results), seconds, policy.source if policy else None, deep)
+    report = VerifyReport(
+        tuple(results),
+        seconds,
+        policy.source if policy else None,
+        deep,
+        policy.anchor if policy else "",
+    )
     if results:
         identity = repo.committer()
         passed = len(results) - report.failed

@@ -78,7 +78,7 @@ def git(
     """
     extra = dict(env or {})
     extra["GIT_INDEX_FILE"] = str(index if index is not None else no_index(repo))
-    proc = run_git(args, repo.cwd, input=input, env=extra, check=False)
+    proc = repo.git_cmd(*args, input=input, env=extra, check=False)
     if check and proc.returncode != 0:
         raise EnvironmentProblem(f"git {_command(args)} failed: {git_error(proc.stderr)}")
     return proc.stdout
@@ -276,9 +276,7 @@ def index_readable(repo: Repo, index: Path) -> bool:
     """Return True when git can read the index file (absent counts as readable)."""
     if not index.exists():
         return True
-    proc = run_git(
-        ["ls-files", "--stage"], repo.workdir, env={"GIT_INDEX_FILE": str(index)}, check=False
-    )
+    proc = repo.git_cmd("ls-files", "--stage", env={"GIT_INDEX_FILE": str(index)}, check=False)
     return proc.returncode == 0
 
 
@@ -376,9 +374,8 @@ def captured(repo: Repo, *, tracked_only: bool = False, safety: bool = False) ->
                     readable = False  # git cannot read it: capture without it
                     continue
                 set_flag(repo, index, "--no-assume-unchanged", assume)
-            proc = run_git(
-                _add_args(tracked_only, safety),
-                repo.workdir,
+            proc = repo.git_cmd(
+                *_add_args(tracked_only, safety),
                 env={"GIT_INDEX_FILE": str(index), "LC_ALL": "C"},
                 check=False,
             )
@@ -653,9 +650,10 @@ def refresh(repo: Repo, index: Path) -> None:
     """Update the stat data of an index file's entries whose files match (git's
     `update-index --refresh`); entries that differ stay as they are."""
     # Exit 1 only says some entries need an update: unstaged changes, which are kept.
-    proc = run_git(
-        ["update-index", "-q", "--refresh"],
-        repo.workdir,
+    proc = repo.git_cmd(
+        "update-index",
+        "-q",
+        "--refresh",
         env={"GIT_INDEX_FILE": str(index)},
         check=False,
     )
@@ -687,9 +685,7 @@ def transition(
     args = ["read-tree", "-m", "-u"]
     if recurse_submodules:
         args.append("--recurse-submodules")
-    proc = run_git(
-        [*args, current, target], repo.workdir, env={"GIT_INDEX_FILE": str(index)}, check=False
-    )
+    proc = repo.git_cmd(*args, current, target, env={"GIT_INDEX_FILE": str(index)}, check=False)
     warnings = [
         line.strip().removeprefix("warning: ")
         for line in proc.stderr.decode(errors="replace").splitlines()
@@ -1003,19 +999,16 @@ def fetch_missing(repo: Repo, trees: Iterable[str]) -> int:
     if not wanted:
         return 0
     # The command git itself runs to fetch promised objects (promisor-remote.c).
-    proc = run_git(
-        [
-            "-c",
-            "fetch.negotiationAlgorithm=noop",
-            "fetch",
-            remote,
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--recurse-submodules=no",
-            "--filter=blob:none",
-            "--stdin",
-        ],
-        repo.cwd,
+    proc = repo.git_cmd(
+        "-c",
+        "fetch.negotiationAlgorithm=noop",
+        "fetch",
+        remote,
+        "--no-tags",
+        "--no-write-fetch-head",
+        "--recurse-submodules=no",
+        "--filter=blob:none",
+        "--stdin",
         input="".join(oid + "\n" for oid in wanted).encode(),
         check=False,
     )

@@ -3,11 +3,12 @@ keys, and a way to run the CLI in-process or as the installed command."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,33 @@ def keys(isolated_env: Path) -> Keys:
         home,
         _gen(gpg, "Test Releaser", "releaser@example.com"),
         _gen(gpg, "Somebody Else", "other@example.com"),
+    )
+
+
+def public_key(fingerprint: str) -> str:
+    """Return the armored public key of a key in the session's keyring, as a trust policy
+    carries it (gpg --armor --export)."""
+    proc = subprocess.run(
+        ["gpg", "--batch", "--armor", "--export", fingerprint], capture_output=True, check=True
+    )
+    assert proc.stdout, f"no public key {fingerprint} in the keyring"
+    return proc.stdout.decode()
+
+
+def openpgp_signer(
+    name: str,
+    fingerprint: str,
+    environments: Sequence[str] = ("*",),
+    operations: Sequence[str] = ("*",),
+) -> str:
+    """Return a `[signers.NAME]` table of a trust policy for an OpenPGP key of the session's
+    keyring, carrying its public key."""
+    quote = "'" * 3
+    return (
+        f"\n[signers.{name}]\nopenpgp = {json.dumps(fingerprint)}\n"
+        f"environments = {json.dumps(list(environments))}\n"
+        f"operations = {json.dumps(list(operations))}\n"
+        f"public_key = {quote}\n{public_key(fingerprint)}{quote}\n"
     )
 
 
@@ -226,5 +254,10 @@ def snapshot_ids(repo: Path) -> list[str]:
 
 
 def all_refs(repo: Path) -> str:
-    """Return every ref and its value, as stock git lists them."""
-    return git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    """Return every ref and its value, as stock git lists them, but for what a clone
+    remembers having verified (refs/govsnap-verified/: any command that reads the trust
+    policy or the audit trail records it, as ssh records a host key)."""
+    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
+    return "".join(
+        line + "\n" for line in out.splitlines() if not line.startswith("refs/govsnap-verified/")
+    )

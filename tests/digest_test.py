@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pygit2
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from govsnap.digest import CACHE_NAME, DigestCache, digest_tree
 from govsnap.errors import CorruptObject
-from govsnap.repo import open_repo
+from govsnap.repo import Repo, open_repo
 from tests.conftest import MakeRepo, git
 
 
@@ -18,18 +20,33 @@ def test_digest_matches_the_manifest_definition(make_repo: MakeRepo) -> None:
     repo_path = make_repo({"b.txt": "b\n", "a/x.py": "x\n", "a.txt": ""})
     repo = open_repo(repo_path)
     tree = repo.git.revparse_single("HEAD^{tree}").id
+
+    def record(path: bytes, content: bytes, end: bytes) -> bytes:
+        return b"100644 " + hashlib.sha256(content).hexdigest().encode() + b" " + path + end
+
+    # Format 2: NUL-terminated records, directories included, sorted by path bytes.
+    records = [
+        b"040000 - a/\0",
+        record(b"a.txt", b"", b"\0"),
+        record(b"a/x.py", b"x\n", b"\0"),
+        record(b"b.txt", b"b\n", b"\0"),
+    ]
+    records.sort(key=lambda r: r.split(b" ", 2)[2])
+    result = digest_tree(repo, tree)
+    assert result.digest == "sha256:" + hashlib.sha256(b"".join(records)).hexdigest()
+    assert (result.files, result.bytes, result.format) == (3, 4, 2)
+    assert result.kinds[".txt"].count == 2 and result.kinds[".py"].bytes == 2
+    # Format 1: one line per file.
     lines = sorted(
         [
-            (b"a.txt", b"100644 " + hashlib.sha256(b"").hexdigest().encode() + b" a.txt\n"),
-            (b"a/x.py", b"100644 " + hashlib.sha256(b"x\n").hexdigest().encode() + b" a/x.py\n"),
-            (b"b.txt", b"100644 " + hashlib.sha256(b"b\n").hexdigest().encode() + b" b.txt\n"),
-        ]
+            record(b"a.txt", b"", b"\n"),
+            record(b"a/x.py", b"x\n", b"\n"),
+            record(b"b.txt", b"b\n", b"\n"),
+        ],
+        key=lambda r: r.split(b" ", 2)[2],
     )
-    expected = "sha256:" + hashlib.sha256(b"".join(line for _, line in lines)).hexdigest()
-    result = digest_tree(repo, tree)
-    assert result.digest == expected
-    assert (result.files, result.bytes) == (3, 4)
-    assert result.kinds[".txt"].count == 2 and result.kinds[".py"].bytes == 2
+    expected_1 = "sha256:" + hashlib.sha256(b"".join(lines)).hexdigest()
+    assert digest_tree(repo, tree, fmt=1).digest == expected_1
 
 
 def test_cache_spares_unchanged_trees_and_blobs(make_repo: MakeRepo) -> None:
@@ -116,3 +133,79 @@ def test_a_tree_libgit2_cannot_parse_is_a_corrupt_object(make_repo: MakeRepo) ->
     tree = repo.git.odb.write(pygit2.enums.ObjectType.TREE, b"777777 f\0" + blob.raw)
     with pytest.raises(CorruptObject, match="is malformed"):
         digest_tree(repo, tree)
+
+
+# --- format 2 is injective ---------------------------------------------------------------
+
+Node = tuple[str, object]  # ("file", (mode, content)), ("gitlink", oid hex), ("tree", {...})
+_NAME_BYTES = st.sampled_from([b"a", b"b", b"\n", b" ", b"-", b".", b"0", b"100644 ", b"\xff"])
+_NAMES = (
+    st.lists(_NAME_BYTES, min_size=1, max_size=4)
+    .map(b"".join)
+    .filter(lambda n: n not in (b".", b"..") and n.lower() != b".git")
+)
+_FILES = st.tuples(
+    st.sampled_from([0o100644, 0o100755, 0o120000]), st.sampled_from([b"", b"X", b"Y"])
+)
+_NODES: st.SearchStrategy[Node] = st.recursive(
+    st.one_of(
+        _FILES.map(lambda f: ("file", f)),
+        st.sampled_from(["1" * 40, "2" * 40]).map(lambda o: ("gitlink", o)),
+    ),
+    lambda children: st.dictionaries(_NAMES, children, max_size=4).map(lambda d: ("tree", d)),
+    max_leaves=8,
+)
+_TREES = st.dictionaries(_NAMES, _NODES, max_size=4)
+
+
+def write_raw_tree(repo: pygit2.Repository, entries: dict[bytes, Node]) -> pygit2.Oid:
+    """Write a tree object holding `entries`, in git's canonical order, byte for byte."""
+    rows = []
+    for name, (kind, value) in entries.items():
+        if kind == "tree":
+            assert isinstance(value, dict)
+            rows.append((name + b"/", b"40000", name, write_raw_tree(repo, value).raw))
+        elif kind == "gitlink":
+            rows.append((name, b"160000", name, bytes.fromhex(str(value))))
+        else:
+            mode, content = value  # type: ignore[misc]
+            rows.append((name, b"%o" % mode, name, repo.create_blob(content).raw))
+    raw = b"".join(mode + b" " + name + b"\0" + oid for _, mode, name, oid in sorted(rows))
+    return repo.odb.write(pygit2.enums.ObjectType.TREE, raw)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    path = tmp_path_factory.mktemp("injective")
+    pygit2.init_repository(str(path), bare=True)
+    return open_repo(path)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(first=_TREES, second=_TREES)
+def test_distinct_trees_never_share_a_format_2_digest(
+    scratch: Repo, first: dict[bytes, Node], second: dict[bytes, Node]
+) -> None:
+    one, two = write_raw_tree(scratch.git, first), write_raw_tree(scratch.git, second)
+    if one != two:
+        assert digest_tree(scratch, one).digest != digest_tree(scratch, two).digest
+
+
+def test_the_newline_collision_gives_two_digests_in_format_2(scratch: Repo) -> None:
+    """One file named `a\\n100644 <sha256 of Y> b` holding X has the format-1 manifest of
+    two files a = X and b = Y; format 2 tells them apart (issue 13, attack 5)."""
+    forged_name = b"a\n100644 " + hashlib.sha256(b"Y").hexdigest().encode() + b" b"
+    forged = write_raw_tree(scratch.git, {forged_name: ("file", (0o100644, b"X"))})
+    honest = write_raw_tree(
+        scratch.git, {b"a": ("file", (0o100644, b"X")), b"b": ("file", (0o100644, b"Y"))}
+    )
+    assert digest_tree(scratch, forged, fmt=1).digest == digest_tree(scratch, honest, fmt=1).digest
+    assert digest_tree(scratch, forged).digest != digest_tree(scratch, honest).digest
+    assert digest_tree(scratch, forged).newline_in_path
+
+
+def test_an_empty_directory_changes_the_format_2_digest(scratch: Repo) -> None:
+    bare = write_raw_tree(scratch.git, {b"f": ("file", (0o100644, b"X"))})
+    with_dir = write_raw_tree(scratch.git, {b"f": ("file", (0o100644, b"X")), b"d": ("tree", {})})
+    assert digest_tree(scratch, bare, fmt=1).digest == digest_tree(scratch, with_dir, fmt=1).digest
+    assert digest_tree(scratch, bare).digest != digest_tree(scratch, with_dir).digest

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Cli, Keys, MakeRepo, git, openpgp_signer
+from tests.tamper import commit_policy
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -23,3 +26,89 @@ def test_example_script_runs(script: str) -> None:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "finished" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+# --- examples/github-actions-verify.yml ------------------------------------------------
+
+
+def _workflow_steps(contexts: dict[str, str]) -> list[tuple[str, str, dict[str, str]]]:
+    """Return (name, script, env) of the workflow's `run:` steps, in order, with the
+    `${{ ... }}` expressions of their env replaced from `contexts`. The install step is
+    left out: it pip-installs govsnap, which the test's virtualenv already has."""
+    import yaml
+
+    workflow = yaml.safe_load((EXAMPLES / "github-actions-verify.yml").read_text())
+    found = []
+    for step in workflow["jobs"]["verify"]["steps"]:
+        if "run" not in step or step.get("name") == "Install govsnap":
+            continue
+        env = {}
+        for key, value in (step.get("env") or {}).items():
+            expression = str(value).removeprefix("${{").removesuffix("}}").strip()
+            env[key] = contexts[expression]
+        found.append((step["name"], step["run"], env))
+    return found
+
+
+def _ci_run(bare: Path, workspace: Path, contexts: dict[str, str], cache: Path) -> list[str]:
+    """Run the workflow's steps in a fresh checkout of `bare`, the Actions cache kept in
+    `cache`; return the name of the step that failed (empty when all passed) and its output."""
+    import shutil
+
+    subprocess.run(["git", "clone", "-q", str(bare), str(workspace)], check=True)
+    if cache.exists():
+        shutil.copytree(cache, workspace / ".govsnap-ci")
+    base = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for name, script, env in _workflow_steps(contexts):
+        proc = subprocess.run(
+            ["bash", "-e", "-c", script],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            env={**base, **env},
+            check=False,
+        )
+        if proc.returncode != 0:
+            return [name, proc.stdout + proc.stderr]
+    if (workspace / ".govsnap-ci").exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.copytree(workspace / ".govsnap-ci", cache)
+    return []
+
+
+def test_the_verify_workflow_passes_then_catches_a_truncated_trail(
+    make_repo: MakeRepo, keys: Keys, cli: Cli, tmp_path: Path
+) -> None:
+    """The workflow's run: steps, in order, against a local bare remote: snapshots of two
+    signers pass; after the remote's audit trail is force-pushed to one entry, the next
+    run (with what the first one verified, from its cache) fails."""
+    seed = make_repo({"app.py": "v1\n"}, name="seed")
+    policy = (
+        "version = 1\n"
+        + openpgp_signer("bot", keys.trusted)
+        + openpgp_signer("dev", keys.other, ["staging"], ["create"])
+    )
+    commit_policy(seed, policy, sign_with=keys.trusted)
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(bare)], check=True)
+    git(seed, "remote", "add", "origin", str(bare))
+    signers = [(keys.trusted, "production"), (keys.other, "staging"), (keys.trusted, "production")]
+    for key, env in signers:
+        git(seed, "config", "govsnap.signingKey", key)
+        assert cli(seed, "create", "-e", env).code == 0
+    assert cli(seed, "push").code == 0
+    contexts = {
+        "vars.GOVSNAP_TRUST_ANCHOR": keys.trusted,
+        "github.event.repository.default_branch": "main",
+    }
+    cache = tmp_path / "actions-cache"
+    assert _ci_run(bare, tmp_path / "run1", contexts, cache) == []
+    first = git(bare, "rev-list", "--max-parents=0", "refs/govsnap/audit").strip()
+    git(bare, "update-ref", "refs/govsnap/audit", first)  # a collaborator's force-push
+    failed = _ci_run(bare, tmp_path / "run2", contexts, cache)
+    assert failed and failed[0] == "Fetch and check the snapshots, notes and audit trail"
+    assert "the audit trail of origin was rewritten" in failed[1]
+    # Without a pinned anchor the job refuses to run at all.
+    no_anchor = {**contexts, "vars.GOVSNAP_TRUST_ANCHOR": ""}
+    unpinned = _ci_run(bare, tmp_path / "run3", no_anchor, tmp_path / "none")
+    assert unpinned and unpinned[0] == "Pin the root of trust"

@@ -14,27 +14,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Keys, MakeRepo, git, write_files
+from tests.conftest import Cli, Keys, MakeRepo, git, openpgp_signer, write_files
+from tests.tamper import commit_policy
 
 PREFIX = "refs/govsnap/snapshots/"
 
 
 def policy(keys: Keys) -> str:
-    return (
-        "version = 1\n\n"
-        "[signers.releaser]\n"
-        f'openpgp = "{keys.trusted}"\n'
-        'environments = ["*"]\n'
-        'operations = ["create", "prune"]\n'
+    return "version = 1\n" + openpgp_signer(
+        "releaser", keys.trusted, ["*"], ["create", "prune", "policy"]
     )
 
 
 @pytest.fixture
-def server(tmp_path: Path, cli: Cli) -> Path:
-    """A bare repository with govsnap's pre-receive hook, accepting signed pushes."""
+def server(tmp_path: Path, cli: Cli, keys: Keys) -> Path:
+    """A bare repository with govsnap's pre-receive hook, its root of trust pinned: the
+    trusted key signed the policy's first version."""
     path = tmp_path / "server.git"
-    git(tmp_path, "init", "-q", "--bare", str(path))
-    git(path, "config", "receive.certNonceSeed", "test-seed")
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(path))
+    git(path, "config", "govsnap.trustAnchor", keys.trusted)
     result = cli(path, "hooks", "install", "--server")
     assert result.code == 0, result.err
     assert (path / "hooks" / "pre-receive").is_file()
@@ -43,10 +41,13 @@ def server(tmp_path: Path, cli: Cli) -> Path:
 
 @pytest.fixture
 def client(make_repo: MakeRepo, server: Path, keys: Keys) -> Path:
-    """A clone-like repository whose main (carrying the trust policy) is on the server."""
-    path = make_repo({"README.md": "v1\n", ".govsnap/trust.toml": policy(keys)})
+    """A clone-like repository whose main (carrying the trust policy, in a commit the
+    anchor key signed) is on the server."""
+    path = make_repo({"README.md": "v1\n"})
+    commit_policy(path, policy(keys), sign_with=keys.trusted)
     git(path, "remote", "add", "origin", str(server))
-    git(path, "push", "-q", "origin", "main")
+    pushed = push(path, "origin", "main")
+    assert pushed.returncode == 0, pushed.stderr
     return path
 
 
@@ -81,19 +82,24 @@ def test_server_accepts_a_good_snapshot_and_refuses_bad_ones(
     refused = push(client, "origin", PREFIX + unsigned)
     assert refused.returncode != 0
     assert f"REFUSED create of {PREFIX}{unsigned}: signature: unsigned" in refused.stderr
-    assert "push refused: 1 snapshot ref update(s)" in refused.stderr
+    assert "push refused: 1 ref update(s)" in refused.stderr
 
     git(client, "config", "govsnap.signingKey", keys.other)
     untrusted = create(cli, client, "--label", "untrusted")
     refused = push(client, "origin", PREFIX + untrusted)
     assert refused.returncode != 0
-    assert f"REFUSED create of {PREFIX}{untrusted}: trust:" in refused.stderr
-    assert "not in the trust policy" in refused.stderr
+    # The server checks signatures against the policy's keys only: an unknown key
+    # cannot even be checked.
+    assert f"REFUSED create of {PREFIX}{untrusted}: signature: cannot check: no public key for" in (
+        refused.stderr
+    )
+    assert f"{keys.other} (add it to refs/heads/main:.govsnap/trust.toml)" in refused.stderr
     git(client, "config", "govsnap.signingKey", keys.trusted)
 
     # Tampered: the signed payload edited after signing, pushed under its new id.
     raw = git(client, "cat-file", "tag", PREFIX + good).encode()
-    forged = raw.replace(b"Govsnap-Environment: production", b"Govsnap-Environment: staging")
+    # (everywhere it is named: the tag name carries the environment too)
+    forged = raw.replace(b"production", b"staging")
     payload = forged[: forged.index(b"-----BEGIN PGP SIGNATURE-----")]
     forged_id = hashlib.sha256(payload).hexdigest()[:16]
     oid = git(client, "hash-object", "-t", "tag", "-w", "--stdin", input_text=forged).strip()
@@ -124,28 +130,26 @@ def test_server_accepts_a_good_snapshot_and_refuses_bad_ones(
     assert git(server, "rev-parse", PREFIX + good).strip() == good_tag
 
 
-def test_deletion_needs_a_signed_push_by_a_signer_allowed_to_prune(
+def test_deletion_needs_an_authorised_prune_entry(
     cli: Cli, client: Path, server: Path, keys: Keys
 ) -> None:
     ident = create(cli, client, "--environment", "production")
-    assert push(client, "origin", PREFIX + ident).returncode == 0
+    keep = create(cli, client, "--environment", "production", "--label", "keep")
+    assert cli(client, "push", "origin").code == 0
 
     plain = push(client, "origin", f":{PREFIX}{ident}")
     assert plain.returncode != 0
-    assert "deleting a snapshot needs a signed push: the push is not signed" in plain.stderr
+    assert f"REFUSED delete of {PREFIX}{ident}: deleting a snapshot needs a signed prune entry" in (
+        plain.stderr
+    )
+    assert sorted(server_ids(server)) == sorted([ident, keep])
 
-    git(client, "config", "user.signingKey", keys.other)
-    stranger = push(client, "--signed", "origin", f":{PREFIX}{ident}")
-    assert stranger.returncode != 0
-    assert f"REFUSED delete of {PREFIX}{ident}" in stranger.stderr
-    assert "not in the trust policy" in stranger.stderr
-    assert server_ids(server) == [ident]
-
-    git(client, "config", "user.signingKey", keys.trusted)
-    allowed = push(client, "--signed", "origin", f":{PREFIX}{ident}")
-    assert allowed.returncode == 0, allowed.stderr
-    assert f"accepted delete of {PREFIX}{ident}" in allowed.stderr and "may prune" in allowed.stderr
-    assert server_ids(server) == []
+    # A prune here records a signed entry; push --prune sends it with the deletion.
+    assert cli(client, "prune", "--id", ident, "--yes", "--no-gc").code == 0
+    done = cli(client, "push", "origin", "--prune", "--yes")
+    assert done.code == 0, done.err
+    assert server_ids(server) == [keep]
+    git(server, "fsck", "--full", "--strict")
 
 
 def test_other_refs_pass_and_the_chained_server_hook_runs_first(
@@ -228,16 +232,21 @@ def test_pushes_through_git_daemon(cli: Cli, client: Path, server: Path, daemon:
 
 
 def test_a_push_cannot_grant_itself_trust(cli: Cli, client: Path, server: Path, keys: Keys) -> None:
-    widened = policy(keys) + (
-        f'\n[signers.other]\nopenpgp = "{keys.other}"\nenvironments = ["*"]\n'
-        'operations = ["create"]\n'
-    )
-    write_files(client, {".govsnap/trust.toml": widened})
-    git(client, "commit", "-q", "-am", "trust the other key")
+    widened = policy(keys) + openpgp_signer("other", keys.other, ["*"], ["create"])
+    write_files(client, {".govsnap/trust.toml": widened.replace("version = 1", "version = 2")})
+    git(client, "commit", "-q", "-am", "trust the other key")  # not approved by anyone
     git(client, "config", "govsnap.signingKey", keys.other)
     ident = create(cli, client, "--label", "self-granted")
     refused = push(client, "origin", "main", PREFIX + ident)
-    assert refused.returncode != 0 and "not in the trust policy" in refused.stderr
-    # Once the policy change is on the server, the same snapshot is accepted.
+    assert refused.returncode != 0
+    assert "REFUSED rewrite of refs/heads/main: the trust policy it brings" in refused.stderr
+    assert "with 0 of the 1 approval(s)" in refused.stderr
+    assert f"REFUSED create of {PREFIX}{ident}: signature: cannot check: no public key" in (
+        refused.stderr
+    )
+    # The same change approved by a signer allowed 'policy' counts; then the snapshot too.
+    git(client, "reset", "-q", "--hard", "HEAD~1")
+    commit_policy(client, widened, "trust the other key", sign_with=keys.trusted)
     assert push(client, "origin", "main").returncode == 0
-    assert push(client, "origin", PREFIX + ident).returncode == 0
+    accepted = push(client, "origin", PREFIX + ident)
+    assert accepted.returncode == 0, accepted.stderr

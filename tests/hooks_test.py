@@ -476,3 +476,23 @@ def test_pre_commit_framework_runs_the_manifest(
     newest = snapshots_json(cli, repo)[0]["payload"]
     assert isinstance(newest, dict) and newest["trigger"] == "pre-push"
     assert newest["source"]["commit"] == git(repo, "rev-parse", "HEAD").strip()
+
+
+def test_pre_push_fails_loudly_on_a_rewritten_audit_trail(cli: Cli, client: Path) -> None:
+    """The local chain lost entries this clone wrote (reset with stock git): the hook
+    does not build on it, and says how to put it back."""
+    for n in (2, 3):
+        write_files(client, {"app.py": f"print({n})\n"})
+        git(client, "commit", "-qam", f"v{n}")
+        assert push(client, "origin", "main").returncode == 0
+    recorded = git(client, "rev-parse", "refs/govsnap/audit").strip()
+    first = git(client, "rev-list", "--max-parents=0", "refs/govsnap/audit").strip()
+    git(client, "update-ref", "refs/govsnap/audit", first)
+    write_files(client, {"app.py": "print(4)\n"})
+    git(client, "commit", "-qam", "v4")
+    blocked = push(client, "origin", "main")
+    assert blocked.returncode != 0 and "push blocked" in blocked.stderr
+    assert f"refs/govsnap/audit no longer holds entry {recorded}" in blocked.stderr
+    assert f"git update-ref refs/govsnap/audit {recorded}" in blocked.stderr
+    git(client, "update-ref", "refs/govsnap/audit", recorded)
+    assert push(client, "origin", "main").returncode == 0

@@ -53,7 +53,7 @@ def test_payload_bytes_are_exactly_the_documented_layout() -> None:
         "\n"
         "first line\nsecond line\n"
         "\n"
-        "Govsnap-Format: 1\n"
+        "Govsnap-Format: 2\n"
         f"Govsnap-Digest: sha256:{'a' * 64}\n"
         f"Govsnap-Tree: {'2' * 40}\n"
         f"Govsnap-Source: refs/heads/main {'3' * 40}\n"
@@ -73,7 +73,7 @@ def test_parse_round_trips() -> None:
     ("edit", "reason"),
     [
         (lambda b: b.replace(b"type commit", b"type tree"), "does not point at a commit"),
-        (lambda b: b.replace(b"Govsnap-Format: 1", b"Govsnap-Format: 2"), "unsupported"),
+        (lambda b: b.replace(b"Govsnap-Format: 2", b"Govsnap-Format: 3"), "unsupported"),
         (lambda b: b.replace(b"Govsnap-Trigger: pre-push\n", b""), "Govsnap-Trigger"),
         (lambda b: b + b"Govsnap-Extra: x\n", "unknown trailer"),
         (lambda b: b + b"\n", "canonical"),

@@ -26,9 +26,11 @@ from tests.conftest import (
     all_refs,
     git,
     govsnap_bin,
+    openpgp_signer,
     snapshot_ids,
     write_files,
 )
+from tests.tamper import commit_policy
 
 
 def dated(cli: Cli, repo: Path, when: str, *args: str) -> str:
@@ -602,10 +604,9 @@ def test_prune_and_pin_change_refs_notes_and_audit_together(
 
 
 def pin_policy(fingerprint: str, operations: str) -> str:
-    return (
-        "version = 1\n[signers.releaser]\n"
-        f'openpgp = "{fingerprint}"\nenvironments = ["prod"]\noperations = [{operations}]\n'
-    )
+    """A policy letting the key do `operations` in prod, and change the policy."""
+    ops = [op.strip().strip('"') for op in operations.split(",")] + ["policy"]
+    return "version = 1\n" + openpgp_signer("releaser", fingerprint, ["prod"], ops)
 
 
 def test_the_trust_policy_decides_who_may_pin_and_unpin(
@@ -625,8 +626,7 @@ def test_the_trust_policy_decides_who_may_pin_and_unpin(
     assert "may not pin" in refused.err and len(refused.err.splitlines()) == 1
     assert all_refs(repo) == before
 
-    write_files(repo, {".govsnap/trust.toml": pin_policy(keys.trusted, '"create", "pin"')})
-    git(repo, "commit", "-qam", "releaser may pin")
+    commit_policy(repo, pin_policy(keys.trusted, '"create", "pin"'), "releaser may pin")
     assert cli(repo, "pin", ident).code == 0
     assert json.loads(git(repo, "notes", "--ref=govsnap", "show", tag_of(repo, ident)))["pinned"]
 
@@ -668,8 +668,7 @@ def test_the_trust_policy_decides_who_may_prune(cli: Cli, make_repo: MakeRepo, k
         assert all_refs(repo) == before
     assert cli(repo, "prune", "--keep-last", "1", "--dry-run").code == 0
 
-    write_files(repo, {".govsnap/trust.toml": pin_policy(keys.trusted, '"create", "prune"')})
-    git(repo, "commit", "-qam", "releaser may prune")
+    commit_policy(repo, pin_policy(keys.trusted, '"create", "prune"'), "releaser may prune")
     done = cli(repo, "prune", "--yes", "--keep-last", "1", "--no-gc")
     assert done.code == 0, done.err
     assert snapshot_ids(repo) == [ids[2]]

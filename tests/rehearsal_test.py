@@ -22,7 +22,7 @@ def user_state(repo: Path) -> tuple[object, ...]:
     refs = [
         line
         for line in git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
-        if not line.startswith(("refs/govsnap/", "refs/notes/govsnap"))
+        if not line.startswith(("refs/govsnap/", "refs/govsnap-verified/", "refs/notes/govsnap"))
     ]
     return (
         files_state(repo),

@@ -14,17 +14,23 @@ import pytest
 from pygit2.enums import FileMode, ObjectType
 
 from govsnap.safepaths import unsafe_name
-from tests.conftest import Cli, Keys, MakeRepo, all_refs, git, snapshot_ids, write_files
+from tests.conftest import (
+    Cli,
+    Keys,
+    MakeRepo,
+    all_refs,
+    git,
+    openpgp_signer,
+    snapshot_ids,
+    write_files,
+)
 
 BINARY = bytes(range(256)) * 8
 
 
 def trust_policy(keys: Keys) -> str:
     """A trust policy letting the test key sign and roll back everywhere."""
-    return (
-        "version = 1\n[signers.releaser]\n"
-        f'openpgp = "{keys.trusted}"\nenvironments = ["*"]\noperations = ["*"]\n'
-    )
+    return "version = 1\n" + openpgp_signer("releaser", keys.trusted)
 
 
 @pytest.fixture
@@ -550,10 +556,9 @@ def test_file_names_that_are_not_utf8_roll_back_and_forth(cli: Cli, repo: Path) 
 
 def test_whoever_rolls_back_must_be_allowed_to(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
     policy = (
-        "version = 1\n[signers.releaser]\n"
-        f'openpgp = "{keys.trusted}"\nenvironments = ["prod"]\noperations = ["*"]\n'
-        "[signers.developer]\n"
-        f'openpgp = "{keys.other}"\nenvironments = ["*"]\noperations = ["create"]\n'
+        "version = 1\n"
+        + openpgp_signer("releaser", keys.trusted, ["prod"])
+        + openpgp_signer("developer", keys.other, ["*"], ["create"])
     )
     repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
     ident = snap(cli, repo, "--environment", "prod")
@@ -667,10 +672,9 @@ def test_a_rollback_whose_undo_the_policy_would_refuse_writes_nothing(
     # The release bot signs snapshots; the operator may roll back, not create: the
     # safety snapshot the operator's rollback would sign could not be rolled back to.
     policy = (
-        "version = 1\n[signers.bot]\n"
-        f'openpgp = "{keys.trusted}"\nenvironments = ["*"]\noperations = ["create", "rollback"]\n'
-        "[signers.operator]\n"
-        f'openpgp = "{keys.other}"\nenvironments = ["*"]\noperations = ["rollback"]\n'
+        "version = 1\n"
+        + openpgp_signer("bot", keys.trusted, operations=("create", "rollback"))
+        + openpgp_signer("operator", keys.other, operations=("rollback",))
     )
     repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
     ident = snap(cli, repo)

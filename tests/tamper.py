@@ -9,15 +9,17 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from govsnap.repo import open_repo
 from govsnap.store import CreateOptions, create
-from tests.conftest import Keys, git, git_bytes, write_files
+from tests.conftest import Keys, git, git_bytes, openpgp_signer, write_files
 
 DAY = 86400
 
@@ -109,22 +111,32 @@ class Template:
     unique_file: str  # path of the blob only `good` holds
 
 
-def policy_text(entries: dict[str, tuple[str, list[str], list[str]]]) -> str:
-    """Return a trust.toml naming OpenPGP keys: name -> (fingerprint, envs, operations)."""
-    parts = ["version = 1\n"]
+def policy_text(entries: dict[str, tuple[str, list[str], list[str]]], version: int = 1) -> str:
+    """Return a trust.toml naming OpenPGP keys of the session's keyring, with their public
+    keys: name -> (fingerprint, envs, operations)."""
+    parts = [f"version = {version}\n"]
     for name, (fpr, envs, ops) in entries.items():
-        parts.append(
-            f"\n[signers.{name}]\nopenpgp = {json.dumps(fpr)}\n"
-            f"environments = {json.dumps(envs)}\noperations = {json.dumps(ops)}\n"
-        )
+        parts.append(openpgp_signer(name, fpr, envs, ops))
     return "".join(parts)
 
 
-def commit_policy(repo: Path, text: str, message: str = "trust policy") -> None:
-    """Commit `.govsnap/trust.toml` with `text` on the current branch."""
+def commit_policy(
+    repo: Path, text: str, message: str = "trust policy", sign_with: str | None = None
+) -> None:
+    """Commit `.govsnap/trust.toml` with `text` on the current branch, as the policy's
+    rules want a change: the next version, in a commit signed with `sign_with` (default:
+    the repository's govsnap.signingKey)."""
+    committed = subprocess.run(
+        ["git", "show", "HEAD:.govsnap/trust.toml"], cwd=repo, capture_output=True, check=False
+    )
+    if committed.returncode == 0:
+        current = tomllib.loads(committed.stdout.decode()).get("version", 1)
+        text = re.sub(r"^version = \d+", f"version = {current + 1}", text, count=1, flags=re.M)
     write_files(repo, {".govsnap/trust.toml": text})
     git(repo, "add", ".govsnap/trust.toml")
-    git(repo, "commit", "-q", "-m", message)
+    key = sign_with or git(repo, "config", "--default", "", "govsnap.signingKey").strip()
+    signing = ["-c", f"user.signingKey={key}", "commit", "-S"] if key else ["commit"]
+    git(repo, *signing, "-q", "-m", message)
 
 
 @functools.cache
@@ -141,11 +153,16 @@ def template(root: Path, keys: Keys) -> Template:
     def snapshot(key: str, message: str) -> str:
         repo.set_config("govsnap.signingKey", key)
         if key in sign_times:
+            # Signed in the past, at the time the payload says (gpg and git agree).
             repo.set_config("gpg.program", str(gpg_wrapper(root, sign_times[key])))
+            os.environ["GIT_COMMITTER_DATE"] = f"@{sign_times[key]}"
         elif repo.config_str("gpg.program"):
             git(path, "config", "--unset", "gpg.program")
         options = CreateOptions(environment="production", message=message)
-        return create(repo, options).snapshot.id
+        try:
+            return create(repo, options).snapshot.id
+        finally:
+            os.environ.pop("GIT_COMMITTER_DATE", None)
 
     unique_file = "release/unique.bin"
     write_files(path, {unique_file: os.urandom(64)})
@@ -162,11 +179,12 @@ def template(root: Path, keys: Keys) -> Template:
     finish_special_keys(special)
     everywhere = ["production", "staging"]
     ops = ["create", "rollback"]
+    policy_ops = [*ops, "policy"]  # the releaser also approves changes of the policy
     commit_policy(
         path,
         policy_text(
             {
-                "releaser": (keys.trusted, everywhere, ops),
+                "releaser": (keys.trusted, everywhere, policy_ops),
                 "expires-later": (special.expired_after, everywhere, ops),
                 "expired-early": (special.expired_before, everywhere, ops),
                 "revoked": (special.revoked, everywhere, ops),

@@ -8,9 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from govsnap.errors import UsageError
 from govsnap.repo import open_repo
 from govsnap.trust import PolicyError, load_policy, parse_policy
-from tests.conftest import Cli, Keys, MakeRepo, SSHKey, git, write_files
+from tests.conftest import (
+    Cli,
+    Keys,
+    MakeRepo,
+    SSHKey,
+    git,
+    openpgp_signer,
+    public_key,
+    write_files,
+)
+from tests.tamper import commit_policy
 
 FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
 X509 = "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
@@ -77,14 +88,28 @@ def signer(fpr: str = FPR, envs: str = '["prod"]', ops: str = '["create"]') -> s
             2,
             "invalid TOML: Expected ']' at the end of a table declaration",
         ),
-        ('version = 1\nsigner = "x"\n', 2, "signer: unknown key (known: version, signers)"),
-        ("version = 2\n", 1, "version: unsupported version 2 (this govsnap reads 1)"),
+        (
+            'version = 1\nsigner = "x"\n',
+            2,
+            "signer: unknown key (known: version, policy_threshold, signers)",
+        ),
+        (
+            "version = 0\n",
+            1,
+            "version: must be a whole number, 1 or more, raised by every change: 0",
+        ),
+        (
+            "policy_threshold = 2\n",
+            1,
+            "policy_threshold: 2 approvals needed, but only 0 signer(s) may approve a policy "
+            "change (operation 'policy')",
+        ),
         ("signers = 3\n", 1, "signers: must be a table of [signers.NAME] tables"),
         (
             "\n" + signer() + "role = 'x'\n",
             6,
-            "signers.bot.role: unknown key (known: openpgp, ssh, x509, environments, "
-            "operations, description)",
+            "signers.bot.role: unknown key (known: openpgp, ssh, x509, public_key, "
+            "environments, operations, description)",
         ),
         (
             signer(fpr="0123456789ABCDEF"),
@@ -117,7 +142,7 @@ def signer(fpr: str = FPR, envs: str = '["prod"]', ops: str = '["create"]') -> s
             signer(ops='["create", "deploy"]'),
             4,
             "signers.bot.operations: unknown operation 'deploy' (known: create, rollback, "
-            "prune, pin, or '*')",
+            "prune, pin, policy, or '*')",
         ),
         (
             '[signers.bot]\nenvironments = ["a"]\noperations = ["pin"]\n',
@@ -200,7 +225,7 @@ def test_dotted_keys_are_located_too() -> None:
     assert info.value.message.startswith("t:3: signers.bot.operations: unknown operation 'x'")
 
 
-def test_the_committed_version_at_the_ref_is_read(make_repo: MakeRepo) -> None:
+def test_the_committed_version_at_the_full_ref_is_read(make_repo: MakeRepo) -> None:
     path = make_repo()
     repo = open_repo(path)
     assert load_policy(repo) is None
@@ -209,9 +234,11 @@ def test_the_committed_version_at_the_ref_is_read(make_repo: MakeRepo) -> None:
     git(path, "add", ".govsnap")
     git(path, "commit", "-q", "-m", "policy")
     policy = load_policy(repo)
-    assert policy is not None and policy.source == "HEAD:.govsnap/trust.toml"
+    assert policy is not None and policy.source == "refs/heads/main:.govsnap/trust.toml"
     git(path, "config", "govsnap.trustRef", "refs/heads/nowhere")
-    with pytest.raises(Exception, match=r"govsnap\.trustRef 'refs/heads/nowhere' does not name"):
+    assert load_policy(repo) is None  # no such ref: no policy (a server refuses everything)
+    git(path, "config", "govsnap.trustRef", "main")
+    with pytest.raises(UsageError, match=r"'main' is not a full ref name: .*refs/heads/main"):
         load_policy(repo)
 
 
@@ -233,23 +260,37 @@ def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key
     missing = cli(path, "trust", "check")
     assert missing.code == 1
     assert missing.err == (
-        "govsnap: error: no trust policy at HEAD:.govsnap/trust.toml: every snapshot fails "
-        "the trust check (commit .govsnap/trust.toml, or set govsnap.requireTrust=false)\n"
+        "govsnap: error: every snapshot fails the trust check: no trust policy: "
+        "refs/heads/main:.govsnap/trust.toml does not exist; write one with `govsnap trust "
+        "init` (or `govsnap trust add-signer NAME --key KEY`), then git add "
+        ".govsnap/trust.toml && git commit\n"
     )
-    assert "no trust policy at HEAD:.govsnap/trust.toml" in cli(path, "trust", "show").out
-    text = signer(fpr=keys.trusted) + (
-        f"\n[signers.laptop]\nssh = 'releaser@example.com {ssh_key.public.read_text().strip()}'\n"
-        "environments = ['*']\noperations = ['rollback']\n"
+    shown_missing = cli(path, "trust", "show").out
+    assert "no trust policy at refs/heads/main:.govsnap/trust.toml" in shown_missing
+    text = (
+        "version = 1\n"
+        + openpgp_signer("bot", keys.trusted, ["prod"], ["create"])
+        + (
+            "\n[signers.laptop]\n"
+            f"ssh = 'releaser@example.com {ssh_key.public.read_text().strip()}'\n"
+            "environments = ['*']\noperations = ['rollback']\n"
+        )
     )
     commit_policy_file(path, text)
     check = cli(path, "trust", "check")
-    assert check.code == 0
-    assert check.out == "HEAD:.govsnap/trust.toml is valid: 2 signer(s)\n"
+    assert check.code == 0, check.err
+    assert check.out.startswith(
+        "refs/heads/main:.govsnap/trust.toml is valid: version 1, 2 signer(s); root of trust: "
+        "trust on first use of commit "
+    )
     shown = cli(path, "trust", "show")
     assert shown.code == 0
     assert keys.trusted in shown.out and "laptop" in shown.out and "rollback" in shown.out
+    assert "root of trust: verified by this clone before" in shown.out
     data = json.loads(cli(path, "trust", "show", "--json").out)
-    assert data["source"] == "HEAD:.govsnap/trust.toml"
+    assert data["source"] == "refs/heads/main:.govsnap/trust.toml"
+    assert data["version"] == 1 and data["policy_threshold"] == 1
+    assert data["commit"] == git(path, "rev-parse", "HEAD").strip()
     assert [s["name"] for s in data["signers"]] == ["bot", "laptop"]
     assert data["signers"][0] == {
         "name": "bot",
@@ -258,7 +299,8 @@ def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key
         "environments": ["prod"],
         "operations": ["create"],
         "description": "",
-        "line": 1,
+        "line": 3,
+        "public_key": True,
     }
     assert data["uncommitted_edit"] is False
 
@@ -274,7 +316,7 @@ def test_an_uncommitted_edit_is_flagged_and_checkable(cli: Cli, make_repo: MakeR
     assert edited.code == 2
     assert edited.err == (
         f"govsnap: error: {path}/.govsnap/trust.toml:4: signers.bot.operations: unknown "
-        "operation 'nuke' (known: create, rollback, prune, pin, or '*')\n"
+        "operation 'nuke' (known: create, rollback, prune, pin, policy, or '*')\n"
     )
 
 
@@ -285,8 +327,8 @@ def test_a_bad_committed_policy_stops_trust_and_verify_with_one_line(
     assert cli(path, "create").code == 0
     commit_policy_file(path, signer(fpr="ABCD1234").replace("[signers", "version = 1\n\n[signers"))
     expected = (
-        "govsnap: error: HEAD:.govsnap/trust.toml:4: signers.bot.openpgp: 'ABCD1234' is a key ID, "
-        "not a fingerprint: use all 40 hex digits\n"
+        "govsnap: error: refs/heads/main:.govsnap/trust.toml:4: signers.bot.openpgp: 'ABCD1234' "
+        "is a key ID, not a fingerprint: use all 40 hex digits\n"
     )
     for args in (("trust", "check"), ("trust", "show"), ("verify", "--all")):
         result = cli(path, *args)
@@ -300,5 +342,221 @@ def test_requiring_no_trust(cli: Cli, make_repo: MakeRepo) -> None:
     result = cli(path, "trust", "check")
     assert result.code == 0
     assert (
-        result.out == "no trust policy at HEAD:.govsnap/trust.toml (govsnap.requireTrust=false)\n"
+        result.out
+        == "no trust policy at refs/heads/main:.govsnap/trust.toml (govsnap.requireTrust=false)\n"
     )
+
+
+# --- the root of trust: a change counts only when approved, back to an anchor ------------
+
+
+def policy_of(keys: Keys, *extra: str, threshold: int = 1, version: int = 1) -> str:
+    return (
+        f"version = {version}\npolicy_threshold = {threshold}\n"
+        + openpgp_signer("releaser", keys.trusted)
+        + "".join(extra)
+    )
+
+
+def snap(cli: Cli, repo: Path, key: str) -> str:
+    git(repo, "config", "govsnap.signingKey", key)
+    made = cli(repo, "create", "--from", "HEAD", "--json")
+    assert made.code == 0, made.err
+    return str(json.loads(made.out)["snapshot"]["id"])
+
+
+def test_an_unapproved_policy_change_fails_loudly(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys))
+    assert cli(path, "trust", "check").code == 0  # trusted on first use, and remembered
+    # An unsigned commit widening the policy (as anyone who can push to main could make).
+    write_files(
+        path, {".govsnap/trust.toml": policy_of(keys, openpgp_signer("x", keys.other), version=2)}
+    )
+    git(path, "commit", "-qam", "widen")
+    for args in (("trust", "check"), ("verify", "--all")):
+        result = cli(path, *args)
+        assert result.code == 1, args
+        assert "changes the trust policy (version 1 -> 2) with 0 of the 1 approval(s)" in result.err
+    # Approved by a signer allowed 'policy' (a signed commit), it counts.
+    git(path, "reset", "-q", "--hard", "HEAD~1")
+    commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)), sign_with=keys.trusted)
+    assert cli(path, "trust", "check").code == 0
+    assert cli(path, "verify", snap(cli, path, keys.other)).code == 0
+
+
+def test_a_version_that_does_not_grow_is_refused(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)))
+    write_files(path, {".govsnap/trust.toml": policy_of(keys)})  # same version, narrower
+    git(path, "-c", f"user.signingKey={keys.trusted}", "commit", "-S", "-qam", "back")
+    result = cli(path, "trust", "check")
+    assert result.code == 1 and "without raising its version (1 -> 1)" in result.err
+
+
+def test_approvals_meet_a_threshold_and_survive_a_forge_merge(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    """With policy_threshold = 2, a change needs two signers allowed 'policy'; approvals
+    are detached signatures committed with it, so whoever (or whatever) commits counts
+    for nothing by itself."""
+    both = openpgp_signer("second", keys.other, ["*"], ["policy"])
+    path = make_repo()
+    commit_policy(path, policy_of(keys, both, threshold=2))
+    assert cli(path, "trust", "check").code == 0
+    write_files(path, {".govsnap/trust.toml": policy_of(keys, both, threshold=2, version=2)})
+    git(path, "config", "govsnap.signingKey", keys.trusted)
+    assert cli(path, "trust", "approve").code == 0
+    git(path, "add", ".govsnap")
+    git(path, "commit", "-qm", "one approval (the commit itself is unsigned)")
+    one = cli(path, "trust", "check")
+    assert one.code == 1 and "with 1 of the 2 approval(s)" in one.err
+    git(path, "config", "govsnap.signingKey", keys.other)
+    assert cli(path, "trust", "approve").code == 0
+    git(path, "add", ".govsnap")
+    git(path, "commit", "--amend", "-qm", "two approvals")
+    assert cli(path, "trust", "check").code == 0
+    assert len(list((path / ".govsnap" / "approvals").iterdir())) == 2
+
+
+def test_the_anchor_key_must_have_signed_the_first_version(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys), sign_with=keys.other)  # signed, by the wrong key
+    git(path, "config", "govsnap.trustAnchor", keys.trusted)
+    refused = cli(path, "trust", "check")
+    assert refused.code == 1 and "is not signed by a pinned anchor key" in refused.err
+    git(path, "reset", "-q", "--hard", "HEAD~1")
+    commit_policy(path, policy_of(keys), sign_with=keys.trusted)
+    accepted = cli(path, "trust", "check")
+    assert accepted.code == 0 and "first version signed by pinned key" in accepted.out
+
+
+def test_a_pinned_commit_anchors_the_policy(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys))
+    anchor = git(path, "rev-parse", "HEAD").strip()
+    git(path, "config", "govsnap.trustAnchorCommit", anchor)
+    assert "pinned commit" in cli(path, "trust", "check").out
+    git(path, "update-ref", "-d", "refs/govsnap-verified/policy/refs/heads/main")
+    git(path, "checkout", "-q", "--orphan", "other")
+    commit_policy(path, policy_of(keys))
+    git(path, "config", "govsnap.trustRef", "refs/heads/other")
+    result = cli(path, "trust", "check")
+    assert result.code == 1 and "does not descend from the pinned policy commit" in result.err
+
+
+def test_a_clone_detects_its_policy_branch_rolled_back(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    path = make_repo()
+    commit_policy(path, policy_of(keys))
+    commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)), sign_with=keys.trusted)
+    assert cli(path, "trust", "check").code == 0  # this clone verified version 2
+    git(path, "reset", "-q", "--hard", "HEAD~1")  # someone force-pushed main back
+    result = cli(path, "verify", "--all")
+    assert result.code == 1 and "refs/heads/main was rewritten" in result.err
+    assert "git update-ref refs/heads/main" in result.err
+    git(path, "rm", "-q", ".govsnap/trust.toml")
+    git(path, "commit", "-qm", "no more policy")
+    gone = cli(path, "trust", "check")
+    assert gone.code == 1 and "has no .govsnap/trust.toml" in gone.err
+
+
+# --- editing the policy -------------------------------------------------------------------
+
+
+def test_trust_init_add_and_remove_signers_keep_comments(
+    cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key: SSHKey
+) -> None:
+    path = make_repo()
+    dry = cli(path, "trust", "init", "owner", "--dry-run")
+    assert dry.code == 0 and "[signers.owner]" in dry.out
+    assert not (path / ".govsnap" / "trust.toml").exists()
+    assert cli(path, "trust", "init", "owner", "-e", "production").code == 0
+    text = (path / ".govsnap" / "trust.toml").read_text()
+    assert keys.trusted in text and "BEGIN PGP PUBLIC KEY BLOCK" in text
+    assert cli(path, "trust", "init", "again").code == 2  # never over an existing policy
+    policy_file = path / ".govsnap" / "trust.toml"
+    policy_file.write_text(policy_file.read_text() + "# reviewed by platform engineering\n")
+    added = cli(
+        path,
+        "trust",
+        "add-signer",
+        "bot",
+        "--key",
+        "other@example.com",
+        "-e",
+        "staging-*",
+        "-o",
+        "create",
+    )
+    assert added.code == 0, added.err
+    laptop = cli(
+        path, "trust", "add-signer", "laptop", "--key", str(ssh_key.public), "-o", "rollback"
+    )
+    assert laptop.code == 0, laptop.err
+    assert cli(path, "trust", "add-signer", "bot", "--key", keys.other).code == 2
+    assert cli(path, "trust", "add-signer", "nobody", "--key", "no-such@example.com").code == 2
+    edited = policy_file.read_text()
+    assert "# reviewed by platform engineering" in edited and "# govsnap trust policy" in edited
+    assert cli(path, "trust", "check", "--file", str(policy_file)).code == 0
+    data = json.loads(cli(path, "trust", "check", "--file", str(policy_file), "--json").out)
+    assert [s["name"] for s in data["signers"]] == ["owner", "bot", "laptop"]
+    assert data["signers"][1]["environments"] == ["staging-*"] and data["signers"][1]["public_key"]
+    assert cli(path, "trust", "remove-signer", "bot").code == 0
+    assert cli(path, "trust", "remove-signer", "bot").code == 2
+    final = json.loads(cli(path, "trust", "check", "--file", str(policy_file), "--json").out)
+    assert [s["name"] for s in final["signers"]] == ["owner", "laptop"]
+    assert "# reviewed by platform engineering" in policy_file.read_text()
+    git(path, "add", ".govsnap")
+    git(path, "commit", "-qm", "policy")
+    assert cli(path, "trust", "check").code == 0
+
+
+def test_a_public_key_must_be_the_declared_key(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
+    swapped = openpgp_signer("bot", keys.other).replace(
+        f'openpgp = "{keys.other}"', f'openpgp = "{keys.trusted}"'
+    )
+    path = make_repo({".govsnap/trust.toml": "version = 1\n" + swapped})
+    result = cli(path, "trust", "check")
+    assert result.code == 2
+    assert result.err == (
+        "govsnap: error: refs/heads/main:.govsnap/trust.toml: signers.bot.public_key does not "
+        f"hold the declared key {keys.trusted} (gpg --armor --export {keys.trusted})\n"
+    )
+    extra = "version = 1\n" + openpgp_signer("bot", keys.trusted).replace(
+        "-----END PGP PUBLIC KEY BLOCK-----\n",
+        "-----END PGP PUBLIC KEY BLOCK-----\n" + public_key(keys.other),
+    )
+    other = make_repo({".govsnap/trust.toml": extra})
+    result = cli(other, "verify", "--all")
+    assert result.code == 2 and f"holds key {keys.other}, which no signer declares" in result.err
+
+
+def test_entries_a_retired_signer_made_stay_records(
+    cli: Cli, make_repo: MakeRepo, keys: Keys, tmp_path: Path
+) -> None:
+    """A key removed from the policy (rotated out) signed audit entries while it was
+    listed: a fresh clone joins them and audit verify accepts them; they decide nothing."""
+    seed = make_repo()
+    commit_policy(seed, policy_of(keys, openpgp_signer("alice", keys.other)))
+    snap(cli, seed, keys.other)  # alice's create entry
+    snap(cli, seed, keys.trusted)
+    commit_policy(seed, policy_of(keys), "alice rotated out", sign_with=keys.trusted)
+    bare = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+    git(seed, "remote", "add", "origin", str(bare))
+    assert cli(seed, "push").code == 0
+    assert cli(seed, "audit", "verify").code == 0
+    fresh = tmp_path / "fresh"
+    git(tmp_path, "clone", "-q", str(bare), str(fresh))
+    fetched = cli(fresh, "fetch")
+    assert fetched.code == 1  # alice's snapshot no longer verifies (not trusted now)...
+    assert "audit trail" not in fetched.err  # ...but the trail she signed is joined
+    remote_tip = git(bare, "rev-parse", "refs/govsnap/audit").strip()
+    git(fresh, "merge-base", "--is-ancestor", remote_tip, "refs/govsnap/audit")
+    assert cli(fresh, "audit", "verify").code == 0

@@ -79,14 +79,17 @@ def test_b_payload_edited_and_re_signed_by_an_untrusted_key(
     payload, _ = split_tag(read_raw_tag(work, tpl.good))
     edited = payload.replace(b"Govsnap-Environment: production", b"Govsnap-Environment: staging")
     edited = edited.replace(b", production)", b", staging)")
+    edited = edited.replace(b"tag govsnap/production/", b"tag govsnap/staging/")
     new_id = replace_snapshot(
         work, tpl.good, edited + gpg_sign(edited, keys.other), {"environment": "staging"}
     )
     result = verify_id(work, new_id)
-    assert failing(result) == {"trust"}
-    assert result.check("signature").ok  # a good signature, just by the wrong key
-    assert result.check("trust").message == (
-        f"signer {keys.other} is not in the trust policy HEAD:.govsnap/trust.toml"
+    # Signatures are checked against the policy's keys only: a key it does not carry
+    # cannot be checked at all, which is not the same as a bad signature.
+    assert failing(result) == {"signature", "trust"}
+    assert result.check("signature").message == (
+        f"cannot check: no public key for {keys.other} (add it to "
+        "refs/heads/main:.govsnap/trust.toml)"
     )
 
 
@@ -94,6 +97,7 @@ def test_c_payload_edited_without_re_signing(work: Path, tpl: Template) -> None:
     payload, signature = split_tag(read_raw_tag(work, tpl.good))
     edited = payload.replace(b"Govsnap-Environment: production", b"Govsnap-Environment: staging")
     edited = edited.replace(b", production)", b", staging)")
+    edited = edited.replace(b"tag govsnap/production/", b"tag govsnap/staging/")
     new_id = replace_snapshot(work, tpl.good, edited + signature, {"environment": "staging"})
     result = verify_id(work, new_id)
     assert failing(result) == {"signature", "trust"}
@@ -282,9 +286,10 @@ def test_no_policy_fails_trust_unless_not_required(
     first = cli(repo, "verify", "latest")
     assert first.code == 1
     assert (
-        "trust: no trust policy (HEAD:.govsnap/trust.toml does not exist; "
-        "set govsnap.requireTrust=false to skip this check)"
+        "trust: no trust policy: refs/heads/main:.govsnap/trust.toml does not exist; write one "
+        "with `govsnap trust init`"
     ) in first.out
+    assert "requireTrust" not in first.out
     git(repo, "config", "govsnap.requireTrust", "false")
     second = cli(repo, "verify", "latest", "--json")
     assert second.code == 0, second.out

@@ -25,7 +25,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from govsnap.cli import run
-from tests.conftest import Keys, git
+from tests.conftest import Keys, git, openpgp_signer
 
 TORTURE_TRIALS = "GOVSNAP_TORTURE_TRIALS"
 TORTURE_SEED = "GOVSNAP_TORTURE_SEED"
@@ -186,10 +186,7 @@ def ok(repo: Path, *args: str) -> Result:
 
 def trust_policy(keys: Keys) -> str:
     """Return a trust policy letting the test key do everything everywhere."""
-    return (
-        "version = 1\n[signers.releaser]\n"
-        f'openpgp = "{keys.trusted}"\nenvironments = ["*"]\noperations = ["*"]\n'
-    )
+    return "version = 1\n" + openpgp_signer("releaser", keys.trusted)
 
 
 def init_repo(path: Path, keys: Keys, files: dict[str, bytes]) -> Path:

@@ -1,0 +1,341 @@
+"""What the server's pre-receive hook decides about a push: the server keeps the evidence.
+
+Refused, whoever pushes:
+- any ref under `refs/govsnap/` outside the layout (`refs/govsnap/audit`,
+  `refs/govsnap/snapshots/<16 hex>`), and the clone-local namespaces
+  (`refs/govsnap-remote/`, `refs/govsnap-verified/`) and `refs/notes/govsnap*` but
+  `refs/notes/govsnap` itself;
+- deleting, or moving other than forward, `refs/govsnap/audit` and `refs/notes/govsnap`;
+- new audit entries of the wrong shape, dated in the future, unsigned, signed by a key the
+  trust policy does not know, or making a decision (prune, purge, unpin) their signer may
+  not make;
+- a snapshot that fails verification (id, tag, signature, trust, digest, objects), or
+  whose SSH key is not valid now, when the server first sees it; a snapshot id a signed
+  purge erased (its tombstone); a rewrite of a snapshot ref; a deletion of one that no
+  authorised prune entry of the audit trail (as it stands after the push) names;
+- a change of the policy ref that the policy's own rules refuse (an unapproved change, a
+  version that does not grow, a rewrite of what the server verified) or its deletion;
+- every govsnap ref update while the server has no verified policy: none, no anchor
+  pinned (git config govsnap.trustAnchor), or a history that does not hold.
+
+The server's policy is the one on its own policy ref before the push: a push cannot bring
+the policy that would admit it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from govsnap import audit
+from govsnap.errors import CorruptObject, GovsnapError, UsageError
+from govsnap.notes import NOTES_REF
+from govsnap.objects import AUDIT_REF, SNAPSHOT_REF_PREFIX, SnapshotPayload, read_tag
+from govsnap.repo import Repo
+from govsnap.store import Snapshot
+from govsnap.trust import TrustPolicy, load_policy, policy_at, policy_ref
+
+ZERO_OID = "0" * 40
+_SNAPSHOT_REF = re.compile(r"^refs/govsnap/snapshots/[0-9a-f]{16}$")
+# Client-local namespaces: what a clone fetched and what it verified. A server has none.
+_LOCAL_NAMESPACES = ("refs/govsnap-remote/", "refs/govsnap-verified/")
+# Notes are not signed and the server does not see them with the tag: every other check
+# of `govsnap verify` must pass for a snapshot to be accepted.
+_RECEIVE_CHECKS = ("id", "tag", "signature", "trust", "digest", "objects")
+# Where the server records when it first accepted each snapshot (one JSON line each).
+RECEIVED_LOG = "received.log"
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """One line of pre-receive input: `<old oid> <new oid> <ref>`."""
+
+    old: str
+    new: str
+    ref: str
+
+    @property
+    def kind(self) -> str:
+        """Return "create", "delete", "rewrite" or "unchanged"."""
+        if self.old == self.new:
+            return "unchanged"
+        if self.old == ZERO_OID:
+            return "create"
+        if self.new == ZERO_OID:
+            return "delete"
+        return "rewrite"
+
+
+def parse_receive_lines(data: bytes) -> list[RefUpdate]:
+    """Parse git's pre-receive input."""
+    updates = []
+    for line in data.decode(errors="surrogateescape").splitlines():
+        if not line.strip():
+            continue
+        parts = line.split(" ", 2)
+        if len(parts) != 3:
+            raise UsageError(f"pre-receive: cannot read input line {line!r}")
+        updates.append(RefUpdate(*parts))
+    return updates
+
+
+@dataclass(frozen=True)
+class ReceiveVerdict:
+    """Whether one ref update is accepted, and why."""
+
+    update: RefUpdate
+    accepted: bool
+    reason: str
+
+
+def is_govsnap_ref(ref: str) -> bool:
+    """Return True for a ref this hook judges (its namespaces, whatever the name)."""
+    return ref.startswith(("refs/govsnap/", "refs/notes/govsnap", *_LOCAL_NAMESPACES))
+
+
+def _layout(update: RefUpdate) -> str | None:
+    """Return why a govsnap ref is outside the documented layout, or None."""
+    ref = update.ref
+    if ref.startswith(_LOCAL_NAMESPACES):
+        return f"{ref.split('/')[1]}/ is a clone's own namespace: it is never pushed"
+    if ref in (AUDIT_REF, NOTES_REF) or _SNAPSHOT_REF.match(ref):
+        return None
+    return (
+        "not in govsnap's layout (refs/govsnap/audit, refs/govsnap/snapshots/<16 hex>, "
+        "refs/notes/govsnap)"
+    )
+
+
+def _forward_only(repo: Repo, update: RefUpdate) -> str | None:
+    """Return why an update of the audit or notes ref is refused (deleting or rewriting
+    evidence), or None when it only adds history."""
+    if update.kind == "delete":
+        return f"{update.ref} holds evidence: it is never deleted"
+    if update.kind != "rewrite":
+        return None
+    new = repo.git.get(update.new)
+    if not isinstance(new, pygit2.Commit):
+        return f"{update.ref} must point at a commit"
+    if not repo.git.descendant_of(new.id, pygit2.Oid(hex=update.old)):
+        return (
+            f"{update.ref} holds evidence: it only moves forward (this push drops entries; "
+            "fetch and merge first: govsnap push does)"
+        )
+    return None
+
+
+class _Push:
+    """One push being judged: the server's policy and the audit trail after the push."""
+
+    def __init__(self, repo: Repo, updates: Sequence[RefUpdate], policy: TrustPolicy) -> None:
+        self.repo = repo
+        self.updates = updates
+        self.policy = policy
+        self.now = int(time.time())
+        self.skew = audit.configured_skew(repo)
+        self.verdicts: dict[int, ReceiveVerdict] = {}
+        self.audit_tip: str | None = audit_tip(repo)
+        self._decisions: audit.AuditDecisions | None = None
+
+    def decide(self, index: int, accepted: bool, reason: str) -> None:
+        self.verdicts[index] = ReceiveVerdict(self.updates[index], accepted, reason)
+
+    def decisions(self) -> audit.AuditDecisions:
+        """Return what the authorised entries of the audit trail after the push decide."""
+        if self._decisions is None:
+            if self.audit_tip is None:
+                self._decisions = audit.AuditDecisions(frozenset(), frozenset(), frozenset(), ())
+            else:
+                tip = pygit2.Oid(hex=self.audit_tip)
+                self._decisions = audit.decisions(self.repo, self.policy, tip=tip)
+        return self._decisions
+
+
+def audit_tip(repo: Repo) -> str | None:
+    """Return the server's audit tip before the push."""
+    ref = repo.git.references.get(AUDIT_REF)
+    return None if ref is None else str(ref.target)
+
+
+def decide_receive(repo: Repo, updates: Sequence[RefUpdate]) -> list[ReceiveVerdict]:
+    """Return a verdict per ref update of a push (see the module docstring); updates of
+    other refs are accepted as they are, but for the policy ref."""
+    name = policy_ref(repo)
+    judged = [i for i, u in enumerate(updates) if is_govsnap_ref(u.ref) or u.ref == name]
+    verdicts = {i: ReceiveVerdict(u, True, "not govsnap's") for i, u in enumerate(updates)}
+    if not judged:
+        return [verdicts[i] for i in range(len(updates))]
+    try:
+        policy = load_policy(repo, name, require_anchor=True)
+    except GovsnapError as exc:
+        for i in judged:
+            verdicts[i] = ReceiveVerdict(
+                updates[i], False, f"the server's trust policy: {exc.message}"
+            )
+        return [verdicts[i] for i in range(len(updates))]
+    if policy is None:
+        reason = (
+            f"this server has no trust policy ({name}:.govsnap/trust.toml does not exist): "
+            "it refuses every snapshot until one is committed there"
+        )
+        for i in judged:
+            if updates[i].ref == name:
+                verdicts[i] = _judge_policy_ref(repo, name, updates[i])
+            else:
+                verdicts[i] = ReceiveVerdict(updates[i], False, reason)
+        return [verdicts[i] for i in range(len(updates))]
+    push = _Push(repo, updates, policy)
+    for i in judged:
+        update = updates[i]
+        if update.ref == name:
+            push.verdicts[i] = _judge_policy_ref(repo, name, update)
+            continue
+        problem = _layout(update)
+        if problem is None and update.ref in (AUDIT_REF, NOTES_REF):
+            problem = _forward_only(repo, update)
+        if problem is not None:
+            push.decide(i, False, problem)
+        elif update.ref == AUDIT_REF:
+            _judge_audit(push, i)
+        elif update.ref == NOTES_REF:
+            push.decide(i, True, "notes only grow (they are a display cache, never trusted)")
+    # Snapshot updates are judged against the audit trail as it will be after the push
+    # (its new entries accepted above): a deletion's authorising prune travels with it.
+    snapshots = [i for i in judged if i not in push.verdicts]
+    _judge_snapshots(push, snapshots)
+    verdicts.update(push.verdicts)
+    return [verdicts[i] for i in range(len(updates))]
+
+
+def _judge_policy_ref(repo: Repo, name: str, update: RefUpdate) -> ReceiveVerdict:
+    """Judge a push to the policy ref: the policy at its new tip must hold, by the rules
+    of the policy the server verified (see trust.load_policy)."""
+    if update.kind == "delete":
+        return ReceiveVerdict(update, False, f"{name} holds the trust policy: it is never deleted")
+    tip = repo.git.get(update.new)
+    if not isinstance(tip, pygit2.Commit):
+        return ReceiveVerdict(update, False, f"{name} must point at a commit")
+    try:
+        policy = policy_at(repo, name, tip, remember=False, require_anchor=True)
+    except GovsnapError as exc:
+        return ReceiveVerdict(update, False, f"the trust policy it brings: {exc.message}")
+    if policy is None:
+        return ReceiveVerdict(update, True, "no trust policy on it yet")
+    return ReceiveVerdict(update, True, f"trust policy version {policy.version} holds")
+
+
+def _judge_audit(push: _Push, index: int) -> None:
+    update = push.updates[index]
+    new = pygit2.Oid(hex=update.new)
+    known = [] if update.kind == "create" else [pygit2.Oid(hex=update.old)]
+    # Strict: a new entry on the server must be signed by a signer listed now.
+    problems = audit.new_entry_problems(
+        push.repo, new, known, push.policy, skew=push.skew, now=push.now, retired_known=False
+    )
+    if problems:
+        shown = audit.first_problems(problems)
+        push.decide(index, False, f"new audit entries refused: {shown}")
+        return
+    push.audit_tip = update.new
+    push.decide(index, True, "new entries signed by signers the trust policy knows")
+
+
+def _pushed_snapshot(repo: Repo, ref: str, oid: str) -> Snapshot:
+    """Return the Snapshot a ref update names (unreadable tags give payload None)."""
+    ident = ref.removeprefix(SNAPSHOT_REF_PREFIX)
+    try:
+        tag = read_tag(repo, oid)
+        payload = SnapshotPayload.parse(tag.payload)
+    except CorruptObject as exc:
+        return Snapshot(ident, oid, None, "none", None, exc.message)
+    return Snapshot(ident, oid, payload, tag.signature_kind, None)
+
+
+def _judge_snapshots(push: _Push, indexes: Sequence[int]) -> None:
+    from govsnap.verify import verify_snapshots
+
+    creations: list[int] = []
+    for i in indexes:
+        update = push.updates[i]
+        ident = update.ref.removeprefix(SNAPSHOT_REF_PREFIX)
+        if update.kind == "rewrite":
+            push.decide(i, False, "snapshot refs are never rewritten: this one already exists")
+        elif update.kind == "unchanged":
+            push.decide(i, True, "unchanged")
+        elif update.kind == "delete":
+            if ident in push.decisions().pruned:
+                push.decide(i, True, "an authorised prune entry of the audit trail names it")
+            else:
+                push.decide(
+                    i,
+                    False,
+                    "deleting a snapshot needs a signed prune entry by a signer the trust "
+                    "policy allows to prune it, in the audit trail (govsnap prune, then "
+                    "govsnap push --prune)",
+                )
+        elif ident in push.decisions().purged:
+            push.decide(
+                i, False, f"snapshot {ident} was purged (a signed purge entry): never again"
+            )
+        else:
+            creations.append(i)
+    if not creations:
+        return
+    snaps = [
+        _pushed_snapshot(push.repo, push.updates[i].ref, push.updates[i].new) for i in creations
+    ]
+    results = verify_snapshots(push.repo, snaps, policy=push.policy, at=push.now)
+    received: list[str] = []
+    for i, snap, result in zip(creations, snaps, results, strict=True):
+        failed = [
+            f"{c.name}: {c.message}"
+            for c in result.checks
+            if c.name in _RECEIVE_CHECKS and not c.ok
+        ]
+        if failed:
+            push.decide(i, False, "; ".join(failed))
+        else:
+            push.decide(i, True, f"verified, {result.check('trust').message}")
+            received.append(snap.id)
+    record_received(push.repo, received, push.now)
+
+
+def record_received(repo: Repo, ids: Sequence[str], when: int) -> None:
+    """Record when the server first accepted each snapshot: where the signature carries
+    no time (SSH), the earliest time the server knows the snapshot existed."""
+    if not ids:
+        return
+    with (repo.state_dir / RECEIVED_LOG).open("a") as fh:
+        for ident in ids:
+            fh.write(json.dumps({"id": ident, "time": when}) + "\n")
+
+
+def received_times(repo: Repo) -> dict[str, int]:
+    """Return snapshot id -> when the server first accepted it (empty on a clone)."""
+    path = repo.state_dir / RECEIVED_LOG
+    found: dict[str, int] = {}
+    if not repo.is_bare or not path.is_file():
+        return found
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+            ident, when = str(record["id"]), int(record["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        found[ident] = min(when, found.get(ident, when))
+    return found
+
+
+def add_quarantine(repo: Repo, env: Mapping[str, str]) -> None:
+    """Let libgit2 read the pushed objects, which wait in a quarantine directory until the
+    hook accepts them."""
+    for variable in ("GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY"):
+        path = env.get(variable)
+        if path and Path(path).is_dir():
+            repo.git.odb.add_disk_alternate(str(Path(path).resolve()))
