@@ -14,7 +14,7 @@ def main() -> int:
         return 0
     if sys.argv[1:2] == ["hook-run"]:
         # Hooks run on every push: skip the command-line framework's import.
-        from govsnap.hooks import main as hook_main
+        from govsnap.commands.hook_run import main as hook_main
 
         return hook_main(sys.argv[2:])
     from govsnap.cli import run

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,17 +24,16 @@ import pygit2
 from pygit2.enums import SortMode
 
 from govsnap.errors import CheckFailed, GovsnapError, UsageError
-from govsnap.notes import NOTES_REF, Mutation, commit_on
-from govsnap.objects import AUDIT_REF as AUDIT_REF  # re-exported: the audit trail's ref
+from govsnap.notes import Mutation, commit_on
 from govsnap.objects import (
     ISO_UTC,
-    VERIFIED_AUDIT_REF,
     RefValues,
     ref_target,
     update_ref,
     update_refs,
     utc,
 )
+from govsnap.refs import AUDIT_REF, NOTES_REF, VERIFIED_AUDIT_REF
 from govsnap.repo import Identity, Repo
 
 if TYPE_CHECKING:
@@ -44,30 +45,36 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 DEFAULT_SKEW = 300
 
 
-def entry_message(
-    operation: str,
-    summary: str,
-    snapshots: Sequence[str],
-    identity: Identity,
-    arguments: Mapping[str, Any],
-    result: str,
-    duration: float,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """Return an audit commit message: a one-line summary, then a JSON body."""
-    body = {
-        "operation": operation,
-        "snapshots": list(snapshots),
-        "actor": {"name": identity.name, "email": identity.email},
-        "host": socket.gethostname(),
-        "time": identity.time,
-        "arguments": dict(arguments),
-        "result": result,
-        "duration_seconds": round(duration, 6),
-        **(extra or {}),
-    }
-    first = " ".join(f"{operation}: {summary}".split())
-    return f"{first}\n\n{json.dumps(body, sort_keys=True, indent=2)}\n"
+@dataclass(frozen=True)
+class Entry:
+    """What one audit entry records: the operation, a one-line summary and a JSON body."""
+
+    operation: str
+    summary: str
+    identity: Identity  # who acted, and when (the committer of the entry)
+    snapshots: Sequence[str] = ()
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    result: str = "ok"
+    duration: float = 0.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def message(self, signing_error: str | None = None) -> str:
+        """Return the commit message: the summary line, then the JSON body."""
+        body = {
+            "operation": self.operation,
+            "snapshots": list(self.snapshots),
+            "actor": {"name": self.identity.name, "email": self.identity.email},
+            "host": socket.gethostname(),
+            "time": self.identity.time,
+            "arguments": dict(self.arguments),
+            "result": self.result,
+            "duration_seconds": round(self.duration, 6),
+            **self.extra,
+        }
+        if signing_error:
+            body["signing_error"] = signing_error
+        first = " ".join(f"{self.operation}: {self.summary}".split())
+        return f"{first}\n\n{json.dumps(body, sort_keys=True, indent=2)}\n"
 
 
 class EntryWriter:
@@ -84,32 +91,13 @@ class EntryWriter:
     """
 
     def __init__(
-        self,
-        repo: Repo,
-        operation: str,
-        summary: str,
-        *,
-        snapshots: Sequence[str] = (),
-        identity: Identity,
-        arguments: Mapping[str, Any] | None = None,
-        result: str = "ok",
-        duration: float = 0.0,
-        sign: bool = True,
-        join: pygit2.Oid | None = None,
-        extra: Mapping[str, Any] | None = None,
+        self, repo: Repo, entry: Entry, *, sign: bool = True, join: pygit2.Oid | None = None
     ) -> None:
         from govsnap.signing import Signer, signer_for
 
         self.repo = repo
-        self.operation = operation
-        self.summary = summary
-        self.snapshots = snapshots
-        self.identity = identity
-        self.arguments = arguments or {}
-        self.result = result
-        self.duration = duration
+        self.entry = entry
         self.join = join
-        self.extra = dict(extra or {})
         self.signer: Signer | None = None
         self.signing_error: str | None = None
         try:
@@ -118,32 +106,18 @@ class EntryWriter:
             self.signing_error = exc.message
         self.empty_tree = repo.git.TreeBuilder().write()
 
-    def _message(self) -> str:
-        extra = dict(self.extra)
-        if self.signing_error:
-            extra["signing_error"] = self.signing_error
-        return entry_message(
-            self.operation,
-            self.summary,
-            self.snapshots,
-            self.identity,
-            self.arguments,
-            self.result,
-            self.duration,
-            extra,
-        )
-
     def commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
         """Write the entry's commit with the chain head `current` as parent; return it."""
         git = self.repo.git
         if current is not None and not git.odb.exists(current):
             raise dangling(current)
-        sig = self.identity.signature()
+        sig = self.entry.identity.signature()
         parents: list[str | pygit2.Oid] = list(joined_parents(self.repo, current, self.join))
         if self.signer is not None:
+            message = self.entry.message(self.signing_error)
             # pygit2's stubs say Oid; create_commit_string returns the commit's text.
             content = cast(
-                str, git.create_commit_string(sig, sig, self._message(), self.empty_tree, parents)
+                str, git.create_commit_string(sig, sig, message, self.empty_tree, parents)
             )
             try:
                 signature = self.signer.sign(content.encode())
@@ -151,7 +125,8 @@ class EntryWriter:
                 self.signer, self.signing_error = None, exc.message
             else:
                 return git.create_commit_with_signature(content, signature.block.decode(), "gpgsig")
-        return git.create_commit(None, sig, sig, self._message(), self.empty_tree, parents)
+        message = self.entry.message(self.signing_error)
+        return git.create_commit(None, sig, sig, message, self.empty_tree, parents)
 
 
 def dangling(tip: pygit2.Oid) -> CheckFailed:
@@ -163,64 +138,179 @@ def dangling(tip: pygit2.Oid) -> CheckFailed:
     )
 
 
-def append(
-    repo: Repo,
-    operation: str,
-    summary: str,
-    *,
-    snapshots: Sequence[str] = (),
-    identity: Identity,
-    arguments: Mapping[str, Any] | None = None,
-    result: str = "ok",
-    duration: float = 0.0,
-    sign: bool = True,
-    join: pygit2.Oid | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> pygit2.Oid:
-    """Append one entry (see EntryWriter) to the audit chain by compare-and-swap; return
-    its commit oid."""
-    writer = EntryWriter(
-        repo,
-        operation,
-        summary,
-        snapshots=snapshots,
-        identity=identity,
-        arguments=arguments,
-        result=result,
-        duration=duration,
-        sign=sign,
-        join=join,
-        extra=extra,
-    )
-    written = update_ref(repo, AUDIT_REF, writer.commit_on, message=f"govsnap: {operation}")
+def append(repo: Repo, entry: Entry, *, sign: bool = True) -> pygit2.Oid:
+    """Append `entry` (see EntryWriter) to the audit chain by compare-and-swap; return its
+    commit oid."""
+    writer = EntryWriter(repo, entry, sign=sign)
+    written = update_ref(repo, AUDIT_REF, writer.commit_on, message=f"govsnap: {entry.operation}")
     assert written is not None
     return written
 
 
 def append_with_notes(
     repo: Repo,
-    entry: EntryWriter,
+    writer: EntryWriter,
     mutations: Mapping[str, Mutation],
     message: str,
     *,
     only_if_changed: bool = False,
 ) -> bool:
-    """Apply notes mutations (see notes.commit_on) and append `entry` in one ref
-    transaction, so that a killed process leaves both or neither; return whether the
+    """Apply notes mutations (see notes.commit_on) and append the entry of `writer` in one
+    ref transaction, so that a killed process leaves both or neither; return whether the
     notes changed. With `only_if_changed`, nothing is appended when they did not."""
     changed = False
 
     def compute(current: RefValues) -> RefValues:
         nonlocal changed
         old_notes = current[NOTES_REF]
-        new_notes = commit_on(repo, old_notes, mutations, entry.identity, message)
+        new_notes = commit_on(repo, old_notes, mutations, writer.entry.identity, message)
         changed = new_notes != old_notes
         if only_if_changed and not changed:
             return {}
-        return {NOTES_REF: new_notes, AUDIT_REF: entry.commit_on(current[AUDIT_REF])}
+        return {NOTES_REF: new_notes, AUDIT_REF: writer.commit_on(current[AUDIT_REF])}
 
-    update_refs(repo, [AUDIT_REF, NOTES_REF], compute, message=f"govsnap: {entry.operation}")
+    operation = writer.entry.operation
+    update_refs(repo, [AUDIT_REF, NOTES_REF], compute, message=f"govsnap: {operation}")
     return changed
+
+
+# --- operations: each one that changes state leaves its entry ---------------------------
+
+
+@dataclass
+class _Declared:
+    """The entry an operation declared, appended when it finishes."""
+
+    entry: Entry
+    notes: Mapping[str, Mutation]
+    notes_message: str
+
+
+class Operation:
+    """One operation that changes state, under way (see `operation`): who acts (asked of
+    git once, when first needed), since when, and the audit entry it leaves."""
+
+    def __init__(self, repo: Repo, name: str, arguments: Mapping[str, Any]) -> None:
+        self.repo = repo
+        self.name = name
+        self.arguments = dict(arguments)
+        self.started = time.monotonic()
+        self._identity: Identity | None = None
+        self._declared: _Declared | None = None
+
+    @property
+    def identity(self) -> Identity:
+        """Return who acts and when, as git config and GIT_COMMITTER_* say (taken once)."""
+        if self._identity is None:
+            self._identity = self.repo.committer()
+        return self._identity
+
+    @property
+    def seconds(self) -> float:
+        """Return how long the operation has run."""
+        return time.monotonic() - self.started
+
+    def entry(
+        self,
+        summary: str,
+        *,
+        snapshots: Sequence[str] = (),
+        arguments: Mapping[str, Any] | None = None,
+        result: str = "ok",
+        extra: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """Return the entry of this operation as it stands now (`arguments` add to the
+        operation's own)."""
+        return Entry(
+            self.name,
+            summary,
+            self.identity,
+            tuple(snapshots),
+            {**self.arguments, **(arguments or {})},
+            result,
+            self.seconds,
+            dict(extra or {}),
+        )
+
+    def writer(
+        self,
+        summary: str,
+        *,
+        snapshots: Sequence[str] = (),
+        arguments: Mapping[str, Any] | None = None,
+        extra: Mapping[str, Any] | None = None,
+        result: str = "ok",
+        join: pygit2.Oid | None = None,
+    ) -> EntryWriter:
+        """Return the writer of this operation's entry, for a ref transaction that appends
+        it together with the refs the operation changes (create, prune, fetch)."""
+        entry = self.entry(
+            summary, snapshots=snapshots, arguments=arguments, result=result, extra=extra
+        )
+        return EntryWriter(self.repo, entry, join=join)
+
+    def record(
+        self,
+        summary: str,
+        *,
+        snapshots: Sequence[str] = (),
+        arguments: Mapping[str, Any] | None = None,
+        result: str = "ok",
+        extra: Mapping[str, Any] | None = None,
+        notes: Mapping[str, Mutation] | None = None,
+        notes_message: str = "Notes added by 'govsnap'",
+    ) -> None:
+        """Declare the entry appended when the operation finishes (with `notes` mutations,
+        in the same ref transaction); its duration is measured then."""
+        entry = self.entry(
+            summary, snapshots=snapshots, arguments=arguments, result=result, extra=extra
+        )
+        self._declared = _Declared(entry, dict(notes or {}), notes_message)
+
+    def fail(
+        self,
+        summary: str,
+        result: str,
+        *,
+        snapshots: Sequence[str] = (),
+        arguments: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Append now the entry of an operation that did not complete ("refused: ...",
+        "failed: ...", "blocked"); return None, or why it could not be appended: the
+        caller reports its own outcome either way, never the audit trail's instead."""
+        entry = self.entry(summary, snapshots=snapshots, arguments=arguments, result=result)
+        self._declared = None
+        try:
+            append(self.repo, entry)
+        except (GovsnapError, OSError, pygit2.GitError) as exc:
+            return exc.message if isinstance(exc, GovsnapError) else str(exc)
+        return None
+
+    def finish(self) -> None:
+        """Append the declared entry, if any, its duration measured now."""
+        declared, self._declared = self._declared, None
+        if declared is None:
+            return
+        entry = replace(declared.entry, duration=self.seconds)
+        if declared.notes:
+            writer = EntryWriter(self.repo, entry)
+            append_with_notes(self.repo, writer, declared.notes, declared.notes_message)
+        else:
+            append(self.repo, entry)
+
+
+@contextmanager
+def operation(
+    repo: Repo, name: str, arguments: Mapping[str, Any] | None = None
+) -> Iterator[Operation]:
+    """Carry out operation `name` (create, rollback, prune, ...) and leave its audit entry:
+    the one it declared (Operation.record) is appended when the block ends normally, the
+    one a transaction of its own wrote (Operation.writer) with the refs it changed, and
+    that of an outcome short of success (Operation.fail) at once. An operation that
+    declares nothing (nothing changed) leaves no entry."""
+    op = Operation(repo, name, arguments or {})
+    yield op
+    op.finish()
 
 
 def joined_parents(

@@ -5,15 +5,13 @@ from __future__ import annotations
 import io
 import os
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import pygit2
 import typer
 
 from govsnap import __version__, render
-from govsnap.errors import EXIT_ENVIRONMENT, GovsnapError
+from govsnap.error_handler import failure
 from govsnap.repo import Repo, open_repo
 
 if TYPE_CHECKING:
@@ -1085,18 +1083,6 @@ def stats(
         render.stats_report(result)
 
 
-def _log_crash() -> Path | None:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "govsnap"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-        log = base / "govsnap.log"
-        with log.open("a") as fh:
-            fh.write(traceback.format_exc() + "\n")
-        return log
-    except OSError:
-        return None
-
-
 def _parse_error(exc: typer.TyperException) -> tuple[str, int]:
     """Return the message and exit code of a command-line parsing error: one line naming
     the command's --help, or the whole help when a command group was given nothing."""
@@ -1150,22 +1136,8 @@ def run(argv: list[str]) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 1
-    except GovsnapError as exc:
-        render.error(exc.message)
-        return exc.exit_code
-    except pygit2.GitError as exc:
-        # libgit2 could not read the object store (a damaged pack, a truncated object):
-        # the repository, not govsnap, needs repairing.
-        render.error(
-            f"cannot read the repository: {exc} (`git fsck --full` names the damaged objects)"
-        )
-        return EXIT_ENVIRONMENT
-    except KeyboardInterrupt:
-        render.error("interrupted")
-        return 130
-    except Exception as exc:
-        log = _log_crash()
-        where = f" (traceback in {log})" if log else ""
-        render.error(f"internal error: {type(exc).__name__}: {exc}{where}")
-        return 3
+    except (Exception, KeyboardInterrupt) as exc:
+        failed = failure(exc)
+        render.error(failed.message)
+        return failed.exit_code
     return code if isinstance(code, int) else 0

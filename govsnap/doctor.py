@@ -17,21 +17,27 @@ from govsnap import audit, notes, worktree
 from govsnap.digest import DigestCache
 from govsnap.errors import CorruptObject, GovsnapError
 from govsnap.objects import (
-    SNAPSHOT_REF_PREFIX,
-    VERIFIED_AUDIT_REF,
     SnapshotPayload,
     delete_ref,
     read_tag,
     ref_target,
     update_ref,
 )
-from govsnap.remote import TRACKING_ROOT
+from govsnap.refs import (
+    AUDIT_REF,
+    GOVSNAP_ROOT,
+    NOTES_REF,
+    SNAPSHOT_REF_PREFIX,
+    TRACKING_ROOT,
+    VERIFIED_AUDIT_REF,
+    is_audit_copy,
+    is_tracked_notes_ref,
+)
 from govsnap.repo import Repo
-from govsnap.store import rebuilt_note, signed_copies, snapshot_refs
+from govsnap.store import snapshot_refs
 
 STALE_LOCK_SECONDS = 600
 QUARANTINE_LOG = "quarantine.log"
-_GOVSNAP_REFS = "refs/govsnap/"
 BY = "govsnap doctor"
 
 
@@ -205,9 +211,9 @@ def find_broken_refs(repo: Repo) -> list[Finding]:
     findings = []
     for ref in repo.git.references.iterator():
         name = ref.name
-        if not (name.startswith(_GOVSNAP_REFS) or name == notes.NOTES_REF):
+        if not (name.startswith(GOVSNAP_ROOT) or name == NOTES_REF):
             continue
-        if name == audit.AUDIT_REF:
+        if name == AUDIT_REF:
             continue  # find_audit_problems: the chain has repairs of its own
         target = ref.target
         if not isinstance(target, pygit2.Oid) or _object_exists(repo, target):
@@ -243,14 +249,14 @@ def _present(repo: Repo, oid: pygit2.Oid | None) -> bool:
 def find_audit_problems(repo: Repo) -> list[Finding]:
     """Return a finding when the audit ref points at a missing commit (git gc removed an
     entry written while it ran), or no longer holds what this clone recorded of it."""
-    current = ref_target(repo, audit.AUDIT_REF)
+    current = ref_target(repo, AUDIT_REF)
     recorded = ref_target(repo, VERIFIED_AUDIT_REF)
     if current is not None and not _present(repo, current):
         newest = newest_entry(repo, {current})
         return [
             Finding(
                 "dangling-audit",
-                audit.AUDIT_REF,
+                AUDIT_REF,
                 f"points at {current}, which is not in the object store (git gc removed the "
                 "entry while it was being written?): verify, create and rollback cannot "
                 "append to it",
@@ -266,7 +272,7 @@ def find_audit_problems(repo: Repo) -> list[Finding]:
         return [
             Finding(
                 "truncated-audit",
-                audit.AUDIT_REF,
+                AUDIT_REF,
                 f"no longer holds the entries up to {recorded}, which this clone recorded "
                 f"({'deleted' if current is None else 'truncated'})",
                 f"reset it to {recorded}, this clone's record (nothing is lost)",
@@ -276,10 +282,10 @@ def find_audit_problems(repo: Repo) -> list[Finding]:
         return [
             Finding(
                 "rewritten-audit",
-                audit.AUDIT_REF,
+                AUDIT_REF,
                 f"was rewritten: it no longer holds {recorded}, which this clone recorded, "
                 f"and holds entries that are not on it; compare them (git log "
-                f"{recorded} {audit.AUDIT_REF}) and set it yourself (git update-ref)",
+                f"{recorded} {AUDIT_REF}) and set it yourself (git update-ref)",
                 None,
             )
         ]
@@ -290,12 +296,11 @@ def newest_entry(repo: Repo, leave_out: set[pygit2.Oid]) -> pygit2.Oid | None:
     """Return the newest audit entry still in the object store: from the reflog, what this
     clone recorded, the copies fetched from remotes, and unreachable commits."""
     candidates: set[pygit2.Oid] = set()
-    ref = repo.git.references.get(audit.AUDIT_REF)
+    ref = repo.git.references.get(AUDIT_REF)
     with contextlib.suppress(pygit2.GitError):
         candidates.update(entry.oid_new for entry in (ref.log() if ref is not None else ()))
     for other in repo.git.references.iterator():
-        copy = other.name.startswith(("refs/govsnap-verified/", "refs/govsnap-remote/"))
-        if copy and other.name.endswith("/audit") and isinstance(other.target, pygit2.Oid):
+        if is_audit_copy(other.name) and isinstance(other.target, pygit2.Oid):
             candidates.add(other.target)
     fsck = repo.git_cmd("fsck", "--unreachable", "--no-reflogs", "--no-progress", check=False)
     for line in fsck.stdout.decode(errors="replace").splitlines():
@@ -317,7 +322,7 @@ def newest_entry(repo: Repo, leave_out: set[pygit2.Oid]) -> pygit2.Oid | None:
 def _reset_audit(repo: Repo, finding: Finding) -> bool:
     """Point the audit ref, and this clone's record of it, at the repair's target; for a
     dangling ref, record the gap in a new entry."""
-    current = ref_target(repo, audit.AUDIT_REF)
+    current = ref_target(repo, AUDIT_REF)
     recorded = ref_target(repo, VERIFIED_AUDIT_REF)
     if finding.kind == "truncated-audit":
         target = recorded
@@ -327,7 +332,7 @@ def _reset_audit(repo: Repo, finding: Finding) -> bool:
         return False
     zero = "0" * 40
     script = (
-        f"update {audit.AUDIT_REF}\0{target}\0{current or zero}\0"
+        f"update {AUDIT_REF}\0{target}\0{current or zero}\0"
         f"update {VERIFIED_AUDIT_REF}\0{target}\0{recorded or zero}\0"
     ).encode()
     proc = repo.git_cmd(
@@ -338,7 +343,7 @@ def _reset_audit(repo: Repo, finding: Finding) -> bool:
     if finding.kind == "dangling-audit":
         # Reflog entries naming the lost entry make git gc and git fsck fail; the others
         # are kept.
-        for ref in (audit.AUDIT_REF, VERIFIED_AUDIT_REF):
+        for ref in (AUDIT_REF, VERIFIED_AUDIT_REF):
             repo.git_cmd(
                 "reflog",
                 "expire",
@@ -348,20 +353,17 @@ def _reset_audit(repo: Repo, finding: Finding) -> bool:
                 ref,
                 check=False,
             )
-        audit.append(
-            repo,
-            "doctor",
-            f"audit trail reattached to {str(target)[:12]}: entry {current} was lost",
-            identity=repo.committer(),
-            arguments={"fix": True},
-            extra={"lost": str(current), "reattached_to": str(target)},
-        )
+        with audit.operation(repo, "doctor", {"fix": True}) as gap:
+            gap.record(
+                f"audit trail reattached to {str(target)[:12]}: entry {current} was lost",
+                extra={"lost": str(current), "reattached_to": str(target)},
+            )
     return True
 
 
 def find_note_problems(repo: Repo) -> list[Finding]:
     """Return notes on objects that are no snapshot, and snapshots without a note."""
-    notes_target = ref_target(repo, notes.NOTES_REF)
+    notes_target = ref_target(repo, NOTES_REF)
     if notes_target is not None and not _object_exists(repo, notes_target):
         return []  # reported as a broken ref; the notes cannot be read until it is fixed
     try:
@@ -370,7 +372,7 @@ def find_note_problems(repo: Repo) -> list[Finding]:
         return [
             Finding(
                 "broken-ref",
-                notes.NOTES_REF,
+                NOTES_REF,
                 "its tree is missing or damaged, so notes cannot be read",
                 None,
             )
@@ -391,7 +393,7 @@ def find_note_problems(repo: Repo) -> list[Finding]:
         findings.append(
             Finding(
                 "orphan-note",
-                f"{notes.NOTES_REF}:{obj}",
+                f"{NOTES_REF}:{obj}",
                 _orphan_detail(repo, obj),
                 "remove the note",
             )
@@ -409,11 +411,7 @@ def fetched_notes(repo: Repo) -> dict[str, tuple[pygit2.Oid, str]]:
     brought: each remote's notes as last fetched (refs/govsnap-remote/<remote>/notes,
     remotes in name order)."""
     tracked = sorted(
-        ref.name
-        for ref in repo.git.references.iterator()
-        if ref.name.startswith(TRACKING_ROOT)
-        and ref.name.count("/") == TRACKING_ROOT.count("/") + 1
-        and ref.name.endswith("/notes")
+        ref.name for ref in repo.git.references.iterator() if is_tracked_notes_ref(ref.name)
     )
     found: dict[str, tuple[pygit2.Oid, str]] = {}
     for ref in tracked:
@@ -442,7 +440,7 @@ def _recovered_note(
         payload = SnapshotPayload.parse(read_tag(repo, tag_oid).payload)
     except CorruptObject:
         return None
-    signed = signed_copies(payload, ident)
+    signed = notes.signed_copies(payload, ident)
     if note.error or any(note.data.get(key) != value for key, value in signed.items()):
         return None
     return note.data, ref
@@ -454,8 +452,7 @@ def _govsnap_targets(repo: Repo) -> set[str]:
     return {
         str(ref.target)
         for ref in repo.git.references.iterator()
-        if ref.name.startswith((_GOVSNAP_REFS, TRACKING_ROOT))
-        and isinstance(ref.target, pygit2.Oid)
+        if ref.name.startswith((GOVSNAP_ROOT, TRACKING_ROOT)) and isinstance(ref.target, pygit2.Oid)
     }
 
 
@@ -589,9 +586,10 @@ def _repair_notes(repo: Repo, findings: Sequence[Finding]) -> set[Finding]:
             # What a fetch brought is the snapshot's own note; rebuilding from the signed
             # payload loses what only the note held (figures, host, results, pins).
             recovered = _recovered_note(repo, ident, str(tag_oid), fetched)
-            data = (
-                rebuilt_note(repo, ident, str(tag_oid), BY) if recovered is None else recovered[0]
-            )
+            if recovered is None:
+                data = notes.rebuilt_note(repo, ident, str(tag_oid), BY)
+            else:
+                data = recovered[0]
             if data is None:
                 continue
 
@@ -634,20 +632,15 @@ def repair(repo: Repo, findings: Sequence[Finding]) -> list[Finding]:
 def run(repo: Repo, *, fix: bool = False, dry_run: bool = False) -> DoctorReport:
     """Diagnose the repository and, with `fix` (and not `dry_run`), repair what can be
     repaired, recording an audit entry; return the report."""
-    started = time.monotonic()
-    findings = diagnose(repo)
-    if fix and not dry_run and any(f.fix is not None for f in findings):
-        findings = repair(repo, findings)
-        done = [f for f in findings if f.fixed]
-        # An audit ref that is itself broken (and stays so) cannot take an entry.
-        if not any(f.subject == audit.AUDIT_REF and not f.fixed for f in findings):
-            audit.append(
-                repo,
-                "doctor",
-                f"repaired {len(done)} of {len(findings)} problem(s)",
-                identity=repo.committer(),
-                arguments={"fix": True},
-                result="ok" if len(done) == len(findings) else "partial",
-                duration=time.monotonic() - started,
-            )
-    return DoctorReport(tuple(findings), fix, dry_run)
+    with audit.operation(repo, "doctor", {"fix": True}) as op:
+        findings = diagnose(repo)
+        if fix and not dry_run and any(f.fix is not None for f in findings):
+            findings = repair(repo, findings)
+            done = [f for f in findings if f.fixed]
+            # An audit ref that is itself broken (and stays so) cannot take an entry.
+            if not any(f.subject == AUDIT_REF and not f.fixed for f in findings):
+                op.record(
+                    f"repaired {len(done)} of {len(findings)} problem(s)",
+                    result="ok" if len(done) == len(findings) else "partial",
+                )
+        return DoctorReport(tuple(findings), fix, dry_run)

@@ -24,18 +24,13 @@ from govsnap.errors import (
     HistoryRewritten,
     UsageError,
 )
+from govsnap.refs import AUDIT_REF, VERIFIED_AUDIT_REF
 from govsnap.repo import Identity, Repo, parse_ident_line
 
 # Govsnap-Format of new snapshots; every format in READABLE_FORMATS still verifies (the
 # format names the manifest encoding of the content digest, see digest.py).
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
-SNAPSHOT_REF_PREFIX = "refs/govsnap/snapshots/"
-AUDIT_REF = "refs/govsnap/audit"
-# What this clone last wrote or verified of the audit chain. Every govsnap update of
-# AUDIT_REF moves it in the same transaction, and none extends a chain that no longer
-# holds it: a rewrite, truncation or deletion of the chain is found, never built on.
-VERIFIED_AUDIT_REF = "refs/govsnap-verified/audit"
 # The object-store lock file under .git/govsnap/ (see writing()).
 GC_LOCK = "gc-mutex"
 ID_LENGTH = 16
@@ -449,6 +444,19 @@ def ref_target(repo: Repo, name: str) -> pygit2.Oid | None:
     ref = repo.git.references.get(name)
     target = None if ref is None else ref.target
     return target if isinstance(target, pygit2.Oid) else None
+
+
+def contains(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | str | None) -> bool:
+    """Return True when history `ours` already holds `theirs` (or there is nothing in
+    `theirs`); False when it does not, or when `theirs` was never fetched here."""
+    if theirs is None:
+        return True
+    theirs = pygit2.Oid(hex=theirs) if isinstance(theirs, str) else theirs
+    if ours == theirs:
+        return True
+    if ours is None or not repo.git.odb.exists(theirs):
+        return False
+    return bool(repo.git.descendant_of(ours, theirs))
 
 
 @contextmanager

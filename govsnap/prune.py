@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +22,9 @@ from pygit2.enums import FileMode, SortMode
 
 from govsnap import audit, notes
 from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
-from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, collecting, update_refs
-from govsnap.repo import Identity, Repo, scrubbed_env
+from govsnap.objects import RefValues, collecting, update_refs
+from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX
+from govsnap.repo import Repo, scrubbed_env
 from govsnap.retention import (
     Candidate,
     Duration,
@@ -474,7 +474,7 @@ class PruneResult:
         return data
 
 
-def _remove(repo: Repo, the_plan: PrunePlan, identity: Identity, started: float) -> list[str]:
+def _remove(repo: Repo, the_plan: PrunePlan, op: audit.Operation) -> list[str]:
     """Delete the planned snapshot refs that still point at the tags the plan saw, their
     notes (for a purge: from the whole notes history) and append the audit entry naming
     them, all in one ref transaction; return the refs deleted.
@@ -493,7 +493,7 @@ def _remove(repo: Repo, the_plan: PrunePlan, identity: Identity, started: float)
         if not deleted:
             return {}
         tags = [str(planned[ref]) for ref in deleted]
-        old_notes = current[notes.NOTES_REF]
+        old_notes = current[NOTES_REF]
         if purge:
             new_notes = erased_notes(repo, old_notes, frozenset(tags), memo)
         else:
@@ -501,18 +501,18 @@ def _remove(repo: Repo, the_plan: PrunePlan, identity: Identity, started: float)
                 repo,
                 old_notes,
                 dict.fromkeys(tags, _dropped),
-                identity,
+                op.identity,
                 "Notes removed by 'govsnap'",
             )
         ids = [ref[len(SNAPSHOT_REF_PREFIX) :] for ref in deleted]
-        entry = _audit_entry(repo, the_plan, ids, identity, time.monotonic() - started)
+        entry = _audit_entry(op, the_plan, ids)
         return {
             **dict.fromkeys(deleted, None),
-            notes.NOTES_REF: new_notes,
-            audit.AUDIT_REF: entry.commit_on(current[audit.AUDIT_REF]),
+            NOTES_REF: new_notes,
+            AUDIT_REF: entry.commit_on(current[AUDIT_REF]),
         }
 
-    names = [audit.AUDIT_REF, notes.NOTES_REF, *planned]
+    names = [AUDIT_REF, NOTES_REF, *planned]
     update_refs(repo, names, compute, message="govsnap: purge" if purge else "govsnap: prune")
     return deleted
 
@@ -534,14 +534,20 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
     """Carry out a plan: check the trust policy allows it (unless `authorized` says the
     caller did), delete refs, notes and append the audit entry (one transaction), then
     run `git gc`."""
-    started = time.monotonic()
+    name = "purge" if the_plan.options.purge else "prune"
+    with audit.operation(repo, name) as op:
+        return _execute(repo, the_plan, op, authorized)
+
+
+def _execute(
+    repo: Repo, the_plan: PrunePlan, op: audit.Operation, authorized: bool
+) -> PruneResult:
     options = the_plan.options
-    identity = repo.committer()
     bytes_before = objects_size(repo)
     planned = {d.snapshot.ref for d in the_plan.removed}
     if planned and not authorized:
         authorize(repo, the_plan)
-    deleted = _remove(repo, the_plan, identity, started) if planned else []
+    deleted = _remove(repo, the_plan, op) if planned else []
     vanished = sorted(planned - set(deleted))
     removed_ids = tuple(ref[len(SNAPSHOT_REF_PREFIX) :] for ref in deleted)
     if deleted:
@@ -562,7 +568,7 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
             with collecting(repo):
                 if options.purge:
                     # The rewritten notes commits stay reachable from the notes reflog.
-                    repo.git_cmd("reflog", "expire", "--expire-unreachable=now", notes.NOTES_REF)
+                    repo.git_cmd("reflog", "expire", "--expire-unreachable=now", NOTES_REF)
                 repo.git_cmd("gc", "--quiet", "--prune=now")
             gc_mode = "now"
         elif options.gc:
@@ -582,12 +588,12 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
         bytes_after=objects_size(repo),
         gc=gc_mode,
         prune_expire=prune_expire,
-        seconds=time.monotonic() - started,
+        seconds=op.seconds,
     )
 
 
 def _audit_entry(
-    repo: Repo, the_plan: PrunePlan, removed: Sequence[str], identity: Identity, seconds: float
+    op: audit.Operation, the_plan: PrunePlan, removed: Sequence[str]
 ) -> audit.EntryWriter:
     """Return the writer of the audit entry of a prune (or purge) that removed `removed`."""
     options = the_plan.options
@@ -612,14 +618,10 @@ def _audit_entry(
         "gc": options.gc,
         "purge": options.purge,
     }
-    return audit.EntryWriter(
-        repo,
-        "purge" if options.purge else "prune",
+    return op.writer(
         summary,
         snapshots=removed,
-        identity=identity,
         arguments=arguments,
-        duration=seconds,
         # Signed with the entry: where each snapshot was, so that whoever acts on the
         # entry (push --prune, a server) checks the signer's right there.
         extra={"environments": {ident: places.get(ident, "*") for ident in removed}},
@@ -654,28 +656,22 @@ class PinResult:
 def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
     """Record `pinned` in the note of the snapshot `name` designates, and audit it; a
     snapshot already in that state is left alone."""
-    started = time.monotonic()
-    snap = resolve(repo, name)
-    if (snap.id in pinned_ids(repo)) == pinned:
-        return PinResult(snap.id, pinned, False)
     operation = "pin" if pinned else "unpin"
-    # Unpinning lets prune delete the snapshot, so it needs the same right as pinning.
-    _require_right(repo, [snap], "pin", f"cannot {operation} {snap.id}")
-    identity = repo.committer()
-    entry = audit.EntryWriter(
-        repo,
-        operation,
-        f"{operation}ned snapshot {snap.id}",
-        snapshots=[snap.id],
-        identity=identity,
-        arguments={"snapshot": name},
-        duration=time.monotonic() - started,
-        extra={"environments": {snap.id: snap.environment}},
-    )
+    with audit.operation(repo, operation, {"snapshot": name}) as op:
+        snap = resolve(repo, name)
+        if (snap.id in pinned_ids(repo)) == pinned:
+            return PinResult(snap.id, pinned, False)
+        # Unpinning lets prune delete the snapshot, so it needs the same right as pinning.
+        _require_right(repo, [snap], "pin", f"cannot {operation} {snap.id}")
 
-    def mark(note: notes.JSONObject | None) -> notes.JSONObject:
-        return {**(note or {}), "pinned": pinned}
+        def mark(note: notes.JSONObject | None) -> notes.JSONObject:
+            return {**(note or {}), "pinned": pinned}
 
-    # The entry decides; the note's copy is for display. Both change together.
-    audit.append_with_notes(repo, entry, {snap.tag_oid: mark}, "Notes added by 'govsnap'")
-    return PinResult(snap.id, pinned, True)
+        # The entry decides; the note's copy is for display. Both change together.
+        op.record(
+            f"{operation}ned snapshot {snap.id}",
+            snapshots=[snap.id],
+            extra={"environments": {snap.id: snap.environment}},
+            notes={snap.tag_oid: mark},
+        )
+        return PinResult(snap.id, pinned, True)

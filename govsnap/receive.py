@@ -25,7 +25,6 @@ the policy that would admit it.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,16 +34,20 @@ import pygit2
 
 from govsnap import audit
 from govsnap.errors import CorruptObject, GovsnapError, UsageError
-from govsnap.notes import NOTES_REF
-from govsnap.objects import AUDIT_REF, SNAPSHOT_REF_PREFIX, SnapshotPayload, read_tag
+from govsnap.objects import SnapshotPayload, read_tag
+from govsnap.refs import (
+    AUDIT_REF,
+    LOCAL_NAMESPACES,
+    NOTES_REF,
+    SNAPSHOT_REF,
+    SNAPSHOT_REF_PREFIX,
+    is_govsnap_ref,
+)
 from govsnap.repo import Repo
 from govsnap.store import Snapshot
 from govsnap.trust import TrustPolicy, load_policy, policy_at, policy_ref
 
 ZERO_OID = "0" * 40
-_SNAPSHOT_REF = re.compile(r"^refs/govsnap/snapshots/[0-9a-f]{16}$")
-# Client-local namespaces: what a clone fetched and what it verified. A server has none.
-_LOCAL_NAMESPACES = ("refs/govsnap-remote/", "refs/govsnap-verified/")
 # Notes are not signed and the server does not see them with the tag: every other check
 # of `govsnap verify` must pass for a snapshot to be accepted.
 _RECEIVE_CHECKS = ("id", "tag", "signature", "trust", "digest", "objects")
@@ -94,17 +97,12 @@ class ReceiveVerdict:
     reason: str
 
 
-def is_govsnap_ref(ref: str) -> bool:
-    """Return True for a ref this hook judges (its namespaces, whatever the name)."""
-    return ref.startswith(("refs/govsnap/", "refs/notes/govsnap", *_LOCAL_NAMESPACES))
-
-
 def _layout(update: RefUpdate) -> str | None:
     """Return why a govsnap ref is outside the documented layout, or None."""
     ref = update.ref
-    if ref.startswith(_LOCAL_NAMESPACES):
+    if ref.startswith(LOCAL_NAMESPACES):
         return f"{ref.split('/')[1]}/ is a clone's own namespace: it is never pushed"
-    if ref in (AUDIT_REF, NOTES_REF) or _SNAPSHOT_REF.match(ref):
+    if ref in (AUDIT_REF, NOTES_REF) or SNAPSHOT_REF.match(ref):
         return None
     return (
         "not in govsnap's layout (refs/govsnap/audit, refs/govsnap/snapshots/<16 hex>, "

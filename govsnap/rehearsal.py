@@ -478,7 +478,18 @@ def rehearse(
     """Rehearse a rollback to snapshot `name` (default latest) in a throwaway clone; write
     the JSON and Markdown reports, record the result in the snapshot's note and the audit
     trail, and return the report. The clone is removed even when interrupted."""
-    started = time.monotonic()
+    with audit.operation(repo, "rehearse") as op:
+        return _rehearse(repo, op, name, damage, rto, report_path)
+
+
+def _rehearse(
+    repo: Repo,
+    op: audit.Operation,
+    name: str | None,
+    damage: str | None,
+    rto: float | None,
+    report_path: Path | None,
+) -> RehearsalReport:
     kinds = damage_kinds(damage)
     objective = resolve_rto(repo, rto)
     snap = resolve(repo, name or "latest", list_snapshots(repo))
@@ -548,7 +559,7 @@ def rehearse(
                 "rto", within, f"{rollback_seconds:.3f} s {'<=' if within else '>'} {objective:g} s"
             )
         )
-    timings["total"] = time.monotonic() - started
+    timings["total"] = op.seconds
     report = RehearsalReport(
         snapshot=snap.id,
         summary=snap.payload.summary if snap.payload else str(snap.error),
@@ -563,25 +574,20 @@ def rehearse(
         warnings=tuple(warnings),
     )
     report = _write_reports(repo, report, report_path, stamp)
-    identity = repo.committer()
     verdict = "pass" if report.passed else f"failed: {', '.join(report.failed_gates)}"
-    entry = audit.EntryWriter(
-        repo,
-        "rehearse",
-        f"rehearsal of {snap.id}: {verdict}",
-        snapshots=[snap.id],
-        identity=identity,
-        arguments={"damage": kinds, "rto": objective},
-        result="ok" if report.passed else verdict,
-        duration=timings["total"],
-    )
     summary = report.note_summary()
 
     def merge(note: notes.JSONObject | None) -> notes.JSONObject:
         return {**(note or {}), "rehearsal": summary}
 
     # The result in the note and the audit entry are written together.
-    audit.append_with_notes(repo, entry, {snap.tag_oid: merge}, "Notes added by 'govsnap'")
+    op.record(
+        f"rehearsal of {snap.id}: {verdict}",
+        snapshots=[snap.id],
+        arguments={"damage": kinds, "rto": objective},
+        result="ok" if report.passed else verdict,
+        notes={snap.tag_oid: merge},
+    )
     return report
 
 

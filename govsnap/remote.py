@@ -33,33 +33,29 @@ from govsnap.errors import (
     SnapshotConflict,
     UsageError,
 )
-from govsnap.notes import NOTES_REF, JSONObject
 from govsnap.objects import (
-    SNAPSHOT_REF_PREFIX,
     RefValues,
+    contains,
     read_tag,
     ref_target,
     update_ref,
     update_refs,
 )
-from govsnap.repo import Identity, Repo
-from govsnap.store import Snapshot, load_snapshot, rebuilt_note, snapshot_refs
+from govsnap.refs import (
+    AUDIT_REF,
+    CONFIG_PUSH_REFSPECS,
+    GOVSNAP_ROOT,
+    NOTES_REF,
+    SNAPSHOT_PUSH_REFSPEC,
+    SNAPSHOT_REF_PREFIX,
+    fetch_refspecs,
+    seen_remote_audit_ref,
+    tracking_ref,
+)
+from govsnap.repo import Repo
+from govsnap.store import Snapshot, load_snapshot, snapshot_refs
 from govsnap.trust import load_policy
 
-TRACKING_ROOT = "refs/govsnap-remote/"
-AUDIT_REF = audit.AUDIT_REF
-# What `govsnap push` sends. No `+`: a snapshot ref is never forced on the remote, and the
-# notes and audit refs only move forward (they are merged with the remote's first).
-SNAPSHOT_PUSH_REFSPEC = f"{SNAPSHOT_REF_PREFIX}*:{SNAPSHOT_REF_PREFIX}*"
-# `remote setup` writes globs: git fails a plain push or fetch whose configured refspec
-# names an exact ref that does not exist (no notes yet), and a glob may match nothing.
-# `refs/notes/govsnap*` is exact in practice; `refs/govsnap/*` holds snapshots and audit.
-CONFIG_PUSH_REFSPECS = ("refs/govsnap/*:refs/govsnap/*", f"{NOTES_REF}*:{NOTES_REF}*")
-# Results kept from both sides when a note is merged: the newer one stays in place, the
-# older one moves to `result_history` (newest first, at most HISTORY_LIMIT per kind).
-RESULT_FIELDS = ("verification", "rehearsal")
-HISTORY_FIELD = "result_history"
-HISTORY_LIMIT = 20
 # Times a push is tried again when the remote's notes or audit moved between our look and
 # our push (another clone pushed): each try fetches and merges first.
 _PUSH_ATTEMPTS = 3
@@ -67,13 +63,6 @@ _PUSH_ATTEMPTS = 3
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _USERINFO = re.compile(r"//[^/@]*@")
 _REFUSAL = re.compile(r"refus|reject|denied|error|fail", re.IGNORECASE)
-
-
-def fetch_refspecs(remote: str) -> tuple[str, ...]:
-    """Return the refspecs that copy a remote's govsnap refs into refs/govsnap-remote/<remote>/
-    (forced, because that namespace mirrors the remote, whatever it holds)."""
-    base = f"{TRACKING_ROOT}{remote}/"
-    return (f"+refs/govsnap/*:{base}*", f"+{NOTES_REF}*:{base}notes*")
 
 
 @dataclass(frozen=True)
@@ -90,7 +79,7 @@ class Remote:
 
     def tracking(self, what: str) -> str:
         """Return the ref under which the remote's `what` (notes, audit, snapshots/) is kept."""
-        return f"{TRACKING_ROOT}{self.name}/{what}"
+        return tracking_ref(self.name, what)
 
 
 def resolve_remote(repo: Repo, name: str | None) -> Remote:
@@ -145,7 +134,7 @@ class RemoteRefs:
 def ls_remote(repo: Repo, remote: Remote) -> RemoteRefs:
     """Return what the remote's govsnap refs point at, without fetching objects."""
     out = _network(
-        repo, remote, "list", "ls-remote", "--refs", remote.name, "refs/govsnap/*", NOTES_REF
+        repo, remote, "list", "ls-remote", "--refs", remote.name, f"{GOVSNAP_ROOT}*", NOTES_REF
     )
     snapshots: dict[str, str] = {}
     heads: dict[str, str] = {}
@@ -156,19 +145,6 @@ def ls_remote(repo: Repo, remote: Remote) -> RemoteRefs:
         elif name in (NOTES_REF, AUDIT_REF):
             heads[name] = oid
     return RemoteRefs(snapshots, heads.get(NOTES_REF), heads.get(AUDIT_REF))
-
-
-def contains(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | str | None) -> bool:
-    """Return True when history `ours` already holds `theirs` (or there is nothing in
-    `theirs`); False when it does not, or when `theirs` was never fetched here."""
-    if theirs is None:
-        return True
-    theirs = pygit2.Oid(hex=theirs) if isinstance(theirs, str) else theirs
-    if ours == theirs:
-        return True
-    if ours is None or not repo.git.odb.exists(theirs):
-        return False
-    return bool(repo.git.descendant_of(ours, theirs))
 
 
 def same_payload(repo: Repo, ours: pygit2.Oid, theirs: pygit2.Oid | str) -> bool:
@@ -185,12 +161,6 @@ def pruned_ids(repo: Repo) -> frozenset[str]:
     trail (every copy of it this clone has joined) deleted: signed by a signer the trust
     policy allows to prune there. An unsigned or unauthorised entry deletes nothing."""
     return audit.decisions(repo, load_policy(repo)).pruned
-
-
-def recorded_ref(remote: str) -> str:
-    """Return the ref under which this clone records the remote's audit tip it last saw
-    there and verified (fetched or pushed)."""
-    return f"{VERIFIED_REMOTES}{remote}/audit"
 
 
 # --- fetch --------------------------------------------------------------------------------
@@ -235,7 +205,6 @@ NOTE_SOURCES = ("remote", "kept", "rebuilt", "none")
 # this clone saw there ("rewritten": truncated, rewritten or deleted), or its new entries
 # are unsigned, by keys the policy does not know, or not authorised ("refused").
 AUDIT_PROBLEMS = (INVALID, "rewritten", "refused")
-VERIFIED_REMOTES = "refs/govsnap-verified/remotes/"
 
 
 @dataclass(frozen=True)
@@ -330,14 +299,17 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     New snapshots are verified (unless `verify` is False) and added create-only, each
     with its note (NOTE_SOURCES); a local snapshot ref is never changed. Notes are merged
     field by field (merge_note), keeping the notes of refused snapshots (see
-    _notes_after), and the audit trail joined by a merge commit. Everything this clone's
+    notes.merge_commits), and the audit trail joined by a merge commit. Everything this clone's
     refs gain is written in one ref transaction: a killed fetch adds every snapshot with
     its note and audit entry, or nothing. Returns the report; the caller turns problems
     into the exit code.
     """
-    started = time.monotonic()
-    remote = resolve_remote(repo, name)
-    identity = repo.committer()
+    with audit.operation(repo, "fetch") as op:
+        return _fetch(repo, op, resolve_remote(repo, name), verify)
+
+
+def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> FetchReport:
+    identity = op.identity  # before anything is fetched: without one nothing can be merged
     _network(
         repo,
         remote,
@@ -377,7 +349,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         local_tags = {str(oid) for oid in snapshot_refs(repo).values()}
         local_tags |= {acc.snapshot.tag_oid for acc in added}
         adopt = {acc.snapshot.tag_oid: acc.note for acc in added if acc.note is not None}
-        changes[NOTES_REF], notes_state = _notes_after(
+        changes[NOTES_REF], notes_state = notes.merge_commits(
             repo,
             current[NOTES_REF],
             remote_notes,
@@ -411,15 +383,11 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
             summary = f"from {remote.name}: {len(added)} snapshot(s) added" + (
                 f", {len(problems)} problem(s)" if problems else ""
             )
-            entry = audit.EntryWriter(
-                repo,
-                "fetch",
+            entry = op.writer(
                 summary,
                 snapshots=[acc.snapshot.id for acc in added] + [s.id for s in problems],
-                identity=identity,
                 arguments={"remote": remote.name, "verify": verify},
                 result="ok" if not problems else "problems: " + _problem_summary(problems),
-                duration=time.monotonic() - started,
                 join=join,
             )
             changes[AUDIT_REF] = entry.commit_on(current[AUDIT_REF])
@@ -444,7 +412,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         examined.unchanged,
         found["notes"],
         found["audit"],
-        time.monotonic() - started,
+        op.seconds,
         sum(1 for tag in examined.refused if tag in kept),
         audit_detail,
     )
@@ -453,7 +421,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
 def _judge_remote_audit(repo: Repo, remote: Remote, theirs: pygit2.Oid | None) -> tuple[str, str]:
     """Return the state of the remote's audit trail (see FetchReport.audit) and, for a
     problem, what is wrong and how to restore it from this clone."""
-    seen = ref_target(repo, recorded_ref(remote.name))
+    seen = ref_target(repo, seen_remote_audit_ref(remote.name))
     restore = f"restore it from this clone: govsnap doctor --restore-remote {remote.name}"
     if seen is not None and theirs != seen:
         holds = (
@@ -505,7 +473,7 @@ def record_remote_audit(repo: Repo, remote: str, tip: pygit2.Oid) -> None:
             return tip
         return current
 
-    update_ref(repo, recorded_ref(remote), compute, message="govsnap: remote audit seen")
+    update_ref(repo, seen_remote_audit_ref(remote), compute, message="govsnap: remote audit seen")
 
 
 def _problem_summary(problems: Iterable[FetchedSnapshot]) -> str:
@@ -583,7 +551,7 @@ def _note_for(
         return remote_blobs[tag], "remote"
     if tag in local_blobs:
         return local_blobs[tag], "kept"
-    data = rebuilt_note(repo, ident, tag, "govsnap fetch")
+    data = notes.rebuilt_note(repo, ident, tag, "govsnap fetch")
     if data is None:
         return None, "none"
     return repo.git.create_blob(notes.encode(data)), "rebuilt"
@@ -630,190 +598,6 @@ def _audit_state(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | None)
     if ours is None or repo.git.descendant_of(theirs, ours):
         return "fast-forward"
     return "joined"
-
-
-# --- notes --------------------------------------------------------------------------------
-
-
-class _Missing:
-    """Marks a key absent from one side of a merge."""
-
-
-MISSING = _Missing()
-
-
-def _canonical(value: Any) -> bytes:
-    return notes.encode({"v": value})
-
-
-def _newest_first(results: Iterable[Any]) -> list[Any]:
-    """Return distinct results, newest first (ties in a fixed order, so both sides of a
-    merge compute the same list)."""
-    unique = {_canonical(r): r for r in results}
-
-    def key(item: tuple[bytes, Any]) -> tuple[float, bytes]:
-        when = notes.result_time(item[1])
-        return (float("-inf") if when is None else when, item[0])
-
-    ordered = sorted(unique.items(), key=key, reverse=True)
-    return [r for _, r in ordered]
-
-
-def _merge_value(key: str, base: Any, local: Any, remote: Any) -> Any:
-    """Return the merged value of one field (MISSING: the field is absent)."""
-    if local == remote:
-        return local
-    if base == local:
-        return remote  # only the remote changed it (or added or removed it)
-    if base == remote:
-        return local  # only we did
-    if local is MISSING or remote is MISSING:
-        return remote if local is MISSING else local  # changed on one side, gone on the other
-    if key == "pinned":
-        return bool(local) or bool(remote)  # pinned on either side: keep the snapshot
-    if isinstance(local, dict) and isinstance(remote, dict):
-        return _merge_dict(base if isinstance(base, dict) else {}, local, remote)
-    if isinstance(local, list) and isinstance(remote, list):
-        return local + [item for item in remote if item not in local]
-    return local  # a value both sides changed differently: this clone's stays
-
-
-def _merge_dict(base: JSONObject, local: JSONObject, remote: JSONObject) -> JSONObject:
-    merged: JSONObject = {}
-    for key in sorted(set(local) | set(remote)):
-        value = _merge_value(
-            key, base.get(key, MISSING), local.get(key, MISSING), remote.get(key, MISSING)
-        )
-        if value is not MISSING:
-            merged[key] = value
-    return merged
-
-
-def merge_note(base: JSONObject | None, local: JSONObject, remote: JSONObject) -> JSONObject:
-    """Return the field-by-field merge of one snapshot's note edited on two sides.
-
-    A field changed on one side only takes that side's value (three-way, against `base`,
-    the note where the two histories last met; None when they never did). Where both
-    changed it: `verification` and `rehearsal` keep the newer result (by its `time`) and
-    move the other into `result_history`, so no result is lost; `pinned` is true if
-    either side pinned; dicts merge by field; lists are joined; any other value keeps
-    this clone's.
-    """
-    base = base or {}
-    merged = _merge_dict(base, local, remote)
-    history: dict[str, list[Any]] = {
-        k: list(v) for k, v in dict(merged.get(HISTORY_FIELD) or {}).items() if isinstance(v, list)
-    }
-    for key in RESULT_FIELDS:
-        mine, theirs = local.get(key), remote.get(key)
-        if mine == theirs or base.get(key) in (mine, theirs):
-            continue
-        both = [r for r in (mine, theirs) if r is not None]
-        ordered = _newest_first(both)
-        merged[key] = ordered[0]
-        history[key] = ordered[1:] + history.get(key, [])
-    if history:
-        merged[HISTORY_FIELD] = {
-            k: _newest_first(v)[:HISTORY_LIMIT] for k, v in sorted(history.items())
-        }
-    return merged
-
-
-def _merge_blobs(
-    repo: Repo,
-    base: Mapping[str, pygit2.Oid],
-    local: Mapping[str, pygit2.Oid],
-    remote: Mapping[str, pygit2.Oid],
-    keep_remote: Callable[[str], bool],
-) -> dict[str, pygit2.Oid]:
-    """Return annotated object -> note blob after merging two sets of notes.
-
-    A note only this clone has is kept. A note only the remote has is taken when
-    `keep_remote` says so: it annotates one of this clone's snapshots or one the fetch
-    refused (not one pruned here, nor a replaced tag). A
-    note on both sides is merged with merge_note; one that is not JSON is left as it is
-    here.
-    """
-    odb = repo.git.odb
-    merged = dict(local)
-    for obj, theirs in remote.items():
-        mine = local.get(obj)
-        if mine is None:
-            if keep_remote(obj):
-                merged[obj] = theirs
-            continue
-        if mine == theirs or base.get(obj) == theirs:
-            continue
-        if base.get(obj) == mine:
-            merged[obj] = theirs
-            continue
-        ours_note = notes.decode(bytes(odb.read(mine)[1]))
-        theirs_note = notes.decode(bytes(odb.read(theirs)[1]))
-        if ours_note.error or theirs_note.error:
-            continue
-        base_blob = base.get(obj)
-        base_note = notes.decode(bytes(odb.read(base_blob)[1])) if base_blob else None
-        result = merge_note(
-            base_note.data if base_note and not base_note.error else None,
-            ours_note.data,
-            theirs_note.data,
-        )
-        if result != ours_note.data:
-            merged[obj] = repo.git.create_blob(notes.encode(result))
-    return merged
-
-
-def _notes_after(
-    repo: Repo,
-    current: pygit2.Oid | None,
-    theirs: pygit2.Oid | None,
-    wanted: set[str],
-    adopt: Mapping[str, pygit2.Oid],
-    identity: Identity,
-) -> tuple[pygit2.Oid | None, str]:
-    """Return refs/notes/govsnap after merging the remote's notes commit `theirs` into
-    `current`, and how: "absent" (no remote notes), "unchanged", "fast-forward" or
-    "merged" (a commit whose parents are ours and theirs, so that pushing it is a
-    fast-forward for the remote and `git log` shows both histories). Writes objects only.
-
-    `wanted` are the tags whose notes the result holds when either side has one: this
-    clone's snapshots, and the remote's snapshots this fetch refused (their notes are
-    kept, unattached here, so that pushing the merge never removes them from the
-    remote, and so that the fetch that adds the snapshot adds its note). Which of them
-    have a note never depends on history: one with none here takes the remote's even
-    when our notes already contain the remote's commit, else its note in `adopt` (the
-    note it was just added with).
-    """
-    git = repo.git
-    mine = notes.note_blobs_at(repo, current)
-    if theirs is None or contains(repo, current, theirs):
-        their_blobs = notes.note_blobs_at(repo, theirs)
-        gained = {**adopt, **their_blobs}
-        missing = {obj: gained[obj] for obj in wanted if obj not in mine and obj in gained}
-        if not missing:
-            return current, "absent" if theirs is None else "unchanged"
-        message = "Notes of fetched snapshots added by 'govsnap fetch'\n"
-        new = notes.commit_blobs(repo, current, missing, identity, message)
-        return new, "absent" if theirs is None else "merged"
-    base = git.merge_base(current, theirs) if current is not None else None
-    blobs = _merge_blobs(
-        repo,
-        notes.note_blobs_at(repo, base),
-        mine,
-        notes.note_blobs_at(repo, theirs),
-        wanted.__contains__,
-    )
-    for obj, blob in adopt.items():
-        blobs.setdefault(obj, blob)
-    tree = notes.build_tree(repo, blobs)
-    their_commit = git[theirs]
-    assert isinstance(their_commit, pygit2.Commit)
-    if (current is None or git.descendant_of(theirs, current)) and tree == their_commit.tree_id:
-        return theirs, "fast-forward"
-    sig = identity.signature()
-    parents = [theirs] if current is None else [current, theirs]
-    message = "Notes merged by 'govsnap fetch'\n"
-    return git.create_commit(None, sig, sig, message, tree, parents), "merged"
 
 
 # --- push ---------------------------------------------------------------------------------
@@ -927,8 +711,20 @@ def push(
     ids)` said yes (asked again only if a retry would delete more). Safety snapshots stay
     here unless `include_safety`.
     """
-    started = time.monotonic()
-    remote = resolve_remote(repo, name)
+    with audit.operation(repo, "push") as op:
+        remote = resolve_remote(repo, name)
+        return _push(repo, op, remote, prune, dry_run, include_safety, confirm)
+
+
+def _push(
+    repo: Repo,
+    op: audit.Operation,
+    remote: Remote,
+    prune: bool,
+    dry_run: bool,
+    include_safety: bool,
+    confirm: Callable[[str, list[str]], bool] | None,
+) -> PushReport:
     fetched: FetchReport | None = None
     confirmed: set[str] = set()
     for _attempt in range(_PUSH_ATTEMPTS):
@@ -963,7 +759,7 @@ def push(
             kept_local=tuple(sorted(safety - pruned)),
         )
         if dry_run:
-            return _timed(report, started)
+            return _timed(report, op)
         if deletions and confirm is not None and not set(deletions) <= confirmed:
             if not confirm(remote.name, deletions):
                 raise Declined("push cancelled: nothing was sent or deleted")
@@ -986,31 +782,27 @@ def push(
         ]
         specs += [f":{SNAPSHOT_REF_PREFIX}{i}" for i in deletions]
         if not specs:
-            return _timed(report, started)
+            return _timed(report, op)
         if _send(repo, remote, leases, specs):
             if report.audit == "sent" and audit_tip is not None:
                 record_remote_audit(repo, remote.name, audit_tip)
             elif report.audit == "up to date" and theirs.audit is not None:
                 record_remote_audit(repo, remote.name, pygit2.Oid(hex=theirs.audit))
             if deletions:
-                audit.append(
-                    repo,
-                    "push",
+                op.record(
                     f"to {remote.name}: deleted {len(deletions)} pruned snapshot(s)",
                     snapshots=deletions,
-                    identity=repo.committer(),
                     arguments={"remote": remote.name, "prune": True},
-                    duration=time.monotonic() - started,
                 )
-            return _timed(report, started)
+            return _timed(report, op)
     raise ConcurrentUpdate(
         f"the notes or audit trail of remote {remote.name!r} kept changing while we "
         f"pushed; gave up after {_PUSH_ATTEMPTS} attempts"
     )
 
 
-def _timed(report: PushReport, started: float) -> PushReport:
-    return replace(report, seconds=time.monotonic() - started)
+def _timed(report: PushReport, op: audit.Operation) -> PushReport:
+    return replace(report, seconds=op.seconds)
 
 
 def _send(repo: Repo, remote: Remote, leases: list[str], specs: list[str]) -> bool:
@@ -1171,11 +963,15 @@ def restore(repo: Repo, name: str | None = None, *, dry_run: bool = False) -> Re
     is extended again (a plain push); a rewritten one is replaced, with a lease on what
     the remote holds now, its entries this clone lacks staying in
     refs/govsnap-remote/<remote>/audit for inspection."""
-    remote = resolve_remote(repo, name)
+    with audit.operation(repo, "restore") as op:
+        return _restore(repo, op, resolve_remote(repo, name), dry_run)
+
+
+def _restore(repo: Repo, op: audit.Operation, remote: Remote, dry_run: bool) -> RestoreReport:
     ours = ref_target(repo, AUDIT_REF)
     if ours is None:
         raise UsageError("this clone has no audit trail to restore a remote from")
-    seen = ref_target(repo, recorded_ref(remote.name))
+    seen = ref_target(repo, seen_remote_audit_ref(remote.name))
     if seen is not None and ours != seen and not repo.git.descendant_of(ours, seen):
         raise CheckFailed(
             f"this clone's audit trail does not hold what it saw on {remote.name} either "
@@ -1203,13 +999,10 @@ def restore(repo: Repo, name: str | None = None, *, dry_run: bool = False) -> Re
         push(repo, remote.name, dry_run=dry_run) if state != "replaced" or not dry_run else None
     )
     if not dry_run:
-        audit.append(
-            repo,
-            "restore",
+        op.record(
             f"restored the audit trail of {remote.name} ({state}"
             + (f", {dropped} entries of its rewritten chain dropped" if dropped else "")
             + ")",
-            identity=repo.committer(),
             arguments={"remote": remote.name},
             extra={"remote_was": theirs, "restored_to": str(ours), "dropped": dropped},
         )

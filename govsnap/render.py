@@ -114,62 +114,18 @@ def error(text: str) -> None:
     sys.stderr.write(f"govsnap: error: {clean(first)}\n")
 
 
-def _note_int(value: Any) -> int | None:
-    """Return a note value if it is a whole number, else None: notes are plain JSON
-    anyone with write access can edit, so no field's type is taken for granted."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def signer_label(snap: Snapshot) -> str:
     """Return who the note says signed a snapshot (a claim: notes are not signed), or
     UNSIGNED when the tag carries no signature."""
     if not snap.signed:
         return "UNSIGNED"
-    sig = snap.note_data.get("signature")
-    signer = str((sig.get("signer") if isinstance(sig, dict) else None) or "?")
+    signer = snap.note_view.claimed_signer or "?"
     return f"claimed {snap.signature_kind}:{signer[-16:]}"
 
 
-# The note fields `list --json` repeats; `show --json` gives the whole note.
-LIST_NOTE_FIELDS = ("bytes", "files", "pinned", "rehearsal", "signature", "verification")
-
-
 def snapshot_json(snap: Snapshot, full: bool = True) -> dict[str, Any]:
-    """Return what is known about a snapshot as JSON-ready data (the whole note when
-    `full`, else the fields a listing shows)."""
-    p = snap.payload
-    note = snap.note_data
-    if not full:
-        note = {key: note[key] for key in LIST_NOTE_FIELDS if key in note}
-    return {
-        "id": snap.id,
-        "ref": snap.ref,
-        "tag": snap.tag_oid,
-        "error": snap.error,
-        "created": snap.created_iso if p else None,
-        "signed": snap.signed,
-        "signature_kind": snap.signature_kind,
-        "safety": snap.safety,
-        "payload": None
-        if p is None
-        else {
-            "commit": p.commit,
-            "tree": p.tree,
-            "digest": p.digest,
-            "summary": p.summary,
-            "message": p.message,
-            "trigger": p.trigger,
-            "environment": p.environment,
-            "labels": list(p.labels),
-            "source": None
-            if p.source is None
-            else {"ref": p.source.ref, "commit": p.source.commit},
-            "index_commit": p.index_commit,
-            "tagger": {"name": p.tagger.name, "email": p.tagger.email},
-        },
-        "note": note,
-        "note_error": snap.note.error if snap.note else None,
-    }
+    """Return what is known about a snapshot as JSON-ready data (see Snapshot.as_json)."""
+    return snap.as_json(full)
 
 
 def snapshot_table(snaps: Sequence[Snapshot]) -> None:
@@ -197,10 +153,9 @@ def snapshot_table(snaps: Sequence[Snapshot]) -> None:
         if s.payload is None:
             table.add_row(s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{cell(s.error)}[/red]")
             continue
-        note = s.note_data
+        note = s.note_view
         signer = signer_label(s)
-        size = _note_int(note.get("bytes"))
-        files = _note_int(note.get("files"))
+        size, files = note.bytes, note.files
         table.add_row(
             s.id,
             timestamp(s.created),
@@ -279,30 +234,28 @@ def snapshot_details(
         if p["message"]:
             lines.append(("message", p["message"]))
     if note:
+        view = snap.note_view
         if "files" in note:
-            size = _note_int(note.get("bytes"))
-            shown = "?" if size is None else human_bytes(size)
-            lines.append(("files", f"{note['files']} ({shown})"))
-        for key in ("host", "user", "tool_version"):
-            if key in note:
-                lines.append((key, str(note[key])))
-        kinds = note.get("artifacts")
-        sizes = {
-            kind: (v.get("count"), _note_int(v.get("bytes")) or 0)
-            for kind, v in (kinds.items() if isinstance(kinds, dict) else ())
-            if isinstance(v, dict)
-        }
-        top = sorted(sizes.items(), key=lambda kv: -kv[1][1])[:8]
+            shown = "?" if view.bytes is None else human_bytes(view.bytes)
+            lines.append(("files", f"{'?' if view.files is None else view.files} ({shown})"))
+        texts = (("host", view.host), ("user", view.user), ("tool_version", view.tool_version))
+        for key, text in texts:
+            if text is not None:
+                lines.append((key, text))
+        top = sorted(view.artifacts.items(), key=lambda kv: -kv[1].bytes)[:8]
         if top:
             lines.append(
                 (
                     "artifacts",
-                    ", ".join(f"{k} {count} ({human_bytes(size)})" for k, (count, size) in top),
+                    ", ".join(
+                        f"{kind} {'?' if a.count is None else a.count} ({human_bytes(a.bytes)})"
+                        for kind, a in top
+                    ),
                 )
             )
-        for key in ("verification", "rehearsal"):
-            if note.get(key):
-                lines.append((key, json.dumps(note[key], sort_keys=True)))
+        for key, recorded in (("verification", view.verification), ("rehearsal", view.rehearsal)):
+            if recorded is not None:
+                lines.append((key, json.dumps(recorded.raw, sort_keys=True)))
     elif snap.note and snap.note.error:
         lines.append(("note", f"unreadable: {snap.note.error}"))
     else:

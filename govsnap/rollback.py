@@ -216,7 +216,7 @@ def check_paths_exist(
             raise UsageError(f"{path} is neither in snapshot {snapshot.id} nor in the working tree")
 
 
-def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
+def _verify(repo: Repo, snap: Snapshot, op: audit.Operation) -> TrustPolicy | None:
     """Raise CheckFailed unless the snapshot passes verification for `rollback` and, with
     a trust policy, the key this clone signs with may roll back in its environment;
     return the policy."""
@@ -227,7 +227,7 @@ def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
     if not report.ok:
         failures = "; ".join(report.failures()[:3])
         _refuse(
-            repo,
+            op,
             snap,
             "verification failed",
             failures,
@@ -238,7 +238,7 @@ def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
         decision = decide_local(repo, policy, [_environment(repo, snap)], "rollback")
         if not decision.allowed:
             _refuse(
-                repo,
+                op,
                 snap,
                 "not allowed",
                 decision.reason,
@@ -247,18 +247,16 @@ def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
     return policy
 
 
-def _refuse(repo: Repo, snap: Snapshot, why: str, detail: str, message: str) -> NoReturn:
+def _refuse(op: audit.Operation, snap: Snapshot, why: str, detail: str, message: str) -> NoReturn:
     """Record a refused rollback in the audit trail (it is a security event), then raise."""
-    audit.append(
-        repo,
-        "rollback",
+    problem = op.fail(
         f"rollback to {snap.id} refused: {why}",
+        f"refused: {detail}",
         snapshots=[snap.id],
-        identity=repo.committer(),
         arguments={"verify": True},
-        result=f"refused: {detail}",
     )
-    raise CheckFailed(message)
+    unrecorded = "" if problem is None else f" (the refusal is not in the audit trail: {problem})"
+    raise CheckFailed(message + unrecorded)
 
 
 def _environment(repo: Repo, snap: Snapshot) -> str:
@@ -665,16 +663,18 @@ def _in_the_way(repo: Repo, changes: Sequence[Change]) -> list[TreeEntry]:
 
 def _take_safety_snapshot(
     repo: Repo,
+    op: audit.Operation,
     target: Snapshot,
     capture: Capture,
     raw: Sequence[TreeEntry],
     empty: Sequence[bytes],
 ) -> Snapshot:
     """Snapshot the captured working tree, the index, `raw` and `empty`; raise on failure."""
-    identity = repo.committer()
     try:
         index_commit = (
-            _record(repo, identity, target, capture, raw, empty) if capture.index_readable else None
+            _record(repo, op.identity, target, capture, raw, empty)
+            if capture.index_readable
+            else None
         )
         options = CreateOptions(
             trigger=SAFETY_TRIGGER,
@@ -749,7 +749,32 @@ def _commit_rollback(repo: Repo, snap: Snapshot, tree: str, safety: Snapshot) ->
     return new
 
 
-# --- the operation ---------------------------------------------------------------------
+# --- the operation: a plan, then its application ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A rollback decided before the working tree is read for it: the snapshot, verified
+    and its trees found safe to check out, and what it restores."""
+
+    snapshot: Snapshot
+    tree: str  # the snapshot's tree
+    paths: tuple[str, ...]  # --paths, relative to the top of the work tree
+    recorded: RecordedState | None  # what a safety snapshot recorded besides its tree
+    policy: TrustPolicy | None  # the trust policy the rollback was verified against
+    timings: dict[str, float]
+
+    @property
+    def raw_paths(self) -> list[bytes]:
+        """Return `paths` as git names them."""
+        return [os.fsencode(p) for p in self.paths]
+
+    @property
+    def index_source(self) -> str:
+        """Return where the restored index comes from, for people."""
+        if self.recorded is None:
+            return "snapshot tree"
+        return f"Govsnap-Index {self.recorded.index_commit}"
 
 
 def rollback(
@@ -761,12 +786,24 @@ def rollback(
 ) -> RollbackResult:
     """Restore snapshot `name` into the working tree and index, HEAD unmoved.
 
-    Order: refuse in a bare repository or mid-merge; resolve; verify; refuse unsafe trees;
-    ask `confirm`; lock the index; capture; refuse a policy change or an undo that could
-    not be honoured; take the safety snapshot and `announce` it; only then write. With
-    `dry_run`, stop after the plan and change nothing.
+    Order: plan (refuse in a bare repository or mid-merge; resolve; verify; refuse unsafe
+    trees); with `dry_run`, say what the plan would do and change nothing; else ask
+    `confirm` and apply it (lock the index; capture; refuse a policy change or an undo
+    that could not be honoured; take the safety snapshot and `announce` it; only then
+    write).
     """
-    started = time.monotonic()
+    with audit.operation(repo, "rollback") as op:
+        plan = make_plan(repo, name, options, op)
+        if options.dry_run:
+            return _dry_run(repo, plan, options, op)
+        if confirm is not None and not confirm(plan.snapshot):
+            raise UsageError("rollback cancelled; nothing was changed")
+        return apply(repo, plan, options, op, announce)
+
+
+def make_plan(repo: Repo, name: str, options: RollbackOptions, op: audit.Operation) -> Plan:
+    """Return the plan of a rollback to snapshot `name`; raise (recording a refusal in the
+    audit trail) when it must not happen. Writes no file, index or ref."""
     timings: dict[str, float] = {}
     check_repository_state(repo)
     workdir = repo.workdir
@@ -774,7 +811,6 @@ def rollback(
     target = snapshot_tree(repo, snap)
     paths = normalize_paths(workdir, options.paths)
     check_paths_exist(workdir, target, paths, snap)
-    raw_paths = [os.fsencode(p) for p in paths]
     recorded = read_recorded_state(repo, snap)
     if options.commit and recorded is not None:
         raise UsageError(
@@ -785,7 +821,7 @@ def rollback(
     worktree.fetch_missing(repo, [str(target.id)])
 
     mark = time.monotonic()
-    policy = _verify(repo, snap) if options.verify else None
+    policy = _verify(repo, snap, op) if options.verify else None
     timings["verify"] = time.monotonic() - mark
 
     mark = time.monotonic()
@@ -797,24 +833,69 @@ def rollback(
                 repo, recorded.restore_tree, f"the files recorded by snapshot {snap.id}"
             )
     timings["check_tree"] = time.monotonic() - mark
-    index_source = "snapshot tree" if recorded is None else f"Govsnap-Index {recorded.index_commit}"
+    return Plan(snap, str(target.id), paths, recorded, policy, timings)
 
-    if options.dry_run:
-        return _dry_run(
-            repo,
-            snap,
-            str(target.id),
-            raw_paths,
-            options,
-            recorded,
-            policy,
-            index_source,
-            started,
-            timings,
-        )
-    if confirm is not None and not confirm(snap):
-        raise UsageError("rollback cancelled; nothing was changed")
 
+def _result(
+    plan: Plan, changes: RollbackPlan, options: RollbackOptions, op: audit.Operation, **done: Any
+) -> RollbackResult:
+    """Return what a rollback did (`done`: its safety snapshot, undo, commit, warnings,
+    blocked), or with --dry-run would do."""
+    return RollbackResult(
+        snapshot=plan.snapshot,
+        plan=changes,
+        dry_run=options.dry_run,
+        verified=options.verify,
+        paths=plan.paths,
+        index_source=plan.index_source,
+        seconds=op.seconds,
+        timings=plan.timings,
+        **done,
+    )
+
+
+@dataclass(frozen=True)
+class _Transition:
+    """What applying a plan to the captured state does, worked out before anything is
+    written: the transition, the tree --commit commits, how the policy file changes."""
+
+    prepared: Prepared
+    committed: str | None
+    policy_change: str | None
+    refusal: str | None  # why the rollback must not happen: it changes the trust policy
+    # unasked, or its undo could not be honoured
+
+
+def _transition(repo: Repo, plan: Plan, options: RollbackOptions, capture: Capture) -> _Transition:
+    """Return the transition from the captured state to the plan's."""
+    paths = plan.raw_paths
+    prepared = _prepare(repo, capture, plan.tree, paths)
+    committed = _committed_tree(repo, plan.tree, paths) if options.commit else None
+    change = _policy_change(repo, prepared, options, committed)
+    refusal = None
+    if change is not None and not options.allow_policy_change:
+        refusal = _policy_refusal(change)
+    else:
+        try:
+            _check_undo(repo, plan.snapshot, options, plan.policy, committed, change)
+        except UsageError as exc:
+            refusal = exc.message
+    return _Transition(prepared, committed, change, refusal)
+
+
+def apply(
+    repo: Repo,
+    plan: Plan,
+    options: RollbackOptions,
+    op: audit.Operation,
+    announce: Announce | None = None,
+) -> RollbackResult:
+    """Carry out `plan`: capture the working tree under the index lock, take the safety
+    snapshot (and `announce` it), then let git check the target out, write what the
+    snapshot recorded byte for byte, install the index, and commit with --commit."""
+    snap, paths, recorded = plan.snapshot, plan.raw_paths, plan.recorded
+    timings = plan.timings
+    workdir = repo.workdir
     with (
         worktree.IndexLock(repo) as lock,
         worktree.captured(repo, safety=True) as capture,
@@ -825,12 +906,10 @@ def rollback(
         if lock.took_over:
             warnings.append("took over the index lock a killed govsnap left behind")
         mark = time.monotonic()
-        prepared = _prepare(repo, capture, str(target.id), raw_paths)
-        committed = _committed_tree(repo, str(target.id), raw_paths) if options.commit else None
-        change = _policy_change(repo, prepared, options, committed)
-        if change is not None and not options.allow_policy_change:
-            raise UsageError(_policy_refusal(change))
-        _check_undo(repo, snap, options, policy, committed, change)
+        step = _transition(repo, plan, options, capture)
+        if step.refusal is not None:
+            raise UsageError(step.refusal)
+        prepared = step.prepared
         worktree.check_blobs(
             repo,
             (
@@ -856,15 +935,14 @@ def rollback(
             )
 
         mark = time.monotonic()
-        safety = _take_safety_snapshot(repo, snap, capture, raw, empty)
-        undo = _undo_command(safety.id, options, change)
+        safety = _take_safety_snapshot(repo, op, snap, capture, raw, empty)
+        undo = _undo_command(safety.id, options, step.policy_change)
         if announce is not None:
             announce(safety, undo)
         timings["safety_snapshot"] = time.monotonic() - mark
 
-        identity = repo.committer()
         arguments = {
-            "paths": list(paths),
+            "paths": list(plan.paths),
             "commit": options.commit,
             "verify": options.verify,
             "safety_snapshot": safety.id,
@@ -880,52 +958,41 @@ def rollback(
                 recurse_submodules=options.recurse_submodules,
             )
             if recorded is not None:
-                _write_raw(
-                    repo, (f for f in recorded.raw_files if worktree.covered(f.path, raw_paths))
-                )
+                _write_raw(repo, (f for f in recorded.raw_files if worktree.covered(f.path, paths)))
                 worktree.make_directories(
                     workdir,
-                    (p for p in recorded.empty_directories if worktree.covered(p, raw_paths)),
+                    (p for p in recorded.empty_directories if worktree.covered(p, paths)),
                 )
             final = _final_index(
                 repo,
                 capture,
                 recorded,
                 None if recorded is not None and not recorded_index.exists() else recorded_index,
-                raw_paths,
+                paths,
                 scratch,
             )
             lock.replace_index(final)
             timings["checkout"] = time.monotonic() - mark
-            if committed is not None:
+            if step.committed is not None:
                 mark = time.monotonic()
-                commit = _commit_rollback(repo, snap, committed, safety)
+                commit = _commit_rollback(repo, snap, step.committed, safety)
                 timings["commit"] = time.monotonic() - mark
         except Exception as exc:
-            _failed(repo, snap, safety, undo, identity, arguments, exc, started)
-    seconds = time.monotonic() - started
-    where = f" ({', '.join(paths)})" if paths else ""
-    audit.append(
-        repo,
-        "rollback",
+            _failed(op, snap, safety, undo, arguments, exc)
+    where = f" ({', '.join(plan.paths)})" if plan.paths else ""
+    op.record(
         f"rolled back to {snap.id}{where}; safety snapshot {safety.id}",
         snapshots=[snap.id, safety.id],
-        identity=identity,
         arguments={**arguments, "commit_oid": commit},
-        duration=seconds,
     )
-    return RollbackResult(
-        snapshot=snap,
-        plan=prepared.plan(),
-        dry_run=False,
-        verified=options.verify,
-        paths=paths,
-        index_source=index_source,
+    return _result(
+        plan,
+        prepared.plan(),
+        options,
+        op,
         safety=safety,
         undo=undo,
         commit=commit,
-        seconds=seconds,
-        timings=timings,
         warnings=tuple(warnings),
     )
 
@@ -947,14 +1014,12 @@ def _install_recorded_index(
 
 
 def _failed(
-    repo: Repo,
+    op: audit.Operation,
     snap: Snapshot,
     safety: Snapshot,
     undo: str,
-    identity: Identity,
     arguments: dict[str, Any],
     exc: Exception,
-    started: float,
 ) -> NoReturn:
     """Report a rollback that stopped after the safety snapshot: whatever stopped it, the
     way back is the safety snapshot, so say so and record it (if the disk still takes an
@@ -965,40 +1030,24 @@ def _failed(
         detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     else:
         detail = f"{type(exc).__name__}: {exc}"
-    recorded = ""
-    try:
-        audit.append(
-            repo,
-            "rollback",
-            f"rollback to {snap.id} failed",
-            snapshots=[snap.id, safety.id],
-            identity=identity,
-            arguments=arguments,
-            result=f"failed: {detail}",
-            duration=time.monotonic() - started,
-        )
-    except (GovsnapError, OSError, pygit2.GitError) as audit_exc:
-        problem = audit_exc.message if isinstance(audit_exc, GovsnapError) else str(audit_exc)
-        recorded = f" (the failure is not in the audit trail: {problem})"
+    problem = op.fail(
+        f"rollback to {snap.id} failed",
+        f"failed: {detail}",
+        snapshots=[snap.id, safety.id],
+        arguments=arguments,
+    )
+    unrecorded = "" if problem is None else f" (the failure is not in the audit trail: {problem})"
     raise EnvironmentProblem(
         f"rollback to {snap.id} failed: {detail}; the previous state is safety snapshot "
-        f"{safety.id}: undo with {undo}{recorded}"
+        f"{safety.id}: undo with {undo}{unrecorded}"
     ) from exc
 
 
 def _dry_run(
-    repo: Repo,
-    snap: Snapshot,
-    target: str,
-    paths: Sequence[bytes],
-    options: RollbackOptions,
-    recorded: RecordedState | None,
-    policy: TrustPolicy | None,
-    index_source: str,
-    started: float,
-    timings: dict[str, float],
+    repo: Repo, plan: Plan, options: RollbackOptions, op: audit.Operation
 ) -> RollbackResult:
-    """Return the plan of a rollback; writes no file, index or ref."""
+    """Return what applying `plan` would do; writes no file, index or ref."""
+    paths, recorded = plan.raw_paths, plan.recorded
     warnings: list[str] = []
     with worktree.captured(repo, safety=True) as capture:
         warnings += capture.warnings
@@ -1006,36 +1055,17 @@ def _dry_run(
             warnings.append(
                 "the index is unreadable: a rollback would keep it aside and rebuild it"
             )
-        prepared = _prepare(repo, capture, target, paths)
-        committed = _committed_tree(repo, target, paths) if options.commit else None
-        change = _policy_change(repo, prepared, options, committed)
-    blocked = None
-    if change is not None and not options.allow_policy_change:
-        blocked = _policy_refusal(change).replace(" (nothing was changed)", "")
-    else:
-        try:
-            _check_undo(repo, snap, options, policy, committed, change)
-        except UsageError as exc:
-            blocked = exc.message
+        step = _transition(repo, plan, options, capture)
+    prepared = step.prepared
+    blocked = None if step.refusal is None else step.refusal.replace(" (nothing was changed)", "")
     index_only: list[bytes] = []
     if capture.index_readable and worktree.user_index(repo).exists():
-        reference = recorded.index_tree if recorded is not None else target
+        reference = recorded.index_tree if recorded is not None else plan.tree
         args = ["--literal-pathspecs", "diff-index", "--cached", "--name-only", "-z", reference]
         if paths:
             args += ["--", *(fs_path(p) for p in paths)]
         touched = {c.path for c in prepared.changes}
         listed = worktree.git(repo, *args, index=worktree.user_index(repo))
         index_only = [p for p in listed.split(b"\0") if p and p not in touched]
-    plan = prepared.plan(worktree.ignored_files(repo, paths), index_only)
-    return RollbackResult(
-        snapshot=snap,
-        plan=plan,
-        dry_run=True,
-        verified=options.verify,
-        paths=tuple(fs_path(p) for p in paths),
-        index_source=index_source,
-        seconds=time.monotonic() - started,
-        timings=timings,
-        warnings=tuple(warnings),
-        blocked=blocked,
-    )
+    changes = prepared.plan(worktree.ignored_files(repo, paths), index_only)
+    return _result(plan, changes, options, op, warnings=tuple(warnings), blocked=blocked)

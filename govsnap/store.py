@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import re
 import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +13,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, ObjectType
 
-from govsnap import __version__, audit, notes, worktree
+from govsnap import audit, notes, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
@@ -25,11 +23,10 @@ from govsnap.errors import (
     SnapshotNotFound,
     UsageError,
 )
-from govsnap.notes import Note
+from govsnap.notes import Note, NoteView
 from govsnap.objects import (
     FORMAT_VERSION,
     ISO_UTC,
-    SNAPSHOT_REF_PREFIX,
     RefValues,
     SignedTag,
     SnapshotPayload,
@@ -46,6 +43,7 @@ from govsnap.objects import (
     write_tag,
     writing,
 )
+from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX
 from govsnap.repo import Repo
 from govsnap.signing import Signer, signer_for
 
@@ -55,6 +53,9 @@ DEFAULT_TRIGGER = "manual"
 # It captures untracked files, so it stays in this clone (push --include-safety shares it)
 # and has a retention group of its own (govsnap.safetyRetention).
 SAFETY_TRIGGER = "pre-rollback"
+# The note fields `list --json` repeats; `show --json` gives the whole note.
+LIST_NOTE_FIELDS = ("bytes", "files", "pinned", "rehearsal", "signature", "verification")
+_NO_NOTE = NoteView()
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,48 @@ class Snapshot:
     def note_data(self) -> dict[str, Any]:
         """Return the note's JSON, or an empty mapping."""
         return self.note.data if self.note else {}
+
+    @property
+    def note_view(self) -> NoteView:
+        """Return the note's fields, typed (all absent without a note)."""
+        return self.note.view if self.note else _NO_NOTE
+
+    def as_json(self, full: bool = True) -> dict[str, Any]:
+        """Return what is known about the snapshot as JSON-ready data (the whole note when
+        `full`, else the fields a listing shows)."""
+        p = self.payload
+        note = self.note_data
+        if not full:
+            note = {key: note[key] for key in LIST_NOTE_FIELDS if key in note}
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "tag": self.tag_oid,
+            "error": self.error,
+            "created": self.created_iso if p else None,
+            "signed": self.signed,
+            "signature_kind": self.signature_kind,
+            "safety": self.safety,
+            "payload": None
+            if p is None
+            else {
+                "commit": p.commit,
+                "tree": p.tree,
+                "digest": p.digest,
+                "summary": p.summary,
+                "message": p.message,
+                "trigger": p.trigger,
+                "environment": p.environment,
+                "labels": list(p.labels),
+                "source": None
+                if p.source is None
+                else {"ref": p.source.ref, "commit": p.source.commit},
+                "index_commit": p.index_commit,
+                "tagger": {"name": p.tagger.name, "email": p.tagger.email},
+            },
+            "note": note,
+            "note_error": self.note.error if self.note else None,
+        }
 
 
 def _read_snapshot(
@@ -201,8 +244,7 @@ def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, str] 
 def order_key(snap: Snapshot) -> tuple[int, int, str]:
     """Return the sort key of a snapshot: signed time, then the finer creation time the
     note records (git times have whole seconds), then id."""
-    fine = snap.note_data.get("created_ns")
-    return (snap.created, fine if isinstance(fine, int) else 0, snap.id)
+    return (snap.created, snap.note_view.created_ns or 0, snap.id)
 
 
 def filter_snapshots(
@@ -329,76 +371,6 @@ class CreateResult:
     warnings: tuple[str, ...] = ()
 
 
-def signed_copies(payload: SnapshotPayload, ident: str) -> dict[str, Any]:
-    """Return the note fields that repeat signed data, as the payload says they must be."""
-    return {
-        "format": payload.format,
-        "id": ident,
-        "commit": payload.commit,
-        "tree": payload.tree,
-        "digest": payload.digest,
-        "trigger": payload.trigger,
-        "environment": payload.environment,
-        "labels": list(payload.labels),
-        "source": (
-            None
-            if payload.source is None
-            else {"ref": payload.source.ref, "commit": payload.source.commit}
-        ),
-        "created": payload.tagger.time,
-    }
-
-
-def note_fields(
-    payload: SnapshotPayload, ident: str, digest: TreeDigest, signer: str | None, kind: str
-) -> dict[str, Any]:
-    """Return the note JSON of a new snapshot: signed fields repeated, plus figures."""
-    return {
-        **signed_copies(payload, ident),
-        "created_ns": time.time_ns(),
-        "files": digest.files,
-        "bytes": digest.bytes,
-        "artifacts": {k: {"count": v.count, "bytes": v.bytes} for k, v in digest.kinds.items()},
-        "host": socket.gethostname(),
-        "user": _user(),
-        "tool_version": __version__,
-        "signature": None if signer is None else {"kind": kind, "signer": signer},
-        "pinned": False,
-    }
-
-
-def rebuilt_note(repo: Repo, ident: str, tag_oid: str, by: str) -> dict[str, Any] | None:
-    """Return a note for snapshot `ident` rebuilt from what its tag proves, marked as
-    rebuilt `by` ("govsnap doctor", "govsnap fetch"); None when the tag is unreadable.
-
-    Where and by whom the snapshot was made, and its sub-second creation time, are
-    unknown and left out: the rebuilder's own would make the snapshot the newest of its
-    second, and a prune would then keep it instead of a newer one.
-    """
-    from govsnap.signing import verify_signature
-
-    try:
-        tag = read_tag(repo, tag_oid)
-        payload = SnapshotPayload.parse(tag.payload)
-        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo), fmt=payload.format)
-    except CorruptObject:
-        return None
-    sig = verify_signature(repo, tag)
-    signer = sig.signer if sig.valid else None
-    data = note_fields(payload, ident, digest, signer, tag.signature_kind)
-    for unknown in ("created_ns", "host", "user"):
-        del data[unknown]
-    data["rebuilt_by"] = by
-    return data
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 def default_environment(repo: Repo) -> str:
     """Return `govsnap.environment`, or 'default'."""
     return repo.config_str("govsnap.environment") or DEFAULT_ENVIRONMENT
@@ -418,18 +390,17 @@ def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
 def create(repo: Repo, options: CreateOptions) -> CreateResult:
     """Capture, sign and record a snapshot: commit, tag, ref, note, audit entry in that order."""
     # Its objects are written long before a ref names them: `prune --now` must wait.
-    with writing(repo):
-        return _create(repo, options)
+    with writing(repo), audit.operation(repo, "create") as op:
+        return _create(repo, options, op)
 
 
-def _create(repo: Repo, options: CreateOptions) -> CreateResult:
-    started = time.monotonic()
+def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateResult:
     trigger = validate_name("trigger", options.trigger)
     environment = validate_name("environment", options.environment or default_environment(repo))
     labels = tuple(dict.fromkeys(validate_name("label", label) for label in options.labels))
     message = validate_message(options.message)
     signer = require_signer(repo, options.unsigned)
-    identity = repo.committer()
+    identity = op.identity
     ahead = identity.time - int(time.time())
     if ahead > audit.configured_skew(repo):
         raise UsageError(
@@ -467,7 +438,7 @@ def _create(repo: Repo, options: CreateOptions) -> CreateResult:
             fmt = newest.payload.format
             same = digest if fmt == FORMAT_VERSION else digest_tree(repo, tree, cache, fmt=fmt)
             if newest.payload.digest == same.digest:
-                return CreateResult(newest, False, digest, time.monotonic() - started, warnings)
+                return CreateResult(newest, False, digest, op.seconds, warnings)
 
     where = _short_ref(ref_name) + (f"@{str(commit.id)[:7]}" if commit else " (unborn)")
     summary = f"govsnap snapshot of {where} ({trigger}, {environment})"
@@ -504,27 +475,23 @@ def _create(repo: Repo, options: CreateOptions) -> CreateResult:
     tag_oid = write_tag(repo, tag)
     ident = snapshot_id(body)
     ref = SNAPSHOT_REF_PREFIX + ident
-    note = note_fields(
+    note = notes.note_fields(
         payload,
         ident,
         digest,
         signature.signer if signature else None,
         signature.kind if signature else "none",
     )
-    seconds = time.monotonic() - started
-    entry = audit.EntryWriter(
-        repo,
-        "create",
+    seconds = op.seconds
+    entry = op.writer(
         f"snapshot {ident} of {where}",
         snapshots=[ident],
-        identity=identity,
         arguments={
             "trigger": trigger,
             "environment": environment,
             "labels": list(labels),
             **options.audit_context,
         },
-        duration=seconds,
     )
 
     def record(current: RefValues) -> RefValues:
@@ -532,17 +499,15 @@ def _create(repo: Repo, options: CreateOptions) -> CreateResult:
             raise UsageError(f"{ref} already exists with another object")
         return {
             ref: tag_oid,
-            notes.NOTES_REF: notes.commit_on(
-                repo, current[notes.NOTES_REF], {str(tag_oid): lambda _old: note}, identity
+            NOTES_REF: notes.commit_on(
+                repo, current[NOTES_REF], {str(tag_oid): lambda _old: note}, identity
             ),
-            audit.AUDIT_REF: entry.commit_on(current[audit.AUDIT_REF]),
+            AUDIT_REF: entry.commit_on(current[AUDIT_REF]),
         }
 
     # The ref, its note and its audit entry appear together or not at all (the audit
     # entry first should git itself be killed half-way, see update_refs).
-    update_refs(
-        repo, [audit.AUDIT_REF, notes.NOTES_REF, ref], record, message=f"govsnap: create {ident}"
-    )
+    update_refs(repo, [AUDIT_REF, NOTES_REF, ref], record, message=f"govsnap: create {ident}")
     snapshot = Snapshot(ident, str(tag_oid), payload, tag.signature_kind, Note(note))
     return CreateResult(snapshot, True, digest, seconds, warnings)
 

@@ -27,6 +27,7 @@ import pygit2
 
 from govsnap.errors import CheckFailed, UsageError
 from govsnap.objects import ref_target, update_ref
+from govsnap.refs import verified_policy_ref
 from govsnap.repo import Repo
 from govsnap.signing import KeySet, SignatureVerifier, signer_for, ssh_key_fingerprint
 
@@ -34,8 +35,6 @@ POLICY_PATH = ".govsnap/trust.toml"
 # Detached signatures over the bytes of the committed trust.toml, one per file: approvals
 # of a policy change by signers other than (or besides) the commit's own signer.
 APPROVALS_DIR = ".govsnap/approvals"
-# Where each clone remembers the policy commit it verified last, per policy ref.
-VERIFIED_PREFIX = "refs/govsnap-verified/policy/"
 FORMAT_VERSION = 1
 OPERATIONS = ("create", "rollback", "prune", "pin", "policy")
 WILDCARD = "*"
@@ -564,11 +563,6 @@ def configured_anchor(repo: Repo) -> Anchor:
     return Anchor(tuple(keys), commit.lower() if commit else None)
 
 
-def remembered_ref(name: str) -> str:
-    """Return the ref under which a clone remembers the policy commit of `name` it verified."""
-    return VERIFIED_PREFIX + name
-
-
 def _short(oid: pygit2.Oid | str) -> str:
     return str(oid)[:12]
 
@@ -653,7 +647,7 @@ def policy_at(
     """Return the trust policy of ref `name` were it at commit `tip` (None: deleted),
     verified back to its anchor (see load_policy): what a server asks of a push to the
     policy's ref before it lands."""
-    memory = remembered_ref(name)
+    memory = verified_policy_ref(name)
     known = ref_target(repo, memory)
     blob = None if tip is None else _policy_blob(repo, tip)
     if tip is None or blob is None:

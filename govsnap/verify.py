@@ -21,7 +21,7 @@ from govsnap.errors import CorruptObject, GovsnapError, UsageError
 from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
 from govsnap.repo import Identity, Repo
 from govsnap.signing import SignatureCheck, SignatureVerifier
-from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, signed_copies
+from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, missing_policy, require_trust
 
 CHECKS = ("id", "tag", "signature", "trust", "digest", "objects", "note")
@@ -407,7 +407,7 @@ class _Checker:
             return CheckResult("note", False, f"tampered metadata: {note.error}")
         if payload is None:
             return CheckResult("note", False, "cannot compare: the tag is malformed")
-        expected = signed_copies(payload, ident)
+        expected = notes.signed_copies(payload, ident)
         wrong = [
             f"{key} (note {_short(repr(note.data[key]))}, signed {_short(repr(value))})"
             for key, value in expected.items()
@@ -563,7 +563,19 @@ def run(
 ) -> VerifyReport:
     """Verify the selected snapshots, record each verdict in its note and append an
     audit entry; return the report (the caller decides the exit code)."""
-    started = time.monotonic()
+    with audit.operation(repo, "verify") as op:
+        return _run(repo, op, names, all_, environment, deep, jobs)
+
+
+def _run(
+    repo: Repo,
+    op: audit.Operation,
+    names: Sequence[str],
+    all_: bool,
+    environment: str | None,
+    deep: bool,
+    jobs: int | None,
+) -> VerifyReport:
     snaps = select(repo, names, all_, environment)
     policy = load_policy(repo)
     # A partial clone fetches the blobs the digest reads, as git would on demand; when it
@@ -572,32 +584,22 @@ def run(
         worktree.fetch_missing(repo, [s.payload.tree for s in snaps if s.payload is not None])
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     results = verify_snapshots(repo, snaps, deep=deep, policy=policy, jobs=workers)
-    seconds = time.monotonic() - started
     report = VerifyReport(
         tuple(results),
-        seconds,
+        op.seconds,
         policy.source if policy else None,
         deep,
         policy.anchor if policy else "",
     )
     if results:
-        identity = repo.committer()
         passed = len(results) - report.failed
-        entry = audit.EntryWriter(
-            repo,
-            "verify",
+        # The verdicts in the notes and the audit entry are written together.
+        op.record(
             f"{len(results)} snapshot(s): {passed} passed, {report.failed} failed",
             snapshots=[r.id for r in results],
-            identity=identity,
             arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
             result="pass" if report.ok else "fail",
-            duration=time.monotonic() - started,
-        )
-        # The verdicts in the notes and the audit entry are written together.
-        audit.append_with_notes(
-            repo,
-            entry,
-            verdict_mutations(snaps, results, identity),
-            "Verification recorded by 'govsnap verify'",
+            notes=verdict_mutations(snaps, results, op.identity),
+            notes_message="Verification recorded by 'govsnap verify'",
         )
     return report

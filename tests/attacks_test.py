@@ -612,7 +612,8 @@ def test_attack_9_prune_now_waits_for_an_append_in_flight(
 
     def append() -> None:
         handle = open_repo(repo)
-        audit_module.append(handle, "verify", "racing entry", identity=handle.committer())
+        entry = audit_module.Entry("verify", "racing entry", handle.committer())
+        audit_module.append(handle, entry)
         finished.append(time.time())
 
     audit_module.EntryWriter.commit_on = slow_commit_on  # type: ignore[method-assign]

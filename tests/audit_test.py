@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from govsnap.audit import AUDIT_REF, EMPTY_TREE, parse_time
+from govsnap.audit import EMPTY_TREE, parse_time
 from govsnap.errors import UsageError
+from govsnap.refs import AUDIT_REF
 from tests.conftest import Cli, MakeRepo, SSHKey, git
 
 NOW = datetime(2026, 3, 10, 15, 30, 0, tzinfo=UTC)

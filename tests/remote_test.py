@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from govsnap import notes
-from govsnap.remote import merge_note
+from govsnap.notes import merge_note
 from govsnap.repo import open_repo
 from tests.conftest import Cli, Keys, MakeRepo, git, git_bytes, snapshot_ids, write_files
 from tests.tamper import gpg_sign, policy_text
