@@ -359,6 +359,13 @@ class AuditEntry:
         """Return the recorded result ('?' when absent)."""
         return str(self.body.get("result", "?"))
 
+    @property
+    def actor(self) -> str:
+        """Return who the body says acted (an e-mail address), else the committer."""
+        actor = self.body.get("actor")
+        email = actor.get("email") if isinstance(actor, dict) else None
+        return str(email or self.committer)
+
     def as_json(self) -> dict[str, Any]:
         """Return the entry as JSON-ready data."""
         return {
@@ -474,6 +481,17 @@ def entries_of(
 
 
 @dataclass(frozen=True)
+class AuditListing:
+    """The entries `govsnap audit` shows, newest first."""
+
+    entries: tuple[AuditEntry, ...]
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """Return the entries as JSON-ready data."""
+        return [e.as_json() for e in self.entries]
+
+
+@dataclass(frozen=True)
 class AuditFilter:
     """Which entries `govsnap audit` shows; None means no restriction."""
 
@@ -481,6 +499,24 @@ class AuditFilter:
     until: int | None = None
     operation: str | None = None
     snapshot: str | None = None
+
+
+def listing(repo: Repo, wanted: AuditFilter) -> AuditListing:
+    """Return the entries of the chain `wanted` selects, newest first."""
+    return AuditListing(tuple(select(read_chain(repo), wanted)))
+
+
+def filter_of(
+    since: str | None, until: str | None, operation: str | None, snapshot: str | None
+) -> AuditFilter:
+    """Return the filter of `govsnap audit`'s options (times as parse_time reads them)."""
+    now = datetime.now().astimezone()
+    return AuditFilter(
+        since=None if since is None else parse_time(since, now),
+        until=None if until is None else parse_time(until, now),
+        operation=operation,
+        snapshot=snapshot,
+    )
 
 
 def select(entries: Sequence[AuditEntry], wanted: AuditFilter) -> list[AuditEntry]:
@@ -571,6 +607,11 @@ class AuditReport:
                 {"commit": p.commit, "kind": p.kind, "message": p.message} for p in self.problems
             ],
         }
+
+    def check(self) -> None:
+        """Raise CheckFailed when a problem was found."""
+        if not self.ok:
+            raise CheckFailed(f"the audit trail has {len(self.problems)} problem(s)")
 
 
 def configured_skew(repo: Repo) -> int:

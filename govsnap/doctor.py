@@ -9,13 +9,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 
 from govsnap import audit, notes, worktree
 from govsnap.digest import DigestCache
-from govsnap.errors import CorruptObject, GovsnapError
+from govsnap.errors import CheckFailed, CorruptObject, GovsnapError
 from govsnap.objects import (
     SnapshotPayload,
     delete_ref,
@@ -41,18 +41,42 @@ QUARANTINE_LOG = "quarantine.log"
 BY = "govsnap doctor"
 
 
+FindingKind = Literal[
+    "stale-lock",
+    "torn-cache",
+    "broken-ref",
+    "dangling-snapshot-ref",
+    "orphan-note",
+    "missing-note",
+    "killed-rollback-lock",
+    "leftover-index",
+    "capture-blocked",
+    "unreadable-index",
+    "dangling-audit",
+    "truncated-audit",
+    "rewritten-audit",
+]
+
+
 @dataclass(frozen=True)
 class Finding:
     """One inconsistency: what it is, where, and how --fix repairs it (None: it cannot)."""
 
-    # stale-lock, torn-cache, broken-ref, dangling-snapshot-ref, orphan-note, missing-note,
-    # killed-rollback-lock, leftover-index, capture-blocked, unreadable-index,
-    # dangling-audit, truncated-audit, rewritten-audit
-    kind: str
+    kind: FindingKind
     subject: str
     problem: str
     fix: str | None
     fixed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the finding as JSON-ready data."""
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "problem": self.problem,
+            "fix": self.fix,
+            "fixed": self.fixed,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,6 +91,25 @@ class DoctorReport:
     def ok(self) -> bool:
         """Return True when nothing is left to repair."""
         return all(f.fixed for f in self.findings)
+
+    @property
+    def left(self) -> list[Finding]:
+        """Return the findings not repaired."""
+        return [f for f in self.findings if not f.fixed]
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "ok": self.ok,
+            "fix": self.fix,
+            "dry_run": self.dry_run,
+            "findings": [f.as_json() for f in self.findings],
+        }
+
+    def check(self) -> None:
+        """Raise CheckFailed while problems remain."""
+        if not self.ok:
+            raise CheckFailed(f"{len(self.left)} problem(s) found and not repaired")
 
 
 def stale_lock_seconds(repo: Repo) -> int:

@@ -227,8 +227,15 @@ class HooksReport:
         }
 
 
-def select_hooks(pre_push: bool, post_merge: bool, all_: bool, server: bool) -> list[str]:
-    """Return the hooks the flags name; pre-push alone when none is given."""
+def select_hooks(
+    pre_push: bool,
+    post_merge: bool,
+    all_: bool,
+    server: bool,
+    *,
+    default: Sequence[str] = ("pre-push",),
+) -> list[str]:
+    """Return the hooks the flags name; `default` when none is given."""
     names = []
     if pre_push or all_:
         names.append("pre-push")
@@ -236,7 +243,7 @@ def select_hooks(pre_push: bool, post_merge: bool, all_: bool, server: bool) -> 
         names.append("post-merge")
     if server:
         names.append("pre-receive")
-    return names or ["pre-push"]
+    return names or list(default)
 
 
 def install(

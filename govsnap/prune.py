@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import pygit2
 from pygit2.enums import FileMode, SortMode
 
 from govsnap import audit, notes
-from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
+from govsnap.errors import CheckFailed, Declined, EnvironmentProblem, UsageError
 from govsnap.objects import RefValues, collecting, update_refs
 from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX
 from govsnap.repo import Repo, scrubbed_env
@@ -155,6 +155,8 @@ class PrunePlan:
     # ("config" or "default").
     safety_policy: RetentionPolicy | None = None
     safety_source: str = ""
+    # With --dry-run: the bytes the removed snapshots alone hold (see reclaimable_bytes).
+    reclaimable: int | None = None
 
     @property
     def has_safety(self) -> bool:
@@ -195,8 +197,8 @@ class PrunePlan:
             return f"remove the snapshot(s) named with --id: {', '.join(self.options.ids)}"
         return self.policy.describe()
 
-    def as_json(self, reclaimable: int | None = None) -> dict[str, Any]:
-        """Return the plan as JSON-ready data (`reclaimable`: bytes, for a dry run)."""
+    def as_json(self) -> dict[str, Any]:
+        """Return the plan as JSON-ready data."""
         return {
             "dry_run": True,
             "policy": self.policy.as_json() if self.policy else None,
@@ -212,7 +214,7 @@ class PrunePlan:
             "snapshots": [d.as_json() for d in self.decisions],
             "kept": len(self.kept),
             "removed": len(self.removed),
-            "reclaimable_bytes": reclaimable,
+            "reclaimable_bytes": self.reclaimable,
         }
 
 
@@ -230,6 +232,26 @@ def pinned_ids(repo: Repo) -> frozenset[str]:
     """Return the ids of the pinned snapshots, as the audit trail's authorised entries
     say: the note's `pinned` is a display copy anyone can edit, and decides nothing."""
     return audit.decisions(repo, load_policy(repo)).pinned
+
+
+def run(
+    repo: Repo,
+    options: PruneOptions,
+    confirm: Callable[[PrunePlan], bool] | None = None,
+    announce: Callable[[PrunePlan], None] | None = None,
+) -> PrunePlan | PruneResult:
+    """Prune as `options` say: with `dry_run`, return the plan and the space it would
+    reclaim; else check the trust policy allows it, ask `confirm` when it removes
+    anything (a no raises Declined), tell `announce`, and carry it out."""
+    the_plan = plan(repo, options)
+    if options.dry_run:
+        return replace(the_plan, reclaimable=reclaimable_bytes(repo, the_plan))
+    authorize(repo, the_plan)
+    if the_plan.removed and confirm is not None and not confirm(the_plan):
+        raise Declined("prune cancelled: nothing was removed")
+    if announce is not None:
+        announce(the_plan)
+    return execute(repo, the_plan, authorized=True)
 
 
 def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
@@ -651,6 +673,10 @@ class PinResult:
     snapshot: str
     pinned: bool
     changed: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """Return what pin / unpin did as JSON-ready data."""
+        return {"id": self.snapshot, "pinned": self.pinned, "changed": self.changed}
 
 
 def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:

@@ -24,7 +24,6 @@ the policy that would admit it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,13 +45,12 @@ from govsnap.refs import (
 from govsnap.repo import Repo
 from govsnap.store import Snapshot
 from govsnap.trust import TrustPolicy, load_policy, policy_at, policy_ref
+from govsnap.verify import Check, record_received, verify_snapshots
 
 ZERO_OID = "0" * 40
 # Notes are not signed and the server does not see them with the tag: every other check
 # of `govsnap verify` must pass for a snapshot to be accepted.
-_RECEIVE_CHECKS = ("id", "tag", "signature", "trust", "digest", "objects")
-# Where the server records when it first accepted each snapshot (one JSON line each).
-RECEIVED_LOG = "received.log"
+_RECEIVE_CHECKS = tuple(c for c in Check if c is not Check.NOTE)
 
 
 @dataclass(frozen=True)
@@ -256,8 +254,6 @@ def _pushed_snapshot(repo: Repo, ref: str, oid: str) -> Snapshot:
 
 
 def _judge_snapshots(push: _Push, indexes: Sequence[int]) -> None:
-    from govsnap.verify import verify_snapshots
-
     creations: list[int] = []
     for i in indexes:
         update = push.updates[i]
@@ -299,35 +295,9 @@ def _judge_snapshots(push: _Push, indexes: Sequence[int]) -> None:
         if failed:
             push.decide(i, False, "; ".join(failed))
         else:
-            push.decide(i, True, f"verified, {result.check('trust').message}")
+            push.decide(i, True, f"verified, {result.check(Check.TRUST).message}")
             received.append(snap.id)
     record_received(push.repo, received, push.now)
-
-
-def record_received(repo: Repo, ids: Sequence[str], when: int) -> None:
-    """Record when the server first accepted each snapshot: where the signature carries
-    no time (SSH), the earliest time the server knows the snapshot existed."""
-    if not ids:
-        return
-    with (repo.state_dir / RECEIVED_LOG).open("a") as fh:
-        for ident in ids:
-            fh.write(json.dumps({"id": ident, "time": when}) + "\n")
-
-
-def received_times(repo: Repo) -> dict[str, int]:
-    """Return snapshot id -> when the server first accepted it (empty on a clone)."""
-    path = repo.state_dir / RECEIVED_LOG
-    found: dict[str, int] = {}
-    if not repo.is_bare or not path.is_file():
-        return found
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-            ident, when = str(record["id"]), int(record["time"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        found[ident] = min(when, found.get(ident, when))
-    return found
 
 
 def add_quarantine(repo: Repo, env: Mapping[str, str]) -> None:

@@ -27,7 +27,7 @@ from pygit2.enums import ConfigLevel
 
 from govsnap import __version__, audit, notes, worktree
 from govsnap.digest import CACHE_NAME, CURRENT_FORMAT, DigestCache, digest_tree
-from govsnap.errors import CorruptObject, GovsnapError, UsageError
+from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.repo import Repo
 from govsnap.rollback import RecordedState, RollbackOptions, read_recorded_state, rollback
 from govsnap.safepaths import find_unsafe
@@ -98,6 +98,13 @@ class RehearsalReport:
     def failed_gates(self) -> list[str]:
         """Return the names of the gates that failed."""
         return [g.name for g in self.gates if not g.passed]
+
+    def check(self) -> None:
+        """Raise CheckFailed unless every gate passed."""
+        if not self.passed:
+            raise CheckFailed(
+                f"rehearsal of {self.snapshot} failed: {', '.join(self.failed_gates)}"
+            )
 
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""

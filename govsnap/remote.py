@@ -639,6 +639,12 @@ class PushReport:
             "seconds": round(self.seconds, 6),
         }
 
+    def check(self) -> None:
+        """Raise CheckFailed when the fetch that came first left snapshots out (see
+        FetchReport.check)."""
+        if self.fetched is not None:
+            self.fetched.check()
+
 
 @dataclass(frozen=True)
 class _PushedRef:

@@ -142,6 +142,11 @@ class RollbackResult:
             "blocked": self.blocked,
         }
 
+    def check(self) -> None:
+        """Raise UsageError when the rollback a dry run planned would be refused."""
+        if self.blocked is not None:
+            raise UsageError(self.blocked)
+
 
 Confirm = Callable[[Snapshot], bool]
 # Told the safety snapshot and the undo command as soon as they exist, before the

@@ -200,6 +200,15 @@ def collect(repo: Repo, now: int | None = None) -> Stats:
     )
 
 
+def run(repo: Repo, prometheus: Path | None = None) -> Stats:
+    """Return the repository's figures, also written to the Prometheus textfile
+    `prometheus` when one is named."""
+    figures = collect(repo)
+    if prometheus is not None:
+        write_textfile(prometheus, prometheus_text(figures))
+    return figures
+
+
 # --- Prometheus text format -----------------------------------------------------------------
 
 

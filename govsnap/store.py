@@ -8,7 +8,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, ObjectType
@@ -247,6 +247,24 @@ def order_key(snap: Snapshot) -> tuple[int, int, str]:
     return (snap.created, snap.note_view.created_ns or 0, snap.id)
 
 
+@dataclass(frozen=True)
+class SnapshotListing:
+    """The snapshots `list` shows, newest first."""
+
+    snapshots: tuple[Snapshot, ...]
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """Return the listing as JSON-ready data: the fields a listing shows."""
+        return [s.as_json(full=False) for s in self.snapshots]
+
+
+def listing(
+    repo: Repo, environment: str | None = None, labels: list[str] | None = None
+) -> SnapshotListing:
+    """Return the snapshots of `environment` carrying every label in `labels`."""
+    return SnapshotListing(tuple(filter_snapshots(list_snapshots(repo), environment, labels)))
+
+
 def filter_snapshots(
     snaps: list[Snapshot], environment: str | None = None, labels: list[str] | None = None
 ) -> list[Snapshot]:
@@ -369,6 +387,16 @@ class CreateResult:
     digest: TreeDigest
     seconds: float
     warnings: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        """Return what `create` did as JSON-ready data."""
+        return {
+            "created": self.created,
+            "seconds": round(self.seconds, 6),
+            "hashed_blobs": self.digest.hashed_blobs,
+            "snapshot": self.snapshot.as_json(),
+            "warnings": list(self.warnings),
+        }
 
 
 def default_environment(repo: Repo) -> str:
@@ -515,18 +543,71 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
 # --- diff ------------------------------------------------------------------------------
 
 
+ChangeStatus = Literal["added", "removed", "modified"]
+
+
 @dataclass(frozen=True)
 class FileChange:
     """One path that differs between two states."""
 
-    status: str  # "added", "removed", "modified"
+    status: ChangeStatus
     path: str
     additions: int
     deletions: int
     binary: bool
 
+    def as_json(self) -> dict[str, Any]:
+        """Return the change as JSON-ready data."""
+        return {
+            "status": self.status,
+            "path": self.path,
+            "additions": self.additions,
+            "deletions": self.deletions,
+            "binary": self.binary,
+        }
 
-_STATUS = {
+
+@dataclass(frozen=True)
+class SnapshotDiff:
+    """What differs between a snapshot and another snapshot or the working tree."""
+
+    old: str  # the snapshot compared from
+    new: str  # the snapshot compared to, or "working tree"
+    changes: tuple[FileChange, ...]
+
+    def paths(self, status: ChangeStatus) -> list[str]:
+        """Return the paths changed with `status`."""
+        return [c.path for c in self.changes if c.status == status]
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the diff as JSON-ready data."""
+        return {
+            "from": self.old,
+            "to": self.new,
+            "added": self.paths("added"),
+            "removed": self.paths("removed"),
+            "modified": self.paths("modified"),
+            "files": [c.as_json() for c in self.changes],
+        }
+
+
+def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
+    """Return what changed from snapshot `old` to snapshot `new`, or to the working tree
+    as `create` would capture it (new None)."""
+    snaps = list_snapshots(repo)
+    a = resolve(repo, old, snaps)
+    old_tree = snapshot_tree(repo, a)
+    if new is None:
+        label = "working tree"
+        new_tree = repo.git[worktree.capture_tree(repo)]
+        assert isinstance(new_tree, pygit2.Tree)
+    else:
+        b = resolve(repo, new, snaps)
+        label, new_tree = b.id, snapshot_tree(repo, b)
+    return SnapshotDiff(a.id, label, tuple(diff_trees(repo, old_tree, new_tree)))
+
+
+_STATUS: dict[DeltaStatus, ChangeStatus] = {
     DeltaStatus.ADDED: "added",
     DeltaStatus.DELETED: "removed",
     DeltaStatus.MODIFIED: "modified",

@@ -95,6 +95,19 @@ class TrustedSigner:
         """Return True when this signer may perform `operation`."""
         return WILDCARD in self.operations or operation in self.operations
 
+    def as_json(self) -> dict[str, Any]:
+        """Return the signer as JSON-ready data (whether its public key is carried)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "identity": self.identity,
+            "environments": list(self.environments),
+            "operations": list(self.operations),
+            "description": self.description,
+            "line": self.line,
+            "public_key": self.kind == "ssh" or bool(self.public_key),
+        }
+
 
 @dataclass(frozen=True)
 class TrustDecision:
@@ -847,6 +860,28 @@ class PolicyStatus:
     policy: TrustPolicy | None
     require_trust: bool
     uncommitted_edit: bool  # the working-tree file differs from the committed one
+    absence: str = ""  # why there is no policy, and how to write one
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the policy looked at as JSON-ready data."""
+        policy = self.policy
+        return {
+            "source": self.source,
+            "present": policy is not None,
+            "valid": True,
+            "require_trust": self.require_trust,
+            "uncommitted_edit": self.uncommitted_edit,
+            "version": None if policy is None else policy.version,
+            "policy_threshold": None if policy is None else policy.threshold,
+            "commit": None if policy is None else policy.commit,
+            "anchor": None if policy is None else policy.anchor,
+            "signers": [] if policy is None else [s.as_json() for s in policy.signers],
+        }
+
+    def check(self) -> None:
+        """Raise CheckFailed when there is no policy and one is required."""
+        if self.policy is None and self.require_trust:
+            raise CheckFailed(f"every snapshot fails the trust check: {self.absence}")
 
 
 def status(repo: Repo, ref: str | None = None, file: Path | None = None) -> PolicyStatus:
@@ -866,4 +901,5 @@ def status(repo: Repo, ref: str | None = None, file: Path | None = None) -> Poli
         on_disk = repo.workdir / POLICY_PATH
         current = on_disk.read_bytes() if on_disk.is_file() else None
         edited = current != data
-    return PolicyStatus(source, policy, require_trust(repo), edited)
+    absence = "" if policy is not None else missing_policy(repo, ref)
+    return PolicyStatus(source, policy, require_trust(repo), edited, absence)

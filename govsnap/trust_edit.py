@@ -21,7 +21,7 @@ import tomlkit.items
 from govsnap.errors import SigningError, UsageError
 from govsnap.objects import validate_name
 from govsnap.repo import Repo
-from govsnap.signing import primary_fingerprints, signer_for, ssh_key_fingerprint
+from govsnap.signing import SSHSigner, primary_fingerprints, signer_for, ssh_key_fingerprint
 from govsnap.trust import (
     APPROVALS_DIR,
     OPERATIONS,
@@ -223,17 +223,29 @@ def remove_signer(repo: Repo, name: str, *, dry_run: bool = False) -> PolicyEdit
     return _write(repo, doc, False, dry_run, _committed_version(repo))
 
 
+def own_key(repo: Repo) -> str:
+    """Return the key this clone signs with as the policy names it: an SSH public key
+    line, or an OpenPGP fingerprint (the one a signature by it reports)."""
+    signer = signer_for(repo)
+    if signer is None:
+        raise SigningError("no signing key is configured: pass --key, or run govsnap init")
+    if isinstance(signer, SSHSigner):
+        return signer.public_key()
+    return signer.sign(b"govsnap trust init\n").signer
+
+
 def init_policy(
     repo: Repo,
     name: str,
-    key: str,
+    key: str | None,
     *,
     environments: Sequence[str] = (WILDCARD,),
     operations: Sequence[str] = (WILDCARD,),
     dry_run: bool = False,
 ) -> PolicyEdit:
     """Write a new policy naming one signer (who may do `operations`, changing the policy
-    included by default), and its approval; refuse when a policy file exists."""
+    included by default), and its approval; refuse when a policy file exists. `key`
+    None: the key this clone signs with."""
     path = _policy_path(repo)
     if path.exists() or policy_blob(repo)[1] is not None:
         raise UsageError(
@@ -243,7 +255,7 @@ def init_policy(
     edit = add_signer(
         repo,
         name,
-        key,
+        own_key(repo) if key is None else key,
         environments=environments,
         operations=operations,
         description="added by govsnap init",
