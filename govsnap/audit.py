@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pygit2
 from pygit2.enums import SortMode
@@ -28,7 +28,9 @@ from govsnap.notes import Mutation, commit_on
 from govsnap.objects import (
     ISO_UTC,
     RefValues,
+    SignatureKind,
     ref_target,
+    signature_kind,
     update_ref,
     update_refs,
     utc,
@@ -345,7 +347,7 @@ class AuditEntry:
     operation: str
     summary: str
     body: Mapping[str, Any]
-    signature_kind: str  # "openpgp", "ssh", "x509" or "none"
+    signature_kind: SignatureKind
     error: str | None = None  # why the message does not parse, if it does not
 
     @property
@@ -382,17 +384,6 @@ class AuditEntry:
             "body": dict(self.body),
             "error": self.error,
         }
-
-
-def signature_kind(block: bytes | None) -> str:
-    """Return the kind of a signature block: "openpgp", "ssh", "x509" or "none"."""
-    if not block:
-        return "none"
-    if block.startswith(b"-----BEGIN SSH SIGNATURE-----"):
-        return "ssh"
-    if block.startswith(b"-----BEGIN SIGNED MESSAGE-----"):
-        return "x509"
-    return "openpgp"
 
 
 def parse_entry(commit: pygit2.Commit) -> AuditEntry:
@@ -575,7 +566,17 @@ class AuditProblem:
     """One thing wrong with the chain, at one entry."""
 
     commit: str
-    kind: str  # "merge", "tree", "message", "time", "signature", "missing"
+    kind: Literal[
+        "merge",
+        "tree",
+        "message",
+        "time",
+        "signature",
+        "missing",
+        "unknown-key",
+        "rewritten",
+        "unauthorised",
+    ]
     message: str
 
 

@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from govsnap.errors import GovsnapError, UsageError
+from govsnap.objects import Trigger
 from govsnap.refs import is_govsnap_ref
 from govsnap.repo import Repo
 
 if TYPE_CHECKING:
     from govsnap.audit import Operation
 
-CLIENT_HOOKS = ("pre-push", "post-merge")
+CLIENT_HOOKS = (Trigger.PRE_PUSH, Trigger.POST_MERGE)
 SERVER_HOOKS = ("pre-receive",)
 HOOK_NAMES = CLIENT_HOOKS + SERVER_HOOKS
 CHAINED_SUFFIX = ".govsnap-chained"
@@ -277,7 +278,12 @@ def pre_push(repo: Repo, args: Sequence[str], updates: Sequence[PushUpdate], say
             try:
                 environment = environment_for(repo, d.pattern)
                 _snapshot(
-                    repo, run, "pre-push", d.update.local_oid, d.update.remote_ref, environment
+                    repo,
+                    run,
+                    Trigger.PRE_PUSH,
+                    d.update.local_oid,
+                    d.update.remote_ref,
+                    environment,
                 )
             except GovsnapError as exc:
                 run.errors.append(f"{d.update.remote_ref}: {exc.message}")
@@ -320,7 +326,7 @@ def post_merge(repo: Repo, squash: bool, say: Say) -> int:
             _snapshot(
                 repo,
                 run,
-                "post-merge",
+                Trigger.POST_MERGE,
                 head,
                 branch_ref,
                 environment,

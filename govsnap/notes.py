@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 from pygit2.enums import FileMode
@@ -26,7 +26,14 @@ from pygit2.enums import FileMode
 from govsnap import __version__
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import CorruptObject
-from govsnap.objects import SnapshotPayload, contains, read_tag, ref_target, update_ref
+from govsnap.objects import (
+    SignatureKind,
+    SnapshotPayload,
+    contains,
+    read_tag,
+    ref_target,
+    update_ref,
+)
 from govsnap.refs import NOTES_REF
 from govsnap.repo import Identity, Repo
 
@@ -34,6 +41,9 @@ _HEX = frozenset("0123456789abcdef")
 
 JSONObject = dict[str, Any]
 Mutation = Callable[[JSONObject | None], JSONObject | None]
+# How merging a remote's notes changed this clone's ("invalid": the remote's notes ref
+# does not point at a commit).
+NotesMerge = Literal["absent", "unchanged", "fast-forward", "merged", "invalid"]
 
 
 # --- the typed view ------------------------------------------------------------------------
@@ -188,7 +198,11 @@ def signed_copies(payload: SnapshotPayload, ident: str) -> JSONObject:
 
 
 def note_fields(
-    payload: SnapshotPayload, ident: str, digest: TreeDigest, signer: str | None, kind: str
+    payload: SnapshotPayload,
+    ident: str,
+    digest: TreeDigest,
+    signer: str | None,
+    kind: SignatureKind,
 ) -> JSONObject:
     """Return the note JSON of a new snapshot: signed fields repeated, plus figures."""
     return {
@@ -578,7 +592,7 @@ def merge_commits(
     wanted: set[str],
     adopt: Mapping[str, pygit2.Oid],
     identity: Identity,
-) -> tuple[pygit2.Oid | None, str]:
+) -> tuple[pygit2.Oid | None, NotesMerge]:
     """Return refs/notes/govsnap after merging the remote's notes commit `theirs` into
     `current`, and how: "absent" (no remote notes), "unchanged", "fast-forward" or
     "merged" (a commit whose parents are ours and theirs, so that pushing it is a

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import pygit2
@@ -114,6 +115,18 @@ def utc(epoch: int, layout: str = "%Y-%m-%d %H:%M:%SZ") -> str:
 
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class Trigger(StrEnum):
+    """The triggers govsnap records itself (`create --trigger` takes any valid name)."""
+
+    MANUAL = "manual"
+    PRE_PUSH = "pre-push"
+    POST_MERGE = "post-merge"
+    # A safety snapshot: taken before a rollback, its undo. It captures untracked files,
+    # so it stays in this clone (push --include-safety shares it) and has a retention
+    # group of its own (govsnap.safetyRetention).
+    PRE_ROLLBACK = "pre-rollback"
 
 
 @dataclass(frozen=True)
@@ -385,16 +398,31 @@ class SignedTag:
         return self.payload + self.signature
 
     @property
-    def signature_kind(self) -> str:
-        """Return "openpgp", "ssh", "x509" or "none"."""
-        if not self.signature:
-            return "none"
-        first = self.signature.split(b"\n", 1)[0]
-        if first == b"-----BEGIN SSH SIGNATURE-----":
-            return "ssh"
-        if first == b"-----BEGIN SIGNED MESSAGE-----":
-            return "x509"
-        return "openpgp"
+    def signature_kind(self) -> SignatureKind:
+        """Return the kind of the tag's signature."""
+        return signature_kind(self.signature)
+
+
+class SignatureKind(StrEnum):
+    """The kinds of signature git makes (gpg.format), and none."""
+
+    OPENPGP = "openpgp"
+    SSH = "ssh"
+    X509 = "x509"
+    NONE = "none"
+
+
+def signature_kind(block: bytes | None) -> SignatureKind:
+    """Return the kind of a signature block (of a tag, or a commit's gpgsig), by its first
+    line as git's parse_signed_buffer tells them apart."""
+    if not block:
+        return SignatureKind.NONE
+    first = block.split(b"\n", 1)[0]
+    if first == b"-----BEGIN SSH SIGNATURE-----":
+        return SignatureKind.SSH
+    if first == b"-----BEGIN SIGNED MESSAGE-----":
+        return SignatureKind.X509
+    return SignatureKind.OPENPGP
 
 
 def read_tag(repo: Repo, oid: pygit2.Oid | str) -> SignedTag:
@@ -654,26 +682,6 @@ def _transaction_line(name: str, new: pygit2.Oid | None, old: pygit2.Oid | None)
     if new is None:
         return f"delete {name}\0{expected}\0".encode()
     return f"update {name}\0{new}\0{expected}\0".encode()
-
-
-def create_ref(repo: Repo, name: str, target: pygit2.Oid) -> bool:
-    """Create `name` -> `target` if absent; return False if it already points there.
-
-    Raises UsageError if it exists with another value: snapshot refs are never rewritten.
-    """
-    for attempt in range(_ATTEMPTS):
-        try:
-            repo.git.references.create(name, target, force=False)
-            return True
-        except pygit2.AlreadyExistsError as exc:
-            existing = ref_target(repo, name)
-            if existing == target:
-                return False
-            if existing is not None:
-                raise UsageError(f"{name} already exists with another object") from exc
-        except (pygit2.GitError, OSError):
-            _backoff(attempt)
-    raise ConcurrentUpdate(f"could not create {name}: the ref store stayed locked")
 
 
 def delete_ref(repo: Repo, name: str, expected: pygit2.Oid) -> bool:

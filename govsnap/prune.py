@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 from pygit2.enums import FileMode, SortMode
@@ -38,6 +38,9 @@ from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import decide_local, load_policy
 
 DEFAULT_POLICY = RetentionPolicy(last=20)
+# Where a plan's policy came from: prune's --keep-* options, git config govsnap.keep*,
+# the default; or no policy: snapshots named with --id.
+PolicySource = Literal["flags", "config", "default", "ids"]
 # Safety snapshots (taken before each rollback) are kept by a policy of their own, so that
 # rollbacks never push release snapshots out of a release policy's counts.
 DEFAULT_SAFETY_POLICY = RetentionPolicy(last=10, within=Duration(days=30))
@@ -67,7 +70,7 @@ _CONFIG_KEYS = {
 LABEL_CONFIG_KEY = "govsnap.keepLabel"
 
 
-def configured_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
+def configured_policy(repo: Repo) -> tuple[RetentionPolicy, PolicySource]:
     """Return the policy in `git config govsnap.keep*` and where it came from ("config"),
     or keep-last 20 ("default") when none of those keys is set."""
     values = {
@@ -83,7 +86,7 @@ def configured_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
     return policy, "config"
 
 
-def configured_safety_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
+def configured_safety_policy(repo: Repo) -> tuple[RetentionPolicy, PolicySource]:
     """Return the policy of safety snapshots in `git config govsnap.safetyRetention`
     (prune's --keep-* options as text) and where it came from ("config"), or keep-within
     30d and keep-last 10 ("default")."""
@@ -124,8 +127,8 @@ class Decision:
     reasons: tuple[str, ...]
 
     @property
-    def action(self) -> str:
-        """Return "keep" or "remove"."""
+    def action(self) -> Literal["keep", "remove"]:
+        """Return what the plan does with the snapshot."""
         return "remove" if self.remove else "keep"
 
     def as_json(self) -> dict[str, Any]:
@@ -149,12 +152,12 @@ class PrunePlan:
 
     options: PruneOptions
     policy: RetentionPolicy | None  # None when snapshots were named with --id
-    source: str  # "flags", "config", "default" or "ids"
+    source: PolicySource
     decisions: tuple[Decision, ...]
     # The policy of the safety snapshots' group (None with --id), and where it came from
     # ("config" or "default").
     safety_policy: RetentionPolicy | None = None
-    safety_source: str = ""
+    safety_source: PolicySource | Literal[""] = ""
     # With --dry-run: the bytes the removed snapshots alone hold (see reclaimable_bytes).
     reclaimable: int | None = None
 
@@ -263,6 +266,7 @@ def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
     snaps = filter_snapshots(list_snapshots(repo), options.environment)
     if options.ids:
         return _plan_ids(repo, options, snaps)
+    source: PolicySource
     if options.policy is not None:
         policy, source = options.policy, "flags"
     else:
@@ -476,7 +480,7 @@ class PruneResult:
     vanished: tuple[str, ...]  # planned, but gone or changed before we got to them
     bytes_before: int
     bytes_after: int
-    gc: str  # "grace", "now" or "skipped"
+    gc: Literal["grace", "now", "skipped"]  # grace: with git's own prune grace period
     prune_expire: str | None  # git's grace period when gc ran with it
     seconds: float
 
@@ -561,9 +565,7 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
         return _execute(repo, the_plan, op, authorized)
 
 
-def _execute(
-    repo: Repo, the_plan: PrunePlan, op: audit.Operation, authorized: bool
-) -> PruneResult:
+def _execute(repo: Repo, the_plan: PrunePlan, op: audit.Operation, authorized: bool) -> PruneResult:
     options = the_plan.options
     bytes_before = objects_size(repo)
     planned = {d.snapshot.ref for d in the_plan.removed}
@@ -580,7 +582,7 @@ def _execute(
             # The cache records the SHA-256 of every blob it hashed: a digest of purged
             # content must not outlive it.
             DigestCache.for_repo(repo).reset()
-    gc_mode = "skipped"
+    gc_mode: Literal["grace", "now", "skipped"] = "skipped"
     prune_expire = None
     try:
         if options.gc and options.now:

@@ -33,7 +33,7 @@ import pygit2
 
 from govsnap import audit
 from govsnap.errors import CorruptObject, GovsnapError, UsageError
-from govsnap.objects import SnapshotPayload, read_tag
+from govsnap.objects import SignatureKind, SnapshotPayload, read_tag
 from govsnap.refs import (
     AUDIT_REF,
     LOCAL_NAMESPACES,
@@ -249,7 +249,7 @@ def _pushed_snapshot(repo: Repo, ref: str, oid: str) -> Snapshot:
         tag = read_tag(repo, oid)
         payload = SnapshotPayload.parse(tag.payload)
     except CorruptObject as exc:
-        return Snapshot(ident, oid, None, "none", None, exc.message)
+        return Snapshot(ident, oid, None, SignatureKind.NONE, None, exc.message)
     return Snapshot(ident, oid, payload, tag.signature_kind, None)
 
 

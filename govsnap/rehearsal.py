@@ -36,7 +36,6 @@ from govsnap.worktree import TreeEntry, fs_path
 
 DAMAGE_KINDS = ("delete", "corrupt", "stray", "index")
 DEFAULT_RTO = 300.0
-GATES = ("safe-tree", "rollback", "digest", "files", "no-stray", "index", "rto")
 # The clone gets the repository's local configuration, so that it signs, verifies,
 # filters (filter.*, lfs.*), converts line endings (core.autocrlf, core.eol) and checks
 # out sparsely (core.sparseCheckout) as the repository does; but not what describes the

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 from pygit2.enums import SortMode
@@ -176,14 +176,14 @@ class FetchedSnapshot:
     "pruned" (a prune recorded in the audit trail deleted it: not added again); "invalid"
     (the ref name is not the id of a readable snapshot tag).
 
-    note, for an added snapshot: where the note it was added with came from (NOTE_SOURCES).
+    note, for an added snapshot: where the note it was added with came from (NoteSource).
     """
 
     id: str
     tag: str
-    status: str
+    status: FetchStatus
     detail: str = ""
-    note: str = ""
+    note: NoteSource | Literal[""] = ""
 
     def as_json(self) -> dict[str, str]:
         """Return the outcome as JSON-ready data."""
@@ -193,18 +193,26 @@ class FetchedSnapshot:
         return data
 
 
-PROBLEMS = ("unverified", "conflict", "invalid")
+# What fetch did with a remote snapshot that was not already here (see FetchedSnapshot).
+FetchStatus = Literal["added", "unverified", "conflict", "pruned", "invalid"]
+# How the remote's audit trail relates to this clone's; the last three fail the fetch.
+AuditJoin = Literal[
+    "absent", "unchanged", "fast-forward", "joined", "invalid", "rewritten", "refused"
+]
+# What push does with the notes or audit ref.
+RefPush = Literal["none", "up to date", "sent"]
+PROBLEMS: tuple[FetchStatus, ...] = ("unverified", "conflict", "invalid")
 # The state of a remote's notes or audit ref that does not point at a commit.
-INVALID = "invalid"
+INVALID: Literal["invalid"] = "invalid"
 # Where the note of a snapshot a fetch adds comes from: the remote's notes; this clone's
 # notes, which kept it since an earlier fetch refused the snapshot; or, when neither has
 # one, the signed payload (as `doctor --fix` rebuilds it); "none" only for an unreadable
 # tag added with --no-verify.
-NOTE_SOURCES = ("remote", "kept", "rebuilt", "none")
+NoteSource = Literal["remote", "kept", "rebuilt", "none"]
 # The states of a remote's audit trail that must fail a fetch: it no longer holds what
 # this clone saw there ("rewritten": truncated, rewritten or deleted), or its new entries
 # are unsigned, by keys the policy does not know, or not authorised ("refused").
-AUDIT_PROBLEMS = (INVALID, "rewritten", "refused")
+AUDIT_PROBLEMS: tuple[AuditJoin, ...] = (INVALID, "rewritten", "refused")
 
 
 @dataclass(frozen=True)
@@ -216,8 +224,8 @@ class FetchReport:
     verified: bool
     snapshots: tuple[FetchedSnapshot, ...]
     unchanged: int  # remote snapshots identical to local ones
-    notes: str  # "absent", "unchanged", "fast-forward", "merged", "invalid"
-    audit: str  # "absent", "unchanged", "fast-forward", "joined", or one of AUDIT_PROBLEMS
+    notes: notes.NotesMerge
+    audit: AuditJoin
     seconds: float
     notes_kept_aside: int = 0  # refused snapshots whose note is kept for a later fetch
     audit_detail: str = ""  # what is wrong with the remote's audit trail, and the remedy
@@ -276,7 +284,7 @@ class _Accepted:
 
     snapshot: Snapshot
     note: pygit2.Oid | None
-    source: str  # one of NOTE_SOURCES
+    source: NoteSource
 
     @property
     def ref(self) -> str:
@@ -297,7 +305,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     """Fetch a remote's snapshots, notes and audit trail and merge them into this clone.
 
     New snapshots are verified (unless `verify` is False) and added create-only, each
-    with its note (NOTE_SOURCES); a local snapshot ref is never changed. Notes are merged
+    with its note (NoteSource); a local snapshot ref is never changed. Notes are merged
     field by field (merge_note), keeping the notes of refused snapshots (see
     notes.merge_commits), and the audit trail joined by a merge commit. Everything this clone's
     refs gain is written in one ref transaction: a killed fetch adds every snapshot with
@@ -418,7 +426,9 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
     )
 
 
-def _judge_remote_audit(repo: Repo, remote: Remote, theirs: pygit2.Oid | None) -> tuple[str, str]:
+def _judge_remote_audit(
+    repo: Repo, remote: Remote, theirs: pygit2.Oid | None
+) -> tuple[AuditJoin, str]:
     """Return the state of the remote's audit trail (see FetchReport.audit) and, for a
     problem, what is wrong and how to restore it from this clone."""
     seen = ref_target(repo, seen_remote_audit_ref(remote.name))
@@ -493,7 +503,7 @@ def _examine(
     remote_blobs = notes.note_blobs_at(repo, remote_notes) if new else {}
     local_blobs = notes.note_blobs(repo) if new else {}
     outcomes: list[FetchedSnapshot] = []
-    candidates: list[tuple[Snapshot, pygit2.Oid | None, str]] = []
+    candidates: list[tuple[Snapshot, pygit2.Oid | None, NoteSource]] = []
     unchanged = 0
     for ident, oid in sorted(fetched.items()):
         have = local.get(ident)
@@ -543,9 +553,9 @@ def _note_for(
     tag: str,
     remote_blobs: Mapping[str, pygit2.Oid],
     local_blobs: Mapping[str, pygit2.Oid],
-) -> tuple[pygit2.Oid | None, str]:
+) -> tuple[pygit2.Oid | None, NoteSource]:
     """Return the note blob a new snapshot is judged and added with, and its source
-    (NOTE_SOURCES): the remote's, else the one this clone kept, else one rebuilt from
+    (NoteSource): the remote's, else the one this clone kept, else one rebuilt from
     the signed payload, so that no snapshot is ever added without a note."""
     if tag in remote_blobs:
         return remote_blobs[tag], "remote"
@@ -557,7 +567,9 @@ def _note_for(
     return repo.git.create_blob(notes.encode(data)), "rebuilt"
 
 
-def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[str, str] | None]:
+def _judge(
+    repo: Repo, snaps: list[Snapshot], verify: bool
+) -> list[tuple[FetchStatus, str] | None]:
     """Return, per snapshot, None when it may be added, else (status, reason)."""
     if not snaps:
         return []
@@ -568,7 +580,7 @@ def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[str, s
         return [None if r.ok else ("unverified", "; ".join(r.failures())) for r in results]
     # Without verification the ref name must still be the tag's id: every other part of
     # govsnap relies on an id naming its payload.
-    judged: list[tuple[str, str] | None] = []
+    judged: list[tuple[FetchStatus, str] | None] = []
     for snap in snaps:
         if snap.error is not None:
             judged.append(("invalid", f"unreadable snapshot tag: {snap.error}"))
@@ -588,7 +600,7 @@ def _tracked_commit(repo: Repo, ref: str) -> tuple[pygit2.Oid | None, bool]:
     return (oid, True) if isinstance(repo.git.get(oid), pygit2.Commit) else (None, False)
 
 
-def _audit_state(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | None) -> str:
+def _audit_state(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | None) -> AuditJoin:
     """Return how the remote's audit head relates to ours: absent, unchanged (we hold it),
     fast-forward (it extends ours) or joined (the two diverged)."""
     if theirs is None:
@@ -612,8 +624,8 @@ class PushReport:
     dry_run: bool
     sent: tuple[str, ...]  # snapshot ids the remote did not have
     held_back: tuple[str, ...]  # ids the remote lacks that a prune elsewhere deleted
-    notes: str  # "none" (no notes here), "up to date", "sent"
-    audit: str  # "none", "up to date", "sent"
+    notes: RefPush  # "none": no notes here
+    audit: RefPush
     deleted: tuple[str, ...]  # --prune: snapshot refs deleted on the remote
     fetch_first: bool  # the remote had notes or audit entries this clone lacked
     fetched: FetchReport | None  # the fetch and merge that came first, if one did
@@ -663,7 +675,7 @@ def _parse_porcelain(out: str) -> list[_PushedRef]:
     return found
 
 
-def _ref_plan(repo: Repo, ref: str, theirs: str | None) -> str:
+def _ref_plan(repo: Repo, ref: str, theirs: str | None) -> RefPush:
     ours = ref_target(repo, ref)
     if ours is None:
         return "none"
@@ -947,7 +959,7 @@ class RestoreReport:
     remote: str
     url: str
     dry_run: bool
-    audit: str  # "up to date", "extended" (a fast-forward), "replaced" (forced)
+    audit: Literal["up to date", "extended", "replaced"]  # extended: a fast-forward
     dropped: int  # entries of the remote's rewritten chain this clone does not hold
     pushed: PushReport | None
 
@@ -986,6 +998,7 @@ def _restore(repo: Repo, op: audit.Operation, remote: Remote, dry_run: bool) -> 
     theirs = ls_remote(repo, remote).audit
     their_oid = None if theirs is None else pygit2.Oid(hex=theirs)
     dropped = 0
+    state: Literal["up to date", "extended", "replaced"]
     if their_oid == ours:
         state = "up to date"
     elif their_oid is None or (

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import pygit2
 from pygit2.enums import FileMode, RepositoryState
@@ -33,10 +33,9 @@ from govsnap.errors import (
     GovsnapError,
     UsageError,
 )
-from govsnap.objects import validate_name, write_commit
+from govsnap.objects import Trigger, validate_name, write_commit
 from govsnap.repo import Identity, Repo
 from govsnap.store import (
-    SAFETY_TRIGGER,
     CreateOptions,
     Snapshot,
     create,
@@ -58,6 +57,8 @@ from govsnap.trust import (
 from govsnap.worktree import Capture, Change, TreeEntry, fs_path
 
 RESTORE_TRAILER = "Govsnap-Restore"
+# How a rollback changes .govsnap/trust.toml, which it does only when told to.
+PolicyChange = Literal["remove", "add", "change"]
 _POLICY = POLICY_PATH.encode()
 
 _IN_PROGRESS = {
@@ -433,7 +434,7 @@ class Prepared:
     goal: str  # the tree the working tree becomes
     changes: tuple[Change, ...]
     protected: tuple[bytes, ...]
-    policy_change: str | None  # "remove", "add" or "change" of .govsnap/trust.toml
+    policy_change: PolicyChange | None
 
     def plan(self, leave: Iterable[bytes] = (), index_only: Iterable[bytes] = ()) -> RollbackPlan:
         """Return the plan as paths for people."""
@@ -481,9 +482,9 @@ def _prepare(repo: Repo, capture: Capture, target: str, paths: Sequence[bytes]) 
         current = worktree.write_tree(repo, capture.index)
         changes = [c for c in changes if c.path not in set(protected)]
     policy = next((c for c in changes if c.path == _POLICY), None)
-    change = None
+    change: PolicyChange | None = None
     if policy is not None:
-        change = {"D": "remove", "A": "add"}.get(policy.status, "change")
+        change = "remove" if policy.status == "D" else "add" if policy.status == "A" else "change"
     return Prepared(current, goal, tuple(changes), tuple(protected), change)
 
 
@@ -497,7 +498,7 @@ def _committed_tree(repo: Repo, target: str, paths: Sequence[bytes]) -> str:
 
 def _policy_change(
     repo: Repo, prepared: Prepared, options: RollbackOptions, committed: str | None
-) -> str | None:
+) -> PolicyChange | None:
     """Return how the rollback would change `.govsnap/trust.toml` (in the working tree, or
     in the commit --commit makes), or None."""
     if prepared.policy_change is not None:
@@ -517,15 +518,16 @@ def _blob_at(repo: Repo, tree: str) -> str | None:
     return found[0].oid if found else None
 
 
-def _policy_refusal(change: str) -> str:
-    verb = {"remove": "remove", "add": "add", "change": "change"}[change]
+def _policy_refusal(change: PolicyChange) -> str:
     return (
-        f"this rollback would {verb} the trust policy {POLICY_PATH}: refusing without "
+        f"this rollback would {change} the trust policy {POLICY_PATH}: refusing without "
         "--allow-policy-change (nothing was changed)"
     )
 
 
-def _undo_command(safety_id: str, options: RollbackOptions, policy_change: str | None) -> str:
+def _undo_command(
+    safety_id: str, options: RollbackOptions, policy_change: PolicyChange | None
+) -> str:
     """Return the command that undoes the rollback, with the options it needs."""
     words = ["govsnap", "rollback", safety_id]
     if policy_change is not None:
@@ -543,7 +545,7 @@ def _check_undo(
     options: RollbackOptions,
     policy: TrustPolicy | None,
     committed: str | None,
-    policy_change: str | None,
+    policy_change: PolicyChange | None,
 ) -> None:
     """Raise UsageError before anything is written when the undo this rollback would
     print could not be honoured: its safety snapshot, signed by whoever rolls back, must
@@ -682,7 +684,7 @@ def _take_safety_snapshot(
             else None
         )
         options = CreateOptions(
-            trigger=SAFETY_TRIGGER,
+            trigger=Trigger.PRE_ROLLBACK,
             environment=_environment(repo, target),
             message=f"Safety snapshot taken before rolling back to snapshot {target.id}.",
             index_commit=index_commit,
@@ -866,7 +868,7 @@ class _Transition:
 
     prepared: Prepared
     committed: str | None
-    policy_change: str | None
+    policy_change: PolicyChange | None
     refusal: str | None  # why the rollback must not happen: it changes the trust policy
     # unasked, or its undo could not be honoured
 

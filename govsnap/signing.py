@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from govsnap import openpgp
 from govsnap.errors import SigningError, UsageError
-from govsnap.objects import SignedTag
+from govsnap.objects import SignatureKind, SignedTag
 from govsnap.repo import Repo
 
 if TYPE_CHECKING:
@@ -30,14 +30,14 @@ class Signature:
     """A detached signature block and who made it."""
 
     block: bytes
-    kind: str  # "openpgp" or "ssh"
+    kind: SignatureKind
     signer: str  # OpenPGP fingerprint, or SSH key fingerprint "SHA256:..."
 
 
 class Signer(Protocol):
     """Something that produces a detached signature over a payload."""
 
-    kind: str
+    kind: SignatureKind
 
     def sign(self, payload: bytes) -> Signature:
         """Return the signature block to append to `payload`."""
@@ -63,7 +63,7 @@ class OpenPGPSigner:
     key: str
     program: str = "gpg"
     home: str | None = None
-    kind: str = "openpgp"
+    kind: SignatureKind = SignatureKind.OPENPGP
 
     def sign(self, payload: bytes) -> Signature:
         """Return an armoured detached signature made with `key`."""
@@ -104,7 +104,7 @@ class SSHSigner:
 
     key: str
     program: str = "ssh-keygen"
-    kind: str = "ssh"
+    kind: SignatureKind = SignatureKind.SSH
 
     def _key_material(self, scratch: Path) -> tuple[list[str], str]:
         """Return the ssh-keygen arguments naming the key, and its public key line."""
@@ -191,7 +191,11 @@ def generate_openpgp_key(name: str, email: str, home: str | None, program: str =
 # before its key expired stays valid (git reports EXPKEYSIG as bad); one made after the
 # key expired is not.
 
-SIGNATURE_TOOLS = {"openpgp": "gpg", "x509": "gpgsm", "ssh": "ssh-keygen"}
+SIGNATURE_TOOLS = {
+    SignatureKind.OPENPGP: "gpg",
+    SignatureKind.X509: "gpgsm",
+    SignatureKind.SSH: "ssh-keygen",
+}
 # gpg.minTrustLevel values in git's order (gpg-interface.c, enum signature_trust_level).
 _TRUST_LEVELS = ("undefined", "never", "marginal", "fully", "ultimate")
 _RESULT_KEYWORDS = frozenset({"GOODSIG", "BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG"})
@@ -202,7 +206,7 @@ class SignatureCheck:
     """The verdict on one signature: valid or not, its kind, who signed, and why."""
 
     valid: bool
-    kind: str  # "openpgp", "ssh", "x509" or "none"
+    kind: SignatureKind
     signer: str | None  # OpenPGP primary-key / X.509 fingerprint, or SSH "SHA256:..."
     reason: str
     # When the signature says it was made (OpenPGP, X.509); SSH signatures carry no time.
@@ -227,7 +231,7 @@ def _stamp(text: str) -> int | None:
 
 
 def interpret_gpg_status(
-    lines: list[str], kind: str, min_trust: str = "undefined"
+    lines: list[str], kind: SignatureKind, min_trust: str = "undefined"
 ) -> SignatureCheck:
     """Return the verdict on one signature from gpg's or gpgsm's `[GNUPG:]` status lines."""
     results: list[tuple[str, list[str]]] = []
@@ -446,11 +450,11 @@ class SignatureVerifier:
         key's validity window is judged at `when` (default: the payload's own time, which
         its signer wrote, as git does)."""
         kind = SignedTag(payload, signature).signature_kind
-        if kind == "none":
-            return SignatureCheck(False, "none", None, "unsigned: the tag carries no signature")
-        if kind == "ssh":
+        if kind == SignatureKind.NONE:
+            return SignatureCheck(False, kind, None, "unsigned: the tag carries no signature")
+        if kind == SignatureKind.SSH:
             return self._verify_ssh(payload, signature, when)
-        if kind == "x509":
+        if kind == SignatureKind.X509:
             return self._verify_x509(payload, signature)
         return self._verify_openpgp(payload, signature)
 
@@ -480,7 +484,7 @@ class SignatureVerifier:
             fh.flush()
             result = self._gpg.verify_data(fh.name, payload)
         check = interpret_gpg_status(
-            str(result.stderr or "").splitlines(), "openpgp", self.min_trust
+            str(result.stderr or "").splitlines(), SignatureKind.OPENPGP, self.min_trust
         )
         return self._explained(check)
 
@@ -513,7 +517,7 @@ class SignatureVerifier:
                 current = int(name) if name.isdigit() and int(name) in messages else None
                 lines = []
             elif line.startswith("[GNUPG:] FILE_DONE") and current is not None:
-                check = interpret_gpg_status(lines, "openpgp", self.min_trust)
+                check = interpret_gpg_status(lines, SignatureKind.OPENPGP, self.min_trust)
                 checks[current] = self._explained(check)
                 current = None
             else:
@@ -537,7 +541,7 @@ class SignatureVerifier:
                 check=False,
             )
         lines = proc.stdout.decode(errors="replace").splitlines()
-        return interpret_gpg_status(lines, "x509", self.min_trust)
+        return interpret_gpg_status(lines, SignatureKind.X509, self.min_trust)
 
     # --- SSH -------------------------------------------------------------------------------
 
@@ -558,11 +562,17 @@ class SignatureVerifier:
                 allowed.write_text(self.keys.ssh_allowed)
             if allowed is None:
                 return SignatureCheck(
-                    False, "ssh", None, "gpg.ssh.allowedSignersFile is not set: cannot check SSH"
+                    False,
+                    SignatureKind.SSH,
+                    None,
+                    "gpg.ssh.allowedSignersFile is not set: cannot check SSH",
                 )
             if not allowed.is_file():
                 return SignatureCheck(
-                    False, "ssh", None, f"the allowed signers file {allowed} does not exist"
+                    False,
+                    SignatureKind.SSH,
+                    None,
+                    f"the allowed signers file {allowed} does not exist",
                 )
             sig = Path(tmp) / "payload.sig"
             sig.write_bytes(signature)
@@ -594,7 +604,7 @@ class SignatureVerifier:
                 if proc.returncode == 0 and out.startswith("Good") and key:
                     return SignatureCheck(
                         True,
-                        "ssh",
+                        SignatureKind.SSH,
                         key.group(1),
                         f"good ssh signature by {key.group(1)} ({principal})",
                     )
@@ -604,7 +614,7 @@ class SignatureVerifier:
                     fingerprint = self._ssh_fingerprint(payload, sig, timing)
                     return SignatureCheck(
                         False,
-                        "ssh",
+                        SignatureKind.SSH,
                         fingerprint,
                         f"SSH key {fingerprint} is revoked ({self.revocation_file})",
                     )
@@ -612,9 +622,14 @@ class SignatureVerifier:
             fingerprint = self._ssh_fingerprint(payload, sig, timing)
             if fingerprint is None:
                 return SignatureCheck(
-                    False, "ssh", None, "BAD SSH signature: the payload changed after signing"
+                    False,
+                    SignatureKind.SSH,
+                    None,
+                    "BAD SSH signature: the payload changed after signing",
                 )
-            return SignatureCheck(False, "ssh", fingerprint, f"{failure} (key {fingerprint})")
+            return SignatureCheck(
+                False, SignatureKind.SSH, fingerprint, f"{failure} (key {fingerprint})"
+            )
 
     def _ssh_fingerprint(self, payload: bytes, sig: Path, timing: list[str]) -> str | None:
         """Return the key that made an SSH signature if it is cryptographically good."""
@@ -628,7 +643,10 @@ class SignatureVerifier:
         fingerprint = self._ssh_fingerprint(payload, sig, timing)
         if fingerprint is None:
             return SignatureCheck(
-                False, "ssh", None, "BAD SSH signature: the payload changed after signing"
+                False,
+                SignatureKind.SSH,
+                None,
+                "BAD SSH signature: the payload changed after signing",
             )
         listed = any(
             _allowed_line_fingerprint(line) == fingerprint
@@ -638,18 +656,22 @@ class SignatureVerifier:
             where = self.keys.source if self.keys is not None else allowed
             return SignatureCheck(
                 False,
-                "ssh",
+                SignatureKind.SSH,
                 fingerprint,
                 f"SSH key {fingerprint} is not valid at the signing time "
                 f"(valid-after/valid-before in {where})",
             )
         if self.keys is not None:
             return SignatureCheck(
-                False, "ssh", fingerprint, self._missing_key(fingerprint), unknown_key=fingerprint
+                False,
+                SignatureKind.SSH,
+                fingerprint,
+                self._missing_key(fingerprint),
+                unknown_key=fingerprint,
             )
         return SignatureCheck(
             False,
-            "ssh",
+            SignatureKind.SSH,
             fingerprint,
             f"SSH key {fingerprint} is not in the allowed signers file {allowed}",
             unknown_key=fingerprint,

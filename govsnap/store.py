@@ -28,9 +28,11 @@ from govsnap.objects import (
     FORMAT_VERSION,
     ISO_UTC,
     RefValues,
+    SignatureKind,
     SignedTag,
     SnapshotPayload,
     Source,
+    Trigger,
     payload_from_tuple,
     payload_to_tuple,
     read_tag,
@@ -48,11 +50,6 @@ from govsnap.repo import Repo
 from govsnap.signing import Signer, signer_for
 
 DEFAULT_ENVIRONMENT = "default"
-DEFAULT_TRIGGER = "manual"
-# The signed trigger of the snapshot a rollback takes first (its undo): a safety snapshot.
-# It captures untracked files, so it stays in this clone (push --include-safety shares it)
-# and has a retention group of its own (govsnap.safetyRetention).
-SAFETY_TRIGGER = "pre-rollback"
 # The note fields `list --json` repeats; `show --json` gives the whole note.
 LIST_NOTE_FIELDS = ("bytes", "files", "pinned", "rehearsal", "signature", "verification")
 _NO_NOTE = NoteView()
@@ -65,7 +62,7 @@ class Snapshot:
     id: str
     tag_oid: str
     payload: SnapshotPayload | None
-    signature_kind: str
+    signature_kind: SignatureKind
     note: Note | None
     error: str | None = None
 
@@ -97,12 +94,12 @@ class Snapshot:
     @property
     def safety(self) -> bool:
         """Return True for a safety snapshot (signed trigger pre-rollback)."""
-        return self.payload is not None and self.payload.trigger == SAFETY_TRIGGER
+        return self.payload is not None and self.payload.trigger == Trigger.PRE_ROLLBACK
 
     @property
     def signed(self) -> bool:
         """Return True when the tag carries a signature block."""
-        return self.signature_kind != "none"
+        return self.signature_kind != SignatureKind.NONE
 
     @property
     def note_data(self) -> dict[str, Any]:
@@ -161,7 +158,7 @@ def _read_snapshot(
         tag = read_tag(repo, tag_oid)
         payload = SnapshotPayload.parse(tag.payload)
     except CorruptObject as exc:
-        return Snapshot(ident, str(tag_oid), None, "none", note, exc.message), None
+        return Snapshot(ident, str(tag_oid), None, SignatureKind.NONE, note, exc.message), None
     return Snapshot(ident, str(tag_oid), payload, tag.signature_kind, note), tag
 
 
@@ -225,7 +222,7 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
     return snaps
 
 
-def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, str] | None:
+def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, SignatureKind] | None:
     """Return the payload and signature kind a cache row holds for tag `oid`, or None when
     the row is absent, unreadable, or not that tag's: the tag object rebuilt from it must
     hash to `oid` (git's object id), so no edit of the cache changes what is read."""
@@ -362,7 +359,7 @@ def _short_ref(ref: str) -> str:
 class CreateOptions:
     """What `create` was asked to do."""
 
-    trigger: str = DEFAULT_TRIGGER
+    trigger: str = Trigger.MANUAL
     environment: str | None = None
     labels: list[str] = field(default_factory=list)
     from_rev: str | None = None
@@ -508,7 +505,7 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
         ident,
         digest,
         signature.signer if signature else None,
-        signature.kind if signature else "none",
+        signature.kind if signature else SignatureKind.NONE,
     )
     seconds = op.seconds
     entry = op.writer(

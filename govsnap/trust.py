@@ -26,7 +26,7 @@ from typing import Any
 import pygit2
 
 from govsnap.errors import CheckFailed, UsageError
-from govsnap.objects import ref_target, update_ref
+from govsnap.objects import SignatureKind, ref_target, update_ref
 from govsnap.refs import verified_policy_ref
 from govsnap.repo import Repo
 from govsnap.signing import KeySet, SignatureVerifier, signer_for, ssh_key_fingerprint
@@ -38,7 +38,7 @@ APPROVALS_DIR = ".govsnap/approvals"
 FORMAT_VERSION = 1
 OPERATIONS = ("create", "rollback", "prune", "pin", "policy")
 WILDCARD = "*"
-KINDS = ("openpgp", "ssh", "x509")
+KINDS = tuple(k for k in SignatureKind if k is not SignatureKind.NONE)
 
 _TOP_KEYS = ("version", "policy_threshold", "signers")
 _SIGNER_KEYS = (*KINDS, "public_key", "environments", "operations", "description")
@@ -78,7 +78,7 @@ class TrustedSigner:
     """One signer the policy names, with what it may do."""
 
     name: str
-    kind: str  # "openpgp", "ssh" or "x509"
+    kind: SignatureKind
     identity: str  # OpenPGP/X.509 fingerprint (upper-case hex) or SSH "SHA256:..."
     environments: tuple[str, ...]  # names or fnmatch patterns; "*" for all
     operations: tuple[str, ...]  # subset of OPERATIONS, or ("*",)
@@ -289,7 +289,7 @@ class _Reader:
         kinds = [k for k in KINDS if k in entry]
         if len(kinds) != 1:
             raise self.fail(path, "needs exactly one of openpgp, ssh or x509")
-        kind = kinds[0]
+        kind = SignatureKind(kinds[0])
         raw = entry[kind]
         if not isinstance(raw, str):
             raise self.fail((*path, kind), "must be a string")
@@ -324,7 +324,9 @@ class _Reader:
             public_key=public_key.strip() + "\n" if public_key else "",
         )
 
-    def identity(self, kind: str, raw: str, path: tuple[str, ...]) -> tuple[str, str]:
+    def identity(
+        self, kind: SignatureKind, raw: str, path: tuple[str, ...]
+    ) -> tuple[str, str]:
         if kind == "ssh":
             return self.ssh(raw, path)
         hexed = re.sub(r"[\s:]", "", raw).upper()

@@ -19,7 +19,7 @@ import tomlkit
 import tomlkit.items
 
 from govsnap.errors import SigningError, UsageError
-from govsnap.objects import validate_name
+from govsnap.objects import SignatureKind, validate_name
 from govsnap.repo import Repo
 from govsnap.signing import SSHSigner, primary_fingerprints, signer_for, ssh_key_fingerprint
 from govsnap.trust import (
@@ -45,7 +45,7 @@ DEFAULT_ADD_OPERATIONS = ("create",)
 class SignerKey:
     """A signer's key as the policy records it."""
 
-    kind: str  # "openpgp" or "ssh"
+    kind: SignatureKind  # openpgp or ssh
     identity: str  # fingerprint, or the SSH allowed-signers line
     public_key: str = ""  # armored OpenPGP key
 
@@ -98,7 +98,7 @@ def resolve_key(repo: Repo, key: str, principal: str) -> SignerKey:
         if len(fields) < 2:
             raise UsageError(f"{key!r} is not an SSH public key (ssh-ed25519 AAAA...)")
         ssh_key_fingerprint(text)  # raises for what is not a key
-        return SignerKey("ssh", f"{principal} {fields[0]} {fields[1]}")
+        return SignerKey(SignatureKind.SSH, f"{principal} {fields[0]} {fields[1]}")
     listed = _gpg(repo, "--with-colons", "--list-keys", key)
     primaries = primary_fingerprints(listed.stdout.decode(errors="replace"))
     if listed.returncode != 0 or not primaries:
@@ -112,7 +112,7 @@ def resolve_key(repo: Repo, key: str, principal: str) -> SignerKey:
     exported = _gpg(repo, "--armor", "--export", fingerprint)
     if exported.returncode != 0 or not exported.stdout:
         raise UsageError(f"cannot export the public key {fingerprint}")
-    return SignerKey("openpgp", fingerprint, exported.stdout.decode())
+    return SignerKey(SignatureKind.OPENPGP, fingerprint, exported.stdout.decode())
 
 
 def _policy_path(repo: Repo) -> Path:
@@ -131,7 +131,7 @@ def _signer_table(
     table = tomlkit.table()
     if description:
         table.add("description", description)
-    table.add(key.kind, key.identity)
+    table.add(str(key.kind), key.identity)
     table.add("environments", list(environments))
     table.add("operations", list(operations))
     if key.public_key:
