@@ -246,8 +246,17 @@ def test_the_committed_version_at_the_full_ref_is_read(make_repo: MakeRepo) -> N
         load_policy(repo)
 
 
-def test_an_unborn_head_has_no_policy(make_repo: MakeRepo) -> None:
-    assert load_policy(open_repo(make_repo(commit=False))) is None
+def test_an_unborn_head_has_no_policy(cli: Cli, make_repo: MakeRepo) -> None:
+    path = make_repo(commit=False)
+    assert load_policy(open_repo(path)) is None
+    # A fresh repository is told how to write one, not how to do without.
+    missing = cli(path, "trust", "check")
+    assert missing.code == 1 and len(missing.err.splitlines()) == 1
+    assert "the policy ref refs/heads/main does not exist yet; write one with `govsnap " in (
+        missing.err
+    )
+    assert "then git add .govsnap && git commit on it" in missing.err
+    assert "requireTrust" not in missing.err
 
 
 # --- the commands -------------------------------------------------------------------------
@@ -266,11 +275,12 @@ def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key
     assert missing.err == (
         "govsnap: error: every snapshot fails the trust check: no trust policy: "
         "refs/heads/main:.govsnap/trust.toml does not exist; write one with `govsnap trust "
-        "init` (or `govsnap trust add-signer NAME --key KEY`), then git add "
-        ".govsnap/trust.toml && git commit\n"
+        "init` (or `govsnap trust add-signer NAME --key KEY`), then git add .govsnap && "
+        "git commit\n"
     )
     shown_missing = cli(path, "trust", "show").out
     assert "no trust policy at refs/heads/main:.govsnap/trust.toml" in shown_missing
+    assert "write one with `govsnap trust init`" in shown_missing
     text = (
         "version = 1\n"
         + openpgp_signer("bot", keys.trusted, ["prod"], ["create"])
