@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 
+from govsnap.cli import app
 from tests.conftest import Cli, Keys, git, snapshot_ids, write_files
 from tests.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, run_ok, sign_as
 
@@ -349,3 +351,37 @@ def test_the_ci_workflow_verifies_every_trusted_signer_and_fails_on_a_stranger(
     assert last.endswith("1 snapshot(s) from origin not added: unverified"), last
     assert f"added {alices_second}" in failure  # a trusted signer passes
     assert set(snapshot_ids(team.bare)) == before  # nothing deployed, nothing shared
+
+
+def test_the_workflow_uses_only_documented_options() -> None:
+    """Every option the workflow passes to govsnap is a visible option of that command,
+    which tests/cli_docs_test.py holds docs/cli.md to (a hidden option such as create
+    --source-ref is in neither --help nor the docs)."""
+    root = typer.main.get_command(app)
+    [job] = yaml.safe_load(WORKFLOW.read_text())["jobs"].values()
+    used: list[tuple[str, str]] = []
+    for step in job["steps"]:
+        script = str(step.get("run", "")).replace("\\\n", " ")
+        for line in script.splitlines():
+            words = [w for w in re.split(r"[\s$()|;&]+", line) if w]
+            while "govsnap" in words:
+                words = words[words.index("govsnap") + 1 :]
+                command: Any = root
+                path = []
+                while words and hasattr(command, "commands") and words[0] in command.commands:
+                    path.append(words[0])
+                    command = command.commands[words.pop(0)]
+                visible = {
+                    opt
+                    for param in getattr(command, "params", [])
+                    if not getattr(param, "hidden", False)
+                    for opt in getattr(param, "opts", [])
+                }
+                for word in words:
+                    if word == "govsnap":
+                        break
+                    option = word.split("=", 1)[0]
+                    if option.startswith("--") and option != "--version":
+                        used.append((" ".join(path), option))
+                        assert option in visible, f"govsnap {' '.join(path)} {option}"
+    assert ("create", "--from") in used and ("push", "--prune") in used
