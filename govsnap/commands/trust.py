@@ -98,8 +98,9 @@ def add_trusted_signer(
         str,
         typer.Option(
             "--key",
-            help="An OpenPGP key of your keyring (fingerprint, key ID, e-mail) or an SSH public "
-            "key (its .pub file, or 'ssh-ed25519 AAAA...'); its public key goes in the policy.",
+            help="An OpenPGP key of your keyring (fingerprint, key ID, e-mail), an exported "
+            "OpenPGP public key file (gpg --armor --export), or an SSH public key (its .pub "
+            "file, or 'ssh-ed25519 AAAA...'); its public key goes in the policy.",
         ),
     ],
     environment: SignerEnvOpt = None,
@@ -184,7 +185,11 @@ def show_table(state: PolicyStatus) -> None:
     from rich.table import Table
 
     if state.policy is None:
-        required = "fails" if state.require_trust else "passes (govsnap.requireTrust=false)"
+        required = (
+            "fails (write one with `govsnap trust init`, then git add .govsnap && git commit)"
+            if state.require_trust
+            else "passes (govsnap.requireTrust=false)"
+        )
         message(f"no trust policy at {state.source}: the trust check {required}")
         _uncommitted_warning(state)
         return
