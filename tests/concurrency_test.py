@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 from govsnap.refs import AUDIT_REF
-from tests.conftest import MakeRepo, git, snapshot_ids
+from tests.helpers import MakeRepo, git, snapshot_ids
 
 WORKERS = 8
 PER_WORKER = 25

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Keys, MakeRepo, git, openpgp_signer
-from tests.tamper import commit_policy
+from tests.helpers import Cli, Keys, MakeRepo, git, openpgp_signer
+from tests.helpers.tamper import commit_policy
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from govsnap import openpgp
-from tests.conftest import Keys
+from tests.helpers import Keys
 
 
 def gpg(*args: str, data: bytes = b"") -> bytes:
