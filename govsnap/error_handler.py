@@ -14,8 +14,6 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-import pygit2
-
 from govsnap.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, GovsnapError
 
 
@@ -31,6 +29,8 @@ def failure(exc: BaseException) -> Failure:
     """Return the line and exit code of `exc`; log the traceback of an unexpected one."""
     if isinstance(exc, GovsnapError):
         return Failure(exc.message, exc.exit_code)
+    import pygit2  # here: `govsnap --help` never needs libgit2
+
     if isinstance(exc, pygit2.GitError):
         # libgit2 could not read the object store (a damaged pack, a truncated object):
         # the repository, not govsnap, needs repairing.
