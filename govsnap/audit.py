@@ -234,53 +234,26 @@ class Operation:
             dict(extra or {}),
         )
 
-    def writer(
-        self,
-        summary: str,
-        *,
-        snapshots: Sequence[str] = (),
-        arguments: Mapping[str, Any] | None = None,
-        extra: Mapping[str, Any] | None = None,
-        result: str = "ok",
-        join: pygit2.Oid | None = None,
-    ) -> EntryWriter:
-        """Return the writer of this operation's entry, for a ref transaction that appends
-        it together with the refs the operation changes (create, prune, fetch)."""
-        entry = self.entry(
-            summary, snapshots=snapshots, arguments=arguments, result=result, extra=extra
-        )
+    def writer(self, entry: Entry, *, join: pygit2.Oid | None = None) -> EntryWriter:
+        """Return the writer of `entry` for a ref transaction that appends it together
+        with the refs the operation changes (create, prune, fetch)."""
         return EntryWriter(self.repo, entry, join=join)
 
     def record(
         self,
-        summary: str,
+        entry: Entry,
         *,
-        snapshots: Sequence[str] = (),
-        arguments: Mapping[str, Any] | None = None,
-        result: str = "ok",
-        extra: Mapping[str, Any] | None = None,
         notes: Mapping[str, Mutation] | None = None,
         notes_message: str = "Notes added by 'govsnap'",
     ) -> None:
-        """Declare the entry appended when the operation finishes (with `notes` mutations,
+        """Declare `entry` appended when the operation finishes (with `notes` mutations,
         in the same ref transaction); its duration is measured then."""
-        entry = self.entry(
-            summary, snapshots=snapshots, arguments=arguments, result=result, extra=extra
-        )
         self._declared = _Declared(entry, dict(notes or {}), notes_message)
 
-    def fail(
-        self,
-        summary: str,
-        result: str,
-        *,
-        snapshots: Sequence[str] = (),
-        arguments: Mapping[str, Any] | None = None,
-    ) -> str | None:
-        """Append now the entry of an operation that did not complete ("refused: ...",
-        "failed: ...", "blocked"); return None, or why it could not be appended: the
+    def fail(self, entry: Entry) -> str | None:
+        """Append now `entry` of an operation that did not complete (its result "refused:
+        ...", "failed: ...", "blocked"); return None, or why it could not be appended: the
         caller reports its own outcome either way, never the audit trail's instead."""
-        entry = self.entry(summary, snapshots=snapshots, arguments=arguments, result=result)
         self._declared = None
         try:
             append(self.repo, entry)
@@ -308,7 +281,8 @@ def operation(
     """Carry out operation `name` (create, rollback, prune, ...) and leave its audit entry:
     the one it declared (Operation.record) is appended when the block ends normally, the
     one a transaction of its own wrote (Operation.writer) with the refs it changed, and
-    that of an outcome short of success (Operation.fail) at once. An operation that
+    that of an outcome short of success (Operation.fail) at once; Operation.entry says
+    what each records. An operation that
     declares nothing (nothing changed) leaves no entry."""
     op = Operation(repo, name, arguments or {})
     yield op

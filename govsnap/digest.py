@@ -257,11 +257,6 @@ def kind_of(name: bytes, mode: int) -> str:
     return "." + ext.decode(errors="replace").lower()
 
 
-def manifest_line(mode: int, content_hash: str, path: bytes, fmt: int = CURRENT_FORMAT) -> bytes:
-    """Return one canonical manifest record of a file (format 1: a line)."""
-    return f"{mode:06o} {content_hash} ".encode() + path + (b"\n" if fmt == 1 else b"\0")
-
-
 class _Digester:
     """Computes tree summaries, from the cache where it has them."""
 

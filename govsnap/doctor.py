@@ -32,6 +32,7 @@ from govsnap.refs import (
     VERIFIED_AUDIT_REF,
     is_audit_copy,
     is_tracked_notes_ref,
+    snapshot_ref,
 )
 from govsnap.repo import Repo
 from govsnap.store import snapshot_refs
@@ -397,10 +398,8 @@ def _reset_audit(repo: Repo, finding: Finding) -> bool:
                 check=False,
             )
         with audit.operation(repo, "doctor", {"fix": True}) as gap:
-            gap.record(
-                f"audit trail reattached to {str(target)[:12]}: entry {current} was lost",
-                extra={"lost": str(current), "reattached_to": str(target)},
-            )
+            lost = f"audit trail reattached to {str(target)[:12]}: entry {current} was lost"
+            gap.record(gap.entry(lost, extra={"lost": str(current), "reattached_to": str(target)}))
     return True
 
 
@@ -530,7 +529,7 @@ def _missing_note(
     except CorruptObject:
         fix = None
         problem += " and its tag is unreadable (run `govsnap verify`)"
-    return Finding("missing-note", SNAPSHOT_REF_PREFIX + ident, problem, fix)
+    return Finding("missing-note", snapshot_ref(ident), problem, fix)
 
 
 def diagnose(repo: Repo) -> list[Finding]:
@@ -682,8 +681,8 @@ def run(repo: Repo, *, fix: bool = False, dry_run: bool = False) -> DoctorReport
             done = [f for f in findings if f.fixed]
             # An audit ref that is itself broken (and stays so) cannot take an entry.
             if not any(f.subject == AUDIT_REF and not f.fixed for f in findings):
+                result = "ok" if len(done) == len(findings) else "partial"
                 op.record(
-                    f"repaired {len(done)} of {len(findings)} problem(s)",
-                    result="ok" if len(done) == len(findings) else "partial",
+                    op.entry(f"repaired {len(done)} of {len(findings)} problem(s)", result=result)
                 )
         return DoctorReport(tuple(findings), fix, dry_run)

@@ -241,12 +241,13 @@ def _snapshot(
 def _record_failure(op: Operation, run: HookRun, result: str) -> None:
     """Append a failed hook run to the audit trail (a successful one is recorded by the
     create entry of each snapshot); never hide the hook's own outcome."""
-    problem = op.fail(
+    entry = op.entry(
         f"{len(run.errors)} failure(s) snapshotting {', '.join(run.refs)}",
-        result,
         snapshots=run.snapshots + run.unchanged,
         arguments={"refs": run.refs, "errors": run.errors, **run.context},
+        result=result,
     )
+    problem = op.fail(entry)
     if problem is not None:
         run.say(f"{run.hook}: could not append to the audit trail: {problem}")
 

@@ -642,14 +642,10 @@ def _audit_entry(
         "gc": options.gc,
         "purge": options.purge,
     }
-    return op.writer(
-        summary,
-        snapshots=removed,
-        arguments=arguments,
-        # Signed with the entry: where each snapshot was, so that whoever acts on the
-        # entry (push --prune, a server) checks the signer's right there.
-        extra={"environments": {ident: places.get(ident, "*") for ident in removed}},
-    )
+    # Signed with the entry: where each snapshot was, so that whoever acts on the entry
+    # (push --prune, a server) checks the signer's right there.
+    extra = {"environments": {ident: places.get(ident, "*") for ident in removed}}
+    return op.writer(op.entry(summary, snapshots=removed, arguments=arguments, extra=extra))
 
 
 def _require_right(repo: Repo, snaps: Sequence[Snapshot], operation: str, refusal: str) -> None:
@@ -696,10 +692,10 @@ def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
             return {**(note or {}), "pinned": pinned}
 
         # The entry decides; the note's copy is for display. Both change together.
-        op.record(
+        entry = op.entry(
             f"{operation}ned snapshot {snap.id}",
             snapshots=[snap.id],
             extra={"environments": {snap.id: snap.environment}},
-            notes={snap.tag_oid: mark},
         )
+        op.record(entry, notes={snap.tag_oid: mark})
         return PinResult(snap.id, pinned, True)

@@ -587,13 +587,13 @@ def _rehearse(
         return {**(note or {}), "rehearsal": summary}
 
     # The result in the note and the audit entry are written together.
-    op.record(
+    entry = op.entry(
         f"rehearsal of {snap.id}: {verdict}",
         snapshots=[snap.id],
         arguments={"damage": kinds, "rto": objective},
         result="ok" if report.passed else verdict,
-        notes={snap.tag_oid: merge},
     )
+    op.record(entry, notes={snap.tag_oid: merge})
     return report
 
 

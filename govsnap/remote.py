@@ -391,14 +391,14 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
             summary = f"from {remote.name}: {len(added)} snapshot(s) added" + (
                 f", {len(problems)} problem(s)" if problems else ""
             )
-            entry = op.writer(
+            entry = op.entry(
                 summary,
                 snapshots=[acc.snapshot.id for acc in added] + [s.id for s in problems],
                 arguments={"remote": remote.name, "verify": verify},
                 result="ok" if not problems else "problems: " + _problem_summary(problems),
-                join=join,
             )
-            changes[AUDIT_REF] = entry.commit_on(current[AUDIT_REF])
+            writer = op.writer(entry, join=join)
+            changes[AUDIT_REF] = writer.commit_on(current[AUDIT_REF])
         elif audit_state == "fast-forward":
             changes[AUDIT_REF] = remote_audit
         found.update(outcomes=outcomes, notes=notes_state, audit=audit_state)
@@ -567,9 +567,7 @@ def _note_for(
     return repo.git.create_blob(notes.encode(data)), "rebuilt"
 
 
-def _judge(
-    repo: Repo, snaps: list[Snapshot], verify: bool
-) -> list[tuple[FetchStatus, str] | None]:
+def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[FetchStatus, str] | None]:
     """Return, per snapshot, None when it may be added, else (status, reason)."""
     if not snaps:
         return []
@@ -807,11 +805,9 @@ def _push(
             elif report.audit == "up to date" and theirs.audit is not None:
                 record_remote_audit(repo, remote.name, pygit2.Oid(hex=theirs.audit))
             if deletions:
-                op.record(
-                    f"to {remote.name}: deleted {len(deletions)} pruned snapshot(s)",
-                    snapshots=deletions,
-                    arguments={"remote": remote.name, "prune": True},
-                )
+                deleted = f"to {remote.name}: deleted {len(deletions)} pruned snapshot(s)"
+                arguments = {"remote": remote.name, "prune": True}
+                op.record(op.entry(deleted, snapshots=deletions, arguments=arguments))
             return _timed(report, op)
     raise ConcurrentUpdate(
         f"the notes or audit trail of remote {remote.name!r} kept changing while we "
@@ -1018,11 +1014,12 @@ def _restore(repo: Repo, op: audit.Operation, remote: Remote, dry_run: bool) -> 
         push(repo, remote.name, dry_run=dry_run) if state != "replaced" or not dry_run else None
     )
     if not dry_run:
-        op.record(
+        entry = op.entry(
             f"restored the audit trail of {remote.name} ({state}"
             + (f", {dropped} entries of its rewritten chain dropped" if dropped else "")
             + ")",
             arguments={"remote": remote.name},
             extra={"remote_was": theirs, "restored_to": str(ours), "dropped": dropped},
         )
+        op.record(entry)
     return RestoreReport(remote.name, remote.shown_url, dry_run, state, dropped, pushed)

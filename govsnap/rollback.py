@@ -255,12 +255,13 @@ def _verify(repo: Repo, snap: Snapshot, op: audit.Operation) -> TrustPolicy | No
 
 def _refuse(op: audit.Operation, snap: Snapshot, why: str, detail: str, message: str) -> NoReturn:
     """Record a refused rollback in the audit trail (it is a security event), then raise."""
-    problem = op.fail(
+    entry = op.entry(
         f"rollback to {snap.id} refused: {why}",
-        f"refused: {detail}",
         snapshots=[snap.id],
         arguments={"verify": True},
+        result=f"refused: {detail}",
     )
+    problem = op.fail(entry)
     unrecorded = "" if problem is None else f" (the refusal is not in the audit trail: {problem})"
     raise CheckFailed(message + unrecorded)
 
@@ -987,11 +988,12 @@ def apply(
         except Exception as exc:
             _failed(op, snap, safety, undo, arguments, exc)
     where = f" ({', '.join(plan.paths)})" if plan.paths else ""
-    op.record(
+    entry = op.entry(
         f"rolled back to {snap.id}{where}; safety snapshot {safety.id}",
         snapshots=[snap.id, safety.id],
         arguments={**arguments, "commit_oid": commit},
     )
+    op.record(entry)
     return _result(
         plan,
         prepared.plan(),
@@ -1037,12 +1039,13 @@ def _failed(
         detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     else:
         detail = f"{type(exc).__name__}: {exc}"
-    problem = op.fail(
+    entry = op.entry(
         f"rollback to {snap.id} failed",
-        f"failed: {detail}",
         snapshots=[snap.id, safety.id],
         arguments=arguments,
+        result=f"failed: {detail}",
     )
+    problem = op.fail(entry)
     unrecorded = "" if problem is None else f" (the failure is not in the audit trail: {problem})"
     raise EnvironmentProblem(
         f"rollback to {snap.id} failed: {detail}; the previous state is safety snapshot "

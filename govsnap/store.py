@@ -45,7 +45,7 @@ from govsnap.objects import (
     write_tag,
     writing,
 )
-from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX
+from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, snapshot_ref
 from govsnap.repo import Repo
 from govsnap.signing import Signer, signer_for
 
@@ -69,7 +69,7 @@ class Snapshot:
     @property
     def ref(self) -> str:
         """Return the snapshot's ref name."""
-        return SNAPSHOT_REF_PREFIX + self.id
+        return snapshot_ref(self.id)
 
     @property
     def created(self) -> int:
@@ -499,7 +499,7 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
     tag = SignedTag(body, signature.block if signature else b"")
     tag_oid = write_tag(repo, tag)
     ident = snapshot_id(body)
-    ref = SNAPSHOT_REF_PREFIX + ident
+    ref = snapshot_ref(ident)
     note = notes.note_fields(
         payload,
         ident,
@@ -508,15 +508,14 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
         signature.kind if signature else SignatureKind.NONE,
     )
     seconds = op.seconds
+    arguments = {
+        "trigger": trigger,
+        "environment": environment,
+        "labels": list(labels),
+        **options.audit_context,
+    }
     entry = op.writer(
-        f"snapshot {ident} of {where}",
-        snapshots=[ident],
-        arguments={
-            "trigger": trigger,
-            "environment": environment,
-            "labels": list(labels),
-            **options.audit_context,
-        },
+        op.entry(f"snapshot {ident} of {where}", snapshots=[ident], arguments=arguments)
     )
 
     def record(current: RefValues) -> RefValues:

@@ -324,9 +324,7 @@ class _Reader:
             public_key=public_key.strip() + "\n" if public_key else "",
         )
 
-    def identity(
-        self, kind: SignatureKind, raw: str, path: tuple[str, ...]
-    ) -> tuple[str, str]:
+    def identity(self, kind: SignatureKind, raw: str, path: tuple[str, ...]) -> tuple[str, str]:
         if kind == "ssh":
             return self.ssh(raw, path)
         hexed = re.sub(r"[\s:]", "", raw).upper()

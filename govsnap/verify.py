@@ -717,12 +717,12 @@ def _run(
     if results:
         passed = len(results) - report.failed
         # The verdicts in the notes and the audit entry are written together.
-        op.record(
+        entry = op.entry(
             f"{len(results)} snapshot(s): {passed} passed, {report.failed} failed",
             snapshots=[r.id for r in results],
             arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
             result="pass" if report.ok else "fail",
-            notes=verdict_mutations(snaps, results, op.identity),
-            notes_message="Verification recorded by 'govsnap verify'",
         )
+        mutations = verdict_mutations(snaps, results, op.identity)
+        op.record(entry, notes=mutations, notes_message="Verification recorded by 'govsnap verify'")
     return report
