@@ -4,7 +4,7 @@ snapshot, a clone that refused a snapshot never strips its note from the server,
 `doctor --fix` recovers notes from what fetches brought before it rebuilds one from the
 signed payload.
 
-Each clone signs with its own keyring, which holds its own key only (tests/team.py):
+Each clone signs with its own keyring, which holds its own key only (tests/helpers/team.py):
 public keys reach a clone in the committed trust policy, nowhere else. In the
 `newcomer` scenarios the releaser's key is not in the policy yet until the colleague,
 who keeps the policy, adds it (`add_to_policy`)."""
