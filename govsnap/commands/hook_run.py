@@ -24,7 +24,7 @@ def _scrub_environment() -> None:
     os.environ.update(kept)
 
 
-def main(argv: Sequence[str]) -> int:
+def run_hook(argv: Sequence[str]) -> int:
     """Run `hook-run <name> [--chain <script>] [git's hook arguments...]`; return the exit
     code git acts on. Without --chain it is run by the pre-commit framework or by hand."""
     from govsnap import hook_run
