@@ -151,11 +151,15 @@ def ssh_key(isolated_env: Path) -> SSHKey:
 
 
 @pytest.fixture(autouse=True)
-def own_tmpdir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def own_tmpdir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """Give each test a TMPDIR of its own, for govsnap in-process and every program it
     runs: a test that scans the temporary directory (for what a rehearsal leaves) sees
     only its own run's, whatever runs beside it. A short path: gpg-agent's socket path
     is limited to 108 bytes, and keyrings are made in it."""
+    # pytest finds the base of every tmp_path in TMPDIR when first asked: before it moves.
+    tmp_path_factory.getbasetemp()
     tmpdir = Path(tempfile.mkdtemp(prefix="gt"))
     monkeypatch.setenv("TMPDIR", str(tmpdir))
     monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
