@@ -13,12 +13,15 @@ Paths are bytes here, as git prints them with -z: a name need not be UTF-8.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import socket
 import stat
 import tempfile
+import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +29,7 @@ from pathlib import Path
 import pygit2
 
 from govsnap.errors import EnvironmentProblem
-from govsnap.repo import Repo, run_git
+from govsnap.repo import LOCK_TOKEN_VARIABLE, Repo, run_git
 
 CAPTURE_ATTEMPTS = 3  # captures of a working tree that changes while it is read
 ZERO_OID = "0" * 40
@@ -141,39 +144,84 @@ def covered(path: bytes, paths: Sequence[bytes]) -> bool:
 class IndexLock:
     """`index.lock` held as git's own commands hold it while they change the index, so no
     `git add` or `git commit` interleaves with a rollback; the new index replaces the old
-    one by a rename, as git's does. The lock file names the process, so a lock left by a
-    killed govsnap is recognised and taken over rather than blocking the undo."""
+    one by a rename, as git's does.
+
+    The lock file names the process, its session and a token its git children inherit
+    in their environment, so a lock left by a killed govsnap is recognised and taken
+    over rather than blocking the undo, but only once no process of the killed rollback
+    runs any more (its git children die with it: `repo.run_git`). The file appears with
+    its content in one step (a hard link to a file written first), so a full disk never
+    leaves an empty lock behind."""
 
     def __init__(self, repo: Repo) -> None:
         self.index = user_index(repo)
         self.path = self.index.with_name("index.lock")
-        self.mark = _LOCK_MARK + f"{os.getpid()} {socket.gethostname()}\n".encode()
-        self.held = False
+        # Not scratch_dir(): creating it may fail (a full disk), which _create reports.
+        self.scratch = repo.commondir / "govsnap" / "tmp"
+        self.token = uuid.uuid4().hex
+        self.mark = _LOCK_MARK + (
+            f"{os.getpid()} {socket.gethostname()} {os.getsid(0)} {self.token}\n".encode()
+        )
+        self.inode: int | None = None
         self.took_over = False
+        self._saved_token: str | None = None
 
     def __enter__(self) -> IndexLock:
         for _attempt in range(2):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                if left_by_dead_govsnap(self.path):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.path)
-                    self.took_over = True
-                    continue
-                raise EnvironmentProblem(
-                    f"{self.path} exists: another git process is changing the index; if "
-                    "none is running, remove that file and try again"
-                ) from None
-            except OSError as exc:
-                raise EnvironmentProblem(f"cannot lock {self.index}: {exc.strerror}") from exc
-            try:
-                os.write(fd, self.mark)
-            finally:
-                os.close(fd)
-            self.held = True
-            return self
+            if self._create():
+                self._saved_token = os.environ.get(LOCK_TOKEN_VARIABLE)
+                # Every process started while the lock is held carries the token, so a
+                # takeover can tell whether one of them still runs.
+                os.environ[LOCK_TOKEN_VARIABLE] = self.token
+                return self
+            owner = lock_owner(self.path)
+            if owner is not None and owner.dead():
+                wait_for_survivors(self.path, owner)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)
+                self.took_over = True
+                continue
+            raise EnvironmentProblem(busy_lock_message(self.path))
         raise EnvironmentProblem(f"cannot lock {self.index}: the lock keeps reappearing")
+
+    def _create(self) -> bool:
+        """Create the lock file with its content; return False when it exists already."""
+        staged = self.scratch / f"index.lock.{self.token}"
+        try:
+            try:
+                self.scratch.mkdir(parents=True, exist_ok=True)
+                staged.write_bytes(self.mark)
+                os.link(staged, self.path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                self._create_in_place()
+            self.inode = os.lstat(self.path).st_ino
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot lock {self.index}: {exc.strerror or exc}; nothing was changed"
+            ) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                staged.unlink()
+
+    def _create_in_place(self) -> None:
+        """Create the lock where the filesystem has no hard links: exclusively, then
+        written, and removed again if the write fails."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, self.mark)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise
+        os.close(fd)
 
     def replace_index(self, new: Path | None) -> None:
         """Make `new` the repository's index (None: no index, as in a fresh repository)."""
@@ -184,33 +232,182 @@ class IndexLock:
             os.replace(new, self.index)
 
     def __exit__(self, *_exc: object) -> None:
-        if not self.held:
+        if self.inode is None:
             return
+        if self._saved_token is None:
+            os.environ.pop(LOCK_TOKEN_VARIABLE, None)
+        else:
+            os.environ[LOCK_TOKEN_VARIABLE] = self._saved_token
+        # The lock is ours while it is the file we made (by inode: reading it back could
+        # fail on the very disk problem that ended the rollback).
         with contextlib.suppress(OSError):
-            if self.path.read_bytes() == self.mark:
+            if os.lstat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
-        self.held = False
+        self.inode = None
+
+
+# errnos of link(2) on a filesystem (or mount) without hard links.
+_NO_HARD_LINKS = {
+    errno.EPERM,
+    errno.ENOTSUP,
+    errno.EOPNOTSUPP,
+    errno.EXDEV,
+    errno.EMLINK,
+    errno.ENOSYS,
+}
+# How long a takeover waits for the processes of a killed rollback to end.
+TAKEOVER_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """The govsnap process an index lock file names."""
+
+    pid: int
+    host: str
+    session: int | None  # its session id (absent in locks of govsnap 0.1)
+    token: str | None  # the token its children carry (absent in locks of govsnap 0.1)
+
+    def dead(self) -> bool:
+        """Return True when the process ran on this machine and is gone."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def survivors(self) -> list[int]:
+        """Return the processes it started that still run (its git children and theirs,
+        which carry its token in their environment, in its session: a daemon that
+        detached from the session is none of its work). Only Linux lists them."""
+        if self.token is None or self.session is None:
+            return []
+        wanted = f"{LOCK_TOKEN_VARIABLE}={self.token}".encode()
+        found: list[int] = []
+        with contextlib.suppress(OSError):
+            for name in os.listdir("/proc"):
+                if not name.isdigit() or int(name) == os.getpid():
+                    continue
+                try:
+                    if os.getsid(int(name)) != self.session:
+                        continue
+                    with open(f"/proc/{name}/environ", "rb") as fh:
+                        environ = fh.read().split(b"\0")
+                except OSError:
+                    continue
+                if wanted in environ:
+                    found.append(int(name))
+        return found
+
+
+def lock_owner(lock: Path) -> LockOwner | None:
+    """Return the govsnap process a lock file names, None when govsnap did not write it."""
+    try:
+        content = lock.read_bytes()
+    except OSError:
+        return None
+    words = content.split()
+    if not content.startswith(_LOCK_MARK) or len(words) not in (3, 5) or not words[1].isdigit():
+        return None
+    host = words[2].decode(errors="replace")
+    if len(words) == 3:
+        return LockOwner(int(words[1]), host, None, None)
+    if not words[3].isdigit():
+        return None
+    return LockOwner(int(words[1]), host, int(words[3]), words[4].decode(errors="replace"))
 
 
 def left_by_dead_govsnap(lock: Path) -> bool:
     """Return True when an index lock file was written by a govsnap process of this
     machine that no longer runs (killed mid-rollback)."""
+    owner = lock_owner(lock)
+    return owner is not None and owner.dead()
+
+
+def wait_for_survivors(lock: Path, owner: LockOwner, patience: float = TAKEOVER_WAIT) -> None:
+    """Return once no process of the killed govsnap that left `lock` runs; raise
+    EnvironmentProblem naming one when some still run after `patience` seconds: taking
+    the lock over while one writes would let it overwrite what the undo restores."""
+    deadline = time.monotonic() + patience
+    while True:
+        running = owner.survivors()
+        if not running:
+            return
+        if time.monotonic() >= deadline:
+            raise EnvironmentProblem(
+                f"{lock} was left by a killed govsnap (pid {owner.pid}), but process "
+                f"{running[0]} ({_command_line(running[0])}) it started still runs: wait for "
+                f"it to end or kill it, then try again"
+            )
+        time.sleep(0.1)
+
+
+def _command_line(pid: int) -> str:
+    """Return a process's command line for a message (its first two words)."""
     try:
-        content = lock.read_bytes()
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            words = [w for w in fh.read().split(b"\0") if w]
+    except OSError:
+        return "?"
+    return shown(b" ".join(words[:2])) or "?"
+
+
+def lock_holders(lock: Path) -> list[int] | None:
+    """Return the processes that have `lock` open (as /proc lists them), None when that
+    cannot be told (no /proc, or processes whose open files we may not read)."""
+    try:
+        target = os.stat(lock)
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    holders: list[int] = []
+    complete = True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            complete = False
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                info = os.stat(f"/proc/{name}/fd/{fd}")
+                if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino):
+                    holders.append(int(name))
+                    break
+    return holders if holders or complete else None
+
+
+def abandoned_empty_lock(lock: Path) -> bool:
+    """Return True for an empty lock file no process has open: a write that failed (a
+    full disk) or a process killed between creating and writing it left it behind; git
+    itself keeps its lock open while it is empty."""
+    try:
+        if os.lstat(lock).st_size != 0:
+            return False
     except OSError:
         return False
-    words = content.split()
-    if not content.startswith(_LOCK_MARK) or len(words) != 3 or not words[1].isdigit():
-        return False
-    if words[2].decode(errors="replace") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(words[1]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return lock_holders(lock) == []
+
+
+def busy_lock_message(lock: Path) -> str:
+    """Return why a lock file that exists blocks us, and what to do about it."""
+    if abandoned_empty_lock(lock):
+        return (
+            f"{lock} exists, empty, and no process has it open: a write that failed (a full "
+            "disk?) left it behind; remove it (`govsnap doctor --fix` does) and try again"
+        )
+    return (
+        f"{lock} exists: another git process is changing the index; if none is running, "
+        "remove that file and try again"
+    )
 
 
 # --- temporary index files -----------------------------------------------------------------
@@ -802,6 +999,15 @@ def write_raw(workdir: Path, path: bytes, data: bytes, mode: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def shown(path: bytes) -> str:
+    """Return a path for a one-line message: not UTF-8 bytes as \\xNN, and the control
+    characters a name may hold (a newline) escaped, as git quotes names."""
+    text = path.decode(errors="backslashreplace")
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in text
+    )
 
 
 class _Lstat:
