@@ -549,10 +549,11 @@ def rollback_result(result: RollbackResult) -> None:
     if not result.verified:
         warning(f"snapshot {snap} was NOT verified (--no-verify)")
     for text in result.warnings:
-        warning(text)
+        warning(clean(text, one_line=True))
     if result.dry_run:
         message(
-            f"dry run: rolling back to {snap}{where} would write {len(plan.write)} file(s), "
+            f"dry run: rolling back to {snap}{clean(where, one_line=True)} would write "
+            f"{len(plan.write)} file(s), "
             f"remove {len(plan.remove)}, leave {len(plan.leave)} ignored; index from "
             f"{result.index_source}"
         )
@@ -563,12 +564,14 @@ def rollback_result(result: RollbackResult) -> None:
             ("index", plan.index_only),
         ):
             for path in items:
-                message(f"{action:<6} {path}")
+                # A name may hold a newline or a terminal escape: one line per path.
+                message(f"{action:<6} {clean(path, one_line=True)}")
         return
+    head = f"HEAD moved to {result.commit[:12]}" if result.commit else "HEAD unmoved"
     message(
-        f"rolled back to snapshot {snap}{where}: wrote {len(plan.write)} file(s), removed "
-        f"{len(plan.remove)}; index from {result.index_source}; HEAD unmoved "
-        f"({result.seconds:.2f}s)"
+        f"rolled back to snapshot {snap}{clean(where, one_line=True)}: wrote "
+        f"{len(plan.write)} file(s), removed {len(plan.remove)}; index from "
+        f"{result.index_source}; {head} ({result.seconds:.2f}s)"
     )
     if result.commit:
         message(f"committed {result.commit[:12]}: Roll back to snapshot {snap}")

@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import stat
+import subprocess
 import tempfile
 import time
 import uuid
@@ -410,6 +411,55 @@ def busy_lock_message(lock: Path) -> str:
     )
 
 
+# --- a dry run's object store ---------------------------------------------------------------
+
+
+class _Quarantined(Repo):
+    """A repository whose git commands write new objects and temporary files to a
+    directory of their own, reading the real object store as an alternate."""
+
+    def __init__(self, git: pygit2.Repository, env: Mapping[str, str], scratch: Path) -> None:
+        super().__init__(git)
+        self._env = dict(env)
+        self._scratch = scratch
+
+    @property
+    def state_dir(self) -> Path:
+        """Return the temporary directory that stands in for `.git/govsnap`."""
+        return self._scratch
+
+    def git_cmd(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run `git args...` in the repository with the temporary object directory."""
+        return super().git_cmd(*args, input=input, env={**self._env, **(env or {})}, check=check)
+
+
+@contextlib.contextmanager
+def quarantined(repo: Repo) -> Iterator[Repo]:
+    """Yield the repository as a dry run sees it: the objects a capture writes go to a
+    temporary directory (`GIT_OBJECT_DIRECTORY`, with the real store as
+    `GIT_ALTERNATE_OBJECT_DIRECTORIES`, as git quarantines a push), temporary index files
+    too, so nothing is written into `.git`; removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="govsnap-dry-run-") as tmp:
+        scratch = Path(tmp)
+        objects = scratch / "objects"
+        objects.mkdir()
+        env = {
+            "GIT_OBJECT_DIRECTORY": str(objects),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo.commondir / "objects"),
+        }
+        git_repo = pygit2.Repository(str(repo.gitdir))
+        if repo.git.workdir is not None and git_repo.workdir != repo.git.workdir:
+            git_repo.workdir = repo.git.workdir
+        git_repo.odb.add_disk_alternate(str(objects))
+        yield _Quarantined(git_repo, env, scratch)
+
+
 # --- temporary index files -----------------------------------------------------------------
 
 
@@ -711,25 +761,25 @@ def build_tree(repo: Repo, entries: Iterable[TreeEntry]) -> str:
         return write_tree(repo, index)
 
 
-def hash_files(repo: Repo, paths: Sequence[bytes]) -> dict[bytes, str]:
+def hash_files(repo: Repo, paths: Sequence[bytes], *, filters: bool = False) -> dict[bytes, str]:
     """Return path -> the blob id of each file's bytes as they are on disk (no filters),
-    as `git hash-object --no-filters` computes it."""
+    as `git hash-object --no-filters` computes it; with `filters`, of the blob `git add`
+    would store (clean filter and eol conversion applied)."""
     found: dict[bytes, str] = {}
+    option = [] if filters else ["--no-filters"]
     plain = [p for p in paths if b"\n" not in p]
     if plain:
         out = git(
             repo,
             "hash-object",
-            "--no-filters",
+            *option,
             "--stdin-paths",
             input=b"".join(p + b"\n" for p in plain),
         )
         found.update(zip(plain, out.decode().split(), strict=True))
     for path in paths:
         if b"\n" in path:  # --stdin-paths cannot name it
-            found[path] = (
-                git(repo, "hash-object", "--no-filters", "--", fs_path(path)).decode().strip()
-            )
+            found[path] = git(repo, "hash-object", *option, "--", fs_path(path)).decode().strip()
     return found
 
 
@@ -893,6 +943,40 @@ def transition(
     return warnings
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why git's checkout refuses a transition, as it says it."""
+
+    message: str  # one line, paths escaped
+    kind: str  # "not uptodate", "would be overwritten", "would lose untracked files", ...
+    path: bytes | None
+
+
+_REFUSAL = re.compile(rb"^error: (?:Entry|Untracked working tree file|Updating) '(.*)' (.*)$")
+
+
+def transition_refusal(
+    repo: Repo, index: Path, current: str, target: str, *, recurse_submodules: bool = False
+) -> Refusal | None:
+    """Return why `transition` would be refused (None: git would go ahead), as `git
+    read-tree -m -u -n` finds it: every path checked as the checkout checks it, nothing
+    written."""
+    args = ["read-tree", "-m", "-u", "-n"]
+    if recurse_submodules:
+        args.append("--recurse-submodules")
+    proc = repo.git_cmd(*args, current, target, env={"GIT_INDEX_FILE": str(index)}, check=False)
+    if proc.returncode == 0:
+        return None
+    for line in proc.stderr.splitlines():
+        found = _REFUSAL.match(line)
+        if found:
+            path, rest = found.group(1), found.group(2).decode(errors="replace")
+            kind = rest.split(".")[0].removesuffix(" in it").strip()
+            where = shown(path)
+            return Refusal(f"{where}: {kind}; nothing was changed", kind, path)
+    return Refusal(f"{shown(git_error(proc.stderr).encode())}; nothing was changed", "", None)
+
+
 class CheckoutFailed(EnvironmentProblem):
     """git's checkout stopped: before writing (a path changed, something in the way) or
     part-way (disk full, permissions)."""
@@ -1001,6 +1085,37 @@ def write_raw(workdir: Path, path: bytes, data: bytes, mode: int) -> None:
         raise
 
 
+class PathModes:
+    """lstat with memory, as git's checkout sees the work tree (its has_symlinks_or_noent
+    rule): a path below a symlink or a file is absent, never read through the link.
+    Paths share their directories, so each directory is asked once (100,000 paths, a
+    handful of directories)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.root = os.fsencode(workdir)
+        self.modes: dict[bytes, int] = {}
+
+    def __call__(self, path: bytes) -> int:
+        mode = self.modes.get(path)
+        if mode is not None:
+            return mode
+        chain = [path]
+        while b"/" in chain[-1] and chain[-1].rsplit(b"/", 1)[0] not in self.modes:
+            chain.append(chain[-1].rsplit(b"/", 1)[0])
+        top = chain[-1]
+        above = self.modes[top.rsplit(b"/", 1)[0]] if b"/" in top else stat.S_IFDIR
+        for part in reversed(chain):
+            above = lstat_mode(self.root + b"/" + part) if stat.S_ISDIR(above) else 0
+            self.modes[part] = above
+        return above
+
+    def parents(self, path: bytes) -> Iterator[bytes]:
+        """Yield the directories above `path`, nearest first."""
+        while b"/" in path:
+            path = path.rsplit(b"/", 1)[0]
+            yield path
+
+
 def shown(path: bytes) -> str:
     """Return a path for a one-line message: not UTF-8 bytes as \\xNN, and the control
     characters a name may hold (a newline) escaped, as git quotes names."""
@@ -1010,59 +1125,120 @@ def shown(path: bytes) -> str:
     )
 
 
-class _Lstat:
-    """lstat with memory: paths share their directories, and a rollback asks about each
-    directory once per path below it (100,000 paths, a handful of directories)."""
+@dataclass(frozen=True)
+class Obstacles:
+    """What stands on disk where a checkout writes, beyond what the capture holds: git's
+    checkout overwrites or deletes all of it (it treats ignored files as expendable, and
+    removes a directory it replaces with everything below)."""
 
-    def __init__(self, root: bytes) -> None:
-        self.root = root
-        self.modes: dict[bytes, int] = {}
-
-    def __call__(self, path: bytes) -> int:
-        mode = self.modes.get(path)
-        if mode is None:
-            mode = self.modes[path] = lstat_mode(self.root + b"/" + path)
-        return mode
-
-    def parents(self, path: bytes) -> Iterator[bytes]:
-        """Yield the directories above `path`, nearest first."""
-        while b"/" in path:
-            path = path.rsplit(b"/", 1)[0]
-            yield path
+    keep: tuple[bytes, ...]  # uncaptured files and symlinks: the safety snapshot keeps them
+    empty: tuple[bytes, ...]  # empty directories inside a directory the checkout replaces
+    absent: tuple[TreeEntry, ...]  # what the checkout writes where nothing stood
+    lost: tuple[bytes, ...]  # FIFOs, sockets, devices: nothing can keep them
+    repositories: tuple[bytes, ...]  # directories holding `.git` the checkout would remove
 
 
-def uncaptured_in_the_way(workdir: Path, added: Iterable[bytes], gone: set[bytes]) -> list[bytes]:
-    """Return what stands on disk where a checkout adds `added` paths although the
-    capture left it out (ignored files, which git's checkout treats as expendable): a
-    file or symlink at the path or at a directory above it (unless in `gone`, the paths
-    the capture has and the checkout removes), or every file below a directory there."""
-    root = os.fsencode(workdir)
-    lstat = _Lstat(root)
-    found: set[bytes] = set()
-    seen: set[bytes] = set()
-    for path in added:
-        mode = lstat(path)
-        if stat.S_ISDIR(mode):
-            for dirpath, dirnames, filenames in os.walk(root + b"/" + path):
-                names = filenames + [d for d in dirnames if os.path.islink(dirpath + b"/" + d)]
-                found.update(os.path.relpath(dirpath + b"/" + n, root) for n in names)
-        elif mode != 0:
-            found.add(path)
-        for parent in lstat.parents(path):
-            if parent in seen:
-                break
-            seen.add(parent)
-            above = lstat(parent)
-            if above != 0 and not stat.S_ISDIR(above) and parent not in gone:
-                found.add(parent)
-    return sorted(found)
+def survey(workdir: Path, writes: Sequence[Change], captured: set[bytes]) -> Obstacles:
+    """Return what stands in the way of a checkout writing the new side of `writes`
+    (changes that are not deletions) that the capture does not hold.
+
+    `captured` holds the paths the capture has but the target lacks (the checkout
+    removes them, or leaves them alone): with the paths a change's old side names, they
+    are everything the capture holds where the checkout writes. Nothing is read through
+    a symlink. A directory holding `.git` (a nested repository, a submodule, or a `.git`
+    directory git never captures) is reported, not entered.
+    """
+    modes = PathModes(workdir)
+    keep: list[bytes] = []
+    empty: list[bytes] = []
+    absent: list[TreeEntry] = []
+    lost: list[bytes] = []
+    repositories: set[bytes] = set()
+    plain: set[bytes] = set()  # directories whose whole chain of parents is known plain
+
+    def holds_git(directory: bytes) -> bool:
+        return lstat_mode(modes.root + b"/" + directory + b"/.git") != 0
+
+    def uncaptured(path: bytes, mode: int) -> None:
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            keep.append(path)
+        else:
+            lost.append(path)
+
+    def reachable(path: bytes) -> bool:
+        """Check the directories above `path` top-down; return True when they are all
+        plain directories, so that the checkout writes at `path` itself."""
+        parent = path.rsplit(b"/", 1)[0] if b"/" in path else b""
+        if not parent or parent in plain:
+            return True
+        chain = [parent, *modes.parents(parent)]
+        for directory in reversed(chain):
+            if directory in plain:
+                continue
+            mode = modes(directory)
+            if stat.S_ISDIR(mode):
+                if holds_git(directory):
+                    repositories.add(directory)
+                    return False
+                plain.add(directory)
+                continue
+            if mode != 0 and directory not in captured:
+                uncaptured(directory, mode)  # the checkout removes it to make a directory
+            return False
+        return True
+
+    def walk(top: bytes) -> None:
+        stack = [top]
+        while stack:
+            directory = stack.pop()
+            if holds_git(directory):
+                repositories.add(directory)
+                continue
+            with os.scandir(modes.root + b"/" + directory) as entries:
+                found = list(entries)
+            if not found:
+                empty.append(directory)
+            for entry in found:
+                path = directory + b"/" + entry.name
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    stack.append(path)
+                elif path not in captured:
+                    uncaptured(path, mode)
+
+    for change in writes:
+        path = change.path
+        new = TreeEntry(path, change.new_mode, change.new_oid)
+        if not reachable(path):
+            if change.new_mode != GITLINK:
+                absent.append(new)
+            continue
+        mode = modes(path)
+        if mode == 0:
+            if change.new_mode != GITLINK:
+                absent.append(new)
+        elif stat.S_ISDIR(mode):
+            if change.new_mode == GITLINK:
+                continue  # git keeps the directory of a gitlink
+            if holds_git(path):
+                repositories.add(path)
+            else:
+                walk(path)
+        elif change.status == "A" and path not in captured:
+            uncaptured(path, mode)
+    return Obstacles(
+        tuple(sorted(set(keep))),
+        tuple(sorted(set(empty))),
+        tuple(absent),
+        tuple(sorted(set(lost))),
+        tuple(sorted(repositories)),
+    )
 
 
 def empty_directories(workdir: Path, paths: Iterable[bytes]) -> list[bytes]:
     """Return the directories above `paths` that exist and are empty: git does not track
     them, and its checkout removes a directory it empties, so an undo must recreate them."""
-    root = os.fsencode(workdir)
-    lstat = _Lstat(root)
+    lstat = PathModes(workdir)
     found: set[bytes] = set()
     seen: set[bytes] = set()
     for path in paths:
@@ -1070,7 +1246,7 @@ def empty_directories(workdir: Path, paths: Iterable[bytes]) -> list[bytes]:
             if parent in seen:
                 break
             seen.add(parent)
-            if stat.S_ISDIR(lstat(parent)) and not os.listdir(root + b"/" + parent):
+            if stat.S_ISDIR(lstat(parent)) and not os.listdir(lstat.root + b"/" + parent):
                 found.add(parent)
     return sorted(found)
 

@@ -435,6 +435,49 @@ def test_rehearsal_verdicts_are_judged_by_git(cli: Cli, repo: Path, tmp_path: Pa
     assert rehearsed.code == 0, rehearsed.out
 
 
+FAILING_SMUDGE = """
+import os, sys
+data = sys.stdin.buffer.read()
+if b"fail" in data and os.path.exists(sys.argv[1]):
+    sys.exit(1)
+sys.stdout.buffer.write(data)
+"""
+
+
+def test_the_undo_of_a_failed_rollback_removes_what_it_wrote(repo: Path, cli: Cli) -> None:
+    """A rollback that stops half-way (here a smudge filter fails on z.bin, as a kill or a
+    full disk stops one) leaves the files git wrote before it stopped, at paths where
+    nothing stood, ignored ones included. The printed undo removes them and restores the
+    state byte for byte; a file changed since it was written is left, with a warning."""
+    flag = repo.parent / "fail-now"
+    command = python_script(repo.parent / "smudge.py", FAILING_SMUDGE)
+    git(repo, "config", "filter.f.clean", "cat")
+    git(repo, "config", "filter.f.smudge", f"{command} {flag}")
+    git(repo, "config", "filter.f.required", "true")
+    write_files(repo, {".gitattributes": "*.bin filter=f\n", "a.gen": "generated in A\n"})
+    write_files(repo, {"b/new.txt": "new in A\n", "z.bin": "fail in A\n"})
+    sh(repo, commit("A"))
+    ident, _tree = create(cli, repo)
+    sh(repo, "git rm -q --cached a.gen && rm -r a.gen b && echo '*.gen' > .gitignore")
+    write_files(repo, {"z.bin": "B\n"})
+    sh(repo, commit("B"))
+    before = state(repo)
+    flag.touch()
+    for changed_since in (False, True):
+        failed = cli(repo, "rollback", ident, "--yes")
+        assert failed.code == 3 and "failed" in failed.err, failed.err
+        assert (repo / "a.gen").exists()  # written before git stopped at z.bin
+        if changed_since:
+            write_files(repo, {"a.gen": "edited after the failed rollback\n"})
+        undo = shlex.split(failed.err.split("undo with ")[-1].split(" (the failure")[0])
+        undone = cli(repo, *undo[1:], "--yes")
+        assert undone.code == 0, undone.err
+        if not changed_since:
+            assert state(repo) == before, state(repo).differences(before)
+    assert "left a.gen" in undone.err
+    assert (repo / "a.gen").read_text() == "edited after the failed rollback\n"
+
+
 SLOW_SMUDGE = """
 import sys, time
 data = sys.stdin.buffer.read()
