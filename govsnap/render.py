@@ -592,9 +592,11 @@ def rehearsal_report(report: RehearsalReport) -> None:
     for d in report.damage:
         message(f"damage {d.kind:<8} {len(d.paths)} path(s)")
     for g in report.gates:
-        message(f"gate   {g.name:<9} {'pass' if g.passed else 'FAIL'}  {g.detail}")
+        # A gate's detail may name paths, which may hold newlines.
+        detail = clean(g.detail, one_line=True)
+        message(f"gate   {g.name:<9} {'pass' if g.passed else 'FAIL'}  {detail}")
     for text in report.warnings:
-        warning(text)
+        warning(clean(text, one_line=True))
     for path in report.report_files:
         message(f"report {path}")
 

@@ -771,9 +771,9 @@ def _repository_in_the_way(repo: Repo, capture: Capture, directory: bytes) -> st
             f"history in {where}/.git: run `git submodule absorbgitdirs {where}` first; "
             "nothing was changed"
         )
-    proc = run_git(
-        ["status", "--porcelain", "--ignored", "--untracked-files=all", "-z"], full, check=False
-    )
+    # --no-optional-locks: status would otherwise refresh the submodule's index (a write).
+    status = ["--no-optional-locks", "status", "--porcelain", "--ignored", "-uall", "-z"]
+    proc = run_git(status, full, check=False)
     if proc.returncode != 0 or proc.stdout:
         return (
             f"refusing to roll back: the snapshot replaces submodule {where}, which holds "

@@ -175,11 +175,15 @@ class IndexLock:
                 # takeover can tell whether one of them still runs.
                 os.environ[LOCK_TOKEN_VARIABLE] = self.token
                 return self
+            stale = _inode(self.path)
             owner = lock_owner(self.path)
             if owner is not None and owner.dead():
                 wait_for_survivors(self.path, owner)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
+                # Only the lock that was judged stale: another undo may have taken it
+                # over meanwhile and made its own.
+                if _inode(self.path) == stale:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path)
                 self.took_over = True
                 continue
             raise EnvironmentProblem(busy_lock_message(self.path))
@@ -245,6 +249,14 @@ class IndexLock:
             if os.lstat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
         self.inode = None
+
+
+def _inode(path: Path) -> int | None:
+    """Return the inode number of a file, None when it does not exist."""
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
 
 
 # errnos of link(2) on a filesystem (or mount) without hard links.
@@ -1209,23 +1221,30 @@ def survey(workdir: Path, writes: Sequence[Change], captured: set[bytes]) -> Obs
     for change in writes:
         path = change.path
         new = TreeEntry(path, change.new_mode, change.new_oid)
-        if not reachable(path):
-            if change.new_mode != GITLINK:
-                absent.append(new)
-            continue
-        mode = modes(path)
-        if mode == 0:
-            if change.new_mode != GITLINK:
-                absent.append(new)
-        elif stat.S_ISDIR(mode):
-            if change.new_mode == GITLINK:
-                continue  # git keeps the directory of a gitlink
-            if holds_git(path):
-                repositories.add(path)
-            else:
-                walk(path)
-        elif change.status == "A" and path not in captured:
-            uncaptured(path, mode)
+        try:
+            if not reachable(path):
+                if change.new_mode != GITLINK:
+                    absent.append(new)
+                continue
+            mode = modes(path)
+            if mode == 0:
+                if change.new_mode != GITLINK:
+                    absent.append(new)
+            elif stat.S_ISDIR(mode):
+                if change.new_mode == GITLINK:
+                    continue  # git keeps the directory of a gitlink
+                if holds_git(path):
+                    repositories.add(path)
+                else:
+                    walk(path)
+            elif change.status == "A" and path not in captured:
+                uncaptured(path, mode)
+        except OSError as exc:
+            where = os.fsencode(exc.filename)[len(modes.root) + 1 :] if exc.filename else path
+            raise EnvironmentProblem(
+                f"cannot read {shown(where)}, where the rollback writes {shown(path)}: "
+                f"{exc.strerror or exc}; nothing was changed"
+            ) from exc
     return Obstacles(
         tuple(sorted(set(keep))),
         tuple(sorted(set(empty))),

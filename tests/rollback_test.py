@@ -910,10 +910,12 @@ def as_another_user(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*wrapper, *args], capture_output=True, text=True, check=False)
 
 
-@pytest.mark.parametrize("where", ["ignored-file", "untracked-in-a-replaced-directory"])
+@pytest.mark.parametrize(
+    "where", ["ignored-file", "untracked-in-a-replaced-directory", "directory-in-a-replaced-one"]
+)
 def test_an_unreadable_file_in_the_way(where: str, cli: Cli, repo: Path) -> None:
-    """A file the rollback would overwrite or remove but cannot read: one line, exit 3,
-    nothing changed (no internal error)."""
+    """A file (or directory) the rollback would overwrite or remove but cannot read: one
+    line, exit 3, nothing changed (no internal error), from the dry run too."""
     name = "secret.key" if where == "ignored-file" else "sub"
     write_files(repo, {name: "in the snapshot\n"})
     ident = snap(cli, repo)
@@ -921,8 +923,11 @@ def test_an_unreadable_file_in_the_way(where: str, cli: Cli, repo: Path) -> None
     if where == "ignored-file":
         write_files(repo, {".gitignore": "*.key\n", "secret.key": "MY REAL KEY\n"})
         unreadable = repo / "secret.key"
-    else:
+    elif where == "untracked-in-a-replaced-directory":
         write_files(repo, {"sub/x": "x\n", "sub/secret": "UNREADABLE BUT PRECIOUS\n"})
+        unreadable = repo / "sub" / "secret"
+    else:
+        write_files(repo, {"sub/x": "x\n", "sub/secret/file": "UNREADABLE BUT PRECIOUS\n"})
         unreadable = repo / "sub" / "secret"
     unreadable.chmod(0)
     try:
@@ -931,15 +936,17 @@ def test_an_unreadable_file_in_the_way(where: str, cli: Cli, repo: Path) -> None
         assert done.returncode == 3, done.stderr
         assert len(done.stderr.splitlines()) == 1 and "internal error" not in done.stderr
         assert "cannot read" in done.stderr and unreadable.name in done.stderr
+        dry = as_another_user([govsnap_bin(), "-C", str(repo), "rollback", ident, "--dry-run"])
+        assert "internal error" not in dry.stderr and unreadable.name in dry.stderr
         assert files_state_readable(repo, unreadable) == before
         assert not (repo / ".git" / "index.lock").exists()
     finally:
-        unreadable.chmod(0o644)
+        unreadable.chmod(0o755 if unreadable.is_dir() else 0o644)
 
 
 def files_state_readable(repo: Path, unreadable: Path) -> dict[str, tuple[str, bytes]]:
     """files_state with the unreadable file read with its permission restored."""
-    unreadable.chmod(0o644)
+    unreadable.chmod(0o755 if unreadable.is_dir() else 0o644)
     try:
         return files_state(repo)
     finally:
