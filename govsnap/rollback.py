@@ -1026,6 +1026,10 @@ def _guard(
     removable: list[bytes] = []
     if recorded is not None:
         removable, changed = _removable(repo, recorded, paths)
+        # What the capture holds and the checkout removes is in this undo's own safety
+        # snapshot: only what stays is worth a word.
+        removed = {c.path for c in prepared.changes if c.status == "D"}
+        changed = [p for p in changed if p not in removed]
         warnings += [
             f"left {worktree.shown(p)}: the rollback being undone wrote it where nothing "
             "stood, and it changed since"

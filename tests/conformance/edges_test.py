@@ -301,6 +301,7 @@ def test_a_write_failing_half_way(
                 assert last.startswith(f"rollback: rollback to {ident} failed"), last
             undone = cli(repo, *undo[1:], "--yes")
             assert undone.code == 0, undone.err
+            assert "warning" not in undone.err  # nothing left behind, nothing to warn of
             restored = state(repo)
             assert restored == before, restored.differences(before)
             assert not (repo / ".git" / "index.lock").exists()
