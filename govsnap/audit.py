@@ -743,7 +743,7 @@ def new_entry_problems(
     the future, a missing parent; once a policy exists, an entry that is unsigned, or
     signed by a key the policy does not know (with `retired_known`, nor an earlier
     version of it: a clone joining a history), or a decision its signer may not make."""
-    from govsnap.signing import SignatureVerifier
+    from govsnap.signing import SignatureVerifier, add_signer_hint
     from govsnap.trust import with_history
 
     walker = repo.git.walk(tip, SortMode.TOPOLOGICAL)
@@ -786,11 +786,16 @@ def new_entry_problems(
         checks = verifier.verify_many([(payload, block) for _, payload, block in signed])
     finally:
         verifier.close()
+    hinted: set[str] = set()
     for (entry, _, _), check in zip(signed, checks, strict=True):
         if check.unknown_key is not None:
+            # The fix, once per key: adding the key is what a new signer's entries need.
+            key = check.unknown_key
+            hint = "" if key in hinted else f" (to trust it: {add_signer_hint(key)})"
+            hinted.add(key)
             problems.append(
-                f"{entry.oid[:12]} ({entry.operation}) is signed by {check.unknown_key}, a key "
-                "the trust policy does not know"
+                f"{entry.oid[:12]} ({entry.operation}) is signed by {key}, a key the trust "
+                f"policy does not know{hint}"
             )
         elif not check.valid:
             problems.append(f"{entry.oid[:12]} ({entry.operation}): {check.reason}")
