@@ -286,7 +286,9 @@ def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key
     shown = cli(path, "trust", "show")
     assert shown.code == 0
     assert keys.trusted in shown.out and "laptop" in shown.out and "rollback" in shown.out
-    assert "root of trust: verified by this clone before" in shown.out
+    # What this clone verified before only ever refuses a rollback: the root of trust
+    # stays the first use of the policy's first version (F5).
+    assert "root of trust: trust on first use of commit" in shown.out
     data = json.loads(cli(path, "trust", "show", "--json").out)
     assert data["source"] == "refs/heads/main:.govsnap/trust.toml"
     assert data["version"] == 1 and data["policy_threshold"] == 1
