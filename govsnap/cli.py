@@ -1032,8 +1032,7 @@ def push(
         render.emit_json(report.as_json())
     else:
         render.push_report(report)
-    if report.fetched is not None:
-        report.fetched.check()
+    report.check()
 
 
 @app.command()

@@ -340,9 +340,10 @@ def test_the_ci_workflow_verifies_every_trusted_signer_and_fails_on_a_stranger(
     )
     failure = job.output(job.failed_step)
     assert f"unverified: {theirs}:" in failure
-    assert f"signer {stranger.fingerprint} is not in the trust policy" in failure, failure
-    assert failure.rstrip().endswith(
-        "govsnap: error: 1 snapshot(s) from origin not added: unverified"
-    )
+    # The policy carries the trusted keys: a stranger's key is one it does not have.
+    assert f"cannot check: no public key for {stranger.fingerprint}" in failure, failure
+    # Its audit entries (its create, its fetch) are signed by that key too: not joined.
+    assert "holds entries this clone refuses to join" in failure
+    assert failure.rstrip().endswith("; 1 snapshot(s) from origin not added: unverified")
     assert f"added {alices_second}" in failure  # a trusted signer passes
     assert set(snapshot_ids(team.bare)) == before  # nothing deployed, nothing shared

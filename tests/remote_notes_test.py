@@ -4,8 +4,9 @@ snapshot, a clone that refused a snapshot never strips its note from the server,
 `doctor --fix` recovers notes from what fetches brought before it rebuilds one from the
 signed payload.
 
-Each clone signs and verifies with its own keyring (tests/team.py), so a clone knows a
-signer's public key only once `make_key_available` gave it."""
+Each clone signs with its own keyring (tests/team.py) and verifies with the keys its
+trust policy carries: the colleague's clone trusts the releaser's snapshots only once it
+has the policy change that lets the releaser sign for every environment (`catch_up`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, Keys, MakeRepo, git, snapshot_ids
-from tests.tamper import policy_text
+from tests.tamper import commit_policy, policy_text
 from tests.team import Keyrings, Member, keyrings, make_key_available, sign_as
 
 
@@ -50,21 +51,32 @@ def rings() -> Iterator[Keyrings]:
 
 @pytest.fixture
 def team(tmp_path: Path, make_repo: MakeRepo, keys: Keys, rings: Keyrings) -> Team:
+    """The policy first lets the releaser sign for staging only; the releaser's clone
+    widens that to every environment (a change the colleague approves) after the
+    colleague cloned."""
     releaser = rings.member("releaser", keys.trusted)
     colleague = rings.member("colleague", keys.other)
-    policy = policy_text({"releaser": (keys.trusted, ["*"], ["*"])})
-    seed = make_repo({"README.md": "hello\n", ".govsnap/trust.toml": policy}, name="seed")
+    first = {
+        "colleague": (keys.other, ["*"], ["*"]),
+        "releaser": (keys.trusted, ["staging"], ["*"]),
+    }
+    seed = make_repo(name="seed")
+    commit_policy(seed, policy_text(first), sign_with=keys.other)
     bare = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
     start = Team(tmp_path, bare, releaser, colleague, seed, seed)
-    return Team(
-        tmp_path,
-        bare,
-        releaser,
-        colleague,
-        start.clone("a", releaser),
-        start.clone("b", colleague),
-    )
+    a, b = start.clone("a", releaser), start.clone("b", colleague)
+    second = policy_text({**first, "releaser": (keys.trusted, ["*"], ["*"])})
+    commit_policy(a, second, "the releaser signs everywhere", sign_with=keys.other)
+    git(a, "push", "-q", "origin", "main")
+    return Team(tmp_path, bare, releaser, colleague, a, b)
+
+
+def catch_up(team: Team) -> None:
+    """Bring the policy change that trusts the releaser everywhere to the colleague's
+    clone (and the releaser's public key to the colleague's keyring, for stock git)."""
+    git(team.b, "pull", "-q", "--ff-only", "origin", "main")
+    make_key_available(team.b, team.colleague, team.releaser)
 
 
 def run_ok(cli: Cli, repo: Path, *args: str) -> str:
@@ -103,7 +115,7 @@ def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) 
     report = json.loads(refused.out)
     assert report["added"] == []
     assert {s["status"] for s in report["snapshots"]} == {"unverified"}
-    assert all("no public key" in s["detail"] for s in report["snapshots"])
+    assert all("not trusted for environment 'default'" in s["detail"] for s in report["snapshots"])
     assert report["notes_kept_aside"] == 3
     # Nothing is half-merged: every note the server has is kept here, byte for byte,
     # though no snapshot of this clone carries it yet; doctor sees nothing orphaned.
@@ -115,7 +127,7 @@ def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) 
     run_ok(cli, team.b, "doctor")
 
     # The key becomes available; the remote has not changed since the first fetch.
-    make_key_available(team.b, team.colleague, team.releaser)
+    catch_up(team)
     adopted = json.loads(run_ok(cli, team.b, "fetch", "--json"))
     assert sorted(adopted["added"]) == sorted(ids)
     assert {s["note"] for s in adopted["snapshots"]} == {"remote"}
@@ -168,8 +180,12 @@ def test_a_refused_snapshots_note_kept_here_is_adopted_when_the_remote_lost_it(
     assert cli(team.b, "fetch").code == 1
     drop_notes_on_server(team.bare, {tag_of(team.a, ident)})
 
-    make_key_available(team.b, team.colleague, team.releaser)
-    report = json.loads(run_ok(cli, team.b, "fetch", "--json"))
+    catch_up(team)
+    fetched = cli(team.b, "fetch", "--json")
+    # The server's notes history was rewritten under what this clone saw: said, loudly;
+    # the snapshot is added all the same, with the note this clone kept.
+    assert fetched.code == 1 and "the notes history of origin was rewritten" in fetched.err
+    report = json.loads(fetched.out)
     [added] = report["snapshots"]
     assert (added["id"], added["status"], added["note"]) == (ident, "added", "kept")
     assert raw_note(team.b, ident) == raw_note(team.a, ident)
@@ -179,7 +195,7 @@ def test_a_refused_snapshots_note_kept_here_is_adopted_when_the_remote_lost_it(
 def test_a_snapshot_whose_note_is_nowhere_is_added_with_a_rebuilt_note(
     team: Team, cli: Cli
 ) -> None:
-    make_key_available(team.b, team.colleague, team.releaser)
+    catch_up(team)
     ident = create(cli, team.a, "-l", "r1")
     run_ok(cli, team.a, "push")
     drop_notes_on_server(team.bare, {tag_of(team.a, ident)})
@@ -198,7 +214,7 @@ def test_a_snapshot_whose_note_is_nowhere_is_added_with_a_rebuilt_note(
 def test_a_partly_refused_fetch_adds_the_good_with_notes_and_keeps_the_rest(
     team: Team, cli: Cli
 ) -> None:
-    make_key_available(team.b, team.colleague, team.releaser)
+    catch_up(team)
     good = create(cli, team.a, "-l", "good")
     unsigned = create(cli, team.a, "--unsigned", "-m", "nobody signed this")
     run_ok(cli, team.a, "push")
@@ -220,7 +236,7 @@ def test_a_partly_refused_fetch_adds_the_good_with_notes_and_keeps_the_rest(
 
 
 def test_a_clone_whose_snapshots_lost_their_notes_gets_them_back(team: Team, cli: Cli) -> None:
-    make_key_available(team.b, team.colleague, team.releaser)
+    catch_up(team)
     ids = [create(cli, team.a, "-l", f"r{n}") for n in range(2)]
     run_ok(cli, team.a, "pin", ids[0])
     run_ok(cli, team.a, "push")
@@ -248,7 +264,7 @@ def test_a_clone_whose_snapshots_lost_their_notes_gets_them_back(team: Team, cli
 def test_doctor_rebuilds_when_the_fetched_note_disagrees_with_the_signature(
     team: Team, cli: Cli
 ) -> None:
-    make_key_available(team.b, team.colleague, team.releaser)
+    catch_up(team)
     ident = create(cli, team.a, "-l", "honest")
     run_ok(cli, team.a, "push")
     run_ok(cli, team.b, "fetch")
