@@ -200,6 +200,13 @@ def signer(fpr: str = FPR, envs: str = '["prod"]', ops: str = '["create"]') -> s
             1,
             "signers.bad name: a signer name uses 1-64 letters, digits, '.', '_' or '-'",
         ),
+        (
+            # The escape is decoded as TOML reads it: the table is found at its own line.
+            f'version = 1\n\n[signers.ok]\nopenpgp = "{FPR}"\nenvironments = ["a"]\n'
+            f'operations = ["pin"]\n\n[signers."ev\\u001bil"]\nopenpgp = "{FPR}"\n',
+            8,
+            "signers.\"ev\\u001bil\": a signer name uses 1-64 letters, digits, '.', '_' or '-'",
+        ),
     ],
 )
 def test_bad_policies_name_the_file_and_line(text: str, line: int, message: str) -> None:
