@@ -69,11 +69,13 @@ class Keyrings:
         _gpg(home, "--import", input_data=secret)
         return Member(name, fingerprint, home)
 
-    def generate(self, name: str) -> Member:
-        """Return a member with a new key, known to no other keyring (nor the session's)."""
+    def generate(self, name: str, created: int | None = None, expire: str = "never") -> Member:
+        """Return a member with a new key, known to no other keyring (nor the session's);
+        made at the time `created` (gpg --faked-system-time), valid for `expire` ("2d")."""
         home = self._home()
         uid = f"{name} <{name}@example.com>"
-        _gpg(home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        when = [] if created is None else [f"--faked-system-time={created}!"]
+        _gpg(home, *when, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", expire)
         listing = _gpg(home, "--with-colons", "--list-keys", uid).decode()
         fingerprint = next(
             line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
