@@ -34,7 +34,7 @@ import pygit2
 
 from govsnap.approval import ApprovalFile, ApprovalStatement
 from govsnap.errors import CheckFailed, UsageError
-from govsnap.objects import ref_target, update_ref
+from govsnap.objects import SignedTag, ref_target, update_ref
 from govsnap.repo import Repo
 from govsnap.signing import (
     KeySet,
@@ -731,7 +731,12 @@ class _History:
         self.arrival = arrival
         self.skew = skew
         self.now = arrival.now if arrival is not None else int(time.time())
-        self.verifiers: dict[KeySet, SignatureVerifier] = {}
+        self.verifiers: dict[tuple[object, ...], SignatureVerifier] = {}
+        self.gathering = False
+        # Key material -> (statement, signature) of the OpenPGP approvals to check, and
+        # what gpg said of each.
+        self.gathered: dict[tuple[object, ...], list[tuple[bytes, bytes]]] = {}
+        self.checked: dict[tuple[object, ...], SignatureCheck] = {}
         self.caveats: list[str] = []
         self.parsed: dict[pygit2.Oid, TrustPolicy] = {}
         self.tip: pygit2.Commit | None = None
@@ -744,8 +749,21 @@ class _History:
         """Return the justified version at `tip`; raise PolicyChainError when it is not."""
         self.tip = tip
         blobs, parents, commits = self._collect(tip)
+        order = _parents_first(tip.id, parents)
+        # A first pass gathers the OpenPGP approvals the history holds, so that gpg checks
+        # them in one run per set of keys; the second pass judges with the results.
+        self.gathering = True
         versions: dict[pygit2.Oid, _Version] = {}
-        for oid in _parents_first(tip.id, parents):
+        for oid in order:
+            versions[oid] = self._version(commits[oid], blobs, parents[oid], versions)
+        self.gathering = False
+        for material, items in self.gathered.items():
+            checks = self.verifiers[material].verify_many(items)
+            self.checked.update(
+                ((material, *item), check) for item, check in zip(items, checks, strict=True)
+            )
+        versions = {}
+        for oid in order:
             versions[oid] = self._version(commits[oid], blobs, parents[oid], versions)
         return versions[tip.id]
 
@@ -886,7 +904,7 @@ class _History:
         if len(approved) >= judge.threshold:
             return None
         allowed = [s.name for s in judge.signers if s.covers_operation("policy")]
-        why = f"; not counted: {refusals[0]}" if refusals else ""
+        why = f"; not counted: {'; '.join(refusals[:3])}" if refusals else ""
         return (
             f"commit {short} changes the trust policy (version {old} -> {new}) with "
             f"{len(approved)} of the {judge.threshold} approval(s) the previous version "
@@ -894,11 +912,14 @@ class _History:
             f"signers allowed 'policy' ({', '.join(allowed) or 'none'}){why}"
         )
 
-    def _verifier(self, judge: TrustPolicy) -> SignatureVerifier:
+    def _verifier(self, judge: TrustPolicy) -> tuple[tuple[object, ...], SignatureVerifier]:
+        """Return a verifier holding `judge`'s keys, and what identifies them: one per set
+        of keys, however many versions carry the same (each keyring costs gpg runs)."""
         keys = judge.keys()
-        if keys not in self.verifiers:
-            self.verifiers[keys] = judge.verifier(self.repo)
-        return self.verifiers[keys]
+        material = (keys.openpgp, keys.ssh_allowed)
+        if material not in self.verifiers:
+            self.verifiers[material] = judge.verifier(self.repo)
+        return material, self.verifiers[material]
 
     def _is_new(self, commit: pygit2.Commit) -> bool:
         """Return True when a server receives `commit` now (its policy ref did not hold it)."""
@@ -946,6 +967,7 @@ class _History:
         except KeyError:
             folder = None
         wanted_previous = None if previous is None else str(previous.id)
+        old_format: list[str] = []
         if isinstance(folder, pygit2.Tree):
             for entry in folder:
                 obj = self.repo.git[entry.id]
@@ -953,21 +975,32 @@ class _History:
                     continue
                 approval = ApprovalFile.split(obj.data)
                 statement = ApprovalStatement.parse(approval.statement)
-                if statement is None or not statement.matches(
-                    self.name, data, wanted_previous, base
-                ):
-                    continue  # approves something else (or is in the format of 0.1)
                 where = f"{APPROVALS_DIR}/{entry.name}"
+                if statement is None:
+                    old_format.append(where)
+                    continue
+                if not statement.matches(self.name, data, wanted_previous, base):
+                    continue  # approves another change (an earlier one, another ref)
                 candidates.append((where, approval.statement, approval.signature, statement.time))
-        verifier = self._verifier(judge)
-        found: dict[str, str] = {}
+        material, verifier = self._verifier(judge)
         refusals: list[str] = []
+        if self.gathering:
+            pending = self.gathered.setdefault(material, [])
+            pending += [
+                (p, s) for _, p, s, _ in candidates if SignedTag(p, s).signature_kind == "openpgp"
+            ]
+            # Assumed approved for now: the second pass judges.
+            allowed = {s.name: "" for s in judge.signers if s.covers_operation("policy")}
+            return allowed, []
+        found: dict[str, str] = {}
         new = self._is_new(commit)
         for how, payload, signature, claimed in candidates:
             # An SSH key is judged at the time the approval claims, but never before the
             # version it changes existed.
             when = claimed if floor is None else max(claimed, floor)
-            check = verifier.verify(payload, signature, when)
+            check = self.checked.get((material, payload, signature))
+            if check is None:
+                check = verifier.verify(payload, signature, when)
             if check.valid and new:
                 check = verifier.at_arrival(payload, signature, check, self.now)
             if not check.valid:
@@ -983,6 +1016,12 @@ class _History:
             if entry_.name not in found:
                 found[entry_.name] = how
                 self._caveat(commit, entry_, how, check, claimed, floor)
+        # Last: after an upgrade every later tree still holds such files.
+        refusals += [
+            f"{where}: not an approval statement (a signature over the file's bytes alone, "
+            "as govsnap 0.1 wrote it, counts for nothing: govsnap trust approve)"
+            for where in old_format
+        ]
         return found, refusals
 
     def _time_refusal(self, check: SignatureCheck, claimed: int, floor: int | None) -> str | None:

@@ -396,6 +396,43 @@ def test_an_unapproved_policy_change_fails_loudly(
     assert cli(path, "verify", snap(cli, path, keys.other)).code == 0
 
 
+def test_merges_keep_the_newest_version_and_refuse_an_older_one(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    """Every parent counts: merging a branch that carries an older version (or none) is
+    fine when the merge keeps the newer; a merge that takes an older version fails
+    whichever parent comes first; two diverged versions need a newer, approved one."""
+    path = make_repo()
+    git(path, "branch", "before-policy")
+    commit_policy(path, policy_of(keys))
+    git(path, "branch", "old-feature")
+    commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)), sign_with=keys.trusted)
+    v2 = git(path, "rev-parse", "HEAD").strip()
+    for branch in ("old-feature", "before-policy"):
+        git(path, "checkout", "-q", branch)
+        write_files(path, {f"{branch}.txt": "work\n"})
+        git(path, "add", "-A")
+        git(path, "commit", "-qm", f"work on {branch}")
+        git(path, "checkout", "-q", "main")
+        git(path, "merge", "-q", "--no-edit", branch)
+    assert cli(path, "trust", "check").code == 0
+    # A merge taking version 1 back, with main as its *second* parent.
+    git(path, "checkout", "-q", "old-feature")
+    git(path, "merge", "-q", "-s", "ours", "--no-edit", "main")
+    git(path, "config", "govsnap.trustRef", "refs/heads/old-feature")
+    back = cli(path, "trust", "check")
+    assert back.code == 1 and "without raising its version (2 -> 1)" in back.err
+    # Two versions 2 made apart: the merge must raise the version, approved by both.
+    git(path, "reset", "-q", "--hard", "HEAD~1")
+    commit_policy(path, policy_of(keys, openpgp_signer("y", keys.other)), sign_with=keys.trusted)
+    git(path, "merge", "-q", "--no-edit", "-X", "theirs", v2)
+    assert "without raising its version (2 -> 2)" in cli(path, "trust", "check").err
+    write_files(path, {".govsnap/trust.toml": policy_of(keys, version=3)})
+    git(path, "add", "-A")
+    git(path, "-c", f"user.signingKey={keys.trusted}", "commit", "-S", "-q", "--amend", "--no-edit")
+    assert cli(path, "trust", "check").code == 0
+
+
 def test_a_version_that_does_not_grow_is_refused(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:
     path = make_repo()
     commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)))
