@@ -6,20 +6,27 @@ Refused, whoever pushes:
   (`refs/govsnap-remote/`, `refs/govsnap-verified/`) and `refs/notes/govsnap*` but
   `refs/notes/govsnap` itself;
 - deleting, or moving other than forward, `refs/govsnap/audit` and `refs/notes/govsnap`;
-- new audit entries of the wrong shape, dated in the future, unsigned, signed by a key the
-  trust policy does not know, or making a decision (prune, purge, unpin) their signer may
-  not make;
-- a snapshot that fails verification (id, tag, signature, trust, digest, objects), or
-  whose SSH key is not valid now, when the server first sees it; a snapshot id a signed
-  purge erased (its tombstone); a rewrite of a snapshot ref; a deletion of one that no
-  authorised prune entry of the audit trail (as it stands after the push) names;
+- new audit entries of the wrong shape, dated in the future or before their parent,
+  unsigned, signed by a key the trust policy does not know, signed before their own
+  time, or making a decision (prune, purge, unpin) their signer may not make in the
+  environment of the snapshot's tag as the server holds it;
+- a snapshot that fails verification (id, tag, signature, trust, digest, objects) when
+  the server first sees it; a snapshot id a signed purge erased (its tombstone); a
+  rewrite of a snapshot ref; a deletion of one that no authorised prune entry of the
+  audit trail (as it stands after the push, replayed in order) names;
 - a change of the policy ref that the policy's own rules refuse (an unapproved change, a
-  version that does not grow, a rewrite of what the server verified) or its deletion;
-- every govsnap ref update while the server has no verified policy: none, no anchor
-  pinned (git config govsnap.trustAnchor), or a history that does not hold.
+  version that does not grow on every parent, a rewrite of what the server accepted, a
+  version below the highest it accepted) or its deletion;
+- every govsnap ref update while the server has no verified policy: no policy ref named
+  (git config govsnap.trustRef: never the branch HEAD names), no anchor pinned (git
+  config govsnap.trustAnchor), no policy, or a history that does not hold.
 
+The server's clock is its own: every key (of a snapshot, an audit entry, an approval)
+is judged valid or not at the time the push arrives, whatever time its signature claims.
 The server's policy is the one on its own policy ref before the push: a push cannot bring
-the policy that would admit it.
+the policy that would admit it. What it accepted is remembered in
+.git/govsnap/policy-record.json; refs/govsnap-verified/ (which a mirror clone of a forge
+can bring) is ignored.
 """
 
 from __future__ import annotations
