@@ -931,6 +931,8 @@ def new_entry_problems(
     an earlier version of it: a clone joining a history), signed before its own time, by
     a key not valid when a server receives it (`arrival`), or a decision its signer may
     not make about a snapshot whose tag the judge holds (`tags`)."""
+    from govsnap.signing import add_signer_hint
+
     walker = repo.git.walk(tip, SortMode.TOPOLOGICAL)
     for oid in known:
         if oid is not None and repo.git.odb.exists(oid):
@@ -970,14 +972,18 @@ def new_entry_problems(
             signed.append((entry, bytes(payload), bytes(block)))
     # A signer the policy retired since still signed its entries while listed: known.
     verifier: SignatureVerifier = policy.verifier(repo, with_retired=retired_known)
+    hinted: set[str] = set()
     try:
         checks = verifier.verify_many([(payload, block) for _, payload, block in signed])
         for (entry, payload, block), check in zip(signed, checks, strict=True):
             short = f"{entry.oid[:12]} ({entry.operation})"
             if check.unknown_key is not None:
+                # The fix, once per key: adding the key is what a new signer's entries need.
+                key = check.unknown_key
+                hint = "" if key in hinted else f" (to trust it: {add_signer_hint(key)})"
+                hinted.add(key)
                 problem: str | None = (
-                    f"{short} is signed by {check.unknown_key}, a key the trust policy does "
-                    "not know"
+                    f"{short} is signed by {key}, a key the trust policy does not know{hint}"
                 )
             elif not check.valid:
                 problem = f"{short}: {check.reason}"

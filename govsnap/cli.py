@@ -863,8 +863,9 @@ def trust_add_signer(
         str,
         typer.Option(
             "--key",
-            help="An OpenPGP key of your keyring (fingerprint, key ID, e-mail) or an SSH public "
-            "key (its .pub file, or 'ssh-ed25519 AAAA...'); its public key goes in the policy.",
+            help="An OpenPGP key of your keyring (fingerprint, key ID, e-mail), an exported "
+            "OpenPGP public key file (gpg --armor --export), or an SSH public key (its .pub "
+            "file, or 'ssh-ed25519 AAAA...'); its public key goes in the policy.",
         ),
     ],
     environment: SignerEnvOpt = None,

@@ -244,7 +244,8 @@ def decide_receive(repo: Repo, updates: Sequence[RefUpdate]) -> list[ReceiveVerd
     if policy is None:
         reason = (
             f"this server has no trust policy ({name}:.govsnap/trust.toml does not exist): "
-            "it refuses every snapshot until one is committed there"
+            "it refuses every snapshot until one is pushed there (write it in a clone with "
+            "`govsnap init` or `govsnap trust init`, commit and push it)"
         )
         for i in judged:
             if updates[i].ref == name:

@@ -732,7 +732,11 @@ def policy_table(state: PolicyStatus) -> None:
     from rich.table import Table
 
     if state.policy is None:
-        required = "fails" if state.require_trust else "passes (govsnap.requireTrust=false)"
+        required = (
+            "fails (write one with `govsnap trust init`, then git add .govsnap && git commit)"
+            if state.require_trust
+            else "passes (govsnap.requireTrust=false)"
+        )
         message(f"no trust policy at {state.source}: the trust check {required}")
         _uncommitted_warning(state)
         return

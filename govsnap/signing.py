@@ -420,6 +420,14 @@ class KeySet:
     ssh_allowed: str = ""  # allowed-signers lines of the policy's SSH signers
 
 
+def add_signer_hint(key: str) -> str:
+    """Return the fix for a signature by `key` (an OpenPGP fingerprint or an SSH SHA256:
+    fingerprint) that the trust policy does not carry: the command that adds it, and what
+    a policy change needs besides."""
+    where = "THEIR_KEY.pub" if key.startswith("SHA256:") else key
+    return f"govsnap trust add-signer NAME --key {where}, then approve and commit the policy"
+
+
 class KeyringError(UsageError):
     """A public key in the trust policy cannot be used as it is declared."""
 
@@ -520,7 +528,10 @@ class SignatureVerifier:
     def _missing_key(self, key: str) -> str:
         """Return the message for a signature by a key this verifier does not have."""
         if self.keys is not None:
-            return f"cannot check: no public key for {key} (add it to {self.keys.source})"
+            return (
+                f"cannot check: no public key for {key} in {self.keys.source} "
+                f"(add it: {add_signer_hint(key)})"
+            )
         return f"cannot check: no public key {key} in the keyring"
 
     def _path(self, value: str) -> Path:

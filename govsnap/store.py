@@ -20,6 +20,7 @@ from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
     CorruptObject,
+    GovsnapError,
     InvalidRevision,
     SigningError,
     SnapshotNotFound,
@@ -375,7 +376,8 @@ def rebuilt_note(repo: Repo, ident: str, tag_oid: str, by: str) -> dict[str, Any
     unknown and left out: the rebuilder's own would make the snapshot the newest of its
     second, and a prune would then keep it instead of a newer one.
     """
-    from govsnap.signing import verify_signature
+    from govsnap.signing import SignatureVerifier
+    from govsnap.trust import load_policy
 
     try:
         tag = read_tag(repo, tag_oid)
@@ -383,8 +385,20 @@ def rebuilt_note(repo: Repo, ident: str, tag_oid: str, by: str) -> dict[str, Any
         digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo), fmt=payload.format)
     except CorruptObject:
         return None
-    sig = verify_signature(repo, tag)
-    signer = sig.signer if sig.valid else None
+    # The signer is checked as verify checks it: against the keys the trust policy
+    # carries (the user's keyring only without a policy); a policy that does not load
+    # leaves it unknown.
+    try:
+        policy = load_policy(repo)
+        verifier = policy.verifier(repo) if policy is not None else SignatureVerifier(repo)
+    except GovsnapError:
+        signer = None
+    else:
+        try:
+            sig = verifier.verify(tag.payload, tag.signature)
+        finally:
+            verifier.close()
+        signer = sig.signer if sig.valid else None
     data = note_fields(payload, ident, digest, signer, tag.signature_kind)
     for unknown in ("created_ns", "host", "user"):
         del data[unknown]

@@ -1263,16 +1263,16 @@ def _remember(repo: Repo, memory: str, tip: pygit2.Oid) -> None:
 def missing_policy(repo: Repo, ref: str | None = None) -> str:
     """Return why there is no policy at `ref` (default: policy_ref) and how to write one."""
     name = ref or policy_ref(repo)
+    write = (
+        "write one with `govsnap trust init` (or `govsnap trust add-signer NAME --key KEY`), "
+        "then git add .govsnap && git commit"
+    )
     if _ref_commit(repo, name) is None:
         return (
-            f"no trust policy: the policy ref {name} does not exist (git config "
-            "govsnap.trustRef names it in full)"
+            f"no trust policy: the policy ref {name} does not exist yet; {write} on it "
+            "(or name the policy's branch in full: git config govsnap.trustRef refs/heads/…)"
         )
-    return (
-        f"no trust policy: {name}:{POLICY_PATH} does not exist; write one with "
-        f"`govsnap trust init` (or `govsnap trust add-signer NAME --key KEY`), then "
-        f"git add {POLICY_PATH} && git commit"
-    )
+    return f"no trust policy: {name}:{POLICY_PATH} does not exist; {write}"
 
 
 def load_policy_file(path: Path) -> TrustPolicy:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,8 @@ HEADER = """\
 # and `version` grows. See docs/governance.md.
 """
 DEFAULT_ADD_OPERATIONS = ("create",)
+ARMORED_PUBLIC_KEY = "-----BEGIN PGP PUBLIC KEY BLOCK-----"
+ARMORED_END = "-----END PGP PUBLIC KEY BLOCK-----"
 
 
 @dataclass(frozen=True)
@@ -80,25 +83,35 @@ class PolicyEdit:
         }
 
 
-def _gpg(repo: Repo, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _gpg(
+    repo: Repo, *args: str, input_data: bytes | None = None, home: str | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the OpenPGP program git is configured with, in `home` (default: the keyring
+    govsnap signs with)."""
     program = repo.config_str("gpg.openpgp.program") or repo.config_str("gpg.program") or "gpg"
-    home = repo.config_str("govsnap.gpgHome")
+    home = home or repo.config_str("govsnap.gpgHome")
     command = [program, "--batch", "--no-tty", *(["--homedir", home] if home else []), *args]
     try:
-        return subprocess.run(command, capture_output=True, check=False)
+        return subprocess.run(command, input=input_data, capture_output=True, check=False)
     except FileNotFoundError as exc:
         raise SigningError(f"{program} is not installed or not on PATH") from exc
 
 
 def resolve_key(repo: Repo, key: str, principal: str) -> SignerKey:
-    """Return the policy entry of `key`: an SSH public key (a line or a .pub file) or an
-    OpenPGP key of the keyring govsnap signs with (fingerprint, key ID or e-mail)."""
+    """Return the policy entry of `key`: an SSH public key (a line or a .pub file), an
+    exported OpenPGP public key (an armored file, as `gpg --armor --export` writes it) or
+    an OpenPGP key of the keyring govsnap signs with (fingerprint, key ID or e-mail)."""
     path = Path(key).expanduser()
     text = key
     if not key.startswith(("ssh-", "ecdsa-", "sk-")) and path.is_file():
         text = path.read_text(errors="replace").strip()
+        if text.startswith(ARMORED_PUBLIC_KEY):
+            return _exported_key(repo, key, text)
         if not text.startswith(("ssh-", "ecdsa-", "sk-")):
-            raise UsageError(f"{key} is not an SSH public key file (ssh-ed25519 AAAA...)")
+            raise UsageError(
+                f"{key} is neither an SSH public key file (ssh-ed25519 AAAA...) nor an "
+                "exported OpenPGP public key (gpg --armor --export FINGERPRINT)"
+            )
     if text.startswith(("ssh-", "ecdsa-", "sk-")):
         fields = text.split()
         if len(fields) < 2:
@@ -110,7 +123,8 @@ def resolve_key(repo: Repo, key: str, principal: str) -> SignerKey:
     if listed.returncode != 0 or not primaries:
         raise UsageError(
             f"no OpenPGP key {key!r} in the keyring govsnap signs with (gpg --list-keys), "
-            "and it is not an SSH public key"
+            "and it is not an SSH public key; pass the key's export instead (its owner runs "
+            f"gpg --armor --export {key} > key.asc; then --key key.asc)"
         )
     if len(primaries) > 1:
         raise UsageError(f"{key!r} names {len(primaries)} OpenPGP keys: give a fingerprint")
@@ -119,6 +133,34 @@ def resolve_key(repo: Repo, key: str, principal: str) -> SignerKey:
     if exported.returncode != 0 or not exported.stdout:
         raise UsageError(f"cannot export the public key {fingerprint}")
     return SignerKey("openpgp", fingerprint, exported.stdout.decode())
+
+
+def _exported_key(repo: Repo, name: str, armored: str) -> SignerKey:
+    """Return the entry of the one OpenPGP public key in an exported file, read through a
+    temporary keyring: a key sent for the policy is never imported into the user's."""
+    end = armored.rfind(ARMORED_END)
+    if end < 0:
+        raise UsageError(f"{name}: the armored public key has no {ARMORED_END} line")
+    armored = armored[: end + len(ARMORED_END)]
+    with tempfile.TemporaryDirectory(prefix="govsnap-key-") as home:
+        listed = _gpg(
+            repo,
+            "--with-colons",
+            "--import-options",
+            "show-only",
+            "--import",
+            input_data=armored.encode(),
+            home=home,
+        )
+        primaries = primary_fingerprints(listed.stdout.decode(errors="replace"))
+    if listed.returncode != 0 or not primaries:
+        raise UsageError(f"{name} holds no OpenPGP public key gpg can read")
+    if len(primaries) > 1:
+        raise UsageError(
+            f"{name} holds {len(primaries)} OpenPGP keys: export one (gpg --armor --export "
+            "FINGERPRINT)"
+        )
+    return SignerKey("openpgp", primaries[0], armored + "\n")
 
 
 def _policy_path(repo: Repo) -> Path:

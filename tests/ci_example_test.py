@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 import yaml
 
+from govsnap.cli import app
 from tests.conftest import Cli, Keys, git, snapshot_ids, write_files
-from tests.tamper import policy_text
-from tests.team import Keyrings, Member, keyrings, make_key_available, public_key, sign_as
+from tests.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, run_ok, sign_as
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "examples" / "github-actions-promote.yml"
@@ -203,47 +204,47 @@ def github_env(path: Path) -> dict[str, str]:
 class Team:
     bare: Path
     bot: Member
-    alice: Member
+    alice: Member  # keeps the trust policy: her key is the root of trust
     rings: Keyrings
 
 
-def publish_keys(repo: Path, members: list[Member]) -> None:
-    """Commit the signers' public keys where the workflow imports them from. (Once the
-    trust policy carries public keys: `govsnap trust add-signer` puts them there.)"""
-    write_files(repo, {f".govsnap/keys/{m.name}.asc": public_key(m) for m in members})
-
-
 @pytest.fixture
-def team(tmp_path: Path, keys: Keys) -> Iterator[Team]:
-    """A bare remote whose main holds a policy trusting the release bot and alice for
-    production, and both public keys."""
+def team(tmp_path: Path, cli: Cli, keys: Keys) -> Iterator[Team]:
+    """A bare remote whose main holds the policy alice keeps, written as the docs say: she
+    may create in production and staging and approve policy changes; the release bot,
+    whose key she added from the public key it sent, may create, prune and roll back in
+    production. No key is imported anywhere."""
     with keyrings() as rings:
         bot = rings.member("release-bot", keys.trusted)
         alice = rings.member("alice", keys.other)
         seed = tmp_path / "seed"
         git(tmp_path, "init", "-q", "-b", "main", str(seed))
-        policy = policy_text(
-            {
-                "release-bot": (bot.fingerprint, ["production"], ["create", "prune", "rollback"]),
-                "alice": (alice.fingerprint, ["production", "staging"], ["create"]),
-            }
-        )
-        write_files(seed, {"app.py": "print('v1')\n", ".govsnap/trust.toml": policy})
-        publish_keys(seed, [bot, alice])
+        sign_as(seed, alice)
+        write_files(seed, {"app.py": "print('v1')\n"})
         git(seed, "add", "-A")
-        git(seed, "commit", "-q", "-m", "app, trust policy, public keys")
+        git(seed, "commit", "-q", "-m", "app")
+        envs = ("-e", "production", "-e", "staging")
+        run_ok(cli, seed, "trust", "init", "alice", *envs, "-o", "create", "-o", "policy")
+        bot_ops = ("-e", "production", "-o", "create", "-o", "prune", "-o", "rollback")
         bare = tmp_path / "server.git"
-        git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
+        git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+        git(seed, "remote", "add", "origin", str(bare))
+        add_to_policy(cli, seed, bot, *bot_ops)
         yield Team(bare, bot, alice, rings)
+
+
+def clone_as(root: Path, team: Team, member: Member, name: str) -> Path:
+    """Return `member`'s clone of the server, with the root of trust pinned."""
+    clone = root / name
+    git(root, "clone", "-q", str(team.bare), str(clone))
+    sign_as(clone, member)
+    pin_trust(clone, team.alice)
+    return clone
 
 
 def engineer_pushes(cli: Cli, root: Path, team: Team, member: Member, name: str) -> str:
     """`member` clones the server, snapshots for production and shares it; return its id."""
-    clone = root / name
-    git(root, "clone", "-q", str(team.bare), str(clone))
-    sign_as(clone, member)
-    for signer in (team.bot, team.alice):
-        make_key_available(clone, member, signer)
+    clone = clone_as(root, team, member, name)
     made = cli(clone, "create", "-e", "production", "-l", name, "--json")
     assert made.code == 0, made.err
     pushed = cli(clone, "push")
@@ -268,6 +269,7 @@ def run_workflow(root: Path, team: Team, wheel: Path, run_number: int) -> tuple[
     values = {
         "secrets.GOVSNAP_SIGNING_KEY": secret,
         "secrets.GOVSNAP_SIGNING_FPR": team.bot.fingerprint,
+        "vars.GOVSNAP_TRUST_ANCHOR": team.alice.fingerprint,
         "github.run_number": str(run_number),
     }
     workflow = yaml.safe_load(WORKFLOW.read_text())
@@ -310,40 +312,76 @@ def test_the_ci_workflow_verifies_every_trusted_signer_and_fails_on_a_stranger(
     )
     assert "PASS: 2 snapshot(s) verified" in verified, verified
 
-    # A stranger, whose key anyone could commit, shares a snapshot: the server has no
-    # hook, so only the workflow stands in the way.
+    # A colleague with push access but no key in the policy adds herself to it, without
+    # the approval a change needs, and pushes that to main: the server has no hook, so
+    # only the workflow stands in the way, and it fails before it fetches anything.
     stranger = team.rings.generate("mallory")
-    seed = tmp_path / "mallory"
-    git(tmp_path, "clone", "-q", str(team.bare), str(seed))
-    publish_keys(seed, [stranger])
-    git(seed, "add", "-A")
-    git(
-        seed,
-        "-c",
-        "user.name=mallory",
-        "-c",
-        "user.email=m@example.com",
-        "commit",
-        "-q",
-        "-m",
-        "my key",
+    seed = clone_as(tmp_path, team, stranger, "mallory")
+    before_policy = git(seed, "rev-parse", "HEAD").strip()
+    add_to_policy(cli, seed, stranger, "-e", "production")  # her approval counts for nothing
+    job, _ = run_workflow(tmp_path / "run2", team, wheel, 2)
+    assert job.failed_step == (
+        "Pin the root of trust (the policy ref and the key that approved its first version)"
     )
-    git(seed, "push", "-q", "origin", "main")
+    failure = job.output(job.failed_step).strip().splitlines()
+    assert failure[-1].startswith("govsnap: error: commit "), failure
+    assert "changes the trust policy (version 1 -> 2) with 0 of the 1 approval(s)" in failure[-1]
+    assert "govsnap trust approve" in failure[-1] and "(alice)" in failure[-1]
+    # The team puts main back (no hook stops a force-push there either).
+    git(seed, "push", "-q", "--force", "origin", f"{before_policy}:refs/heads/main")
+
+    # She shares a snapshot signed with her key, after alice shared another.
     alices_second = engineer_pushes(cli, tmp_path, team, team.alice, "alice-again")
     theirs = engineer_pushes(cli, tmp_path, team, stranger, "mallory-clone")
 
     before = set(snapshot_ids(team.bare))
-    job, _ = run_workflow(tmp_path / "run2", team, wheel, 2)
+    job, _ = run_workflow(tmp_path / "run3", team, wheel, 3)
     assert (
         job.failed_step
         == "Bring in the snapshots the team shared (an untrusted one fails the job here)"
     )
     failure = job.output(job.failed_step)
-    assert f"unverified: {theirs}:" in failure
-    # The policy carries the trusted keys: a stranger's key is one it does not have.
-    assert f"cannot check: no public key for {stranger.fingerprint}" in failure, failure
-    # Its audit entries (its create, its fetch) are signed by that key too: not joined.
-    assert "holds entries this clone refuses to join" in failure
-    assert failure.rstrip().endswith("; 1 snapshot(s) from origin not added: unverified")
+    fix = f"govsnap trust add-signer NAME --key {stranger.fingerprint}"
+    [refused] = [line for line in failure.splitlines() if line.startswith("govsnap: unverified")]
+    assert refused.startswith(f"govsnap: unverified: {theirs}: signature: cannot check: no ")
+    assert f"(add it: {fix}, then approve and commit the policy)" in refused
+    last = failure.rstrip().splitlines()[-1]
+    assert last.startswith("govsnap: error: the audit trail of origin holds entries")
+    assert f"(to trust it: {fix}" in last
+    assert last.endswith("1 snapshot(s) from origin not added: unverified"), last
     assert f"added {alices_second}" in failure  # a trusted signer passes
     assert set(snapshot_ids(team.bare)) == before  # nothing deployed, nothing shared
+
+
+def test_the_workflow_uses_only_documented_options() -> None:
+    """Every option the workflow passes to govsnap is a visible option of that command,
+    which tests/cli_docs_test.py holds docs/cli.md to (a hidden option such as create
+    --source-ref is in neither --help nor the docs)."""
+    root = typer.main.get_command(app)
+    [job] = yaml.safe_load(WORKFLOW.read_text())["jobs"].values()
+    used: list[tuple[str, str]] = []
+    for step in job["steps"]:
+        script = str(step.get("run", "")).replace("\\\n", " ")
+        for line in script.splitlines():
+            words = [w for w in re.split(r"[\s$()|;&]+", line) if w]
+            while "govsnap" in words:
+                words = words[words.index("govsnap") + 1 :]
+                command: Any = root
+                path = []
+                while words and hasattr(command, "commands") and words[0] in command.commands:
+                    path.append(words[0])
+                    command = command.commands[words.pop(0)]
+                visible = {
+                    opt
+                    for param in getattr(command, "params", [])
+                    if not getattr(param, "hidden", False)
+                    for opt in getattr(param, "opts", [])
+                }
+                for word in words:
+                    if word == "govsnap":
+                        break
+                    option = word.split("=", 1)[0]
+                    if option.startswith("--") and option != "--version":
+                        used.append((" ".join(path), option))
+                        assert option in visible, f"govsnap {' '.join(path)} {option}"
+    assert ("create", "--from") in used and ("push", "--prune") in used

@@ -93,7 +93,10 @@ def test_server_accepts_a_good_snapshot_and_refuses_bad_ones(
     assert f"REFUSED create of {PREFIX}{untrusted}: signature: cannot check: no public key for" in (
         refused.stderr
     )
-    assert f"{keys.other} (add it to refs/heads/main:.govsnap/trust.toml)" in refused.stderr
+    assert (
+        f"{keys.other} in refs/heads/main:.govsnap/trust.toml (add it: govsnap trust "
+        f"add-signer NAME --key {keys.other}, then approve and commit the policy)"
+    ) in refused.stderr
     git(client, "config", "govsnap.signingKey", keys.trusted)
 
     # Tampered: the signed payload edited after signing, pushed under its new id.

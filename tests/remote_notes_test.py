@@ -4,14 +4,19 @@ snapshot, a clone that refused a snapshot never strips its note from the server,
 `doctor --fix` recovers notes from what fetches brought before it rebuilds one from the
 signed payload.
 
-Each clone signs with its own keyring (tests/team.py) and verifies with the keys its
-trust policy carries: the colleague's clone trusts the releaser's snapshots only once it
-has the policy change that lets the releaser sign for every environment (`catch_up`)."""
+Each clone signs with its own keyring, which holds its own key only (tests/team.py):
+public keys reach a clone in the committed trust policy, nowhere else. In the
+`newcomer` scenarios the releaser's key is not in the policy yet until the colleague,
+who keeps the policy, adds it (`add_to_policy`)."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import tempfile
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +25,13 @@ import pytest
 
 from tests.conftest import Cli, Keys, MakeRepo, git, snapshot_ids
 from tests.tamper import commit_policy, policy_text
-from tests.team import Keyrings, Member, keyrings, make_key_available, sign_as
+from tests.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, run_ok, sign_as
 
 
 @dataclass(frozen=True)
 class Team:
-    """A bare remote whose policy trusts the releaser; the releaser's clone, and a
-    colleague's clone that has only the colleague's own key."""
+    """A bare remote whose policy the colleague keeps (their key is the anchor); the
+    releaser's clone, and the colleague's clone."""
 
     root: Path
     bare: Path
@@ -40,6 +45,7 @@ class Team:
         path = self.root / name
         git(self.root, "clone", "-q", str(self.bare), str(path))
         sign_as(path, member)
+        pin_trust(path, self.colleague)
         return path
 
 
@@ -49,40 +55,47 @@ def rings() -> Iterator[Keyrings]:
         yield made
 
 
-@pytest.fixture
-def team(tmp_path: Path, make_repo: MakeRepo, keys: Keys, rings: Keyrings) -> Team:
-    """The policy first lets the releaser sign for staging only; the releaser's clone
-    widens that to every environment (a change the colleague approves) after the
-    colleague cloned."""
+def make_team(
+    tmp_path: Path, make_repo: MakeRepo, keys: Keys, rings: Keyrings, releaser_trusted: bool
+) -> Team:
     releaser = rings.member("releaser", keys.trusted)
     colleague = rings.member("colleague", keys.other)
-    first = {
-        "colleague": (keys.other, ["*"], ["*"]),
-        "releaser": (keys.trusted, ["staging"], ["*"]),
-    }
-    seed = make_repo(name="seed")
-    commit_policy(seed, policy_text(first), sign_with=keys.other)
+    signers = {"colleague": (keys.other, ["*"], ["*"])}
+    if releaser_trusted:
+        signers["releaser"] = (keys.trusted, ["*"], ["*"])
+    seed = make_repo({"README.md": "hello\n"}, name="seed")
+    commit_policy(seed, policy_text(signers), sign_with=keys.other)
     bare = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
     start = Team(tmp_path, bare, releaser, colleague, seed, seed)
-    a, b = start.clone("a", releaser), start.clone("b", colleague)
-    second = policy_text({**first, "releaser": (keys.trusted, ["*"], ["*"])})
-    commit_policy(a, second, "the releaser signs everywhere", sign_with=keys.other)
-    git(a, "push", "-q", "origin", "main")
-    return Team(tmp_path, bare, releaser, colleague, a, b)
+    return Team(
+        tmp_path,
+        bare,
+        releaser,
+        colleague,
+        start.clone("a", releaser),
+        start.clone("b", colleague),
+    )
 
 
-def catch_up(team: Team) -> None:
-    """Bring the policy change that trusts the releaser everywhere to the colleague's
-    clone (and the releaser's public key to the colleague's keyring, for stock git)."""
-    git(team.b, "pull", "-q", "--ff-only", "origin", "main")
-    make_key_available(team.b, team.colleague, team.releaser)
+@pytest.fixture
+def team(tmp_path: Path, make_repo: MakeRepo, keys: Keys, rings: Keyrings) -> Team:
+    """Both the releaser and the colleague are in the committed policy."""
+    return make_team(tmp_path, make_repo, keys, rings, releaser_trusted=True)
 
 
-def run_ok(cli: Cli, repo: Path, *args: str) -> str:
-    result = cli(repo, *args)
-    assert result.code == 0, (args, result.out, result.err)
-    return result.out
+@pytest.fixture
+def newcomer(tmp_path: Path, make_repo: MakeRepo, keys: Keys, rings: Keyrings) -> Team:
+    """The committed policy lists the colleague only: the releaser, new to the team,
+    signs snapshots before anyone has added their key."""
+    return make_team(tmp_path, make_repo, keys, rings, releaser_trusted=False)
+
+
+def welcome(cli: Cli, team: Team, *options: str) -> None:
+    """The colleague adds the releaser's key to the policy (every operation, every
+    environment unless `options` say otherwise) and pushes it; the releaser pulls it."""
+    add_to_policy(cli, team.b, team.releaser, *(options or ("-o", "*")))
+    git(team.a, "pull", "-q", "--ff-only")
 
 
 def create(cli: Cli, repo: Path, *args: str) -> str:
@@ -105,9 +118,9 @@ def notes_on(repo: Path) -> set[str]:
     return {line.split()[1] for line in git(repo, "notes", "--ref=govsnap", "list").splitlines()}
 
 
-def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) -> None:
+def test_fetch_before_the_key_then_after_it_loses_no_note(newcomer: Team, cli: Cli) -> None:
+    team = newcomer
     ids = [create(cli, team.a, "-l", f"r{n}") for n in range(3)]
-    run_ok(cli, team.a, "pin", ids[0])
     run_ok(cli, team.a, "push")
 
     refused = cli(team.b, "fetch", "--json")
@@ -115,8 +128,19 @@ def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) 
     report = json.loads(refused.out)
     assert report["added"] == []
     assert {s["status"] for s in report["snapshots"]} == {"unverified"}
-    assert all("not trusted for environment 'default'" in s["detail"] for s in report["snapshots"])
+    key = team.releaser.fingerprint
+    fix = f"govsnap trust add-signer NAME --key {key}, then approve and commit the policy"
+    missing = f"no public key for {key} in refs/heads/main:.govsnap/trust.toml (add it: {fix})"
+    assert all(missing in s["detail"] for s in report["snapshots"]), report["snapshots"]
     assert report["notes_kept_aside"] == 3
+    # The audit entries the releaser signed are not joined either, for the same reason.
+    assert report["audit"] == "refused" and f"(to trust it: {fix})" in report["audit_detail"]
+    # On a terminal every refusal is one line, and each names the fix.
+    plain = cli(team.b, "fetch")
+    assert plain.code == 1
+    lines = plain.err.splitlines()
+    assert len(lines) == 4 and all(line.startswith("govsnap: ") for line in lines), lines
+    assert all("govsnap trust add-signer NAME --key" in line for line in lines), lines
     # Nothing is half-merged: every note the server has is kept here, byte for byte,
     # though no snapshot of this clone carries it yet; doctor sees nothing orphaned.
     assert snapshot_ids(team.b) == []
@@ -126,40 +150,66 @@ def test_fetch_before_the_key_then_after_it_loses_no_note(team: Team, cli: Cli) 
         assert git(team.b, "notes", "--ref=govsnap", "show", tag) == raw_note(team.a, ident)
     run_ok(cli, team.b, "doctor")
 
-    # The key becomes available; the remote has not changed since the first fetch.
-    catch_up(team)
+    # The policy is fixed: the colleague adds the releaser's key (trust add-signer),
+    # approves the change and pushes it. The remote's snapshots, notes and audit trail
+    # have not changed since the first fetch.
+    shared = git(team.bare, "for-each-ref", "refs/govsnap/", "refs/notes/")
+    welcome(cli, team)
+    assert git(team.bare, "for-each-ref", "refs/govsnap/", "refs/notes/") == shared
     adopted = json.loads(run_ok(cli, team.b, "fetch", "--json"))
     assert sorted(adopted["added"]) == sorted(ids)
     assert {s["note"] for s in adopted["snapshots"]} == {"remote"}
+    assert adopted["audit"] == "joined"
     assert snapshot_ids(team.b) == sorted(ids)
     for ident in ids:
         # Byte for byte the releaser's note: nothing rebuilt, nothing lost.
         assert raw_note(team.b, ident) == raw_note(team.a, ident)
-    assert json.loads(raw_note(team.b, ids[0]))["pinned"] is True
     listed = json.loads(run_ok(cli, team.b, "list", "--json"))
     assert all(isinstance(s["note"].get("files"), int) for s in listed)
     run_ok(cli, team.b, "verify", "--all")
+    run_ok(cli, team.b, "audit", "verify")
     git(team.b, "fsck", "--full", "--no-progress")
-    # Stock git, with the colleague's keyring, checks every adopted tag too.
-    for ident in ids:
-        git_as(team.b, team.colleague, "verify-tag", f"refs/govsnap/snapshots/{ident}")
+    # Stock git agrees, with nothing but the public keys the committed policy carries.
+    verify_tags_with_policy_keys(team.b, ids)
 
-    # Later snapshots and note changes arrive as usual.
+    # Later snapshots and note changes arrive as usual: a pin (the releaser may pin now)
+    # and a verification result.
     ids.append(create(cli, team.a, "-l", "r3"))
+    run_ok(cli, team.a, "pin", ids[0])
     run_ok(cli, team.a, "verify", ids[1])
     run_ok(cli, team.a, "push")
     later = json.loads(run_ok(cli, team.b, "fetch", "--json"))
     assert later["added"] == [ids[3]]
     assert raw_note(team.b, ids[3]) == raw_note(team.a, ids[3])
+    assert json.loads(raw_note(team.b, ids[0]))["pinned"] is True
     assert json.loads(raw_note(team.b, ids[1]))["verification"]["verdict"] == "pass"
 
 
-def git_as(repo: Path, member: Member, *args: str) -> None:
-    """Run stock git with `member`'s keyring; fail the test if it fails."""
-    proc = subprocess.run(
-        ["git", *args], cwd=repo, env=member.env(), capture_output=True, check=False
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
+def verify_tags_with_policy_keys(repo: Path, ids: list[str]) -> None:
+    """Check each snapshot tag with stock `git verify-tag`, in a GnuPG home holding only
+    the public keys the committed trust policy carries."""
+    policy = tomllib.loads(git(repo, "show", "refs/heads/main:.govsnap/trust.toml"))
+    home = tempfile.mkdtemp(prefix="gp")
+    try:
+        armored = "".join(s["public_key"] for s in policy["signers"].values())
+        subprocess.run(
+            ["gpg", "--homedir", home, "--batch", "--import"],
+            input=armored.encode(),
+            capture_output=True,
+            check=True,
+        )
+        for ident in ids:
+            proc = subprocess.run(
+                ["git", "verify-tag", f"refs/govsnap/snapshots/{ident}"],
+                cwd=repo,
+                env={**os.environ, "GNUPGHOME": home},
+                capture_output=True,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stderr.decode()
+    finally:
+        subprocess.run(["gpgconf", "--homedir", home, "--kill", "all"], check=False)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def drop_notes_on_server(bare: Path, tags: set[str]) -> None:
@@ -173,14 +223,15 @@ def drop_notes_on_server(bare: Path, tags: set[str]) -> None:
 
 
 def test_a_refused_snapshots_note_kept_here_is_adopted_when_the_remote_lost_it(
-    team: Team, cli: Cli
+    newcomer: Team, cli: Cli
 ) -> None:
-    ident = create(cli, team.a, "-m", "made before the colleague had the key")
+    team = newcomer
+    ident = create(cli, team.a, "-m", "made before the policy had the key")
     run_ok(cli, team.a, "push")
     assert cli(team.b, "fetch").code == 1
     drop_notes_on_server(team.bare, {tag_of(team.a, ident)})
 
-    catch_up(team)
+    welcome(cli, team)
     fetched = cli(team.b, "fetch", "--json")
     # The server's notes history was rewritten under what this clone saw: said, loudly;
     # the snapshot is added all the same, with the note this clone kept.
@@ -195,7 +246,6 @@ def test_a_refused_snapshots_note_kept_here_is_adopted_when_the_remote_lost_it(
 def test_a_snapshot_whose_note_is_nowhere_is_added_with_a_rebuilt_note(
     team: Team, cli: Cli
 ) -> None:
-    catch_up(team)
     ident = create(cli, team.a, "-l", "r1")
     run_ok(cli, team.a, "push")
     drop_notes_on_server(team.bare, {tag_of(team.a, ident)})
@@ -214,7 +264,6 @@ def test_a_snapshot_whose_note_is_nowhere_is_added_with_a_rebuilt_note(
 def test_a_partly_refused_fetch_adds_the_good_with_notes_and_keeps_the_rest(
     team: Team, cli: Cli
 ) -> None:
-    catch_up(team)
     good = create(cli, team.a, "-l", "good")
     unsigned = create(cli, team.a, "--unsigned", "-m", "nobody signed this")
     run_ok(cli, team.a, "push")
@@ -236,7 +285,6 @@ def test_a_partly_refused_fetch_adds_the_good_with_notes_and_keeps_the_rest(
 
 
 def test_a_clone_whose_snapshots_lost_their_notes_gets_them_back(team: Team, cli: Cli) -> None:
-    catch_up(team)
     ids = [create(cli, team.a, "-l", f"r{n}") for n in range(2)]
     run_ok(cli, team.a, "pin", ids[0])
     run_ok(cli, team.a, "push")
@@ -264,7 +312,6 @@ def test_a_clone_whose_snapshots_lost_their_notes_gets_them_back(team: Team, cli
 def test_doctor_rebuilds_when_the_fetched_note_disagrees_with_the_signature(
     team: Team, cli: Cli
 ) -> None:
-    catch_up(team)
     ident = create(cli, team.a, "-l", "honest")
     run_ok(cli, team.a, "push")
     run_ok(cli, team.b, "fetch")
@@ -285,24 +332,42 @@ def test_doctor_rebuilds_when_the_fetched_note_disagrees_with_the_signature(
 
 
 def test_a_clone_that_refused_a_snapshot_does_not_strip_its_note_from_the_server(
-    team: Team, cli: Cli
+    newcomer: Team, cli: Cli
 ) -> None:
-    ident = create(cli, team.a, "-l", "r1")
-    run_ok(cli, team.a, "pin", ident)
+    team = newcomer
+    ident = create(cli, team.a, "-e", "production", "-l", "r1")
     run_ok(cli, team.a, "push")
     expected = raw_note(team.a, ident)
+    server = git(team.bare, "for-each-ref", "refs/govsnap/", "refs/notes/")
 
-    # The colleague, still without the releaser's key, shares a snapshot of their own:
-    # push merges the server's notes first, then sends the merged notes back.
+    # The colleague shares a snapshot of their own while the policy does not carry the
+    # releaser's key: push merges the server's trail first, refuses to build on entries
+    # signed by a key the policy does not know, and sends nothing, saying how to fix it.
     own = create(cli, team.b, "-l", "colleague")
+    pushed = cli(team.b, "push")
+    assert pushed.code == 1
+    assert pushed.err.splitlines()[-1].startswith("govsnap: error: the audit trail of origin")
+    assert f"govsnap trust add-signer NAME --key {team.releaser.fingerprint}" in pushed.err
+    assert git(team.bare, "for-each-ref", "refs/govsnap/", "refs/notes/") == server
+
+    # The policy now carries the key, but trusts the releaser for staging only: their
+    # production snapshot is still refused, their trail joined, and the colleague's push
+    # goes through with the merged notes, which keep the refused snapshot's.
+    welcome(cli, team, "-e", "staging", "-o", "create")
     pushed = cli(team.b, "push", "--json")
     assert pushed.code == 1  # the merge's fetch refused the releaser's snapshot
+    [refused] = json.loads(pushed.out)["fetched"]["snapshots"]
+    assert (
+        refused["id"] == ident and "not trusted for environment 'production'" in (refused["detail"])
+    )
     assert own in snapshot_ids(team.bare)
     assert git(team.bare, "notes", "--ref=govsnap", "show", tag_of(team.a, ident)) == expected
 
-    # So anyone who can check it gets the releaser's note, not a rebuilt one.
+    # So anyone who can check it, once the policy trusts it, gets the releaser's note,
+    # not a rebuilt one.
+    run_ok(cli, team.b, "trust", "remove-signer", "releaser")
+    add_to_policy(cli, team.b, team.releaser, "-o", "*")
     c = team.clone("c", team.colleague)
-    make_key_available(c, team.colleague, team.releaser)
-    report = json.loads(cli(c, "fetch", "--json").out)
+    report = json.loads(run_ok(cli, c, "fetch", "--json"))
     assert [s["note"] for s in report["snapshots"] if s["id"] == ident] == ["remote"]
     assert raw_note(c, ident) == expected

@@ -1,6 +1,8 @@
 """Scenarios with several people: each clone signs with its own key from its own GnuPG
-home, so that a clone knows only the public keys that reached it. The step "a signer's
-public key becomes available to this clone" is one helper, `make_key_available`."""
+home, which holds that key only. Public keys reach other clones in the committed trust
+policy, nowhere else: a member sends their exported public key to whoever keeps the
+policy, who adds it (`govsnap trust add-signer`), approves the change and commits it
+(`add_to_policy`)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import Cli, git
 
 
 def _gpg(home: Path | None, *args: str, input_data: bytes | None = None) -> bytes:
@@ -111,11 +113,43 @@ def sign_as(clone: Path, member: Member) -> None:
 
 
 def make_key_available(clone: Path, member: Member, signer: Member) -> None:
-    """Let `clone`, where `member` works, check `signer`'s signatures.
-
-    Today a public key reaches a clone by being imported into its keyring. Once trust
-    policies carry public keys this becomes: commit `signer`'s key into
-    .govsnap/trust.toml (`govsnap trust add-signer`) and let the clone fetch that commit.
-    """
+    """Import `signer`'s public key into the keyring of `member` (who works in `clone`):
+    what stock `git verify-tag` checks with. govsnap itself checks with the keys the
+    trust policy carries, so this grants no trust to govsnap."""
     del clone  # the keyring is the member's, wherever they work
     _gpg(member.home, "--import", input_data=public_key(signer))
+
+
+def export_public_key(member: Member, directory: Path) -> Path:
+    """Write `member`'s armoured public key to `directory`/<name>.asc: what they send to
+    whoever keeps the trust policy (nobody imports it)."""
+    path = directory / f"{member.name}.asc"
+    path.write_bytes(public_key(member))
+    return path
+
+
+def run_ok(cli: Cli, repo: Path, *args: str) -> str:
+    """Run govsnap in `repo`; fail the test unless it succeeds; return its stdout."""
+    result = cli(repo, *args)
+    assert result.code == 0, (args, result.out, result.err)
+    return result.out
+
+
+def add_to_policy(cli: Cli, keeper: Path, signer: Member, *options: str, push: bool = True) -> None:
+    """In `keeper`, a clone whose member may change the trust policy: add `signer` from
+    the public key they sent, with `options` (-e/-o), approve the change with the
+    keeper's key, commit it, and push it (unless told not to)."""
+    key = export_public_key(signer, keeper.parent)
+    run_ok(cli, keeper, "trust", "add-signer", signer.name, "--key", str(key), *options)
+    run_ok(cli, keeper, "trust", "approve")
+    git(keeper, "add", ".govsnap")
+    git(keeper, "commit", "-q", "-m", f"trust policy: add {signer.name}")
+    if push:
+        git(keeper, "push", "-q", "origin", "HEAD")
+
+
+def pin_trust(clone: Path, anchor: Member) -> None:
+    """Pin the root of trust in `clone` as governance.md asks of every clone: the policy
+    ref in full, and the key that approved the policy's first version."""
+    git(clone, "config", "govsnap.trustRef", "refs/heads/main")
+    git(clone, "config", "govsnap.trustAnchor", anchor.fingerprint)

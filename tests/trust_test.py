@@ -4,6 +4,8 @@ decisions, reading the committed version at the configured ref, `trust show|chec
 from __future__ import annotations
 
 import json
+import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,8 @@ from tests.conftest import (
     write_files,
 )
 from tests.tamper import commit_policy
+from tests.team import export_public_key, keyrings
+from tests.team import public_key as public_key_of
 
 FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
 X509 = "FEDCBA9876543210FEDCBA9876543210FEDCBA98"
@@ -249,8 +253,17 @@ def test_the_committed_version_at_the_full_ref_is_read(make_repo: MakeRepo) -> N
         load_policy(repo)
 
 
-def test_an_unborn_head_has_no_policy(make_repo: MakeRepo) -> None:
-    assert load_policy(open_repo(make_repo(commit=False))) is None
+def test_an_unborn_head_has_no_policy(cli: Cli, make_repo: MakeRepo) -> None:
+    path = make_repo(commit=False)
+    assert load_policy(open_repo(path)) is None
+    # A fresh repository is told how to write one, not how to do without.
+    missing = cli(path, "trust", "check")
+    assert missing.code == 1 and len(missing.err.splitlines()) == 1
+    assert "the policy ref refs/heads/main does not exist yet; write one with `govsnap " in (
+        missing.err
+    )
+    assert "then git add .govsnap && git commit on it" in missing.err
+    assert "requireTrust" not in missing.err
 
 
 # --- the commands -------------------------------------------------------------------------
@@ -269,11 +282,12 @@ def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key
     assert missing.err == (
         "govsnap: error: every snapshot fails the trust check: no trust policy: "
         "refs/heads/main:.govsnap/trust.toml does not exist; write one with `govsnap trust "
-        "init` (or `govsnap trust add-signer NAME --key KEY`), then git add "
-        ".govsnap/trust.toml && git commit\n"
+        "init` (or `govsnap trust add-signer NAME --key KEY`), then git add .govsnap && "
+        "git commit\n"
     )
     shown_missing = cli(path, "trust", "show").out
     assert "no trust policy at refs/heads/main:.govsnap/trust.toml" in shown_missing
+    assert "write one with `govsnap trust init`" in shown_missing
     text = (
         "version = 1\n"
         + openpgp_signer("bot", keys.trusted, ["prod"], ["create"])
@@ -561,6 +575,60 @@ def test_trust_init_add_and_remove_signers_keep_comments(
     git(path, "add", ".govsnap")
     git(path, "commit", "-qm", "policy")
     assert cli(path, "trust", "check").code == 0
+
+
+def test_add_signer_takes_an_exported_public_key_without_importing_it(
+    cli: Cli, make_repo: MakeRepo, keys: Keys, tmp_path: Path
+) -> None:
+    """A colleague sends `gpg --armor --export` output: add-signer puts exactly that key in
+    the policy and leaves the keyring it signs with as it was."""
+    path = make_repo()
+    assert cli(path, "trust", "init", "owner").code == 0
+    with keyrings() as rings:
+        bob = rings.generate("bob")
+        sent = export_public_key(bob, tmp_path)
+        before = gpg_listing()
+        added = cli(path, "trust", "add-signer", "bob", "--key", str(sent), "-e", "staging")
+        assert added.code == 0, added.err
+        assert gpg_listing() == before  # nothing imported
+        policy_file = path / ".govsnap" / "trust.toml"
+        data = json.loads(cli(path, "trust", "check", "--file", str(policy_file), "--json").out)
+        bob_entry = next(s for s in data["signers"] if s["name"] == "bob")
+        assert bob_entry["identity"] == bob.fingerprint and bob_entry["environments"] == ["staging"]
+        written = tomllib.loads(policy_file.read_text())["signers"]["bob"]["public_key"]
+        assert written.strip() == public_key_of(bob).decode().strip()
+
+        # Bad input: one line, exit 2, the policy file untouched.
+        text = policy_file.read_text()
+        both = tmp_path / "both.asc"
+        both.write_bytes(public_key_of(bob) + public_key(keys.other).encode())
+        garbage = tmp_path / "garbage.asc"
+        garbage.write_text(
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnot a key\n"
+            "-----END PGP PUBLIC KEY BLOCK-----\n"
+        )
+        secret = tmp_path / "secret.asc"
+        secret.write_text("-----BEGIN PGP PRIVATE KEY BLOCK-----\n...\n")
+        for bad, says in (
+            (both, "holds 2 OpenPGP keys: export one"),
+            (garbage, "holds no OpenPGP public key gpg can read"),
+            (secret, "is neither an SSH public key file"),
+        ):
+            result = cli(path, "trust", "add-signer", "carol", "--key", str(bad))
+            assert result.code == 2 and says in result.err, result.err
+            assert len(result.err.splitlines()) == 1
+        unknown = cli(path, "trust", "add-signer", "carol", "--key", bob.fingerprint)
+        assert unknown.code == 2
+        assert f"gpg --armor --export {bob.fingerprint} > key.asc" in unknown.err
+        assert policy_file.read_text() == text
+
+
+def gpg_listing() -> str:
+    """Return the public keys of the session's keyring, as gpg lists them."""
+    proc = subprocess.run(
+        ["gpg", "--batch", "--with-colons", "--list-keys"], capture_output=True, check=True
+    )
+    return proc.stdout.decode()
 
 
 def test_a_public_key_must_be_the_declared_key(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:

@@ -88,8 +88,9 @@ def test_b_payload_edited_and_re_signed_by_an_untrusted_key(
     # cannot be checked at all, which is not the same as a bad signature.
     assert failing(result) == {"signature", "trust"}
     assert result.check("signature").message == (
-        f"cannot check: no public key for {keys.other} (add it to "
-        "refs/heads/main:.govsnap/trust.toml)"
+        f"cannot check: no public key for {keys.other} in refs/heads/main:.govsnap/trust.toml "
+        f"(add it: govsnap trust add-signer NAME --key {keys.other}, then approve and commit "
+        "the policy)"
     )
 
 
