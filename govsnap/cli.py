@@ -358,6 +358,14 @@ def hooks_install(
         bool,
         typer.Option("--force", help="Discard a chained hook left over from an earlier install."),
     ] = False,
+    trust_ref: Annotated[
+        str | None,
+        typer.Option(
+            "--trust-ref",
+            help="With --server: the full name of the ref whose trust policy the server "
+            "enforces (sets govsnap.trustRef; the hook refuses every govsnap ref until set).",
+        ),
+    ] = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -366,7 +374,9 @@ def hooks_install(
     from govsnap import hooks
 
     names = hooks.select_hooks(pre_push, post_merge, all_, server)
-    report = hooks.install(_state(ctx).repo(), names, force=force, dry_run=dry_run)
+    report = hooks.install(
+        _state(ctx).repo(), names, force=force, dry_run=dry_run, trust_ref=trust_ref
+    )
     if json_out:
         render.emit_json(report.as_json())
     else:
@@ -906,13 +916,21 @@ def trust_remove_signer(
 
 @trust_app.command("approve")
 def trust_approve(
-    ctx: typer.Context, dry_run: DryRunOpt = False, json_out: JsonOpt = False
+    ctx: typer.Context,
+    ref: Annotated[
+        str | None,
+        typer.Option("--ref", help="The policy ref the change is for (default: govsnap.trustRef)."),
+    ] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Sign .govsnap/trust.toml as it is in the working tree: an approval of the change,
-    written to .govsnap/approvals/ and counted once committed with it."""
+    """Approve .govsnap/trust.toml as it is in the working tree: a signed statement binding
+    it to the policy ref and the version it replaces, written to .govsnap/approvals/ and
+    counted once committed with the change."""
     from govsnap import trust_edit
 
-    _policy_edit_done(trust_edit.approve(_state(ctx).repo(), dry_run=dry_run), json_out)
+    edit = trust_edit.approve(_state(ctx).repo(), ref=ref, dry_run=dry_run)
+    _policy_edit_done(edit, json_out)
 
 
 def _policy_edit_done(edit: PolicyEdit, json_out: bool) -> None:
@@ -1015,8 +1033,7 @@ def push(
         render.emit_json(report.as_json())
     else:
         render.push_report(report)
-    if report.fetched is not None:
-        report.fetched.check()
+    report.check()
 
 
 @app.command()

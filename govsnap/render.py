@@ -472,6 +472,10 @@ def hooks_report(report: HooksReport) -> None:
     for a in report.actions:
         discard = f" (discarding {a.name}.govsnap-chained)" if a.discard_chained else ""
         message(f"{a.name}: {prefix}{a.action}: {a.detail}{discard}")
+    for key, value in report.config:
+        message(f"{prefix}set git config {key} {value}")
+    for text in report.warnings:
+        warning(text)
 
 
 def hooks_status(report: HooksStatus) -> None:
@@ -614,6 +618,7 @@ def verification_json(report: VerifyReport) -> dict[str, Any]:
         "deep": report.deep,
         "policy": report.policy_source,
         "policy_anchor": report.policy_anchor,
+        "policy_caveats": list(report.policy_caveats),
         "snapshots": [
             {
                 "id": r.id,
@@ -636,6 +641,8 @@ def verification_report(report: VerifyReport) -> None:
     if report.policy_anchor.startswith("trust on first use"):
         # Never trust on first use without saying so.
         warning(f"trust policy {report.policy_source}: {report.policy_anchor}")
+    for caveat in report.policy_caveats:
+        warning(f"trust policy {report.policy_source}: {caveat}")
     if not report.results:
         console.print("no snapshots to verify", markup=False)
         return
@@ -697,6 +704,7 @@ def policy_json(state: PolicyStatus) -> dict[str, Any]:
         "policy_threshold": None if policy is None else policy.threshold,
         "commit": None if policy is None else policy.commit,
         "anchor": None if policy is None else policy.anchor,
+        "caveats": [] if policy is None else list(policy.caveats),
         "signers": [] if policy is None else [_signer_json(s) for s in policy.signers],
     }
 
@@ -710,9 +718,12 @@ def _uncommitted_warning(state: PolicyStatus) -> None:
 
 
 def _keyless(state: PolicyStatus) -> None:
-    """Warn about OpenPGP signers whose public key the policy does not carry."""
+    """Warn about OpenPGP signers whose public key the policy does not carry, and say
+    what checking the policy's history could not judge."""
     if state.policy is None:
         return
+    for caveat in state.policy.caveats:
+        warning(caveat)
     for s in state.policy.signers:
         if s.kind == "openpgp" and not s.public_key:
             warning(

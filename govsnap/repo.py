@@ -167,6 +167,9 @@ class Repo:
 
     def __init__(self, git: pygit2.Repository) -> None:
         self.git = git
+        # Results derived from immutable objects (keyed by their ids and the settings they
+        # depend on), computed once per process: the trust policy's verified history.
+        self.memo: dict[tuple[object, ...], object] = {}
 
     @property
     def gitdir(self) -> Path:

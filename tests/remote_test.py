@@ -353,7 +353,7 @@ def test_against_a_server_guarded_by_the_pre_receive_hook(shared: Shared, cli: C
     names; its root of trust is the policy commit it was set up with."""
     anchor = git(shared.bare, "rev-parse", "HEAD").strip()
     git(shared.bare, "config", "govsnap.trustAnchorCommit", anchor)
-    ok(cli, shared.bare, "hooks", "install", "--server")
+    ok(cli, shared.bare, "hooks", "install", "--server", "--trust-ref", "refs/heads/main")
     old = create(cli, shared.a, "-m", "old")
     new = create(cli, shared.a, "-m", "new")
     ok(cli, shared.a, "push")
