@@ -31,15 +31,14 @@ def generate_snapshots(path: Path, count: int) -> None:
     from govsnap import audit, notes
     from govsnap.digest import DigestCache, digest_tree
     from govsnap.objects import (
-        SNAPSHOT_REF_PREFIX,
         SignedTag,
         SnapshotPayload,
         Source,
         write_commit,
         write_tag,
     )
+    from govsnap.refs import SNAPSHOT_REF_PREFIX
     from govsnap.repo import Identity, open_repo
-    from govsnap.store import note_fields
 
     repo = open_repo(path)
     head = repo.git.head.peel(pygit2.Commit)
@@ -66,13 +65,13 @@ def generate_snapshots(path: Path, count: int) -> None:
         )
         tag = write_tag(repo, SignedTag(payload.to_bytes()))
         refs.append(f"create {SNAPSHOT_REF_PREFIX}{payload.id} {tag}\n")
-        noted[str(tag)] = note_fields(payload, payload.id, digest, None, "none")
+        noted[str(tag)] = notes.note_fields(payload, payload.id, digest, None, "none")
     repo.git_cmd("update-ref", "--stdin", input="".join(refs).encode())
     identity = Identity("Bench", "bench@example.com", newest, 0)
     notes.update(
         repo, {tag: (lambda _old, data=data: data) for tag, data in noted.items()}, identity
     )
-    audit.append(repo, "create", f"{count} generated snapshots", identity=identity, sign=False)
+    audit.append(repo, audit.Entry("create", f"{count} generated snapshots", identity), sign=False)
 
 
 def template(ctx: Context) -> Path:

@@ -14,9 +14,9 @@ def main() -> int:
         return 0
     if sys.argv[1:2] == ["hook-run"]:
         # Hooks run on every push: skip the command-line framework's import.
-        from govsnap.hooks import main as hook_main
+        from govsnap.commands.hook_run import run_hook
 
-        return hook_main(sys.argv[2:])
+        return run_hook(sys.argv[2:])
     from govsnap.cli import run
 
     return run(sys.argv[1:])

@@ -13,29 +13,32 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import pygit2
 from pygit2.enums import SortMode
 
 from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
-from govsnap.notes import NOTES_REF, Mutation, commit_on
-from govsnap.objects import AUDIT_REF as AUDIT_REF  # re-exported: the audit trail's ref
+from govsnap.notes import Mutation, commit_on
 from govsnap.objects import (
     ISO_UTC,
-    SNAPSHOT_REF_PREFIX,
-    VERIFIED_AUDIT_REF,
     RefValues,
+    SignatureKind,
     SnapshotPayload,
+    configured_skew,
     read_tag,
     ref_target,
+    signature_kind,
     update_ref,
     update_refs,
     utc,
 )
+from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, VERIFIED_AUDIT_REF
 from govsnap.repo import Identity, Repo
 
 if TYPE_CHECKING:
@@ -46,35 +49,38 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # Where a clone keeps the copies of its remotes' refs (remote.py): the snapshot tags
 # fetched there are held, too, when judging what an entry decides about them.
 TRACKED_PREFIX = "refs/govsnap-remote/"
-# How far (seconds) an entry's time may lie before its parent's: clocks of the machines
-# appending to one chain are never perfectly in step. `govsnap.auditSkew` overrides it.
-DEFAULT_SKEW = 300
 
 
-def entry_message(
-    operation: str,
-    summary: str,
-    snapshots: Sequence[str],
-    identity: Identity,
-    arguments: Mapping[str, Any],
-    result: str,
-    duration: float,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """Return an audit commit message: a one-line summary, then a JSON body."""
-    body = {
-        "operation": operation,
-        "snapshots": list(snapshots),
-        "actor": {"name": identity.name, "email": identity.email},
-        "host": socket.gethostname(),
-        "time": identity.time,
-        "arguments": dict(arguments),
-        "result": result,
-        "duration_seconds": round(duration, 6),
-        **(extra or {}),
-    }
-    first = " ".join(f"{operation}: {summary}".split())
-    return f"{first}\n\n{json.dumps(body, sort_keys=True, indent=2)}\n"
+@dataclass(frozen=True)
+class Entry:
+    """What one audit entry records: the operation, a one-line summary and a JSON body."""
+
+    operation: str
+    summary: str
+    identity: Identity  # who acted, and when (the committer of the entry)
+    snapshots: Sequence[str] = ()
+    arguments: Mapping[str, Any] = field(default_factory=dict)
+    result: str = "ok"
+    duration: float = 0.0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def message(self, signing_error: str | None = None) -> str:
+        """Return the commit message: the summary line, then the JSON body."""
+        body = {
+            "operation": self.operation,
+            "snapshots": list(self.snapshots),
+            "actor": {"name": self.identity.name, "email": self.identity.email},
+            "host": socket.gethostname(),
+            "time": self.identity.time,
+            "arguments": dict(self.arguments),
+            "result": self.result,
+            "duration_seconds": round(self.duration, 6),
+            **self.extra,
+        }
+        if signing_error:
+            body["signing_error"] = signing_error
+        first = " ".join(f"{self.operation}: {self.summary}".split())
+        return f"{first}\n\n{json.dumps(body, sort_keys=True, indent=2)}\n"
 
 
 class EntryWriter:
@@ -91,32 +97,13 @@ class EntryWriter:
     """
 
     def __init__(
-        self,
-        repo: Repo,
-        operation: str,
-        summary: str,
-        *,
-        snapshots: Sequence[str] = (),
-        identity: Identity,
-        arguments: Mapping[str, Any] | None = None,
-        result: str = "ok",
-        duration: float = 0.0,
-        sign: bool = True,
-        join: pygit2.Oid | None = None,
-        extra: Mapping[str, Any] | None = None,
+        self, repo: Repo, entry: Entry, *, sign: bool = True, join: pygit2.Oid | None = None
     ) -> None:
         from govsnap.signing import Signer, signer_for
 
         self.repo = repo
-        self.operation = operation
-        self.summary = summary
-        self.snapshots = snapshots
-        self.identity = identity
-        self.arguments = arguments or {}
-        self.result = result
-        self.duration = duration
+        self.entry = entry
         self.join = join
-        self.extra = dict(extra or {})
         self.signer: Signer | None = None
         self.signing_error: str | None = None
         try:
@@ -125,32 +112,18 @@ class EntryWriter:
             self.signing_error = exc.message
         self.empty_tree = repo.git.TreeBuilder().write()
 
-    def _message(self) -> str:
-        extra = dict(self.extra)
-        if self.signing_error:
-            extra["signing_error"] = self.signing_error
-        return entry_message(
-            self.operation,
-            self.summary,
-            self.snapshots,
-            self.identity,
-            self.arguments,
-            self.result,
-            self.duration,
-            extra,
-        )
-
     def commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
         """Write the entry's commit with the chain head `current` as parent; return it."""
         git = self.repo.git
         if current is not None and not git.odb.exists(current):
             raise dangling(current)
-        sig = self.identity.signature()
+        sig = self.entry.identity.signature()
         parents: list[str | pygit2.Oid] = list(joined_parents(self.repo, current, self.join))
         if self.signer is not None:
+            message = self.entry.message(self.signing_error)
             # pygit2's stubs say Oid; create_commit_string returns the commit's text.
             content = cast(
-                str, git.create_commit_string(sig, sig, self._message(), self.empty_tree, parents)
+                str, git.create_commit_string(sig, sig, message, self.empty_tree, parents)
             )
             try:
                 signature = self.signer.sign(content.encode())
@@ -158,7 +131,8 @@ class EntryWriter:
                 self.signer, self.signing_error = None, exc.message
             else:
                 return git.create_commit_with_signature(content, signature.block.decode(), "gpgsig")
-        return git.create_commit(None, sig, sig, self._message(), self.empty_tree, parents)
+        message = self.entry.message(self.signing_error)
+        return git.create_commit(None, sig, sig, message, self.empty_tree, parents)
 
 
 def dangling(tip: pygit2.Oid) -> CheckFailed:
@@ -170,64 +144,153 @@ def dangling(tip: pygit2.Oid) -> CheckFailed:
     )
 
 
-def append(
-    repo: Repo,
-    operation: str,
-    summary: str,
-    *,
-    snapshots: Sequence[str] = (),
-    identity: Identity,
-    arguments: Mapping[str, Any] | None = None,
-    result: str = "ok",
-    duration: float = 0.0,
-    sign: bool = True,
-    join: pygit2.Oid | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> pygit2.Oid:
-    """Append one entry (see EntryWriter) to the audit chain by compare-and-swap; return
-    its commit oid."""
-    writer = EntryWriter(
-        repo,
-        operation,
-        summary,
-        snapshots=snapshots,
-        identity=identity,
-        arguments=arguments,
-        result=result,
-        duration=duration,
-        sign=sign,
-        join=join,
-        extra=extra,
-    )
-    written = update_ref(repo, AUDIT_REF, writer.commit_on, message=f"govsnap: {operation}")
+def append(repo: Repo, entry: Entry, *, sign: bool = True) -> pygit2.Oid:
+    """Append `entry` (see EntryWriter) to the audit chain by compare-and-swap; return its
+    commit oid."""
+    writer = EntryWriter(repo, entry, sign=sign)
+    written = update_ref(repo, AUDIT_REF, writer.commit_on, message=f"govsnap: {entry.operation}")
     assert written is not None
     return written
 
 
 def append_with_notes(
     repo: Repo,
-    entry: EntryWriter,
+    writer: EntryWriter,
     mutations: Mapping[str, Mutation],
     message: str,
     *,
     only_if_changed: bool = False,
 ) -> bool:
-    """Apply notes mutations (see notes.commit_on) and append `entry` in one ref
-    transaction, so that a killed process leaves both or neither; return whether the
+    """Apply notes mutations (see notes.commit_on) and append the entry of `writer` in one
+    ref transaction, so that a killed process leaves both or neither; return whether the
     notes changed. With `only_if_changed`, nothing is appended when they did not."""
     changed = False
 
     def compute(current: RefValues) -> RefValues:
         nonlocal changed
         old_notes = current[NOTES_REF]
-        new_notes = commit_on(repo, old_notes, mutations, entry.identity, message)
+        new_notes = commit_on(repo, old_notes, mutations, writer.entry.identity, message)
         changed = new_notes != old_notes
         if only_if_changed and not changed:
             return {}
-        return {NOTES_REF: new_notes, AUDIT_REF: entry.commit_on(current[AUDIT_REF])}
+        return {NOTES_REF: new_notes, AUDIT_REF: writer.commit_on(current[AUDIT_REF])}
 
-    update_refs(repo, [AUDIT_REF, NOTES_REF], compute, message=f"govsnap: {entry.operation}")
+    operation = writer.entry.operation
+    update_refs(repo, [AUDIT_REF, NOTES_REF], compute, message=f"govsnap: {operation}")
     return changed
+
+
+# --- operations: each one that changes state leaves its entry ---------------------------
+
+
+@dataclass
+class _Declared:
+    """The entry an operation declared, appended when it finishes."""
+
+    entry: Entry
+    notes: Mapping[str, Mutation]
+    notes_message: str
+
+
+class Operation:
+    """One operation that changes state, under way (see `operation`): who acts (asked of
+    git once, when first needed), since when, and the audit entry it leaves."""
+
+    def __init__(self, repo: Repo, name: str, arguments: Mapping[str, Any]) -> None:
+        self.repo = repo
+        self.name = name
+        self.arguments = dict(arguments)
+        self.started = time.monotonic()
+        self._identity: Identity | None = None
+        self._declared: _Declared | None = None
+
+    @property
+    def identity(self) -> Identity:
+        """Return who acts and when, as git config and GIT_COMMITTER_* say (taken once)."""
+        if self._identity is None:
+            self._identity = self.repo.committer()
+        return self._identity
+
+    @property
+    def seconds(self) -> float:
+        """Return how long the operation has run."""
+        return time.monotonic() - self.started
+
+    def entry(
+        self,
+        summary: str,
+        *,
+        snapshots: Sequence[str] = (),
+        arguments: Mapping[str, Any] | None = None,
+        result: str = "ok",
+        extra: Mapping[str, Any] | None = None,
+    ) -> Entry:
+        """Return the entry of this operation as it stands now (`arguments` add to the
+        operation's own)."""
+        return Entry(
+            self.name,
+            summary,
+            self.identity,
+            tuple(snapshots),
+            {**self.arguments, **(arguments or {})},
+            result,
+            self.seconds,
+            dict(extra or {}),
+        )
+
+    def writer(self, entry: Entry, *, join: pygit2.Oid | None = None) -> EntryWriter:
+        """Return the writer of `entry` for a ref transaction that appends it together
+        with the refs the operation changes (create, prune, fetch)."""
+        return EntryWriter(self.repo, entry, join=join)
+
+    def record(
+        self,
+        entry: Entry,
+        *,
+        notes: Mapping[str, Mutation] | None = None,
+        notes_message: str = "Notes added by 'govsnap'",
+    ) -> None:
+        """Declare `entry` appended when the operation finishes (with `notes` mutations,
+        in the same ref transaction); its duration is measured then."""
+        self._declared = _Declared(entry, dict(notes or {}), notes_message)
+
+    def fail(self, entry: Entry) -> str | None:
+        """Append now `entry` of an operation that did not complete (its result "refused:
+        ...", "failed: ...", "blocked"); return None, or why it could not be appended: the
+        caller reports its own outcome either way, never the audit trail's instead."""
+        self._declared = None
+        try:
+            append(self.repo, entry)
+        except (GovsnapError, OSError, pygit2.GitError) as exc:
+            return exc.message if isinstance(exc, GovsnapError) else str(exc)
+        return None
+
+    def finish(self) -> None:
+        """Append the declared entry, if any, its duration measured now."""
+        declared, self._declared = self._declared, None
+        if declared is None:
+            return
+        entry = replace(declared.entry, duration=self.seconds)
+        if declared.notes:
+            writer = EntryWriter(self.repo, entry)
+            append_with_notes(self.repo, writer, declared.notes, declared.notes_message)
+        else:
+            append(self.repo, entry)
+
+
+@contextmanager
+def operation(
+    repo: Repo, name: str, arguments: Mapping[str, Any] | None = None
+) -> Iterator[Operation]:
+    """Carry out operation `name` (create, rollback, prune, ...) and leave its audit entry:
+    the one it declared (Operation.record) is appended when the block ends normally, the
+    one a transaction of its own wrote (Operation.writer) with the refs it changed, and
+    that of an outcome short of success (Operation.fail) at once; Operation.entry says
+    what each records. An operation that
+    declares nothing (nothing changed) leaves no entry."""
+    op = Operation(repo, name, arguments or {})
+    yield op
+    op.finish()
 
 
 def joined_parents(
@@ -262,7 +325,7 @@ class AuditEntry:
     operation: str
     summary: str
     body: Mapping[str, Any]
-    signature_kind: str  # "openpgp", "ssh", "x509" or "none"
+    signature_kind: SignatureKind
     error: str | None = None  # why the message does not parse, if it does not
 
     @property
@@ -275,6 +338,13 @@ class AuditEntry:
     def result(self) -> str:
         """Return the recorded result ('?' when absent)."""
         return str(self.body.get("result", "?"))
+
+    @property
+    def actor(self) -> str:
+        """Return who the body says acted (an e-mail address), else the committer."""
+        actor = self.body.get("actor")
+        email = actor.get("email") if isinstance(actor, dict) else None
+        return str(email or self.committer)
 
     def as_json(self) -> dict[str, Any]:
         """Return the entry as JSON-ready data."""
@@ -292,17 +362,6 @@ class AuditEntry:
             "body": dict(self.body),
             "error": self.error,
         }
-
-
-def signature_kind(block: bytes | None) -> str:
-    """Return the kind of a signature block: "openpgp", "ssh", "x509" or "none"."""
-    if not block:
-        return "none"
-    if block.startswith(b"-----BEGIN SSH SIGNATURE-----"):
-        return "ssh"
-    if block.startswith(b"-----BEGIN SIGNED MESSAGE-----"):
-        return "x509"
-    return "openpgp"
 
 
 def parse_entry(commit: pygit2.Commit) -> AuditEntry:
@@ -391,6 +450,17 @@ def entries_of(
 
 
 @dataclass(frozen=True)
+class AuditListing:
+    """The entries `govsnap audit` shows, newest first."""
+
+    entries: tuple[AuditEntry, ...]
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """Return the entries as JSON-ready data."""
+        return [e.as_json() for e in self.entries]
+
+
+@dataclass(frozen=True)
 class AuditFilter:
     """Which entries `govsnap audit` shows; None means no restriction."""
 
@@ -398,6 +468,24 @@ class AuditFilter:
     until: int | None = None
     operation: str | None = None
     snapshot: str | None = None
+
+
+def listing(repo: Repo, wanted: AuditFilter) -> AuditListing:
+    """Return the entries of the chain `wanted` selects, newest first."""
+    return AuditListing(tuple(select(read_chain(repo), wanted)))
+
+
+def filter_of(
+    since: str | None, until: str | None, operation: str | None, snapshot: str | None
+) -> AuditFilter:
+    """Return the filter of `govsnap audit`'s options (times as parse_time reads them)."""
+    now = datetime.now().astimezone()
+    return AuditFilter(
+        since=None if since is None else parse_time(since, now),
+        until=None if until is None else parse_time(until, now),
+        operation=operation,
+        snapshot=snapshot,
+    )
 
 
 def select(entries: Sequence[AuditEntry], wanted: AuditFilter) -> list[AuditEntry]:
@@ -456,7 +544,17 @@ class AuditProblem:
     """One thing wrong with the chain, at one entry."""
 
     commit: str
-    kind: str  # "merge", "tree", "message", "time", "signature", "missing", "unauthorised"
+    kind: Literal[
+        "merge",
+        "tree",
+        "message",
+        "time",
+        "signature",
+        "missing",
+        "unknown-key",
+        "rewritten",
+        "unauthorised",
+    ]
     message: str
 
 
@@ -494,14 +592,10 @@ class AuditReport:
             "undecided": list(self.undecided),
         }
 
-
-def configured_skew(repo: Repo) -> int:
-    """Return `govsnap.auditSkew` (seconds), or the default; refuse a negative value."""
-    skew = repo.config_int("govsnap.auditSkew", DEFAULT_SKEW)
-    assert skew is not None
-    if skew < 0:
-        raise UsageError(f"govsnap.auditSkew must be 0 or more seconds, not {skew}")
-    return skew
+    def check(self) -> None:
+        """Raise CheckFailed when a problem was found."""
+        if not self.ok:
+            raise CheckFailed(f"the audit trail has {len(self.problems)} problem(s)")
 
 
 def time_problems(repo: Repo, commit: pygit2.Commit, skew: int, now: int) -> list[tuple[str, str]]:
@@ -598,7 +692,7 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
                     )
                 )
         problems += [
-            AuditProblem(entry.oid, k, m) for k, m in time_problems(repo, commit, skew, now)
+            AuditProblem(entry.oid, "time", m) for _, m in time_problems(repo, commit, skew, now)
         ]
         block, payload = commit.gpg_signature
         if block:

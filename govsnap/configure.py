@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from govsnap.errors import GovsnapError
+from govsnap.errors import GovsnapError, SigningError
 from govsnap.objects import validate_name
 from govsnap.repo import Repo
 from govsnap.signing import SSHSigner, generate_openpgp_key, signer_for
@@ -54,6 +54,11 @@ class InitReport:
     policy: str = "none"  # "written", "exists", "would write", "none"
     policy_detail: str = ""
     next_steps: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        """Raise SigningError when a signing key is configured and does not sign."""
+        if self.signing_configured and not self.signing_ok:
+            raise SigningError(f"signing does not work: {self.signing}")
 
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""

@@ -6,7 +6,7 @@ import hashlib
 import marshal
 import re
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -255,27 +255,6 @@ def kind_of(name: bytes, mode: int) -> str:
     if not dot or not stem or not ext:
         return "(none)"
     return "." + ext.decode(errors="replace").lower()
-
-
-def manifest_line(mode: int, content_hash: str, path: bytes, fmt: int = CURRENT_FORMAT) -> bytes:
-    """Return one canonical manifest record of a file (format 1: a line)."""
-    return f"{mode:06o} {content_hash} ".encode() + path + (b"\n" if fmt == 1 else b"\0")
-
-
-def manifest_from_files(files: Iterable[tuple[int, str, bytes]], fmt: int) -> bytes:
-    """Return the manifest (format `fmt`) of a tree holding `files` (mode, content hash,
-    full path), its directories implied by the paths: a tree read back from a disk has no
-    empty ones."""
-    records = {
-        path: manifest_line(mode, content_hash, path, fmt) for mode, content_hash, path in files
-    }
-    if fmt != 1:
-        for path in list(records):
-            parts = path.split(b"/")[:-1]
-            for depth in range(1, len(parts) + 1):
-                directory = b"/".join(parts[:depth]) + b"/"
-                records.setdefault(directory, b"%06o - " % FileMode.TREE + directory + b"\0")
-    return b"".join(records[path] for path in sorted(records))
 
 
 class _Digester:

@@ -9,44 +9,76 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 
 from govsnap import audit, notes, worktree
 from govsnap.digest import DigestCache
-from govsnap.errors import CorruptObject, GovsnapError
+from govsnap.errors import CheckFailed, CorruptObject, GovsnapError
 from govsnap.objects import (
-    SNAPSHOT_REF_PREFIX,
-    VERIFIED_AUDIT_REF,
     SnapshotPayload,
     delete_ref,
     read_tag,
     ref_target,
     update_ref,
 )
-from govsnap.remote import TRACKING_ROOT
+from govsnap.refs import (
+    AUDIT_REF,
+    GOVSNAP_ROOT,
+    NOTES_REF,
+    SNAPSHOT_REF_PREFIX,
+    TRACKING_ROOT,
+    VERIFIED_AUDIT_REF,
+    is_audit_copy,
+    is_tracked_notes_ref,
+    snapshot_ref,
+)
 from govsnap.repo import Repo
-from govsnap.store import rebuilt_note, signed_copies, snapshot_refs
+from govsnap.store import snapshot_refs
 
 STALE_LOCK_SECONDS = 600
 QUARANTINE_LOG = "quarantine.log"
-_GOVSNAP_REFS = "refs/govsnap/"
 BY = "govsnap doctor"
+
+
+FindingKind = Literal[
+    "stale-lock",
+    "torn-cache",
+    "broken-ref",
+    "dangling-snapshot-ref",
+    "orphan-note",
+    "missing-note",
+    "killed-rollback-lock",
+    "empty-index-lock",
+    "leftover-index",
+    "capture-blocked",
+    "unreadable-index",
+    "dangling-audit",
+    "truncated-audit",
+    "rewritten-audit",
+]
 
 
 @dataclass(frozen=True)
 class Finding:
     """One inconsistency: what it is, where, and how --fix repairs it (None: it cannot)."""
 
-    # stale-lock, torn-cache, broken-ref, dangling-snapshot-ref, orphan-note, missing-note,
-    # killed-rollback-lock, empty-index-lock, leftover-index, capture-blocked, unreadable-index,
-    # dangling-audit, truncated-audit, rewritten-audit
-    kind: str
+    kind: FindingKind
     subject: str
     problem: str
     fix: str | None
     fixed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the finding as JSON-ready data."""
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "problem": self.problem,
+            "fix": self.fix,
+            "fixed": self.fixed,
+        }
 
 
 @dataclass(frozen=True)
@@ -61,6 +93,25 @@ class DoctorReport:
     def ok(self) -> bool:
         """Return True when nothing is left to repair."""
         return all(f.fixed for f in self.findings)
+
+    @property
+    def left(self) -> list[Finding]:
+        """Return the findings not repaired."""
+        return [f for f in self.findings if not f.fixed]
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "ok": self.ok,
+            "fix": self.fix,
+            "dry_run": self.dry_run,
+            "findings": [f.as_json() for f in self.findings],
+        }
+
+    def check(self) -> None:
+        """Raise CheckFailed while problems remain."""
+        if not self.ok:
+            raise CheckFailed(f"{len(self.left)} problem(s) found and not repaired")
 
 
 def stale_lock_seconds(repo: Repo) -> int:
@@ -232,9 +283,9 @@ def find_broken_refs(repo: Repo) -> list[Finding]:
     findings = []
     for ref in repo.git.references.iterator():
         name = ref.name
-        if not (name.startswith(_GOVSNAP_REFS) or name == notes.NOTES_REF):
+        if not (name.startswith(GOVSNAP_ROOT) or name == NOTES_REF):
             continue
-        if name == audit.AUDIT_REF:
+        if name == AUDIT_REF:
             continue  # find_audit_problems: the chain has repairs of its own
         target = ref.target
         if not isinstance(target, pygit2.Oid) or _object_exists(repo, target):
@@ -270,14 +321,14 @@ def _present(repo: Repo, oid: pygit2.Oid | None) -> bool:
 def find_audit_problems(repo: Repo) -> list[Finding]:
     """Return a finding when the audit ref points at a missing commit (git gc removed an
     entry written while it ran), or no longer holds what this clone recorded of it."""
-    current = ref_target(repo, audit.AUDIT_REF)
+    current = ref_target(repo, AUDIT_REF)
     recorded = ref_target(repo, VERIFIED_AUDIT_REF)
     if current is not None and not _present(repo, current):
         newest = newest_entry(repo, {current})
         return [
             Finding(
                 "dangling-audit",
-                audit.AUDIT_REF,
+                AUDIT_REF,
                 f"points at {current}, which is not in the object store (git gc removed the "
                 "entry while it was being written?): verify, create and rollback cannot "
                 "append to it",
@@ -293,7 +344,7 @@ def find_audit_problems(repo: Repo) -> list[Finding]:
         return [
             Finding(
                 "truncated-audit",
-                audit.AUDIT_REF,
+                AUDIT_REF,
                 f"no longer holds the entries up to {recorded}, which this clone recorded "
                 f"({'deleted' if current is None else 'truncated'})",
                 f"reset it to {recorded}, this clone's record (nothing is lost)",
@@ -303,10 +354,10 @@ def find_audit_problems(repo: Repo) -> list[Finding]:
         return [
             Finding(
                 "rewritten-audit",
-                audit.AUDIT_REF,
+                AUDIT_REF,
                 f"was rewritten: it no longer holds {recorded}, which this clone recorded, "
                 f"and holds entries that are not on it; compare them (git log "
-                f"{recorded} {audit.AUDIT_REF}) and set it yourself (git update-ref)",
+                f"{recorded} {AUDIT_REF}) and set it yourself (git update-ref)",
                 None,
             )
         ]
@@ -317,12 +368,11 @@ def newest_entry(repo: Repo, leave_out: set[pygit2.Oid]) -> pygit2.Oid | None:
     """Return the newest audit entry still in the object store: from the reflog, what this
     clone recorded, the copies fetched from remotes, and unreachable commits."""
     candidates: set[pygit2.Oid] = set()
-    ref = repo.git.references.get(audit.AUDIT_REF)
+    ref = repo.git.references.get(AUDIT_REF)
     with contextlib.suppress(pygit2.GitError):
         candidates.update(entry.oid_new for entry in (ref.log() if ref is not None else ()))
     for other in repo.git.references.iterator():
-        copy = other.name.startswith(("refs/govsnap-verified/", "refs/govsnap-remote/"))
-        if copy and other.name.endswith("/audit") and isinstance(other.target, pygit2.Oid):
+        if is_audit_copy(other.name) and isinstance(other.target, pygit2.Oid):
             candidates.add(other.target)
     fsck = repo.git_cmd("fsck", "--unreachable", "--no-reflogs", "--no-progress", check=False)
     for line in fsck.stdout.decode(errors="replace").splitlines():
@@ -344,7 +394,7 @@ def newest_entry(repo: Repo, leave_out: set[pygit2.Oid]) -> pygit2.Oid | None:
 def _reset_audit(repo: Repo, finding: Finding) -> bool:
     """Point the audit ref, and this clone's record of it, at the repair's target; for a
     dangling ref, record the gap in a new entry."""
-    current = ref_target(repo, audit.AUDIT_REF)
+    current = ref_target(repo, AUDIT_REF)
     recorded = ref_target(repo, VERIFIED_AUDIT_REF)
     if finding.kind == "truncated-audit":
         target = recorded
@@ -354,7 +404,7 @@ def _reset_audit(repo: Repo, finding: Finding) -> bool:
         return False
     zero = "0" * 40
     script = (
-        f"update {audit.AUDIT_REF}\0{target}\0{current or zero}\0"
+        f"update {AUDIT_REF}\0{target}\0{current or zero}\0"
         f"update {VERIFIED_AUDIT_REF}\0{target}\0{recorded or zero}\0"
     ).encode()
     proc = repo.git_cmd(
@@ -365,7 +415,7 @@ def _reset_audit(repo: Repo, finding: Finding) -> bool:
     if finding.kind == "dangling-audit":
         # Reflog entries naming the lost entry make git gc and git fsck fail; the others
         # are kept.
-        for ref in (audit.AUDIT_REF, VERIFIED_AUDIT_REF):
+        for ref in (AUDIT_REF, VERIFIED_AUDIT_REF):
             repo.git_cmd(
                 "reflog",
                 "expire",
@@ -375,20 +425,15 @@ def _reset_audit(repo: Repo, finding: Finding) -> bool:
                 ref,
                 check=False,
             )
-        audit.append(
-            repo,
-            "doctor",
-            f"audit trail reattached to {str(target)[:12]}: entry {current} was lost",
-            identity=repo.committer(),
-            arguments={"fix": True},
-            extra={"lost": str(current), "reattached_to": str(target)},
-        )
+        with audit.operation(repo, "doctor", {"fix": True}) as gap:
+            lost = f"audit trail reattached to {str(target)[:12]}: entry {current} was lost"
+            gap.record(gap.entry(lost, extra={"lost": str(current), "reattached_to": str(target)}))
     return True
 
 
 def find_note_problems(repo: Repo) -> list[Finding]:
     """Return notes on objects that are no snapshot, and snapshots without a note."""
-    notes_target = ref_target(repo, notes.NOTES_REF)
+    notes_target = ref_target(repo, NOTES_REF)
     if notes_target is not None and not _object_exists(repo, notes_target):
         return []  # reported as a broken ref; the notes cannot be read until it is fixed
     try:
@@ -397,7 +442,7 @@ def find_note_problems(repo: Repo) -> list[Finding]:
         return [
             Finding(
                 "broken-ref",
-                notes.NOTES_REF,
+                NOTES_REF,
                 "its tree is missing or damaged, so notes cannot be read",
                 None,
             )
@@ -418,7 +463,7 @@ def find_note_problems(repo: Repo) -> list[Finding]:
         findings.append(
             Finding(
                 "orphan-note",
-                f"{notes.NOTES_REF}:{obj}",
+                f"{NOTES_REF}:{obj}",
                 _orphan_detail(repo, obj),
                 "remove the note",
             )
@@ -436,11 +481,7 @@ def fetched_notes(repo: Repo) -> dict[str, tuple[pygit2.Oid, str]]:
     brought: each remote's notes as last fetched (refs/govsnap-remote/<remote>/notes,
     remotes in name order)."""
     tracked = sorted(
-        ref.name
-        for ref in repo.git.references.iterator()
-        if ref.name.startswith(TRACKING_ROOT)
-        and ref.name.count("/") == TRACKING_ROOT.count("/") + 1
-        and ref.name.endswith("/notes")
+        ref.name for ref in repo.git.references.iterator() if is_tracked_notes_ref(ref.name)
     )
     found: dict[str, tuple[pygit2.Oid, str]] = {}
     for ref in tracked:
@@ -469,7 +510,7 @@ def _recovered_note(
         payload = SnapshotPayload.parse(read_tag(repo, tag_oid).payload)
     except CorruptObject:
         return None
-    signed = signed_copies(payload, ident)
+    signed = notes.signed_copies(payload, ident)
     if note.error or any(note.data.get(key) != value for key, value in signed.items()):
         return None
     return note.data, ref
@@ -481,8 +522,7 @@ def _govsnap_targets(repo: Repo) -> set[str]:
     return {
         str(ref.target)
         for ref in repo.git.references.iterator()
-        if ref.name.startswith((_GOVSNAP_REFS, TRACKING_ROOT))
-        and isinstance(ref.target, pygit2.Oid)
+        if ref.name.startswith((GOVSNAP_ROOT, TRACKING_ROOT)) and isinstance(ref.target, pygit2.Oid)
     }
 
 
@@ -517,7 +557,7 @@ def _missing_note(
     except CorruptObject:
         fix = None
         problem += " and its tag is unreadable (run `govsnap verify`)"
-    return Finding("missing-note", SNAPSHOT_REF_PREFIX + ident, problem, fix)
+    return Finding("missing-note", snapshot_ref(ident), problem, fix)
 
 
 def diagnose(repo: Repo) -> list[Finding]:
@@ -623,9 +663,10 @@ def _repair_notes(repo: Repo, findings: Sequence[Finding]) -> set[Finding]:
             # What a fetch brought is the snapshot's own note; rebuilding from the signed
             # payload loses what only the note held (figures, host, results, pins).
             recovered = _recovered_note(repo, ident, str(tag_oid), fetched)
-            data = (
-                rebuilt_note(repo, ident, str(tag_oid), BY) if recovered is None else recovered[0]
-            )
+            if recovered is None:
+                data = notes.rebuilt_note(repo, ident, str(tag_oid), BY)
+            else:
+                data = recovered[0]
             if data is None:
                 continue
 
@@ -668,20 +709,15 @@ def repair(repo: Repo, findings: Sequence[Finding]) -> list[Finding]:
 def run(repo: Repo, *, fix: bool = False, dry_run: bool = False) -> DoctorReport:
     """Diagnose the repository and, with `fix` (and not `dry_run`), repair what can be
     repaired, recording an audit entry; return the report."""
-    started = time.monotonic()
-    findings = diagnose(repo)
-    if fix and not dry_run and any(f.fix is not None for f in findings):
-        findings = repair(repo, findings)
-        done = [f for f in findings if f.fixed]
-        # An audit ref that is itself broken (and stays so) cannot take an entry.
-        if not any(f.subject == audit.AUDIT_REF and not f.fixed for f in findings):
-            audit.append(
-                repo,
-                "doctor",
-                f"repaired {len(done)} of {len(findings)} problem(s)",
-                identity=repo.committer(),
-                arguments={"fix": True},
-                result="ok" if len(done) == len(findings) else "partial",
-                duration=time.monotonic() - started,
-            )
-    return DoctorReport(tuple(findings), fix, dry_run)
+    with audit.operation(repo, "doctor", {"fix": True}) as op:
+        findings = diagnose(repo)
+        if fix and not dry_run and any(f.fix is not None for f in findings):
+            findings = repair(repo, findings)
+            done = [f for f in findings if f.fixed]
+            # An audit ref that is itself broken (and stays so) cannot take an entry.
+            if not any(f.subject == AUDIT_REF and not f.fixed for f in findings):
+                result = "ok" if len(done) == len(findings) else "partial"
+                op.record(
+                    op.entry(f"repaired {len(done)} of {len(findings)} problem(s)", result=result)
+                )
+        return DoctorReport(tuple(findings), fix, dry_run)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 # Exit codes, as in STYLE.md: 0 success, 1 a check failed (or a confirmation was
-# declined), 2 usage or input error, 3 an environment problem.
+# declined), 2 usage or input error, 3 an environment problem (or a bug, as pre-commit
+# exits), 130 interrupted (as a shell reports SIGINT).
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ENVIRONMENT = 3
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130
 
 
 class GovsnapError(Exception):
@@ -76,6 +79,8 @@ class Declined(GovsnapError):
     that asks exits the same way (like typer's own Abort)."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
 class HistoryRewritten(CheckFailed):
     """A history this clone recorded (the audit chain, the trust policy) was rewritten,
     truncated or deleted; the message says how to restore it from this clone."""

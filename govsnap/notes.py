@@ -1,24 +1,133 @@
-"""Metadata notes on snapshot tags (`refs/notes/govsnap`): bulk read, CAS write."""
+"""Metadata notes on snapshot tags (`refs/notes/govsnap`): what a new snapshot's note
+holds, bulk reads, compare-and-swap writes, the field-by-field merge of two clones' notes,
+and a typed view of a note's fields.
+
+A note is a display cache: it repeats signed fields for convenience and adds what may
+change after signing (figures, the last verification and rehearsal). Anyone with write
+access can edit it, so nothing here decides anything: decisions read the verified tag and
+the signed audit entries.
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
-from collections.abc import Callable, Iterator, Mapping
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, Literal
 
 import pygit2
 from pygit2.enums import FileMode
 
-from govsnap.objects import ref_target, update_ref
+from govsnap import __version__
+from govsnap.digest import DigestCache, TreeDigest, digest_tree
+from govsnap.errors import CorruptObject, GovsnapError
+from govsnap.objects import (
+    SignatureKind,
+    SnapshotPayload,
+    contains,
+    read_tag,
+    ref_target,
+    update_ref,
+)
+from govsnap.refs import NOTES_REF
 from govsnap.repo import Identity, Repo
 
-NOTES_REF = "refs/notes/govsnap"
 _HEX = frozenset("0123456789abcdef")
 
 JSONObject = dict[str, Any]
 Mutation = Callable[[JSONObject | None], JSONObject | None]
+# How merging a remote's notes changed this clone's ("invalid": the remote's notes ref
+# does not point at a commit).
+NotesMerge = Literal["absent", "unchanged", "fast-forward", "merged", "invalid"]
+
+
+# --- the typed view ------------------------------------------------------------------------
+
+
+def _whole(value: Any) -> int | None:
+    """Return `value` if it is a whole number (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The last verification or rehearsal result a note records."""
+
+    raw: Any  # as recorded, for display
+    verdict: str | None  # "pass", "fail", or None when it says neither
+    time: float | None  # epoch seconds, None when absent or unreadable
+
+    @classmethod
+    def read(cls, value: Any) -> Recorded | None:
+        """Return the result recorded as `value`, or None when there is none."""
+        if not value:
+            return None
+        verdict = value.get("verdict") if isinstance(value, dict) else None
+        return cls(value, verdict if verdict in ("pass", "fail") else None, result_time(value))
+
+
+@dataclass(frozen=True)
+class ArtifactKind:
+    """How many files of one kind a snapshot holds, and their bytes."""
+
+    count: int | None
+    bytes: int
+
+
+@dataclass(frozen=True)
+class NoteView:
+    """A note's fields, each read once with the type govsnap writes it in: a field that is
+    absent or of another type (notes are JSON anyone with write access can edit) reads as
+    None or empty, so no reader meets a type it does not expect."""
+
+    files: int | None = None
+    bytes: int | None = None
+    artifacts: Mapping[str, ArtifactKind] = field(default_factory=dict)
+    pinned: bool | None = None  # a display copy: the audit trail decides
+    created: int | None = None  # a copy of the signed tagger time
+    created_ns: int | None = None  # finer than git's seconds, to order one second's snapshots
+    claimed_signer: str | None = None  # who the note says signed (verification checks it)
+    verification: Recorded | None = None
+    rehearsal: Recorded | None = None
+    host: str | None = None
+    user: str | None = None
+    tool_version: str | None = None
+
+    @classmethod
+    def read(cls, data: Mapping[str, Any]) -> NoteView:
+        """Return the view of a note's JSON."""
+        signature = data.get("signature")
+        signer = signature.get("signer") if isinstance(signature, dict) else None
+        kinds = data.get("artifacts")
+        artifacts = {
+            str(kind): ArtifactKind(_whole(value.get("count")), _whole(value.get("bytes")) or 0)
+            for kind, value in (kinds.items() if isinstance(kinds, dict) else ())
+            if isinstance(value, dict)
+        }
+        pinned = data.get("pinned")
+        return cls(
+            files=_whole(data.get("files")),
+            bytes=_whole(data.get("bytes")),
+            artifacts=artifacts,
+            pinned=pinned if isinstance(pinned, bool) else None,
+            created=_whole(data.get("created")),
+            created_ns=_whole(data.get("created_ns")),
+            claimed_signer=str(signer) if signer else None,
+            verification=Recorded.read(data.get("verification")),
+            rehearsal=Recorded.read(data.get("rehearsal")),
+            host=_text(data.get("host")),
+            user=_text(data.get("user")),
+            tool_version=_text(data.get("tool_version")),
+        )
 
 
 @dataclass(frozen=True)
@@ -27,6 +136,11 @@ class Note:
 
     data: JSONObject = field(default_factory=dict)
     error: str | None = None
+
+    @cached_property
+    def view(self) -> NoteView:
+        """Return the note's fields, typed (see NoteView)."""
+        return NoteView.read(self.data)
 
 
 def encode(data: Mapping[str, Any]) -> bytes:
@@ -43,6 +157,114 @@ def decode(raw: bytes) -> Note:
     if not isinstance(data, dict):
         return Note(error="note is not a JSON object")
     return Note(data)
+
+
+def result_time(result: Any) -> float | None:
+    """Return the `time` of a recorded result (verification, rehearsal) as epoch seconds;
+    it is ISO 8601 (`2026-11-24T13:10:07Z`) or a number. None when absent or unreadable."""
+    when = result.get("time") if isinstance(result, dict) else None
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        return float(when)
+    if isinstance(when, str):
+        try:
+            stamp = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    return None
+
+
+# --- what a snapshot's note holds ----------------------------------------------------------
+
+
+def signed_copies(payload: SnapshotPayload, ident: str) -> JSONObject:
+    """Return the note fields that repeat signed data, as the payload says they must be."""
+    return {
+        "format": payload.format,
+        "id": ident,
+        "commit": payload.commit,
+        "tree": payload.tree,
+        "digest": payload.digest,
+        "trigger": payload.trigger,
+        "environment": payload.environment,
+        "labels": list(payload.labels),
+        "source": (
+            None
+            if payload.source is None
+            else {"ref": payload.source.ref, "commit": payload.source.commit}
+        ),
+        "created": payload.tagger.time,
+    }
+
+
+def note_fields(
+    payload: SnapshotPayload,
+    ident: str,
+    digest: TreeDigest,
+    signer: str | None,
+    kind: SignatureKind,
+) -> JSONObject:
+    """Return the note JSON of a new snapshot: signed fields repeated, plus figures."""
+    return {
+        **signed_copies(payload, ident),
+        "created_ns": time.time_ns(),
+        "files": digest.files,
+        "bytes": digest.bytes,
+        "artifacts": {k: {"count": v.count, "bytes": v.bytes} for k, v in digest.kinds.items()},
+        "host": socket.gethostname(),
+        "user": _user(),
+        "tool_version": __version__,
+        "signature": None if signer is None else {"kind": kind, "signer": signer},
+        "pinned": False,
+    }
+
+
+def rebuilt_note(repo: Repo, ident: str, tag_oid: str, by: str) -> JSONObject | None:
+    """Return a note for snapshot `ident` rebuilt from what its tag proves, marked as
+    rebuilt `by` ("govsnap doctor", "govsnap fetch"); None when the tag is unreadable.
+
+    Where and by whom the snapshot was made, and its sub-second creation time, are
+    unknown and left out: the rebuilder's own would make the snapshot the newest of its
+    second, and a prune would then keep it instead of a newer one.
+    """
+    from govsnap.signing import SignatureVerifier
+    from govsnap.trust import load_policy
+
+    try:
+        tag = read_tag(repo, tag_oid)
+        payload = SnapshotPayload.parse(tag.payload)
+        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo), fmt=payload.format)
+    except CorruptObject:
+        return None
+    # The signer is checked as verify checks it: against the keys the trust policy
+    # carries (the user's keyring only without a policy); a policy that does not load
+    # leaves it unknown.
+    try:
+        policy = load_policy(repo)
+        verifier = policy.verifier(repo) if policy is not None else SignatureVerifier(repo)
+    except GovsnapError:
+        signer = None
+    else:
+        try:
+            sig = verifier.verify(tag.payload, tag.signature)
+        finally:
+            verifier.close()
+        signer = sig.signer if sig.valid else None
+    data = note_fields(payload, ident, digest, signer, tag.signature_kind)
+    for unknown in ("created_ns", "host", "user"):
+        del data[unknown]
+    data["rebuilt_by"] = by
+    return data
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# --- reading -------------------------------------------------------------------------------
 
 
 def _entries(repo: Repo, tree: pygit2.Tree, prefix: str = "") -> Iterator[tuple[str, pygit2.Oid]]:
@@ -78,31 +300,7 @@ def note_blobs_at(repo: Repo, commit: pygit2.Oid | None) -> dict[str, pygit2.Oid
     return {} if tree is None else dict(_entries(repo, tree))
 
 
-def result_time(result: Any) -> float | None:
-    """Return the `time` of a recorded result (verification, rehearsal) as epoch seconds;
-    it is ISO 8601 (`2026-11-24T13:10:07Z`) or a number. None when absent or unreadable."""
-    when = result.get("time") if isinstance(result, dict) else None
-    if isinstance(when, int | float) and not isinstance(when, bool):
-        return float(when)
-    if isinstance(when, str):
-        try:
-            stamp = datetime.fromisoformat(when.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
-    return None
-
-
-def read_all(repo: Repo, ref: str = NOTES_REF) -> dict[str, Note]:
-    """Return every note, keyed by the hex oid of the object it annotates."""
-    odb = repo.git.odb
-    return {obj: decode(bytes(odb.read(blob)[1])) for obj, blob in note_blobs(repo, ref).items()}
-
-
-def read(repo: Repo, obj: str, ref: str = NOTES_REF) -> Note | None:
-    """Return the note on one object, or None."""
-    blob = note_blobs(repo, ref).get(obj)
-    return None if blob is None else decode(bytes(repo.git.odb.read(blob)[1]))
+# --- writing -------------------------------------------------------------------------------
 
 
 def _is_fanout(tree: pygit2.Tree) -> bool:
@@ -260,3 +458,194 @@ def merge_fields(repo: Repo, obj: str, fields: JSONObject, identity: Identity) -
 def remove(repo: Repo, objs: list[str], identity: Identity) -> None:
     """Remove the notes on `objs` (absent ones are ignored)."""
     update(repo, dict.fromkeys(objs, lambda _current: None), identity, "Notes removed by 'govsnap'")
+
+
+# Results kept from both sides when a note is merged: the newer one stays in place, the
+# older one moves to `result_history` (newest first, at most HISTORY_LIMIT per kind).
+RESULT_FIELDS = ("verification", "rehearsal")
+HISTORY_FIELD = "result_history"
+HISTORY_LIMIT = 20
+
+
+# --- notes --------------------------------------------------------------------------------
+
+
+class _Missing:
+    """Marks a key absent from one side of a merge."""
+
+
+MISSING = _Missing()
+
+
+def _canonical(value: Any) -> bytes:
+    return encode({"v": value})
+
+
+def _newest_first(results: Iterable[Any]) -> list[Any]:
+    """Return distinct results, newest first (ties in a fixed order, so both sides of a
+    merge compute the same list)."""
+    unique = {_canonical(r): r for r in results}
+
+    def key(item: tuple[bytes, Any]) -> tuple[float, bytes]:
+        when = result_time(item[1])
+        return (float("-inf") if when is None else when, item[0])
+
+    ordered = sorted(unique.items(), key=key, reverse=True)
+    return [r for _, r in ordered]
+
+
+def _merge_value(key: str, base: Any, local: Any, remote: Any) -> Any:
+    """Return the merged value of one field (MISSING: the field is absent)."""
+    if local == remote:
+        return local
+    if base == local:
+        return remote  # only the remote changed it (or added or removed it)
+    if base == remote:
+        return local  # only we did
+    if local is MISSING or remote is MISSING:
+        return remote if local is MISSING else local  # changed on one side, gone on the other
+    if key == "pinned":
+        return bool(local) or bool(remote)  # pinned on either side: keep the snapshot
+    if isinstance(local, dict) and isinstance(remote, dict):
+        return _merge_dict(base if isinstance(base, dict) else {}, local, remote)
+    if isinstance(local, list) and isinstance(remote, list):
+        return local + [item for item in remote if item not in local]
+    return local  # a value both sides changed differently: this clone's stays
+
+
+def _merge_dict(base: JSONObject, local: JSONObject, remote: JSONObject) -> JSONObject:
+    merged: JSONObject = {}
+    for key in sorted(set(local) | set(remote)):
+        value = _merge_value(
+            key, base.get(key, MISSING), local.get(key, MISSING), remote.get(key, MISSING)
+        )
+        if value is not MISSING:
+            merged[key] = value
+    return merged
+
+
+def merge_note(base: JSONObject | None, local: JSONObject, remote: JSONObject) -> JSONObject:
+    """Return the field-by-field merge of one snapshot's note edited on two sides.
+
+    A field changed on one side only takes that side's value (three-way, against `base`,
+    the note where the two histories last met; None when they never did). Where both
+    changed it: `verification` and `rehearsal` keep the newer result (by its `time`) and
+    move the other into `result_history`, so no result is lost; `pinned` is true if
+    either side pinned; dicts merge by field; lists are joined; any other value keeps
+    this clone's.
+    """
+    base = base or {}
+    merged = _merge_dict(base, local, remote)
+    history: dict[str, list[Any]] = {
+        k: list(v) for k, v in dict(merged.get(HISTORY_FIELD) or {}).items() if isinstance(v, list)
+    }
+    for key in RESULT_FIELDS:
+        mine, theirs = local.get(key), remote.get(key)
+        if mine == theirs or base.get(key) in (mine, theirs):
+            continue
+        both = [r for r in (mine, theirs) if r is not None]
+        ordered = _newest_first(both)
+        merged[key] = ordered[0]
+        history[key] = ordered[1:] + history.get(key, [])
+    if history:
+        merged[HISTORY_FIELD] = {
+            k: _newest_first(v)[:HISTORY_LIMIT] for k, v in sorted(history.items())
+        }
+    return merged
+
+
+def merge_blobs(
+    repo: Repo,
+    base: Mapping[str, pygit2.Oid],
+    local: Mapping[str, pygit2.Oid],
+    remote: Mapping[str, pygit2.Oid],
+    keep_remote: Callable[[str], bool],
+) -> dict[str, pygit2.Oid]:
+    """Return annotated object -> note blob after merging two sets of notes.
+
+    A note only this clone has is kept. A note only the remote has is taken when
+    `keep_remote` says so: it annotates one of this clone's snapshots or one the fetch
+    refused (not one pruned here, nor a replaced tag). A
+    note on both sides is merged with merge_note; one that is not JSON is left as it is
+    here.
+    """
+    odb = repo.git.odb
+    merged = dict(local)
+    for obj, theirs in remote.items():
+        mine = local.get(obj)
+        if mine is None:
+            if keep_remote(obj):
+                merged[obj] = theirs
+            continue
+        if mine == theirs or base.get(obj) == theirs:
+            continue
+        if base.get(obj) == mine:
+            merged[obj] = theirs
+            continue
+        ours_note = decode(bytes(odb.read(mine)[1]))
+        theirs_note = decode(bytes(odb.read(theirs)[1]))
+        if ours_note.error or theirs_note.error:
+            continue
+        base_blob = base.get(obj)
+        base_note = decode(bytes(odb.read(base_blob)[1])) if base_blob else None
+        result = merge_note(
+            base_note.data if base_note and not base_note.error else None,
+            ours_note.data,
+            theirs_note.data,
+        )
+        if result != ours_note.data:
+            merged[obj] = repo.git.create_blob(encode(result))
+    return merged
+
+
+def merge_commits(
+    repo: Repo,
+    current: pygit2.Oid | None,
+    theirs: pygit2.Oid | None,
+    wanted: set[str],
+    adopt: Mapping[str, pygit2.Oid],
+    identity: Identity,
+) -> tuple[pygit2.Oid | None, NotesMerge]:
+    """Return refs/notes/govsnap after merging the remote's notes commit `theirs` into
+    `current`, and how: "absent" (no remote notes), "unchanged", "fast-forward" or
+    "merged" (a commit whose parents are ours and theirs, so that pushing it is a
+    fast-forward for the remote and `git log` shows both histories). Writes objects only.
+
+    `wanted` are the tags whose notes the result holds when either side has one: this
+    clone's snapshots, and the remote's snapshots this fetch refused (their notes are
+    kept, unattached here, so that pushing the merge never removes them from the
+    remote, and so that the fetch that adds the snapshot adds its note). Which of them
+    have a note never depends on history: one with none here takes the remote's even
+    when our notes already contain the remote's commit, else its note in `adopt` (the
+    note it was just added with).
+    """
+    git = repo.git
+    mine = note_blobs_at(repo, current)
+    if theirs is None or contains(repo, current, theirs):
+        their_blobs = note_blobs_at(repo, theirs)
+        gained = {**adopt, **their_blobs}
+        missing = {obj: gained[obj] for obj in wanted if obj not in mine and obj in gained}
+        if not missing:
+            return current, "absent" if theirs is None else "unchanged"
+        message = "Notes of fetched snapshots added by 'govsnap fetch'\n"
+        new = commit_blobs(repo, current, missing, identity, message)
+        return new, "absent" if theirs is None else "merged"
+    base = git.merge_base(current, theirs) if current is not None else None
+    blobs = merge_blobs(
+        repo,
+        note_blobs_at(repo, base),
+        mine,
+        note_blobs_at(repo, theirs),
+        wanted.__contains__,
+    )
+    for obj, blob in adopt.items():
+        blobs.setdefault(obj, blob)
+    tree = build_tree(repo, blobs)
+    their_commit = git[theirs]
+    assert isinstance(their_commit, pygit2.Commit)
+    if (current is None or git.descendant_of(theirs, current)) and tree == their_commit.tree_id:
+        return theirs, "fast-forward"
+    sig = identity.signature()
+    parents = [theirs] if current is None else [current, theirs]
+    message = "Notes merged by 'govsnap fetch'\n"
+    return git.create_commit(None, sig, sig, message, tree, parents), "merged"

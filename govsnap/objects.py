@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import pygit2
@@ -24,18 +25,13 @@ from govsnap.errors import (
     HistoryRewritten,
     UsageError,
 )
+from govsnap.refs import AUDIT_REF, VERIFIED_AUDIT_REF
 from govsnap.repo import Identity, Repo, parse_ident_line
 
 # Govsnap-Format of new snapshots; every format in READABLE_FORMATS still verifies (the
 # format names the manifest encoding of the content digest, see digest.py).
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
-SNAPSHOT_REF_PREFIX = "refs/govsnap/snapshots/"
-AUDIT_REF = "refs/govsnap/audit"
-# What this clone last wrote or verified of the audit chain. Every govsnap update of
-# AUDIT_REF moves it in the same transaction, and none extends a chain that no longer
-# holds it: a rewrite, truncation or deletion of the chain is found, never built on.
-VERIFIED_AUDIT_REF = "refs/govsnap-verified/audit"
 # The object-store lock file under .git/govsnap/ (see writing()).
 GC_LOCK = "gc-mutex"
 ID_LENGTH = 16
@@ -119,6 +115,18 @@ def utc(epoch: int, layout: str = "%Y-%m-%d %H:%M:%SZ") -> str:
 
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class Trigger(StrEnum):
+    """The triggers govsnap records itself (`create --trigger` takes any valid name)."""
+
+    MANUAL = "manual"
+    PRE_PUSH = "pre-push"
+    POST_MERGE = "post-merge"
+    # A safety snapshot: taken before a rollback, its undo. It captures untracked files,
+    # so it stays in this clone (push --include-safety shares it) and has a retention
+    # group of its own (govsnap.safetyRetention).
+    PRE_ROLLBACK = "pre-rollback"
 
 
 @dataclass(frozen=True)
@@ -390,16 +398,31 @@ class SignedTag:
         return self.payload + self.signature
 
     @property
-    def signature_kind(self) -> str:
-        """Return "openpgp", "ssh", "x509" or "none"."""
-        if not self.signature:
-            return "none"
-        first = self.signature.split(b"\n", 1)[0]
-        if first == b"-----BEGIN SSH SIGNATURE-----":
-            return "ssh"
-        if first == b"-----BEGIN SIGNED MESSAGE-----":
-            return "x509"
-        return "openpgp"
+    def signature_kind(self) -> SignatureKind:
+        """Return the kind of the tag's signature."""
+        return signature_kind(self.signature)
+
+
+class SignatureKind(StrEnum):
+    """The kinds of signature git makes (gpg.format), and none."""
+
+    OPENPGP = "openpgp"
+    SSH = "ssh"
+    X509 = "x509"
+    NONE = "none"
+
+
+def signature_kind(block: bytes | None) -> SignatureKind:
+    """Return the kind of a signature block (of a tag, or a commit's gpgsig), by its first
+    line as git's parse_signed_buffer tells them apart."""
+    if not block:
+        return SignatureKind.NONE
+    first = block.split(b"\n", 1)[0]
+    if first == b"-----BEGIN SSH SIGNATURE-----":
+        return SignatureKind.SSH
+    if first == b"-----BEGIN SIGNED MESSAGE-----":
+        return SignatureKind.X509
+    return SignatureKind.OPENPGP
 
 
 def read_tag(repo: Repo, oid: pygit2.Oid | str) -> SignedTag:
@@ -449,6 +472,19 @@ def ref_target(repo: Repo, name: str) -> pygit2.Oid | None:
     ref = repo.git.references.get(name)
     target = None if ref is None else ref.target
     return target if isinstance(target, pygit2.Oid) else None
+
+
+def contains(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | str | None) -> bool:
+    """Return True when history `ours` already holds `theirs` (or there is nothing in
+    `theirs`); False when it does not, or when `theirs` was never fetched here."""
+    if theirs is None:
+        return True
+    theirs = pygit2.Oid(hex=theirs) if isinstance(theirs, str) else theirs
+    if ours == theirs:
+        return True
+    if ours is None or not repo.git.odb.exists(theirs):
+        return False
+    return bool(repo.git.descendant_of(ours, theirs))
 
 
 @contextmanager
@@ -648,26 +684,6 @@ def _transaction_line(name: str, new: pygit2.Oid | None, old: pygit2.Oid | None)
     return f"update {name}\0{new}\0{expected}\0".encode()
 
 
-def create_ref(repo: Repo, name: str, target: pygit2.Oid) -> bool:
-    """Create `name` -> `target` if absent; return False if it already points there.
-
-    Raises UsageError if it exists with another value: snapshot refs are never rewritten.
-    """
-    for attempt in range(_ATTEMPTS):
-        try:
-            repo.git.references.create(name, target, force=False)
-            return True
-        except pygit2.AlreadyExistsError as exc:
-            existing = ref_target(repo, name)
-            if existing == target:
-                return False
-            if existing is not None:
-                raise UsageError(f"{name} already exists with another object") from exc
-        except (pygit2.GitError, OSError):
-            _backoff(attempt)
-    raise ConcurrentUpdate(f"could not create {name}: the ref store stayed locked")
-
-
 def delete_ref(repo: Repo, name: str, expected: pygit2.Oid) -> bool:
     """Delete `name` only if it still points at `expected`; return whether it was deleted."""
     ref = repo.git.references.get(name)
@@ -683,3 +699,17 @@ def delete_ref(repo: Repo, name: str, expected: pygit2.Oid) -> bool:
                 return False
             _backoff(attempt)
     raise ConcurrentUpdate(f"could not delete {name}: the ref store stayed locked")
+
+
+# How far (seconds) an entry's time may lie before its parent's: clocks of the machines
+# appending to one chain are never perfectly in step. `govsnap.auditSkew` overrides it.
+DEFAULT_SKEW = 300
+
+
+def configured_skew(repo: Repo) -> int:
+    """Return `govsnap.auditSkew` (seconds), or the default; refuse a negative value."""
+    skew = repo.config_int("govsnap.auditSkew", DEFAULT_SKEW)
+    assert skew is not None
+    if skew < 0:
+        raise UsageError(f"govsnap.auditSkew must be 0 or more seconds, not {skew}")
+    return skew

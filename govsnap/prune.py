@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 from pygit2.enums import FileMode, SortMode
 
 from govsnap import audit, notes
-from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
-from govsnap.objects import SNAPSHOT_REF_PREFIX, RefValues, collecting, update_refs
-from govsnap.repo import Identity, Repo, scrubbed_env
+from govsnap.errors import CheckFailed, Declined, EnvironmentProblem, UsageError
+from govsnap.objects import RefValues, collecting, update_refs
+from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX
+from govsnap.repo import Repo, scrubbed_env
 from govsnap.retention import (
     Candidate,
     Duration,
@@ -38,6 +38,9 @@ from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import decide_local, load_policy
 
 DEFAULT_POLICY = RetentionPolicy(last=20)
+# Where a plan's policy came from: prune's --keep-* options, git config govsnap.keep*,
+# the default; or no policy: snapshots named with --id.
+PolicySource = Literal["flags", "config", "default", "ids"]
 # Safety snapshots (taken before each rollback) are kept by a policy of their own, so that
 # rollbacks never push release snapshots out of a release policy's counts.
 DEFAULT_SAFETY_POLICY = RetentionPolicy(last=10, within=Duration(days=30))
@@ -67,7 +70,7 @@ _CONFIG_KEYS = {
 LABEL_CONFIG_KEY = "govsnap.keepLabel"
 
 
-def configured_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
+def configured_policy(repo: Repo) -> tuple[RetentionPolicy, PolicySource]:
     """Return the policy in `git config govsnap.keep*` and where it came from ("config"),
     or keep-last 20 ("default") when none of those keys is set."""
     values = {
@@ -83,7 +86,7 @@ def configured_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
     return policy, "config"
 
 
-def configured_safety_policy(repo: Repo) -> tuple[RetentionPolicy, str]:
+def configured_safety_policy(repo: Repo) -> tuple[RetentionPolicy, PolicySource]:
     """Return the policy of safety snapshots in `git config govsnap.safetyRetention`
     (prune's --keep-* options as text) and where it came from ("config"), or keep-within
     30d and keep-last 10 ("default")."""
@@ -124,8 +127,8 @@ class Decision:
     reasons: tuple[str, ...]
 
     @property
-    def action(self) -> str:
-        """Return "keep" or "remove"."""
+    def action(self) -> Literal["keep", "remove"]:
+        """Return what the plan does with the snapshot."""
         return "remove" if self.remove else "keep"
 
     def as_json(self) -> dict[str, Any]:
@@ -149,12 +152,14 @@ class PrunePlan:
 
     options: PruneOptions
     policy: RetentionPolicy | None  # None when snapshots were named with --id
-    source: str  # "flags", "config", "default" or "ids"
+    source: PolicySource
     decisions: tuple[Decision, ...]
     # The policy of the safety snapshots' group (None with --id), and where it came from
     # ("config" or "default").
     safety_policy: RetentionPolicy | None = None
-    safety_source: str = ""
+    safety_source: PolicySource | Literal[""] = ""
+    # With --dry-run: the bytes the removed snapshots alone hold (see reclaimable_bytes).
+    reclaimable: int | None = None
 
     @property
     def has_safety(self) -> bool:
@@ -195,8 +200,8 @@ class PrunePlan:
             return f"remove the snapshot(s) named with --id: {', '.join(self.options.ids)}"
         return self.policy.describe()
 
-    def as_json(self, reclaimable: int | None = None) -> dict[str, Any]:
-        """Return the plan as JSON-ready data (`reclaimable`: bytes, for a dry run)."""
+    def as_json(self) -> dict[str, Any]:
+        """Return the plan as JSON-ready data."""
         return {
             "dry_run": True,
             "policy": self.policy.as_json() if self.policy else None,
@@ -212,7 +217,7 @@ class PrunePlan:
             "snapshots": [d.as_json() for d in self.decisions],
             "kept": len(self.kept),
             "removed": len(self.removed),
-            "reclaimable_bytes": reclaimable,
+            "reclaimable_bytes": self.reclaimable,
         }
 
 
@@ -232,6 +237,26 @@ def pinned_ids(repo: Repo) -> frozenset[str]:
     return audit.decisions(repo, load_policy(repo)).pinned
 
 
+def run(
+    repo: Repo,
+    options: PruneOptions,
+    confirm: Callable[[PrunePlan], bool] | None = None,
+    announce: Callable[[PrunePlan], None] | None = None,
+) -> PrunePlan | PruneResult:
+    """Prune as `options` say: with `dry_run`, return the plan and the space it would
+    reclaim; else check the trust policy allows it, ask `confirm` when it removes
+    anything (a no raises Declined), tell `announce`, and carry it out."""
+    the_plan = plan(repo, options)
+    if options.dry_run:
+        return replace(the_plan, reclaimable=reclaimable_bytes(repo, the_plan))
+    authorize(repo, the_plan)
+    if the_plan.removed and confirm is not None and not confirm(the_plan):
+        raise Declined("prune cancelled: nothing was removed")
+    if announce is not None:
+        announce(the_plan)
+    return execute(repo, the_plan, authorized=True)
+
+
 def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
     """Return what a prune with `options` would do, reading refs and notes once."""
     if options.ids and options.policy is not None:
@@ -241,6 +266,7 @@ def plan(repo: Repo, options: PruneOptions) -> PrunePlan:
     snaps = filter_snapshots(list_snapshots(repo), options.environment)
     if options.ids:
         return _plan_ids(repo, options, snaps)
+    source: PolicySource
     if options.policy is not None:
         policy, source = options.policy, "flags"
     else:
@@ -454,7 +480,7 @@ class PruneResult:
     vanished: tuple[str, ...]  # planned, but gone or changed before we got to them
     bytes_before: int
     bytes_after: int
-    gc: str  # "grace", "now" or "skipped"
+    gc: Literal["grace", "now", "skipped"]  # grace: with git's own prune grace period
     prune_expire: str | None  # git's grace period when gc ran with it
     seconds: float
 
@@ -474,7 +500,7 @@ class PruneResult:
         return data
 
 
-def _remove(repo: Repo, the_plan: PrunePlan, identity: Identity, started: float) -> list[str]:
+def _remove(repo: Repo, the_plan: PrunePlan, op: audit.Operation) -> list[str]:
     """Delete the planned snapshot refs that still point at the tags the plan saw, their
     notes (for a purge: from the whole notes history) and append the audit entry naming
     them, all in one ref transaction; return the refs deleted.
@@ -493,7 +519,7 @@ def _remove(repo: Repo, the_plan: PrunePlan, identity: Identity, started: float)
         if not deleted:
             return {}
         tags = [str(planned[ref]) for ref in deleted]
-        old_notes = current[notes.NOTES_REF]
+        old_notes = current[NOTES_REF]
         if purge:
             new_notes = erased_notes(repo, old_notes, frozenset(tags), memo)
         else:
@@ -501,18 +527,18 @@ def _remove(repo: Repo, the_plan: PrunePlan, identity: Identity, started: float)
                 repo,
                 old_notes,
                 dict.fromkeys(tags, _dropped),
-                identity,
+                op.identity,
                 "Notes removed by 'govsnap'",
             )
         ids = [ref[len(SNAPSHOT_REF_PREFIX) :] for ref in deleted]
-        entry = _audit_entry(repo, the_plan, ids, identity, time.monotonic() - started)
+        entry = _audit_entry(op, the_plan, ids)
         return {
             **dict.fromkeys(deleted, None),
-            notes.NOTES_REF: new_notes,
-            audit.AUDIT_REF: entry.commit_on(current[audit.AUDIT_REF]),
+            NOTES_REF: new_notes,
+            AUDIT_REF: entry.commit_on(current[AUDIT_REF]),
         }
 
-    names = [audit.AUDIT_REF, notes.NOTES_REF, *planned]
+    names = [AUDIT_REF, NOTES_REF, *planned]
     update_refs(repo, names, compute, message="govsnap: purge" if purge else "govsnap: prune")
     return deleted
 
@@ -534,14 +560,18 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
     """Carry out a plan: check the trust policy allows it (unless `authorized` says the
     caller did), delete refs, notes and append the audit entry (one transaction), then
     run `git gc`."""
-    started = time.monotonic()
+    name = "purge" if the_plan.options.purge else "prune"
+    with audit.operation(repo, name) as op:
+        return _execute(repo, the_plan, op, authorized)
+
+
+def _execute(repo: Repo, the_plan: PrunePlan, op: audit.Operation, authorized: bool) -> PruneResult:
     options = the_plan.options
-    identity = repo.committer()
     bytes_before = objects_size(repo)
     planned = {d.snapshot.ref for d in the_plan.removed}
     if planned and not authorized:
         authorize(repo, the_plan)
-    deleted = _remove(repo, the_plan, identity, started) if planned else []
+    deleted = _remove(repo, the_plan, op) if planned else []
     vanished = sorted(planned - set(deleted))
     removed_ids = tuple(ref[len(SNAPSHOT_REF_PREFIX) :] for ref in deleted)
     if deleted:
@@ -552,7 +582,7 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
             # The cache records the SHA-256 of every blob it hashed: a digest of purged
             # content must not outlive it.
             DigestCache.for_repo(repo).reset()
-    gc_mode = "skipped"
+    gc_mode: Literal["grace", "now", "skipped"] = "skipped"
     prune_expire = None
     try:
         if options.gc and options.now:
@@ -562,7 +592,7 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
             with collecting(repo):
                 if options.purge:
                     # The rewritten notes commits stay reachable from the notes reflog.
-                    repo.git_cmd("reflog", "expire", "--expire-unreachable=now", notes.NOTES_REF)
+                    repo.git_cmd("reflog", "expire", "--expire-unreachable=now", NOTES_REF)
                 repo.git_cmd("gc", "--quiet", "--prune=now")
             gc_mode = "now"
         elif options.gc:
@@ -582,12 +612,12 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
         bytes_after=objects_size(repo),
         gc=gc_mode,
         prune_expire=prune_expire,
-        seconds=time.monotonic() - started,
+        seconds=op.seconds,
     )
 
 
 def _audit_entry(
-    repo: Repo, the_plan: PrunePlan, removed: Sequence[str], identity: Identity, seconds: float
+    op: audit.Operation, the_plan: PrunePlan, removed: Sequence[str]
 ) -> audit.EntryWriter:
     """Return the writer of the audit entry of a prune (or purge) that removed `removed`."""
     options = the_plan.options
@@ -612,18 +642,10 @@ def _audit_entry(
         "gc": options.gc,
         "purge": options.purge,
     }
-    return audit.EntryWriter(
-        repo,
-        "purge" if options.purge else "prune",
-        summary,
-        snapshots=removed,
-        identity=identity,
-        arguments=arguments,
-        duration=seconds,
-        # Signed with the entry: where each snapshot was, so that whoever acts on the
-        # entry (push --prune, a server) checks the signer's right there.
-        extra={"environments": {ident: places.get(ident, "*") for ident in removed}},
-    )
+    # Signed with the entry: where each snapshot was, so that whoever acts on the entry
+    # (push --prune, a server) checks the signer's right there.
+    extra = {"environments": {ident: places.get(ident, "*") for ident in removed}}
+    return op.writer(op.entry(summary, snapshots=removed, arguments=arguments, extra=extra))
 
 
 def _require_right(repo: Repo, snaps: Sequence[Snapshot], operation: str, refusal: str) -> None:
@@ -650,32 +672,30 @@ class PinResult:
     pinned: bool
     changed: bool
 
+    def as_json(self) -> dict[str, Any]:
+        """Return what pin / unpin did as JSON-ready data."""
+        return {"id": self.snapshot, "pinned": self.pinned, "changed": self.changed}
+
 
 def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
     """Record `pinned` in the note of the snapshot `name` designates, and audit it; a
     snapshot already in that state is left alone."""
-    started = time.monotonic()
-    snap = resolve(repo, name)
-    if (snap.id in pinned_ids(repo)) == pinned:
-        return PinResult(snap.id, pinned, False)
     operation = "pin" if pinned else "unpin"
-    # Unpinning lets prune delete the snapshot, so it needs the same right as pinning.
-    _require_right(repo, [snap], "pin", f"cannot {operation} {snap.id}")
-    identity = repo.committer()
-    entry = audit.EntryWriter(
-        repo,
-        operation,
-        f"{operation}ned snapshot {snap.id}",
-        snapshots=[snap.id],
-        identity=identity,
-        arguments={"snapshot": name},
-        duration=time.monotonic() - started,
-        extra={"environments": {snap.id: snap.environment}},
-    )
+    with audit.operation(repo, operation, {"snapshot": name}) as op:
+        snap = resolve(repo, name)
+        if (snap.id in pinned_ids(repo)) == pinned:
+            return PinResult(snap.id, pinned, False)
+        # Unpinning lets prune delete the snapshot, so it needs the same right as pinning.
+        _require_right(repo, [snap], "pin", f"cannot {operation} {snap.id}")
 
-    def mark(note: notes.JSONObject | None) -> notes.JSONObject:
-        return {**(note or {}), "pinned": pinned}
+        def mark(note: notes.JSONObject | None) -> notes.JSONObject:
+            return {**(note or {}), "pinned": pinned}
 
-    # The entry decides; the note's copy is for display. Both change together.
-    audit.append_with_notes(repo, entry, {snap.tag_oid: mark}, "Notes added by 'govsnap'")
-    return PinResult(snap.id, pinned, True)
+        # The entry decides; the note's copy is for display. Both change together.
+        entry = op.entry(
+            f"{operation}ned snapshot {snap.id}",
+            snapshots=[snap.id],
+            extra={"environments": {snap.id: snap.environment}},
+        )
+        op.record(entry, notes={snap.tag_oid: mark})
+        return PinResult(snap.id, pinned, True)

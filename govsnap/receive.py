@@ -31,8 +31,6 @@ can bring) is ignored.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -40,10 +38,17 @@ from pathlib import Path
 
 import pygit2
 
-from govsnap import audit
+from govsnap import audit, objects
 from govsnap.errors import CorruptObject, GovsnapError, UsageError
-from govsnap.notes import NOTES_REF
-from govsnap.objects import AUDIT_REF, SNAPSHOT_REF_PREFIX, SnapshotPayload, read_tag
+from govsnap.objects import SignatureKind, SnapshotPayload, read_tag
+from govsnap.refs import (
+    AUDIT_REF,
+    LOCAL_NAMESPACES,
+    NOTES_REF,
+    SNAPSHOT_REF,
+    SNAPSHOT_REF_PREFIX,
+    is_govsnap_ref,
+)
 from govsnap.repo import Repo
 from govsnap.store import Snapshot
 from govsnap.trust import (
@@ -54,16 +59,12 @@ from govsnap.trust import (
     policy_ref,
     record_server_policy,
 )
+from govsnap.verify import Check, record_received, verify_snapshots
 
 ZERO_OID = "0" * 40
-_SNAPSHOT_REF = re.compile(r"^refs/govsnap/snapshots/[0-9a-f]{16}$")
-# Client-local namespaces: what a clone fetched and what it verified. A server has none.
-_LOCAL_NAMESPACES = ("refs/govsnap-remote/", "refs/govsnap-verified/")
 # Notes are not signed and the server does not see them with the tag: every other check
 # of `govsnap verify` must pass for a snapshot to be accepted.
-_RECEIVE_CHECKS = ("id", "tag", "signature", "trust", "digest", "objects")
-# Where the server records when it first accepted each snapshot (one JSON line each).
-RECEIVED_LOG = "received.log"
+_RECEIVE_CHECKS = tuple(c for c in Check if c is not Check.NOTE)
 
 
 @dataclass(frozen=True)
@@ -121,17 +122,12 @@ class ReceiveVerdict:
     reason: str
 
 
-def is_govsnap_ref(ref: str) -> bool:
-    """Return True for a ref this hook judges (its namespaces, whatever the name)."""
-    return ref.startswith(("refs/govsnap/", "refs/notes/govsnap", *_LOCAL_NAMESPACES))
-
-
 def _layout(update: RefUpdate) -> str | None:
     """Return why a govsnap ref is outside the documented layout, or None."""
     ref = update.ref
-    if ref.startswith(_LOCAL_NAMESPACES):
+    if ref.startswith(LOCAL_NAMESPACES):
         return f"{ref.split('/')[1]}/ is a clone's own namespace: it is never pushed"
-    if ref in (AUDIT_REF, NOTES_REF) or _SNAPSHOT_REF.match(ref):
+    if ref in (AUDIT_REF, NOTES_REF) or SNAPSHOT_REF.match(ref):
         return None
     return (
         "not in govsnap's layout (refs/govsnap/audit, refs/govsnap/snapshots/<16 hex>, "
@@ -165,7 +161,7 @@ class _Push:
         self.updates = updates
         self.policy = policy
         self.now = int(time.time())
-        self.skew = audit.configured_skew(repo)
+        self.skew = objects.configured_skew(repo)
         self.verdicts: dict[int, ReceiveVerdict] = {}
         self.audit_tip: str | None = audit_tip(repo)
         self._decisions: audit.AuditDecisions | None = None
@@ -175,7 +171,7 @@ class _Push:
         pushed = {
             u.ref.removeprefix(SNAPSHOT_REF_PREFIX): u.new
             for u in updates
-            if _SNAPSHOT_REF.match(u.ref) and u.kind == "create"
+            if SNAPSHOT_REF.match(u.ref) and u.kind == "create"
         }
         self.tags = audit.held_tags(repo, pushed)
 
@@ -330,13 +326,11 @@ def _pushed_snapshot(repo: Repo, ref: str, oid: str) -> Snapshot:
         tag = read_tag(repo, oid)
         payload = SnapshotPayload.parse(tag.payload)
     except CorruptObject as exc:
-        return Snapshot(ident, oid, None, "none", None, exc.message)
+        return Snapshot(ident, oid, None, SignatureKind.NONE, None, exc.message)
     return Snapshot(ident, oid, payload, tag.signature_kind, None)
 
 
 def _judge_snapshots(push: _Push, indexes: Sequence[int]) -> None:
-    from govsnap.verify import verify_snapshots
-
     creations: list[int] = []
     for i in indexes:
         update = push.updates[i]
@@ -387,35 +381,9 @@ def _judge_snapshots(push: _Push, indexes: Sequence[int]) -> None:
         if failed:
             push.decide(i, False, "; ".join(failed))
         else:
-            push.decide(i, True, f"verified, {result.check('trust').message}")
+            push.decide(i, True, f"verified, {result.check(Check.TRUST).message}")
             received.append(snap.id)
     record_received(push.repo, received, push.now)
-
-
-def record_received(repo: Repo, ids: Sequence[str], when: int) -> None:
-    """Record when the server first accepted each snapshot: where the signature carries
-    no time (SSH), the earliest time the server knows the snapshot existed."""
-    if not ids:
-        return
-    with (repo.state_dir / RECEIVED_LOG).open("a") as fh:
-        for ident in ids:
-            fh.write(json.dumps({"id": ident, "time": when}) + "\n")
-
-
-def received_times(repo: Repo) -> dict[str, int]:
-    """Return snapshot id -> when the server first accepted it (empty on a clone)."""
-    path = repo.state_dir / RECEIVED_LOG
-    found: dict[str, int] = {}
-    if not repo.is_bare or not path.is_file():
-        return found
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-            ident, when = str(record["id"]), int(record["time"])
-        except (ValueError, KeyError, TypeError):
-            continue
-        found[ident] = min(when, found.get(ident, when))
-    return found
 
 
 def add_quarantine(repo: Repo, env: Mapping[str, str]) -> None:

@@ -27,7 +27,7 @@ from pygit2.enums import ConfigLevel
 
 from govsnap import __version__, audit, notes, worktree
 from govsnap.digest import CACHE_NAME, CURRENT_FORMAT, DigestCache, digest_tree
-from govsnap.errors import CorruptObject, GovsnapError, UsageError
+from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.repo import Repo
 from govsnap.rollback import RecordedState, RollbackOptions, read_recorded_state, rollback
 from govsnap.safepaths import find_unsafe
@@ -36,7 +36,6 @@ from govsnap.worktree import TreeEntry, fs_path
 
 DAMAGE_KINDS = ("delete", "corrupt", "stray", "index")
 DEFAULT_RTO = 300.0
-GATES = ("safe-tree", "rollback", "digest", "files", "no-stray", "index", "rto")
 # The clone gets the repository's local configuration, so that it signs, verifies,
 # filters (filter.*, lfs.*), converts line endings (core.autocrlf, core.eol) and checks
 # out sparsely (core.sparseCheckout) as the repository does; but not what describes the
@@ -98,6 +97,13 @@ class RehearsalReport:
     def failed_gates(self) -> list[str]:
         """Return the names of the gates that failed."""
         return [g.name for g in self.gates if not g.passed]
+
+    def check(self) -> None:
+        """Raise CheckFailed unless every gate passed."""
+        if not self.passed:
+            raise CheckFailed(
+                f"rehearsal of {self.snapshot} failed: {', '.join(self.failed_gates)}"
+            )
 
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -478,7 +484,18 @@ def rehearse(
     """Rehearse a rollback to snapshot `name` (default latest) in a throwaway clone; write
     the JSON and Markdown reports, record the result in the snapshot's note and the audit
     trail, and return the report. The clone is removed even when interrupted."""
-    started = time.monotonic()
+    with audit.operation(repo, "rehearse") as op:
+        return _rehearse(repo, op, name, damage, rto, report_path)
+
+
+def _rehearse(
+    repo: Repo,
+    op: audit.Operation,
+    name: str | None,
+    damage: str | None,
+    rto: float | None,
+    report_path: Path | None,
+) -> RehearsalReport:
     kinds = damage_kinds(damage)
     objective = resolve_rto(repo, rto)
     if report_path is not None and not report_path.parent.is_dir():
@@ -555,7 +572,7 @@ def rehearse(
                 "rto", within, f"{rollback_seconds:.3f} s {'<=' if within else '>'} {objective:g} s"
             )
         )
-    timings["total"] = time.monotonic() - started
+    timings["total"] = op.seconds
     report = RehearsalReport(
         snapshot=snap.id,
         summary=snap.payload.summary if snap.payload else str(snap.error),
@@ -570,25 +587,20 @@ def rehearse(
         warnings=tuple(warnings),
     )
     report = _write_reports(repo, report, report_path, stamp)
-    identity = repo.committer()
     verdict = "pass" if report.passed else f"failed: {', '.join(report.failed_gates)}"
-    entry = audit.EntryWriter(
-        repo,
-        "rehearse",
-        f"rehearsal of {snap.id}: {verdict}",
-        snapshots=[snap.id],
-        identity=identity,
-        arguments={"damage": kinds, "rto": objective},
-        result="ok" if report.passed else verdict,
-        duration=timings["total"],
-    )
     summary = report.note_summary()
 
     def merge(note: notes.JSONObject | None) -> notes.JSONObject:
         return {**(note or {}), "rehearsal": summary}
 
     # The result in the note and the audit entry are written together.
-    audit.append_with_notes(repo, entry, {snap.tag_oid: merge}, "Notes added by 'govsnap'")
+    entry = op.entry(
+        f"rehearsal of {snap.id}: {verdict}",
+        snapshots=[snap.id],
+        arguments={"damage": kinds, "rto": objective},
+        result="ok" if report.passed else verdict,
+    )
+    op.record(entry, notes={snap.tag_oid: merge})
     return report
 
 

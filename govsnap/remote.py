@@ -18,12 +18,12 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap import audit, notes
+from govsnap import audit, notes, objects
 from govsnap.errors import (
     CheckFailed,
     ConcurrentUpdate,
@@ -33,33 +33,31 @@ from govsnap.errors import (
     SnapshotConflict,
     UsageError,
 )
-from govsnap.notes import NOTES_REF, JSONObject
 from govsnap.objects import (
-    SNAPSHOT_REF_PREFIX,
     RefValues,
+    contains,
     read_tag,
     ref_target,
     update_ref,
     update_refs,
 )
-from govsnap.repo import Identity, Repo
-from govsnap.store import Snapshot, load_snapshot, rebuilt_note, snapshot_refs
+from govsnap.refs import (
+    AUDIT_REF,
+    CONFIG_PUSH_REFSPECS,
+    GOVSNAP_ROOT,
+    NOTES_REF,
+    SNAPSHOT_PUSH_REFSPEC,
+    SNAPSHOT_REF_PREFIX,
+    fetch_refspecs,
+    seen_remote_audit_ref,
+    seen_remote_notes_ref,
+    seen_remote_snapshots_ref,
+    tracking_ref,
+)
+from govsnap.repo import Repo
+from govsnap.store import Snapshot, load_snapshot, snapshot_refs
 from govsnap.trust import load_policy
 
-TRACKING_ROOT = "refs/govsnap-remote/"
-AUDIT_REF = audit.AUDIT_REF
-# What `govsnap push` sends. No `+`: a snapshot ref is never forced on the remote, and the
-# notes and audit refs only move forward (they are merged with the remote's first).
-SNAPSHOT_PUSH_REFSPEC = f"{SNAPSHOT_REF_PREFIX}*:{SNAPSHOT_REF_PREFIX}*"
-# `remote setup` writes globs: git fails a plain push or fetch whose configured refspec
-# names an exact ref that does not exist (no notes yet), and a glob may match nothing.
-# `refs/notes/govsnap*` is exact in practice; `refs/govsnap/*` holds snapshots and audit.
-CONFIG_PUSH_REFSPECS = ("refs/govsnap/*:refs/govsnap/*", f"{NOTES_REF}*:{NOTES_REF}*")
-# Results kept from both sides when a note is merged: the newer one stays in place, the
-# older one moves to `result_history` (newest first, at most HISTORY_LIMIT per kind).
-RESULT_FIELDS = ("verification", "rehearsal")
-HISTORY_FIELD = "result_history"
-HISTORY_LIMIT = 20
 # Times a push is tried again when the remote's notes or audit moved between our look and
 # our push (another clone pushed): each try fetches and merges first.
 _PUSH_ATTEMPTS = 3
@@ -67,13 +65,6 @@ _PUSH_ATTEMPTS = 3
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _USERINFO = re.compile(r"//[^/@]*@")
 _REFUSAL = re.compile(r"refus|reject|denied|error|fail", re.IGNORECASE)
-
-
-def fetch_refspecs(remote: str) -> tuple[str, ...]:
-    """Return the refspecs that copy a remote's govsnap refs into refs/govsnap-remote/<remote>/
-    (forced, because that namespace mirrors the remote, whatever it holds)."""
-    base = f"{TRACKING_ROOT}{remote}/"
-    return (f"+refs/govsnap/*:{base}*", f"+{NOTES_REF}*:{base}notes*")
 
 
 @dataclass(frozen=True)
@@ -90,7 +81,7 @@ class Remote:
 
     def tracking(self, what: str) -> str:
         """Return the ref under which the remote's `what` (notes, audit, snapshots/) is kept."""
-        return f"{TRACKING_ROOT}{self.name}/{what}"
+        return tracking_ref(self.name, what)
 
 
 def resolve_remote(repo: Repo, name: str | None) -> Remote:
@@ -145,7 +136,7 @@ class RemoteRefs:
 def ls_remote(repo: Repo, remote: Remote) -> RemoteRefs:
     """Return what the remote's govsnap refs point at, without fetching objects."""
     out = _network(
-        repo, remote, "list", "ls-remote", "--refs", remote.name, "refs/govsnap/*", NOTES_REF
+        repo, remote, "list", "ls-remote", "--refs", remote.name, f"{GOVSNAP_ROOT}*", NOTES_REF
     )
     snapshots: dict[str, str] = {}
     heads: dict[str, str] = {}
@@ -156,19 +147,6 @@ def ls_remote(repo: Repo, remote: Remote) -> RemoteRefs:
         elif name in (NOTES_REF, AUDIT_REF):
             heads[name] = oid
     return RemoteRefs(snapshots, heads.get(NOTES_REF), heads.get(AUDIT_REF))
-
-
-def contains(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | str | None) -> bool:
-    """Return True when history `ours` already holds `theirs` (or there is nothing in
-    `theirs`); False when it does not, or when `theirs` was never fetched here."""
-    if theirs is None:
-        return True
-    theirs = pygit2.Oid(hex=theirs) if isinstance(theirs, str) else theirs
-    if ours == theirs:
-        return True
-    if ours is None or not repo.git.odb.exists(theirs):
-        return False
-    return bool(repo.git.descendant_of(ours, theirs))
 
 
 def same_payload(repo: Repo, ours: pygit2.Oid, theirs: pygit2.Oid | str) -> bool:
@@ -187,24 +165,6 @@ def pruned_ids(repo: Repo) -> frozenset[str]:
     return audit.decisions(repo, load_policy(repo)).pruned
 
 
-def recorded_ref(remote: str) -> str:
-    """Return the ref under which this clone records the remote's audit tip it last saw
-    there and verified (fetched or pushed)."""
-    return f"{VERIFIED_REMOTES}{remote}/audit"
-
-
-def recorded_notes_ref(remote: str) -> str:
-    """Return the ref under which this clone records the remote's notes commit it last
-    saw there (the remote's notes history must go on holding it)."""
-    return f"{VERIFIED_REMOTES}{remote}/notes"
-
-
-def recorded_snapshots_ref(remote: str) -> str:
-    """Return the ref under which this clone records the snapshots it saw on the remote:
-    a commit whose tree holds one file, `snapshots`, a line `<id> <tag>` each."""
-    return f"{VERIFIED_REMOTES}{remote}/snapshots"
-
-
 _SEEN_LINE = re.compile(r"^([0-9a-f]{16}) ([0-9a-f]{40}|[0-9a-f]{64})$")
 
 
@@ -212,7 +172,7 @@ def remembered_snapshots(repo: Repo, remote: str) -> dict[str, str]:
     """Return snapshot id -> tag of the snapshots this clone saw on `remote` (empty when
     it never looked; a line that does not parse is skipped: a record only ever adds
     something to miss)."""
-    oid = ref_target(repo, recorded_snapshots_ref(remote))
+    oid = ref_target(repo, seen_remote_snapshots_ref(remote))
     commit = None if oid is None else repo.git.get(oid)
     if not isinstance(commit, pygit2.Commit):
         return {}
@@ -239,7 +199,7 @@ def remember_snapshots(repo: Repo, remote: str, seen: Mapping[str, str]) -> None
     sig = repo.committer().signature()
     message = f"govsnap: the snapshots this clone saw on {remote}\n"
     commit = git.create_commit(None, sig, sig, message, builder.write(), [])
-    _record(repo, recorded_snapshots_ref(remote), commit, "remote snapshots seen", forward=False)
+    _record(repo, seen_remote_snapshots_ref(remote), commit, "remote snapshots seen", forward=False)
 
 
 def _record(repo: Repo, ref: str, tip: pygit2.Oid, message: str, *, forward: bool = True) -> None:
@@ -267,14 +227,14 @@ class FetchedSnapshot:
     "pruned" (a prune recorded in the audit trail deleted it: not added again); "invalid"
     (the ref name is not the id of a readable snapshot tag).
 
-    note, for an added snapshot: where the note it was added with came from (NOTE_SOURCES).
+    note, for an added snapshot: where the note it was added with came from (NoteSource).
     """
 
     id: str
     tag: str
-    status: str
+    status: FetchStatus
     detail: str = ""
-    note: str = ""
+    note: NoteSource | Literal[""] = ""
 
     def as_json(self) -> dict[str, str]:
         """Return the outcome as JSON-ready data."""
@@ -284,19 +244,26 @@ class FetchedSnapshot:
         return data
 
 
-PROBLEMS = ("unverified", "conflict", "invalid")
+# What fetch did with a remote snapshot that was not already here (see FetchedSnapshot).
+FetchStatus = Literal["added", "unverified", "conflict", "pruned", "invalid"]
+# How the remote's audit trail relates to this clone's; the last three fail the fetch.
+AuditJoin = Literal[
+    "absent", "unchanged", "fast-forward", "joined", "invalid", "rewritten", "refused"
+]
+# What push does with the notes or audit ref.
+RefPush = Literal["none", "up to date", "sent"]
+PROBLEMS: tuple[FetchStatus, ...] = ("unverified", "conflict", "invalid")
 # The state of a remote's notes or audit ref that does not point at a commit.
-INVALID = "invalid"
+INVALID: Literal["invalid"] = "invalid"
 # Where the note of a snapshot a fetch adds comes from: the remote's notes; this clone's
 # notes, which kept it since an earlier fetch refused the snapshot; or, when neither has
 # one, the signed payload (as `doctor --fix` rebuilds it); "none" only for an unreadable
 # tag added with --no-verify.
-NOTE_SOURCES = ("remote", "kept", "rebuilt", "none")
+NoteSource = Literal["remote", "kept", "rebuilt", "none"]
 # The states of a remote's audit trail that must fail a fetch: it no longer holds what
 # this clone saw there ("rewritten": truncated, rewritten or deleted), or its new entries
 # are unsigned, by keys the policy does not know, or not authorised ("refused").
-AUDIT_PROBLEMS = (INVALID, "rewritten", "refused")
-VERIFIED_REMOTES = "refs/govsnap-verified/remotes/"
+AUDIT_PROBLEMS: tuple[AuditJoin, ...] = (INVALID, "rewritten", "refused")
 
 
 @dataclass(frozen=True)
@@ -308,8 +275,8 @@ class FetchReport:
     verified: bool
     snapshots: tuple[FetchedSnapshot, ...]
     unchanged: int  # remote snapshots identical to local ones
-    notes: str  # "absent", "unchanged", "fast-forward", "merged", "invalid"
-    audit: str  # "absent", "unchanged", "fast-forward", "joined", or one of AUDIT_PROBLEMS
+    notes: notes.NotesMerge
+    audit: AuditJoin
     seconds: float
     notes_kept_aside: int = 0  # refused snapshots whose note is kept for a later fetch
     audit_detail: str = ""  # what is wrong with the remote's audit trail, and the remedy
@@ -351,7 +318,7 @@ class FetchReport:
                 f"{len(self.lost)} snapshot(s) this clone saw on {self.remote} are gone from "
                 f"it, and no authorised prune or purge entry names them: {shown}{more}; "
                 f"{remedy}; if the deletion was intended, git update-ref -d "
-                f"{recorded_snapshots_ref(self.remote)}"
+                f"{seen_remote_snapshots_ref(self.remote)}"
             )
         if self.notes_lost:
             found.append(f"{self.notes_lost}; {remedy}")
@@ -402,7 +369,7 @@ class _Accepted:
 
     snapshot: Snapshot
     note: pygit2.Oid | None
-    source: str  # one of NOTE_SOURCES
+    source: NoteSource
 
     @property
     def ref(self) -> str:
@@ -423,19 +390,22 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     """Fetch a remote's snapshots, notes and audit trail and merge them into this clone.
 
     New snapshots are verified (unless `verify` is False) and added create-only, each
-    with its note (NOTE_SOURCES); a local snapshot ref is never changed. Notes are merged
+    with its note (NoteSource); a local snapshot ref is never changed. Notes are merged
     field by field (merge_note), keeping the notes of refused snapshots (see
-    _notes_after), and the audit trail joined by a merge commit. Everything this clone's
+    notes.merge_commits), and the audit trail joined by a merge commit. Everything this clone's
     refs gain is written in one ref transaction: a killed fetch adds every snapshot with
     its note and audit entry, or nothing. Returns the report; the caller turns problems
     into the exit code.
     """
-    started = time.monotonic()
-    remote = resolve_remote(repo, name)
-    identity = repo.committer()
+    with audit.operation(repo, "fetch") as op:
+        return _fetch(repo, op, resolve_remote(repo, name), verify)
+
+
+def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> FetchReport:
+    identity = op.identity  # before anything is fetched: without one nothing can be merged
     # What this clone saw on the remote before: evidence the remote must still hold.
     seen_snapshots = remembered_snapshots(repo, remote.name)
-    seen_notes = ref_target(repo, recorded_notes_ref(remote.name))
+    seen_notes = ref_target(repo, seen_remote_notes_ref(remote.name))
     _network(
         repo,
         remote,
@@ -475,7 +445,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         local_tags = {str(oid) for oid in snapshot_refs(repo).values()}
         local_tags |= {acc.snapshot.tag_oid for acc in added}
         adopt = {acc.snapshot.tag_oid: acc.note for acc in added if acc.note is not None}
-        changes[NOTES_REF], notes_state = _notes_after(
+        changes[NOTES_REF], notes_state = notes.merge_commits(
             repo,
             current[NOTES_REF],
             remote_notes,
@@ -509,18 +479,14 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
             summary = f"from {remote.name}: {len(added)} snapshot(s) added" + (
                 f", {len(problems)} problem(s)" if problems else ""
             )
-            entry = audit.EntryWriter(
-                repo,
-                "fetch",
+            entry = op.entry(
                 summary,
                 snapshots=[acc.snapshot.id for acc in added] + [s.id for s in problems],
-                identity=identity,
                 arguments={"remote": remote.name, "verify": verify},
                 result="ok" if not problems else "problems: " + _problem_summary(problems),
-                duration=time.monotonic() - started,
-                join=join,
             )
-            changes[AUDIT_REF] = entry.commit_on(current[AUDIT_REF])
+            writer = op.writer(entry, join=join)
+            changes[AUDIT_REF] = writer.commit_on(current[AUDIT_REF])
         elif audit_state == "fast-forward":
             changes[AUDIT_REF] = remote_audit
         found.update(outcomes=outcomes, notes=notes_state, audit=audit_state)
@@ -542,7 +508,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
             f"{str(seen_notes)[:12]}, which this clone saw there"
         )
     elif notes_ok and remote_notes is not None:
-        _record(repo, recorded_notes_ref(remote.name), remote_notes, "remote notes seen")
+        _record(repo, seen_remote_notes_ref(remote.name), remote_notes, "remote notes seen")
     kept = notes.note_blobs(repo) if examined.refused else {}
     return FetchReport(
         remote.name,
@@ -552,7 +518,7 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
         examined.unchanged,
         found["notes"],
         found["audit"],
-        time.monotonic() - started,
+        op.seconds,
         sum(1 for tag in examined.refused if tag in kept),
         audit_detail,
         lost,
@@ -589,10 +555,12 @@ def _lost_snapshots(
     return tuple(lost), tuple(i for i in lost if i in pinned)
 
 
-def _judge_remote_audit(repo: Repo, remote: Remote, theirs: pygit2.Oid | None) -> tuple[str, str]:
+def _judge_remote_audit(
+    repo: Repo, remote: Remote, theirs: pygit2.Oid | None
+) -> tuple[AuditJoin, str]:
     """Return the state of the remote's audit trail (see FetchReport.audit) and, for a
     problem, what is wrong and how to restore it from this clone."""
-    seen = ref_target(repo, recorded_ref(remote.name))
+    seen = ref_target(repo, seen_remote_audit_ref(remote.name))
     restore = f"restore it from this clone: govsnap doctor --restore-remote {remote.name}"
     if seen is not None and theirs != seen:
         holds = (
@@ -616,7 +584,7 @@ def _judge_remote_audit(repo: Repo, remote: Remote, theirs: pygit2.Oid | None) -
             theirs,
             [ref_target(repo, AUDIT_REF)],
             policy,
-            skew=audit.configured_skew(repo),
+            skew=objects.configured_skew(repo),
             now=int(time.time()),
         )
         if problems:
@@ -644,7 +612,7 @@ def record_remote_audit(repo: Repo, remote: str, tip: pygit2.Oid) -> None:
             return tip
         return current
 
-    update_ref(repo, recorded_ref(remote), compute, message="govsnap: remote audit seen")
+    update_ref(repo, seen_remote_audit_ref(remote), compute, message="govsnap: remote audit seen")
 
 
 def _problem_summary(problems: Iterable[FetchedSnapshot]) -> str:
@@ -664,7 +632,7 @@ def _examine(
     remote_blobs = notes.note_blobs_at(repo, remote_notes) if new else {}
     local_blobs = notes.note_blobs(repo) if new else {}
     outcomes: list[FetchedSnapshot] = []
-    candidates: list[tuple[Snapshot, pygit2.Oid | None, str]] = []
+    candidates: list[tuple[Snapshot, pygit2.Oid | None, NoteSource]] = []
     unchanged = 0
     for ident, oid in sorted(fetched.items()):
         have = local.get(ident)
@@ -714,21 +682,21 @@ def _note_for(
     tag: str,
     remote_blobs: Mapping[str, pygit2.Oid],
     local_blobs: Mapping[str, pygit2.Oid],
-) -> tuple[pygit2.Oid | None, str]:
+) -> tuple[pygit2.Oid | None, NoteSource]:
     """Return the note blob a new snapshot is judged and added with, and its source
-    (NOTE_SOURCES): the remote's, else the one this clone kept, else one rebuilt from
+    (NoteSource): the remote's, else the one this clone kept, else one rebuilt from
     the signed payload, so that no snapshot is ever added without a note."""
     if tag in remote_blobs:
         return remote_blobs[tag], "remote"
     if tag in local_blobs:
         return local_blobs[tag], "kept"
-    data = rebuilt_note(repo, ident, tag, "govsnap fetch")
+    data = notes.rebuilt_note(repo, ident, tag, "govsnap fetch")
     if data is None:
         return None, "none"
     return repo.git.create_blob(notes.encode(data)), "rebuilt"
 
 
-def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[str, str] | None]:
+def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[FetchStatus, str] | None]:
     """Return, per snapshot, None when it may be added, else (status, reason)."""
     if not snaps:
         return []
@@ -739,7 +707,7 @@ def _judge(repo: Repo, snaps: list[Snapshot], verify: bool) -> list[tuple[str, s
         return [None if r.ok else ("unverified", "; ".join(r.failures())) for r in results]
     # Without verification the ref name must still be the tag's id: every other part of
     # govsnap relies on an id naming its payload.
-    judged: list[tuple[str, str] | None] = []
+    judged: list[tuple[FetchStatus, str] | None] = []
     for snap in snaps:
         if snap.error is not None:
             judged.append(("invalid", f"unreadable snapshot tag: {snap.error}"))
@@ -759,7 +727,7 @@ def _tracked_commit(repo: Repo, ref: str) -> tuple[pygit2.Oid | None, bool]:
     return (oid, True) if isinstance(repo.git.get(oid), pygit2.Commit) else (None, False)
 
 
-def _audit_state(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | None) -> str:
+def _audit_state(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | None) -> AuditJoin:
     """Return how the remote's audit head relates to ours: absent, unchanged (we hold it),
     fast-forward (it extends ours) or joined (the two diverged)."""
     if theirs is None:
@@ -769,190 +737,6 @@ def _audit_state(repo: Repo, ours: pygit2.Oid | None, theirs: pygit2.Oid | None)
     if ours is None or repo.git.descendant_of(theirs, ours):
         return "fast-forward"
     return "joined"
-
-
-# --- notes --------------------------------------------------------------------------------
-
-
-class _Missing:
-    """Marks a key absent from one side of a merge."""
-
-
-MISSING = _Missing()
-
-
-def _canonical(value: Any) -> bytes:
-    return notes.encode({"v": value})
-
-
-def _newest_first(results: Iterable[Any]) -> list[Any]:
-    """Return distinct results, newest first (ties in a fixed order, so both sides of a
-    merge compute the same list)."""
-    unique = {_canonical(r): r for r in results}
-
-    def key(item: tuple[bytes, Any]) -> tuple[float, bytes]:
-        when = notes.result_time(item[1])
-        return (float("-inf") if when is None else when, item[0])
-
-    ordered = sorted(unique.items(), key=key, reverse=True)
-    return [r for _, r in ordered]
-
-
-def _merge_value(key: str, base: Any, local: Any, remote: Any) -> Any:
-    """Return the merged value of one field (MISSING: the field is absent)."""
-    if local == remote:
-        return local
-    if base == local:
-        return remote  # only the remote changed it (or added or removed it)
-    if base == remote:
-        return local  # only we did
-    if local is MISSING or remote is MISSING:
-        return remote if local is MISSING else local  # changed on one side, gone on the other
-    if key == "pinned":
-        return bool(local) or bool(remote)  # pinned on either side: keep the snapshot
-    if isinstance(local, dict) and isinstance(remote, dict):
-        return _merge_dict(base if isinstance(base, dict) else {}, local, remote)
-    if isinstance(local, list) and isinstance(remote, list):
-        return local + [item for item in remote if item not in local]
-    return local  # a value both sides changed differently: this clone's stays
-
-
-def _merge_dict(base: JSONObject, local: JSONObject, remote: JSONObject) -> JSONObject:
-    merged: JSONObject = {}
-    for key in sorted(set(local) | set(remote)):
-        value = _merge_value(
-            key, base.get(key, MISSING), local.get(key, MISSING), remote.get(key, MISSING)
-        )
-        if value is not MISSING:
-            merged[key] = value
-    return merged
-
-
-def merge_note(base: JSONObject | None, local: JSONObject, remote: JSONObject) -> JSONObject:
-    """Return the field-by-field merge of one snapshot's note edited on two sides.
-
-    A field changed on one side only takes that side's value (three-way, against `base`,
-    the note where the two histories last met; None when they never did). Where both
-    changed it: `verification` and `rehearsal` keep the newer result (by its `time`) and
-    move the other into `result_history`, so no result is lost; `pinned` is true if
-    either side pinned; dicts merge by field; lists are joined; any other value keeps
-    this clone's.
-    """
-    base = base or {}
-    merged = _merge_dict(base, local, remote)
-    history: dict[str, list[Any]] = {
-        k: list(v) for k, v in dict(merged.get(HISTORY_FIELD) or {}).items() if isinstance(v, list)
-    }
-    for key in RESULT_FIELDS:
-        mine, theirs = local.get(key), remote.get(key)
-        if mine == theirs or base.get(key) in (mine, theirs):
-            continue
-        both = [r for r in (mine, theirs) if r is not None]
-        ordered = _newest_first(both)
-        merged[key] = ordered[0]
-        history[key] = ordered[1:] + history.get(key, [])
-    if history:
-        merged[HISTORY_FIELD] = {
-            k: _newest_first(v)[:HISTORY_LIMIT] for k, v in sorted(history.items())
-        }
-    return merged
-
-
-def _merge_blobs(
-    repo: Repo,
-    base: Mapping[str, pygit2.Oid],
-    local: Mapping[str, pygit2.Oid],
-    remote: Mapping[str, pygit2.Oid],
-    keep_remote: Callable[[str], bool],
-) -> dict[str, pygit2.Oid]:
-    """Return annotated object -> note blob after merging two sets of notes.
-
-    A note only this clone has is kept. A note only the remote has is taken when
-    `keep_remote` says so: it annotates one of this clone's snapshots or one the fetch
-    refused (not one pruned here, nor a replaced tag). A
-    note on both sides is merged with merge_note; one that is not JSON is left as it is
-    here.
-    """
-    odb = repo.git.odb
-    merged = dict(local)
-    for obj, theirs in remote.items():
-        mine = local.get(obj)
-        if mine is None:
-            if keep_remote(obj):
-                merged[obj] = theirs
-            continue
-        if mine == theirs or base.get(obj) == theirs:
-            continue
-        if base.get(obj) == mine:
-            merged[obj] = theirs
-            continue
-        ours_note = notes.decode(bytes(odb.read(mine)[1]))
-        theirs_note = notes.decode(bytes(odb.read(theirs)[1]))
-        if ours_note.error or theirs_note.error:
-            continue
-        base_blob = base.get(obj)
-        base_note = notes.decode(bytes(odb.read(base_blob)[1])) if base_blob else None
-        result = merge_note(
-            base_note.data if base_note and not base_note.error else None,
-            ours_note.data,
-            theirs_note.data,
-        )
-        if result != ours_note.data:
-            merged[obj] = repo.git.create_blob(notes.encode(result))
-    return merged
-
-
-def _notes_after(
-    repo: Repo,
-    current: pygit2.Oid | None,
-    theirs: pygit2.Oid | None,
-    wanted: set[str],
-    adopt: Mapping[str, pygit2.Oid],
-    identity: Identity,
-) -> tuple[pygit2.Oid | None, str]:
-    """Return refs/notes/govsnap after merging the remote's notes commit `theirs` into
-    `current`, and how: "absent" (no remote notes), "unchanged", "fast-forward" or
-    "merged" (a commit whose parents are ours and theirs, so that pushing it is a
-    fast-forward for the remote and `git log` shows both histories). Writes objects only.
-
-    `wanted` are the tags whose notes the result holds when either side has one: this
-    clone's snapshots, and the remote's snapshots this fetch refused (their notes are
-    kept, unattached here, so that pushing the merge never removes them from the
-    remote, and so that the fetch that adds the snapshot adds its note). Which of them
-    have a note never depends on history: one with none here takes the remote's even
-    when our notes already contain the remote's commit, else its note in `adopt` (the
-    note it was just added with).
-    """
-    git = repo.git
-    mine = notes.note_blobs_at(repo, current)
-    if theirs is None or contains(repo, current, theirs):
-        their_blobs = notes.note_blobs_at(repo, theirs)
-        gained = {**adopt, **their_blobs}
-        missing = {obj: gained[obj] for obj in wanted if obj not in mine and obj in gained}
-        if not missing:
-            return current, "absent" if theirs is None else "unchanged"
-        message = "Notes of fetched snapshots added by 'govsnap fetch'\n"
-        new = notes.commit_blobs(repo, current, missing, identity, message)
-        return new, "absent" if theirs is None else "merged"
-    base = git.merge_base(current, theirs) if current is not None else None
-    blobs = _merge_blobs(
-        repo,
-        notes.note_blobs_at(repo, base),
-        mine,
-        notes.note_blobs_at(repo, theirs),
-        wanted.__contains__,
-    )
-    for obj, blob in adopt.items():
-        blobs.setdefault(obj, blob)
-    tree = notes.build_tree(repo, blobs)
-    their_commit = git[theirs]
-    assert isinstance(their_commit, pygit2.Commit)
-    if (current is None or git.descendant_of(theirs, current)) and tree == their_commit.tree_id:
-        return theirs, "fast-forward"
-    sig = identity.signature()
-    parents = [theirs] if current is None else [current, theirs]
-    message = "Notes merged by 'govsnap fetch'\n"
-    return git.create_commit(None, sig, sig, message, tree, parents), "merged"
 
 
 # --- push ---------------------------------------------------------------------------------
@@ -967,8 +751,8 @@ class PushReport:
     dry_run: bool
     sent: tuple[str, ...]  # snapshot ids the remote did not have
     held_back: tuple[str, ...]  # ids the remote lacks that a prune elsewhere deleted
-    notes: str  # "none" (no notes here), "up to date", "sent"
-    audit: str  # "none", "up to date", "sent"
+    notes: RefPush  # "none": no notes here
+    audit: RefPush
     deleted: tuple[str, ...]  # --prune: snapshot refs deleted on the remote
     fetch_first: bool  # the remote had notes or audit entries this clone lacked
     fetched: FetchReport | None  # the fetch and merge that came first, if one did
@@ -1026,7 +810,7 @@ def _parse_porcelain(out: str) -> list[_PushedRef]:
     return found
 
 
-def _ref_plan(repo: Repo, ref: str, theirs: str | None) -> str:
+def _ref_plan(repo: Repo, ref: str, theirs: str | None) -> RefPush:
     ours = ref_target(repo, ref)
     if ours is None:
         return "none"
@@ -1080,8 +864,20 @@ def push(
     ids)` said yes (asked again only if a retry would delete more). Safety snapshots stay
     here unless `include_safety`.
     """
-    started = time.monotonic()
-    remote = resolve_remote(repo, name)
+    with audit.operation(repo, "push") as op:
+        remote = resolve_remote(repo, name)
+        return _push(repo, op, remote, prune, dry_run, include_safety, confirm)
+
+
+def _push(
+    repo: Repo,
+    op: audit.Operation,
+    remote: Remote,
+    prune: bool,
+    dry_run: bool,
+    include_safety: bool,
+    confirm: Callable[[str, list[str]], bool] | None,
+) -> PushReport:
     fetched: FetchReport | None = None
     confirmed: set[str] = set()
     for _attempt in range(_PUSH_ATTEMPTS):
@@ -1122,7 +918,7 @@ def push(
             kept_local=tuple(sorted(safety - pruned)),
         )
         if dry_run:
-            return _timed(report, started)
+            return _timed(report, op)
         if deletions and confirm is not None and not set(deletions) <= confirmed:
             if not confirm(remote.name, deletions):
                 raise Declined("push cancelled: nothing was sent or deleted")
@@ -1145,7 +941,7 @@ def push(
         ]
         specs += [f":{SNAPSHOT_REF_PREFIX}{i}" for i in deletions]
         if not specs:
-            return _timed(report, started)
+            return _timed(report, op)
         notes_tip = ref_target(repo, NOTES_REF)
         if _send(repo, remote, leases, specs):
             if report.audit == "sent" and audit_tip is not None:
@@ -1154,16 +950,10 @@ def push(
                 record_remote_audit(repo, remote.name, pygit2.Oid(hex=theirs.audit))
             _remember_pushed(repo, remote, report, local, notes_tip)
             if deletions:
-                audit.append(
-                    repo,
-                    "push",
-                    f"to {remote.name}: deleted {len(deletions)} pruned snapshot(s)",
-                    snapshots=deletions,
-                    identity=repo.committer(),
-                    arguments={"remote": remote.name, "prune": True},
-                    duration=time.monotonic() - started,
-                )
-            return _timed(report, started)
+                deleted = f"to {remote.name}: deleted {len(deletions)} pruned snapshot(s)"
+                arguments = {"remote": remote.name, "prune": True}
+                op.record(op.entry(deleted, snapshots=deletions, arguments=arguments))
+            return _timed(report, op)
     raise ConcurrentUpdate(
         f"the notes or audit trail of remote {remote.name!r} kept changing while we "
         f"pushed; gave up after {_PUSH_ATTEMPTS} attempts"
@@ -1197,11 +987,11 @@ def _remember_pushed(
     if now != seen:
         remember_snapshots(repo, remote.name, now)
     if report.notes == "sent" and notes_tip is not None:
-        _record(repo, recorded_notes_ref(remote.name), notes_tip, "remote notes seen")
+        _record(repo, seen_remote_notes_ref(remote.name), notes_tip, "remote notes seen")
 
 
-def _timed(report: PushReport, started: float) -> PushReport:
-    return replace(report, seconds=time.monotonic() - started)
+def _timed(report: PushReport, op: audit.Operation) -> PushReport:
+    return replace(report, seconds=op.seconds)
 
 
 def _send(repo: Repo, remote: Remote, leases: list[str], specs: list[str]) -> bool:
@@ -1340,7 +1130,7 @@ class RestoreReport:
     remote: str
     url: str
     dry_run: bool
-    audit: str  # "up to date", "extended" (a fast-forward), "replaced" (forced)
+    audit: Literal["up to date", "extended", "replaced"]  # extended: a fast-forward
     dropped: int  # entries of the remote's rewritten chain this clone does not hold
     pushed: PushReport | None
 
@@ -1362,11 +1152,15 @@ def restore(repo: Repo, name: str | None = None, *, dry_run: bool = False) -> Re
     is extended again (a plain push); a rewritten one is replaced, with a lease on what
     the remote holds now, its entries this clone lacks staying in
     refs/govsnap-remote/<remote>/audit for inspection."""
-    remote = resolve_remote(repo, name)
+    with audit.operation(repo, "restore") as op:
+        return _restore(repo, op, resolve_remote(repo, name), dry_run)
+
+
+def _restore(repo: Repo, op: audit.Operation, remote: Remote, dry_run: bool) -> RestoreReport:
     ours = ref_target(repo, AUDIT_REF)
     if ours is None:
         raise UsageError("this clone has no audit trail to restore a remote from")
-    seen = ref_target(repo, recorded_ref(remote.name))
+    seen = ref_target(repo, seen_remote_audit_ref(remote.name))
     if seen is not None and ours != seen and not repo.git.descendant_of(ours, seen):
         raise CheckFailed(
             f"this clone's audit trail does not hold what it saw on {remote.name} either "
@@ -1375,6 +1169,7 @@ def restore(repo: Repo, name: str | None = None, *, dry_run: bool = False) -> Re
     theirs = ls_remote(repo, remote).audit
     their_oid = None if theirs is None else pygit2.Oid(hex=theirs)
     dropped = 0
+    state: Literal["up to date", "extended", "replaced"]
     if their_oid == ours:
         state = "up to date"
     elif their_oid is None or (
@@ -1394,14 +1189,12 @@ def restore(repo: Repo, name: str | None = None, *, dry_run: bool = False) -> Re
         push(repo, remote.name, dry_run=dry_run) if state != "replaced" or not dry_run else None
     )
     if not dry_run:
-        audit.append(
-            repo,
-            "restore",
+        entry = op.entry(
             f"restored the audit trail of {remote.name} ({state}"
             + (f", {dropped} entries of its rewritten chain dropped" if dropped else "")
             + ")",
-            identity=repo.committer(),
             arguments={"remote": remote.name},
             extra={"remote_was": theirs, "restored_to": str(ours), "dropped": dropped},
         )
+        op.record(entry)
     return RestoreReport(remote.name, remote.shown_url, dry_run, state, dropped, pushed)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import pygit2
 from pygit2.enums import FileMode, RepositoryState
@@ -33,10 +33,9 @@ from govsnap.errors import (
     GovsnapError,
     UsageError,
 )
-from govsnap.objects import validate_name, write_commit
+from govsnap.objects import Trigger, validate_name, write_commit
 from govsnap.repo import Identity, Repo, run_git
 from govsnap.store import (
-    SAFETY_TRIGGER,
     CreateOptions,
     Snapshot,
     create,
@@ -58,6 +57,8 @@ from govsnap.trust import (
 from govsnap.worktree import Capture, Change, TreeEntry, fs_path
 
 RESTORE_TRAILER = "Govsnap-Restore"
+# How a rollback changes .govsnap/trust.toml, which it does only when told to.
+PolicyChange = Literal["remove", "add", "change"]
 _POLICY = POLICY_PATH.encode()
 
 _IN_PROGRESS = {
@@ -141,6 +142,11 @@ class RollbackResult:
             "warnings": list(self.warnings),
             "blocked": self.blocked,
         }
+
+    def check(self) -> None:
+        """Raise UsageError when the rollback a dry run planned would be refused."""
+        if self.blocked is not None:
+            raise UsageError(self.blocked)
 
 
 Confirm = Callable[[Snapshot], bool]
@@ -226,7 +232,7 @@ def check_paths_exist(
             raise UsageError(f"{path} is neither in snapshot {snapshot.id} nor in the working tree")
 
 
-def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
+def _verify(repo: Repo, snap: Snapshot, op: audit.Operation) -> TrustPolicy | None:
     """Raise CheckFailed unless the snapshot passes verification for `rollback` and, with
     a trust policy, the key this clone signs with may roll back in its environment;
     return the policy."""
@@ -237,7 +243,7 @@ def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
     if not report.ok:
         failures = "; ".join(report.failures()[:3])
         _refuse(
-            repo,
+            op,
             snap,
             "verification failed",
             failures,
@@ -248,7 +254,7 @@ def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
         decision = decide_local(repo, policy, [_environment(repo, snap)], "rollback")
         if not decision.allowed:
             _refuse(
-                repo,
+                op,
                 snap,
                 "not allowed",
                 decision.reason,
@@ -257,18 +263,17 @@ def _verify(repo: Repo, snap: Snapshot) -> TrustPolicy | None:
     return policy
 
 
-def _refuse(repo: Repo, snap: Snapshot, why: str, detail: str, message: str) -> NoReturn:
+def _refuse(op: audit.Operation, snap: Snapshot, why: str, detail: str, message: str) -> NoReturn:
     """Record a refused rollback in the audit trail (it is a security event), then raise."""
-    audit.append(
-        repo,
-        "rollback",
+    entry = op.entry(
         f"rollback to {snap.id} refused: {why}",
         snapshots=[snap.id],
-        identity=repo.committer(),
         arguments={"verify": True},
         result=f"refused: {detail}",
     )
-    raise CheckFailed(message)
+    problem = op.fail(entry)
+    unrecorded = "" if problem is None else f" (the refusal is not in the audit trail: {problem})"
+    raise CheckFailed(message + unrecorded)
 
 
 def _environment(repo: Repo, snap: Snapshot) -> str:
@@ -482,7 +487,7 @@ class Prepared:
     goal: str  # the tree the working tree becomes
     changes: tuple[Change, ...]
     protected: tuple[bytes, ...]
-    policy_change: str | None  # "remove", "add" or "change" of .govsnap/trust.toml
+    policy_change: PolicyChange | None
 
     def plan(self, leave: Iterable[bytes] = (), index_only: Iterable[bytes] = ()) -> RollbackPlan:
         """Return the plan as paths for people."""
@@ -530,9 +535,9 @@ def _prepare(repo: Repo, capture: Capture, target: str, paths: Sequence[bytes]) 
         current = worktree.write_tree(repo, capture.index)
         changes = [c for c in changes if c.path not in set(protected)]
     policy = next((c for c in changes if c.path == _POLICY), None)
-    change = None
+    change: PolicyChange | None = None
     if policy is not None:
-        change = {"D": "remove", "A": "add"}.get(policy.status, "change")
+        change = "remove" if policy.status == "D" else "add" if policy.status == "A" else "change"
     return Prepared(current, goal, tuple(changes), tuple(protected), change)
 
 
@@ -546,7 +551,7 @@ def _committed_tree(repo: Repo, target: str, paths: Sequence[bytes]) -> str:
 
 def _policy_change(
     repo: Repo, prepared: Prepared, options: RollbackOptions, committed: str | None
-) -> str | None:
+) -> PolicyChange | None:
     """Return how the rollback would change `.govsnap/trust.toml` (in the working tree, or
     in the commit --commit makes), or None."""
     if prepared.policy_change is not None:
@@ -566,15 +571,16 @@ def _blob_at(repo: Repo, tree: str) -> str | None:
     return found[0].oid if found else None
 
 
-def _policy_refusal(change: str) -> str:
-    verb = {"remove": "remove", "add": "add", "change": "change"}[change]
+def _policy_refusal(change: PolicyChange) -> str:
     return (
-        f"this rollback would {verb} the trust policy {POLICY_PATH}: refusing without "
+        f"this rollback would {change} the trust policy {POLICY_PATH}: refusing without "
         "--allow-policy-change (nothing was changed)"
     )
 
 
-def _undo_command(safety_id: str, options: RollbackOptions, policy_change: str | None) -> str:
+def _undo_command(
+    safety_id: str, options: RollbackOptions, policy_change: PolicyChange | None
+) -> str:
     """Return the command that undoes the rollback, with the options it needs."""
     words = ["govsnap", "rollback", safety_id]
     if policy_change is not None:
@@ -595,7 +601,7 @@ def _check_undo(
     options: RollbackOptions,
     policy: TrustPolicy | None,
     committed: str | None,
-    policy_change: str | None,
+    policy_change: PolicyChange | None,
 ) -> None:
     """Raise UsageError before anything is written when the undo this rollback would
     print could not be honoured: its safety snapshot, signed by whoever rolls back, must
@@ -944,15 +950,16 @@ def _remove_written(workdir: Path, paths: Iterable[bytes]) -> None:
                 break
 
 
-def _take_safety_snapshot(repo: Repo, target: Snapshot, capture: Capture, guard: Guard) -> Snapshot:
+def _take_safety_snapshot(
+    repo: Repo, op: audit.Operation, target: Snapshot, capture: Capture, guard: Guard
+) -> Snapshot:
     """Snapshot the captured working tree, the index and what `guard` keeps; raise on
     failure."""
-    identity = repo.committer()
     try:
         index_commit = (
             _record(
                 repo,
-                identity,
+                op.identity,
                 target,
                 capture,
                 guard.raw,
@@ -964,7 +971,7 @@ def _take_safety_snapshot(repo: Repo, target: Snapshot, capture: Capture, guard:
             else None
         )
         options = CreateOptions(
-            trigger=SAFETY_TRIGGER,
+            trigger=Trigger.PRE_ROLLBACK,
             environment=_environment(repo, target),
             message=f"Safety snapshot taken before rolling back to snapshot {target.id}.",
             index_commit=index_commit,
@@ -1120,7 +1127,32 @@ def _commit_rollback(repo: Repo, snap: Snapshot, tree: str, safety: Snapshot) ->
     return new
 
 
-# --- the operation ---------------------------------------------------------------------
+# --- the operation: a plan, then its application ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A rollback decided before the working tree is read for it: the snapshot, verified
+    and its trees found safe to check out, and what it restores."""
+
+    snapshot: Snapshot
+    tree: str  # the snapshot's tree
+    paths: tuple[str, ...]  # --paths, relative to the top of the work tree
+    recorded: RecordedState | None  # what a safety snapshot recorded besides its tree
+    policy: TrustPolicy | None  # the trust policy the rollback was verified against
+    timings: dict[str, float]
+
+    @property
+    def raw_paths(self) -> list[bytes]:
+        """Return `paths` as git names them."""
+        return [os.fsencode(p) for p in self.paths]
+
+    @property
+    def index_source(self) -> str:
+        """Return where the restored index comes from, for people."""
+        if self.recorded is None:
+            return "snapshot tree"
+        return f"Govsnap-Index {self.recorded.index_commit}"
 
 
 def rollback(
@@ -1132,12 +1164,24 @@ def rollback(
 ) -> RollbackResult:
     """Restore snapshot `name` into the working tree and index, HEAD unmoved.
 
-    Order: refuse in a bare repository or mid-merge; resolve; verify; refuse unsafe trees;
-    ask `confirm`; lock the index; capture; refuse a policy change or an undo that could
-    not be honoured; take the safety snapshot and `announce` it; only then write. With
-    `dry_run`, stop after the plan and change nothing.
+    Order: plan (refuse in a bare repository or mid-merge; resolve; verify; refuse unsafe
+    trees); with `dry_run`, say what the plan would do and change nothing; else ask
+    `confirm` and apply it (lock the index; capture; refuse a policy change, a checkout
+    git refuses or an undo that could not be honoured; take the safety snapshot and
+    `announce` it; only then write).
     """
-    started = time.monotonic()
+    with audit.operation(repo, "rollback") as op:
+        plan = make_plan(repo, name, options, op)
+        if options.dry_run:
+            return _dry_run(repo, plan, options, op)
+        if confirm is not None and not confirm(plan.snapshot):
+            raise UsageError("rollback cancelled; nothing was changed")
+        return apply(repo, plan, options, op, announce)
+
+
+def make_plan(repo: Repo, name: str, options: RollbackOptions, op: audit.Operation) -> Plan:
+    """Return the plan of a rollback to snapshot `name`; raise (recording a refusal in the
+    audit trail) when it must not happen. Writes no file, index or ref."""
     timings: dict[str, float] = {}
     check_repository_state(repo)
     workdir = repo.workdir
@@ -1145,7 +1189,6 @@ def rollback(
     target = snapshot_tree(repo, snap)
     paths = normalize_paths(workdir, options.paths)
     check_paths_exist(workdir, target, paths, snap)
-    raw_paths = [os.fsencode(p) for p in paths]
     recorded = read_recorded_state(repo, snap)
     if options.commit and recorded is not None:
         raise UsageError(
@@ -1156,7 +1199,7 @@ def rollback(
     worktree.fetch_missing(repo, [str(target.id)])
 
     mark = time.monotonic()
-    policy = _verify(repo, snap) if options.verify else None
+    policy = _verify(repo, snap, op) if options.verify else None
     timings["verify"] = time.monotonic() - mark
 
     mark = time.monotonic()
@@ -1168,24 +1211,40 @@ def rollback(
                 repo, recorded.restore_tree, f"the files recorded by snapshot {snap.id}"
             )
     timings["check_tree"] = time.monotonic() - mark
-    index_source = "snapshot tree" if recorded is None else f"Govsnap-Index {recorded.index_commit}"
+    return Plan(snap, str(target.id), paths, recorded, policy, timings)
 
-    if options.dry_run:
-        return _dry_run(
-            repo,
-            snap,
-            str(target.id),
-            raw_paths,
-            options,
-            recorded,
-            policy,
-            index_source,
-            started,
-            timings,
-        )
-    if confirm is not None and not confirm(snap):
-        raise UsageError("rollback cancelled; nothing was changed")
 
+def _result(
+    plan: Plan, changes: RollbackPlan, options: RollbackOptions, op: audit.Operation, **done: Any
+) -> RollbackResult:
+    """Return what a rollback did (`done`: its safety snapshot, undo, commit, warnings,
+    blocked), or with --dry-run would do."""
+    return RollbackResult(
+        snapshot=plan.snapshot,
+        plan=changes,
+        dry_run=options.dry_run,
+        verified=options.verify,
+        paths=plan.paths,
+        index_source=plan.index_source,
+        seconds=op.seconds,
+        timings=plan.timings,
+        **done,
+    )
+
+
+def apply(
+    repo: Repo,
+    plan: Plan,
+    options: RollbackOptions,
+    op: audit.Operation,
+    announce: Announce | None = None,
+) -> RollbackResult:
+    """Carry out `plan`: capture the working tree under the index lock, refuse what git's
+    checkout refuses or an undo could not restore, take the safety snapshot (and
+    `announce` it), then let git check the target out, write what the snapshot recorded
+    byte for byte, install the index, and commit with --commit."""
+    snap, raw_paths, recorded = plan.snapshot, plan.raw_paths, plan.recorded
+    target, timings = plan.tree, plan.timings
     recurse = options.recurse_submodules or repo.config_bool("submodule.recurse", False)
     with (
         _before_writing(),
@@ -1198,12 +1257,12 @@ def rollback(
         if lock.took_over:
             warnings.append("took over the index lock a killed govsnap left behind")
         mark = time.monotonic()
-        prepared = _prepare(repo, capture, str(target.id), raw_paths)
-        committed = _committed_tree(repo, str(target.id), raw_paths) if options.commit else None
+        prepared = _prepare(repo, capture, target, raw_paths)
+        committed = _committed_tree(repo, target, raw_paths) if options.commit else None
         change = _policy_change(repo, prepared, options, committed)
         if change is not None and not options.allow_policy_change:
             raise UsageError(_policy_refusal(change))
-        _check_undo(repo, snap, options, policy, committed, change)
+        _check_undo(repo, snap, options, plan.policy, committed, change)
         worktree.check_blobs(
             repo,
             (
@@ -1225,15 +1284,14 @@ def rollback(
             )
 
         mark = time.monotonic()
-        safety = _take_safety_snapshot(repo, snap, capture, guard)
+        safety = _take_safety_snapshot(repo, op, snap, capture, guard)
         undo = _undo_command(safety.id, options, change)
         if announce is not None:
             announce(safety, undo)
         timings["safety_snapshot"] = time.monotonic() - mark
 
-        identity = repo.committer()
         arguments = {
-            "paths": list(paths),
+            "paths": list(plan.paths),
             "commit": options.commit,
             "verify": options.verify,
             "safety_snapshot": safety.id,
@@ -1265,30 +1323,22 @@ def rollback(
                 commit = _commit_rollback(repo, snap, committed, safety)
                 timings["commit"] = time.monotonic() - mark
         except Exception as exc:
-            _failed(repo, snap, safety, undo, identity, arguments, exc, started)
-    seconds = time.monotonic() - started
-    where = f" ({', '.join(paths)})" if paths else ""
-    audit.append(
-        repo,
-        "rollback",
+            _failed(op, snap, safety, undo, arguments, exc)
+    where = f" ({', '.join(plan.paths)})" if plan.paths else ""
+    entry = op.entry(
         f"rolled back to {snap.id}{where}; safety snapshot {safety.id}",
         snapshots=[snap.id, safety.id],
-        identity=identity,
         arguments={**arguments, "commit_oid": commit},
-        duration=seconds,
     )
-    return RollbackResult(
-        snapshot=snap,
-        plan=prepared.plan(),
-        dry_run=False,
-        verified=options.verify,
-        paths=paths,
-        index_source=index_source,
+    op.record(entry)
+    return _result(
+        plan,
+        prepared.plan(),
+        options,
+        op,
         safety=safety,
         undo=undo,
         commit=commit,
-        seconds=seconds,
-        timings=timings,
         warnings=tuple(warnings),
     )
 
@@ -1324,14 +1374,12 @@ def _install_recorded_index(
 
 
 def _failed(
-    repo: Repo,
+    op: audit.Operation,
     snap: Snapshot,
     safety: Snapshot,
     undo: str,
-    identity: Identity,
     arguments: dict[str, Any],
     exc: Exception,
-    started: float,
 ) -> NoReturn:
     """Report a rollback that stopped after the safety snapshot: whatever stopped it, the
     way back is the safety snapshot, so say so and record it (if the disk still takes an
@@ -1342,41 +1390,26 @@ def _failed(
         detail = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     else:
         detail = f"{type(exc).__name__}: {exc}"
-    recorded = ""
-    try:
-        audit.append(
-            repo,
-            "rollback",
-            f"rollback to {snap.id} failed",
-            snapshots=[snap.id, safety.id],
-            identity=identity,
-            arguments=arguments,
-            result=f"failed: {detail}",
-            duration=time.monotonic() - started,
-        )
-    except (GovsnapError, OSError, pygit2.GitError) as audit_exc:
-        problem = audit_exc.message if isinstance(audit_exc, GovsnapError) else str(audit_exc)
-        recorded = f" (the failure is not in the audit trail: {problem})"
+    entry = op.entry(
+        f"rollback to {snap.id} failed",
+        snapshots=[snap.id, safety.id],
+        arguments=arguments,
+        result=f"failed: {detail}",
+    )
+    problem = op.fail(entry)
+    unrecorded = "" if problem is None else f" (the failure is not in the audit trail: {problem})"
     raise EnvironmentProblem(
         f"rollback to {snap.id} failed: {detail}; the previous state is safety snapshot "
-        f"{safety.id}: undo with {undo}{recorded}"
+        f"{safety.id}: undo with {undo}{unrecorded}"
     ) from exc
 
 
 def _dry_run(
-    repo: Repo,
-    snap: Snapshot,
-    target: str,
-    paths: Sequence[bytes],
-    options: RollbackOptions,
-    recorded: RecordedState | None,
-    policy: TrustPolicy | None,
-    index_source: str,
-    started: float,
-    timings: dict[str, float],
+    repo: Repo, plan: Plan, options: RollbackOptions, op: audit.Operation
 ) -> RollbackResult:
     """Return the plan of a rollback; writes no file, index or ref, and nothing into the
     object store (the capture's objects go to a temporary directory)."""
+    snap, target, paths, recorded = plan.snapshot, plan.tree, plan.raw_paths, plan.recorded
     warnings: list[str] = []
     refusal: str | None = None
     recurse = options.recurse_submodules or repo.config_bool("submodule.recurse", False)
@@ -1417,7 +1450,7 @@ def _dry_run(
         blocked = refusal
     else:
         try:
-            _check_undo(repo, snap, options, policy, committed, change)
+            _check_undo(repo, snap, options, plan.policy, committed, change)
         except UsageError as exc:
             blocked = exc.message
     index_only: list[bytes] = []
@@ -1429,16 +1462,5 @@ def _dry_run(
         touched = {c.path for c in prepared.changes}
         listed = worktree.git(repo, *args, index=worktree.user_index(repo))
         index_only = [p for p in listed.split(b"\0") if p and p not in touched]
-    plan = prepared.plan(worktree.ignored_files(repo, paths), index_only)
-    return RollbackResult(
-        snapshot=snap,
-        plan=plan,
-        dry_run=True,
-        verified=options.verify,
-        paths=tuple(fs_path(p) for p in paths),
-        index_source=index_source,
-        seconds=time.monotonic() - started,
-        timings=timings,
-        warnings=tuple(warnings),
-        blocked=blocked,
-    )
+    changes = prepared.plan(worktree.ignored_files(repo, paths), index_only)
+    return _result(plan, changes, options, op, warnings=tuple(warnings), blocked=blocked)

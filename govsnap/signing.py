@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from govsnap import openpgp
 from govsnap.errors import SigningError, UsageError
-from govsnap.objects import SignedTag
+from govsnap.objects import SignatureKind, SignedTag
 from govsnap.repo import Repo
 
 if TYPE_CHECKING:
@@ -29,14 +30,14 @@ class Signature:
     """A detached signature block and who made it."""
 
     block: bytes
-    kind: str  # "openpgp" or "ssh"
+    kind: SignatureKind
     signer: str  # OpenPGP fingerprint, or SSH key fingerprint "SHA256:..."
 
 
 class Signer(Protocol):
     """Something that produces a detached signature over a payload."""
 
-    kind: str
+    kind: SignatureKind
 
     def sign(self, payload: bytes) -> Signature:
         """Return the signature block to append to `payload`."""
@@ -62,7 +63,7 @@ class OpenPGPSigner:
     key: str
     program: str = "gpg"
     home: str | None = None
-    kind: str = "openpgp"
+    kind: SignatureKind = SignatureKind.OPENPGP
 
     def sign(self, payload: bytes) -> Signature:
         """Return an armoured detached signature made with `key`."""
@@ -103,7 +104,7 @@ class SSHSigner:
 
     key: str
     program: str = "ssh-keygen"
-    kind: str = "ssh"
+    kind: SignatureKind = SignatureKind.SSH
 
     def _key_material(self, scratch: Path) -> tuple[list[str], str]:
         """Return the ssh-keygen arguments naming the key, and its public key line."""
@@ -190,7 +191,11 @@ def generate_openpgp_key(name: str, email: str, home: str | None, program: str =
 # before its key expired stays valid (git reports EXPKEYSIG as bad); one made after the
 # key expired is not.
 
-SIGNATURE_TOOLS = {"openpgp": "gpg", "x509": "gpgsm", "ssh": "ssh-keygen"}
+SIGNATURE_TOOLS = {
+    SignatureKind.OPENPGP: "gpg",
+    SignatureKind.X509: "gpgsm",
+    SignatureKind.SSH: "ssh-keygen",
+}
 # gpg.minTrustLevel values in git's order (gpg-interface.c, enum signature_trust_level).
 _TRUST_LEVELS = ("undefined", "never", "marginal", "fully", "ultimate")
 _RESULT_KEYWORDS = frozenset({"GOODSIG", "BADSIG", "ERRSIG", "EXPSIG", "EXPKEYSIG", "REVKEYSIG"})
@@ -201,7 +206,7 @@ class SignatureCheck:
     """The verdict on one signature: valid or not, its kind, who signed, and why."""
 
     valid: bool
-    kind: str  # "openpgp", "ssh", "x509" or "none"
+    kind: SignatureKind
     signer: str | None  # OpenPGP primary-key / X.509 fingerprint, or SSH "SHA256:..."
     reason: str
     # When the signature says it was made (OpenPGP, X.509); SSH signatures carry no time.
@@ -232,7 +237,7 @@ def _stamp(text: str) -> int | None:
 
 
 def interpret_gpg_status(
-    lines: list[str], kind: str, min_trust: str = "undefined"
+    lines: list[str], kind: SignatureKind, min_trust: str = "undefined"
 ) -> SignatureCheck:
     """Return the verdict on one signature from gpg's or gpgsm's `[GNUPG:]` status lines."""
     results: list[tuple[str, list[str]]] = []
@@ -321,92 +326,6 @@ def payload_time(payload: bytes) -> int | None:
             if len(fields) == 3 and fields[1].isdigit():
                 return int(fields[1])
     return None
-
-
-def _dearmor_single_signature(block: bytes) -> bytes | None:
-    """Return the one binary signature packet (class 0x00) in an armoured OpenPGP block,
-    or None when the block is anything else (then it is checked the ordinary way)."""
-    lines = block.decode("ascii", errors="replace").strip().splitlines()
-    if not lines or lines[0] != "-----BEGIN PGP SIGNATURE-----":
-        return None
-    body: list[str] = []
-    checksum = None
-    in_headers = True
-    for line in lines[1:]:
-        if in_headers:
-            in_headers = bool(line.strip())
-            if in_headers and ":" not in line:
-                return None
-            continue
-        if line == "-----END PGP SIGNATURE-----":
-            break
-        if line.startswith("="):
-            checksum = line[1:]
-        else:
-            body.append(line)
-    else:
-        return None
-    try:
-        packet = base64.b64decode("".join(body), validate=True)
-        if checksum is not None and base64.b64decode(checksum) != _crc24(packet):
-            return None
-    except ValueError:
-        return None
-    return packet if _is_one_binary_signature(packet) else None
-
-
-def _crc24(data: bytes) -> bytes:
-    crc = 0xB704CE
-    for byte in data:
-        crc ^= byte << 16
-        for _ in range(8):
-            crc <<= 1
-            if crc & 0x1000000:
-                crc ^= 0x1864CFB
-    return (crc & 0xFFFFFF).to_bytes(3, "big")
-
-
-def _is_one_binary_signature(packet: bytes) -> bool:
-    """Return True when `packet` is exactly one signature packet over binary data."""
-    if len(packet) < 2 or not packet[0] & 0x80:
-        return False
-    if packet[0] & 0x40:
-        tag, first = packet[0] & 0x3F, packet[1]
-        if first < 192:
-            start, size = 2, first
-        elif first < 224 and len(packet) > 2:
-            start, size = 3, ((first - 192) << 8) + packet[2] + 192
-        elif first == 255 and len(packet) > 5:
-            start, size = 6, int.from_bytes(packet[2:6], "big")
-        else:
-            return False
-    else:
-        tag, length_type = (packet[0] >> 2) & 0x0F, packet[0] & 0x03
-        if length_type == 3:
-            return False
-        width = 1 << length_type
-        start, size = 1 + width, int.from_bytes(packet[1 : 1 + width], "big")
-    body = packet[start:]
-    if tag != 2 or len(body) != size or len(body) < 3:
-        return False
-    version = body[0]
-    if version in (4, 5):
-        return body[1] == 0x00
-    return version == 3 and body[1] == 5 and body[2] == 0x00
-
-
-def _literal_packet(name: bytes, data: bytes) -> bytes:
-    """Return a new-format literal data packet holding `data` in binary mode."""
-    body = b"b" + bytes([len(name)]) + name + b"\0\0\0\0" + data
-    size = len(body)
-    if size < 192:
-        length = bytes([size])
-    elif size < 8384:
-        rest = size - 192
-        length = bytes([(rest >> 8) + 192, rest & 0xFF])
-    else:
-        length = b"\xff" + size.to_bytes(4, "big")
-    return bytes([0xC0 | 11]) + length + body
 
 
 @dataclass(frozen=True)
@@ -549,11 +468,11 @@ class SignatureVerifier:
         key's validity window is judged at `when` (default: the payload's own time, which
         its signer wrote, as git does)."""
         kind = SignedTag(payload, signature).signature_kind
-        if kind == "none":
-            return SignatureCheck(False, "none", None, "unsigned: the tag carries no signature")
-        if kind == "ssh":
+        if kind == SignatureKind.NONE:
+            return SignatureCheck(False, kind, None, "unsigned: the tag carries no signature")
+        if kind == SignatureKind.SSH:
             return self._verify_ssh(payload, signature, when)
-        if kind == "x509":
+        if kind == SignatureKind.X509:
             return self._verify_x509(payload, signature)
         return self._verify_openpgp(payload, signature)
 
@@ -585,9 +504,9 @@ class SignatureVerifier:
         results: list[SignatureCheck | None] = [None] * len(items)
         batch: dict[int, bytes] = {}
         for index, (payload, signature) in enumerate(items):
-            packet = _dearmor_single_signature(signature) if signature else None
+            packet = openpgp.dearmor_signature(signature) if signature else None
             if packet is not None:
-                batch[index] = packet + _literal_packet(str(index).encode(), payload)
+                batch[index] = packet + openpgp.literal_packet(str(index).encode(), payload)
         if len(batch) > 1:
             for index, check in self._verify_openpgp_batch(batch).items():
                 results[index] = check
@@ -606,7 +525,7 @@ class SignatureVerifier:
             fh.flush()
             result = self._gpg.verify_data(fh.name, payload)
         check = interpret_gpg_status(
-            str(result.stderr or "").splitlines(), "openpgp", self.min_trust
+            str(result.stderr or "").splitlines(), SignatureKind.OPENPGP, self.min_trust
         )
         return self._explained(check)
 
@@ -639,7 +558,7 @@ class SignatureVerifier:
                 current = int(name) if name.isdigit() and int(name) in messages else None
                 lines = []
             elif line.startswith("[GNUPG:] FILE_DONE") and current is not None:
-                check = interpret_gpg_status(lines, "openpgp", self.min_trust)
+                check = interpret_gpg_status(lines, SignatureKind.OPENPGP, self.min_trust)
                 checks[current] = self._explained(check)
                 current = None
             else:
@@ -663,7 +582,7 @@ class SignatureVerifier:
                 check=False,
             )
         lines = proc.stdout.decode(errors="replace").splitlines()
-        return interpret_gpg_status(lines, "x509", self.min_trust)
+        return interpret_gpg_status(lines, SignatureKind.X509, self.min_trust)
 
     # --- SSH -------------------------------------------------------------------------------
 
@@ -684,11 +603,17 @@ class SignatureVerifier:
                 allowed.write_text(self.keys.ssh_allowed)
             if allowed is None:
                 return SignatureCheck(
-                    False, "ssh", None, "gpg.ssh.allowedSignersFile is not set: cannot check SSH"
+                    False,
+                    SignatureKind.SSH,
+                    None,
+                    "gpg.ssh.allowedSignersFile is not set: cannot check SSH",
                 )
             if not allowed.is_file():
                 return SignatureCheck(
-                    False, "ssh", None, f"the allowed signers file {allowed} does not exist"
+                    False,
+                    SignatureKind.SSH,
+                    None,
+                    f"the allowed signers file {allowed} does not exist",
                 )
             sig = Path(tmp) / "payload.sig"
             sig.write_bytes(signature)
@@ -720,7 +645,7 @@ class SignatureVerifier:
                 if proc.returncode == 0 and out.startswith("Good") and key:
                     return SignatureCheck(
                         True,
-                        "ssh",
+                        SignatureKind.SSH,
                         key.group(1),
                         f"good ssh signature by {key.group(1)} ({principal})",
                     )
@@ -730,7 +655,7 @@ class SignatureVerifier:
                     fingerprint = self._ssh_fingerprint(payload, sig, timing)
                     return SignatureCheck(
                         False,
-                        "ssh",
+                        SignatureKind.SSH,
                         fingerprint,
                         f"SSH key {fingerprint} is revoked ({self.revocation_file})",
                     )
@@ -738,9 +663,14 @@ class SignatureVerifier:
             fingerprint = self._ssh_fingerprint(payload, sig, timing)
             if fingerprint is None:
                 return SignatureCheck(
-                    False, "ssh", None, "BAD SSH signature: the payload changed after signing"
+                    False,
+                    SignatureKind.SSH,
+                    None,
+                    "BAD SSH signature: the payload changed after signing",
                 )
-            return SignatureCheck(False, "ssh", fingerprint, f"{failure} (key {fingerprint})")
+            return SignatureCheck(
+                False, SignatureKind.SSH, fingerprint, f"{failure} (key {fingerprint})"
+            )
 
     def _ssh_fingerprint(self, payload: bytes, sig: Path, timing: list[str]) -> str | None:
         """Return the key that made an SSH signature if it is cryptographically good."""
@@ -754,7 +684,10 @@ class SignatureVerifier:
         fingerprint = self._ssh_fingerprint(payload, sig, timing)
         if fingerprint is None:
             return SignatureCheck(
-                False, "ssh", None, "BAD SSH signature: the payload changed after signing"
+                False,
+                SignatureKind.SSH,
+                None,
+                "BAD SSH signature: the payload changed after signing",
             )
         listed = any(
             _allowed_line_fingerprint(line) == fingerprint
@@ -764,18 +697,22 @@ class SignatureVerifier:
             where = self.keys.source if self.keys is not None else allowed
             return SignatureCheck(
                 False,
-                "ssh",
+                SignatureKind.SSH,
                 fingerprint,
                 f"SSH key {fingerprint} is not valid at the signing time "
                 f"(valid-after/valid-before in {where})",
             )
         if self.keys is not None:
             return SignatureCheck(
-                False, "ssh", fingerprint, self._missing_key(fingerprint), unknown_key=fingerprint
+                False,
+                SignatureKind.SSH,
+                fingerprint,
+                self._missing_key(fingerprint),
+                unknown_key=fingerprint,
             )
         return SignatureCheck(
             False,
-            "ssh",
+            SignatureKind.SSH,
             fingerprint,
             f"SSH key {fingerprint} is not in the allowed signers file {allowed}",
             unknown_key=fingerprint,

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from govsnap import audit, notes
+from govsnap import audit
 from govsnap.errors import EnvironmentProblem, UsageError
-from govsnap.objects import SNAPSHOT_REF_PREFIX
-from govsnap.remote import TRACKING_ROOT
+from govsnap.notes import Recorded
+from govsnap.refs import SNAPSHOT_REF_PREFIX, TRACKING_ROOT, is_snapshot_ref
 from govsnap.repo import Repo
 from govsnap.store import Snapshot, list_snapshots
 
@@ -50,20 +50,20 @@ class Outcomes:
         }
 
 
-def outcomes(results: Iterable[Any]) -> Outcomes:
+def outcomes(results: Iterable[Recorded | None]) -> Outcomes:
     """Return the outcomes of these note results (None: never checked)."""
     passed = failed = never = 0
     last: dict[str, float | None] = {"pass": None, "fail": None}
     for result in results:
-        verdict = result.get("verdict") if isinstance(result, dict) else None
-        if verdict not in last:
+        verdict = None if result is None else result.verdict
+        if result is None or verdict is None:
             never += 1
             continue
         if verdict == "pass":
             passed += 1
         else:
             failed += 1
-        when = notes.result_time(result)
+        when = result.time
         previous = last[verdict]
         if when is not None and (previous is None or when > previous):
             last[verdict] = when
@@ -142,8 +142,8 @@ def by_environment(snaps: Sequence[Snapshot]) -> tuple[EnvironmentStats, ...]:
             environment=env,
             snapshots=len(group),
             newest=max(s.created for s in group),
-            verification=outcomes(s.note_data.get("verification") for s in group),
-            rehearsal=outcomes(s.note_data.get("rehearsal") for s in group),
+            verification=outcomes(s.note_view.verification for s in group),
+            rehearsal=outcomes(s.note_view.rehearsal for s in group),
         )
         for env, group in sorted(groups.items())
     )
@@ -164,18 +164,11 @@ def last_rollback(repo: Repo) -> LastRollback | None:
     )
 
 
-def _is_snapshot_ref(name: str) -> bool:
-    if name.startswith(SNAPSHOT_REF_PREFIX):
-        return True
-    rest = name.removeprefix(TRACKING_ROOT)
-    return rest != name and rest.partition("/")[2].startswith("snapshots/")
-
-
 def snapshot_only_bytes(repo: Repo) -> int:
     """Return the on-disk bytes of the objects that only snapshot refs keep (see
     BYTES_METHOD): what deleting every snapshot ref would let `git gc` free."""
     tips = sorted(
-        {str(ref.target) for ref in repo.git.references.iterator() if _is_snapshot_ref(ref.name)}
+        {str(ref.target) for ref in repo.git.references.iterator() if is_snapshot_ref(ref.name)}
     )
     if not tips:
         return 0
@@ -205,6 +198,15 @@ def collect(repo: Repo, now: int | None = None) -> Stats:
         last_rollback=last_rollback(repo),
         snapshot_only_bytes=snapshot_only_bytes(repo),
     )
+
+
+def run(repo: Repo, prometheus: Path | None = None) -> Stats:
+    """Return the repository's figures, also written to the Prometheus textfile
+    `prometheus` when one is named."""
+    figures = collect(repo)
+    if prometheus is not None:
+        write_textfile(prometheus, prometheus_text(figures))
+    return figures
 
 
 # --- Prometheus text format -----------------------------------------------------------------

@@ -2,39 +2,37 @@
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import re
 import secrets
-import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, ObjectType
 
-from govsnap import __version__, audit, notes, worktree
+from govsnap import audit, notes, objects, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
     CorruptObject,
-    GovsnapError,
     InvalidRevision,
     SigningError,
     SnapshotNotFound,
     UsageError,
 )
-from govsnap.notes import Note
+from govsnap.notes import Note, NoteView
 from govsnap.objects import (
     FORMAT_VERSION,
     ISO_UTC,
-    SNAPSHOT_REF_PREFIX,
     RefValues,
+    SignatureKind,
     SignedTag,
     SnapshotPayload,
     Source,
+    Trigger,
     payload_from_tuple,
     payload_to_tuple,
     read_tag,
@@ -47,15 +45,14 @@ from govsnap.objects import (
     write_tag,
     writing,
 )
+from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, snapshot_ref
 from govsnap.repo import Repo
 from govsnap.signing import Signer, signer_for
 
 DEFAULT_ENVIRONMENT = "default"
-DEFAULT_TRIGGER = "manual"
-# The signed trigger of the snapshot a rollback takes first (its undo): a safety snapshot.
-# It captures untracked files, so it stays in this clone (push --include-safety shares it)
-# and has a retention group of its own (govsnap.safetyRetention).
-SAFETY_TRIGGER = "pre-rollback"
+# The note fields `list --json` repeats; `show --json` gives the whole note.
+LIST_NOTE_FIELDS = ("bytes", "files", "pinned", "rehearsal", "signature", "verification")
+_NO_NOTE = NoteView()
 
 
 @dataclass(frozen=True)
@@ -65,14 +62,14 @@ class Snapshot:
     id: str
     tag_oid: str
     payload: SnapshotPayload | None
-    signature_kind: str
+    signature_kind: SignatureKind
     note: Note | None
     error: str | None = None
 
     @property
     def ref(self) -> str:
         """Return the snapshot's ref name."""
-        return SNAPSHOT_REF_PREFIX + self.id
+        return snapshot_ref(self.id)
 
     @property
     def created(self) -> int:
@@ -97,17 +94,59 @@ class Snapshot:
     @property
     def safety(self) -> bool:
         """Return True for a safety snapshot (signed trigger pre-rollback)."""
-        return self.payload is not None and self.payload.trigger == SAFETY_TRIGGER
+        return self.payload is not None and self.payload.trigger == Trigger.PRE_ROLLBACK
 
     @property
     def signed(self) -> bool:
         """Return True when the tag carries a signature block."""
-        return self.signature_kind != "none"
+        return self.signature_kind != SignatureKind.NONE
 
     @property
     def note_data(self) -> dict[str, Any]:
         """Return the note's JSON, or an empty mapping."""
         return self.note.data if self.note else {}
+
+    @property
+    def note_view(self) -> NoteView:
+        """Return the note's fields, typed (all absent without a note)."""
+        return self.note.view if self.note else _NO_NOTE
+
+    def as_json(self, full: bool = True) -> dict[str, Any]:
+        """Return what is known about the snapshot as JSON-ready data (the whole note when
+        `full`, else the fields a listing shows)."""
+        p = self.payload
+        note = self.note_data
+        if not full:
+            note = {key: note[key] for key in LIST_NOTE_FIELDS if key in note}
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "tag": self.tag_oid,
+            "error": self.error,
+            "created": self.created_iso if p else None,
+            "signed": self.signed,
+            "signature_kind": self.signature_kind,
+            "safety": self.safety,
+            "payload": None
+            if p is None
+            else {
+                "commit": p.commit,
+                "tree": p.tree,
+                "digest": p.digest,
+                "summary": p.summary,
+                "message": p.message,
+                "trigger": p.trigger,
+                "environment": p.environment,
+                "labels": list(p.labels),
+                "source": None
+                if p.source is None
+                else {"ref": p.source.ref, "commit": p.source.commit},
+                "index_commit": p.index_commit,
+                "tagger": {"name": p.tagger.name, "email": p.tagger.email},
+            },
+            "note": note,
+            "note_error": self.note.error if self.note else None,
+        }
 
 
 def _read_snapshot(
@@ -119,7 +158,7 @@ def _read_snapshot(
         tag = read_tag(repo, tag_oid)
         payload = SnapshotPayload.parse(tag.payload)
     except CorruptObject as exc:
-        return Snapshot(ident, str(tag_oid), None, "none", note, exc.message), None
+        return Snapshot(ident, str(tag_oid), None, SignatureKind.NONE, note, exc.message), None
     return Snapshot(ident, str(tag_oid), payload, tag.signature_kind, note), tag
 
 
@@ -183,7 +222,7 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
     return snaps
 
 
-def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, str] | None:
+def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, SignatureKind] | None:
     """Return the payload and signature kind a cache row holds for tag `oid`, or None when
     the row is absent, unreadable, or not that tag's: the tag object rebuilt from it must
     hash to `oid` (git's object id), so no edit of the cache changes what is read."""
@@ -202,8 +241,25 @@ def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, str] 
 def order_key(snap: Snapshot) -> tuple[int, int, str]:
     """Return the sort key of a snapshot: signed time, then the finer creation time the
     note records (git times have whole seconds), then id."""
-    fine = snap.note_data.get("created_ns")
-    return (snap.created, fine if isinstance(fine, int) else 0, snap.id)
+    return (snap.created, snap.note_view.created_ns or 0, snap.id)
+
+
+@dataclass(frozen=True)
+class SnapshotListing:
+    """The snapshots `list` shows, newest first."""
+
+    snapshots: tuple[Snapshot, ...]
+
+    def as_json(self) -> list[dict[str, Any]]:
+        """Return the listing as JSON-ready data: the fields a listing shows."""
+        return [s.as_json(full=False) for s in self.snapshots]
+
+
+def listing(
+    repo: Repo, environment: str | None = None, labels: list[str] | None = None
+) -> SnapshotListing:
+    """Return the snapshots of `environment` carrying every label in `labels`."""
+    return SnapshotListing(tuple(filter_snapshots(list_snapshots(repo), environment, labels)))
 
 
 def filter_snapshots(
@@ -234,7 +290,7 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
         # must not make a snapshot the newest either. Safety snapshots do not count:
         # a failed rollback adds one, and retrying `rollback latest~1` must restore the
         # same release as the first attempt (a safety snapshot is named by its id).
-        horizon = int(time.time()) + audit.configured_skew(repo)
+        horizon = int(time.time()) + objects.configured_skew(repo)
         valid = [
             s for s in snaps if s.payload is not None and s.created <= horizon and not s.safety
         ]
@@ -316,7 +372,7 @@ def _short_ref(ref: str) -> str:
 class CreateOptions:
     """What `create` was asked to do."""
 
-    trigger: str = DEFAULT_TRIGGER
+    trigger: str = Trigger.MANUAL
     environment: str | None = None
     labels: list[str] = field(default_factory=list)
     from_rev: str | None = None
@@ -342,88 +398,15 @@ class CreateResult:
     seconds: float
     warnings: tuple[str, ...] = ()
 
-
-def signed_copies(payload: SnapshotPayload, ident: str) -> dict[str, Any]:
-    """Return the note fields that repeat signed data, as the payload says they must be."""
-    return {
-        "format": payload.format,
-        "id": ident,
-        "commit": payload.commit,
-        "tree": payload.tree,
-        "digest": payload.digest,
-        "trigger": payload.trigger,
-        "environment": payload.environment,
-        "labels": list(payload.labels),
-        "source": (
-            None
-            if payload.source is None
-            else {"ref": payload.source.ref, "commit": payload.source.commit}
-        ),
-        "created": payload.tagger.time,
-    }
-
-
-def note_fields(
-    payload: SnapshotPayload, ident: str, digest: TreeDigest, signer: str | None, kind: str
-) -> dict[str, Any]:
-    """Return the note JSON of a new snapshot: signed fields repeated, plus figures."""
-    return {
-        **signed_copies(payload, ident),
-        "created_ns": time.time_ns(),
-        "files": digest.files,
-        "bytes": digest.bytes,
-        "artifacts": {k: {"count": v.count, "bytes": v.bytes} for k, v in digest.kinds.items()},
-        "host": socket.gethostname(),
-        "user": _user(),
-        "tool_version": __version__,
-        "signature": None if signer is None else {"kind": kind, "signer": signer},
-        "pinned": False,
-    }
-
-
-def rebuilt_note(repo: Repo, ident: str, tag_oid: str, by: str) -> dict[str, Any] | None:
-    """Return a note for snapshot `ident` rebuilt from what its tag proves, marked as
-    rebuilt `by` ("govsnap doctor", "govsnap fetch"); None when the tag is unreadable.
-
-    Where and by whom the snapshot was made, and its sub-second creation time, are
-    unknown and left out: the rebuilder's own would make the snapshot the newest of its
-    second, and a prune would then keep it instead of a newer one.
-    """
-    from govsnap.signing import SignatureVerifier
-    from govsnap.trust import load_policy
-
-    try:
-        tag = read_tag(repo, tag_oid)
-        payload = SnapshotPayload.parse(tag.payload)
-        digest = digest_tree(repo, payload.tree, DigestCache.for_repo(repo), fmt=payload.format)
-    except CorruptObject:
-        return None
-    # The signer is checked as verify checks it: against the keys the trust policy
-    # carries (the user's keyring only without a policy); a policy that does not load
-    # leaves it unknown.
-    try:
-        policy = load_policy(repo)
-        verifier = policy.verifier(repo) if policy is not None else SignatureVerifier(repo)
-    except GovsnapError:
-        signer = None
-    else:
-        try:
-            sig = verifier.verify(tag.payload, tag.signature)
-        finally:
-            verifier.close()
-        signer = sig.signer if sig.valid else None
-    data = note_fields(payload, ident, digest, signer, tag.signature_kind)
-    for unknown in ("created_ns", "host", "user"):
-        del data[unknown]
-    data["rebuilt_by"] = by
-    return data
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+    def as_json(self) -> dict[str, Any]:
+        """Return what `create` did as JSON-ready data."""
+        return {
+            "created": self.created,
+            "seconds": round(self.seconds, 6),
+            "hashed_blobs": self.digest.hashed_blobs,
+            "snapshot": self.snapshot.as_json(),
+            "warnings": list(self.warnings),
+        }
 
 
 def default_environment(repo: Repo) -> str:
@@ -445,20 +428,19 @@ def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
 def create(repo: Repo, options: CreateOptions) -> CreateResult:
     """Capture, sign and record a snapshot: commit, tag, ref, note, audit entry in that order."""
     # Its objects are written long before a ref names them: `prune --now` must wait.
-    with writing(repo):
-        return _create(repo, options)
+    with writing(repo), audit.operation(repo, "create") as op:
+        return _create(repo, options, op)
 
 
-def _create(repo: Repo, options: CreateOptions) -> CreateResult:
-    started = time.monotonic()
+def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateResult:
     trigger = validate_name("trigger", options.trigger)
     environment = validate_name("environment", options.environment or default_environment(repo))
     labels = tuple(dict.fromkeys(validate_name("label", label) for label in options.labels))
     message = validate_message(options.message)
     signer = require_signer(repo, options.unsigned)
-    identity = repo.committer()
+    identity = op.identity
     ahead = identity.time - int(time.time())
-    if ahead > audit.configured_skew(repo):
+    if ahead > objects.configured_skew(repo):
         raise UsageError(
             f"the snapshot's time {utc(identity.time)} lies {ahead}s in the future "
             "(GIT_COMMITTER_DATE?): verification would refuse it"
@@ -494,7 +476,7 @@ def _create(repo: Repo, options: CreateOptions) -> CreateResult:
             fmt = newest.payload.format
             same = digest if fmt == FORMAT_VERSION else digest_tree(repo, tree, cache, fmt=fmt)
             if newest.payload.digest == same.digest:
-                return CreateResult(newest, False, digest, time.monotonic() - started, warnings)
+                return CreateResult(newest, False, digest, op.seconds, warnings)
 
     where = _short_ref(ref_name) + (f"@{str(commit.id)[:7]}" if commit else " (unborn)")
     summary = f"govsnap snapshot of {where} ({trigger}, {environment})"
@@ -530,28 +512,23 @@ def _create(repo: Repo, options: CreateOptions) -> CreateResult:
     tag = SignedTag(body, signature.block if signature else b"")
     tag_oid = write_tag(repo, tag)
     ident = snapshot_id(body)
-    ref = SNAPSHOT_REF_PREFIX + ident
-    note = note_fields(
+    ref = snapshot_ref(ident)
+    note = notes.note_fields(
         payload,
         ident,
         digest,
         signature.signer if signature else None,
-        signature.kind if signature else "none",
+        signature.kind if signature else SignatureKind.NONE,
     )
-    seconds = time.monotonic() - started
-    entry = audit.EntryWriter(
-        repo,
-        "create",
-        f"snapshot {ident} of {where}",
-        snapshots=[ident],
-        identity=identity,
-        arguments={
-            "trigger": trigger,
-            "environment": environment,
-            "labels": list(labels),
-            **options.audit_context,
-        },
-        duration=seconds,
+    seconds = op.seconds
+    arguments = {
+        "trigger": trigger,
+        "environment": environment,
+        "labels": list(labels),
+        **options.audit_context,
+    }
+    entry = op.writer(
+        op.entry(f"snapshot {ident} of {where}", snapshots=[ident], arguments=arguments)
     )
 
     def record(current: RefValues) -> RefValues:
@@ -559,17 +536,15 @@ def _create(repo: Repo, options: CreateOptions) -> CreateResult:
             raise UsageError(f"{ref} already exists with another object")
         return {
             ref: tag_oid,
-            notes.NOTES_REF: notes.commit_on(
-                repo, current[notes.NOTES_REF], {str(tag_oid): lambda _old: note}, identity
+            NOTES_REF: notes.commit_on(
+                repo, current[NOTES_REF], {str(tag_oid): lambda _old: note}, identity
             ),
-            audit.AUDIT_REF: entry.commit_on(current[audit.AUDIT_REF]),
+            AUDIT_REF: entry.commit_on(current[AUDIT_REF]),
         }
 
     # The ref, its note and its audit entry appear together or not at all (the audit
     # entry first should git itself be killed half-way, see update_refs).
-    update_refs(
-        repo, [audit.AUDIT_REF, notes.NOTES_REF, ref], record, message=f"govsnap: create {ident}"
-    )
+    update_refs(repo, [AUDIT_REF, NOTES_REF, ref], record, message=f"govsnap: create {ident}")
     snapshot = Snapshot(ident, str(tag_oid), payload, tag.signature_kind, Note(note))
     return CreateResult(snapshot, True, digest, seconds, warnings)
 
@@ -577,18 +552,71 @@ def _create(repo: Repo, options: CreateOptions) -> CreateResult:
 # --- diff ------------------------------------------------------------------------------
 
 
+ChangeStatus = Literal["added", "removed", "modified"]
+
+
 @dataclass(frozen=True)
 class FileChange:
     """One path that differs between two states."""
 
-    status: str  # "added", "removed", "modified"
+    status: ChangeStatus
     path: str
     additions: int
     deletions: int
     binary: bool
 
+    def as_json(self) -> dict[str, Any]:
+        """Return the change as JSON-ready data."""
+        return {
+            "status": self.status,
+            "path": self.path,
+            "additions": self.additions,
+            "deletions": self.deletions,
+            "binary": self.binary,
+        }
 
-_STATUS = {
+
+@dataclass(frozen=True)
+class SnapshotDiff:
+    """What differs between a snapshot and another snapshot or the working tree."""
+
+    old: str  # the snapshot compared from
+    new: str  # the snapshot compared to, or "working tree"
+    changes: tuple[FileChange, ...]
+
+    def paths(self, status: ChangeStatus) -> list[str]:
+        """Return the paths changed with `status`."""
+        return [c.path for c in self.changes if c.status == status]
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the diff as JSON-ready data."""
+        return {
+            "from": self.old,
+            "to": self.new,
+            "added": self.paths("added"),
+            "removed": self.paths("removed"),
+            "modified": self.paths("modified"),
+            "files": [c.as_json() for c in self.changes],
+        }
+
+
+def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
+    """Return what changed from snapshot `old` to snapshot `new`, or to the working tree
+    as `create` would capture it (new None)."""
+    snaps = list_snapshots(repo)
+    a = resolve(repo, old, snaps)
+    old_tree = snapshot_tree(repo, a)
+    if new is None:
+        label = "working tree"
+        new_tree = repo.git[worktree.capture_tree(repo)]
+        assert isinstance(new_tree, pygit2.Tree)
+    else:
+        b = resolve(repo, new, snaps)
+        label, new_tree = b.id, snapshot_tree(repo, b)
+    return SnapshotDiff(a.id, label, tuple(diff_trees(repo, old_tree, new_tree)))
+
+
+_STATUS: dict[DeltaStatus, ChangeStatus] = {
     DeltaStatus.ADDED: "added",
     DeltaStatus.DELETED: "removed",
     DeltaStatus.MODIFIED: "modified",

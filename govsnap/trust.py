@@ -34,7 +34,8 @@ import pygit2
 
 from govsnap.approval import ApprovalFile, ApprovalStatement
 from govsnap.errors import CheckFailed, UsageError
-from govsnap.objects import SignedTag, ref_target, update_ref
+from govsnap.objects import SignatureKind, SignedTag, ref_target, update_ref
+from govsnap.refs import verified_policy_ref
 from govsnap.repo import Repo
 from govsnap.signing import (
     KeySet,
@@ -48,12 +49,10 @@ POLICY_PATH = ".govsnap/trust.toml"
 # Detached signatures over the bytes of the committed trust.toml, one per file: approvals
 # of a policy change by signers other than (or besides) the commit's own signer.
 APPROVALS_DIR = ".govsnap/approvals"
-# Where each clone remembers the policy commit it verified last, per policy ref.
-VERIFIED_PREFIX = "refs/govsnap-verified/policy/"
 FORMAT_VERSION = 1
 OPERATIONS = ("create", "rollback", "prune", "pin", "policy")
 WILDCARD = "*"
-KINDS = ("openpgp", "ssh", "x509")
+KINDS = tuple(k for k in SignatureKind if k is not SignatureKind.NONE)
 
 _TOP_KEYS = ("version", "policy_threshold", "signers")
 _SIGNER_KEYS = (*KINDS, "public_key", "environments", "operations", "description")
@@ -93,7 +92,7 @@ class TrustedSigner:
     """One signer the policy names, with what it may do."""
 
     name: str
-    kind: str  # "openpgp", "ssh" or "x509"
+    kind: SignatureKind
     identity: str  # OpenPGP/X.509 fingerprint (upper-case hex) or SSH "SHA256:..."
     environments: tuple[str, ...]  # names or fnmatch patterns; "*" for all
     operations: tuple[str, ...]  # subset of OPERATIONS, or ("*",)
@@ -109,6 +108,19 @@ class TrustedSigner:
     def covers_operation(self, operation: str) -> bool:
         """Return True when this signer may perform `operation`."""
         return WILDCARD in self.operations or operation in self.operations
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the signer as JSON-ready data (whether its public key is carried)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "identity": self.identity,
+            "environments": list(self.environments),
+            "operations": list(self.operations),
+            "description": self.description,
+            "line": self.line,
+            "public_key": self.kind == "ssh" or bool(self.public_key),
+        }
 
 
 @dataclass(frozen=True)
@@ -304,7 +316,7 @@ class _Reader:
         kinds = [k for k in KINDS if k in entry]
         if len(kinds) != 1:
             raise self.fail(path, "needs exactly one of openpgp, ssh or x509")
-        kind = kinds[0]
+        kind = SignatureKind(kinds[0])
         raw = entry[kind]
         if not isinstance(raw, str):
             raise self.fail((*path, kind), "must be a string")
@@ -339,7 +351,7 @@ class _Reader:
             public_key=public_key.strip() + "\n" if public_key else "",
         )
 
-    def identity(self, kind: str, raw: str, path: tuple[str, ...]) -> tuple[str, str]:
+    def identity(self, kind: SignatureKind, raw: str, path: tuple[str, ...]) -> tuple[str, str]:
         if kind == "ssh":
             return self.ssh(raw, path)
         hexed = re.sub(r"[\s:]", "", raw).upper()
@@ -597,11 +609,6 @@ def configured_anchor(repo: Repo) -> Anchor:
     return Anchor(tuple(keys), commit.lower() if commit else None)
 
 
-def remembered_ref(name: str) -> str:
-    """Return the ref under which a clone remembers the policy commit of `name` it verified."""
-    return VERIFIED_PREFIX + name
-
-
 def _short(oid: pygit2.Oid | str) -> str:
     return str(oid)[:12]
 
@@ -627,7 +634,7 @@ class PolicyRecord:
 
 
 def _clone_record(repo: Repo, name: str) -> PolicyRecord | None:
-    memory = remembered_ref(name)
+    memory = verified_policy_ref(name)
     known = ref_target(repo, memory)
     if known is None:
         return None
@@ -1176,7 +1183,7 @@ def policy_at(
     """Return the trust policy of ref `name` were it at commit `tip` (None: deleted),
     verified back to its anchor (see load_policy): what a server asks of a push to the
     policy's ref before it lands, judging what the push brings at `arrival`."""
-    from govsnap.audit import configured_skew
+    from govsnap.objects import configured_skew
 
     record = _server_record(repo) if server else _clone_record(repo, name)
     blob = None if tip is None else _policy_blob(repo, tip)
@@ -1218,7 +1225,7 @@ def policy_at(
             f"if that is intended, {record.forget}"
         )
     if remember and not server:
-        _remember(repo, remembered_ref(name), tip.id)
+        _remember(repo, verified_policy_ref(name), tip.id)
     policy = replace(
         version.policy,
         source=f"{name}:{POLICY_PATH}",
@@ -1331,6 +1338,29 @@ class PolicyStatus:
     policy: TrustPolicy | None
     require_trust: bool
     uncommitted_edit: bool  # the working-tree file differs from the committed one
+    absence: str = ""  # why there is no policy, and how to write one
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the policy looked at as JSON-ready data."""
+        policy = self.policy
+        return {
+            "source": self.source,
+            "present": policy is not None,
+            "valid": True,
+            "require_trust": self.require_trust,
+            "uncommitted_edit": self.uncommitted_edit,
+            "version": None if policy is None else policy.version,
+            "policy_threshold": None if policy is None else policy.threshold,
+            "commit": None if policy is None else policy.commit,
+            "anchor": None if policy is None else policy.anchor,
+            "caveats": [] if policy is None else list(policy.caveats),
+            "signers": [] if policy is None else [s.as_json() for s in policy.signers],
+        }
+
+    def check(self) -> None:
+        """Raise CheckFailed when there is no policy and one is required."""
+        if self.policy is None and self.require_trust:
+            raise CheckFailed(f"every snapshot fails the trust check: {self.absence}")
 
 
 def status(repo: Repo, ref: str | None = None, file: Path | None = None) -> PolicyStatus:
@@ -1350,4 +1380,5 @@ def status(repo: Repo, ref: str | None = None, file: Path | None = None) -> Poli
         on_disk = repo.workdir / POLICY_PATH
         current = on_disk.read_bytes() if on_disk.is_file() else None
         edited = current != data
-    return PolicyStatus(source, policy, require_trust(repo), edited)
+    absence = "" if policy is not None else missing_policy(repo, ref)
+    return PolicyStatus(source, policy, require_trust(repo), edited, absence)

@@ -22,9 +22,9 @@ import tomlkit.items
 
 from govsnap.approval import ApprovalFile, ApprovalStatement, policy_digest
 from govsnap.errors import SigningError, UsageError
-from govsnap.objects import validate_name
+from govsnap.objects import SignatureKind, validate_name
 from govsnap.repo import Repo
-from govsnap.signing import primary_fingerprints, signer_for, ssh_key_fingerprint
+from govsnap.signing import SSHSigner, primary_fingerprints, signer_for, ssh_key_fingerprint
 from govsnap.trust import (
     APPROVALS_DIR,
     OPERATIONS,
@@ -54,7 +54,7 @@ ARMORED_END = "-----END PGP PUBLIC KEY BLOCK-----"
 class SignerKey:
     """A signer's key as the policy records it."""
 
-    kind: str  # "openpgp" or "ssh"
+    kind: SignatureKind  # openpgp or ssh
     identity: str  # fingerprint, or the SSH allowed-signers line
     public_key: str = ""  # armored OpenPGP key
 
@@ -117,7 +117,7 @@ def resolve_key(repo: Repo, key: str, principal: str) -> SignerKey:
         if len(fields) < 2:
             raise UsageError(f"{key!r} is not an SSH public key (ssh-ed25519 AAAA...)")
         ssh_key_fingerprint(text)  # raises for what is not a key
-        return SignerKey("ssh", f"{principal} {fields[0]} {fields[1]}")
+        return SignerKey(SignatureKind.SSH, f"{principal} {fields[0]} {fields[1]}")
     listed = _gpg(repo, "--with-colons", "--list-keys", key)
     primaries = primary_fingerprints(listed.stdout.decode(errors="replace"))
     if listed.returncode != 0 or not primaries:
@@ -132,7 +132,7 @@ def resolve_key(repo: Repo, key: str, principal: str) -> SignerKey:
     exported = _gpg(repo, "--armor", "--export", fingerprint)
     if exported.returncode != 0 or not exported.stdout:
         raise UsageError(f"cannot export the public key {fingerprint}")
-    return SignerKey("openpgp", fingerprint, exported.stdout.decode())
+    return SignerKey(SignatureKind.OPENPGP, fingerprint, exported.stdout.decode())
 
 
 def _exported_key(repo: Repo, name: str, armored: str) -> SignerKey:
@@ -160,7 +160,7 @@ def _exported_key(repo: Repo, name: str, armored: str) -> SignerKey:
             f"{name} holds {len(primaries)} OpenPGP keys: export one (gpg --armor --export "
             "FINGERPRINT)"
         )
-    return SignerKey("openpgp", primaries[0], armored + "\n")
+    return SignerKey(SignatureKind.OPENPGP, primaries[0], armored + "\n")
 
 
 def _policy_path(repo: Repo) -> Path:
@@ -179,7 +179,7 @@ def _signer_table(
     table = tomlkit.table()
     if description:
         table.add("description", description)
-    table.add(key.kind, key.identity)
+    table.add(str(key.kind), key.identity)
     table.add("environments", list(environments))
     table.add("operations", list(operations))
     if key.public_key:
@@ -271,17 +271,29 @@ def remove_signer(repo: Repo, name: str, *, dry_run: bool = False) -> PolicyEdit
     return _write(repo, doc, False, dry_run, _committed_version(repo))
 
 
+def own_key(repo: Repo) -> str:
+    """Return the key this clone signs with as the policy names it: an SSH public key
+    line, or an OpenPGP fingerprint (the one a signature by it reports)."""
+    signer = signer_for(repo)
+    if signer is None:
+        raise SigningError("no signing key is configured: pass --key, or run govsnap init")
+    if isinstance(signer, SSHSigner):
+        return signer.public_key()
+    return signer.sign(b"govsnap trust init\n").signer
+
+
 def init_policy(
     repo: Repo,
     name: str,
-    key: str,
+    key: str | None,
     *,
     environments: Sequence[str] = (WILDCARD,),
     operations: Sequence[str] = (WILDCARD,),
     dry_run: bool = False,
 ) -> PolicyEdit:
     """Write a new policy naming one signer (who may do `operations`, changing the policy
-    included by default), and its approval; refuse when a policy file exists."""
+    included by default), and its approval; refuse when a policy file exists. `key`
+    None: the key this clone signs with."""
     path = _policy_path(repo)
     if path.exists() or policy_blob(repo)[1] is not None:
         raise UsageError(
@@ -291,7 +303,7 @@ def init_policy(
     edit = add_signer(
         repo,
         name,
-        key,
+        own_key(repo) if key is None else key,
         environments=environments,
         operations=operations,
         description="added by govsnap init",

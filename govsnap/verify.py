@@ -4,27 +4,43 @@ snapshots in parallel, and recording the verdicts in the notes."""
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap import audit, notes, worktree
+from govsnap import audit, notes, objects, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
-from govsnap.errors import CorruptObject, GovsnapError, UsageError
+from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
+from govsnap.prune import pinned_ids
 from govsnap.repo import Identity, Repo
 from govsnap.signing import SignatureCheck, SignatureVerifier
-from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, signed_copies
+from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, missing_policy, require_trust
 
-CHECKS = ("id", "tag", "signature", "trust", "digest", "objects", "note")
+
+class Check(StrEnum):
+    """The seven checks of a snapshot, in the order they are made and shown."""
+
+    ID = "id"  # the ref name is the payload's id
+    TAG = "tag"  # a well-formed payload, tagging a commit of the signed tree
+    SIGNATURE = "signature"
+    TRUST = "trust"  # the policy trusts the signer for the environment (and operation)
+    DIGEST = "digest"  # the content digest recomputed equals the signed one
+    OBJECTS = "objects"  # every object is present
+    NOTE = "note"  # the note's copies of signed fields agree with the payload
+
+
+CHECKS = tuple(Check)
 # Below this many snapshots per worker, starting processes costs more than it saves.
 _MIN_PER_JOB = 16
 _MAX_MISSING_SHOWN = 3
@@ -34,7 +50,7 @@ _MAX_MISSING_SHOWN = 3
 class CheckResult:
     """The outcome of one check on one snapshot."""
 
-    name: str
+    name: Check
     ok: bool
     message: str
 
@@ -61,12 +77,31 @@ class SnapshotVerification:
         """Return one line per failed check: "check: message"."""
         return [f"{c.name}: {c.message}" for c in self.checks if not c.ok]
 
-    def check(self, name: str) -> CheckResult:
-        """Return the result of the check called `name` (one of CHECKS)."""
+    def check(self, name: Check) -> CheckResult:
+        """Return the result of check `name`."""
         for result in self.checks:
             if result.name == name:
                 return result
         raise KeyError(name)
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the outcome of every check as JSON-ready data."""
+        return {
+            "id": self.id,
+            "verdict": self.verdict,
+            "signer": self.signer,
+            "checks": {c.name: {"ok": c.ok, "message": c.message} for c in self.checks},
+        }
+
+    def signed_by_json(self) -> dict[str, Any]:
+        """Return who verification found signed the snapshot, as JSON-ready data."""
+        signature, trust = self.check(Check.SIGNATURE), self.check(Check.TRUST)
+        return {
+            "signer": self.signer,
+            "signature": {"ok": signature.ok, "message": signature.message},
+            "trust": {"ok": trust.ok, "message": trust.message},
+            "verdict": self.verdict,
+        }
 
 
 @dataclass(frozen=True)
@@ -87,6 +122,38 @@ class _Options:
     at: int | None = None
 
 
+# --- when a server first received a snapshot ----------------------------------------------
+
+# Where the server records when it first accepted each snapshot (one JSON line each).
+RECEIVED_LOG = "received.log"
+
+
+def record_received(repo: Repo, ids: Sequence[str], when: int) -> None:
+    """Record when the server first accepted each snapshot: where the signature carries
+    no time (SSH), the earliest time the server knows the snapshot existed."""
+    if not ids:
+        return
+    with (repo.state_dir / RECEIVED_LOG).open("a") as fh:
+        for ident in ids:
+            fh.write(json.dumps({"id": ident, "time": when}) + "\n")
+
+
+def received_times(repo: Repo) -> dict[str, int]:
+    """Return snapshot id -> when the server first accepted it (empty on a clone)."""
+    path = repo.state_dir / RECEIVED_LOG
+    found: dict[str, int] = {}
+    if not repo.is_bare or not path.is_file():
+        return found
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+            ident, when = str(record["id"]), int(record["time"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        found[ident] = min(when, found.get(ident, when))
+    return found
+
+
 def _options(
     repo: Repo,
     operation: str | None,
@@ -94,14 +161,12 @@ def _options(
     policy: TrustPolicy | None,
     at: int | None = None,
 ) -> _Options:
-    from govsnap.receive import received_times
-
     if operation is not None and operation not in OPERATIONS:
         raise UsageError(f"unknown operation {operation!r} (known: {', '.join(OPERATIONS)})")
     if policy is None:
         policy = load_policy(repo)
     source = policy.source if policy else missing_policy(repo)
-    skew = audit.configured_skew(repo)
+    skew = objects.configured_skew(repo)
     now = int(time.time())
     seen = received_times(repo)
     return _Options(operation, deep, policy, require_trust(repo), source, now, skew, seen, at)
@@ -189,7 +254,7 @@ class _Checker:
             payload = SnapshotPayload.parse(tag.payload)
             tag_result = self.check_tag(payload)
         except CorruptObject as exc:
-            tag_result = CheckResult("tag", False, f"malformed snapshot tag: {exc.message}")
+            tag_result = CheckResult(Check.TAG, False, f"malformed snapshot tag: {exc.message}")
         signature = self.check_signature(payload, sig)
         signer = sig.signer if signature.ok else None
         checks = (
@@ -208,9 +273,9 @@ class _Checker:
     def check_id(self, ref_id: str, ident: str) -> CheckResult:
         """Check 1: the ref name equals the id recomputed from the payload."""
         if ref_id == ident:
-            return CheckResult("id", True, "the ref name is the payload's id")
+            return CheckResult(Check.ID, True, "the ref name is the payload's id")
         return CheckResult(
-            "id",
+            Check.ID,
             False,
             f"the ref names {ref_id} but the tag's payload hashes to {ident}: "
             "the ref was moved to another tag",
@@ -221,12 +286,14 @@ class _Checker:
         try:
             commit = self.repo.git[payload.commit]
         except (KeyError, ValueError, pygit2.GitError):
-            return CheckResult("tag", False, f"the tagged commit {payload.commit} is missing")
+            return CheckResult(Check.TAG, False, f"the tagged commit {payload.commit} is missing")
         if not isinstance(commit, pygit2.Commit):
-            return CheckResult("tag", False, f"the tagged object {payload.commit} is not a commit")
+            return CheckResult(
+                Check.TAG, False, f"the tagged object {payload.commit} is not a commit"
+            )
         if str(commit.tree_id) != payload.tree:
             return CheckResult(
-                "tag",
+                Check.TAG,
                 False,
                 f"the tagged commit's tree {commit.tree_id} is not the signed "
                 f"Govsnap-Tree {payload.tree}",
@@ -234,18 +301,18 @@ class _Checker:
         ahead = payload.tagger.time - self.options.now
         if ahead > self.options.skew:
             return CheckResult(
-                "tag",
+                Check.TAG,
                 False,
                 f"the tagger time {utc(payload.tagger.time)} lies {ahead}s in the future "
                 f"(more than govsnap.auditSkew, {self.options.skew}s)",
             )
-        return CheckResult("tag", True, f"tag of commit {payload.commit[:12]}, tree as signed")
+        return CheckResult(Check.TAG, True, f"tag of commit {payload.commit[:12]}, tree as signed")
 
     def check_signature(self, payload: SnapshotPayload | None, sig: SignatureCheck) -> CheckResult:
         """Check 3: the signature is good, by a key valid when it signed, made when the
         payload says the snapshot was made."""
         if not sig.valid:
-            return CheckResult("signature", False, sig.reason)
+            return CheckResult(Check.SIGNATURE, False, sig.reason)
         if payload is not None and sig.signed_at is not None:
             # A key's validity is judged at the signature's time, which the signer's
             # clock sets (gpg --faked-system-time): a signature older than the snapshot
@@ -255,13 +322,13 @@ class _Checker:
             early = payload.tagger.time - sig.signed_at
             if early > self.options.skew:
                 return CheckResult(
-                    "signature",
+                    Check.SIGNATURE,
                     False,
                     f"the signature was made {utc(sig.signed_at)}, {early}s before the "
                     f"snapshot it signs ({utc(payload.tagger.time)}; more than "
                     f"govsnap.auditSkew, {self.options.skew}s): a back-dated signature",
                 )
-        return CheckResult("signature", True, sig.reason)
+        return CheckResult(Check.SIGNATURE, True, sig.reason)
 
     def check_trust(self, payload: SnapshotPayload | None, signer: str | None) -> CheckResult:
         """Check 4: the policy trusts the signer for the environment (and the operation)."""
@@ -269,25 +336,27 @@ class _Checker:
         policy = options.policy
         if policy is None:
             if options.require_trust:
-                return CheckResult("trust", False, options.policy_source)
-            return CheckResult("trust", True, "no trust policy (govsnap.requireTrust=false)")
+                return CheckResult(Check.TRUST, False, options.policy_source)
+            return CheckResult(Check.TRUST, True, "no trust policy (govsnap.requireTrust=false)")
         if signer is None:
-            return CheckResult("trust", False, "no verified signer to look up (see signature)")
+            return CheckResult(Check.TRUST, False, "no verified signer to look up (see signature)")
         if payload is None:
-            return CheckResult("trust", False, "the environment is unknown: the tag is malformed")
+            return CheckResult(
+                Check.TRUST, False, "the environment is unknown: the tag is malformed"
+            )
         operations = ["create"]
         if options.operation and options.operation != "create":
             operations.append(options.operation)
         for operation in operations:
             decision = policy.decide(signer, payload.environment, operation)
             if not decision.allowed:
-                return CheckResult("trust", False, decision.reason)
-        return CheckResult("trust", True, decision.reason)
+                return CheckResult(Check.TRUST, False, decision.reason)
+        return CheckResult(Check.TRUST, True, decision.reason)
 
     def check_digest(self, payload: SnapshotPayload | None) -> CheckResult:
         """Check 5: the content digest recomputed from the tree equals Govsnap-Digest."""
         if payload is None:
-            return CheckResult("digest", False, "no signed digest: the tag is malformed")
+            return CheckResult(Check.DIGEST, False, "no signed digest: the tag is malformed")
         key = (payload.tree, payload.format)
         digest = self.digests.get(key)
         if digest is None:
@@ -298,10 +367,12 @@ class _Checker:
                 digest = self.digest(payload, True)
             self.digests[key] = digest
         if isinstance(digest, CorruptObject):
-            return CheckResult("digest", False, f"cannot recompute the digest: {digest.message}")
+            return CheckResult(
+                Check.DIGEST, False, f"cannot recompute the digest: {digest.message}"
+            )
         if digest.digest != payload.digest:
             return CheckResult(
-                "digest",
+                Check.DIGEST,
                 False,
                 f"the tree's content digest {_short(digest.digest, 23)} differs from the signed "
                 f"{_short(payload.digest, 23)}: the content is not what was signed",
@@ -312,7 +383,7 @@ class _Checker:
                 " (format 1, whose manifest a path holding a newline makes ambiguous: "
                 "snapshot this content again to sign it in format 2)"
             )
-        return CheckResult("digest", True, f"{_short(digest.digest, 23)} recomputed{warning}")
+        return CheckResult(Check.DIGEST, True, f"{_short(digest.digest, 23)} recomputed{warning}")
 
     def digest(self, payload: SnapshotPayload, deep: bool) -> TreeDigest | CorruptObject:
         """Return the digest of the payload's tree in its format, or why it cannot be had."""
@@ -326,7 +397,9 @@ class _Checker:
     def check_objects(self, snap: Snapshot, payload: SnapshotPayload | None) -> CheckResult:
         """Check 6: the tag, commit, trees and blobs of the snapshot are all present."""
         if payload is None:
-            return CheckResult("objects", False, "cannot list the objects: the tag is malformed")
+            return CheckResult(
+                Check.OBJECTS, False, "cannot list the objects: the tag is malformed"
+            )
         missing: list[str] = []
         if not self.repo.git.odb.exists(payload.commit):
             missing.append(f"commit {payload.commit}")
@@ -336,8 +409,8 @@ class _Checker:
             more = len(missing) - _MAX_MISSING_SHOWN
             extra = f" and {more} more" if more > 0 else ""
             hint = worktree.partial_clone_hint(self.repo)
-            return CheckResult("objects", False, f"missing: {shown}{extra}{hint}")
-        return CheckResult("objects", True, "every object is present")
+            return CheckResult(Check.OBJECTS, False, f"missing: {shown}{extra}{hint}")
+        return CheckResult(Check.OBJECTS, True, "every object is present")
 
     def missing_below(self, root: pygit2.Oid) -> list[str]:
         """Return a description of each object missing below a tree (gitlinks excepted)."""
@@ -405,12 +478,14 @@ class _Checker:
         """Check 7: the note's copies of the signed fields agree with the payload."""
         note = snap.note
         if note is None:
-            return CheckResult("note", False, "the snapshot has no note: its metadata is missing")
+            return CheckResult(
+                Check.NOTE, False, "the snapshot has no note: its metadata is missing"
+            )
         if note.error:
-            return CheckResult("note", False, f"tampered metadata: {note.error}")
+            return CheckResult(Check.NOTE, False, f"tampered metadata: {note.error}")
         if payload is None:
-            return CheckResult("note", False, "cannot compare: the tag is malformed")
-        expected = signed_copies(payload, ident)
+            return CheckResult(Check.NOTE, False, "cannot compare: the tag is malformed")
+        expected = notes.signed_copies(payload, ident)
         wrong = [
             f"{key} (note {_short(repr(note.data[key]))}, signed {_short(repr(value))})"
             for key, value in expected.items()
@@ -418,7 +493,7 @@ class _Checker:
         ]
         if wrong:
             return CheckResult(
-                "note",
+                Check.NOTE,
                 False,
                 "tampered metadata: the note disagrees with the signed payload on "
                 + "; ".join(wrong),
@@ -426,9 +501,9 @@ class _Checker:
         absent = [key for key in expected if key not in note.data]
         if absent:
             return CheckResult(
-                "note", False, f"tampered metadata: the note lacks {', '.join(absent)}"
+                Check.NOTE, False, f"tampered metadata: the note lacks {', '.join(absent)}"
             )
-        return CheckResult("note", True, "the note agrees with the signed payload")
+        return CheckResult(Check.NOTE, True, "the note agrees with the signed payload")
 
 
 def verify_snapshot(
@@ -514,6 +589,55 @@ class VerifyReport:
         """Return how many snapshots failed at least one check."""
         return sum(1 for r in self.results if not r.ok)
 
+    def as_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data."""
+        return {
+            "verdict": "pass" if self.ok else "fail",
+            "verified": len(self.results),
+            "failed": self.failed,
+            "seconds": round(self.seconds, 6),
+            "deep": self.deep,
+            "policy": self.policy_source,
+            "policy_anchor": self.policy_anchor,
+            "policy_caveats": list(self.policy_caveats),
+            "snapshots": [r.as_json() for r in self.results],
+        }
+
+    def check(self) -> None:
+        """Raise CheckFailed unless every snapshot passed every check."""
+        if not self.ok:
+            raise CheckFailed(
+                f"{self.failed} of {len(self.results)} snapshot(s) failed verification"
+            )
+
+
+@dataclass(frozen=True)
+class SnapshotDetails:
+    """Everything about one snapshot: what its tag and note say, who signed it as
+    verification finds (the note only claims it), whether the audit trail pins it."""
+
+    snapshot: Snapshot
+    verification: SnapshotVerification | None  # None: unsigned or unreadable
+    pinned: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the details as JSON-ready data."""
+        check = self.verification
+        return {
+            **self.snapshot.as_json(),
+            "verified": None if check is None else check.signed_by_json(),
+            "pinned": self.pinned,
+        }
+
+
+def details(repo: Repo, name: str) -> SnapshotDetails:
+    """Return everything about the snapshot `name` designates. Writes nothing."""
+    snap = resolve(repo, name)
+    # Who signed it is what the signature says, checked now; the note only claims it.
+    # Whether it is pinned is what the audit trail says.
+    check = verify_snapshot(repo, snap) if snap.signed and snap.payload else None
+    return SnapshotDetails(snap, check, snap.id in pinned_ids(repo))
+
 
 def select(repo: Repo, names: Sequence[str], all_: bool, environment: str | None) -> list[Snapshot]:
     """Return the snapshots `verify` was asked for: named ones, or all (of an environment)."""
@@ -567,7 +691,19 @@ def run(
 ) -> VerifyReport:
     """Verify the selected snapshots, record each verdict in its note and append an
     audit entry; return the report (the caller decides the exit code)."""
-    started = time.monotonic()
+    with audit.operation(repo, "verify") as op:
+        return _run(repo, op, names, all_, environment, deep, jobs)
+
+
+def _run(
+    repo: Repo,
+    op: audit.Operation,
+    names: Sequence[str],
+    all_: bool,
+    environment: str | None,
+    deep: bool,
+    jobs: int | None,
+) -> VerifyReport:
     snaps = select(repo, names, all_, environment)
     policy = load_policy(repo)
     # A partial clone fetches the blobs the digest reads, as git would on demand; when it
@@ -576,33 +712,23 @@ def run(
         worktree.fetch_missing(repo, [s.payload.tree for s in snaps if s.payload is not None])
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     results = verify_snapshots(repo, snaps, deep=deep, policy=policy, jobs=workers)
-    seconds = time.monotonic() - started
     report = VerifyReport(
         tuple(results),
-        seconds,
+        op.seconds,
         policy.source if policy else None,
         deep,
         policy.anchor if policy else "",
         policy.caveats if policy else (),
     )
     if results:
-        identity = repo.committer()
         passed = len(results) - report.failed
-        entry = audit.EntryWriter(
-            repo,
-            "verify",
+        # The verdicts in the notes and the audit entry are written together.
+        entry = op.entry(
             f"{len(results)} snapshot(s): {passed} passed, {report.failed} failed",
             snapshots=[r.id for r in results],
-            identity=identity,
             arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
             result="pass" if report.ok else "fail",
-            duration=time.monotonic() - started,
         )
-        # The verdicts in the notes and the audit entry are written together.
-        audit.append_with_notes(
-            repo,
-            entry,
-            verdict_mutations(snaps, results, identity),
-            "Verification recorded by 'govsnap verify'",
-        )
+        mutations = verdict_mutations(snaps, results, op.identity)
+        op.record(entry, notes=mutations, notes_message="Verification recorded by 'govsnap verify'")
     return report

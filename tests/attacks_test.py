@@ -23,17 +23,18 @@ import pytest
 
 from govsnap.digest import digest_tree
 from govsnap.repo import open_repo
-from tests.conftest import (
+from tests.helpers import (
     Cli,
     Keys,
     MakeRepo,
+    create_snapshot,
     git,
     govsnap_bin,
     openpgp_signer,
     snapshot_ids,
     write_files,
 )
-from tests.tamper import (
+from tests.helpers.tamper import (
     Template,
     commit_policy,
     copy_template,
@@ -46,13 +47,6 @@ from tests.tamper import (
     template,
     write_note,
 )
-
-
-def create_id(cli: Cli, repo: Path, *args: str) -> str:
-    """Take a snapshot of HEAD with the CLI; return its id."""
-    made = cli(repo, "create", "--from", "HEAD", "--json", *args)
-    assert made.code == 0, made.err
-    return str(json.loads(made.out)["snapshot"]["id"])
 
 
 def trusted_policy(keys: Keys, environments: list[str]) -> str:
@@ -393,8 +387,8 @@ def test_attack_1_a_forged_prune_entry_deletes_nothing(
     tmp_path: Path, make_repo: MakeRepo, keys: Keys, cli: Cli
 ) -> None:
     team = make_team(tmp_path, make_repo, keys, hook=False)  # a forge: no hook runs
-    target = create_id(cli, team.trusted, "-m", "the target")
-    other = create_id(cli, team.trusted, "-m", "another")
+    target = create_snapshot(cli, team.trusted, "--from", "HEAD", "-m", "the target")
+    other = create_snapshot(cli, team.trusted, "--from", "HEAD", "-m", "another")
     assert cli(team.trusted, "push").code == 0
     # The attacker appends an unsigned `prune:` entry naming the target, and edits its
     # note so that a clone that lacks it refuses to adopt it.
@@ -441,10 +435,10 @@ def test_attack_2_an_edited_note_unpins_nothing(
     team = make_team(tmp_path, make_repo, keys, hook=False)
     os.environ["GIT_COMMITTER_DATE"] = "2026-01-01T10:00:00Z"
     try:
-        evidence = create_id(cli, team.trusted, "-l", "incident-evidence")
+        evidence = create_snapshot(cli, team.trusted, "--from", "HEAD", "-l", "incident-evidence")
     finally:
         del os.environ["GIT_COMMITTER_DATE"]
-    newer = create_id(cli, team.trusted)
+    newer = create_snapshot(cli, team.trusted, "--from", "HEAD")
     assert cli(team.trusted, "pin", evidence).code == 0
     assert cli(team.trusted, "push").code == 0
     # The attacker unpins by editing the note, and by a forged unsigned unpin entry.
@@ -486,7 +480,7 @@ def test_attack_3_a_tag_named_main_grants_nothing(
     git(repo, "tag", "main")
     git(repo, "checkout", "-q", "main")
     git(repo, "config", "govsnap.signingKey", keys.other)
-    evil = create_id(cli, repo)
+    evil = create_snapshot(cli, repo, "--from", "HEAD")
     git(repo, "config", "govsnap.trustRef", "main")
     short = cli(repo, "verify", evil)
     assert short.code == 2 and "'main' is not a full ref name" in short.err
@@ -510,7 +504,7 @@ def test_attack_3_an_unborn_policy_branch_accepts_nothing(
         attacker, "version = 1\n" + openpgp_signer("mallory", keys.other), sign_with=keys.other
     )
     git(attacker, "config", "govsnap.signingKey", keys.other)
-    evil = create_id(cli, attacker)
+    evil = create_snapshot(cli, attacker, "--from", "HEAD")
     git(attacker, "remote", "add", "origin", str(bare))
     for refs in (["main"], [SNAP + evil]):
         assert git_push(attacker, "origin", *refs).returncode != 0, refs
@@ -530,9 +524,9 @@ def test_attack_4_every_erasure_push_is_refused(
     tmp_path: Path, make_repo: MakeRepo, keys: Keys, cli: Cli
 ) -> None:
     team = make_team(tmp_path, make_repo, keys, hook=True)
-    secret = create_id(cli, team.trusted, "-m", "captured a secret")
+    secret = create_snapshot(cli, team.trusted, "--from", "HEAD", "-m", "captured a secret")
     for n in range(4):
-        create_id(cli, team.trusted, "-m", f"entry {n}")
+        create_snapshot(cli, team.trusted, "--from", "HEAD", "-m", f"entry {n}")
     assert cli(team.trusted, "push").code == 0
     before = git(team.bare, "for-each-ref", "--format=%(refname) %(objectname)")
     attacker = team.clone("mallory", keys.other)
@@ -581,8 +575,8 @@ def test_attack_9_prune_now_waits_for_an_append_in_flight(
 
     repo = make_repo({"app.py": "v1\n"})
     git(repo, "config", "govsnap.requireTrust", "false")
-    doomed = create_id(cli, repo)
-    create_id(cli, repo)
+    doomed = create_snapshot(cli, repo, "--from", "HEAD")
+    create_snapshot(cli, repo, "--from", "HEAD")
     trace = tmp_path / "gc-started"
     wrapper = tmp_path / "bin"
     wrapper.mkdir()
@@ -612,7 +606,8 @@ def test_attack_9_prune_now_waits_for_an_append_in_flight(
 
     def append() -> None:
         handle = open_repo(repo)
-        audit_module.append(handle, "verify", "racing entry", identity=handle.committer())
+        entry = audit_module.Entry("verify", "racing entry", handle.committer())
+        audit_module.append(handle, entry)
         finished.append(time.time())
 
     audit_module.EntryWriter.commit_on = slow_commit_on  # type: ignore[method-assign]
@@ -661,7 +656,7 @@ def test_doctor_reattaches_a_dangling_audit_ref_and_records_the_gap(
     (git's own commands share that danger): doctor --fix repairs it."""
     repo = make_repo({"app.py": "v1\n"})
     git(repo, "config", "govsnap.requireTrust", "false")
-    create_id(cli, repo)
+    create_snapshot(cli, repo, "--from", "HEAD")
     survivor = git(repo, "rev-parse", AUDIT).strip()
     lost = forge_entry(repo, "verify", [], survivor)
     for ref in (AUDIT, "refs/govsnap-verified/audit"):
@@ -692,7 +687,7 @@ def test_a_clone_detects_a_truncated_or_deleted_remote_trail_and_restores_it(
 ) -> None:
     team = make_team(tmp_path, make_repo, keys, hook=False)
     for n in range(5):
-        create_id(cli, team.trusted, "-m", f"release {n}")
+        create_snapshot(cli, team.trusted, "--from", "HEAD", "-m", f"release {n}")
     assert cli(team.trusted, "push").code == 0
     assert cli(team.trusted, "fetch").code == 0  # verified what the remote holds
     entries = git(team.bare, "rev-list", "--count", AUDIT).strip()
@@ -721,8 +716,8 @@ def test_a_rewritten_remote_trail_is_replaced_with_a_lease_on_request(
     tmp_path: Path, make_repo: MakeRepo, keys: Keys, cli: Cli
 ) -> None:
     team = make_team(tmp_path, make_repo, keys, hook=False)
-    create_id(cli, team.trusted)
-    create_id(cli, team.trusted)
+    create_snapshot(cli, team.trusted, "--from", "HEAD")
+    create_snapshot(cli, team.trusted, "--from", "HEAD")
     assert cli(team.trusted, "push").code == 0
     first = git(team.bare, "rev-list", "--max-parents=0", AUDIT).strip()
     forged = forge_entry(team.bare, "verify", [], first)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from govsnap.audit import AUDIT_REF, EMPTY_TREE, parse_time
+from govsnap.audit import EMPTY_TREE, parse_time
 from govsnap.errors import UsageError
-from tests.conftest import Cli, MakeRepo, SSHKey, git
+from govsnap.refs import AUDIT_REF
+from tests.helpers import Cli, MakeRepo, SSHKey, create_snapshot, git
 
 NOW = datetime(2026, 3, 10, 15, 30, 0, tzinfo=UTC)
 
@@ -21,12 +22,6 @@ def entries(cli: Cli, repo: Path, *args: str) -> list[dict[str, object]]:
     data = json.loads(result.out)
     assert isinstance(data, list)
     return data
-
-
-def create(cli: Cli, repo: Path, *args: str) -> str:
-    result = cli(repo, "create", "--json", *args)
-    assert result.code == 0, result.err
-    return str(json.loads(result.out)["snapshot"]["id"])
 
 
 @pytest.mark.parametrize(
@@ -65,8 +60,8 @@ def test_parse_time_refuses_what_it_cannot_read(text: str) -> None:
 
 
 def test_entries_are_signed_commits_stock_git_verifies(cli: Cli, repo: Path) -> None:
-    ident = create(cli, repo, "--environment", "production")
-    create(cli, repo, "--unsigned", "--label", "second")
+    ident = create_snapshot(cli, repo, "--environment", "production")
+    create_snapshot(cli, repo, "--unsigned", "--label", "second")
     git(repo, "verify-commit", AUDIT_REF)
     git(repo, "verify-commit", f"{AUDIT_REF}~1")
     shown = git(repo, "log", "--show-signature", AUDIT_REF, stderr_too=True)
@@ -97,7 +92,7 @@ def test_ssh_signed_entries_verify_with_stock_git(cli: Cli, repo: Path, ssh_key:
     git(repo, "config", "gpg.format", "ssh")
     git(repo, "config", "user.signingKey", str(ssh_key.private))
     git(repo, "config", "gpg.ssh.allowedSignersFile", str(ssh_key.allowed_signers))
-    create(cli, repo)
+    create_snapshot(cli, repo)
     out = git(repo, "verify-commit", AUDIT_REF, stderr_too=True)
     assert 'Good "git" signature' in out
     assert entries(cli, repo)[0]["signature_kind"] == "ssh"
@@ -107,10 +102,10 @@ def test_unsigned_when_no_key_and_signing_failure_is_recorded(
     cli: Cli, make_repo: MakeRepo
 ) -> None:
     repo = make_repo(signed=False)
-    create(cli, repo, "--unsigned")
+    create_snapshot(cli, repo, "--unsigned")
     assert "gpgsig" not in git(repo, "cat-file", "commit", AUDIT_REF)
     git(repo, "config", "govsnap.signingKey", "0123456789ABCDEF0123456789ABCDEF01234567")
-    create(cli, repo, "--unsigned", "--label", "second")
+    create_snapshot(cli, repo, "--unsigned", "--label", "second")
     [failed, plain] = entries(cli, repo)
     assert plain["signature_kind"] == failed["signature_kind"] == "none"
     body = failed["body"]
@@ -120,9 +115,9 @@ def test_unsigned_when_no_key_and_signing_failure_is_recorded(
 def test_filters(cli: Cli, make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = make_repo()
     monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-01-10T10:00:00Z")
-    old = create(cli, repo, "--label", "old")
+    old = create_snapshot(cli, repo, "--label", "old")
     monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-02-10T10:00:00Z")
-    new = create(cli, repo)
+    new = create_snapshot(cli, repo)
     assert cli(repo, "hooks", "install").code == 0  # not an audited operation
     monkeypatch.delenv("GIT_COMMITTER_DATE")
 
@@ -147,8 +142,8 @@ def test_filters(cli: Cli, make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch)
 def test_verify_accepts_a_good_chain_and_an_empty_one(cli: Cli, repo: Path) -> None:
     empty = cli(repo, "audit", "verify", "--json")
     assert empty.code == 0 and json.loads(empty.out)["entries"] == 0
-    create(cli, repo)
-    create(cli, repo, "--unsigned", "--label", "second")
+    create_snapshot(cli, repo)
+    create_snapshot(cli, repo, "--unsigned", "--label", "second")
     result = cli(repo, "audit", "verify", "--json")
     assert result.code == 0, result.out + result.err
     report = json.loads(result.out)
@@ -175,7 +170,7 @@ def _body(date_epoch: int, operation: str = "create") -> str:
 def test_a_fetch_joining_two_copies_of_the_chain_is_the_one_good_merge(
     cli: Cli, repo: Path
 ) -> None:
-    create(cli, repo)
+    create_snapshot(cli, repo)
     base = git(repo, "rev-parse", AUDIT_REF).strip()
     when = int(git(repo, "log", "-1", "--format=%ct", AUDIT_REF)) + 5
     ours = _commit(repo, EMPTY_TREE, [base], _body(when), f"@{when} +0000")
@@ -190,7 +185,7 @@ def test_a_fetch_joining_two_copies_of_the_chain_is_the_one_good_merge(
 
 
 def test_verify_finds_merges_trees_time_and_bad_signatures(cli: Cli, repo: Path) -> None:
-    create(cli, repo)
+    create_snapshot(cli, repo)
     tip = git(repo, "rev-parse", AUDIT_REF).strip()
     tip_time = int(git(repo, "log", "-1", "--format=%ct", AUDIT_REF))
 
@@ -223,7 +218,7 @@ def test_verify_finds_merges_trees_time_and_bad_signatures(cli: Cli, repo: Path)
 
 
 def test_verify_finds_a_tampered_signed_entry(cli: Cli, repo: Path) -> None:
-    create(cli, repo)
+    create_snapshot(cli, repo)
     raw = git(repo, "cat-file", "commit", AUDIT_REF)
     assert "gpgsig" in raw
     forged = raw.replace('"result": "ok"', '"result": "no"')

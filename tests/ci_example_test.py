@@ -32,8 +32,8 @@ import typer
 import yaml
 
 from govsnap.cli import app
-from tests.conftest import Cli, Keys, git, snapshot_ids, write_files
-from tests.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, run_ok, sign_as
+from tests.helpers import Cli, Keys, git, run_ok, snapshot_ids, write_files
+from tests.helpers.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, sign_as
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "examples" / "github-actions-promote.yml"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, MakeRepo, Result, all_refs, git
+from tests.helpers import Cli, MakeRepo, Result, all_refs, git
 
 # Every command, with the arguments that make it act on a snapshot named ID.
 BY_ID = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, git
+from tests.helpers import Cli, git
 
 
 @pytest.mark.parametrize(

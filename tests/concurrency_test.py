@@ -8,8 +8,8 @@ import subprocess
 import sys
 import textwrap
 
-from govsnap.audit import AUDIT_REF
-from tests.conftest import MakeRepo, git, snapshot_ids
+from govsnap.refs import AUDIT_REF
+from tests.helpers import MakeRepo, git, snapshot_ids
 
 WORKERS = 8
 PER_WORKER = 25
@@ -41,7 +41,8 @@ DELETER = textwrap.dedent(
     from pathlib import Path
     import pygit2
     from govsnap import audit, notes
-    from govsnap.objects import SNAPSHOT_REF_PREFIX, delete_ref
+    from govsnap.objects import delete_ref
+    from govsnap.refs import SNAPSHOT_REF_PREFIX
     from govsnap.repo import open_repo
 
     repo = open_repo(Path(sys.argv[1]))
@@ -50,7 +51,7 @@ DELETER = textwrap.dedent(
         assert delete_ref(repo, SNAPSHOT_REF_PREFIX + ident, pygit2.Oid(hex=tag))
         identity = repo.committer()
         notes.remove(repo, [tag], identity)
-        audit.append(repo, "prune", f"deleted {ident}", snapshots=[ident], identity=identity)
+        audit.append(repo, audit.Entry("prune", f"deleted {ident}", identity, snapshots=[ident]))
         if n % 4 == 0:
             subprocess.run(["git", "pack-refs", "--all", "--prune"], cwd=sys.argv[1], check=True)
     """

@@ -7,12 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.conftest import Cli, MakeRepo, git, govsnap_bin, snapshot_ids
+from tests.helpers import Cli, MakeRepo, git, govsnap_bin, snapshot_ids
 
 
-def test_init_writes_defaults_once_and_keeps_existing_values(
-    cli: Cli, make_repo: MakeRepo
-) -> None:
+def test_init_writes_defaults_once_and_keeps_existing_values(cli: Cli, make_repo: MakeRepo) -> None:
     repo = make_repo()
     git(repo, "config", "govsnap.keepLast", "7")
     result = cli(repo, "init", "--json")

@@ -16,8 +16,8 @@ from govsnap import prune
 from govsnap.remote import push
 from govsnap.repo import open_repo
 from govsnap.store import CreateOptions, create
-from tests.conftest import Keys, all_refs, git, govsnap_bin, write_files
-from tests.tamper import policy_text
+from tests.helpers import Keys, all_refs, git, govsnap_bin, write_files
+from tests.helpers.tamper import policy_text
 
 NO_TERMINAL = (
     "not on a terminal, so nobody can confirm; pass --yes (--dry-run shows what it would do)"

@@ -1,30 +1,21 @@
 """Fixtures: real repositories in temporary directories, real throwaway OpenPGP and SSH
-keys, and a way to run the CLI in-process or as the installed command."""
+keys, a way to run the CLI in-process, and a temporary directory of its own for each
+test (the builders they use are in tests/helpers)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import gnupg
 import pytest
 
 from govsnap.cli import run
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Throwaway OpenPGP keys in a temporary GNUPGHOME."""
-
-    home: Path
-    trusted: str  # fingerprint of the key repositories sign with
-    other: str  # fingerprint of a second, unrelated key
+from tests.helpers import Cli, Keys, MakeRepo, Result, SSHKey, git, write_files
 
 
 def _gen(gpg: gnupg.GPG, name: str, email: str) -> str:
@@ -98,65 +89,6 @@ def keys(isolated_env: Path) -> Keys:
     )
 
 
-def public_key(fingerprint: str) -> str:
-    """Return the armored public key of a key in the session's keyring, as a trust policy
-    carries it (gpg --armor --export)."""
-    proc = subprocess.run(
-        ["gpg", "--batch", "--armor", "--export", fingerprint], capture_output=True, check=True
-    )
-    assert proc.stdout, f"no public key {fingerprint} in the keyring"
-    return proc.stdout.decode()
-
-
-def openpgp_signer(
-    name: str,
-    fingerprint: str,
-    environments: Sequence[str] = ("*",),
-    operations: Sequence[str] = ("*",),
-) -> str:
-    """Return a `[signers.NAME]` table of a trust policy for an OpenPGP key of the session's
-    keyring, carrying its public key."""
-    quote = "'" * 3
-    return (
-        f"\n[signers.{name}]\nopenpgp = {json.dumps(fingerprint)}\n"
-        f"environments = {json.dumps(list(environments))}\n"
-        f"operations = {json.dumps(list(operations))}\n"
-        f"public_key = {quote}\n{public_key(fingerprint)}{quote}\n"
-    )
-
-
-def git(
-    cwd: Path, *args: str, input_text: str | bytes | None = None, stderr_too: bool = False
-) -> str:
-    """Run stock git in `cwd`, fail the test if it fails, and return its stdout."""
-    return git_bytes(cwd, *args, input_data=input_text, stderr_too=stderr_too).decode()
-
-
-def git_bytes(
-    cwd: Path, *args: str, input_data: str | bytes | None = None, stderr_too: bool = False
-) -> bytes:
-    """Run stock git in `cwd`, fail the test if it fails, and return its raw stdout."""
-    data = input_data.encode() if isinstance(input_data, str) else input_data
-    proc = subprocess.run(["git", *args], cwd=cwd, input=data, capture_output=True, check=False)
-    if proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr.decode()}")
-    return proc.stdout + (proc.stderr if stderr_too else b"")
-
-
-def write_files(root: Path, files: dict[str, str | bytes]) -> None:
-    """Write files (creating directories) below `root`."""
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-
-
-MakeRepo = Callable[..., Path]
-
-
 @pytest.fixture
 def make_repo(tmp_path: Path, keys: Keys) -> MakeRepo:
     """Return a factory of repositories signed with the trusted key.
@@ -191,18 +123,6 @@ def repo(make_repo: MakeRepo) -> Path:
     return make_repo({"README.md": "hello\n", "src/app.py": "print('v1')\n"})
 
 
-@dataclass(frozen=True)
-class Result:
-    """What one CLI run printed and returned."""
-
-    code: int
-    out: str
-    err: str
-
-
-Cli = Callable[..., Result]
-
-
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
     """Run `govsnap -C <repo> args...` in-process and capture its output."""
@@ -214,23 +134,6 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         return Result(code, captured.out, captured.err)
 
     return invoke
-
-
-def govsnap_bin() -> str:
-    """Return the installed `govsnap` command (next to the running Python)."""
-    import sys
-
-    candidate = Path(sys.executable).parent / "govsnap"
-    return str(candidate) if candidate.exists() else "govsnap"
-
-
-@dataclass(frozen=True)
-class SSHKey:
-    """A throwaway SSH signing key and an allowed-signers file naming it."""
-
-    private: Path
-    public: Path
-    allowed_signers: Path
 
 
 @pytest.fixture(scope="session")
@@ -247,17 +150,18 @@ def ssh_key(isolated_env: Path) -> SSHKey:
     return SSHKey(private, public, allowed)
 
 
-def snapshot_ids(repo: Path) -> list[str]:
-    """Return the ids of the snapshot refs, as stock git lists them."""
-    out = git(repo, "for-each-ref", "--format=%(refname:lstrip=3)", "refs/govsnap/snapshots/")
-    return out.split()
-
-
-def all_refs(repo: Path) -> str:
-    """Return every ref and its value, as stock git lists them, but for what a clone
-    remembers having verified (refs/govsnap-verified/: any command that reads the trust
-    policy or the audit trail records it, as ssh records a host key)."""
-    out = git(repo, "for-each-ref", "--format=%(refname) %(objectname)")
-    return "".join(
-        line + "\n" for line in out.splitlines() if not line.startswith("refs/govsnap-verified/")
-    )
+@pytest.fixture(autouse=True)
+def own_tmpdir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """Give each test a TMPDIR of its own, for govsnap in-process and every program it
+    runs: a test that scans the temporary directory (for what a rehearsal leaves) sees
+    only its own run's, whatever runs beside it. A short path: gpg-agent's socket path
+    is limited to 108 bytes, and keyrings are made in it."""
+    # pytest finds the base of every tmp_path in TMPDIR when first asked: before it moves.
+    tmp_path_factory.getbasetemp()
+    tmpdir = Path(tempfile.mkdtemp(prefix="gt"))
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
+    yield tmpdir
+    shutil.rmtree(tmpdir, ignore_errors=True)

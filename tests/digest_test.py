@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from govsnap.digest import CACHE_NAME, DigestCache, digest_tree
 from govsnap.errors import CorruptObject
 from govsnap.repo import Repo, open_repo
-from tests.conftest import MakeRepo, git
+from tests.helpers import MakeRepo, git
 
 
 def test_digest_matches_the_manifest_definition(make_repo: MakeRepo) -> None:

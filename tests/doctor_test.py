@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from tests.conftest import Cli, MakeRepo, all_refs, git, snapshot_ids
+from tests.helpers import Cli, MakeRepo, all_refs, git, snapshot_ids
 
 
 def snapshots(cli: Cli, make_repo: MakeRepo, count: int = 2) -> Path:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Keys, MakeRepo, git, openpgp_signer, write_files
-from tests.tamper import commit_policy
+from tests.helpers import Cli, Keys, MakeRepo, git, openpgp_signer, write_files
+from tests.helpers.tamper import commit_policy
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from govsnap.digest import digest_tree
 from govsnap.repo import open_repo
-from tests.conftest import Cli, MakeRepo, git
+from tests.helpers import Cli, MakeRepo, git
 
 FORMAT_DOC = Path(__file__).resolve().parents[1] / "docs" / "format.md"
 

@@ -5,7 +5,6 @@ rewritten ones are refused; deletions need a signed push by a signer allowed to 
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 import subprocess
 import time
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Keys, MakeRepo, git, openpgp_signer, write_files
-from tests.tamper import commit_policy
+from tests.helpers import Cli, Keys, MakeRepo, create_snapshot, git, openpgp_signer, write_files
+from tests.helpers.tamper import commit_policy
 
 PREFIX = "refs/govsnap/snapshots/"
 
@@ -57,12 +56,6 @@ def push(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def create(cli: Cli, repo: Path, *args: str) -> str:
-    result = cli(repo, "create", "--json", "--from", "HEAD", *args)
-    assert result.code == 0, result.err
-    return str(json.loads(result.out)["snapshot"]["id"])
-
-
 def server_ids(server: Path) -> list[str]:
     out = git(server, "for-each-ref", "--format=%(refname:lstrip=3)", PREFIX)
     return out.split()
@@ -71,21 +64,21 @@ def server_ids(server: Path) -> list[str]:
 def test_server_accepts_a_good_snapshot_and_refuses_bad_ones(
     cli: Cli, client: Path, server: Path, keys: Keys
 ) -> None:
-    good = create(cli, client, "--environment", "production")
+    good = create_snapshot(cli, client, "--from", "HEAD", "--environment", "production")
     done = push(client, "origin", PREFIX + good, "refs/notes/govsnap")
     assert done.returncode == 0, done.stderr
     assert f"remote: govsnap: accepted create of {PREFIX}{good}: verified" in done.stderr
     assert server_ids(server) == [good]
     git(server, "verify-tag", PREFIX + good)
 
-    unsigned = create(cli, client, "--unsigned", "--label", "unsigned")
+    unsigned = create_snapshot(cli, client, "--from", "HEAD", "--unsigned", "--label", "unsigned")
     refused = push(client, "origin", PREFIX + unsigned)
     assert refused.returncode != 0
     assert f"REFUSED create of {PREFIX}{unsigned}: signature: unsigned" in refused.stderr
     assert "push refused: 1 ref update(s)" in refused.stderr
 
     git(client, "config", "govsnap.signingKey", keys.other)
-    untrusted = create(cli, client, "--label", "untrusted")
+    untrusted = create_snapshot(cli, client, "--from", "HEAD", "--label", "untrusted")
     refused = push(client, "origin", PREFIX + untrusted)
     assert refused.returncode != 0
     # The server checks signatures against the policy's keys only: an unknown key
@@ -118,7 +111,7 @@ def test_server_accepts_a_good_snapshot_and_refuses_bad_ones(
     assert "id: the ref names 0123456789abcdef" in renamed.stderr
 
     # A rewrite of an existing snapshot ref, even with another good snapshot.
-    other = create(cli, client, "--label", "other")
+    other = create_snapshot(cli, client, "--from", "HEAD", "--label", "other")
     other_tag = git(client, "rev-parse", PREFIX + other).strip()
     rewrite = push(client, "--force", "origin", f"{other_tag}:{PREFIX}{good}")
     assert rewrite.returncode != 0
@@ -136,8 +129,10 @@ def test_server_accepts_a_good_snapshot_and_refuses_bad_ones(
 def test_deletion_needs_an_authorised_prune_entry(
     cli: Cli, client: Path, server: Path, keys: Keys
 ) -> None:
-    ident = create(cli, client, "--environment", "production")
-    keep = create(cli, client, "--environment", "production", "--label", "keep")
+    ident = create_snapshot(cli, client, "--from", "HEAD", "--environment", "production")
+    keep = create_snapshot(
+        cli, client, "--from", "HEAD", "--environment", "production", "--label", "keep"
+    )
     assert cli(client, "push", "origin").code == 0
 
     plain = push(client, "origin", f":{PREFIX}{ident}")
@@ -222,8 +217,8 @@ def daemon(server: Path) -> Iterator[str]:
 
 def test_pushes_through_git_daemon(cli: Cli, client: Path, server: Path, daemon: str) -> None:
     git(client, "remote", "add", "daemon", daemon)
-    good = create(cli, client, "--environment", "production")
-    unsigned = create(cli, client, "--unsigned", "--label", "u")
+    good = create_snapshot(cli, client, "--from", "HEAD", "--environment", "production")
+    unsigned = create_snapshot(cli, client, "--from", "HEAD", "--unsigned", "--label", "u")
     refused = push(client, "daemon", PREFIX + unsigned)
     assert refused.returncode != 0
     assert f"REFUSED create of {PREFIX}{unsigned}: signature: unsigned" in refused.stderr
@@ -239,7 +234,7 @@ def test_a_push_cannot_grant_itself_trust(cli: Cli, client: Path, server: Path, 
     write_files(client, {".govsnap/trust.toml": widened.replace("version = 1", "version = 2")})
     git(client, "commit", "-q", "-am", "trust the other key")  # not approved by anyone
     git(client, "config", "govsnap.signingKey", keys.other)
-    ident = create(cli, client, "--label", "self-granted")
+    ident = create_snapshot(cli, client, "--from", "HEAD", "--label", "self-granted")
     refused = push(client, "origin", "main", PREFIX + ident)
     assert refused.returncode != 0
     assert "REFUSED fast-forward of refs/heads/main: the trust policy it brings" in refused.stderr

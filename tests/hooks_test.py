@@ -13,14 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from govsnap.hooks import (
-    PushUpdate,
-    decide_push,
-    parse_push_lines,
-    promotion_pattern,
-    select_hooks,
-)
-from tests.conftest import Cli, MakeRepo, git, govsnap_bin, snapshot_ids, write_files
+from govsnap.hook_run import PushUpdate, decide_push, parse_push_lines, promotion_pattern
+from govsnap.hooks import select_hooks
+from tests.helpers import Cli, MakeRepo, git, govsnap_bin, snapshot_ids, write_files
 
 ROOT = Path(__file__).resolve().parent.parent
 Z = "0" * 40

@@ -25,7 +25,7 @@ from govsnap.objects import (
     validate_name,
 )
 from govsnap.repo import Identity, Repo, open_repo
-from tests.conftest import git
+from tests.helpers import git
 
 PAYLOAD = SnapshotPayload(
     commit="1" * 40,

@@ -19,29 +19,19 @@ import pytest
 from govsnap import prune
 from govsnap.repo import open_repo
 from govsnap.retention import RetentionPolicy
-from tests.conftest import (
+from tests.helpers import (
     Cli,
     Keys,
     MakeRepo,
     all_refs,
+    dated,
     git,
     govsnap_bin,
     openpgp_signer,
     snapshot_ids,
     write_files,
 )
-from tests.tamper import commit_policy
-
-
-def dated(cli: Cli, repo: Path, when: str, *args: str) -> str:
-    """Create an unsigned snapshot dated `when` (as `git tag` honours GIT_COMMITTER_DATE)."""
-    os.environ["GIT_COMMITTER_DATE"] = when
-    try:
-        result = cli(repo, "create", "--unsigned", "--json", *args)
-    finally:
-        del os.environ["GIT_COMMITTER_DATE"]
-    assert result.code == 0, result.err
-    return str(json.loads(result.out)["snapshot"]["id"])
+from tests.helpers.tamper import commit_policy
 
 
 def tag_of(repo: Path, ident: str) -> str:

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.conftest import govsnap_bin, snapshot_ids
+from tests.helpers import govsnap_bin, snapshot_ids
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, SSHKey, git, snapshot_ids
-from tests.team import Keyrings, Member, keyrings, make_key_available, sign_as
+from tests.helpers import Cli, SSHKey, git, snapshot_ids
+from tests.helpers.team import Keyrings, Member, keyrings, make_key_available, sign_as
 
 DAY = 86400
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"

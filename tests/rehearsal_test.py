@@ -13,8 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Keys, MakeRepo, git, govsnap_bin, write_files
-from tests.rollback_test import BINARY, files_state, snap, trust_policy
+from tests.helpers import (
+    BINARY,
+    Cli,
+    Keys,
+    MakeRepo,
+    create_snapshot,
+    files_state,
+    git,
+    govsnap_bin,
+    trust_policy,
+    write_files,
+)
 
 
 def user_state(repo: Path) -> tuple[object, ...]:
@@ -70,7 +80,7 @@ def dirty(repo: Path) -> None:
 def test_rehearsal_passes_and_leaves_the_checkout_untouched(
     cli: Cli, repo: Path, tmp_path: Path, private_tmp: Path
 ) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     dirty(repo)
     before = user_state(repo)
 
@@ -112,7 +122,7 @@ def test_rehearsal_passes_and_leaves_the_checkout_untouched(
 
 @pytest.mark.parametrize("kind", ["delete", "corrupt", "stray", "index"])
 def test_each_damage_kind_is_repaired(cli: Cli, repo: Path, kind: str) -> None:
-    snap(cli, repo)
+    create_snapshot(cli, repo)
     result = cli(repo, "rehearse", "--damage", kind, "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
@@ -123,7 +133,7 @@ def test_each_damage_kind_is_repaired(cli: Cli, repo: Path, kind: str) -> None:
 
 def test_rehearsal_fails_when_a_blob_is_missing_and_says_which_gates(cli: Cli, repo: Path) -> None:
     write_files(repo, {"lost.bin": b"\x01 this blob is removed from the object store"})
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     blob = git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}:lost.bin").strip()
     (repo / ".git/objects" / blob[:2] / blob[2:]).unlink()
     (repo / "lost.bin").unlink()
@@ -150,7 +160,7 @@ def test_rehearsal_fails_when_a_blob_is_missing_and_says_which_gates(cli: Cli, r
 
 
 def test_recovery_objective_is_a_gate(cli: Cli, repo: Path) -> None:
-    snap(cli, repo)
+    create_snapshot(cli, repo)
     git(repo, "config", "govsnap.rto", "1")
     assert json.loads(cli(repo, "rehearse", "--json").out)["rto_seconds"] == 1
     result = cli(repo, "rehearse", "--rto", "0.000001", "--json")
@@ -167,7 +177,7 @@ def test_recovery_objective_is_a_gate(cli: Cli, repo: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line(cli: Cli, repo: Path, args: list[str], needle: str) -> None:
-    snap(cli, repo)
+    create_snapshot(cli, repo)
     result = cli(repo, "rehearse", *args)
     assert result.code == 2 and needle in result.err and len(result.err.splitlines()) == 1
 
@@ -177,7 +187,7 @@ def test_a_report_path_whose_directory_does_not_exist_is_refused(
 ) -> None:
     """As git does for `archive -o`: no directories are made where a mistyped path points,
     and nothing is rehearsed (the note and the audit trail are untouched)."""
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     audit_before = git(repo, "rev-parse", "refs/govsnap/audit")
     target = tmp_path / "nonexistent" / "dir" / "x"
     result = cli(repo, "rehearse", ident, "--report", str(target))
@@ -188,7 +198,7 @@ def test_a_report_path_whose_directory_does_not_exist_is_refused(
 
 
 def test_interrupted_rehearsal_removes_its_clone(repo: Path, tmp_path: Path, cli: Cli) -> None:
-    snap(cli, repo)
+    create_snapshot(cli, repo)
     before = user_state(repo)
     scratch = tmp_path / "tmp"
     scratch.mkdir()

@@ -4,7 +4,7 @@ snapshot, a clone that refused a snapshot never strips its note from the server,
 `doctor --fix` recovers notes from what fetches brought before it rebuilds one from the
 signed payload.
 
-Each clone signs with its own keyring, which holds its own key only (tests/team.py):
+Each clone signs with its own keyring, which holds its own key only (tests/helpers/team.py):
 public keys reach a clone in the committed trust policy, nowhere else. In the
 `newcomer` scenarios the releaser's key is not in the policy yet until the colleague,
 who keeps the policy, adds it (`add_to_policy`)."""
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Keys, MakeRepo, git, snapshot_ids
-from tests.tamper import commit_policy, policy_text
-from tests.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, run_ok, sign_as
+from tests.helpers import Cli, Keys, MakeRepo, create_snapshot, git, run_ok, snapshot_ids
+from tests.helpers.tamper import commit_policy, policy_text
+from tests.helpers.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, sign_as
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,6 @@ def welcome(cli: Cli, team: Team, *options: str) -> None:
     git(team.a, "pull", "-q", "--ff-only")
 
 
-def create(cli: Cli, repo: Path, *args: str) -> str:
-    return str(json.loads(run_ok(cli, repo, "create", "--json", *args))["snapshot"]["id"])
-
-
 def raw_note(repo: Path, ident: str) -> str:
     """Return the note of a snapshot as stock `git notes` prints it."""
     return git(repo, "notes", "--ref=govsnap", "show", f"refs/govsnap/snapshots/{ident}")
@@ -120,7 +116,7 @@ def notes_on(repo: Path) -> set[str]:
 
 def test_fetch_before_the_key_then_after_it_loses_no_note(newcomer: Team, cli: Cli) -> None:
     team = newcomer
-    ids = [create(cli, team.a, "-l", f"r{n}") for n in range(3)]
+    ids = [create_snapshot(cli, team.a, "-l", f"r{n}") for n in range(3)]
     run_ok(cli, team.a, "push")
 
     refused = cli(team.b, "fetch", "--json")
@@ -174,7 +170,7 @@ def test_fetch_before_the_key_then_after_it_loses_no_note(newcomer: Team, cli: C
 
     # Later snapshots and note changes arrive as usual: a pin (the releaser may pin now)
     # and a verification result.
-    ids.append(create(cli, team.a, "-l", "r3"))
+    ids.append(create_snapshot(cli, team.a, "-l", "r3"))
     run_ok(cli, team.a, "pin", ids[0])
     run_ok(cli, team.a, "verify", ids[1])
     run_ok(cli, team.a, "push")
@@ -226,7 +222,7 @@ def test_a_refused_snapshots_note_kept_here_is_adopted_when_the_remote_lost_it(
     newcomer: Team, cli: Cli
 ) -> None:
     team = newcomer
-    ident = create(cli, team.a, "-m", "made before the policy had the key")
+    ident = create_snapshot(cli, team.a, "-m", "made before the policy had the key")
     run_ok(cli, team.a, "push")
     assert cli(team.b, "fetch").code == 1
     drop_notes_on_server(team.bare, {tag_of(team.a, ident)})
@@ -246,7 +242,7 @@ def test_a_refused_snapshots_note_kept_here_is_adopted_when_the_remote_lost_it(
 def test_a_snapshot_whose_note_is_nowhere_is_added_with_a_rebuilt_note(
     team: Team, cli: Cli
 ) -> None:
-    ident = create(cli, team.a, "-l", "r1")
+    ident = create_snapshot(cli, team.a, "-l", "r1")
     run_ok(cli, team.a, "push")
     drop_notes_on_server(team.bare, {tag_of(team.a, ident)})
 
@@ -264,8 +260,8 @@ def test_a_snapshot_whose_note_is_nowhere_is_added_with_a_rebuilt_note(
 def test_a_partly_refused_fetch_adds_the_good_with_notes_and_keeps_the_rest(
     team: Team, cli: Cli
 ) -> None:
-    good = create(cli, team.a, "-l", "good")
-    unsigned = create(cli, team.a, "--unsigned", "-m", "nobody signed this")
+    good = create_snapshot(cli, team.a, "-l", "good")
+    unsigned = create_snapshot(cli, team.a, "--unsigned", "-m", "nobody signed this")
     run_ok(cli, team.a, "push")
 
     result = cli(team.b, "fetch", "--json")
@@ -285,7 +281,7 @@ def test_a_partly_refused_fetch_adds_the_good_with_notes_and_keeps_the_rest(
 
 
 def test_a_clone_whose_snapshots_lost_their_notes_gets_them_back(team: Team, cli: Cli) -> None:
-    ids = [create(cli, team.a, "-l", f"r{n}") for n in range(2)]
+    ids = [create_snapshot(cli, team.a, "-l", f"r{n}") for n in range(2)]
     run_ok(cli, team.a, "pin", ids[0])
     run_ok(cli, team.a, "push")
     run_ok(cli, team.b, "fetch")
@@ -312,7 +308,7 @@ def test_a_clone_whose_snapshots_lost_their_notes_gets_them_back(team: Team, cli
 def test_doctor_rebuilds_when_the_fetched_note_disagrees_with_the_signature(
     team: Team, cli: Cli
 ) -> None:
-    ident = create(cli, team.a, "-l", "honest")
+    ident = create_snapshot(cli, team.a, "-l", "honest")
     run_ok(cli, team.a, "push")
     run_ok(cli, team.b, "fetch")
     tag = tag_of(team.a, ident)
@@ -335,7 +331,7 @@ def test_a_clone_that_refused_a_snapshot_does_not_strip_its_note_from_the_server
     newcomer: Team, cli: Cli
 ) -> None:
     team = newcomer
-    ident = create(cli, team.a, "-e", "production", "-l", "r1")
+    ident = create_snapshot(cli, team.a, "-e", "production", "-l", "r1")
     run_ok(cli, team.a, "push")
     expected = raw_note(team.a, ident)
     server = git(team.bare, "for-each-ref", "refs/govsnap/", "refs/notes/")
@@ -343,7 +339,7 @@ def test_a_clone_that_refused_a_snapshot_does_not_strip_its_note_from_the_server
     # The colleague shares a snapshot of their own while the policy does not carry the
     # releaser's key: push merges the server's trail first, refuses to build on entries
     # signed by a key the policy does not know, and sends nothing, saying how to fix it.
-    own = create(cli, team.b, "-l", "colleague")
+    own = create_snapshot(cli, team.b, "-l", "colleague")
     pushed = cli(team.b, "push")
     assert pushed.code == 1
     assert pushed.err.splitlines()[-1].startswith("govsnap: error: the audit trail of origin")

@@ -8,36 +8,29 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from govsnap import notes
-from govsnap.remote import merge_note
+from govsnap.notes import merge_note
 from govsnap.repo import open_repo
-from tests.conftest import Cli, Keys, MakeRepo, git, git_bytes, snapshot_ids, write_files
-from tests.tamper import gpg_sign, policy_text
+from tests.helpers import (
+    Cli,
+    Keys,
+    MakeRepo,
+    Shared,
+    create_snapshot,
+    git,
+    git_bytes,
+    refs,
+    run_ok,
+    snapshot_ids,
+    write_files,
+)
+from tests.helpers.tamper import gpg_sign, policy_text
 
 POLICY = {"releaser": ("", ["*"], ["*"])}
-
-
-@dataclass(frozen=True)
-class Shared:
-    """A bare remote and two clones of it, both signing with the trusted key."""
-
-    root: Path
-    bare: Path
-    a: Path
-    b: Path
-
-    def clone(self, name: str, url: str | None = None) -> Path:
-        """Return a further clone of the remote (or of `url`), signing like the others."""
-        path = self.root / name
-        git(self.root, "clone", "-q", url or str(self.bare), str(path))
-        signing = git(self.a, "config", "govsnap.signingKey").strip()
-        git(path, "config", "govsnap.signingKey", signing)
-        return path
 
 
 def _seed(make_repo: MakeRepo, keys: Keys) -> Path:
@@ -56,26 +49,6 @@ def shared(tmp_path: Path, make_repo: MakeRepo, keys: Keys) -> Shared:
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
     first = Shared(tmp_path, bare, seed, seed)
     return Shared(tmp_path, bare, first.clone("a"), first.clone("b"))
-
-
-def create(cli: Cli, repo: Path, *args: str) -> str:
-    """Take a snapshot with the CLI and return its id."""
-    result = cli(repo, "create", "--json", *args)
-    assert result.code == 0, result.err
-    return str(json.loads(result.out)["snapshot"]["id"])
-
-
-def ok(cli: Cli, repo: Path, *args: str) -> str:
-    """Run a command that must succeed; return its stdout."""
-    result = cli(repo, *args)
-    assert result.code == 0, (args, result.out, result.err)
-    return result.out
-
-
-def refs(path: Path, pattern: str) -> dict[str, str]:
-    """Return ref -> object under `pattern`, as stock git lists them."""
-    out = git(path, "for-each-ref", "--format=%(refname) %(objectname)", pattern)
-    return dict(line.split() for line in out.splitlines())
 
 
 def govsnap_state(path: Path) -> dict[str, str]:
@@ -109,20 +82,20 @@ def note_of(path: Path, ident: str) -> dict[str, object]:
 
 
 def test_snapshots_from_both_clones_converge_after_push_and_fetch(shared: Shared, cli: Cli) -> None:
-    a1 = create(cli, shared.a, "-e", "production")
-    a2 = create(cli, shared.a, "-e", "staging")
-    b1 = create(cli, shared.b, "-e", "production", "-l", "from-b")
-    ok(cli, shared.a, "push")
+    a1 = create_snapshot(cli, shared.a, "-e", "production")
+    a2 = create_snapshot(cli, shared.a, "-e", "staging")
+    b1 = create_snapshot(cli, shared.b, "-e", "production", "-l", "from-b")
+    run_ok(cli, shared.a, "push")
     assert set(snapshot_ids(shared.bare)) == {a1, a2}
 
-    fetched = json.loads(ok(cli, shared.b, "fetch", "--json"))
+    fetched = json.loads(run_ok(cli, shared.b, "fetch", "--json"))
     assert sorted(fetched["added"]) == sorted([a1, a2])
     assert fetched["verified"] is True
     assert fetched["audit"] == "joined"  # both clones had appended entries
-    ok(cli, shared.b, "push")
-    ok(cli, shared.a, "fetch")
-    ok(cli, shared.a, "push")  # a's fetch entry
-    ok(cli, shared.b, "fetch")
+    run_ok(cli, shared.b, "push")
+    run_ok(cli, shared.a, "fetch")
+    run_ok(cli, shared.a, "push")  # a's fetch entry
+    run_ok(cli, shared.b, "fetch")
 
     assert set(snapshot_ids(shared.a)) == {a1, a2, b1}
     assert govsnap_state(shared.a) == govsnap_state(shared.b) == govsnap_state(shared.bare)
@@ -131,16 +104,16 @@ def test_snapshots_from_both_clones_converge_after_push_and_fetch(shared: Shared
     git(shared.b, "verify-tag", f"refs/govsnap/snapshots/{a1}")
     # A second round changes nothing and appends nothing.
     before = govsnap_state(shared.a)
-    assert "up to date" in ok(cli, shared.a, "push")
-    again = json.loads(ok(cli, shared.a, "fetch", "--json"))
+    assert "up to date" in run_ok(cli, shared.a, "push")
+    again = json.loads(run_ok(cli, shared.a, "fetch", "--json"))
     assert again["added"] == [] and again["unchanged"] == 3
     assert govsnap_state(shared.a) == before
 
 
 def test_notes_edited_on_both_sides_are_merged_field_by_field(shared: Shared, cli: Cli) -> None:
-    ident = create(cli, shared.a)
-    ok(cli, shared.a, "push")
-    ok(cli, shared.b, "fetch")
+    ident = create_snapshot(cli, shared.a)
+    run_ok(cli, shared.a, "push")
+    run_ok(cli, shared.b, "fetch")
     tag = refs(shared.a, f"refs/govsnap/snapshots/{ident}")[f"refs/govsnap/snapshots/{ident}"]
     older = {"time": "2026-01-01T00:00:00Z", "verdict": "pass", "signer": "A"}
     newer = {"time": "2026-01-02T00:00:00Z", "verdict": "fail", "signer": None}
@@ -149,11 +122,11 @@ def test_notes_edited_on_both_sides_are_merged_field_by_field(shared: Shared, cl
     notes.merge_fields(
         repo_a, tag, {"verification": older, "rehearsal": rehearsal}, repo_a.committer()
     )
-    ok(cli, shared.b, "pin", ident)
+    run_ok(cli, shared.b, "pin", ident)
     notes.merge_fields(repo_b, tag, {"verification": newer}, repo_b.committer())
 
-    ok(cli, shared.a, "push")
-    fetched = json.loads(ok(cli, shared.b, "fetch", "--json"))
+    run_ok(cli, shared.a, "push")
+    fetched = json.loads(run_ok(cli, shared.b, "fetch", "--json"))
     assert fetched["notes"] == "merged"
     merged = note_of(shared.b, ident)
     assert merged["pinned"] is True  # b's edit
@@ -164,25 +137,25 @@ def test_notes_edited_on_both_sides_are_merged_field_by_field(shared: Shared, cl
     parents = git(shared.b, "rev-list", "--parents", "-n1", notes_commit).split()[1:]
     assert len(parents) == 2  # a merge commit: both histories kept
 
-    ok(cli, shared.b, "push")
-    assert json.loads(ok(cli, shared.a, "fetch", "--json"))["notes"] == "fast-forward"
+    run_ok(cli, shared.b, "push")
+    assert json.loads(run_ok(cli, shared.a, "fetch", "--json"))["notes"] == "fast-forward"
     assert note_of(shared.a, ident) == merged
     assert refs(shared.a, "refs/notes/govsnap") == refs(shared.bare, "refs/notes/govsnap")
 
 
 def test_diverged_audit_chains_are_joined_without_losing_an_entry(shared: Shared, cli: Cli) -> None:
-    create(cli, shared.a)
-    ok(cli, shared.a, "push")
-    ok(cli, shared.b, "fetch")
-    ok(cli, shared.b, "push")
-    create(cli, shared.a, "-l", "from-a")
-    create(cli, shared.b, "-l", "from-b")
-    ok(cli, shared.b, "push")
+    create_snapshot(cli, shared.a)
+    run_ok(cli, shared.a, "push")
+    run_ok(cli, shared.b, "fetch")
+    run_ok(cli, shared.b, "push")
+    create_snapshot(cli, shared.a, "-l", "from-a")
+    create_snapshot(cli, shared.b, "-l", "from-b")
+    run_ok(cli, shared.b, "push")
     entries_a, entries_b = audit_commits(shared.a), audit_commits(shared.b)
     assert entries_a - entries_b and entries_b - entries_a  # diverged
     head_a, head_b = audit_head(shared.a), audit_head(shared.b)
 
-    ok(cli, shared.a, "push")  # the remote has b's entries: fetch, join, then push
+    run_ok(cli, shared.a, "push")  # the remote has b's entries: fetch, join, then push
     joined = audit_commits(shared.a)
     assert entries_a | entries_b < joined
     parents = git(shared.a, "rev-list", "--parents", "-n1", "refs/govsnap/audit").split()[1:]
@@ -192,7 +165,7 @@ def test_diverged_audit_chains_are_joined_without_losing_an_entry(shared: Shared
     # The joining entry is signed like every other: stock git checks it.
     git(shared.a, "verify-commit", "refs/govsnap/audit")
     assert audit_commits(shared.bare) == joined
-    ok(cli, shared.b, "fetch")  # a fast-forward, then b's own entry for the snapshot it got
+    run_ok(cli, shared.b, "fetch")  # a fast-forward, then b's own entry for the snapshot it got
     assert git(shared.b, "rev-parse", "refs/govsnap/audit^").strip() == audit_head(shared.a)
     assert audit_commits(shared.b) - joined == {audit_head(shared.b)}
 
@@ -213,9 +186,9 @@ def forge(bare: Path, ident: str) -> str:
 def test_a_snapshot_ref_replaced_on_the_server_is_reported_and_not_fetched(
     shared: Shared, cli: Cli
 ) -> None:
-    ident = create(cli, shared.a, "-e", "production")
-    ok(cli, shared.a, "push")
-    ok(cli, shared.b, "fetch")
+    ident = create_snapshot(cli, shared.a, "-e", "production")
+    run_ok(cli, shared.a, "push")
+    run_ok(cli, shared.b, "fetch")
     mine = refs(shared.b, "refs/govsnap/snapshots/")
     forged = forge(shared.bare, ident)
 
@@ -250,9 +223,9 @@ def test_a_snapshot_ref_replaced_on_the_server_is_reported_and_not_fetched(
 def test_a_snapshot_signed_again_by_another_key_on_the_server_is_a_conflict(
     shared: Shared, cli: Cli, keys: Keys
 ) -> None:
-    ident = create(cli, shared.a)
-    ok(cli, shared.a, "push")
-    ok(cli, shared.b, "fetch")
+    ident = create_snapshot(cli, shared.a)
+    run_ok(cli, shared.a, "push")
+    run_ok(cli, shared.b, "fetch")
     ref = f"refs/govsnap/snapshots/{ident}"
     raw = git_bytes(shared.bare, "cat-file", "tag", ref)
     payload = raw[: raw.index(b"-----BEGIN PGP SIGNATURE-----")]
@@ -270,8 +243,8 @@ def test_a_snapshot_signed_again_by_another_key_on_the_server_is_a_conflict(
 
 
 def test_a_notes_ref_replaced_by_a_blob_on_the_server_is_refused(shared: Shared, cli: Cli) -> None:
-    ident = create(cli, shared.a)
-    ok(cli, shared.a, "push")
+    ident = create_snapshot(cli, shared.a)
+    run_ok(cli, shared.a, "push")
     blob = git(shared.bare, "hash-object", "-w", "--stdin", input_text="not notes\n").strip()
     git(shared.bare, "update-ref", "refs/notes/govsnap", blob)
     result = cli(shared.b, "fetch", "--no-verify")
@@ -285,9 +258,9 @@ def test_a_notes_ref_replaced_by_a_blob_on_the_server_is_refused(shared: Shared,
 
 
 def test_unsigned_snapshots_are_not_added_unless_no_verify(shared: Shared, cli: Cli) -> None:
-    good = create(cli, shared.a)
-    unsigned = create(cli, shared.a, "--unsigned", "-m", "unsigned")
-    ok(cli, shared.a, "push")
+    good = create_snapshot(cli, shared.a)
+    unsigned = create_snapshot(cli, shared.a, "--unsigned", "-m", "unsigned")
+    run_ok(cli, shared.a, "push")
     result = cli(shared.b, "fetch", "--json")
     assert result.code == 1
     report = json.loads(result.out)
@@ -296,7 +269,7 @@ def test_unsigned_snapshots_are_not_added_unless_no_verify(shared: Shared, cli: 
     assert bad["id"] == unsigned and "signature" in bad["detail"]
     assert snapshot_ids(shared.b) == [good]
 
-    skipped = json.loads(ok(cli, shared.b, "fetch", "--no-verify", "--json"))
+    skipped = json.loads(run_ok(cli, shared.b, "fetch", "--no-verify", "--json"))
     assert skipped["added"] == [unsigned] and skipped["verified"] is False
     assert set(snapshot_ids(shared.b)) == {good, unsigned}
 
@@ -305,24 +278,24 @@ def test_unsigned_snapshots_are_not_added_unless_no_verify(shared: Shared, cli: 
 
 
 def test_push_prune_deletes_only_what_this_clone_pruned(shared: Shared, cli: Cli) -> None:
-    old = create(cli, shared.a, "-m", "old")
-    new = create(cli, shared.a, "-m", "new")
-    ok(cli, shared.a, "push")
-    ok(cli, shared.b, "fetch")
-    b_only = create(cli, shared.b, "-m", "b only")
-    ok(cli, shared.b, "push")
-    ok(cli, shared.a, "prune", "--id", old, "--yes", "--no-gc")
+    old = create_snapshot(cli, shared.a, "-m", "old")
+    new = create_snapshot(cli, shared.a, "-m", "new")
+    run_ok(cli, shared.a, "push")
+    run_ok(cli, shared.b, "fetch")
+    b_only = create_snapshot(cli, shared.b, "-m", "b only")
+    run_ok(cli, shared.b, "push")
+    run_ok(cli, shared.a, "prune", "--id", old, "--yes", "--no-gc")
     assert set(snapshot_ids(shared.a)) == {new}
 
     # Without --prune nothing is deleted, and the pruned snapshot is not fetched back.
-    ok(cli, shared.a, "push")
+    run_ok(cli, shared.a, "push")
     assert old in snapshot_ids(shared.bare)
-    report = json.loads(ok(cli, shared.a, "fetch", "--json"))
+    report = json.loads(run_ok(cli, shared.a, "fetch", "--json"))
     assert [s["status"] for s in report["snapshots"] if s["id"] == old] == ["pruned"]
     assert set(snapshot_ids(shared.a)) == {new, b_only}
 
     before = govsnap_state(shared.bare)
-    dry = json.loads(ok(cli, shared.a, "push", "--prune", "--dry-run", "--json"))
+    dry = json.loads(run_ok(cli, shared.a, "push", "--prune", "--dry-run", "--json"))
     assert dry["deleted"] == [old] and dry["dry_run"] is True
     assert govsnap_state(shared.bare) == before
 
@@ -333,7 +306,7 @@ def test_push_prune_deletes_only_what_this_clone_pruned(shared: Shared, cli: Cli
         "so nobody can confirm; pass --yes (--dry-run shows what it would do)"
     )
     assert govsnap_state(shared.bare) == before
-    out = ok(cli, shared.a, "push", "--prune", "--yes")
+    out = run_ok(cli, shared.a, "push", "--prune", "--yes")
     assert f"delete 1 pruned snapshot(s) on the remote: {old}" in out
     assert set(snapshot_ids(shared.bare)) == {new, b_only}  # b's snapshot was not mirrored away
     assert "push: to origin: deleted 1" in git(
@@ -341,9 +314,9 @@ def test_push_prune_deletes_only_what_this_clone_pruned(shared: Shared, cli: Cli
     )
 
     # b still has the snapshot; it keeps it, and does not send it back.
-    ok(cli, shared.b, "fetch")
+    run_ok(cli, shared.b, "fetch")
     assert old in snapshot_ids(shared.b)
-    held = json.loads(ok(cli, shared.b, "push", "--json"))
+    held = json.loads(run_ok(cli, shared.b, "push", "--json"))
     assert held["held_back"] == [old] and held["sent"] == []
     assert old not in snapshot_ids(shared.bare)
 
@@ -353,17 +326,17 @@ def test_against_a_server_guarded_by_the_pre_receive_hook(shared: Shared, cli: C
     names; its root of trust is the policy commit it was set up with."""
     anchor = git(shared.bare, "rev-parse", "HEAD").strip()
     git(shared.bare, "config", "govsnap.trustAnchorCommit", anchor)
-    ok(cli, shared.bare, "hooks", "install", "--server", "--trust-ref", "refs/heads/main")
-    old = create(cli, shared.a, "-m", "old")
-    new = create(cli, shared.a, "-m", "new")
-    ok(cli, shared.a, "push")
+    run_ok(cli, shared.bare, "hooks", "install", "--server", "--trust-ref", "refs/heads/main")
+    old = create_snapshot(cli, shared.a, "-m", "old")
+    new = create_snapshot(cli, shared.a, "-m", "new")
+    run_ok(cli, shared.a, "push")
     assert set(snapshot_ids(shared.bare)) == {old, new}
 
-    ok(cli, shared.a, "prune", "--id", old, "--yes", "--no-gc")
-    ok(cli, shared.a, "push", "--prune", "--yes")  # the signed prune entry travels with it
+    run_ok(cli, shared.a, "prune", "--id", old, "--yes", "--no-gc")
+    run_ok(cli, shared.a, "push", "--prune", "--yes")  # the signed prune entry travels with it
     assert snapshot_ids(shared.bare) == [new]
 
-    unsigned = create(cli, shared.a, "--unsigned", "-m", "unsigned")
+    unsigned = create_snapshot(cli, shared.a, "--unsigned", "-m", "unsigned")
     result = cli(shared.a, "push")
     assert result.code == 1
     line = one_line(result.err)
@@ -384,17 +357,17 @@ def test_remote_setup_makes_plain_git_push_and_fetch_carry_snapshots(
     shared: Shared, cli: Cli
 ) -> None:
     original = config_lines(shared.a)
-    dry = ok(cli, shared.a, "remote", "setup", "origin", "--dry-run")
+    dry = run_ok(cli, shared.a, "remote", "setup", "origin", "--dry-run")
     assert "would add" in dry and config_lines(shared.a) == original
 
-    out = ok(cli, shared.a, "remote", "setup", "origin")
+    out = run_ok(cli, shared.a, "remote", "setup", "origin")
     assert "add    remote.origin.push = refs/govsnap/*:refs/govsnap/*" in out
     assert "add    remote.origin.fetch = +refs/govsnap/*:refs/govsnap-remote/origin/*" in out
     assert "HEAD" in git(shared.a, "config", "--get-all", "remote.origin.push")
-    again = json.loads(ok(cli, shared.a, "remote", "setup", "origin", "--json"))
+    again = json.loads(run_ok(cli, shared.a, "remote", "setup", "origin", "--json"))
     assert again["added"] == [] and len(again["unchanged"]) == 4  # idempotent
 
-    ident = create(cli, shared.a)
+    ident = create_snapshot(cli, shared.a)
     write_files(shared.a, {"NEW.md": "x\n"})
     git(shared.a, "add", "NEW.md")
     git(shared.a, "commit", "-q", "-m", "more")
@@ -403,24 +376,24 @@ def test_remote_setup_makes_plain_git_push_and_fetch_carry_snapshots(
     assert refs(shared.bare, "refs/heads/main") == refs(shared.a, "refs/heads/main")
     assert refs(shared.bare, "refs/notes/govsnap") == refs(shared.a, "refs/notes/govsnap")
 
-    ok(cli, shared.b, "remote", "setup", "origin")
+    run_ok(cli, shared.b, "remote", "setup", "origin")
     git(shared.b, "fetch", "-q", "origin")  # plain git fetch: into the remote namespace
     assert f"refs/govsnap-remote/origin/snapshots/{ident}" in refs(shared.b, "refs/govsnap-remote/")
     assert snapshot_ids(shared.b) == []
-    assert json.loads(ok(cli, shared.b, "fetch", "--json"))["added"] == [ident]
+    assert json.loads(run_ok(cli, shared.b, "fetch", "--json"))["added"] == [ident]
 
-    out = ok(cli, shared.a, "remote", "setup", "origin", "--undo")
+    out = run_ok(cli, shared.a, "remote", "setup", "origin", "--undo")
     assert "remove remote.origin.push = HEAD" in out
     assert config_lines(shared.a) == original
-    assert "nothing to change" in ok(cli, shared.a, "remote", "setup", "origin", "--undo")
+    assert "nothing to change" in run_ok(cli, shared.a, "remote", "setup", "origin", "--undo")
 
 
 def test_remote_setup_keeps_existing_push_refspecs(shared: Shared, cli: Cli) -> None:
     git(shared.a, "config", "--add", "remote.origin.push", "refs/heads/main:refs/heads/main")
     original = config_lines(shared.a)
-    out = ok(cli, shared.a, "remote", "setup", "origin")
+    out = run_ok(cli, shared.a, "remote", "setup", "origin")
     assert "HEAD" not in out
-    ok(cli, shared.a, "remote", "setup", "origin", "--undo")
+    run_ok(cli, shared.a, "remote", "setup", "origin", "--undo")
     assert config_lines(shared.a) == original
 
 
@@ -481,15 +454,15 @@ def test_push_and_fetch_through_git_daemon(
     net = Shared(tmp_path, base / "shared.git", seed, seed)
     a, b = net.clone("da", url), net.clone("db", url)
 
-    a1 = create(cli, a, "-e", "production", "-l", "from-a")
-    b1 = create(cli, b, "-e", "production", "-l", "from-b")
-    ident = ok(cli, a, "push")
+    a1 = create_snapshot(cli, a, "-e", "production", "-l", "from-a")
+    b1 = create_snapshot(cli, b, "-e", "production", "-l", "from-b")
+    ident = run_ok(cli, a, "push")
     assert a1 in ident
-    assert "1 snapshot(s) added" in ok(cli, b, "fetch")
-    ok(cli, b, "push")
-    ok(cli, a, "fetch")
-    ok(cli, a, "push")
-    ok(cli, b, "fetch")
+    assert "1 snapshot(s) added" in run_ok(cli, b, "fetch")
+    run_ok(cli, b, "push")
+    run_ok(cli, a, "fetch")
+    run_ok(cli, a, "push")
+    run_ok(cli, b, "fetch")
     assert set(snapshot_ids(a)) == set(snapshot_ids(b)) == {a1, b1}
     assert govsnap_state(a) == govsnap_state(b) == govsnap_state(net.bare)
 
@@ -533,7 +506,7 @@ def test_not_a_repository(tmp_path: Path, cli: Cli) -> None:
 def test_unreachable_remote(shared: Shared, cli: Cli) -> None:
     port = free_port()
     git(shared.a, "remote", "add", "down", f"git://127.0.0.1:{port}/nothing.git")
-    create(cli, shared.a)
+    create_snapshot(cli, shared.a)
     before = govsnap_state(shared.a)
     for args in (["push", "down"], ["fetch", "down"]):
         result = cli(shared.a, *args)
@@ -551,15 +524,15 @@ def test_a_remote_that_is_no_repository(shared: Shared, cli: Cli) -> None:
 
 def test_bare_clones_push_and_fetch(shared: Shared, cli: Cli) -> None:
     """A bare mirror (e.g. a backup server) can fetch, verify and push snapshots too."""
-    ident = create(cli, shared.a)
-    ok(cli, shared.a, "push")
+    ident = create_snapshot(cli, shared.a)
+    run_ok(cli, shared.a, "push")
     mirror = shared.root / "mirror.git"
     git(shared.root, "clone", "-q", "--bare", str(shared.bare), str(mirror))
-    assert json.loads(ok(cli, mirror, "fetch", "--json"))["added"] == [ident]
+    assert json.loads(run_ok(cli, mirror, "fetch", "--json"))["added"] == [ident]
     for pattern in ("refs/govsnap/snapshots/", "refs/notes/govsnap"):
         assert refs(mirror, pattern) == refs(shared.bare, pattern)
     assert audit_commits(shared.bare) < audit_commits(mirror)  # plus its fetch entry
-    ok(cli, mirror, "push")
+    run_ok(cli, mirror, "push")
     assert govsnap_state(mirror) == govsnap_state(shared.bare)
 
 

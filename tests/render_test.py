@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, git, snapshot_ids
+from tests.helpers import Cli, git, snapshot_ids
 
 HOSTILE_NOTES = [
     {"bytes": None, "files": 1},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, MakeRepo, git, govsnap_bin, write_files
+from tests.helpers import Cli, MakeRepo, git, govsnap_bin, write_files
 
 
 def run(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:

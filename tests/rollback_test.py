@@ -15,25 +15,22 @@ import pytest
 from pygit2.enums import FileMode, ObjectType
 
 from govsnap.safepaths import unsafe_name
-from tests.conftest import (
+from tests.helpers import (
+    BINARY,
     Cli,
     Keys,
     MakeRepo,
     all_refs,
+    create_snapshot,
+    files_state,
     git,
     git_bytes,
     govsnap_bin,
     openpgp_signer,
     snapshot_ids,
+    trust_policy,
     write_files,
 )
-
-BINARY = bytes(range(256)) * 8
-
-
-def trust_policy(keys: Keys) -> str:
-    """A trust policy letting the test key sign and roll back everywhere."""
-    return "version = 1\n" + openpgp_signer("releaser", keys.trusted)
 
 
 @pytest.fixture
@@ -48,12 +45,6 @@ def repo(make_repo: MakeRepo, keys: Keys) -> Path:
     )
 
 
-def snap(cli: Cli, repo: Path, *args: str) -> str:
-    result = cli(repo, "create", "--json", *args)
-    assert result.code == 0, result.err
-    return str(json.loads(result.out)["snapshot"]["id"])
-
-
 def roll(cli: Cli, repo: Path, *args: str) -> dict[str, object]:
     result = cli(repo, "rollback", "--yes", "--json", *args)
     assert result.code == 0, result.err
@@ -63,22 +54,6 @@ def roll(cli: Cli, repo: Path, *args: str) -> dict[str, object]:
 
 def tree_of(repo: Path, ident: str) -> str:
     return git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}^{{tree}}").strip()
-
-
-def files_state(root: Path) -> dict[str, tuple[str, bytes]]:
-    """Every file and symlink below root (outside .git): kind and mode, and content."""
-    state: dict[str, tuple[str, bytes]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != ".git"]
-        for name in filenames + [d for d in dirnames if os.path.islink(Path(dirpath, d))]:
-            path = Path(dirpath, name)
-            rel = path.relative_to(root).as_posix()
-            if path.is_symlink():
-                state[rel] = ("link", os.readlink(path).encode())
-            else:
-                mode = "x" if os.stat(path).st_mode & stat.S_IXUSR else "f"
-                state[rel] = (mode, path.read_bytes())
-    return state
 
 
 def dirs_of(root: Path) -> set[str]:
@@ -139,7 +114,7 @@ def damage(repo: Path) -> None:
 
 def test_rollback_restores_exactly_and_leaves_head_and_ignored(cli: Cli, rich_repo: Path) -> None:
     repo = rich_repo
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     expected = files_state(repo)
     head = git(repo, "rev-parse", "HEAD")
     damage(repo)
@@ -164,7 +139,7 @@ def test_rollback_restores_exactly_and_leaves_head_and_ignored(cli: Cli, rich_re
 
 def test_undo_restores_the_state_before_byte_for_byte(cli: Cli, rich_repo: Path) -> None:
     repo = rich_repo
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     damage(repo)
     (repo / ".gitignore").unlink()  # the rollback restores it; the undo removes it again
     (repo / "README.md").write_text("staged version\n")
@@ -186,7 +161,7 @@ def test_undo_restores_the_state_before_byte_for_byte(cli: Cli, rich_repo: Path)
 
 def test_paths_restores_only_those_paths(cli: Cli, rich_repo: Path) -> None:
     repo = rich_repo
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     damage(repo)
     write_files(repo, {"deep/a/extra.txt": "untracked in a restored directory\n"})
     index_before = git(repo, "ls-files", "-s", "--", "staged.txt", "bin/data.bin")
@@ -222,7 +197,7 @@ def git_dir_files(repo: Path) -> dict[str, bytes]:
 
 def test_dry_run_lists_and_touches_nothing(cli: Cli, rich_repo: Path) -> None:
     repo = rich_repo
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     damage(repo)
     (repo / "untracked.bin").write_bytes(os.urandom(100_000))  # git add -A would store it
     before = (files_state(repo), dirs_of(repo), all_refs(repo), git(repo, "ls-files", "-s"))
@@ -247,7 +222,7 @@ def test_dry_run_lists_and_touches_nothing(cli: Cli, rich_repo: Path) -> None:
 
 def test_commit_moves_the_branch_forward(cli: Cli, rich_repo: Path) -> None:
     repo = rich_repo
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     damage(repo)
     git(repo, "commit", "-q", "-am", "bad release")
     bad = git(repo, "rev-parse", "HEAD").strip()
@@ -263,7 +238,7 @@ def test_commit_moves_the_branch_forward(cli: Cli, rich_repo: Path) -> None:
 
 
 def test_commit_with_paths_commits_only_those_paths(cli: Cli, repo: Path) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "README.md").write_text("bad\n")
     (repo / "src/app.py").write_text("print('bad')\n")
     git(repo, "commit", "-q", "-am", "bad")
@@ -280,7 +255,7 @@ def test_commit_with_paths_commits_only_those_paths(cli: Cli, repo: Path) -> Non
 def test_refused_during_a_merge_and_in_a_bare_repository(
     cli: Cli, repo: Path, tmp_path: Path
 ) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     git(repo, "checkout", "-q", "-b", "other")
     (repo / "README.md").write_text("other\n")
     git(repo, "commit", "-q", "-am", "other")
@@ -317,7 +292,7 @@ def test_refused_during_a_merge_and_in_a_bare_repository(
 def test_bad_input_is_one_line_and_changes_nothing(
     cli: Cli, repo: Path, args: list[str], needle: str
 ) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "README.md").write_text("changed\n")
     before = (files_state(repo), all_refs(repo))
     result = cli(repo, "rollback", "--yes", *(a.replace("{id}", ident) for a in args))
@@ -327,7 +302,7 @@ def test_bad_input_is_one_line_and_changes_nothing(
 
 
 def test_without_yes_and_without_a_terminal_nothing_happens(cli: Cli, repo: Path) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "README.md").write_text("changed\n")
     before = (files_state(repo), all_refs(repo))
     result = cli(repo, "rollback", ident)
@@ -336,7 +311,7 @@ def test_without_yes_and_without_a_terminal_nothing_happens(cli: Cli, repo: Path
 
 
 def test_no_safety_snapshot_means_nothing_is_touched(cli: Cli, repo: Path) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "README.md").write_text("changed\n")
     write_files(repo, {"new.txt": "new\n"})
     before = (files_state(repo), all_refs(repo), git(repo, "ls-files", "-s"))
@@ -349,7 +324,7 @@ def test_no_safety_snapshot_means_nothing_is_touched(cli: Cli, repo: Path) -> No
 
 
 def test_safety_snapshot_of_a_staged_index_cannot_be_committed(cli: Cli, repo: Path) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     safety = roll(cli, repo, ident)["safety_snapshot"]
     result = cli(repo, "rollback", str(safety), "--yes", "--commit")
     assert result.code == 2 and "without --commit" in result.err
@@ -357,7 +332,7 @@ def test_safety_snapshot_of_a_staged_index_cannot_be_committed(cli: Cli, repo: P
 
 def test_missing_blob_is_found_before_anything_is_written(cli: Cli, repo: Path) -> None:
     write_files(repo, {"lost.txt": "this blob will be deleted\n"})
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     blob = git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}:lost.txt").strip()
     (repo / "lost.txt").unlink()
     (repo / "README.md").write_text("changed\n")
@@ -371,7 +346,7 @@ def test_missing_blob_is_found_before_anything_is_written(cli: Cli, repo: Path) 
 
 
 def test_corrupt_index_is_kept_aside_and_rebuilt(cli: Cli, repo: Path) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "README.md").write_text("changed\n")
     (repo / ".git/index").write_bytes(b"DIRC garbage, not an index")
 
@@ -390,7 +365,7 @@ def test_symlinks_in_the_work_tree_are_replaced_not_written_through(
     cli: Cli, repo: Path, tmp_path: Path
 ) -> None:
     write_files(repo, {"conf/settings.txt": "snapshot settings\n", "key.txt": "snapshot key\n"})
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     outside = tmp_path / "outside"
     write_files(outside, {"key.txt": "precious\n"})
     for name in ("conf", "key.txt"):
@@ -484,7 +459,7 @@ def test_malicious_tree_is_refused_before_anything_is_written(
     tree = hostile_tree(git_repo, shape)
     sig = pygit2.Signature("Mallory", "mallory@example.com", 1700000000, 0)
     commit = git_repo.create_commit(None, sig, sig, "hostile\n", tree, [])
-    ident = snap(cli, repo, "--from", str(commit), "--unsigned")
+    ident = create_snapshot(cli, repo, "--from", str(commit), "--unsigned")
     before = (files_state(repo), dirs_of(repo), snapshot_ids(repo), git(repo, "ls-files", "-s"))
     gitdir_before = {p.relative_to(repo) for p in (repo / ".git").rglob("*") if p.is_file()}
 
@@ -525,7 +500,7 @@ def test_unsafe_name_rules(name: bytes, mode: int, bad: bool) -> None:
 
 
 def test_unverified_target_is_refused_unless_no_verify(cli: Cli, repo: Path) -> None:
-    ident = snap(cli, repo, "--unsigned")
+    ident = create_snapshot(cli, repo, "--unsigned")
     (repo / "README.md").write_text("changed\n")
     before = (files_state(repo), all_refs(repo))
 
@@ -543,7 +518,7 @@ def test_unverified_target_is_refused_unless_no_verify(cli: Cli, repo: Path) -> 
 
 def test_files_and_directories_swap_places(cli: Cli, repo: Path) -> None:
     write_files(repo, {"was-file": "a file in the snapshot\n", "was-dir/inner.txt": "inner\n"})
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "was-file").unlink()
     write_files(repo, {"was-file/untracked.txt": "now a directory\n"})
     (repo / "was-dir/inner.txt").unlink()
@@ -567,7 +542,7 @@ def test_file_names_that_are_not_utf8_roll_back_and_forth(cli: Cli, repo: Path) 
     raw = b"100644 caf\x80\xe9\0" + bytes.fromhex(blob)
     tree = git(repo, "hash-object", "-t", "tree", "-w", "--stdin", input_text=raw).strip()
     commit = git(repo, "commit-tree", tree, "-m", "latin-1 name").strip()
-    ident = snap(cli, repo, "--from", commit)
+    ident = create_snapshot(cli, repo, "--from", commit)
     safety = roll(cli, repo, ident, "--allow-policy-change")["safety_snapshot"]
     top = os.fsencode(repo)
     assert sorted(os.listdir(top)) == [b".git", b"caf\x80\xe9"]
@@ -583,7 +558,7 @@ def test_whoever_rolls_back_must_be_allowed_to(cli: Cli, make_repo: MakeRepo, ke
         + openpgp_signer("developer", keys.other, ["*"], ["create"])
     )
     repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
-    ident = snap(cli, repo, "--environment", "prod")
+    ident = create_snapshot(cli, repo, "--environment", "prod")
     write_files(repo, {"app.py": "v2\n"})
     git(repo, "config", "govsnap.signingKey", keys.other)
     before = files_state(repo)
@@ -611,7 +586,7 @@ def snapshot_without_policy(cli: Cli, repo: Path) -> str:
     """Return a snapshot of a commit older than the trust policy (its tree lacks it)."""
     tree = git(repo, "mktree", input_text=git(repo, "ls-tree", "HEAD", "README.md", "src"))
     commit = git(repo, "commit-tree", tree.strip(), "-m", "before the policy").strip()
-    return snap(cli, repo, "--from", commit)
+    return create_snapshot(cli, repo, "--from", commit)
 
 
 def test_a_rollback_refuses_to_remove_or_change_the_trust_policy(cli: Cli, repo: Path) -> None:
@@ -633,7 +608,7 @@ def test_a_rollback_refuses_to_remove_or_change_the_trust_policy(cli: Cli, repo:
 
     # An edited policy in the working tree counts too.
     (repo / ".govsnap/trust.toml").write_text((repo / ".govsnap/trust.toml").read_text() + "\n")
-    latest = snap(cli, repo)
+    latest = create_snapshot(cli, repo)
     (repo / ".govsnap/trust.toml").write_text("version = 1\n")
     changed = cli(repo, "rollback", latest, "--yes")
     assert changed.code == 2 and "would change the trust policy" in changed.err
@@ -671,7 +646,7 @@ def test_a_commit_that_would_leave_no_policy_to_verify_the_undo_is_refused(
 def test_the_undo_of_an_unverified_rollback_by_a_key_outside_the_policy_works(
     cli: Cli, repo: Path, keys: Keys
 ) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     write_files(repo, {"README.md": "changed\n", "new.txt": "new\n"})
     before = files_state(repo)
     git(repo, "config", "govsnap.signingKey", keys.other)  # not in the trust policy
@@ -699,7 +674,7 @@ def test_a_rollback_whose_undo_the_policy_would_refuse_writes_nothing(
         + openpgp_signer("operator", keys.other, operations=("rollback",))
     )
     repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     write_files(repo, {"app.py": "v2\n"})
     git(repo, "config", "govsnap.signingKey", keys.other)
     before = (files_state(repo), snapshot_ids(repo))
@@ -720,7 +695,7 @@ def test_a_key_outside_the_policy_gains_nothing_from_a_safety_snapshot_it_made(
     # restorable without --no-verify.
     git(repo, "config", "govsnap.signingKey", keys.other)
     write_files(repo, {"src/app.py": "print('planted')\n"})
-    planted = snap(cli, repo, "--trigger", "pre-rollback")
+    planted = create_snapshot(cli, repo, "--trigger", "pre-rollback")
     (repo / "src/app.py").write_text("print('v1')\n")
     refused = cli(repo, "rollback", planted, "--yes")
     assert refused.code == 1 and "failed verification" in refused.err
@@ -737,7 +712,7 @@ def test_nothing_is_read_through_a_symlink_into_the_safety_snapshot(
     directory: git never looks through it, and the safety snapshot holds nothing read
     through it; its undo restores the symlink and the staged changes."""
     write_files(repo, {"link/file": "in the snapshot\n"})
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     outside = tmp_path / "outside"
     write_files(outside, {"file": "SECRET outside the repository\n"})
     (repo / "link/file").unlink()
@@ -764,7 +739,7 @@ def test_nothing_is_read_through_a_symlink_into_the_safety_snapshot(
 
 
 def test_with_commit_the_output_says_where_head_went(cli: Cli, repo: Path) -> None:
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "README.md").write_text("bad\n")
     git(repo, "commit", "-q", "-am", "bad")
     result = cli(repo, "rollback", ident, "--yes", "--commit")
@@ -776,7 +751,7 @@ def test_with_commit_the_output_says_where_head_went(cli: Cli, repo: Path) -> No
 def test_absolute_paths_through_a_symlinked_checkout(cli: Cli, repo: Path, tmp_path: Path) -> None:
     """As git does, an absolute path that reaches the work tree through a symlink is
     inside it; a symlink inside the work tree names itself, not its target."""
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "src/app.py").write_text("print('bad')\n")
     alias = tmp_path / "alias"
     os.symlink(repo, alias)
@@ -795,7 +770,7 @@ def test_absolute_paths_through_a_symlinked_checkout(cli: Cli, repo: Path, tmp_p
 def test_every_listed_name_is_one_escaped_line(cli: Cli, repo: Path) -> None:
     """Names may hold newlines and terminal escapes: the dry run's listing and the
     warnings show each on one line, escaped."""
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     for name in (b"two\nlines.txt", b"esc\x1b[31mred.txt"):
         with open(os.fsencode(repo) + b"/" + name, "wb") as fh:
             fh.write(b"x\n")
@@ -829,10 +804,10 @@ def test_a_retried_rollback_restores_the_same_snapshot(
     write_files(repo, {".gitattributes": "*.bin filter=f\n", "app.bin": "release 1\n"})
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "r1")
-    release_1 = snap(cli, repo, "-l", "release-1")
+    release_1 = create_snapshot(cli, repo, "-l", "release-1")
     (repo / "app.bin").write_text("release 2\n")
     git(repo, "commit", "-q", "-am", "r2")
-    snap(cli, repo, "-l", "release-2")
+    create_snapshot(cli, repo, "-l", "release-2")
     (repo / "app.bin").write_text("release 3 (broken)\n")
     git(repo, "commit", "-q", "-am", "r3")
     flag.touch()
@@ -859,7 +834,7 @@ def test_the_undo_of_a_recursive_rollback_restores_the_submodule(
     git(repo / "sub", "checkout", "-q", "HEAD~1")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "submodule at s1")
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     git(repo / "sub", "checkout", "-q", "main")
     write_files(repo, {"sub/lc": "local\n"})
     git(repo / "sub", "add", "lc")
@@ -885,7 +860,7 @@ def test_a_fifo_in_a_replaced_directory_is_named(cli: Cli, repo: Path) -> None:
     files and empty directories come back with the undo, a FIFO cannot: the rollback
     says so."""
     write_files(repo, {"build": "a file in the snapshot\n"})
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / "build").unlink()
     write_files(repo, {".gitignore": "build/\n", "build/x.o": "object\n"})
     (repo / "build" / "empty").mkdir()
@@ -918,7 +893,7 @@ def test_an_unreadable_file_in_the_way(where: str, cli: Cli, repo: Path) -> None
     line, exit 3, nothing changed (no internal error), from the dry run too."""
     name = "secret.key" if where == "ignored-file" else "sub"
     write_files(repo, {name: "in the snapshot\n"})
-    ident = snap(cli, repo)
+    ident = create_snapshot(cli, repo)
     (repo / name).unlink()
     if where == "ignored-file":
         write_files(repo, {".gitignore": "*.key\n", "secret.key": "MY REAL KEY\n"})

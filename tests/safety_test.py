@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Keys, MakeRepo, git, snapshot_ids, write_files
-from tests.prune_test import dated
-from tests.remote_test import Shared, ok, refs
-from tests.tamper import policy_text
+from tests.helpers import (
+    Cli,
+    Keys,
+    MakeRepo,
+    Shared,
+    dated,
+    git,
+    refs,
+    run_ok,
+    snapshot_ids,
+    write_files,
+)
+from tests.helpers.tamper import policy_text
 
 
 @pytest.fixture
@@ -34,12 +43,12 @@ def released(
 
 
 def labelled(cli: Cli, repo: Path, label: str) -> str:
-    data = json.loads(ok(cli, repo, "create", "--json", "-l", label))
+    data = json.loads(run_ok(cli, repo, "create", "--json", "-l", label))
     return str(data["snapshot"]["id"])
 
 
 def safety_ids(cli: Cli, repo: Path) -> list[str]:
-    return [s["id"] for s in json.loads(ok(cli, repo, "list", "--json")) if s["safety"]]
+    return [s["id"] for s in json.loads(run_ok(cli, repo, "list", "--json")) if s["safety"]]
 
 
 def test_rollbacks_do_not_push_releases_out_of_keep_last(
@@ -52,12 +61,12 @@ def test_rollbacks_do_not_push_releases_out_of_keep_last(
         releases[f"r{n}"] = labelled(cli, repo, f"r{n}")
         if n in (2, 3):
             # Two incidents, each rolled back and undone: four safety snapshots.
-            done = json.loads(ok(cli, repo, "rollback", releases["r1"], "--yes", "--json"))
-            ok(cli, repo, "rollback", done["safety_snapshot"], "--yes")
+            done = json.loads(run_ok(cli, repo, "rollback", releases["r1"], "--yes", "--json"))
+            run_ok(cli, repo, "rollback", done["safety_snapshot"], "--yes")
     safety = safety_ids(cli, repo)
     assert len(safety) == 4
 
-    plan = json.loads(ok(cli, repo, "prune", "--keep-last", "5", "--dry-run", "--json"))
+    plan = json.loads(run_ok(cli, repo, "prune", "--keep-last", "5", "--dry-run", "--json"))
     assert plan["removed"] == 0
     by_id = {s["id"]: s for s in plan["snapshots"]}
     assert {by_id[i]["group"] for i in releases.values()} == {"default"}
@@ -65,13 +74,13 @@ def test_rollbacks_do_not_push_releases_out_of_keep_last(
     assert all(by_id[i]["safety"] for i in safety)
     assert plan["safety_policy"] == {"keep_last": 10, "keep_within": "30d"}
 
-    out = ok(cli, repo, "prune", "--keep-last", "5", "--yes")
+    out = run_ok(cli, repo, "prune", "--keep-last", "5", "--yes")
     assert "group default: kept 5, removed 0" in out
     assert "group safety (pre-rollback): kept 4, removed 0" in out
     assert set(snapshot_ids(repo)) == set(releases.values()) | set(safety)
 
     # A tighter release policy removes releases only.
-    ok(cli, repo, "prune", "--keep-last", "2", "--yes", "--no-gc")
+    run_ok(cli, repo, "prune", "--keep-last", "2", "--yes", "--no-gc")
     assert set(snapshot_ids(repo)) == {releases["r4"], releases["r5"], *safety}
 
 
@@ -88,21 +97,21 @@ def test_safety_snapshots_have_their_own_retention(cli: Cli, make_repo: MakeRepo
     releases = [dated(cli, repo, f"2024-01-0{n}T10:00:00Z", "-l", f"r{n}") for n in (1, 2)]
 
     # Default: keep-within 30d (of the newest safety snapshot) and keep-last 10.
-    plan = json.loads(ok(cli, repo, "prune", "--keep-last", "2", "-n", "--json"))
+    plan = json.loads(run_ok(cli, repo, "prune", "--keep-last", "2", "-n", "--json"))
     removed = {s["id"] for s in plan["snapshots"] if s["action"] == "remove"}
     assert removed == set(safety[:2])
     reasons = {s["id"]: s["reasons"] for s in plan["snapshots"]}
     assert reasons[safety[-1]] == ["within 30d", "last snapshot"]
     assert reasons[safety[3]] == ["last snapshot"]
     assert plan["safety_policy_source"] == "default"
-    text = ok(cli, repo, "prune", "--keep-last", "2", "-n")
+    text = run_ok(cli, repo, "prune", "--keep-last", "2", "-n")
     assert "safety snapshots (pre-rollback): keep 10 latest snapshots and all snapshots " in text
 
     git(repo, "config", "govsnap.safetyRetention", "--keep-last 3 --keep-within=1d")
-    plan = json.loads(ok(cli, repo, "prune", "-n", "--json"))
+    plan = json.loads(run_ok(cli, repo, "prune", "-n", "--json"))
     assert plan["safety_policy"] == {"keep_last": 3, "keep_within": "1d"}
     assert plan["safety_policy_source"] == "config"
-    ok(cli, repo, "prune", "--keep-last", "2", "--yes", "--no-gc")
+    run_ok(cli, repo, "prune", "--keep-last", "2", "--yes", "--no-gc")
     assert set(snapshot_ids(repo)) == set(safety[-3:]) | set(releases)
     entry = json.loads(
         git(repo, "log", "-1", "--format=%B", "refs/govsnap/audit").split("\n", 2)[2]
@@ -111,7 +120,7 @@ def test_safety_snapshots_have_their_own_retention(cli: Cli, make_repo: MakeRepo
 
     # An empty policy keeps every safety snapshot; the newest is always kept.
     git(repo, "config", "govsnap.safetyRetention", "")
-    plan = json.loads(ok(cli, repo, "prune", "--keep-last", "1", "-n", "--json"))
+    plan = json.loads(run_ok(cli, repo, "prune", "--keep-last", "1", "-n", "--json"))
     assert not {s["id"] for s in plan["snapshots"] if s["action"] == "remove"} & set(safety)
 
 
@@ -142,17 +151,19 @@ def test_list_and_show_mark_safety_snapshots(cli: Cli, make_repo: MakeRepo, keys
     repo = released(make_repo, keys, {"app.py": "v1\n"})
     release = labelled(cli, repo, "r1")
     write_files(repo, {"app.py": "v2\n"})
-    safety = json.loads(ok(cli, repo, "rollback", release, "--yes", "--json"))["safety_snapshot"]
-    listed = json.loads(ok(cli, repo, "list", "--json"))
+    safety = json.loads(run_ok(cli, repo, "rollback", release, "--yes", "--json"))[
+        "safety_snapshot"
+    ]
+    listed = json.loads(run_ok(cli, repo, "list", "--json"))
     assert [(s["id"] == release, s["safety"]) for s in listed] == [(False, True), (True, False)]
-    table = ok(cli, repo, "list")
+    table = run_ok(cli, repo, "list")
     assert "pre-rollback (safety)" in table and "govsnap.safetyRetention" in table
-    assert "(safety)" not in ok(cli, repo, "list", "-l", "r1")
-    shown = ok(cli, repo, "show", safety)
+    assert "(safety)" not in run_ok(cli, repo, "list", "-l", "r1")
+    shown = run_ok(cli, repo, "show", safety)
     assert "safety snapshot" in shown
-    assert json.loads(ok(cli, repo, "show", safety, "--json"))["safety"] is True
+    assert json.loads(run_ok(cli, repo, "show", safety, "--json"))["safety"] is True
     # `latest` counts release snapshots: the rollback's safety snapshot does not shift it.
-    assert json.loads(ok(cli, repo, "show", "latest", "--json"))["id"] == release
+    assert json.loads(run_ok(cli, repo, "show", "latest", "--json"))["id"] == release
 
 
 @pytest.fixture
@@ -161,7 +172,7 @@ def incident(shared: Shared, cli: Cli) -> tuple[str, str]:
     the working tree: the safety snapshot captures stray.txt."""
     release = labelled(cli, shared.a, "r1")
     write_files(shared.a, {"stray.txt": "personal notes, never committed\n"})
-    result = json.loads(ok(cli, shared.a, "rollback", release, "--yes", "--json"))
+    result = json.loads(run_ok(cli, shared.a, "rollback", release, "--yes", "--json"))
     safety = str(result["safety_snapshot"])
     tree = git(shared.a, "rev-parse", f"refs/govsnap/snapshots/{safety}^{{tree}}").strip()
     assert "stray.txt" in git(shared.a, "ls-tree", "--name-only", tree)
@@ -178,19 +189,19 @@ def test_push_keeps_safety_snapshots_local(
     shared: Shared, cli: Cli, incident: tuple[str, str]
 ) -> None:
     release, safety = incident
-    dry = json.loads(ok(cli, shared.a, "push", "--dry-run", "--json"))
+    dry = json.loads(run_ok(cli, shared.a, "push", "--dry-run", "--json"))
     assert dry["sent"] == [release] and dry["kept_local"] == [safety]
-    out = ok(cli, shared.a, "push")
+    out = run_ok(cli, shared.a, "push")
     assert "kept 1 safety snapshot(s) local" in out and safety in out
     assert snapshot_ids(shared.bare) == [release]
     # The untracked file never reached the server, as stock git sees it.
     missing = subprocess_code(shared.bare, "cat-file", "-e", stray_blob(shared.a))
     assert missing != 0
     # Another clone gets the release, never the safety snapshot.
-    ok(cli, shared.b, "fetch")
+    run_ok(cli, shared.b, "fetch")
     assert snapshot_ids(shared.b) == [release]
     # A second push still keeps it back, and says so.
-    again = json.loads(ok(cli, shared.a, "push", "--json"))
+    again = json.loads(run_ok(cli, shared.a, "push", "--json"))
     assert again["sent"] == [] and again["kept_local"] == [safety]
 
 
@@ -198,7 +209,7 @@ def test_push_include_safety_sends_them(
     shared: Shared, cli: Cli, incident: tuple[str, str]
 ) -> None:
     release, safety = incident
-    report = json.loads(ok(cli, shared.a, "push", "--include-safety", "--json"))
+    report = json.loads(run_ok(cli, shared.a, "push", "--include-safety", "--json"))
     assert sorted(report["sent"]) == sorted([release, safety]) and report["kept_local"] == []
     assert set(snapshot_ids(shared.bare)) == {release, safety}
     git(shared.bare, "cat-file", "-e", stray_blob(shared.a))

@@ -21,8 +21,8 @@ from govsnap.signing import (
     verify_detached,
     verify_signature,
 )
-from tests.conftest import Cli, Keys, MakeRepo, SSHKey, git, git_bytes
-from tests.tamper import (
+from tests.helpers import Cli, Keys, MakeRepo, SSHKey, git, git_bytes
+from tests.helpers.tamper import (
     Template,
     copy_template,
     read_raw_tag,
@@ -116,7 +116,7 @@ def test_no_public_key(make_repo: MakeRepo, tmp_path: Path, keys: Keys) -> None:
     empty_home.mkdir(mode=0o700)
     git(repo, "config", "govsnap.gpgHome", str(empty_home))
     payload = b"object " + b"0" * 40 + b"\ntype commit\ntag x\ntagger A <a@b> 1 +0000\n\nx\n"
-    from tests.tamper import gpg_sign
+    from tests.helpers.tamper import gpg_sign
 
     check = verify_detached(open_repo(repo), payload, gpg_sign(payload, keys.trusted))
     subprocess.run(["gpgconf", "--homedir", str(empty_home), "--kill", "all"], check=False)

@@ -14,9 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from govsnap import notes, stats
 from govsnap.repo import open_repo
-from tests.conftest import Cli, Keys, MakeRepo, git, write_files
-from tests.remote_test import create, ok
-from tests.tamper import policy_text
+from tests.helpers import Cli, Keys, MakeRepo, create_snapshot, git, run_ok, write_files
+from tests.helpers.tamper import policy_text
 
 T0 = 1_780_000_000  # 2026-05-28T20:26:40Z
 
@@ -32,7 +31,7 @@ def create_at(cli: Cli, repo: Path, when: int, *args: str) -> str:
     """Take a snapshot dated `when` (GIT_COMMITTER_DATE) and return its id."""
     os.environ["GIT_COMMITTER_DATE"] = f"@{when}"
     try:
-        return create(cli, repo, *args)
+        return create_snapshot(cli, repo, *args)
     finally:
         del os.environ["GIT_COMMITTER_DATE"]
 
@@ -41,15 +40,15 @@ def test_figures_per_environment_from_notes_and_audit(repo: Path, cli: Cli) -> N
     p1 = create_at(cli, repo, T0, "-e", "production")
     p2 = create_at(cli, repo, T0 + 600, "-e", "production")
     s1 = create_at(cli, repo, T0 + 60, "-e", "staging")
-    ok(cli, repo, "verify", "--all")  # records a passing verification in every note
+    run_ok(cli, repo, "verify", "--all")  # records a passing verification in every note
     r = open_repo(repo)
     tag = git(repo, "rev-parse", f"refs/govsnap/snapshots/{p1}").strip()
     failed = {"time": "2026-06-01T00:00:00Z", "verdict": "fail", "signer": None}
     notes.merge_fields(r, tag, {"verification": failed}, r.committer())
-    ok(cli, repo, "rehearse", s1)
-    ok(cli, repo, "rollback", p2, "--yes")
+    run_ok(cli, repo, "rehearse", s1)
+    run_ok(cli, repo, "rollback", p2, "--yes")
 
-    figures = json.loads(ok(cli, repo, "stats", "--json"))
+    figures = json.loads(run_ok(cli, repo, "stats", "--json"))
     production = figures["environments"]["production"]
     # rollback took a safety snapshot of the state it replaced, in the environment it
     # rolled back (so the policy judges its undo as it judged the rollback), never verified
@@ -78,7 +77,7 @@ def test_figures_per_environment_from_notes_and_audit(repo: Path, cli: Cli) -> N
     assert figures["last_rollback"]["result"] == "ok"
     assert figures["last_rollback"]["snapshot"] == p2
 
-    text = ok(cli, repo, "stats")
+    text = run_ok(cli, repo, "stats")
     assert "production" in text and "last rollback:" in text and "held only by snapshots" in text
 
 
@@ -87,12 +86,12 @@ def test_prometheus_textfile_parses_and_is_replaced_atomically(
 ) -> None:
     create_at(cli, repo, T0, "-e", "production")
     create_at(cli, repo, T0 + 60, "-e", "staging", "-l", "x")
-    ok(cli, repo, "verify", "--all")
+    run_ok(cli, repo, "verify", "--all")
     out_dir = tmp_path / "textfile"
     out_dir.mkdir()
     target = out_dir / "govsnap.prom"
     target.write_text("stale\n")
-    figures = json.loads(ok(cli, repo, "stats", "--json", "--prometheus", str(target)))
+    figures = json.loads(run_ok(cli, repo, "stats", "--json", "--prometheus", str(target)))
 
     text = target.read_text()
     assert os.listdir(out_dir) == ["govsnap.prom"]  # the temporary file was renamed
@@ -119,7 +118,7 @@ def test_prometheus_textfile_parses_and_is_replaced_atomically(
 
 def test_empty_repository(make_repo: MakeRepo, cli: Cli, tmp_path: Path) -> None:
     path = make_repo()
-    figures = json.loads(ok(cli, path, "stats", "--json", "--prometheus", str(tmp_path / "m")))
+    figures = json.loads(run_ok(cli, path, "stats", "--json", "--prometheus", str(tmp_path / "m")))
     assert figures["environments"] == {} and figures["snapshot_only_bytes"] == 0
     assert figures["last_rollback"] is None
     names = {f.name for f in text_string_to_metric_families((tmp_path / "m").read_text())}
@@ -156,7 +155,7 @@ def test_bare_repository(repo: Path, cli: Cli, tmp_path: Path) -> None:
     bare = tmp_path / "server.git"
     git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare))
     git(repo, "push", "-q", str(bare), "refs/govsnap/*:refs/govsnap/*", "refs/notes/govsnap")
-    figures = json.loads(ok(cli, bare, "stats", "--json"))
+    figures = json.loads(run_ok(cli, bare, "stats", "--json"))
     assert figures["environments"]["production"]["snapshots"] == 1
 
 

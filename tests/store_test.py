@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     Cli,
     Keys,
     MakeRepo,
     SSHKey,
     all_refs,
+    create_snapshot,
     git,
     git_bytes,
     govsnap_bin,
@@ -26,19 +27,13 @@ from tests.conftest import (
 )
 
 
-def created_id(cli: Cli, repo: Path, *args: str) -> str:
-    result = cli(repo, "create", "--json", *args)
-    assert result.code == 0, result.err
-    return str(json.loads(result.out)["snapshot"]["id"])
-
-
 def test_openpgp_snapshot_is_judged_good_by_stock_git(cli: Cli, repo: Path) -> None:
     index_before = (repo / ".git" / "index").read_bytes()
     status_before = git(repo, "status", "--porcelain")
     write_files(repo, {"untracked.txt": "new\n"})
     status_before = git(repo, "status", "--porcelain")
 
-    ident = created_id(cli, repo, "--environment", "production", "--label", "rc-1")
+    ident = create_snapshot(cli, repo, "--environment", "production", "--label", "rc-1")
 
     ref = f"refs/govsnap/snapshots/{ident}"
     git(repo, "verify-tag", ref)
@@ -65,7 +60,7 @@ def test_ssh_signed_snapshot_verifies_with_git(cli: Cli, repo: Path, ssh_key: SS
     git(repo, "config", "--unset", "govsnap.signingKey")
     git(repo, "config", "user.signingKey", str(ssh_key.private))
     git(repo, "config", "gpg.ssh.allowedSignersFile", str(ssh_key.allowed_signers))
-    ident = created_id(cli, repo)
+    ident = create_snapshot(cli, repo)
     out = git(repo, "verify-tag", f"refs/govsnap/snapshots/{ident}", stderr_too=True)
     assert "Good" in out
     shown = json.loads(cli(repo, "show", ident, "--json").out)
@@ -86,7 +81,7 @@ def test_file_kinds_round_trip_into_the_snapshot_tree(cli: Cli, make_repo: MakeR
     script.write_text("#!/bin/sh\necho hi\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     os.symlink("deep/a/b/c.txt", repo / "link")
-    ident = created_id(cli, repo)
+    ident = create_snapshot(cli, repo)
     listing = git(repo, "ls-tree", "-r", "-z", f"refs/govsnap/snapshots/{ident}^{{tree}}")
     entries = {}
     for item in listing.split("\0"):
@@ -107,8 +102,8 @@ def test_ignored_files_are_left_out_and_tracked_only_leaves_untracked_out(
     cli: Cli, repo: Path
 ) -> None:
     write_files(repo, {".gitignore": "*.log\n", "build.log": "x\n", "new.txt": "n\n"})
-    full = created_id(cli, repo)
-    tracked = created_id(cli, repo, "--tracked-only")
+    full = create_snapshot(cli, repo)
+    tracked = create_snapshot(cli, repo, "--tracked-only")
     names = git(repo, "ls-tree", "-r", "--name-only", f"refs/govsnap/snapshots/{full}")
     assert "new.txt" in names and "build.log" not in names
     names = git(repo, "ls-tree", "-r", "--name-only", f"refs/govsnap/snapshots/{tracked}")
@@ -118,7 +113,7 @@ def test_ignored_files_are_left_out_and_tracked_only_leaves_untracked_out(
 def test_deleted_and_modified_files_are_captured(cli: Cli, repo: Path) -> None:
     (repo / "README.md").unlink()
     (repo / "src/app.py").write_text("print('v2')\n")
-    ident = created_id(cli, repo)
+    ident = create_snapshot(cli, repo)
     tree = f"refs/govsnap/snapshots/{ident}^{{tree}}"
     assert "README.md" not in git(repo, "ls-tree", "-r", "--name-only", tree)
     assert git(repo, "show", f"{tree}:src/app.py") == "print('v2')\n"
@@ -127,7 +122,7 @@ def test_deleted_and_modified_files_are_captured(cli: Cli, repo: Path) -> None:
 def test_from_revision_captures_the_commit_and_records_its_source(cli: Cli, repo: Path) -> None:
     head = git(repo, "rev-parse", "HEAD").strip()
     (repo / "README.md").write_text("dirty working tree\n")
-    ident = created_id(cli, repo, "--from", "main", "--trigger", "pre-push")
+    ident = create_snapshot(cli, repo, "--from", "main", "--trigger", "pre-push")
     ref = f"refs/govsnap/snapshots/{ident}"
     assert git(repo, "rev-parse", f"{ref}^{{tree}}") == git(repo, "rev-parse", "HEAD^{tree}")
     assert git(repo, "rev-parse", f"{ref}^{{commit}}^").strip() == head
@@ -143,7 +138,7 @@ def test_committer_date_and_identity_come_from_the_environment(cli: Cli, repo: P
         GIT_COMMITTER_EMAIL="ci@example.com",
     )
     try:
-        ident = created_id(cli, repo)
+        ident = create_snapshot(cli, repo)
     finally:
         for key in ("GIT_COMMITTER_DATE", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
             del os.environ[key]
@@ -157,15 +152,15 @@ def test_committer_date_and_identity_come_from_the_environment(cli: Cli, repo: P
 
 
 def test_if_changed_creates_nothing_when_content_is_the_same(cli: Cli, repo: Path) -> None:
-    first = created_id(cli, repo)
+    first = create_snapshot(cli, repo)
     again = cli(repo, "create", "--if-changed")
     assert again.code == 0 and "unchanged" in again.out
     assert snapshot_ids(repo) == [first]
     (repo / "README.md").write_text("changed\n")
-    second = created_id(cli, repo, "--if-changed")
+    second = create_snapshot(cli, repo, "--if-changed")
     assert sorted(snapshot_ids(repo)) == sorted([first, second])
     # Another environment has its own newest snapshot.
-    created_id(cli, repo, "--if-changed", "--environment", "staging")
+    create_snapshot(cli, repo, "--if-changed", "--environment", "staging")
     assert len(snapshot_ids(repo)) == 3
 
 
@@ -174,7 +169,7 @@ def test_unsigned_needs_consent_and_is_marked(cli: Cli, make_repo: MakeRepo) -> 
     refused = cli(repo, "create")
     assert refused.code == 3 and "no signing key" in refused.err
     assert snapshot_ids(repo) == []
-    ident = created_id(cli, repo, "--unsigned")
+    ident = create_snapshot(cli, repo, "--unsigned")
     assert "UNSIGNED" in cli(repo, "list").out
     assert "UNSIGNED" in cli(repo, "show", ident).out
     assert json.loads(cli(repo, "show", ident, "--json").out)["signed"] is False
@@ -184,7 +179,7 @@ def test_unsigned_needs_consent_and_is_marked(cli: Cli, make_repo: MakeRepo) -> 
 
 def test_empty_repository_snapshot_has_no_parent(cli: Cli, make_repo: MakeRepo) -> None:
     repo = make_repo({"first.txt": "not committed yet\n"}, commit=False)
-    ident = created_id(cli, repo)
+    ident = create_snapshot(cli, repo)
     commit = git(repo, "cat-file", "commit", f"refs/govsnap/snapshots/{ident}^{{commit}}")
     assert "parent" not in commit
     assert "Govsnap-Source" not in git(repo, "cat-file", "tag", f"refs/govsnap/snapshots/{ident}")
@@ -201,9 +196,9 @@ def test_digest_cache_spares_unchanged_blobs(cli: Cli, repo: Path) -> None:
 
 
 def test_list_filters_and_orders_newest_first(cli: Cli, repo: Path) -> None:
-    a = created_id(cli, repo, "-e", "staging", "-l", "x")
-    b = created_id(cli, repo, "-e", "production", "-l", "x", "-l", "y")
-    c = created_id(cli, repo, "-e", "production")
+    a = create_snapshot(cli, repo, "-e", "staging", "-l", "x")
+    b = create_snapshot(cli, repo, "-e", "production", "-l", "x", "-l", "y")
+    c = create_snapshot(cli, repo, "-e", "production")
     listed = [s["id"] for s in json.loads(cli(repo, "list", "--json").out)]
     assert listed == [c, b, a]
     prod = [s["id"] for s in json.loads(cli(repo, "list", "--json", "-e", "production").out)]
@@ -215,9 +210,9 @@ def test_list_filters_and_orders_newest_first(cli: Cli, repo: Path) -> None:
 
 
 def test_names_resolve_by_prefix_latest_and_digest(cli: Cli, repo: Path) -> None:
-    a = created_id(cli, repo)
+    a = create_snapshot(cli, repo)
     (repo / "README.md").write_text("v2\n")
-    b = created_id(cli, repo)
+    b = create_snapshot(cli, repo)
     show = lambda name: json.loads(cli(repo, "show", name, "--json").out)["id"]  # noqa: E731
     assert show("latest") == b
     assert show("latest~1") == a
@@ -228,11 +223,11 @@ def test_names_resolve_by_prefix_latest_and_digest(cli: Cli, repo: Path) -> None
 
 
 def test_diff_between_snapshots_and_against_the_working_tree(cli: Cli, repo: Path) -> None:
-    a = created_id(cli, repo)
+    a = create_snapshot(cli, repo)
     (repo / "README.md").write_text("v2\nmore\n")
     (repo / "src/app.py").unlink()
     write_files(repo, {"new.txt": "n\n"})
-    b = created_id(cli, repo)
+    b = create_snapshot(cli, repo)
     data = json.loads(cli(repo, "diff", a, b, "--json").out)
     assert data["added"] == ["new.txt"]
     assert data["removed"] == ["src/app.py"]
@@ -282,7 +277,7 @@ def test_bare_repository_has_no_working_tree(cli: Cli, tmp_path: Path, repo: Pat
 def test_bad_input_is_one_line_and_writes_nothing(
     cli: Cli, repo: Path, args: list[str], code: int, needle: str
 ) -> None:
-    created_id(cli, repo)
+    create_snapshot(cli, repo)
     before = all_refs(repo)
     result = cli(repo, *args)
     assert result.code == code, result.err
@@ -292,7 +287,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
 
 
 def test_ambiguous_prefix_lists_the_candidates(cli: Cli, repo: Path) -> None:
-    ident = created_id(cli, repo)
+    ident = create_snapshot(cli, repo)
     tag = git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}").strip()
     twins = [ident[:5] + "0" * 11, ident[:5] + "1" * 11]
     for twin in twins:
@@ -315,14 +310,12 @@ def test_missing_signing_key_and_missing_gpg(cli: Cli, repo: Path, keys: Keys) -
     assert snapshot_ids(repo) == []
 
 
-def test_identical_states_in_the_same_second_get_distinct_snapshots(
-    cli: Cli, repo: Path
-) -> None:
+def test_identical_states_in_the_same_second_get_distinct_snapshots(cli: Cli, repo: Path) -> None:
     os.environ["GIT_COMMITTER_DATE"] = "2025-01-01T00:00:00Z"
     try:
-        signed = created_id(cli, repo)
-        unsigned = created_id(cli, repo, "--unsigned")
-        again = created_id(cli, repo)
+        signed = create_snapshot(cli, repo)
+        unsigned = create_snapshot(cli, repo, "--unsigned")
+        again = create_snapshot(cli, repo)
     finally:
         del os.environ["GIT_COMMITTER_DATE"]
     assert len({signed, unsigned, again}) == 3
@@ -330,8 +323,8 @@ def test_identical_states_in_the_same_second_get_distinct_snapshots(
 
 
 def test_listing_from_the_parsed_cache_equals_listing_without_it(cli: Cli, repo: Path) -> None:
-    created_id(cli, repo, "-l", "a")
-    created_id(cli, repo, "--unsigned", "-e", "staging")
+    create_snapshot(cli, repo, "-l", "a")
+    create_snapshot(cli, repo, "--unsigned", "-e", "staging")
     first = cli(repo, "list", "--json").out
     assert cli(repo, "list", "--json").out == first
     for cache in (repo / ".git" / "govsnap").glob("digest-cache.sqlite*"):
@@ -357,8 +350,8 @@ def test_a_diff_libgit2_cannot_make_is_refused_in_one_line(cli: Cli, repo: Path)
     raw = b"100644 /abs\0" + bytes.fromhex(blob)
     tree = git(repo, "hash-object", "-t", "tree", "--literally", "-w", "--stdin", input_text=raw)
     commit = git(repo, "commit-tree", tree.strip(), "-m", "hostile").strip()
-    ident = created_id(cli, repo, "--from", commit)
-    plain = created_id(cli, repo)
+    ident = create_snapshot(cli, repo, "--from", commit)
+    plain = create_snapshot(cli, repo)
     for args in (["diff", ident], ["diff", plain, ident]):
         result = cli(repo, *args)
         assert result.code == 1 and "cannot compare tree" in result.err, result.err
@@ -373,7 +366,7 @@ def test_create_writes_its_ref_note_and_audit_entry_together(
     from govsnap import objects
 
     monkeypatch.setattr(objects, "_ATTEMPTS", 3)
-    created_id(cli, repo)
+    create_snapshot(cli, repo)
     before = all_refs(repo)
     lock = repo / ".git" / "refs" / "govsnap" / "audit.lock"
     lock.write_text("")
@@ -381,7 +374,7 @@ def test_create_writes_its_ref_note_and_audit_entry_together(
     assert result.code == 3 and "refs/govsnap/audit is locked" in result.err, result.err
     assert all_refs(repo) == before
     lock.unlink()
-    ident = created_id(cli, repo)
+    ident = create_snapshot(cli, repo)
     assert ident in snapshot_ids(repo)
     assert git(repo, "log", "-1", "--format=%s", "refs/govsnap/audit").startswith(
         f"create: snapshot {ident}"

@@ -23,8 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, Keys, git, govsnap_bin, snapshot_ids, write_files
-from tests.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, run_ok, sign_as
+from tests.helpers import (
+    Cli,
+    Keys,
+    create_snapshot,
+    git,
+    govsnap_bin,
+    run_ok,
+    snapshot_ids,
+    write_files,
+)
+from tests.helpers.team import Keyrings, Member, add_to_policy, keyrings, pin_trust, sign_as
 
 
 @dataclass(frozen=True)
@@ -83,10 +92,6 @@ def team(tmp_path: Path, cli: Cli, keys: Keys, monkeypatch: pytest.MonkeyPatch) 
             shutil.rmtree(empty, ignore_errors=True)
 
 
-def create(cli: Cli, repo: Path, *args: str) -> str:
-    return str(json.loads(run_ok(cli, repo, "create", "--json", *args))["snapshot"]["id"])
-
-
 def listed(cli: Cli, repo: Path) -> list[str]:
     """Return the ids `govsnap list` shows, newest first."""
     return [s["id"] for s in json.loads(run_ok(cli, repo, "list", "--json"))]
@@ -129,15 +134,15 @@ def test_a_team_shares_snapshots_with_keys_only_the_policy_carries(
     bot, alice, bob = (team.clones[n] for n in ("release-bot", "alice", "bob"))
 
     # Interleaved: each creates, pushes and fetches while the others do.
-    r1 = create(cli, bot, "--from", "main", "-e", "production", "-t", "deploy", "-l", "r1")
+    r1 = create_snapshot(cli, bot, "--from", "main", "-e", "production", "-t", "deploy", "-l", "r1")
     run_ok(cli, bot, "push")
-    a1 = create(cli, alice, "-e", "staging", "-l", "a1")
+    a1 = create_snapshot(cli, alice, "-e", "staging", "-l", "a1")
     run_ok(cli, alice, "push")  # merges the bot's notes and trail first
-    b1 = create(cli, bob, "-e", "staging", "-l", "b1")  # before fetching anything
+    b1 = create_snapshot(cli, bob, "-e", "staging", "-l", "b1")  # before fetching anything
     run_ok(cli, bob, "fetch")
     run_ok(cli, bob, "pin", r1)
     run_ok(cli, bob, "push")
-    r2 = create(cli, bot, "--from", "main", "-e", "production", "-t", "deploy", "-l", "r2")
+    r2 = create_snapshot(cli, bot, "--from", "main", "-e", "production", "-t", "deploy", "-l", "r2")
     run_ok(cli, bot, "push")
     run_ok(cli, alice, "verify", r1)
     run_ok(cli, alice, "push")
@@ -153,7 +158,7 @@ def test_a_team_shares_snapshots_with_keys_only_the_policy_carries(
     # mallory has push access and a key of her own, which the policy does not carry.
     mallory_member = team.rings.generate("mallory")
     mallory = team.clone(mallory_member)
-    m1 = create(cli, mallory, "-e", "production", "-l", "m1")
+    m1 = create_snapshot(cli, mallory, "-e", "production", "-l", "m1")
     fix = f"govsnap trust add-signer NAME --key {mallory_member.fingerprint}"
     # Refused by her own clone's verify...
     verified = cli(mallory, "verify", m1)

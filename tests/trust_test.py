@@ -13,7 +13,7 @@ import pytest
 from govsnap.errors import UsageError
 from govsnap.repo import open_repo
 from govsnap.trust import PolicyError, load_policy, parse_policy
-from tests.conftest import (
+from tests.helpers import (
     Cli,
     Keys,
     MakeRepo,
@@ -23,9 +23,9 @@ from tests.conftest import (
     public_key,
     write_files,
 )
-from tests.tamper import commit_policy
-from tests.team import export_public_key, keyrings
-from tests.team import public_key as public_key_of
+from tests.helpers.tamper import commit_policy
+from tests.helpers.team import export_public_key, keyrings
+from tests.helpers.team import public_key as public_key_of
 
 FPR = "0123456789ABCDEF0123456789ABCDEF01234567"
 X509 = "FEDCBA9876543210FEDCBA9876543210FEDCBA98"

@@ -13,8 +13,8 @@ import pytest
 from govsnap.repo import open_repo
 from govsnap.store import CreateOptions, create, list_snapshots, resolve
 from govsnap.verify import CHECKS, SnapshotVerification, verify_snapshot, verify_snapshots
-from tests.conftest import Cli, Keys, MakeRepo, git, write_files
-from tests.tamper import (
+from tests.helpers import Cli, Keys, MakeRepo, git, write_files
+from tests.helpers.tamper import (
     Template,
     commit_policy,
     copy_template,

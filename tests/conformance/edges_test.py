@@ -27,20 +27,23 @@ from govsnap.errors import EnvironmentProblem
 from govsnap.rehearsal import shared_clone, validate
 from govsnap.repo import open_repo
 from govsnap.store import resolve, snapshot_tree
-from tests.conformance.judge import copy_repo, python_script, run, state
-from tests.conformance.states_test import (
+from tests.conformance.judge import (
     BASE,
     Case,
     commit,
+    copy_repo,
     create,
     judge_case,
     lfs_setup,
     pointer_on_disk,
+    python_script,
     rollback,
+    run,
     sh,
+    state,
     write,
 )
-from tests.conftest import Cli, MakeRepo, git, govsnap_bin, snapshot_ids, write_files
+from tests.helpers import Cli, MakeRepo, git, govsnap_bin, snapshot_ids, write_files
 
 
 @pytest.fixture

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.judge import copy_repo, run, state
-from tests.conformance.states_test import BASE, commit, create, rollback, sh
-from tests.conftest import Cli, MakeRepo, git, snapshot_ids, write_files
+from tests.conformance.judge import BASE, commit, copy_repo, create, rollback, run, sh, state
+from tests.helpers import Cli, MakeRepo, git, snapshot_ids, write_files
 
 
 @pytest.fixture

@@ -10,106 +10,36 @@ case says what git does there; the test asserts govsnap does the same.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conformance.judge import (
-    LFS_FILTER,
+    BASE,
     PROCESS_FILTER,
+    Case,
+    Step,
+    commit,
     copy_repo,
+    create,
     git_capture,
+    judge_case,
+    lfs_setup,
+    nothing,
+    pointer_on_disk,
     python_script,
+    rehearse_passes,
+    rollback,
     run,
+    sh,
     state,
+    steps,
     twin_rollback,
+    write,
 )
-from tests.conftest import Cli, MakeRepo, git, write_files
-
-BASE: dict[str, str | bytes] = {
-    "README.md": "hello\n",
-    "src/app.py": "print('v1')\n",
-    "src/lib/util.py": "def f():\n    return 1\n",
-    "docs/guide.md": "# Guide\n",
-    "bin/tool.sh": "#!/bin/sh\necho tool\n",
-}
-
-Step = Callable[[Path], None]
-
-
-def nothing(_repo: Path) -> None:
-    """Leave the state as it is."""
-
-
-@dataclass(frozen=True)
-class Case:
-    """One working-tree state: how A and B are made, and what git does with them."""
-
-    id: str
-    git_does: str
-    target: Step  # base -> state A (snapshotted)
-    current: Step  # A -> state B (rolled back from, and restored by the undo)
-    setup: Step = nothing  # configuration and commits before A
-    keep: tuple[bytes, ...] = ()  # paths a rollback leaves alone (the hooks directory)
-    rehearse: bool = True
-    rehearse_safety: bool = True  # rehearse the safety snapshot too
-    twin_prepare: str = ""  # what a user runs before git's checkout where git refuses
-
-
-def sh(repo: Path, command: str) -> None:
-    """Run a shell command line (git and coreutils) in the repository."""
-    import subprocess
-
-    proc = subprocess.run(command, shell=True, cwd=repo, capture_output=True, check=False)
-    assert proc.returncode == 0, f"{command}: {proc.stderr.decode()}"
-
-
-def write(spec: dict[str, str | bytes]) -> Step:
-    """Return a step that writes the files of `spec` (creating directories)."""
-
-    def step(repo: Path) -> None:
-        write_files(repo, spec)
-
-    return step
-
-
-def steps(*parts: Step | str) -> Step:
-    """Return a step running `parts` in order: steps, or shell command lines."""
-
-    def step(repo: Path) -> None:
-        for part in parts:
-            if isinstance(part, str):
-                sh(repo, part)
-            else:
-                part(repo)
-
-    return step
-
-
-def commit(message: str) -> str:
-    return f"git add -A && git commit -q -m {shlex.quote(message)}"
-
-
-def lfs_setup(repo: Path) -> None:
-    store = repo.parent / f"{repo.name}-lfs-store"
-    command = python_script(repo.parent / f"{repo.name}-lfs.py", LFS_FILTER)
-    git(repo, "config", "filter.lfs.clean", f"{command} clean {store}")
-    git(repo, "config", "filter.lfs.smudge", f"{command} smudge {store}")
-    git(repo, "config", "filter.lfs.required", "true")
-    write_files(repo, {".gitattributes": "*.bin filter=lfs -text\n", "data.bin": b"\0v1" * 5000})
-    sh(repo, commit("large file"))
-
-
-def pointer_on_disk(repo: Path) -> None:
-    """Replace data.bin by the pointer git stores for it, as a clone made with
-    GIT_LFS_SKIP_SMUDGE=1 has it."""
-    blob = git(repo, "rev-parse", "HEAD:data.bin").strip()
-    (repo / "data.bin").write_bytes(run(repo, "cat-file", "blob", blob))
+from tests.helpers import Cli, MakeRepo, git, write_files
 
 
 def process_filter_setup(repo: Path) -> None:
@@ -552,68 +482,6 @@ CASES = [
         setup=steps("git checkout -q --orphan fresh && git rm -r -q --cached ."),
     ),
 ]
-
-
-def create(cli: Cli, repo: Path, *args: str) -> tuple[str, str]:
-    """Create a snapshot; return its id and tree."""
-    result = cli(repo, "create", "--json", *args)
-    assert result.code == 0, result.err
-    ident = json.loads(result.out)["snapshot"]["id"]
-    tree = git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}^{{tree}}").strip()
-    return ident, tree
-
-
-def rollback(cli: Cli, repo: Path, *args: str) -> dict[str, object]:
-    result = cli(repo, "rollback", "--yes", "--json", *args)
-    assert result.code == 0, result.err
-    data: dict[str, object] = json.loads(result.out)
-    return data
-
-
-def rehearse_passes(cli: Cli, repo: Path, ident: str) -> None:
-    result = cli(repo, "rehearse", ident, "--json")
-    assert result.out, result.err
-    report = json.loads(result.out)
-    failed = {g["name"]: g["detail"] for g in report["gates"] if not g["passed"]}
-    assert result.code == 0 and not failed, failed
-
-
-def judge_case(cli: Cli, repo: Path, case: Case, tmp_path: Path) -> None:
-    """Run create, rollback, undo and rehearse on a case and judge each with git."""
-    case.target(repo)
-    index = repo / ".git" / "index"
-    index_before = index.read_bytes() if index.exists() else None
-    want = git_capture(repo)
-    a, tree = create(cli, repo)
-    assert tree == want, "create captured another tree than git add -A + write-tree"
-    assert (index.read_bytes() if index.exists() else None) == index_before
-
-    case.current(repo)
-    before = state(repo)
-    want_safety = git_capture(repo, safety=True)
-    twin = copy_repo(repo, tmp_path / "twin")
-    if case.twin_prepare:
-        sh(twin, case.twin_prepare)
-
-    done = rollback(cli, repo, a)
-    safety = str(done["safety_snapshot"])
-    safety_tree = git(repo, "rev-parse", f"refs/govsnap/snapshots/{safety}^{{tree}}").strip()
-    assert safety_tree == want_safety, "the safety snapshot is not what git add -A captures"
-    twin_rollback(twin, tree, case.keep)
-    after, by_git = state(repo), state(twin)
-    assert after == by_git, "rollback differs from git's checkout:\n" + after.differences(by_git)
-
-    undo = shlex.split(str(done["undo"]))
-    assert undo[:3] == ["govsnap", "rollback", safety]
-    rollback(cli, repo, *undo[2:])
-    restored = state(repo)
-    assert restored == before, "the undo did not restore the state:\n" + restored.differences(
-        before
-    )
-    if case.rehearse:
-        rehearse_passes(cli, repo, a)
-    if case.rehearse and case.rehearse_safety:
-        rehearse_passes(cli, repo, safety)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Keys, git
+from tests.helpers import Keys, git
 from tests.torture.harness import (
     State,
     Trial,

@@ -25,7 +25,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from govsnap.cli import run
-from tests.conftest import Keys, git, openpgp_signer
+from tests.helpers import Keys, git, openpgp_signer
 
 TORTURE_TRIALS = "GOVSNAP_TORTURE_TRIALS"
 TORTURE_SEED = "GOVSNAP_TORTURE_SEED"

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from pygit2.enums import ObjectType
 
 from govsnap.objects import SignedTag, snapshot_id
-from tests.conftest import Keys, git, govsnap_bin
+from tests.helpers import Keys, git, govsnap_bin
 from tests.torture.harness import Result, copy_repo, govsnap, init_repo, ok, snapshot_refs
 
 pytestmark = pytest.mark.torture

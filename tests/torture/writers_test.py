@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Keys, git, govsnap_bin
+from tests.helpers import Keys, git, govsnap_bin
 from tests.torture.harness import (
     audit_entries,
     fsck_problems,

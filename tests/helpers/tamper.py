@@ -19,7 +19,7 @@ from pathlib import Path
 
 from govsnap.repo import open_repo
 from govsnap.store import CreateOptions, create
-from tests.conftest import Keys, git, git_bytes, openpgp_signer, write_files
+from tests.helpers import Keys, git, git_bytes, openpgp_signer, write_files
 
 DAY = 86400
 

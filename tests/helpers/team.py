@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import Cli, git
+from tests.helpers import Cli, git, run_ok
 
 
 def _gpg(home: Path | None, *args: str, input_data: bytes | None = None) -> bytes:
@@ -126,13 +126,6 @@ def export_public_key(member: Member, directory: Path) -> Path:
     path = directory / f"{member.name}.asc"
     path.write_bytes(public_key(member))
     return path
-
-
-def run_ok(cli: Cli, repo: Path, *args: str) -> str:
-    """Run govsnap in `repo`; fail the test unless it succeeds; return its stdout."""
-    result = cli(repo, *args)
-    assert result.code == 0, (args, result.out, result.err)
-    return result.out
 
 
 def add_to_policy(cli: Cli, keeper: Path, signer: Member, *options: str, push: bool = True) -> None:

@@ -1,0 +1,90 @@
+"""`govsnap stats`: figures for monitoring (stats.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from govsnap.commands.options import JsonOpt, feature, repo_of
+from govsnap.render import cell, console, emit, human_bytes, message, timestamp
+
+if TYPE_CHECKING:
+    from govsnap.stats import Stats
+
+app = feature()
+
+
+@app.command("stats")
+def show_figures(
+    ctx: typer.Context,
+    prometheus: Annotated[
+        Path | None,
+        typer.Option(
+            "--prometheus",
+            help="Also write the figures to this file in the Prometheus textfile format "
+            "(atomically), for node_exporter's textfile collector.",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show snapshots per environment, ages, check outcomes, last rollback, bytes held."""
+    from govsnap.stats import run
+
+    emit(run(repo_of(ctx), prometheus), json_out, show_stats)
+
+
+def _age(seconds: float) -> str:
+    """Return a duration as `3d 4h`, `5h 2m`, `7m 3s` or `9s`."""
+    days, left = divmod(max(0, int(seconds)), 86400)
+    hours, left = divmod(left, 3600)
+    minutes, secs = divmod(left, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+def _when(epoch: float | None) -> str:
+    return "-" if epoch is None else timestamp(int(epoch))
+
+
+def show_stats(stats: Stats) -> None:
+    """Print the figures of `govsnap stats`: a table per environment, then totals."""
+    from rich.table import Table
+
+    table = Table(title="snapshots per environment", title_justify="left")
+    for column in ("environment", "snapshots", "newest", "age"):
+        table.add_column(column, justify="right" if column == "snapshots" else "left")
+    for kind in ("verified", "rehearsed"):
+        table.add_column(f"{kind} pass/fail/never", justify="right")
+        table.add_column(f"last {kind} pass / fail")
+    for e in stats.environments:
+        v, r = e.verification, e.rehearsal
+        table.add_row(
+            cell(e.environment),
+            str(e.snapshots),
+            timestamp(e.newest),
+            _age(stats.now - e.newest),
+            f"{v.passed}/{v.failed}/{v.never}",
+            f"{_when(v.last_pass)} / {_when(v.last_fail)}",
+            f"{r.passed}/{r.failed}/{r.never}",
+            f"{_when(r.last_pass)} / {_when(r.last_fail)}",
+        )
+    console().print(table)
+    if stats.unreadable:
+        message(f"unreadable snapshot refs: {stats.unreadable}")
+    rollback = stats.last_rollback
+    if rollback is None:
+        message("last rollback: none recorded")
+    else:
+        message(
+            f"last rollback: {timestamp(rollback.time)}, {rollback.seconds:.2f}s, "
+            f"{rollback.result}" + (f" (to {rollback.snapshot})" if rollback.snapshot else "")
+        )
+    message(
+        f"held only by snapshots: {human_bytes(stats.snapshot_only_bytes)} "
+        f"({stats.snapshot_only_bytes} bytes on disk)"
+    )

@@ -1,0 +1,58 @@
+"""The one place an exception becomes what the user sees: a line and an exit code.
+
+Both edges of the program end here: the command line (cli.run) and git's hooks
+(commands/hook_run.py). A GovsnapError carries its own message and code; libgit2 failing
+to read the object store is the repository's problem, not govsnap's; anything else is a
+bug, whose traceback goes to a log file and whose line says where (as pre-commit's
+error_handler does).
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from govsnap.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, GovsnapError
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed command or hook shows (one line) and exits with."""
+
+    message: str
+    exit_code: int
+
+
+def failure(exc: BaseException) -> Failure:
+    """Return the line and exit code of `exc`; log the traceback of an unexpected one."""
+    if isinstance(exc, GovsnapError):
+        return Failure(exc.message, exc.exit_code)
+    import pygit2  # here: `govsnap --help` never needs libgit2
+
+    if isinstance(exc, pygit2.GitError):
+        # libgit2 could not read the object store (a damaged pack, a truncated object):
+        # the repository, not govsnap, needs repairing.
+        return Failure(
+            f"cannot read the repository: {exc} (`git fsck --full` names the damaged objects)",
+            EXIT_ENVIRONMENT,
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        return Failure("interrupted", EXIT_INTERRUPTED)
+    log = _log_crash()
+    where = f" (traceback in {log})" if log else ""
+    return Failure(f"internal error: {type(exc).__name__}: {exc}{where}", EXIT_INTERNAL)
+
+
+def _log_crash() -> Path | None:
+    """Append the traceback being handled to govsnap's log; return the log (None: none)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "govsnap"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        log = base / "govsnap.log"
+        with log.open("a") as fh:
+            fh.write(traceback.format_exc() + "\n")
+        return log
+    except OSError:
+        return None
