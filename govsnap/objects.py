@@ -94,6 +94,13 @@ def validate_message(message: str) -> str:
     text = message.strip()
     if "\0" in text:
         raise UsageError("the message must not contain NUL characters")
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        # Bytes of the command line that are not UTF-8 reach Python as lone surrogates.
+        raise UsageError(
+            f"the message is not valid UTF-8 (a byte that is not text at position {exc.start})"
+        ) from None
     problem = unsafe_character(text, "\n\t")
     if problem:
         raise UsageError(f"the message must not contain control characters ({problem})")

@@ -538,6 +538,11 @@ def require_trust(repo: Repo) -> bool:
 def _ref_commit(repo: Repo, name: str) -> pygit2.Commit | None:
     """Return the commit the ref `name` (a full name, looked up exactly) points at, or
     None when it does not exist (or is an unborn HEAD)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        # Bytes of the command line that are not UTF-8: no ref libgit2 can look up.
+        raise UsageError(f"{name!r} is not a valid ref name (not UTF-8)") from None
     ref = repo.git.references.get(name)
     if ref is None:
         return None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Cli, MakeRepo, Result, all_refs, git
+from tests.helpers import Cli, MakeRepo, Result, all_refs, git, snapshot_ids
 
 # Every command, with the arguments that make it act on a snapshot named ID.
 BY_ID = [
@@ -93,3 +93,23 @@ def test_working_tree_commands_in_a_bare_repository(
     before = all_refs(bare)
     one_error_line(cli(bare, *args), 3)
     assert all_refs(bare) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["create", "--unsigned", "-m", "\udcff\udcfe"], "the message is not valid UTF-8"),
+        (["trust", "show", "--ref", "refs/heads/\udcff"], "is not a valid ref name (not UTF-8)"),
+    ],
+)
+def test_command_line_bytes_that_are_not_utf8(
+    cli: Cli, repo: Path, args: list[str], said: str
+) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates (os.fsdecode): one line
+    and exit 2, never an internal error (the torture suite's hostile names found it)."""
+    before = snapshot_ids(repo)
+    result = cli(repo, *args)
+    assert result.code == 2, result.err
+    assert said in result.err and "internal error" not in result.err
+    assert len(result.err.splitlines()) == 1
+    assert snapshot_ids(repo) == before
