@@ -11,6 +11,7 @@ present is good.
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import time
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap.errors import CheckFailed, GovsnapError, UsageError
+from govsnap import sla
+from govsnap.errors import CheckFailed, Declined, GovsnapError, NotAttempted, UsageError
 from govsnap.notes import Mutation, commit_on
 from govsnap.objects import (
     ISO_UTC,
@@ -59,6 +61,17 @@ class Entry:
     result: str = "ok"
     duration: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    environments: Sequence[str] = ()  # the environments the operation acted in
+    sla: float | None = None  # the seconds it was held to (None: no SLA)
+
+    def outcome(self) -> dict[str, Any]:
+        """Return what a monitor counts of this entry (docs/format.md, "The audit entry")."""
+        return {
+            "status": sla.outcome_of(self.result),
+            "environments": sorted(set(self.environments)),
+            "sla_seconds": self.sla,
+            "sla_breached": self.sla is not None and self.duration > self.sla,
+        }
 
     def message(self, signing_error: str | None = None) -> str:
         """Return the commit message: the summary line, then the JSON body."""
@@ -71,6 +84,7 @@ class Entry:
             "arguments": dict(self.arguments),
             "result": self.result,
             "duration_seconds": round(self.duration, 6),
+            "outcome": self.outcome(),
             **self.extra,
         }
         if signing_error:
@@ -107,9 +121,14 @@ class EntryWriter:
         except GovsnapError as exc:
             self.signing_error = exc.message
         self.empty_tree = repo.git.TreeBuilder().write()
+        self.written: pygit2.Oid | None = None  # the commit last written, if any
 
     def commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
         """Write the entry's commit with the chain head `current` as parent; return it."""
+        self.written = self._commit_on(current)
+        return self.written
+
+    def _commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
         git = self.repo.git
         if current is not None and not git.odb.exists(current):
             raise dangling(current)
@@ -196,9 +215,19 @@ class Operation:
         self.repo = repo
         self.name = name
         self.arguments = dict(arguments)
+        # Read first: a threshold that does not parse refuses the operation before it acts.
+        self.sla = sla.threshold(repo, name)
         self.started = time.monotonic()
+        self.environments: list[str] = []
         self._identity: Identity | None = None
         self._declared: _Declared | None = None
+        self._writers: list[EntryWriter] = []
+        self._failed = False
+
+    def place(self, *environments: str) -> None:
+        """Say which environments the operation acts in (its entries, a failure's too,
+        record them for the counters of `stats --prometheus`)."""
+        self.environments = sorted(set(self.environments) | set(environments))
 
     @property
     def identity(self) -> Identity:
@@ -232,12 +261,16 @@ class Operation:
             result,
             self.seconds,
             dict(extra or {}),
+            tuple(self.environments),
+            self.sla,
         )
 
     def writer(self, entry: Entry, *, join: pygit2.Oid | None = None) -> EntryWriter:
         """Return the writer of `entry` for a ref transaction that appends it together
         with the refs the operation changes (create, prune, fetch)."""
-        return EntryWriter(self.repo, entry, join=join)
+        writer = EntryWriter(self.repo, entry, join=join)
+        self._writers.append(writer)
+        return writer
 
     def record(
         self,
@@ -255,11 +288,48 @@ class Operation:
         ...", "failed: ...", "blocked"); return None, or why it could not be appended: the
         caller reports its own outcome either way, never the audit trail's instead."""
         self._declared = None
+        self._failed = True
         try:
             append(self.repo, entry)
         except (GovsnapError, OSError, pygit2.GitError) as exc:
             return exc.message if isinstance(exc, GovsnapError) else str(exc)
         return None
+
+    def stopped(self, exc: BaseException) -> None:
+        """Append the failure of an operation that `exc` stopped, unless its outcome is
+        already in the chain (Operation.fail, or a transaction that landed) or `exc` is a
+        request refused before anything was tried (bad input, a declined confirmation, a
+        repository it cannot run in) or a check that said no (a verdict the operation
+        records itself, or a refusal). Never raises: the caller re-raises `exc`, whose
+        message is what the user sees."""
+        refused = isinstance(exc, UsageError | Declined | NotAttempted | CheckFailed)
+        if self._failed or refused or self._landed():
+            return
+        if isinstance(exc, GovsnapError):
+            detail = exc.message
+        elif isinstance(exc, KeyboardInterrupt):
+            detail = "interrupted"
+        else:
+            detail = f"{type(exc).__name__}: {exc}"
+        shown = detail if len(detail) <= 200 else detail[:197] + "..."
+        try:
+            entry = self.entry(f"failed: {shown}", result=f"failed: {detail}")
+        except (GovsnapError, OSError, pygit2.GitError):
+            return  # no identity to record it under (what stopped it, perhaps)
+        self.fail(entry)
+
+    def _landed(self) -> bool:
+        """Return whether an entry this operation's own transaction wrote is in the chain."""
+        written = [w.written for w in self._writers if w.written is not None]
+        if not written:
+            return False
+        try:
+            tip = ref_target(self.repo, AUDIT_REF)
+            return tip is not None and any(
+                tip == oid or self.repo.git.descendant_of(tip, oid) for oid in written
+            )
+        except (GovsnapError, pygit2.GitError):
+            return False
 
     def finish(self) -> None:
         """Append the declared entry, if any, its duration measured now."""
@@ -282,10 +352,15 @@ def operation(
     the one it declared (Operation.record) is appended when the block ends normally, the
     one a transaction of its own wrote (Operation.writer) with the refs it changed, and
     that of an outcome short of success (Operation.fail) at once; Operation.entry says
-    what each records. An operation that
-    declares nothing (nothing changed) leaves no entry."""
+    what each records. An operation that declares nothing (nothing changed) leaves no
+    entry; one that an exception stops leaves a failed entry (see Operation.stopped)."""
     op = Operation(repo, name, arguments or {})
-    yield op
+    try:
+        yield op
+    except BaseException as exc:
+        if not isinstance(exc, GeneratorExit):
+            op.stopped(exc)
+        raise
     op.finish()
 
 
@@ -342,6 +417,48 @@ class AuditEntry:
         email = actor.get("email") if isinstance(actor, dict) else None
         return str(email or self.committer)
 
+    @property
+    def _outcome(self) -> Mapping[str, Any]:
+        found = self.body.get("outcome")
+        return found if isinstance(found, dict) else {}
+
+    @property
+    def outcome(self) -> sla.Outcome:
+        """Return success or failure: as recorded, or (entries before the outcome was
+        recorded) as the result reads."""
+        status = self._outcome.get("status")
+        if status in ("success", "failure"):
+            return cast(sla.Outcome, status)
+        return sla.outcome_of(self.result)
+
+    @property
+    def environments(self) -> list[str]:
+        """Return the environments the operation acted in: as recorded, or (older
+        entries) the `environment` argument it was given, if any."""
+        found = self._outcome.get("environments")
+        if isinstance(found, list):
+            return [str(e) for e in found if isinstance(e, str)]
+        arguments = self.body.get("arguments")
+        given = arguments.get("environment") if isinstance(arguments, dict) else None
+        return [given] if isinstance(given, str) else []
+
+    @property
+    def duration(self) -> float | None:
+        """Return the recorded duration in seconds, if any."""
+        found = _seconds(self.body.get("duration_seconds"))
+        return found if found is not None and found >= 0 else None
+
+    @property
+    def sla_seconds(self) -> float | None:
+        """Return the SLA the operation was held to when it ran (None: none, or older)."""
+        found = _seconds(self._outcome.get("sla_seconds"))
+        return found if found is not None and found > 0 else None
+
+    @property
+    def sla_breached(self) -> bool:
+        """Return whether the operation took longer than its SLA, as recorded."""
+        return self._outcome.get("sla_breached") is True
+
     def as_json(self) -> dict[str, Any]:
         """Return the entry as JSON-ready data."""
         return {
@@ -355,9 +472,21 @@ class AuditEntry:
             "snapshots": self.snapshots,
             "result": self.result,
             "signature_kind": self.signature_kind,
+            "outcome": self.outcome,
+            "environments": self.environments,
+            "duration_seconds": self.duration,
+            "sla_seconds": self.sla_seconds,
+            "sla_breached": self.sla_breached,
             "body": dict(self.body),
             "error": self.error,
         }
+
+
+def _seconds(value: Any) -> float | None:
+    """Return a number of seconds read from an entry's body, None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def parse_entry(commit: pygit2.Commit) -> AuditEntry:

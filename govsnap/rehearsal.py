@@ -499,6 +499,8 @@ def _rehearse(
     kinds = damage_kinds(damage)
     objective = resolve_rto(repo, rto)
     snap = resolve(repo, name or "latest", list_snapshots(repo))
+    if snap.payload is not None:
+        op.place(snap.payload.environment)
     tree = snapshot_tree(repo, snap)
     stamp = datetime.now(UTC)
     timings: dict[str, float] = {}

@@ -700,6 +700,7 @@ def _run(
     jobs: int | None,
 ) -> VerifyReport:
     snaps = select(repo, names, all_, environment)
+    op.place(*(s.payload.environment for s in snaps if s.payload is not None))
     policy = load_policy(repo)
     # A partial clone fetches the blobs the digest reads, as git would on demand; when it
     # cannot, the objects check names them and the partial clone.
