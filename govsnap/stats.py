@@ -138,6 +138,7 @@ class Stats:
     snapshot_only_bytes: int
     operations: tuple[OperationFigures, ...] = ()
     sla: Mapping[str, float] = field(default_factory=dict)  # thresholds in force now
+    storage_limit: int | None = None  # govsnap.storageLimit: bytes snapshots may hold
     audit_problem: str | None = None  # why the audit trail could not be read
 
     def as_json(self) -> dict[str, Any]:
@@ -169,6 +170,7 @@ class Stats:
             "snapshot_only_bytes_method": BYTES_METHOD,
             "operations": [o.as_json() for o in self.operations],
             "sla_seconds": dict(self.sla),
+            "storage_limit_bytes": self.storage_limit,
             "audit_problem": self.audit_problem,
         }
 
@@ -298,8 +300,17 @@ def collect(repo: Repo, now: int | None = None) -> Stats:
         snapshot_only_bytes=snapshot_only_bytes(repo),
         operations=operation_figures(entries, (e.environment for e in envs)),
         sla=sla.thresholds(repo),
+        storage_limit=storage_limit(repo),
         audit_problem=problem,
     )
+
+
+def storage_limit(repo: Repo) -> int | None:
+    """Return `govsnap.storageLimit` in bytes (git's k, m, g suffixes), None when unset."""
+    limit = repo.config_int("govsnap.storageLimit", None)
+    if limit is not None and limit <= 0:
+        raise UsageError(f"govsnap.storageLimit must be a positive size (10g), not {limit}")
+    return limit
 
 
 def run(repo: Repo, prometheus: Path | None = None) -> Stats:
@@ -420,6 +431,11 @@ def prometheus_text(stats: Stats) -> str:
         "On-disk bytes of objects reachable from snapshot refs and from no other ref, "
         "reflog or the index.",
         [({}, stats.snapshot_only_bytes)],
+    )
+    m.gauge(
+        "snapshot_only_bytes_limit",
+        "What snapshots may hold (git config govsnap.storageLimit); absent when unset.",
+        [({}, stats.storage_limit)],
     )
     m.gauge(
         "unreadable_snapshots", "Snapshot refs whose tag does not parse.", [({}, stats.unreadable)]

@@ -84,9 +84,12 @@ def show_stats(stats: Stats) -> None:
             f"last rollback: {timestamp(rollback.time)}, {rollback.seconds:.2f}s, "
             f"{rollback.result}" + (f" (to {rollback.snapshot})" if rollback.snapshot else "")
         )
+    limit = stats.storage_limit
     message(
         f"held only by snapshots: {human_bytes(stats.snapshot_only_bytes)} "
-        f"({stats.snapshot_only_bytes} bytes on disk)"
+        f"({stats.snapshot_only_bytes} bytes on disk"
+        + ("" if limit is None else f", limit {human_bytes(limit)}")
+        + ")"
     )
     _show_operations(stats)
 
