@@ -63,15 +63,21 @@ class Entry:
     extra: Mapping[str, Any] = field(default_factory=dict)
     environments: Sequence[str] = ()  # the environments the operation acted in
     sla: float | None = None  # the seconds it was held to (None: no SLA)
+    # Where it failed, when it can tell (a verification of several environments);
+    # None: wherever it acted, as the result says.
+    failed_in: Sequence[str] | None = None
 
     def outcome(self) -> dict[str, Any]:
         """Return what a monitor counts of this entry (docs/format.md, "The audit entry")."""
-        return {
+        outcome: dict[str, Any] = {
             "status": sla.outcome_of(self.result),
             "environments": sorted(set(self.environments)),
             "sla_seconds": self.sla,
             "sla_breached": self.sla is not None and self.duration > self.sla,
         }
+        if self.failed_in is not None:
+            outcome["failed_in"] = sorted(set(self.failed_in))
+        return outcome
 
     def message(self, signing_error: str | None = None) -> str:
         """Return the commit message: the summary line, then the JSON body."""
@@ -249,9 +255,10 @@ class Operation:
         arguments: Mapping[str, Any] | None = None,
         result: str = "ok",
         extra: Mapping[str, Any] | None = None,
+        failed_in: Sequence[str] | None = None,
     ) -> Entry:
         """Return the entry of this operation as it stands now (`arguments` add to the
-        operation's own)."""
+        operation's own; `failed_in`: the environments it failed in, when it can tell)."""
         return Entry(
             self.name,
             summary,
@@ -263,6 +270,7 @@ class Operation:
             dict(extra or {}),
             tuple(self.environments),
             self.sla,
+            None if failed_in is None else tuple(failed_in),
         )
 
     def writer(self, entry: Entry, *, join: pygit2.Oid | None = None) -> EntryWriter:
@@ -441,6 +449,14 @@ class AuditEntry:
         arguments = self.body.get("arguments")
         given = arguments.get("environment") if isinstance(arguments, dict) else None
         return [given] if isinstance(given, str) else []
+
+    def outcome_in(self, environment: str) -> sla.Outcome:
+        """Return the outcome in one of the entry's environments: a failure where the
+        entry says it failed (when it names where), else the entry's outcome."""
+        failed_in = self._outcome.get("failed_in")
+        if isinstance(failed_in, list):
+            return "failure" if environment in failed_in else "success"
+        return self.outcome
 
     @property
     def duration(self) -> float | None:

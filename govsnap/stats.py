@@ -240,9 +240,13 @@ def operation_figures(
     # Oldest first: the last entry seen of a key is its newest.
     for entry in sorted(entries, key=lambda e: e.time):
         operation = _shown_name(entry.operation, _OPERATION)
-        places = [_shown_name(env) for env in entry.environments] or [""]
-        success = entry.outcome == "success"
-        for env in dict.fromkeys(places):
+        # Each label value once per entry (two names no entry could hold are one value).
+        outcome_of: dict[str, bool] = {}
+        for place in entry.environments or [""]:
+            env = _shown_name(place) if place else ""
+            success = (entry.outcome_in(place) if place else entry.outcome) == "success"
+            outcome_of[env] = outcome_of.get(env, True) and success
+        for env, success in outcome_of.items():
             key = (operation, env)
             old = found.get(key) or OperationFigures(operation, env)
             found[key] = replace(

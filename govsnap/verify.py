@@ -723,6 +723,7 @@ def _run(
             snapshots=[r.id for r in results],
             arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
             result="pass" if report.ok else "fail",
+            failed_in=[s.environment for s, r in zip(snaps, results, strict=True) if not r.ok],
         )
         mutations = verdict_mutations(snaps, results, op.identity)
         op.record(entry, notes=mutations, notes_message="Verification recorded by 'govsnap verify'")

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import (
     Cli,
+    Keys,
     MakeRepo,
     all_refs,
     create_snapshot,
@@ -20,6 +21,7 @@ from tests.helpers import (
     run_ok,
     write_files,
 )
+from tests.helpers.tamper import policy_text
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -134,6 +136,28 @@ def test_a_slow_operation_breaches_its_sla(cli: Cli, repo: Path) -> None:
     assert value(samples, "govsnap_operation_sla_seconds", operation="rollback") == 300
     last = value(samples, "govsnap_operation_last_duration_seconds", operation="create", **staging)
     assert last == pytest.approx(duration, abs=1e-6)
+
+
+def test_a_verification_fails_only_where_a_snapshot_failed(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    policy = policy_text({"releaser": (keys.trusted, ["*"], ["*"])})
+    repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
+    create_snapshot(cli, repo, "-e", "production")
+    create_snapshot(cli, repo, "-e", "staging", "--unsigned")  # fails under a policy
+    assert cli(repo, "verify", "--all").code == 1
+
+    [verify] = [e for e in audit_entries(cli, repo) if e["operation"] == "verify"]
+    assert verify["outcome"] == "failure" and verify["result"] == "fail"
+    assert verify["environments"] == ["production", "staging"]
+    assert verify["body"]["outcome"]["failed_in"] == ["staging"]  # type: ignore[index]
+    samples = metrics(cli, repo)
+    total = "govsnap_operations_total"
+    assert (
+        value(samples, total, operation="verify", environment="production", outcome="success") == 1
+    )
+    assert value(samples, total, operation="verify", environment="staging", outcome="failure") == 1
+    assert value(samples, total, operation="verify", environment="staging", outcome="success") == 0
 
 
 @pytest.mark.parametrize("bad", ["fast", "-5", "5 days", "1e3"])
