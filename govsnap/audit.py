@@ -37,7 +37,7 @@ from govsnap.objects import (
     update_refs,
     utc,
 )
-from govsnap.refs import AUDIT_REF, NOTES_REF, VERIFIED_AUDIT_REF
+from govsnap.refs import AUDIT_REF, LOCAL_FAILURES_REF, NOTES_REF, VERIFIED_AUDIT_REF
 from govsnap.repo import Identity, Repo
 
 if TYPE_CHECKING:
@@ -174,6 +174,47 @@ def append(repo: Repo, entry: Entry, *, sign: bool = True) -> pygit2.Oid:
     return written
 
 
+class _Unshareable(Exception):
+    """An entry that cannot be signed while a trust policy is in force (append_failure)."""
+
+
+def append_failure(repo: Repo, entry: Entry) -> bool:
+    """Append `entry` of an operation that did not complete, signed when a key is usable;
+    return whether it went to the shared chain.
+
+    Under a trust policy every remote and peer refuses an unsigned entry, so one written
+    because signing failed would stop this clone's pushes for good. Such an entry goes to
+    this clone's LOCAL_FAILURES_REF instead (never pushed), where `audit` and `stats`
+    show it all the same. Without a policy it joins the chain unsigned, as any entry
+    whose signing failed does (with `signing_error`)."""
+    writer = EntryWriter(repo, entry)
+
+    def shared(current: pygit2.Oid | None) -> pygit2.Oid:
+        written = writer.commit_on(current)
+        if writer.signer is None and _policy_in_force(repo):
+            raise _Unshareable
+        return written
+
+    message = f"govsnap: {entry.operation} failed"
+    try:
+        update_ref(repo, AUDIT_REF, shared, message=message)
+    except _Unshareable:
+        update_ref(repo, LOCAL_FAILURES_REF, writer.commit_on, message=message)
+        return False
+    return True
+
+
+def _policy_in_force(repo: Repo) -> bool:
+    """Return whether a trust policy governs the repository (one that does not load
+    counts: its remotes judge by the policy they hold)."""
+    from govsnap.trust import load_policy
+
+    try:
+        return load_policy(repo) is not None
+    except GovsnapError:
+        return True
+
+
 def append_with_notes(
     repo: Repo,
     writer: EntryWriter,
@@ -298,7 +339,7 @@ class Operation:
         self._declared = None
         self._failed = True
         try:
-            append(self.repo, entry)
+            append_failure(self.repo, entry)
         except (GovsnapError, OSError, pygit2.GitError) as exc:
             return exc.message if isinstance(exc, GovsnapError) else str(exc)
         return None
@@ -311,14 +352,12 @@ class Operation:
         records itself, or a refusal). Never raises: the caller re-raises `exc`, whose
         message is what the user sees."""
         refused = isinstance(exc, UsageError | Declined | NotAttempted | CheckFailed)
-        if self._failed or refused or self._landed():
+        # Whoever interrupts wants it to stop now, not to wait for a signer (a hung gpg,
+        # say); and an unsigned entry would be refused by a remote with a trust policy.
+        interrupted = not isinstance(exc, Exception)
+        if self._failed or refused or interrupted or self._landed():
             return
-        if isinstance(exc, GovsnapError):
-            detail = exc.message
-        elif isinstance(exc, KeyboardInterrupt):
-            detail = "interrupted"
-        else:
-            detail = f"{type(exc).__name__}: {exc}"
+        detail = exc.message if isinstance(exc, GovsnapError) else f"{type(exc).__name__}: {exc}"
         shown = detail if len(detail) <= 200 else detail[:197] + "..."
         try:
             entry = self.entry(f"failed: {shown}", result=f"failed: {detail}")
@@ -406,6 +445,7 @@ class AuditEntry:
     body: Mapping[str, Any]
     signature_kind: SignatureKind
     error: str | None = None  # why the message does not parse, if it does not
+    shared: bool = True  # False: a failure kept in this clone only (append_failure)
 
     @property
     def snapshots(self) -> list[str]:
@@ -488,6 +528,7 @@ class AuditEntry:
             "snapshots": self.snapshots,
             "result": self.result,
             "signature_kind": self.signature_kind,
+            "shared": self.shared,
             "outcome": self.outcome,
             "environments": self.environments,
             "duration_seconds": self.duration,
@@ -505,8 +546,9 @@ def _seconds(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def parse_entry(commit: pygit2.Commit) -> AuditEntry:
-    """Return an audit commit as an AuditEntry; a message that does not parse sets `error`."""
+def parse_entry(commit: pygit2.Commit, *, shared: bool = True) -> AuditEntry:
+    """Return an audit commit as an AuditEntry; a message that does not parse sets `error`;
+    `shared`: False for an entry of LOCAL_FAILURES_REF."""
     message = commit.message
     first, _, rest = message.partition("\n")
     operation, sep, summary = first.partition(": ")
@@ -539,6 +581,7 @@ def parse_entry(commit: pygit2.Commit) -> AuditEntry:
         body=body,
         signature_kind=signature_kind(block),
         error=error,
+        shared=shared,
     )
 
 
@@ -550,6 +593,21 @@ def read_chain(repo: Repo, ref: str = AUDIT_REF) -> list[AuditEntry]:
     if head is not None and not repo.git.odb.exists(head):
         raise dangling(head)
     entries = [parse_entry(commit) for commit in _walk(repo, ref)]
+    entries.sort(key=lambda e: e.time, reverse=True)
+    return entries
+
+
+def local_failures(repo: Repo) -> list[AuditEntry]:
+    """Return the failures this clone kept to itself (append_failure), newest first."""
+    entries = [parse_entry(c, shared=False) for c in _walk(repo, LOCAL_FAILURES_REF)]
+    entries.sort(key=lambda e: e.time, reverse=True)
+    return entries
+
+
+def outcomes(repo: Repo) -> list[AuditEntry]:
+    """Return every entry that records an operation's outcome, newest first: the chain's
+    and the failures this clone kept to itself."""
+    entries = read_chain(repo) + local_failures(repo)
     entries.sort(key=lambda e: e.time, reverse=True)
     return entries
 
@@ -613,7 +671,7 @@ class AuditFilter:
 
 def listing(repo: Repo, wanted: AuditFilter) -> AuditListing:
     """Return the entries of the chain `wanted` selects, newest first."""
-    return AuditListing(tuple(select(read_chain(repo), wanted)))
+    return AuditListing(tuple(select(outcomes(repo), wanted)))
 
 
 def filter_of(

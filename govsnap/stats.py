@@ -293,7 +293,7 @@ def collect(repo: Repo, now: int | None = None) -> Stats:
     envs = by_environment(snaps)
     problem = None
     try:
-        entries = audit.read_chain(repo)
+        entries = audit.outcomes(repo)
     except CheckFailed as exc:
         entries, problem = [], exc.message
     return Stats(

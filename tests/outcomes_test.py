@@ -180,6 +180,43 @@ def test_a_failure_is_signed_when_a_key_is_usable(cli: Cli, repo: Path, tmp_path
     run_ok(cli, repo, "audit", "verify")
 
 
+def test_an_unsignable_failure_under_a_trust_policy_stays_in_this_clone(
+    cli: Cli, make_repo: MakeRepo, keys: Keys, tmp_path: Path
+) -> None:
+    """Every remote and peer refuses an unsigned entry once a policy exists: recorded in
+    the shared chain, a failure to sign would stop every later push of this clone."""
+    policy = policy_text({"releaser": (keys.trusted, ["*"], ["*"])})
+    repo = make_repo({"app.py": "v1\n", ".govsnap/trust.toml": policy})
+    create_snapshot(cli, repo, "-e", "production")
+    shared = git(repo, "rev-parse", "refs/govsnap/audit").strip()
+    git(repo, "config", "govsnap.signingKey", "F" * 40)
+    assert cli(repo, "create", "-e", "production").code == 3
+
+    assert git(repo, "rev-parse", "refs/govsnap/audit").strip() == shared
+    [failure] = [e for e in audit_entries(cli, repo) if not e["shared"]]
+    assert (failure["operation"], failure["outcome"]) == ("create", "failure")
+    assert "(this clone only)" in run_ok(cli, repo, "audit")
+    samples = metrics(cli, repo)
+    assert (
+        value(
+            samples,
+            "govsnap_operations_total",
+            operation="create",
+            environment="production",
+            outcome="failure",
+        )
+        == 1
+    )
+
+    git(repo, "config", "govsnap.signingKey", keys.trusted)
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    git(repo, "remote", "add", "origin", str(remote))
+    run_ok(cli, repo, "push", "origin")
+    assert git(remote, "for-each-ref", "refs/govsnap-local/") == ""
+    run_ok(cli, repo, "audit", "verify")
+
+
 def test_refusals_record_nothing(cli: Cli, repo: Path) -> None:
     """Bad input and a declined confirmation are refused before anything is tried."""
     create_snapshot(cli, repo)

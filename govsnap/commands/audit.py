@@ -82,7 +82,8 @@ def show_listing(listed: AuditListing) -> None:
             _took(e),
             e.actor,
             ",".join(s[:12] for s in e.snapshots),
-            e.signature_kind if e.signature_kind != "none" else "-",
+            (e.signature_kind if e.signature_kind != "none" else "-")
+            + ("" if e.shared else " (this clone only)"),
             summary,
         )
         table.add_row(*(cell(text) for text in cells))
