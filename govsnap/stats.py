@@ -229,16 +229,17 @@ def _shown_name(text: str, pattern: re.Pattern[str] | None = None) -> str:
 def operation_figures(
     entries: Sequence[audit.AuditEntry], environments: Iterable[str]
 ) -> tuple[OperationFigures, ...]:
-    """Return the figures of each (operation, environment) the entries name, and of each
-    watched operation in each of `environments`, sorted."""
+    """Return the figures of each (operation, environment) the entries (newest first)
+    name, and of each watched operation in each of `environments`, sorted."""
     places = list(environments)
     found: dict[tuple[str, str], OperationFigures] = {
         (operation, env): OperationFigures(operation, env)
         for operation in WATCHED
         for env in places
     }
-    # Oldest first: the last entry seen of a key is its newest.
-    for entry in sorted(entries, key=lambda e: e.time):
+    # Oldest first, entries of one second in the chain's order (`entries` are newest
+    # first): the last entry seen of a key is its newest.
+    for entry in sorted(reversed(entries), key=lambda e: e.time):
         operation = _shown_name(entry.operation, _OPERATION)
         # Each label value once per entry (two names no entry could hold are one value).
         outcome_of: dict[str, bool] = {}

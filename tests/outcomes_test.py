@@ -68,7 +68,9 @@ def test_a_create_failing_in_pre_push_is_counted(
     )
     assert blocked.returncode == 1 and "push blocked" in blocked.stderr
 
-    create, hook = audit_entries(cli, repo)[1::-1]
+    entries = audit_entries(cli, repo)
+    hook = next(e for e in entries if e["operation"] == "pre-push")
+    create = next(e for e in entries if e["operation"] == "create")
     assert (hook["operation"], hook["result"]) == ("pre-push", "blocked")
     assert create["operation"] == "create" and create["outcome"] == "failure"
     assert str(create["result"]).startswith("failed: ") and "F" * 40 in str(create["result"])
@@ -101,8 +103,8 @@ def test_a_failing_rollback_is_counted(cli: Cli, repo: Path) -> None:
     result = cli(repo, "rollback", ident, "--yes", "--no-verify")
 
     assert result.code == 3 and (repo / "README.md").read_text() == "changed\n"
-    rollback = audit_entries(cli, repo)[0]
-    assert rollback["operation"] == "rollback" and rollback["outcome"] == "failure"
+    [rollback] = [e for e in audit_entries(cli, repo) if e["operation"] == "rollback"]
+    assert rollback["outcome"] == "failure" and rollback["shared"] is True  # no policy
     assert "cannot take the safety snapshot" in str(rollback["result"])
     assert rollback["environments"] == ["production"]
     samples = metrics(cli, repo)
@@ -158,6 +160,24 @@ def test_a_verification_fails_only_where_a_snapshot_failed(
     )
     assert value(samples, total, operation="verify", environment="staging", outcome="failure") == 1
     assert value(samples, total, operation="verify", environment="staging", outcome="success") == 0
+
+
+def test_the_newest_of_one_second_is_the_last(
+    cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries of one second (one committer time) count in the chain's order."""
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "@1790000000")
+    create_snapshot(cli, repo)
+    git(repo, "config", "gpg.program", "/nonexistent/gpg")
+    write_files(repo, {"new.txt": "new\n"})
+    assert cli(repo, "create").code == 3
+    samples = metrics(cli, repo)
+    default = {"operation": "create", "environment": "default"}
+    assert value(samples, "govsnap_operation_last_success", **default) == 0
+    git(repo, "config", "--unset", "gpg.program")
+    create_snapshot(cli, repo, "-l", "again")
+    samples = metrics(cli, repo)
+    assert value(samples, "govsnap_operation_last_success", **default) == 1
 
 
 @pytest.mark.parametrize("bad", ["fast", "-5", "5 days", "1e3"])
