@@ -304,3 +304,26 @@ def test_stats_of_a_repository_without_an_audit_trail(cli: Cli, make_repo: MakeR
     samples = metrics(cli, repo)
     assert value(samples, "govsnap_audit_readable") == 1
     assert not [name for name, _ in samples if name == "govsnap_operations_total"]
+
+
+@pytest.mark.parametrize("bad", ["lots", "-1", "0"])
+def test_an_unreadable_storage_limit_is_one_line(cli: Cli, repo: Path, bad: str) -> None:
+    create_snapshot(cli, repo)
+    git(repo, "config", "govsnap.storageLimit", bad)
+    result = cli(repo, "stats")
+    assert result.code == 2 and result.out == ""
+    assert result.err.count("\n") == 1 and "govsnap.storageLimit" in result.err
+
+
+def test_stats_shows_operations_and_the_limit(cli: Cli, repo: Path) -> None:
+    git(repo, "config", "govsnap.sla.create", "1ms")
+    git(repo, "config", "govsnap.storageLimit", "1m")
+    create_snapshot(cli, repo, "-e", "production")
+    shown = run_ok(cli, repo, "stats")
+    assert "limit 1.0 MiB" in shown
+    [row] = [line for line in shown.splitlines() if "│ create" in line]
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[:6] == ["create", "production", "1", "0", "1", "0.001s"]
+    figures = json.loads(run_ok(cli, repo, "stats", "--json"))
+    assert figures["storage_limit_bytes"] == 1024 * 1024
+    assert figures["sla_seconds"]["create"] == 0.001
