@@ -209,8 +209,9 @@ def last_rollback(repo: Repo) -> LastRollback | None:
 
 
 # The operations whose outcomes are exported for every environment holding snapshots
-# even before the first run, so that a monitor sees the first failure as an increase.
-WATCHED = ("create", "verify", "rollback", "rehearse")
+# even before the first run, so that a monitor sees the first failure as an increase (a
+# hook run records an entry of its own only when it fails).
+WATCHED = ("create", "verify", "rollback", "rehearse", "pre-push", "post-merge")
 _OPERATION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 INVALID = "(invalid)"
 
