@@ -24,6 +24,7 @@ CASES = [
     "version",
     "push",
     "policy",
+    "stats",
 ]
 
 

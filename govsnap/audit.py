@@ -11,6 +11,7 @@ present is good.
 from __future__ import annotations
 
 import json
+import math
 import re
 import socket
 import time
@@ -23,7 +24,15 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
+from govsnap import sla
+from govsnap.errors import (
+    CheckFailed,
+    CorruptObject,
+    Declined,
+    GovsnapError,
+    NotAttempted,
+    UsageError,
+)
 from govsnap.notes import Mutation, commit_on
 from govsnap.objects import (
     ISO_UTC,
@@ -38,7 +47,13 @@ from govsnap.objects import (
     update_refs,
     utc,
 )
-from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, VERIFIED_AUDIT_REF
+from govsnap.refs import (
+    AUDIT_REF,
+    LOCAL_FAILURES_REF,
+    NOTES_REF,
+    SNAPSHOT_REF_PREFIX,
+    VERIFIED_AUDIT_REF,
+)
 from govsnap.repo import Identity, Repo
 
 if TYPE_CHECKING:
@@ -63,6 +78,23 @@ class Entry:
     result: str = "ok"
     duration: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    environments: Sequence[str] = ()  # the environments the operation acted in
+    sla: float | None = None  # the seconds it was held to (None: no SLA)
+    # Where it failed, when it can tell (a verification of several environments);
+    # None: wherever it acted, as the result says.
+    failed_in: Sequence[str] | None = None
+
+    def outcome(self) -> dict[str, Any]:
+        """Return what a monitor counts of this entry (docs/format.md, "The audit entry")."""
+        outcome: dict[str, Any] = {
+            "status": sla.outcome_of(self.result),
+            "environments": sorted(set(self.environments)),
+            "sla_seconds": self.sla,
+            "sla_breached": self.sla is not None and self.duration > self.sla,
+        }
+        if self.failed_in is not None:
+            outcome["failed_in"] = sorted(set(self.failed_in))
+        return outcome
 
     def message(self, signing_error: str | None = None) -> str:
         """Return the commit message: the summary line, then the JSON body."""
@@ -75,6 +107,7 @@ class Entry:
             "arguments": dict(self.arguments),
             "result": self.result,
             "duration_seconds": round(self.duration, 6),
+            "outcome": self.outcome(),
             **self.extra,
         }
         if signing_error:
@@ -111,9 +144,14 @@ class EntryWriter:
         except GovsnapError as exc:
             self.signing_error = exc.message
         self.empty_tree = repo.git.TreeBuilder().write()
+        self.written: pygit2.Oid | None = None  # the commit last written, if any
 
     def commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
         """Write the entry's commit with the chain head `current` as parent; return it."""
+        self.written = self._commit_on(current)
+        return self.written
+
+    def _commit_on(self, current: pygit2.Oid | None) -> pygit2.Oid:
         git = self.repo.git
         if current is not None and not git.odb.exists(current):
             raise dangling(current)
@@ -151,6 +189,47 @@ def append(repo: Repo, entry: Entry, *, sign: bool = True) -> pygit2.Oid:
     written = update_ref(repo, AUDIT_REF, writer.commit_on, message=f"govsnap: {entry.operation}")
     assert written is not None
     return written
+
+
+class _Unshareable(Exception):
+    """An entry that cannot be signed while a trust policy is in force (append_failure)."""
+
+
+def append_failure(repo: Repo, entry: Entry) -> bool:
+    """Append `entry` of an operation that did not complete, signed when a key is usable;
+    return whether it went to the shared chain.
+
+    Under a trust policy every remote and peer refuses an unsigned entry, so one written
+    because signing failed would stop this clone's pushes for good. Such an entry goes to
+    this clone's LOCAL_FAILURES_REF instead (never pushed), where `audit` and `stats`
+    show it all the same. Without a policy it joins the chain unsigned, as any entry
+    whose signing failed does (with `signing_error`)."""
+    writer = EntryWriter(repo, entry)
+
+    def shared(current: pygit2.Oid | None) -> pygit2.Oid:
+        written = writer.commit_on(current)
+        if writer.signer is None and _policy_in_force(repo):
+            raise _Unshareable
+        return written
+
+    message = f"govsnap: {entry.operation} failed"
+    try:
+        update_ref(repo, AUDIT_REF, shared, message=message)
+    except _Unshareable:
+        update_ref(repo, LOCAL_FAILURES_REF, writer.commit_on, message=message)
+        return False
+    return True
+
+
+def _policy_in_force(repo: Repo) -> bool:
+    """Return whether a trust policy governs the repository (one that does not load
+    counts: its remotes judge by the policy they hold)."""
+    from govsnap.trust import load_policy
+
+    try:
+        return load_policy(repo) is not None
+    except GovsnapError:
+        return True
 
 
 def append_with_notes(
@@ -200,9 +279,19 @@ class Operation:
         self.repo = repo
         self.name = name
         self.arguments = dict(arguments)
+        # Read first: a threshold that does not parse refuses the operation before it acts.
+        self.sla = sla.threshold(repo, name)
         self.started = time.monotonic()
+        self.environments: list[str] = []
         self._identity: Identity | None = None
         self._declared: _Declared | None = None
+        self._writers: list[EntryWriter] = []
+        self._failed = False
+
+    def place(self, *environments: str) -> None:
+        """Say which environments the operation acts in (its entries, a failure's too,
+        record them for the counters of `stats --prometheus`)."""
+        self.environments = sorted(set(self.environments) | set(environments))
 
     @property
     def identity(self) -> Identity:
@@ -224,9 +313,10 @@ class Operation:
         arguments: Mapping[str, Any] | None = None,
         result: str = "ok",
         extra: Mapping[str, Any] | None = None,
+        failed_in: Sequence[str] | None = None,
     ) -> Entry:
         """Return the entry of this operation as it stands now (`arguments` add to the
-        operation's own)."""
+        operation's own; `failed_in`: the environments it failed in, when it can tell)."""
         return Entry(
             self.name,
             summary,
@@ -236,12 +326,17 @@ class Operation:
             result,
             self.seconds,
             dict(extra or {}),
+            tuple(self.environments),
+            self.sla,
+            None if failed_in is None else tuple(failed_in),
         )
 
     def writer(self, entry: Entry, *, join: pygit2.Oid | None = None) -> EntryWriter:
         """Return the writer of `entry` for a ref transaction that appends it together
         with the refs the operation changes (create, prune, fetch)."""
-        return EntryWriter(self.repo, entry, join=join)
+        writer = EntryWriter(self.repo, entry, join=join)
+        self._writers.append(writer)
+        return writer
 
     def record(
         self,
@@ -259,11 +354,46 @@ class Operation:
         ...", "failed: ...", "blocked"); return None, or why it could not be appended: the
         caller reports its own outcome either way, never the audit trail's instead."""
         self._declared = None
+        self._failed = True
         try:
-            append(self.repo, entry)
+            append_failure(self.repo, entry)
         except (GovsnapError, OSError, pygit2.GitError) as exc:
             return exc.message if isinstance(exc, GovsnapError) else str(exc)
         return None
+
+    def stopped(self, exc: BaseException) -> None:
+        """Append the failure of an operation that `exc` stopped, unless its outcome is
+        already in the chain (Operation.fail, or a transaction that landed) or `exc` is a
+        request refused before anything was tried (bad input, a declined confirmation, a
+        repository it cannot run in) or a check that said no (a verdict the operation
+        records itself, or a refusal). Never raises: the caller re-raises `exc`, whose
+        message is what the user sees."""
+        refused = isinstance(exc, UsageError | Declined | NotAttempted | CheckFailed)
+        # Whoever interrupts wants it to stop now, not to wait for a signer (a hung gpg,
+        # say); and an unsigned entry would be refused by a remote with a trust policy.
+        interrupted = not isinstance(exc, Exception)
+        if self._failed or refused or interrupted or self._landed():
+            return
+        detail = exc.message if isinstance(exc, GovsnapError) else f"{type(exc).__name__}: {exc}"
+        shown = detail if len(detail) <= 200 else detail[:197] + "..."
+        try:
+            entry = self.entry(f"failed: {shown}", result=f"failed: {detail}")
+        except (GovsnapError, OSError, pygit2.GitError):
+            return  # no identity to record it under (what stopped it, perhaps)
+        self.fail(entry)
+
+    def _landed(self) -> bool:
+        """Return whether an entry this operation's own transaction wrote is in the chain."""
+        written = [w.written for w in self._writers if w.written is not None]
+        if not written:
+            return False
+        try:
+            tip = ref_target(self.repo, AUDIT_REF)
+            return tip is not None and any(
+                tip == oid or self.repo.git.descendant_of(tip, oid) for oid in written
+            )
+        except (GovsnapError, pygit2.GitError):
+            return False
 
     def finish(self) -> None:
         """Append the declared entry, if any, its duration measured now."""
@@ -286,10 +416,15 @@ def operation(
     the one it declared (Operation.record) is appended when the block ends normally, the
     one a transaction of its own wrote (Operation.writer) with the refs it changed, and
     that of an outcome short of success (Operation.fail) at once; Operation.entry says
-    what each records. An operation that
-    declares nothing (nothing changed) leaves no entry."""
+    what each records. An operation that declares nothing (nothing changed) leaves no
+    entry; one that an exception stops leaves a failed entry (see Operation.stopped)."""
     op = Operation(repo, name, arguments or {})
-    yield op
+    try:
+        yield op
+    except BaseException as exc:
+        if not isinstance(exc, GeneratorExit):
+            op.stopped(exc)
+        raise
     op.finish()
 
 
@@ -327,6 +462,7 @@ class AuditEntry:
     body: Mapping[str, Any]
     signature_kind: SignatureKind
     error: str | None = None  # why the message does not parse, if it does not
+    shared: bool = True  # False: a failure kept in this clone only (append_failure)
 
     @property
     def snapshots(self) -> list[str]:
@@ -346,6 +482,56 @@ class AuditEntry:
         email = actor.get("email") if isinstance(actor, dict) else None
         return str(email or self.committer)
 
+    @property
+    def _outcome(self) -> Mapping[str, Any]:
+        found = self.body.get("outcome")
+        return found if isinstance(found, dict) else {}
+
+    @property
+    def outcome(self) -> sla.Outcome:
+        """Return success or failure: as recorded, or (entries before the outcome was
+        recorded) as the result reads."""
+        status = self._outcome.get("status")
+        if status in ("success", "failure"):
+            return cast(sla.Outcome, status)
+        return sla.outcome_of(self.result)
+
+    @property
+    def environments(self) -> list[str]:
+        """Return the environments the operation acted in: as recorded, or (older
+        entries) the `environment` argument it was given, if any."""
+        found = self._outcome.get("environments")
+        if isinstance(found, list):
+            return [str(e) for e in found if isinstance(e, str)]
+        arguments = self.body.get("arguments")
+        given = arguments.get("environment") if isinstance(arguments, dict) else None
+        return [given] if isinstance(given, str) else []
+
+    def outcome_in(self, environment: str) -> sla.Outcome:
+        """Return the outcome in one of the entry's environments: a failure where the
+        entry says it failed (when it names where), else the entry's outcome."""
+        failed_in = self._outcome.get("failed_in")
+        if isinstance(failed_in, list):
+            return "failure" if environment in failed_in else "success"
+        return self.outcome
+
+    @property
+    def duration(self) -> float | None:
+        """Return the recorded duration in seconds, if any."""
+        found = _seconds(self.body.get("duration_seconds"))
+        return found if found is not None and found >= 0 else None
+
+    @property
+    def sla_seconds(self) -> float | None:
+        """Return the SLA the operation was held to when it ran (None: none, or older)."""
+        found = _seconds(self._outcome.get("sla_seconds"))
+        return found if found is not None and found > 0 else None
+
+    @property
+    def sla_breached(self) -> bool:
+        """Return whether the operation took longer than its SLA, as recorded."""
+        return self._outcome.get("sla_breached") is True
+
     def as_json(self) -> dict[str, Any]:
         """Return the entry as JSON-ready data."""
         return {
@@ -359,13 +545,27 @@ class AuditEntry:
             "snapshots": self.snapshots,
             "result": self.result,
             "signature_kind": self.signature_kind,
+            "shared": self.shared,
+            "outcome": self.outcome,
+            "environments": self.environments,
+            "duration_seconds": self.duration,
+            "sla_seconds": self.sla_seconds,
+            "sla_breached": self.sla_breached,
             "body": dict(self.body),
             "error": self.error,
         }
 
 
-def parse_entry(commit: pygit2.Commit) -> AuditEntry:
-    """Return an audit commit as an AuditEntry; a message that does not parse sets `error`."""
+def _seconds(value: Any) -> float | None:
+    """Return a number of seconds read from an entry's body, None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def parse_entry(commit: pygit2.Commit, *, shared: bool = True) -> AuditEntry:
+    """Return an audit commit as an AuditEntry; a message that does not parse sets `error`;
+    `shared`: False for an entry of LOCAL_FAILURES_REF."""
     message = commit.message
     first, _, rest = message.partition("\n")
     operation, sep, summary = first.partition(": ")
@@ -398,6 +598,7 @@ def parse_entry(commit: pygit2.Commit) -> AuditEntry:
         body=body,
         signature_kind=signature_kind(block),
         error=error,
+        shared=shared,
     )
 
 
@@ -409,6 +610,21 @@ def read_chain(repo: Repo, ref: str = AUDIT_REF) -> list[AuditEntry]:
     if head is not None and not repo.git.odb.exists(head):
         raise dangling(head)
     entries = [parse_entry(commit) for commit in _walk(repo, ref)]
+    entries.sort(key=lambda e: e.time, reverse=True)
+    return entries
+
+
+def local_failures(repo: Repo) -> list[AuditEntry]:
+    """Return the failures this clone kept to itself (append_failure), newest first."""
+    entries = [parse_entry(c, shared=False) for c in _walk(repo, LOCAL_FAILURES_REF)]
+    entries.sort(key=lambda e: e.time, reverse=True)
+    return entries
+
+
+def outcomes(repo: Repo) -> list[AuditEntry]:
+    """Return every entry that records an operation's outcome, newest first: the chain's
+    and the failures this clone kept to itself."""
+    entries = read_chain(repo) + local_failures(repo)
     entries.sort(key=lambda e: e.time, reverse=True)
     return entries
 
@@ -472,7 +688,7 @@ class AuditFilter:
 
 def listing(repo: Repo, wanted: AuditFilter) -> AuditListing:
     """Return the entries of the chain `wanted` selects, newest first."""
-    return AuditListing(tuple(select(read_chain(repo), wanted)))
+    return AuditListing(tuple(select(outcomes(repo), wanted)))
 
 
 def filter_of(

@@ -44,11 +44,16 @@ class EnvironmentProblem(GovsnapError):
     exit_code = EXIT_ENVIRONMENT
 
 
-class NotARepository(EnvironmentProblem):
+class NotAttempted(EnvironmentProblem):
+    """The repository's state rules the operation out before it starts (no working tree,
+    a merge in progress): nothing was tried, so the audit trail records no failure."""
+
+
+class NotARepository(NotAttempted):
     """The path is not inside a git repository."""
 
 
-class BareRepository(EnvironmentProblem):
+class BareRepository(NotAttempted):
     """The operation needs a working tree and the repository has none."""
 
 

@@ -278,6 +278,7 @@ def pre_push(repo: Repo, args: Sequence[str], updates: Sequence[PushUpdate], say
             run.refs.append(d.update.remote_ref)
             try:
                 environment = environment_for(repo, d.pattern)
+                op.place(environment)
                 _snapshot(
                     repo,
                     run,
@@ -323,6 +324,7 @@ def post_merge(repo: Repo, squash: bool, say: Say) -> int:
         message = "squash merge: the merged changes are staged, not yet in HEAD" if squash else ""
         try:
             environment = environment_for(repo, pattern)
+            op.place(environment)
             head = str(git.head.target)
             _snapshot(
                 repo,

@@ -569,6 +569,7 @@ def _execute(repo: Repo, the_plan: PrunePlan, op: audit.Operation, authorized: b
     options = the_plan.options
     bytes_before = objects_size(repo)
     planned = {d.snapshot.ref for d in the_plan.removed}
+    op.place(*(d.snapshot.environment for d in the_plan.removed))
     if planned and not authorized:
         authorize(repo, the_plan)
     deleted = _remove(repo, the_plan, op) if planned else []

@@ -1,9 +1,10 @@
 """Every ref and refspec govsnap reads or writes, named in one place (docs/format.md).
 
 Shared with every clone and server: snapshots, the audit trail and the notes. Kept by one
-clone only, never pushed: what it fetched from each remote (`refs/govsnap-remote/`) and
+clone only, never pushed: what it fetched from each remote (`refs/govsnap-remote/`),
 what it verified (`refs/govsnap-verified/`: the audit tip it wrote or checked last, the
-audit tip it saw on each remote, the trust policy commit it verified per policy ref).
+audit tip it saw on each remote, the trust policy commit it verified per policy ref), and
+the failures it could not sign under a trust policy (`refs/govsnap-local/failures`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,12 @@ SNAPSHOT_REF = re.compile(r"^refs/govsnap/snapshots/[0-9a-f]{16}$")
 
 TRACKING_ROOT = "refs/govsnap-remote/"
 VERIFIED_ROOT = "refs/govsnap-verified/"
-LOCAL_NAMESPACES = (TRACKING_ROOT, VERIFIED_ROOT)
+LOCAL_ROOT = "refs/govsnap-local/"
+LOCAL_NAMESPACES = (TRACKING_ROOT, VERIFIED_ROOT, LOCAL_ROOT)
+# Failures this clone could not sign while a trust policy is in force: a chain of entries
+# like the audit trail's, kept here because every remote and peer refuses unsigned
+# entries in the shared one (audit.append_failure).
+LOCAL_FAILURES_REF = LOCAL_ROOT + "failures"
 # What this clone last wrote or verified of the audit chain. Every govsnap update of
 # AUDIT_REF moves it in the same transaction, and none extends a chain that no longer
 # holds it: a rewrite, truncation or deletion of the chain is found, never built on.

@@ -27,11 +27,17 @@ from pygit2.enums import ConfigLevel
 
 from govsnap import __version__, audit, notes, worktree
 from govsnap.digest import CACHE_NAME, CURRENT_FORMAT, DigestCache, digest_tree
-from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
+from govsnap.errors import (
+    CheckFailed,
+    CorruptObject,
+    GovsnapError,
+    SnapshotNotFound,
+    UsageError,
+)
 from govsnap.repo import Repo
 from govsnap.rollback import RecordedState, RollbackOptions, read_recorded_state, rollback
 from govsnap.safepaths import find_unsafe
-from govsnap.store import Snapshot, list_snapshots, resolve, snapshot_tree
+from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, snapshot_tree
 from govsnap.worktree import TreeEntry, fs_path
 
 DAMAGE_KINDS = ("delete", "corrupt", "stray", "index")
@@ -480,18 +486,31 @@ def rehearse(
     damage: str | None = None,
     rto: float | None = None,
     report_path: Path | None = None,
+    environment: str | None = None,
 ) -> RehearsalReport:
-    """Rehearse a rollback to snapshot `name` (default latest) in a throwaway clone; write
-    the JSON and Markdown reports, record the result in the snapshot's note and the audit
-    trail, and return the report. The clone is removed even when interrupted."""
+    """Rehearse a rollback to snapshot `name` (default latest; both among the snapshots
+    of `environment` when one is given) in a throwaway clone; write the JSON and Markdown
+    reports, record the result in the snapshot's note and the audit trail, and return the
+    report. The clone is removed even when interrupted."""
     with audit.operation(repo, "rehearse") as op:
-        return _rehearse(repo, op, name, damage, rto, report_path)
+        return _rehearse(repo, op, _chosen(repo, name, environment), damage, rto, report_path)
+
+
+def _chosen(repo: Repo, name: str | None, environment: str | None) -> Snapshot:
+    """Return the snapshot to rehearse: `name` (default latest) among those of
+    `environment`, or of every environment."""
+    snaps = list_snapshots(repo)
+    if environment is not None:
+        snaps = filter_snapshots(snaps, environment)
+        if not snaps:
+            raise SnapshotNotFound(f"environment {environment!r} has no snapshots")
+    return resolve(repo, name or "latest", snaps)
 
 
 def _rehearse(
     repo: Repo,
     op: audit.Operation,
-    name: str | None,
+    snap: Snapshot,
     damage: str | None,
     rto: float | None,
     report_path: Path | None,
@@ -505,7 +524,8 @@ def _rehearse(
             f"cannot write the rehearsal report to {report_path}: the directory "
             f"{report_path.parent} does not exist"
         )
-    snap = resolve(repo, name or "latest", list_snapshots(repo))
+    if snap.payload is not None:
+        op.place(snap.payload.environment)
     tree = snapshot_tree(repo, snap)
     stamp = datetime.now(UTC)
     timings: dict[str, float] = {}

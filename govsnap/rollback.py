@@ -31,6 +31,7 @@ from govsnap.errors import (
     CorruptObject,
     EnvironmentProblem,
     GovsnapError,
+    NotAttempted,
     UsageError,
 )
 from govsnap.objects import Trigger, validate_name, write_commit
@@ -167,7 +168,7 @@ def check_repository_state(repo: Repo) -> None:
     state = RepositoryState(repo.git.state())
     if state in _IN_PROGRESS:
         what, abort = _IN_PROGRESS[state]
-        raise EnvironmentProblem(
+        raise NotAttempted(
             f"{what} is in progress: finish it or abort it ({abort}) before rolling back"
         )
 
@@ -1186,6 +1187,7 @@ def make_plan(repo: Repo, name: str, options: RollbackOptions, op: audit.Operati
     check_repository_state(repo)
     workdir = repo.workdir
     snap = resolve(repo, name, list_snapshots(repo))
+    op.place(_environment(repo, snap))
     target = snapshot_tree(repo, snap)
     paths = normalize_paths(workdir, options.paths)
     check_paths_exist(workdir, target, paths, snap)

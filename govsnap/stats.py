@@ -1,21 +1,24 @@
 """Figures for monitoring: snapshots and the age of the newest per environment, outcomes of
-the last verification and rehearsal, the last rollback, and the bytes only snapshots hold;
-as JSON-ready data and in the Prometheus text format (node_exporter's textfile collector).
+the last verification and rehearsal, the last rollback, the bytes only snapshots hold, and
+what the audit trail records of every operation (outcomes, durations, SLA breaches); as
+JSON-ready data and in the Prometheus text format (node_exporter's textfile collector).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from govsnap import audit
-from govsnap.errors import EnvironmentProblem, UsageError
+from govsnap import audit, sla
+from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
 from govsnap.notes import Recorded
+from govsnap.objects import validate_name
 from govsnap.refs import SNAPSHOT_REF_PREFIX, TRACKING_ROOT, is_snapshot_ref
 from govsnap.repo import Repo
 from govsnap.store import Snapshot, list_snapshots
@@ -92,6 +95,39 @@ class LastRollback:
 
 
 @dataclass(frozen=True)
+class OperationFigures:
+    """What the audit trail records of one operation in one environment ("" for an
+    operation that acts in none, push and fetch): outcomes, SLA breaches, the newest run.
+    Read from entries anyone could have appended: shown, never a decision."""
+
+    operation: str
+    environment: str
+    succeeded: int = 0
+    failed: int = 0
+    sla_breaches: int = 0
+    last_time: int | None = None  # the newest entry's time
+    last_outcome: str | None = None
+    last_duration: float | None = None
+    last_success: int | None = None
+    last_failure: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the figures as JSON-ready data."""
+        return {
+            "operation": self.operation,
+            "environment": self.environment,
+            "success": self.succeeded,
+            "failure": self.failed,
+            "sla_breaches": self.sla_breaches,
+            "last_time": self.last_time,
+            "last_outcome": self.last_outcome,
+            "last_duration_seconds": self.last_duration,
+            "last_success": self.last_success,
+            "last_failure": self.last_failure,
+        }
+
+
+@dataclass(frozen=True)
 class Stats:
     """Everything `govsnap stats` reports, measured at `now`."""
 
@@ -100,6 +136,10 @@ class Stats:
     unreadable: int  # snapshot refs whose tag does not parse (no environment)
     last_rollback: LastRollback | None
     snapshot_only_bytes: int
+    operations: tuple[OperationFigures, ...] = ()
+    sla: Mapping[str, float] = field(default_factory=dict)  # thresholds in force now
+    storage_limit: int | None = None  # govsnap.storageLimit: bytes snapshots may hold
+    audit_problem: str | None = None  # why the audit trail could not be read
 
     def as_json(self) -> dict[str, Any]:
         """Return the figures as JSON-ready data."""
@@ -128,6 +168,10 @@ class Stats:
             },
             "snapshot_only_bytes": self.snapshot_only_bytes,
             "snapshot_only_bytes_method": BYTES_METHOD,
+            "operations": [o.as_json() for o in self.operations],
+            "sla_seconds": dict(self.sla),
+            "storage_limit_bytes": self.storage_limit,
+            "audit_problem": self.audit_problem,
         }
 
 
@@ -164,6 +208,63 @@ def last_rollback(repo: Repo) -> LastRollback | None:
     )
 
 
+# The operations whose outcomes are exported for every environment holding snapshots
+# even before the first run, so that a monitor sees the first failure as an increase (a
+# hook run records an entry of its own only when it fails).
+WATCHED = ("create", "verify", "rollback", "rehearse", "pre-push", "post-merge")
+_OPERATION = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+INVALID = "(invalid)"
+
+
+def _shown_name(text: str, pattern: re.Pattern[str] | None = None) -> str:
+    """Return an operation or environment name from an entry as a label value: a name
+    govsnap could have written, else INVALID (a forged entry cannot mint label values)."""
+    if pattern is not None:
+        return text if pattern.match(text) else INVALID
+    try:
+        return validate_name("environment", text)
+    except UsageError:
+        return INVALID
+
+
+def operation_figures(
+    entries: Sequence[audit.AuditEntry], environments: Iterable[str]
+) -> tuple[OperationFigures, ...]:
+    """Return the figures of each (operation, environment) the entries (newest first)
+    name, and of each watched operation in each of `environments`, sorted."""
+    places = list(environments)
+    found: dict[tuple[str, str], OperationFigures] = {
+        (operation, env): OperationFigures(operation, env)
+        for operation in WATCHED
+        for env in places
+    }
+    # Oldest first, entries of one second in the chain's order (`entries` are newest
+    # first): the last entry seen of a key is its newest.
+    for entry in sorted(reversed(entries), key=lambda e: e.time):
+        operation = _shown_name(entry.operation, _OPERATION)
+        # Each label value once per entry (two names no entry could hold are one value).
+        outcome_of: dict[str, bool] = {}
+        for place in entry.environments or [""]:
+            env = _shown_name(place) if place else ""
+            success = (entry.outcome_in(place) if place else entry.outcome) == "success"
+            outcome_of[env] = outcome_of.get(env, True) and success
+        for env, success in outcome_of.items():
+            key = (operation, env)
+            old = found.get(key) or OperationFigures(operation, env)
+            found[key] = replace(
+                old,
+                succeeded=old.succeeded + success,
+                failed=old.failed + (not success),
+                sla_breaches=old.sla_breaches + entry.sla_breached,
+                last_time=entry.time,
+                last_outcome=entry.outcome,
+                last_duration=entry.duration,
+                last_success=entry.time if success else old.last_success,
+                last_failure=old.last_failure if success else entry.time,
+            )
+    return tuple(found[key] for key in sorted(found))
+
+
 def snapshot_only_bytes(repo: Repo) -> int:
     """Return the on-disk bytes of the objects that only snapshot refs keep (see
     BYTES_METHOD): what deleting every snapshot ref would let `git gc` free."""
@@ -191,13 +292,31 @@ def snapshot_only_bytes(repo: Repo) -> int:
 def collect(repo: Repo, now: int | None = None) -> Stats:
     """Return the repository's figures, ages measured at `now` (default: the clock)."""
     snaps = list_snapshots(repo)
+    envs = by_environment(snaps)
+    problem = None
+    try:
+        entries = audit.outcomes(repo)
+    except CheckFailed as exc:
+        entries, problem = [], exc.message
     return Stats(
         now=int(time.time()) if now is None else now,
-        environments=by_environment(snaps),
+        environments=envs,
         unreadable=sum(1 for s in snaps if s.payload is None),
-        last_rollback=last_rollback(repo),
+        last_rollback=None if problem else last_rollback(repo),
         snapshot_only_bytes=snapshot_only_bytes(repo),
+        operations=operation_figures(entries, (e.environment for e in envs)),
+        sla=sla.thresholds(repo),
+        storage_limit=storage_limit(repo),
+        audit_problem=problem,
     )
+
+
+def storage_limit(repo: Repo) -> int | None:
+    """Return `govsnap.storageLimit` in bytes (git's k, m, g suffixes), None when unset."""
+    limit = repo.config_int("govsnap.storageLimit", None)
+    if limit is not None and limit <= 0:
+        raise UsageError(f"govsnap.storageLimit must be a positive size (10g), not {limit}")
+    return limit
 
 
 def run(repo: Repo, prometheus: Path | None = None) -> Stats:
@@ -213,7 +332,9 @@ def run(repo: Repo, prometheus: Path | None = None) -> Stats:
 
 
 def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    # A lone surrogate (a JSON escape can make one) cannot be written as UTF-8: replaced.
+    text = value.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _number(value: float) -> str:
@@ -229,10 +350,25 @@ class _Metrics:
     def gauge(
         self, name: str, help_text: str, samples: Iterable[tuple[dict[str, str], float | None]]
     ) -> None:
+        self.family("gauge", name, help_text, samples)
+
+    def counter(
+        self, name: str, help_text: str, samples: Iterable[tuple[dict[str, str], float | None]]
+    ) -> None:
+        """Write a counter (`name` ends in _total): what the audit trail holds only grows."""
+        self.family("counter", name, help_text, samples)
+
+    def family(
+        self,
+        kind: str,
+        name: str,
+        help_text: str,
+        samples: Iterable[tuple[dict[str, str], float | None]],
+    ) -> None:
         rows = [(labels, value) for labels, value in samples if value is not None]
         if not rows:
             return
-        self.lines += [f"# HELP govsnap_{name} {help_text}", f"# TYPE govsnap_{name} gauge"]
+        self.lines += [f"# HELP govsnap_{name} {help_text}", f"# TYPE govsnap_{name} {kind}"]
         for labels, value in rows:
             inner = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             braces = f"{{{inner}}}" if inner else ""
@@ -303,10 +439,68 @@ def prometheus_text(stats: Stats) -> str:
         [({}, stats.snapshot_only_bytes)],
     )
     m.gauge(
+        "snapshot_only_bytes_limit",
+        "What snapshots may hold (git config govsnap.storageLimit); absent when unset.",
+        [({}, stats.storage_limit)],
+    )
+    m.gauge(
         "unreadable_snapshots", "Snapshot refs whose tag does not parse.", [({}, stats.unreadable)]
     )
+    _operation_metrics(m, stats)
     m.gauge("stats_timestamp_seconds", "When these figures were measured.", [({}, stats.now)])
     return "\n".join(m.lines) + "\n"
+
+
+def _operation_metrics(m: _Metrics, stats: Stats) -> None:
+    """Write what the audit trail records of each operation (see OperationFigures)."""
+    ops = stats.operations
+
+    def keyed(o: OperationFigures) -> dict[str, str]:
+        return {"operation": o.operation, "environment": o.environment}
+
+    m.counter(
+        "operations_total",
+        "Operations the audit trail records, by operation, environment and outcome.",
+        [
+            ({**keyed(o), "outcome": outcome}, count)
+            for o in ops
+            for outcome, count in (("success", o.succeeded), ("failure", o.failed))
+        ],
+    )
+    m.counter(
+        "operation_sla_breaches_total",
+        "Operations that took longer than the SLA they were held to when they ran.",
+        [(keyed(o), o.sla_breaches) for o in ops],
+    )
+    m.gauge(
+        "operation_last_duration_seconds",
+        "Duration of the newest run of each operation.",
+        [(keyed(o), o.last_duration) for o in ops],
+    )
+    m.gauge(
+        "operation_last_success",
+        "1 when the newest run of each operation succeeded, else 0.",
+        [(keyed(o), None if o.last_outcome is None else o.last_outcome == "success") for o in ops],
+    )
+    m.gauge(
+        "operation_last_timestamp_seconds",
+        "Time of the newest successful and failed run of each operation.",
+        [
+            ({**keyed(o), "outcome": outcome}, when)
+            for o in ops
+            for outcome, when in (("success", o.last_success), ("failure", o.last_failure))
+        ],
+    )
+    m.gauge(
+        "operation_sla_seconds",
+        "The SLA each operation is held to now (git config govsnap.sla.<operation>).",
+        [({"operation": name}, seconds) for name, seconds in sorted(stats.sla.items())],
+    )
+    m.gauge(
+        "audit_readable",
+        "1 when the audit trail could be read, else 0 (`govsnap doctor` says why).",
+        [({}, stats.audit_problem is None)],
+    )
 
 
 def write_textfile(path: Path, text: str) -> None:

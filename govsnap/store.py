@@ -428,13 +428,16 @@ def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
 def create(repo: Repo, options: CreateOptions) -> CreateResult:
     """Capture, sign and record a snapshot: commit, tag, ref, note, audit entry in that order."""
     # Its objects are written long before a ref names them: `prune --now` must wait.
-    with writing(repo), audit.operation(repo, "create") as op:
+    with writing(repo), audit.operation(repo, "create", options.audit_context) as op:
         return _create(repo, options, op)
 
 
 def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateResult:
+    if options.from_rev is None and options.tree is None:
+        repo.workdir  # noqa: B018 - a bare repository is refused before anything is tried
     trigger = validate_name("trigger", options.trigger)
     environment = validate_name("environment", options.environment or default_environment(repo))
+    op.place(environment)
     labels = tuple(dict.fromkeys(validate_name("label", label) for label in options.labels))
     message = validate_message(options.message)
     signer = require_signer(repo, options.unsigned)

@@ -705,6 +705,7 @@ def _run(
     jobs: int | None,
 ) -> VerifyReport:
     snaps = select(repo, names, all_, environment)
+    op.place(*(s.payload.environment for s in snaps if s.payload is not None))
     policy = load_policy(repo)
     # A partial clone fetches the blobs the digest reads, as git would on demand; when it
     # cannot, the objects check names them and the partial clone.
@@ -728,6 +729,7 @@ def _run(
             snapshots=[r.id for r in results],
             arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
             result="pass" if report.ok else "fail",
+            failed_in=[s.environment for s, r in zip(snaps, results, strict=True) if not r.ok],
         )
         mutations = verdict_mutations(snaps, results, op.identity)
         op.record(entry, notes=mutations, notes_message="Verification recorded by 'govsnap verify'")

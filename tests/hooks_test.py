@@ -341,11 +341,17 @@ def test_pre_push_failure_blocks_or_warns(cli: Cli, make_repo: MakeRepo, remote:
     assert warned.returncode == 0 and "pushing without a snapshot" in warned.stderr
     assert git(remote, "rev-parse", "main").strip() == git(repo, "rev-parse", "HEAD").strip()
     failures = json.loads(cli(repo, "audit", "--json").out)
-    assert [(e["operation"], e["result"]) for e in failures] == [
+    # Each push records the create that failed and the hook run's outcome.
+    assert [(e["operation"], e["result"].split(":")[0]) for e in failures] == [
         ("pre-push", "warned"),
+        ("create", "failed"),
         ("pre-push", "blocked"),
+        ("create", "failed"),
     ]
     assert "no signing key" in failures[0]["body"]["arguments"]["errors"][0]
+    assert "no signing key" in failures[1]["result"]
+    assert failures[0]["environments"] == failures[1]["environments"] == ["default"]
+    assert failures[1]["body"]["arguments"]["hook"] == "pre-push"
 
 
 # --- post-merge ----------------------------------------------------------------------------

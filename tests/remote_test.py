@@ -512,7 +512,15 @@ def test_unreachable_remote(shared: Shared, cli: Cli) -> None:
         result = cli(shared.a, *args)
         assert result.code == 3
         assert f"remote 'down' (git://127.0.0.1:{port}/nothing.git)" in one_line(result.err)
-    assert govsnap_state(shared.a) == before
+    after = govsnap_state(shared.a)
+    audit_ref = "refs/govsnap/audit"
+    assert {**after, audit_ref: ""} == {**before, audit_ref: ""}
+    # Nothing moved but the audit trail, which records both failures (for monitoring).
+    entries = json.loads(run_ok(cli, shared.a, "audit", "--json"))
+    assert [(e["operation"], e["outcome"]) for e in entries[:2]] == [
+        ("fetch", "failure"),
+        ("push", "failure"),
+    ]
 
 
 def test_a_remote_that_is_no_repository(shared: Shared, cli: Cli) -> None:

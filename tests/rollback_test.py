@@ -320,7 +320,26 @@ def test_no_safety_snapshot_means_nothing_is_touched(cli: Cli, repo: Path) -> No
     result = cli(repo, "rollback", ident, "--yes", "--no-verify")
 
     assert result.code == 3 and "cannot take the safety snapshot" in result.err
-    assert (files_state(repo), all_refs(repo), git(repo, "ls-files", "-s")) == before
+    after = (files_state(repo), all_refs(repo), git(repo, "ls-files", "-s"))
+    assert (after[0], _but_audit(after[1]), after[2]) == (
+        before[0],
+        _but_audit(before[1]),
+        before[2],
+    )
+    # What is recorded is that both failed: the safety snapshot's create and the rollback
+    # (kept in this clone: under a trust policy, an unsigned entry is refused everywhere).
+    entries = json.loads(cli(repo, "audit", "--json").out)
+    failed = {(e["operation"], e["shared"]) for e in entries if e["outcome"] == "failure"}
+    assert failed == {("rollback", False), ("create", False)}
+
+
+def _but_audit(refs: str) -> str:
+    """Return the refs but for the audit trail and the failures kept in this clone."""
+    return "".join(
+        line + "\n"
+        for line in refs.splitlines()
+        if not line.startswith(("refs/govsnap/audit ", "refs/govsnap-local/"))
+    )
 
 
 def test_safety_snapshot_of_a_staged_index_cannot_be_committed(cli: Cli, repo: Path) -> None:

@@ -98,8 +98,11 @@ def test_prometheus_textfile_parses_and_is_replaced_atomically(
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families and all(name.startswith("govsnap_") for name in families)
-    for name in families:
-        assert f"# HELP {name} " in text and f"# TYPE {name} gauge" in text
+    for name, family in families.items():
+        # A counter's family is named without the _total of its samples (OpenMetrics).
+        exposed = f"{name}_total" if family.type == "counter" else name
+        assert f"# HELP {exposed} " in text and f"# TYPE {exposed} {family.type}" in text
+        assert family.type in ("gauge", "counter")
 
     def value(name: str, **labels: str) -> float:
         [sample] = [s for s in families[name].samples if s.labels == labels]
@@ -126,6 +129,8 @@ def test_empty_repository(make_repo: MakeRepo, cli: Cli, tmp_path: Path) -> None
         "govsnap_snapshot_only_bytes",
         "govsnap_unreadable_snapshots",
         "govsnap_stats_timestamp_seconds",
+        "govsnap_audit_readable",
+        "govsnap_operation_sla_seconds",
     }
 
 

@@ -10,7 +10,7 @@ from govsnap.commands.options import JsonOpt, feature, repo_of
 from govsnap.render import cell, console, emit, message, stderr_line, timestamp
 
 if TYPE_CHECKING:
-    from govsnap.audit import AuditListing, AuditReport
+    from govsnap.audit import AuditEntry, AuditListing, AuditReport
 
 app = feature(
     help="Show the audit trail (refs/govsnap/audit), or verify it.",
@@ -70,7 +70,8 @@ def show_listing(listed: AuditListing) -> None:
     entries = listed.entries
     title = f"{len(entries)} audit entr{'y' if len(entries) == 1 else 'ies'}"
     table = Table(title=title, title_justify="left")
-    for column in ("time", "operation", "result", "actor", "snapshots", "signed", "summary"):
+    columns = ("time", "operation", "result", "took", "actor", "snapshots", "signed", "summary")
+    for column in columns:
         table.add_column(column)
     for e in entries:
         summary = e.summary if e.error is None else f"{e.summary} (malformed: {e.error})"
@@ -78,13 +79,25 @@ def show_listing(listed: AuditListing) -> None:
             timestamp(e.time),
             e.operation,
             e.result,
+            _took(e),
             e.actor,
             ",".join(s[:12] for s in e.snapshots),
-            e.signature_kind if e.signature_kind != "none" else "-",
+            (e.signature_kind if e.signature_kind != "none" else "-")
+            + ("" if e.shared else " (this clone only)"),
             summary,
         )
         table.add_row(*(cell(text) for text in cells))
     console().print(table)
+
+
+def _took(entry: AuditEntry) -> str:
+    """Return how long the operation took, and its SLA when it breached it."""
+    seconds = entry.duration
+    if seconds is None:
+        return "-"
+    limit = entry.sla_seconds
+    breached = f" > SLA {limit:g}s" if entry.sla_breached and limit is not None else ""
+    return f"{seconds:.2f}s{breached}"
 
 
 def show_report(report: AuditReport) -> None:

@@ -101,13 +101,21 @@ def rehearse_rollback(
         Path | None,
         typer.Option("--report", help="Write the report to PATH.json and PATH.md."),
     ] = None,
+    environment: Annotated[
+        str | None,
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Choose among this environment's snapshots (default: its newest).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Rehearse a rollback in a throwaway clone: damage it, roll back, check every byte,
     time it against the recovery objective; exit 1 if any gate fails."""
     from govsnap.rehearsal import rehearse
 
-    result = rehearse(repo_of(ctx), snapshot, damage, rto, report)
+    result = rehearse(repo_of(ctx), snapshot, damage, rto, report, environment)
     emit(result, json_out, show_rehearsal)
     result.check()
 

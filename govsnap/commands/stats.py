@@ -84,7 +84,38 @@ def show_stats(stats: Stats) -> None:
             f"last rollback: {timestamp(rollback.time)}, {rollback.seconds:.2f}s, "
             f"{rollback.result}" + (f" (to {rollback.snapshot})" if rollback.snapshot else "")
         )
+    limit = stats.storage_limit
     message(
         f"held only by snapshots: {human_bytes(stats.snapshot_only_bytes)} "
-        f"({stats.snapshot_only_bytes} bytes on disk)"
+        f"({stats.snapshot_only_bytes} bytes on disk"
+        + ("" if limit is None else f", limit {human_bytes(limit)}")
+        + ")"
     )
+    _show_operations(stats)
+
+
+def _show_operations(stats: Stats) -> None:
+    """Print what the audit trail records of each operation that ran."""
+    from rich.table import Table
+
+    if stats.audit_problem is not None:
+        message(f"operations: the audit trail cannot be read: {stats.audit_problem}")
+    ran = [o for o in stats.operations if o.last_time is not None]
+    if not ran:
+        return
+    table = Table(title="operations (audit trail)", title_justify="left")
+    for column in ("operation", "environment", "ok", "failed", "over SLA", "SLA", "last run"):
+        table.add_column(column, justify="right" if column in ("ok", "failed") else "left")
+    for o in ran:
+        limit = stats.sla.get(o.operation)
+        took = "" if o.last_duration is None else f", {o.last_duration:.2f}s"
+        table.add_row(
+            cell(o.operation),
+            cell(o.environment or "-"),
+            str(o.succeeded),
+            str(o.failed),
+            str(o.sla_breaches),
+            "-" if limit is None else f"{limit:g}s",
+            f"{_when(o.last_time)} {o.last_outcome}{took}",
+        )
+    console().print(table)
