@@ -777,6 +777,56 @@ def with_history(repo: Repo, policy: TrustPolicy) -> TrustPolicy:
     return replace(policy, retired=tuple(retired.values()))
 
 
+@dataclass(frozen=True)
+class PolicyVersion:
+    """One version of the trust policy along its ref's first-parent history: the commit
+    that made it, when and by whom (the committer, as git records it), and what it says
+    (None, with the reason, when it does not parse)."""
+
+    commit: str
+    time: int
+    committer: str
+    subject: str
+    policy: TrustPolicy | None
+    error: str | None = None
+
+
+def history(repo: Repo, ref: str | None = None) -> list[PolicyVersion]:
+    """Return each version of the policy at `ref` (default: policy_ref) along its
+    first-parent history back to where it was introduced, oldest first: the commits that
+    changed the file. Only reads; whether the chain holds is load_policy's to say."""
+    name = ref or policy_ref(repo)
+    tip = _ref_commit(repo, name)
+    if tip is None or _policy_blob(repo, tip) is None:
+        return []
+    versions: list[PolicyVersion] = []
+    previous: pygit2.Oid | None = None
+    for commit in _first_parent_chain(repo, tip, set()):
+        blob = _policy_blob(repo, commit)
+        if blob is None or blob.id == previous:
+            continue
+        previous = blob.id
+        where = f"{name}@{_short(commit.id)}:{POLICY_PATH}"
+        parsed: TrustPolicy | None = None
+        error: str | None = None
+        try:
+            parsed = parse_policy(blob.data, where)
+        except PolicyError as exc:
+            error = exc.message
+        committer = commit.committer
+        versions.append(
+            PolicyVersion(
+                str(commit.id),
+                committer.time,
+                f"{committer.name} <{committer.email}>",
+                commit.message.split("\n", 1)[0],
+                parsed,
+                error,
+            )
+        )
+    return versions
+
+
 def _remember(repo: Repo, memory: str, tip: pygit2.Oid) -> None:
     """Move this clone's record of the verified policy commit forward to `tip` (never back:
     another process may have verified a newer one meanwhile)."""

@@ -722,6 +722,9 @@ def _run(
             snapshots=[r.id for r in results],
             arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
             result="pass" if report.ok else "fail",
+            # Which snapshots failed, under the entry's signature: the evidence report's
+            # history of verdicts per snapshot (a note keeps only the last, unsigned).
+            extra={"failed": [r.id for r in results if not r.ok]},
         )
         mutations = verdict_mutations(snaps, results, op.identity)
         op.record(entry, notes=mutations, notes_message="Verification recorded by 'govsnap verify'")
