@@ -64,8 +64,18 @@ def test_create_signs_with_gpgsm_and_git_verifies_it(
     identity = f"{X509_EMAIL} (issuer {X509_DN})"
     assert result["verdict"] == "pass" and result["signer"] == identity
     assert "signer release" in result["checks"]["trust"]["message"]
+    # A rollback asks the policy whether this clone's certificate may roll back (a probe
+    # it signs, verified against the policy) and signs its safety snapshot the same way.
+    (repo / "README.md").write_text("changed\n")
+    rolled = json.loads(run_ok(cli, repo, "rollback", ident, "--yes", "--json"))
+    safety = rolled["safety_snapshot"]
+    assert (repo / "README.md").read_text() == "hello\n"
+    checked = stock_git(repo, home, "verify-tag", f"refs/govsnap/snapshots/{safety}")
+    assert checked.returncode == 0, checked.stderr
     audit = json.loads(run_ok(cli, repo, "audit", "verify", "--json"))
-    assert audit["ok"] and audit["unsigned"] == 0
+    assert (
+        audit["ok"] and audit["unsigned"] == 0 and audit["entries"] == 4
+    )  # create, verify, safety create, rollback
 
 
 def test_govsnap_runs_the_program_as_git_does(
