@@ -307,6 +307,10 @@ def interpret_gpg_status(
         )
     keyword, args = results[0]
     key = args[0] if args else "?"
+    if kind == SignatureKind.X509 and keyword == "GOODSIG" and not validsig and args:
+        # gitsign reports a good signature as GOODSIG <SHA-1 fingerprint> <subject> and
+        # TRUST_FULLY, without VALIDSIG; git takes that as good, so does govsnap.
+        validsig = [key.upper()]
     signer = None
     if len(validsig) > 9:
         signer = validsig[9]

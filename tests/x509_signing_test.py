@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from govsnap.objects import SignatureKind
+from govsnap.signing import interpret_gpg_status
 from govsnap.trust import PolicyError, parse_policy
 from tests.helpers import Cli, MakeRepo, create_snapshot, git, run_ok, snapshot_ids
 from tests.helpers.x509 import X509_DN, X509_EMAIL, make_certificate
@@ -201,3 +203,21 @@ def test_a_sigstore_shaped_certificate_is_named_by_workflow_and_oidc_issuer(
     )
     ident = create_snapshot(cli, other, "-e", "production")
     assert cli(other, "verify", ident).code == 1
+
+
+# What gitsign's verification writes on the status fd, as its source does
+# (internal/gpg/status.go: EmitGoodSig, EmitTrustFully): no VALIDSIG line.
+GITSIGN_GOOD = [
+    "[GNUPG:] NEWSIG",
+    "[GNUPG:] GOODSIG 5fe6c5b3db4aa79842ab47729f8b578f0a19d6fe CN=sigstore,O=sigstore.dev",
+    "[GNUPG:] TRUST_FULLY 0 shell",
+]
+
+
+def test_gitsign_status_lines_read_as_git_reads_them() -> None:
+    check = interpret_gpg_status(GITSIGN_GOOD, SignatureKind.X509)
+    assert check.valid and check.signer == "5FE6C5B3DB4AA79842AB47729F8B578F0A19D6FE"
+    # The same lines from gpg (OpenPGP) still need VALIDSIG, as before.
+    assert not interpret_gpg_status(GITSIGN_GOOD, SignatureKind.OPENPGP).valid
+    bad = [GITSIGN_GOOD[0], GITSIGN_GOOD[1].replace("GOODSIG", "BADSIG")]
+    assert not interpret_gpg_status(bad, SignatureKind.X509).valid
