@@ -92,7 +92,9 @@ def by_id(report: dict[str, object]) -> dict[str, dict[str, object]]:
     return {s["id"]: s for e in envs for s in e["snapshots"]}
 
 
-def test_report_json_holds_the_evidence_and_follows_its_schema(story: Story, cli: Cli) -> None:
+def test_report_holds_the_evidence_and_escapes_what_an_attacker_wrote(
+    story: Story, cli: Cli, tmp_path: Path
+) -> None:
     report = json.loads(run_ok(cli, story.repo, "report", "--json"))
     jsonschema.validate(report, SCHEMA)
     assert [e["name"] for e in report["environments"]] == ["production", "staging"]
@@ -138,8 +140,7 @@ def test_report_json_holds_the_evidence_and_follows_its_schema(story: Story, cli
     assert later["environments"] == [] and later["audit"]["entries"] == []
     jsonschema.validate(later, SCHEMA)
 
-
-def test_report_html_escapes_what_an_attacker_wrote(story: Story, cli: Cli, tmp_path: Path) -> None:
+    # The page shows what an attacker wrote as text.
     out = tmp_path / "report.html"
     printed = run_ok(cli, story.repo, "report", "--html", str(out))
     assert str(out) in printed and "1 failing verification" in printed
@@ -154,13 +155,14 @@ def test_report_html_escapes_what_an_attacker_wrote(story: Story, cli: Cli, tmp_
     )
 
 
-def test_report_bad_input_is_one_line(story: Story, cli: Cli, tmp_path: Path) -> None:
+def test_report_bad_input_is_one_line(make_repo: MakeRepo, cli: Cli, tmp_path: Path) -> None:
+    repo = make_repo()
     for args, code, words in (
         (("--since", "last tuesday"), 2, "cannot read the time"),
         (("--html", str(tmp_path / "missing" / "r.html")), 2, "is not a directory"),
         (("--html", str(tmp_path)), 2, "it is a directory"),
     ):
-        result = cli(story.repo, "report", *args)
+        result = cli(repo, "report", *args)
         assert result.code == code, (args, result.err)
         assert len(result.err.strip().splitlines()) == 1 and words in result.err
         assert "Traceback" not in result.err
