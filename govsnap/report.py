@@ -26,7 +26,14 @@ from govsnap.objects import ISO_UTC, SignatureKind, utc
 from govsnap.prune import Decision, PruneOptions, plan
 from govsnap.repo import Repo
 from govsnap.store import Snapshot, list_snapshots
-from govsnap.trust import PolicyVersion, TrustPolicy, history, load_policy, missing_policy
+from govsnap.trust import (
+    PolicyVersion,
+    TrustPolicy,
+    configured_anchor,
+    history,
+    load_policy,
+    missing_policy,
+)
 from govsnap.verify import SnapshotVerification, verify_snapshots
 
 REPORT_FORMAT = 1
@@ -218,6 +225,7 @@ class TrustEvidence:
     policy: TrustPolicy | None
     error: str | None
     versions: tuple[PolicyVersion, ...]
+    anchor_pinned: bool  # govsnap.trustAnchor or trustAnchorCommit is set (else first use)
 
     def as_json(self) -> dict[str, Any]:
         """Return the policy and its history as JSON-ready data."""
@@ -229,6 +237,7 @@ class TrustEvidence:
             "version": None if policy is None else policy.version,
             "commit": None if policy is None else policy.commit,
             "anchor": None if policy is None else policy.anchor,
+            "anchor_pinned": self.anchor_pinned,
             "policy_threshold": None if policy is None else policy.threshold,
             "signers": [] if policy is None else [s.as_json() for s in policy.signers],
             "history": [
@@ -491,7 +500,9 @@ def collect(
         audit=trail,
         audit_summary=summary,
         audit_error=audit_error,
-        trust=TrustEvidence(source, policy, policy_error, tuple(history(repo))),
+        trust=TrustEvidence(
+            source, policy, policy_error, tuple(history(repo)), configured_anchor(repo).pinned
+        ),
         retention=_retention(repo, environment),
     )
 

@@ -298,6 +298,13 @@ def _trust(report: Report) -> str:
             f"believed because: {_e(policy.anchor)}; policy changes need "
             f"{policy.threshold} approval(s).</p>"
         )
+        if not trust.anchor_pinned:
+            # Whoever first wrote the policy ref decided it: a reviewer must know.
+            parts.append(
+                '<p class="unknown" data-anchor="unpinned">No trust anchor is pinned '
+                "(govsnap.trustAnchor or govsnap.trustAnchorCommit): this policy is "
+                "trusted because it was the first one seen.</p>"
+            )
         rows = (
             f"<tr><td>{_e(s.name)}</td><td>{_e(s.kind)}</td><td><code>{_e(s.identity)}</code>"
             f"</td><td>{_e(', '.join(s.environments))}</td><td>{_e(', '.join(s.operations))}"

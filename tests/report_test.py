@@ -127,6 +127,7 @@ def test_report_holds_the_evidence_and_escapes_what_an_attacker_wrote(
 
     assert report["trust"]["version"] == 1 and len(report["trust"]["history"]) == 1
     assert report["trust"]["signers"][0]["name"] == "releaser"
+    assert report["trust"]["anchor_pinned"] is False  # nothing pinned: said on the page too
     # keepLast 1 per environment: the older production snapshot goes next (the safety
     # snapshot has its own group and policy).
     removed = {d["id"] for d in report["retention"]["remove"]}
@@ -150,6 +151,7 @@ def test_report_holds_the_evidence_and_escapes_what_an_attacker_wrote(
     assert "&lt;img src=&quot;http://198.51.100.7/x.png&quot;" in page
     # Nothing in the page may load anything, whatever a later bug lets through.
     assert "default-src 'none'" in page
+    assert 'data-anchor="unpinned"' in page
     assert "http://" not in page.replace("http://198.51.100.7", "").replace(
         "http://www.w3.org/2000/svg", ""
     )
