@@ -227,3 +227,25 @@ def test_chromium_renders_the_report_offline(story: Story, cli: Cli, tmp_path: P
     assert shot.stat().st_size > 10_000
     assert [m for m in console if m.startswith(("error", "pageerror"))] == []
     assert requests == [out.as_uri()]
+
+
+def test_a_policy_that_does_not_load_is_reported_not_fatal(
+    make_repo: MakeRepo, keys: Keys, cli: Cli, tmp_path: Path
+) -> None:
+    """An auditor still gets the page when the policy is broken: every snapshot marked not
+    verified, the policy's error shown, nothing passed off as verified."""
+    policy = policy_text({"releaser": (keys.trusted, ["*"], ["*"])})
+    repo = make_repo({"README.md": "hello\n", ".govsnap/trust.toml": policy})
+    ident = create_snapshot(cli, repo, "-e", "production")
+    write_files(repo, {".govsnap/trust.toml": "version = 2\n[signers.x]\nopenpgp = 'nope'\n"})
+    git(repo, "commit", "-qam", "a broken policy")
+    report = json.loads(run_ok(cli, repo, "report", "--json"))
+    jsonschema.validate(report, SCHEMA)
+    assert report["trust"]["error"] and report["trust"]["present"] is False
+    (snap,) = report["environments"][0]["snapshots"]
+    assert snap["id"] == ident and snap["verification_now"] is None
+    assert "not verified: the trust policy does not load" in snap["unchecked"]
+    out = tmp_path / "r.html"
+    run_ok(cli, repo, "report", "--html", str(out))
+    page = out.read_text()
+    assert "The trust policy does not hold" in page and "NOT CHECKED" in page
