@@ -20,6 +20,7 @@ CASES = [
     "rollback",
     "listing",
     "verify",
+    "report",
     "prune",
     "version",
     "push",

@@ -16,6 +16,7 @@ from govsnap.commands import (
     audit,
     configure,
     hooks,
+    report,
     retention,
     rollback,
     sharing,
@@ -47,6 +48,7 @@ app.add_typer(verify.app)
 app.add_typer(trust.app, name="trust")
 app.add_typer(sharing.app)
 app.add_typer(stats.app)
+app.add_typer(report.app)
 
 
 def _version(value: bool) -> None:

@@ -619,6 +619,9 @@ def _rehearse(
         snapshots=[snap.id],
         arguments={"damage": kinds, "rto": objective},
         result="ok" if report.passed else verdict,
+        # The recovery time measured, under the entry's signature: the evidence report
+        # charts it over time (a note keeps only the last rehearsal).
+        extra={"rollback_seconds": summary["rollback_seconds"]},
     )
     op.record(entry, notes={snap.tag_oid: merge})
     return report

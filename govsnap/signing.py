@@ -1,5 +1,6 @@
 """Signing snapshot payloads as `git tag -s` does: OpenPGP through python-gnupg, SSH
-through `ssh-keygen -Y sign -n git`."""
+through `ssh-keygen -Y sign -n git`, X.509 through `gpg.x509.program` (gpgsm, or
+Sigstore's gitsign) with git's own arguments and status protocol."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from govsnap import openpgp
+from govsnap import openpgp, x509
 from govsnap.errors import SigningError, UsageError
 from govsnap.objects import SignatureKind, SignedTag
 from govsnap.repo import Repo
@@ -149,6 +150,50 @@ class SSHSigner:
         return Signature(block, self.kind, ssh_key_fingerprint(public))
 
 
+@dataclass
+class X509Signer:
+    """Signs through `gpg.x509.program` exactly as git does for gpg.format=x509
+    (gpg-interface.c, sign_buffer_gpg): `<program> --status-fd=2 -bsau <key>`, the
+    payload on stdin, the armoured signature on stdout, and a `[GNUPG:] SIG_CREATED` status
+    line on stderr as the proof it signed. gpgsm and gitsign both speak it."""
+
+    key: str
+    program: str = "gpgsm"
+    home: str | None = None
+    kind: SignatureKind = SignatureKind.X509
+
+    def sign(self, payload: bytes) -> Signature:
+        """Return the detached CMS signature block the program made over `payload`."""
+        if shutil.which(self.program) is None:
+            raise SigningError(
+                f"{self.program} (gpg.x509.program) is not installed (apt-get install gpgsm)"
+            )
+        env = dict(os.environ)
+        if self.home:
+            env["GNUPGHOME"] = self.home
+        proc = subprocess.run(
+            [self.program, "--status-fd=2", "-bsau", self.key],
+            input=payload,
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+        status = "\n" + proc.stderr.decode(errors="replace")
+        created = re.search(r"\n\[GNUPG:\] SIG_CREATED (.*)", status)
+        if proc.returncode != 0 or created is None or not proc.stdout:
+            detail = [
+                line
+                for line in status.strip().splitlines()
+                if line and not line.startswith("[GNUPG:]")
+            ]
+            reason = detail[-1] if detail else f"exit code {proc.returncode}, no SIG_CREATED"
+            raise SigningError(f"{self.program} could not sign with {self.key}: {reason}")
+        # git drops carriage returns from what the program printed (remove_cr_after).
+        block = proc.stdout.replace(b"\r\n", b"\n")
+        fields = created.group(1).split()
+        return Signature(block, self.kind, fields[-1] if fields else self.key)
+
+
 def signer_for(repo: Repo) -> Signer | None:
     """Return the signer git config asks for, or None when no signing key is configured."""
     key = repo.config_str("govsnap.signingKey") or repo.config_str("user.signingKey")
@@ -161,7 +206,8 @@ def signer_for(repo: Repo) -> Signer | None:
     if fmt == "ssh":
         return SSHSigner(key, repo.config_str("gpg.ssh.program") or "ssh-keygen")
     if fmt == "x509":
-        raise SigningError("gpg.format=x509 signing is not supported yet; use openpgp or ssh")
+        program = repo.config_str("gpg.x509.program") or "gpgsm"
+        return X509Signer(key, program, repo.config_str("govsnap.gpgHome"))
     raise UsageError(f"gpg.format={fmt} is not a format git knows (openpgp, ssh, x509)")
 
 
@@ -267,6 +313,10 @@ def interpret_gpg_status(
         )
     keyword, args = results[0]
     key = args[0] if args else "?"
+    if kind == SignatureKind.X509 and keyword == "GOODSIG" and not validsig and args:
+        # gitsign reports a good signature as GOODSIG <SHA-1 fingerprint> <subject> and
+        # TRUST_FULLY, without VALIDSIG; git takes that as good, so does govsnap.
+        validsig = [key.upper()]
     signer = None
     if len(validsig) > 9:
         signer = validsig[9]
@@ -337,6 +387,8 @@ class KeySet:
     source: str  # the policy, for messages ("add it to <source>")
     openpgp: tuple[tuple[str, str, str], ...] = ()  # (signer name, fingerprint, armored key)
     ssh_allowed: str = ""  # allowed-signers lines of the policy's SSH signers
+    # The policy's X.509 signers named by certificate: (x509.pair, identity, issuer).
+    x509: tuple[tuple[str, str, str], ...] = ()
 
 
 def add_signer_hint(key: str) -> str:
@@ -582,7 +634,50 @@ class SignatureVerifier:
                 check=False,
             )
         lines = proc.stdout.decode(errors="replace").splitlines()
-        return interpret_gpg_status(lines, SignatureKind.X509, self.min_trust)
+        check = interpret_gpg_status(lines, SignatureKind.X509, self.min_trust)
+        if not check.valid or check.signer is None or self.keys is None or not self.keys.x509:
+            return check
+        return self._x509_identity(check, signature, lines)
+
+    def _x509_identity(
+        self, check: SignatureCheck, signature: bytes, lines: list[str]
+    ) -> SignatureCheck:
+        """Return `check` with the policy's (identity, issuer) signer its certificate
+        names as the signer, when the program trusted the certificate's chain; a good
+        signature by any other certificate keeps its fingerprint (a pinned one counts)."""
+        assert check.signer is not None and self.keys is not None
+        fingerprint = check.signer
+        certificate = x509.embedded(signature, fingerprint)
+        if certificate is None and Path(self.x509_program).name == "gpgsm":
+            certificate = x509.in_keybox(self.x509_program, self.x509_home, fingerprint)
+        if certificate is None:
+            return check
+        named = [p for p, identity, issuer in self.keys.x509 if certificate.names(identity, issuer)]
+        if not named:
+            return check
+        # Anyone can make a certificate naming anyone: only a chain the program verified
+        # to a root it trusts (gpgsm's trustlist, Sigstore's Fulcio root) makes the name
+        # true. gpgsm says so with TRUST_FULLY or TRUST_ULTIMATE.
+        trust = next(
+            (
+                line[9:].split()[0][6:].lower()
+                for line in reversed(lines)
+                if line.startswith("[GNUPG:] TRUST_")
+            ),
+            "undefined",
+        )
+        if trust not in ("fully", "ultimate"):
+            return replace(
+                check,
+                reason=f"{check.reason}; its certificate names {named[0]}, but "
+                f"{self.x509_program} does not trust its chain (trust {trust}): that name "
+                "does not count",
+            )
+        return replace(
+            check,
+            signer=named[0],
+            reason=f"good x509 signature by {named[0]} (certificate {fingerprint})",
+        )
 
     # --- SSH -------------------------------------------------------------------------------
 

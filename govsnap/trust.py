@@ -34,7 +34,7 @@ import pygit2
 
 from govsnap.approval import ApprovalFile, ApprovalStatement
 from govsnap.errors import CheckFailed, UsageError
-from govsnap.objects import SignatureKind, SignedTag, ref_target, update_ref
+from govsnap.objects import SignatureKind, SignedTag, ref_target, unsafe_character, update_ref
 from govsnap.refs import verified_policy_ref
 from govsnap.repo import Repo
 from govsnap.signing import (
@@ -44,6 +44,7 @@ from govsnap.signing import (
     signer_for,
     ssh_key_fingerprint,
 )
+from govsnap.x509 import pair
 
 POLICY_PATH = ".govsnap/trust.toml"
 # Detached signatures over the bytes of the committed trust.toml, one per file: approvals
@@ -100,6 +101,12 @@ class TrustedSigner:
     description: str = ""
     allowed_signers: str = ""  # the SSH allowed-signers line, for ssh-keygen
     public_key: str = ""  # an OpenPGP signer's armored public key
+    # An X.509 signer named by its certificate rather than pinned by fingerprint: the
+    # identity the certificate names (e-mail, URI, subject DN) and who issued it (the
+    # OIDC issuer of a Sigstore certificate, else the CA's DN). `identity` is then their
+    # x509.pair, which verification reports as the signer.
+    certificate_identity: str = ""
+    issuer: str = ""
 
     def covers_environment(self, environment: str) -> bool:
         """Return True when this signer may act in `environment`."""
@@ -110,8 +117,9 @@ class TrustedSigner:
         return WILDCARD in self.operations or operation in self.operations
 
     def as_json(self) -> dict[str, Any]:
-        """Return the signer as JSON-ready data (whether its public key is carried)."""
-        return {
+        """Return the signer as JSON-ready data (whether its public key is carried; an
+        X.509 signer named by its certificate, the certificate's identity and issuer)."""
+        data: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "identity": self.identity,
@@ -121,6 +129,9 @@ class TrustedSigner:
             "line": self.line,
             "public_key": self.kind == "ssh" or bool(self.public_key),
         }
+        if self.issuer:
+            data["certificate"] = {"identity": self.certificate_identity, "issuer": self.issuer}
+        return data
 
 
 @dataclass(frozen=True)
@@ -156,6 +167,11 @@ class TrustPolicy:
             self.source,
             tuple((s.name, s.identity, s.public_key) for s in signers if s.kind == "openpgp"),
             _allowed_signers(signers),
+            tuple(
+                (s.identity, s.certificate_identity, s.issuer)
+                for s in signers
+                if s.kind == "x509" and s.issuer
+            ),
         )
 
     def verifier(self, repo: Repo, with_retired: bool = False) -> SignatureVerifier:
@@ -208,7 +224,9 @@ def _allowed_signers(signers: Iterable[TrustedSigner]) -> str:
 
 
 def _normalise_identity(value: str) -> str:
-    if value.startswith("SHA256:"):
+    # Fingerprints are written with blanks, colons and either case; an SSH fingerprint
+    # and an X.509 (identity, issuer) pair are compared as they are.
+    if not re.fullmatch(r"[0-9A-Fa-f:\s]+", value):
         return value
     return value.replace(" ", "").replace(":", "").upper()
 
@@ -318,15 +336,26 @@ class _Reader:
             raise self.fail(path, "needs exactly one of openpgp, ssh or x509")
         kind = SignatureKind(kinds[0])
         raw = entry[kind]
-        if not isinstance(raw, str):
-            raise self.fail((*path, kind), "must be a string")
+        certificate = ("", "")
+        if kind == "x509" and isinstance(raw, dict):
+            certificate = self.certificate(raw, (*path, kind))
+            raw = pair(*certificate)
+        elif not isinstance(raw, str):
+            raise self.fail(
+                (*path, kind),
+                "must be a string"
+                + (" or a table { identity = ..., issuer = ... }" if kind == "x509" else ""),
+            )
         for required in ("environments", "operations"):
             if required not in entry:
                 raise self.fail(path, f"missing {required} (a list; '*' for all)")
         description = entry.get("description", "")
         if not isinstance(description, str):
             raise self.fail((*path, "description"), "must be a string")
-        identity, allowed_signers = self.identity(kind, raw, (*path, kind))
+        if certificate[1]:
+            identity, allowed_signers = raw, ""
+        else:
+            identity, allowed_signers = self.identity(kind, raw, (*path, kind))
         public_key = entry.get("public_key", "")
         if "public_key" in entry:
             if kind != "openpgp":
@@ -349,7 +378,29 @@ class _Reader:
             description=description,
             allowed_signers=allowed_signers,
             public_key=public_key.strip() + "\n" if public_key else "",
+            certificate_identity=certificate[0],
+            issuer=certificate[1],
         )
+
+    def certificate(self, raw: dict[str, Any], path: tuple[str, ...]) -> tuple[str, str]:
+        """Return the (identity, issuer) of an X.509 signer named by its certificate."""
+        for key in raw:
+            if key not in ("identity", "issuer"):
+                raise self.fail((*path, key), "unknown key (known: identity, issuer)")
+        found: list[str] = []
+        for key in ("identity", "issuer"):
+            value = raw.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise self.fail(
+                    (*path, key),
+                    f'needs {key} = "...": the certificate identity (e-mail, URI or '
+                    "subject DN) and its issuer (the OIDC issuer of a Sigstore certificate, "
+                    "else the issuing CA's DN), both checked by govsnap",
+                )
+            if unsafe_character(value) is not None or value != value.strip():
+                raise self.fail((*path, key), f"{key} holds a control or invisible character")
+            found.append(value)
+        return found[0], found[1]
 
     def identity(self, kind: SignatureKind, raw: str, path: tuple[str, ...]) -> tuple[str, str]:
         if kind == "ssh":
@@ -1258,6 +1309,57 @@ def _check_record(repo: Repo, name: str, tip: pygit2.Commit, record: PolicyRecor
         f"rolled back); restore it (git update-ref {name} {known}), or if the rewrite is "
         f"intended, {record.forget}"
     )
+
+
+@dataclass(frozen=True)
+class PolicyVersion:
+    """One version of the trust policy along its ref's first-parent history: the commit
+    that made it, when and by whom (the committer, as git records it), and what it says
+    (None, with the reason, when it does not parse)."""
+
+    commit: str
+    time: int
+    committer: str
+    subject: str
+    policy: TrustPolicy | None
+    error: str | None = None
+
+
+def history(repo: Repo, ref: str | None = None) -> list[PolicyVersion]:
+    """Return each version of the policy at `ref` (default: policy_ref) along its
+    first-parent history back to where it was introduced, oldest first: the commit that
+    introduced each (introduced_at). Only reads; whether the history holds is
+    load_policy's to say."""
+    name = ref or policy_ref(repo)
+    commit = _ref_commit(repo, name)
+    versions: list[PolicyVersion] = []
+    seen: set[pygit2.Oid] = set()
+    while commit is not None and commit.id not in seen:
+        blob = _policy_blob(repo, commit)
+        if blob is None:
+            break
+        commit = introduced_at(repo, commit)
+        seen.add(commit.id)
+        parsed: TrustPolicy | None = None
+        error: str | None = None
+        try:
+            parsed = parse_policy(blob.data, f"{name}@{_short(commit.id)}:{POLICY_PATH}")
+        except PolicyError as exc:
+            error = exc.message
+        committer = commit.committer
+        versions.append(
+            PolicyVersion(
+                str(commit.id),
+                committer.time,
+                f"{committer.name} <{committer.email}>",
+                commit.message.split("\n", 1)[0],
+                parsed,
+                error,
+            )
+        )
+        parents = parents_of(repo, commit)
+        commit = parents[0] if parents else None
+    return versions[::-1]
 
 
 def _remember(repo: Repo, memory: str, tip: pygit2.Oid) -> None:

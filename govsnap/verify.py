@@ -730,6 +730,9 @@ def _run(
             arguments={"all": all_, "environment": environment, "deep": deep, "names": list(names)},
             result="pass" if report.ok else "fail",
             failed_in=[s.environment for s, r in zip(snaps, results, strict=True) if not r.ok],
+            # Which snapshots failed, under the entry's signature: the evidence report's
+            # history of verdicts per snapshot (a note keeps only the last, unsigned).
+            extra={"failed": [r.id for r in results if not r.ok]},
         )
         mutations = verdict_mutations(snaps, results, op.identity)
         op.record(entry, notes=mutations, notes_message="Verification recorded by 'govsnap verify'")

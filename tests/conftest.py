@@ -16,6 +16,7 @@ import pytest
 
 from govsnap.cli import run
 from tests.helpers import Cli, Keys, MakeRepo, Result, SSHKey, git, write_files
+from tests.helpers.x509 import X509_DN, X509_EMAIL, make_certificate
 
 
 def _gen(gpg: gnupg.GPG, name: str, email: str) -> str:
@@ -165,3 +166,12 @@ def own_tmpdir(
     monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
     yield tmpdir
     shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def x509_cert(isolated_env: Path) -> str:
+    """A self-signed signing certificate (X509_DN, X509_EMAIL) in its own GnuPG home,
+    isolated_env / "x", whose gpgsm trusts it as a root; return its fingerprint."""
+    if shutil.which("gpgsm") is None:
+        pytest.skip("gpgsm is not installed (apt-get install gpgsm)")
+    return make_certificate(isolated_env / "x", X509_DN, X509_EMAIL)

@@ -6,7 +6,6 @@ through gpgsm when it is installed."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -259,43 +258,6 @@ def test_ssh_without_allowed_signers_uses_the_policy(
 
 
 # --- X.509 ---------------------------------------------------------------------------------
-
-X509_PARAMS = """Key-Type: RSA
-Key-Length: 2048
-Key-Usage: sign
-Name-DN: CN=Release Signer,O=govsnap test
-Name-Email: x509@example.com
-Serial: random
-Not-Before: 2020-01-01
-Not-After: 2040-01-01
-"""
-
-
-@pytest.fixture(scope="session")
-def x509_cert(isolated_env: Path) -> str:
-    """A self-signed signing certificate in a separate GnuPG home, trusted by gpgsm."""
-    if shutil.which("gpgsm") is None:
-        pytest.skip("gpgsm is not installed")
-    home = isolated_env / "x"
-    home.mkdir(mode=0o700)
-    env = {**os.environ, "GNUPGHOME": str(home)}
-
-    def gpgsm(*args: str, data: bytes | None = None) -> bytes:
-        return subprocess.run(
-            ["gpgsm", "--batch", *args], input=data, env=env, capture_output=True, check=True
-        ).stdout
-
-    params = isolated_env / "x509.params"
-    params.write_text(X509_PARAMS)
-    cert = gpgsm("--pinentry-mode", "loopback", "--passphrase", "", "--gen-key", str(params))
-    gpgsm("--import", data=cert)
-    listing = gpgsm("--with-colons", "--list-keys").decode()
-    fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
-    # A self-signed root must be in gpg-agent's trust list; there is no CRL to fetch.
-    (home / "trustlist.txt").write_text(f"{fpr} S relax\n")
-    (home / "gpgsm.conf").write_text("disable-crl-checks\n")
-    subprocess.run(["gpgconf", "--homedir", str(home), "--reload", "gpg-agent"], check=False)
-    return fpr
 
 
 def test_x509_verdicts_agree_with_git_verify_tag(
