@@ -696,6 +696,75 @@ def transition(
     return warnings
 
 
+# --- writing a tree into another directory (restore) --------------------------------------
+
+
+def _elsewhere(
+    repo: Repo, work_tree: Path, index: Path, *args: str, input: bytes | None = None
+) -> bytes:
+    """Run git with `work_tree` (a directory outside the repository) as its work tree, on
+    index file `index`, and return its stdout; raise CheckoutFailed when it fails.
+
+    The repository's configuration applies (filter drivers, `core.autocrlf`, `core.eol`,
+    `$GIT_DIR/info/attributes`) as it does to its own checkout; sparse checkout does not:
+    a restore writes every selected file."""
+    proc = run_git(
+        [
+            f"--git-dir={repo.gitdir}",
+            f"--work-tree={work_tree}",
+            "-c",
+            "core.sparseCheckout=false",
+            *args,
+        ],
+        work_tree,
+        input=input,
+        env={"GIT_INDEX_FILE": str(index)},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise CheckoutFailed(f"git {_command(args)} failed: {git_error(proc.stderr)}")
+    return proc.stdout
+
+
+def select_entries(
+    repo: Repo, work_tree: Path, index: Path, tree: str, pathspecs: Sequence[str]
+) -> list[TreeEntry]:
+    """Read `tree` into index file `index` (no file written) and return its entries that
+    match `pathspecs` (all without), as `git ls-files` matches them."""
+    _elsewhere(repo, work_tree, index, "read-tree", tree)
+    args = ["ls-files", "-s", "-z", "--full-name"]
+    if pathspecs:
+        args += ["--", *pathspecs]
+    found: list[TreeEntry] = []
+    for record in _elsewhere(repo, work_tree, index, *args).split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode, oid, _stage = meta.decode().split(" ")
+        found.append(TreeEntry(path, int(mode, 8), oid))
+    return found
+
+
+def checkout_into(repo: Repo, work_tree: Path, index: Path, paths: Sequence[bytes]) -> None:
+    """Write `paths` of index file `index` into `work_tree` with `git checkout-index -f`:
+    git applies smudge filters and eol conversion (attributes read from the index, which
+    holds the whole tree, so a .gitattributes left out still applies), makes symlinks,
+    executable bits and the empty directory of a submodule, and never writes through a
+    symlink standing in the target (it replaces the link)."""
+    if not paths:
+        return
+    _elsewhere(
+        repo,
+        work_tree,
+        index,
+        "checkout-index",
+        "-f",
+        "-z",
+        "--stdin",
+        input=b"".join(p + b"\0" for p in paths),
+    )
+
+
 class CheckoutFailed(EnvironmentProblem):
     """git's checkout stopped: before writing (a path changed, something in the way) or
     part-way (disk full, permissions)."""
