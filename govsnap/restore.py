@@ -88,23 +88,24 @@ class RestoreResult:
         }
 
 
-def pathspecs(patterns: Sequence[str]) -> list[str]:
-    """Return `--include` patterns as git glob pathspecs (`*` stays within a directory,
-    `**` crosses them, a directory matches everything below it); raise UsageError for a
-    pattern that is empty, absolute, climbs out with `..`, or carries pathspec magic."""
+def pathspecs(patterns: Sequence[str], what: str = "--include") -> list[str]:
+    """Return patterns as git glob pathspecs (`*` stays within a directory, `**` crosses
+    them, a directory matches everything below it); raise UsageError, naming the pattern
+    as `what`, for one that is empty, absolute, climbs out with `..`, or carries pathspec
+    magic."""
     specs = []
     for pattern in patterns:
         text = pattern.strip()
         if not text or "\0" in text:
-            raise UsageError(f"--include {pattern!r}: an empty pattern")
+            raise UsageError(f"{what} {pattern!r}: an empty pattern")
         if text.startswith(":"):
-            raise UsageError(f"--include {pattern!r}: pathspec magic is not accepted")
+            raise UsageError(f"{what} {pattern!r}: pathspec magic is not accepted")
         if text.startswith("/") or PurePosixPath(text).is_absolute():
             raise UsageError(
-                f"--include {pattern!r}: patterns are relative to the top of the snapshot"
+                f"{what} {pattern!r}: patterns are relative to the top of the snapshot"
             )
         if ".." in PurePosixPath(text).parts:
-            raise UsageError(f"--include {pattern!r}: a pattern cannot climb out with '..'")
+            raise UsageError(f"{what} {pattern!r}: a pattern cannot climb out with '..'")
         specs.append(":(glob)" + text.rstrip("/"))
     return specs
 

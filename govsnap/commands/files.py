@@ -13,6 +13,7 @@ from govsnap.commands.options import DryRunOpt, JsonOpt, SnapshotArg, feature, r
 from govsnap.render import clean, emit, message, warning
 
 if TYPE_CHECKING:
+    from govsnap.contents import FindResult, Listing
     from govsnap.restore import RestoreResult
 
 app = feature()
@@ -65,6 +66,79 @@ def restore_snapshot(
     emit(restore(repo_of(ctx), snapshot, options), json_out, show_restore)
 
 
+@app.command("ls")
+def list_files(
+    ctx: typer.Context,
+    snapshot: SnapshotArg,
+    path: Annotated[
+        str, typer.Argument(help="A directory or file inside the snapshot (default: the top).")
+    ] = "",
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="List everything below, as ls-tree -r.")
+    ] = False,
+    name_only: Annotated[
+        bool, typer.Option("--name-only", help="Only the paths, one a line.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """List a snapshot's files and directories, as git ls-tree -l lists them."""
+    from govsnap.contents import ls
+
+    emit(ls(repo_of(ctx), snapshot, path, recursive), json_out, lambda r: show_ls(r, name_only))
+
+
+@app.command("find")
+def find_files(
+    ctx: typer.Context,
+    pattern: Annotated[
+        list[str],
+        typer.Argument(
+            help="A name (any directory) or a path from the top with /; git glob: * within "
+            "a directory, ** across."
+        ),
+    ],
+    environment: Annotated[
+        str | None, typer.Option("--environment", "-e", help="Only this environment.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Name the snapshots holding files that match a pattern, newest first."""
+    from govsnap.contents import find
+
+    emit(find(repo_of(ctx), tuple(pattern), environment), json_out, show_found)
+
+
+def _path(raw: bytes) -> str:
+    """Return a path from a tree fit for the terminal (names are data: escaped)."""
+    return clean(os.fsdecode(raw), one_line=True)
+
+
+def show_ls(listing: Listing, name_only: bool) -> None:
+    """Print a snapshot's entries as `git ls-tree -l` does (or only their paths)."""
+    for e in listing.entries:
+        if name_only:
+            message(_path(e.path))
+        else:
+            size = "-" if e.size is None else str(e.size)
+            message(f"{e.mode:06o} {e.type} {e.oid} {size:>7}\t{_path(e.path)}")
+
+
+def show_found(result: FindResult) -> None:
+    """Print each snapshot holding a match, then its matching paths."""
+    from govsnap.render import timestamp
+
+    patterns = " ".join(result.patterns)
+    for found in result.found:
+        snap = found.snapshot
+        message(
+            f"snapshot {snap.id} ({timestamp(snap.created)}, {snap.environment}): "
+            f"{len(found.paths)} path(s)"
+        )
+        for path in found.paths:
+            message(f"  {_path(path)}")
+    message(f"{len(result.found)} of {result.searched} snapshot(s) hold a path matching {patterns}")
+
+
 def show_restore(result: RestoreResult) -> None:
     """Print what a restore wrote, or with --dry-run would write."""
     snap = result.snapshot.id
@@ -76,7 +150,7 @@ def show_restore(result: RestoreResult) -> None:
         message(f"dry run: restoring {snap} would write {count} file(s) into {result.target}{over}")
         for f in result.files:
             action = "replace" if f.overwrites else "write"
-            message(f"{action:<7} {clean(os.fsdecode(f.path), one_line=True)}")
+            message(f"{action:<7} {_path(f.path)}")
         return
     message(
         f"restored {count} file(s) of snapshot {snap} into {result.target}{over} "
