@@ -7,14 +7,21 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from govsnap import worktree
 from govsnap.errors import UsageError
 from govsnap.repo import Repo
 from govsnap.restore import pathspecs
-from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, snapshot_tree
+from govsnap.store import (
+    Snapshot,
+    filter_snapshots,
+    list_snapshots,
+    resolve,
+    snapshot_tree,
+    tree_path,
+)
 
 
 @dataclass(frozen=True)
@@ -55,19 +62,6 @@ class Listing:
             "recursive": self.recursive,
             "entries": [e.as_json() for e in self.entries],
         }
-
-
-def tree_path(path: str) -> str:
-    """Return a path inside a snapshot as git names it ("" for the top); raise UsageError
-    for an absolute path or one that climbs out."""
-    if "\0" in path:
-        raise UsageError(f"{path!r} is not a path")
-    if path.startswith("/"):
-        raise UsageError(f"{path}: paths are relative to the top of the snapshot")
-    parts = [p for p in PurePosixPath(path).parts if p != "."]
-    if ".." in parts:
-        raise UsageError(f"{path}: a path inside a snapshot cannot climb out with '..'")
-    return "/".join(parts)
 
 
 def _ls_tree(repo: Repo, tree: str, recursive: bool, spec: str | None) -> list[LsEntry]:

@@ -249,17 +249,72 @@ class SnapshotListing:
     """The snapshots `list` shows, newest first."""
 
     snapshots: tuple[Snapshot, ...]
+    # The id of every snapshot, listed or not: a short id must stay unique among them all.
+    every_id: tuple[str, ...] = ()
 
     def as_json(self) -> list[dict[str, Any]]:
         """Return the listing as JSON-ready data: the fields a listing shows."""
         return [s.as_json(full=False) for s in self.snapshots]
 
 
+@dataclass(frozen=True)
+class ListFilter:
+    """Which snapshots `list` shows (restic's `snapshots` filters). The host is what the
+    note claims: a display filter, like every use of a note."""
+
+    environment: str | None = None
+    labels: tuple[str, ...] = ()  # every one must be carried
+    host: str | None = None
+    paths: tuple[str, ...] = ()  # every one must be in the snapshot's tree
+    latest: int | None = None  # only the newest N of those that pass the rest
+
+
 def listing(
     repo: Repo, environment: str | None = None, labels: list[str] | None = None
 ) -> SnapshotListing:
     """Return the snapshots of `environment` carrying every label in `labels`."""
-    return SnapshotListing(tuple(filter_snapshots(list_snapshots(repo), environment, labels)))
+    return filtered_listing(repo, ListFilter(environment, tuple(labels or ())))
+
+
+def filtered_listing(repo: Repo, wanted: ListFilter) -> SnapshotListing:
+    """Return the snapshots `wanted` selects, newest first."""
+    if wanted.latest is not None and wanted.latest < 1:
+        raise UsageError(f"--latest {wanted.latest}: give a number of snapshots, 1 or more")
+    paths = [tree_path(p) for p in wanted.paths]
+    every = list_snapshots(repo)
+    snaps = filter_snapshots(every, wanted.environment, list(wanted.labels))
+    if wanted.host is not None:
+        snaps = [s for s in snaps if s.note_view.host == wanted.host]
+    if paths:
+        snaps = [s for s in snaps if all(holds(repo, s, p) for p in paths)]
+    if wanted.latest is not None:
+        snaps = snaps[: wanted.latest]
+    return SnapshotListing(tuple(snaps), tuple(s.id for s in every))
+
+
+def tree_path(path: str) -> str:
+    """Return a path inside a snapshot as git names it ("" for the top); raise UsageError
+    for an absolute path or one that climbs out."""
+    if "\0" in path:
+        raise UsageError(f"{path!r} is not a path")
+    if path.startswith("/"):
+        raise UsageError(f"{path}: paths are relative to the top of the snapshot")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"{path}: a path inside a snapshot cannot climb out with '..'")
+    return "/".join(parts)
+
+
+def holds(repo: Repo, snap: Snapshot, path: str) -> bool:
+    """Return True when the snapshot's tree has an entry (file, directory, submodule) at
+    `path` ("" is the top); False for an unreadable snapshot."""
+    try:
+        tree = snapshot_tree(repo, snap)
+        if path:
+            tree[path]
+    except (CorruptObject, KeyError, ValueError, pygit2.GitError):
+        return False
+    return True
 
 
 def filter_snapshots(

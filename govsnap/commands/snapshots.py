@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -82,12 +83,48 @@ def list_snapshots(
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="Only snapshots with this label.")
     ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Only snapshots the note says HOST took.")
+    ] = None,
+    path: Annotated[
+        list[str] | None,
+        typer.Option("--path", help="Only snapshots holding this file or directory; repeatable."),
+    ] = None,
+    latest: Annotated[
+        int | None, typer.Option("--latest", help="Only the newest N (after the other filters).")
+    ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="One line per snapshot from placeholders: %H %h %s %ad %e ..."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List snapshots, newest first."""
-    from govsnap.store import listing
+    from govsnap.errors import UsageError
+    from govsnap.store import ListFilter, filtered_listing
 
-    emit(listing(repo_of(ctx), environment, label), json_out, show_listing)
+    parts = None
+    if format_ is not None:
+        from govsnap.pretty import parse
+
+        if json_out:
+            raise UsageError("--format and --json exclude each other")
+        parts = parse(format_)
+    wanted = ListFilter(environment, tuple(label or ()), host, tuple(path or ()), latest)
+    listed = filtered_listing(repo_of(ctx), wanted)
+    if parts is None:
+        emit(listed, json_out, show_listing)
+        return
+    from govsnap.pretty import expand
+
+    for line in expand(parts, listed.snapshots, listed.every_id, _one_line):
+        sys.stdout.write(line + "\n")
+
+
+def _one_line(text: str) -> str:
+    return clean(text, one_line=True)
 
 
 @app.command("show")
