@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import time
@@ -625,6 +626,7 @@ class SnapshotDiff:
     old: str  # the snapshot compared from
     new: str  # the snapshot compared to, or "working tree"
     changes: tuple[FileChange, ...]
+    patch: bytes | None = None  # git's own diff of the two, when asked for
 
     def paths(self, status: ChangeStatus) -> list[str]:
         """Return the paths changed with `status`."""
@@ -639,12 +641,14 @@ class SnapshotDiff:
             "removed": self.paths("removed"),
             "modified": self.paths("modified"),
             "files": [c.as_json() for c in self.changes],
+            **({} if self.patch is None else {"patch": os.fsdecode(self.patch)}),
         }
 
 
-def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
+def diff(repo: Repo, old: str, new: str | None = None, patch: bool = False) -> SnapshotDiff:
     """Return what changed from snapshot `old` to snapshot `new`, or to the working tree
-    as `create` would capture it (new None)."""
+    as `create` would capture it (new None); with `patch`, also git's own diff of the two
+    (`git diff`: the repository's diff attributes and settings apply, as they do there)."""
     snaps = list_snapshots(repo)
     a = resolve(repo, old, snaps)
     old_tree = snapshot_tree(repo, a)
@@ -655,7 +659,14 @@ def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
     else:
         b = resolve(repo, new, snaps)
         label, new_tree = b.id, snapshot_tree(repo, b)
-    return SnapshotDiff(a.id, label, tuple(diff_trees(repo, old_tree, new_tree)))
+    changes = tuple(diff_trees(repo, old_tree, new_tree))
+    text = None
+    if patch:
+        # No colour and no external diff program: the bytes are data, shown by the caller.
+        text = worktree.git(
+            repo, "diff", "--no-color", "--no-ext-diff", str(old_tree.id), str(new_tree.id)
+        )
+    return SnapshotDiff(a.id, label, changes, text)
 
 
 _STATUS: dict[DeltaStatus, ChangeStatus] = {

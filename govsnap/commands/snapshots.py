@@ -147,12 +147,15 @@ def diff_snapshots(
         typer.Argument(help="The snapshot to compare to (default: the working tree)."),
     ] = None,
     stat: Annotated[bool, typer.Option("--stat", help="Show lines added and removed.")] = False,
+    patch: Annotated[
+        bool, typer.Option("--patch", "-p", help="Show the content diff, as git diff prints it.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show files added, removed and modified between two snapshots (or the working tree)."""
     from govsnap.store import diff
 
-    emit(diff(repo_of(ctx), old, new), json_out, lambda d: show_diff(d, stat))
+    emit(diff(repo_of(ctx), old, new, patch), json_out, lambda d: show_diff(d, stat))
 
 
 # --- how they are shown -------------------------------------------------------------------
@@ -310,7 +313,38 @@ def show_created(result: CreateResult) -> None:
         warning(text)
 
 
+_PATCH_COLOURS = (("diff ", "bold"), ("+++", "bold"), ("---", "bold"), ("@@", "cyan"))
+
+
+def show_patch(patch: bytes) -> None:
+    """Print git's diff: as it is when piped (`| git apply` works), or on a terminal
+    coloured as git colours it, every line escaped (file contents are data: a snapshot's
+    file must not move the cursor or retitle the window)."""
+    if not sys.stdout.isatty():
+        sys.stdout.flush()
+        sys.stdout.buffer.write(patch)
+        return
+    out = console()
+    for raw in patch.decode(errors="replace").splitlines():
+        line = cell(raw)
+        style = next((s for start, s in _PATCH_COLOURS if raw.startswith(start)), None)
+        if style is None and raw[:1] in ("+", "-"):
+            style = "green" if raw[0] == "+" else "red"
+        out.print(f"[{style}]{line}[/{style}]" if style else line)
+
+
 def show_diff(diff: SnapshotDiff, stat: bool) -> None:
+    """Print a diff as status lines, or as a diffstat; with --patch, git's content diff
+    (after the diffstat, with --stat)."""
+    if diff.patch is not None:
+        if stat and diff.changes:
+            _show_changes(diff, stat)
+        show_patch(diff.patch)
+        return
+    _show_changes(diff, stat)
+
+
+def _show_changes(diff: SnapshotDiff, stat: bool) -> None:
     """Print a diff as status lines, or as a diffstat."""
     out = console()
     changes = diff.changes
