@@ -11,6 +11,7 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from tests.conformance.judge import LFS_FILTER, PROCESS_FILTER, python_script
 from tests.helpers import (
     BINARY,
     Cli,
@@ -20,7 +21,9 @@ from tests.helpers import (
     create_snapshot,
     files_state,
     git,
+    git_bytes,
     trust_policy,
+    write_files,
 )
 from tests.rollback_test import hostile_tree
 
@@ -71,11 +74,13 @@ def repo_state(repo: Path) -> tuple[str, str, bytes, str, dict[str, tuple[str, b
     )
 
 
-def twin_checkout(repo: Path, ident: str, dest: Path) -> dict[str, tuple[str, bytes]]:
+def twin_checkout(
+    repo: Path, ident: str, dest: Path, config: dict[str, str] = FILTER_CONFIG
+) -> dict[str, tuple[str, bytes]]:
     """Return the files git's own checkout of the snapshot's commit writes in a clone of
     the repository with the same configuration."""
     git(repo.parent, "clone", "-q", "--no-checkout", str(repo), str(dest))
-    for key, value in FILTER_CONFIG.items():
+    for key, value in config.items():
         git(dest, "config", key, value)
     git(dest, "fetch", "-q", "origin", "+refs/govsnap/*:refs/govsnap/*")
     git(dest, "checkout", "-q", "--detach", f"refs/govsnap/snapshots/{ident}^{{commit}}")
@@ -104,6 +109,42 @@ def test_restore_writes_what_gits_checkout_writes_and_touches_nothing(
     assert repo_state(repo) == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["restored"]
     assert oct(target.stat().st_mode & 0o777) == oct(0o777 & ~current_umask())
+
+
+@pytest.mark.parametrize("driver", ["process", "lfs"])
+def test_filter_drivers_run_as_in_gits_checkout(
+    cli: Cli, make_repo: MakeRepo, tmp_path: Path, driver: str
+) -> None:
+    repo = make_repo(commit=False)
+    if driver == "process":
+        # A long-running filter (filter.<driver>.process, git's pkt-line protocol, as
+        # git-lfs speaks it) that stores content reversed.
+        command = python_script(tmp_path / "rev.py", PROCESS_FILTER)
+        config = {"filter.x.process": command, "filter.x.required": "true"}
+    else:
+        # LFS's shape: git stores a pointer, the content lives in a store beside it.
+        command = python_script(tmp_path / "lfs.py", LFS_FILTER)
+        store = tmp_path / "lfs-store"
+        config = {
+            "filter.x.clean": f"{command} clean {store}",
+            "filter.x.smudge": f"{command} smudge {store}",
+            "filter.x.required": "true",
+        }
+    for key, value in config.items():
+        git(repo, "config", key, value)
+    write_files(repo, {".gitattributes": "*.dat filter=x -text\n", "big.dat": b"\0v1" * 5000})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "filtered")
+    ident = create_snapshot(cli, repo, "--unsigned")
+    target = tmp_path / "t"
+
+    result = cli(repo, "restore", ident, "-t", str(target), "--no-verify")
+
+    assert result.code == 0, result.err
+    expected = twin_checkout(repo, ident, tmp_path / "twin", config)
+    assert files_state(target) == expected
+    stored = git_bytes(repo, "cat-file", "blob", f"refs/govsnap/snapshots/{ident}:big.dat")
+    assert expected["big.dat"] == ("f", b"\0v1" * 5000) != ("f", stored)
 
 
 def current_umask() -> int:
