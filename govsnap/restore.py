@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from govsnap import safepaths, worktree
-from govsnap.errors import CheckFailed, UsageError
+from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
 from govsnap.repo import Repo
 from govsnap.store import Snapshot, list_snapshots, resolve, snapshot_tree
 
@@ -162,19 +163,31 @@ def _umask() -> int:
 
 
 def _write_fresh(repo: Repo, target: Path, index: Path, paths: Sequence[bytes]) -> None:
-    """Write `paths` into a new directory beside `target`, then rename it into place
-    (an empty `target` is replaced): a failure leaves the target as it was."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.govsnap-", dir=target.parent))
+    """Write `paths` into a new directory beside `target` (a real path), then rename it
+    into place (an empty `target` is replaced, its permissions kept): a failure leaves
+    the target as it was."""
     try:
-        stage.chmod(0o777 & ~_umask())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.govsnap-", dir=target.parent))
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot restore into {target}: {_reason(exc)}") from exc
+    try:
+        existing = target.is_dir()
+        stage.chmod(stat.S_IMODE(target.stat().st_mode) if existing else 0o777 & ~_umask())
         worktree.checkout_into(repo, stage, index, paths)
-        if target.is_dir():
+        if existing:
             target.rmdir()
         stage.rename(target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise EnvironmentProblem(f"cannot restore into {target}: {_reason(exc)}") from exc
         raise
+
+
+def _reason(exc: OSError) -> str:
+    """Return what an OSError says, and about which file."""
+    return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
 
 
 def restore(repo: Repo, name: str, options: RestoreOptions) -> RestoreResult:
@@ -206,10 +219,12 @@ def restore(repo: Repo, name: str, options: RestoreOptions) -> RestoreResult:
         )
         if not options.dry_run:
             paths = [e.path for e in entries]
-            if options.force and target.is_dir() and any(target.iterdir()):
-                worktree.checkout_into(repo, target, index, paths)
+            # Written where a symlinked target points: the link itself stays.
+            real = Path(os.path.realpath(target))
+            if options.force and real.is_dir() and any(real.iterdir()):
+                worktree.checkout_into(repo, real, index, paths)
             else:
-                _write_fresh(repo, target, index, paths)
+                _write_fresh(repo, real, index, paths)
     seconds = time.monotonic() - started
     return RestoreResult(
         snap, target, options.includes, files, options.dry_run, options.verify, seconds

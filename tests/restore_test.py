@@ -301,6 +301,7 @@ def test_a_hostile_tree_is_refused_before_anything_is_written(
         (["latest", "-t", "{tmp}/t", "-i", "nothing*"], "matches no file"),
         (["ffff", "-t", "{tmp}/t"], "no snapshot matches"),
         (["latest"], "Missing option '--target'"),
+        (["latest", "-t", "{tmp}/file/below"], "cannot restore into"),
     ],
 )
 def test_bad_input_is_one_line_and_changes_nothing(
@@ -314,10 +315,26 @@ def test_bad_input_is_one_line_and_changes_nothing(
 
     result = cli(repo, "restore", *argv)
 
-    assert result.code in (1, 2), result.err
+    assert result.code in (1, 2, 3), result.err
     assert expected in result.err and len(result.err.splitlines()) == 1, result.err
     assert repo_state(repo) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == outside
+
+
+def test_an_empty_target_keeps_its_permissions_and_a_symlinked_one_its_link(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    ident = create_snapshot(cli, repo)
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o750)
+    empty.chmod(0o750)
+    os.symlink(empty, tmp_path / "link")
+
+    result = cli(repo, "restore", ident, "-t", str(tmp_path / "link"))
+
+    assert result.code == 0, result.err
+    assert (tmp_path / "link").is_symlink() and (empty / "run.sh").is_file()
+    assert oct(empty.stat().st_mode & 0o777) == oct(0o750)
 
 
 def test_restore_from_a_bare_repository(cli: Cli, repo: Path, tmp_path: Path) -> None:
