@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from govsnap import worktree
-from govsnap.errors import UsageError
+from govsnap.errors import CorruptObject, UsageError
 from govsnap.repo import Repo
 from govsnap.restore import pathspecs
 from govsnap.store import (
@@ -123,6 +123,7 @@ class FindResult:
     patterns: tuple[str, ...]
     searched: int  # snapshots searched
     found: tuple[Found, ...]
+    unreadable: tuple[str, ...] = ()  # snapshots whose tag or tree could not be read
 
     def as_json(self) -> dict[str, Any]:
         """Return the search as JSON-ready data."""
@@ -130,6 +131,7 @@ class FindResult:
             "patterns": list(self.patterns),
             "searched": self.searched,
             "snapshots": [f.as_json() for f in self.found],
+            "unreadable": list(self.unreadable),
         }
 
 
@@ -149,17 +151,24 @@ def find(repo: Repo, patterns: tuple[str, ...], environment: str | None = None) 
     if not patterns:
         raise UsageError("find needs a pattern")
     specs = find_pathspecs(patterns)
-    snaps = [s for s in filter_snapshots(list_snapshots(repo), environment) if s.payload]
+    snaps = filter_snapshots(list_snapshots(repo), environment)
     matched: dict[str, tuple[bytes, ...]] = {}
     found = []
+    unreadable = []
     with tempfile.TemporaryDirectory(prefix="govsnap-find-") as scratch:
         index = Path(scratch) / "index"
         for snap in snaps:
-            tree = str(snapshot_tree(repo, snap).id)
+            try:
+                tree = str(snapshot_tree(repo, snap).id)
+            except CorruptObject:
+                # One damaged snapshot must not hide the others' matches: it is named.
+                unreadable.append(snap.id)
+                continue
             if tree not in matched:
                 index.unlink(missing_ok=True)
                 entries = worktree.select_entries(repo, Path(scratch), index, tree, specs)
                 matched[tree] = tuple(e.path for e in entries)
             if matched[tree]:
                 found.append(Found(snap, matched[tree]))
-    return FindResult(patterns, len(snaps), tuple(found))
+    searched = len(snaps) - len(unreadable)
+    return FindResult(patterns, searched, tuple(found), tuple(unreadable))

@@ -128,3 +128,16 @@ def test_bad_input_is_one_line(cli: Cli, repo: Path, args: list[str], expected: 
 
     assert result.code == 2, result.err
     assert expected in result.err and len(result.err.splitlines()) == 1, result.err
+
+
+def test_find_names_an_unreadable_snapshot_and_searches_the_rest(cli: Cli, repo: Path) -> None:
+    ident = create_snapshot(cli, repo, "--unsigned")
+    git(repo, "update-ref", "refs/govsnap/snapshots/deadbeefdeadbeef", "HEAD")
+
+    result = cli(repo, "find", "*.py")
+    data = json.loads(cli(repo, "find", "*.py", "--json").out)
+
+    assert result.code == 0, result.err
+    assert f"snapshot {ident} (" in result.out and "1 of 1 snapshot(s)" in result.out
+    assert "unreadable, not searched: deadbeefdeadbeef" in result.err
+    assert data["unreadable"] == ["deadbeefdeadbeef"] and data["searched"] == 1

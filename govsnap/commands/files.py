@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import DryRunOpt, JsonOpt, SnapshotArg, feature, repo_of
-from govsnap.render import clean, emit, message, warning
+from govsnap.render import clean, emit, listed, message, warning
 
 if TYPE_CHECKING:
     from govsnap.contents import FindResult, Listing
@@ -137,6 +137,8 @@ def show_found(result: FindResult) -> None:
         for path in found.paths:
             message(f"  {_path(path)}")
     message(f"{len(result.found)} of {result.searched} snapshot(s) hold a path matching {patterns}")
+    if result.unreadable:
+        warning(f"unreadable, not searched: {listed(result.unreadable)} (govsnap verify says why)")
 
 
 def show_restore(result: RestoreResult) -> None:
