@@ -24,6 +24,7 @@ CASES = [
     "prune",
     "version",
     "push",
+    "policy",
 ]
 
 
