@@ -204,7 +204,7 @@ def restore(repo: Repo, name: str, options: RestoreOptions) -> RestoreResult:
     if options.verify:
         _verify(repo, snap)
     safepaths.check_tree(repo, tree.id, f"snapshot {snap.id}")
-    # The temporary index lives outside the repository: a read-only .git restores too.
+    # The temporary index lives in a directory of its own, outside the repository.
     with tempfile.TemporaryDirectory(prefix="govsnap-restore-") as scratch:
         index = Path(scratch) / "index"
         entries = worktree.select_entries(repo, Path(scratch), index, str(tree.id), specs)
