@@ -58,7 +58,7 @@ def test_patch_on_a_terminal_escapes_file_contents(cli: Cli, repo: Path, tmp_pat
     if shutil.which("script") is None:
         pytest.skip("script (util-linux) is needed for a terminal")
     first = create_snapshot(cli, repo, "--unsigned")
-    write_files(repo, {"README.md": "\x1b]0;pwned\x07\x1b[2Jwiped\n"})
+    write_files(repo, {"README.md": "\x1b]0;pwned\x07\x1b[2Jwiped\n\tindented\fform\rfeed\n"})
     second = create_snapshot(cli, repo, "--unsigned")
     command = f"{govsnap_bin()} -C {repo} diff {first} {second} --patch"
 
@@ -75,3 +75,6 @@ def test_patch_on_a_terminal_escapes_file_contents(cli: Cli, repo: Path, tmp_pat
     assert "\\x1b]0;pwned\\x07\\x1b[2Jwiped" in out
     assert "\x1b]0;" not in out and "\x1b[2J" not in out
     assert "\x1b[" in out  # git's colours, drawn by govsnap
+    # A tab stays whitespace; a form feed or carriage return is shown, not obeyed.
+    assert "indented\\x0cform\\x0dfeed" in out and "\x0c" not in out
+    assert "\\x09" not in out

@@ -324,9 +324,13 @@ def show_patch(patch: bytes) -> None:
         sys.stdout.flush()
         sys.stdout.buffer.write(patch)
         return
+    from rich.markup import escape
+
     out = console()
-    for raw in patch.decode(errors="replace").splitlines():
-        line = cell(raw)
+    text = patch.decode(errors="replace")
+    # Split on newlines only (a form feed in a file is not a line break), keep tabs.
+    for raw in text.removesuffix("\n").split("\n") if text else []:
+        line = escape(clean(raw))
         style = next((s for start, s in _PATCH_COLOURS if raw.startswith(start)), None)
         if style is None and raw[:1] in ("+", "-"):
             style = "green" if raw[0] == "+" else "red"
