@@ -146,29 +146,28 @@ def find_pathspecs(patterns: tuple[str, ...]) -> list[str]:
 
 def find(repo: Repo, patterns: tuple[str, ...], environment: str | None = None) -> FindResult:
     """Return the snapshots (of `environment`) holding files matching any of `patterns`,
-    newest first, matched by git (`ls-files` on the tree, read into a temporary index);
-    each distinct tree is read once."""
+    newest first. git matches (`ls-files` with the pathspecs), once over the distinct
+    paths of every distinct tree; each tree is listed with `git ls-tree -r`."""
     if not patterns:
         raise UsageError("find needs a pattern")
     specs = find_pathspecs(patterns)
     snaps = filter_snapshots(list_snapshots(repo), environment)
-    matched: dict[str, tuple[bytes, ...]] = {}
-    found = []
+    trees: dict[str, str] = {}  # snapshot id -> tree
     unreadable = []
+    for snap in snaps:
+        try:
+            trees[snap.id] = str(snapshot_tree(repo, snap).id)
+        except CorruptObject:
+            # One damaged snapshot must not hide the others' matches: it is named.
+            unreadable.append(snap.id)
+    listed = {tree: worktree.tree_paths(repo, tree) for tree in dict.fromkeys(trees.values())}
     with tempfile.TemporaryDirectory(prefix="govsnap-find-") as scratch:
-        index = Path(scratch) / "index"
-        for snap in snaps:
-            try:
-                tree = str(snapshot_tree(repo, snap).id)
-            except CorruptObject:
-                # One damaged snapshot must not hide the others' matches: it is named.
-                unreadable.append(snap.id)
-                continue
-            if tree not in matched:
-                index.unlink(missing_ok=True)
-                entries = worktree.select_entries(repo, Path(scratch), index, tree, specs)
-                matched[tree] = tuple(e.path for e in entries)
-            if matched[tree]:
-                found.append(Found(snap, matched[tree]))
-    searched = len(snaps) - len(unreadable)
-    return FindResult(patterns, searched, tuple(found), tuple(unreadable))
+        everything = (p for paths in listed.values() for p in paths)
+        matched = worktree.matching_paths(repo, Path(scratch), everything, specs)
+    found = []
+    for snap in snaps:
+        if snap.id in trees:
+            paths = tuple(p for p in listed[trees[snap.id]] if p in matched)
+            if paths:
+                found.append(Found(snap, paths))
+    return FindResult(patterns, len(trees), tuple(found), tuple(unreadable))

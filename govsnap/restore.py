@@ -91,7 +91,7 @@ class RestoreResult:
 
 def pathspecs(patterns: Sequence[str], what: str = "--include") -> list[str]:
     """Return patterns as git glob pathspecs (`*` stays within a directory, `**` crosses
-    them, a directory matches everything below it); raise UsageError, naming the pattern
+    them, a matching directory takes everything below it); raise UsageError, naming the pattern
     as `what`, for one that is empty, absolute, climbs out with `..`, or carries pathspec
     magic."""
     specs = []
@@ -107,7 +107,10 @@ def pathspecs(patterns: Sequence[str], what: str = "--include") -> list[str]:
             )
         if ".." in PurePosixPath(text).parts:
             raise UsageError(f"{what} {pattern!r}: a pattern cannot climb out with '..'")
-        specs.append(":(glob)" + text.rstrip("/"))
+        text = text.rstrip("/")
+        # A matching directory takes everything below it, wildcards or not (git matches
+        # leading directories of literal pathspecs only).
+        specs += [":(glob)" + text, ":(glob)" + text + "/**"]
     return specs
 
 

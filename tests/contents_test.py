@@ -141,3 +141,41 @@ def test_find_names_an_unreadable_snapshot_and_searches_the_rest(cli: Cli, repo:
     assert f"snapshot {ident} (" in result.out and "1 of 1 snapshot(s)" in result.out
     assert "unreadable, not searched: deadbeefdeadbeef" in result.err
     assert data["unreadable"] == ["deadbeefdeadbeef"] and data["searched"] == 1
+
+
+def test_a_matching_directory_takes_the_files_below_it(cli: Cli, repo: Path) -> None:
+    first = create_snapshot(cli, repo, "--unsigned")
+    git(repo, "rm", "-q", "-r", "deploy")
+    write_files(repo, {"deploy": "now a file\n"})
+    second = create_snapshot(cli, repo, "--unsigned")
+
+    by_name = json.loads(cli(repo, "find", "deploy", "--json").out)
+    by_glob = json.loads(cli(repo, "find", "dep*/prod", "--json").out)
+
+    # "deploy" is a file in one snapshot and a directory in the other: both are found.
+    assert [(s["snapshot"], s["paths"]) for s in by_name["snapshots"]] == [
+        (second, ["deploy"]),
+        (first, ["deploy/app.yaml", "deploy/prod/app.yaml"]),
+    ]
+    assert [(s["snapshot"], s["paths"]) for s in by_glob["snapshots"]] == [
+        (first, ["deploy/prod/app.yaml"])
+    ]
+
+
+def test_find_survives_a_tree_git_would_refuse(cli: Cli, repo: Path) -> None:
+    import pygit2
+
+    from tests.rollback_test import hostile_tree
+
+    git_repo = pygit2.Repository(str(repo))
+    sig = pygit2.Signature("Mallory", "mallory@example.com", 1700000000, 0)
+    commit = git_repo.create_commit(None, sig, sig, "x\n", hostile_tree(git_repo, "dotgit"), [])
+    hostile = create_snapshot(cli, repo, "--from", str(commit), "--unsigned")
+    plain = create_snapshot(cli, repo, "--unsigned")
+
+    result = cli(repo, "find", "*", "--json")
+
+    assert result.code == 0, result.err
+    found = {s["snapshot"]: s["paths"] for s in json.loads(result.out)["snapshots"]}
+    assert found[hostile] == ["README.md"]  # .git/evil is never matched
+    assert "src/app.py" in found[plain]

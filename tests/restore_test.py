@@ -174,6 +174,7 @@ def test_directory_and_single_star_patterns(cli: Cli, repo: Path, tmp_path: Path
 
     result = cli(repo, "restore", ident, "-t", str(tmp_path / "t"), "-n", "--json", "-i", "deep")
     nested = cli(repo, "restore", ident, "-t", str(tmp_path / "t"), "-n", "--json", "-i", "*.txt")
+    wild = cli(repo, "restore", ident, "-t", str(tmp_path / "t"), "-n", "--json", "-i", "d*/d*")
 
     assert result.code == 0 and nested.code == 0, result.err + nested.err
     assert [f["path"] for f in json.loads(result.out)["files"]] == [
@@ -182,6 +183,8 @@ def test_directory_and_single_star_patterns(cli: Cli, repo: Path, tmp_path: Path
     ]
     # As in git's glob pathspecs, * does not cross a directory.
     assert [f["path"] for f in json.loads(nested.out)["files"]] == ["notes.txt"]
+    # A directory a wildcard matches takes everything below it too.
+    assert [f["path"] for f in json.loads(wild.out)["files"]] == ["deep/down/secret.rot"]
     assert not (tmp_path / "t").exists()
 
 
