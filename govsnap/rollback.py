@@ -1202,7 +1202,7 @@ def undo_changes(
     if a.id == b.id:
         raise UsageError(f"{span!r} names snapshot {a.id} twice: there is nothing between")
     if options.verify:
-        _verify_changes(repo, b)
+        _verify_changes(repo, b, f"{a.id}..{b.id}")
     old_tree, new_tree = snapshot_tree(repo, a), snapshot_tree(repo, b)
     workdir = repo.workdir
     wanted = normalize_paths(workdir, options.paths)
@@ -1225,18 +1225,29 @@ def undo_changes(
     return replace(result, undone=f"{a.id}..{b.id}")
 
 
-def _verify_changes(repo: Repo, snap: Snapshot) -> None:
+def _verify_changes(repo: Repo, snap: Snapshot, span: str) -> None:
     """Raise CheckFailed unless snapshot `snap`, whose differences from another choose
-    what an undo rewrites, passes verification."""
+    what an undo rewrites, passes verification; a refusal is recorded in the audit trail
+    as a refused rollback is."""
     from govsnap.verify import verify_snapshot
 
     report = verify_snapshot(repo, snap)
-    if not report.ok:
-        failures = "; ".join(report.failures()[:3])
-        raise CheckFailed(
-            f"snapshot {snap.id} failed verification ({failures}); refusing to undo the "
-            "changes up to it (--no-verify overrides)"
+    if report.ok:
+        return
+    failures = "; ".join(report.failures()[:3])
+    with audit.operation(repo, "rollback") as op:
+        entry = op.entry(
+            f"undo of the changes {span} refused: verification of {snap.id} failed",
+            snapshots=[snap.id],
+            arguments={"verify": True, "undo": span},
+            result=f"refused: {failures}",
         )
+        problem = op.fail(entry)
+    unrecorded = "" if problem is None else f" (the refusal is not in the audit trail: {problem})"
+    raise CheckFailed(
+        f"snapshot {snap.id} failed verification ({failures}); refusing to undo the changes "
+        f"up to it (--no-verify overrides){unrecorded}"
+    )
 
 
 def make_plan(repo: Repo, name: str, options: RollbackOptions, op: audit.Operation) -> Plan:

@@ -110,7 +110,16 @@ def test_an_unverified_end_is_refused(cli: Cli, repo: Path) -> None:
 
     assert result.code == 1 and f"snapshot {b} failed verification" in result.err
     assert len(result.err.splitlines()) == 1
-    assert (state(repo), all_refs(repo)) == (before, refs)
+    assert state(repo) == before
+    # Refused, and the refusal recorded, as a refused rollback is: nothing else moved.
+    after = {line.split()[0]: line for line in all_refs(repo).splitlines()}
+    assert {k: v for k, v in after.items() if k != "refs/govsnap/audit"} == {
+        line.split()[0]: line
+        for line in refs.splitlines()
+        if not line.startswith("refs/govsnap/audit ")
+    }
+    entry = git(repo, "log", "-1", "--format=%B", "refs/govsnap/audit")
+    assert f"undo of the changes {a}..{b} refused" in entry
 
 
 @pytest.mark.parametrize(
