@@ -130,8 +130,9 @@ def show_found(result: FindResult) -> None:
     patterns = " ".join(result.patterns)
     for found in result.found:
         snap = found.snapshot
+        environment = clean(snap.environment, one_line=True)
         message(
-            f"snapshot {snap.id} ({timestamp(snap.created)}, {snap.environment}): "
+            f"snapshot {snap.id} ({timestamp(snap.created)}, {environment}): "
             f"{len(found.paths)} path(s)"
         )
         for path in found.paths:
