@@ -106,28 +106,27 @@ def test_find_names_the_snapshots_holding_a_match(cli: Cli, repo: Path) -> None:
     assert all_refs(repo) == refs
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["ls", "latest", "nope"], "no such path"),
-        (["ls", "latest", "../x"], "cannot climb out"),
-        (["ls", "latest", "/etc"], "relative to the top"),
-        (["ls", "ffff"], "no snapshot matches"),
-        (["ls", "not-a-name"], "not a snapshot name"),
-        (["find", " "], "an empty pattern"),
-        (["find", "../*"], "cannot climb out"),
-        (["find", ":(top)x"], "pathspec magic"),
-        (["find", "/etc/*"], "relative to the top"),
-        (["find"], "Missing argument"),
-    ],
-)
-def test_bad_input_is_one_line(cli: Cli, repo: Path, args: list[str], expected: str) -> None:
+BAD_INPUT = [
+    (["ls", "latest", "nope"], "no such path"),
+    (["ls", "latest", "../x"], "cannot climb out"),
+    (["ls", "latest", "/etc"], "relative to the top"),
+    (["ls", "ffff"], "no snapshot matches"),
+    (["ls", "not-a-name"], "not a snapshot name"),
+    (["find", " "], "an empty pattern"),
+    (["find", "../*"], "cannot climb out"),
+    (["find", ":(top)x"], "pathspec magic"),
+    (["find", "/etc/*"], "relative to the top"),
+    (["find"], "Missing argument"),
+]
+
+
+def test_bad_input_is_one_line(cli: Cli, repo: Path) -> None:
     create_snapshot(cli, repo, "--unsigned")
+    for args, expected in BAD_INPUT:
+        result = cli(repo, *args)
 
-    result = cli(repo, *args)
-
-    assert result.code == 2, result.err
-    assert expected in result.err and len(result.err.splitlines()) == 1, result.err
+        assert result.code == 2, (args, result.err)
+        assert expected in result.err and len(result.err.splitlines()) == 1, (args, result.err)
 
 
 def test_find_names_an_unreadable_snapshot_and_searches_the_rest(cli: Cli, repo: Path) -> None:
