@@ -999,16 +999,10 @@ def _elsewhere(
     index file `index`, and return its stdout; raise CheckoutFailed when it fails.
 
     The repository's configuration applies (filter drivers, `core.autocrlf`, `core.eol`,
-    `$GIT_DIR/info/attributes`) as it does to its own checkout; sparse checkout does not:
-    a restore writes every selected file."""
+    `$GIT_DIR/info/attributes`) as it does to its own checkout; sparse checkout does not
+    (a plain `read-tree` sets no skip-worktree bit): a restore writes every file."""
     proc = run_git(
-        [
-            f"--git-dir={repo.gitdir}",
-            f"--work-tree={work_tree}",
-            "-c",
-            "core.sparseCheckout=false",
-            *args,
-        ],
+        [f"--git-dir={repo.gitdir}", f"--work-tree={work_tree}", *args],
         work_tree,
         input=input,
         env={"GIT_INDEX_FILE": str(index)},

@@ -351,3 +351,14 @@ def test_restore_from_a_bare_repository(cli: Cli, repo: Path, tmp_path: Path) ->
 
     assert result.code == 0, result.err
     assert files_state(tmp_path / "t") == twin_checkout(repo, ident, tmp_path / "twin")
+
+
+def test_a_sparse_checkout_still_restores_every_file(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    ident = create_snapshot(cli, repo)
+    git(repo, "sparse-checkout", "set", "--no-cone", "/deep/")
+    assert not (repo / "run.sh").exists()
+
+    result = cli(repo, "restore", ident, "-t", str(tmp_path / "t"))
+
+    assert result.code == 0, result.err
+    assert files_state(tmp_path / "t") == twin_checkout(repo, ident, tmp_path / "twin")
