@@ -270,13 +270,6 @@ class ListFilter:
     latest: int | None = None  # only the newest N of those that pass the rest
 
 
-def listing(
-    repo: Repo, environment: str | None = None, labels: list[str] | None = None
-) -> SnapshotListing:
-    """Return the snapshots of `environment` carrying every label in `labels`."""
-    return filtered_listing(repo, ListFilter(environment, tuple(labels or ())))
-
-
 def filtered_listing(repo: Repo, wanted: ListFilter) -> SnapshotListing:
     """Return the snapshots `wanted` selects, newest first."""
     if wanted.latest is not None and wanted.latest < 1:
