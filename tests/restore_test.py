@@ -362,3 +362,23 @@ def test_a_sparse_checkout_still_restores_every_file(cli: Cli, repo: Path, tmp_p
 
     assert result.code == 0, result.err
     assert files_state(tmp_path / "t") == twin_checkout(repo, ident, tmp_path / "twin")
+
+
+def test_names_that_are_not_utf8_restore_byte_for_byte(
+    cli: Cli, make_repo: MakeRepo, tmp_path: Path
+) -> None:
+    repo = make_repo({"README.md": "hello\n"}, commit=False)
+    name = b"caf\xe9 \x1b[31m.txt"
+    (repo / os.fsdecode(name)).write_bytes(b"x\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "odd name")
+    ident = create_snapshot(cli, repo, "--unsigned")
+    target = tmp_path / "t"
+
+    shown = cli(repo, "restore", ident, "-t", str(target), "--no-verify", "-n")
+    result = cli(repo, "restore", ident, "-t", str(target), "--no-verify", "--json")
+
+    assert result.code == 0 and shown.code == 0, result.err + shown.err
+    assert "\x1b" not in shown.out and "\\x1b[31m" in shown.out
+    assert json.loads(result.out)["count"] == 2
+    assert sorted(os.listdir(os.fsencode(target))) == [b"README.md", name]
