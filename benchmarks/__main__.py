@@ -18,6 +18,7 @@ CASES = [
     "create",
     "from_commit",
     "rollback",
+    "restore",
     "listing",
     "verify",
     "report",

@@ -15,6 +15,7 @@ from govsnap import __version__, render
 from govsnap.commands import (
     audit,
     configure,
+    files,
     hooks,
     report,
     retention,
@@ -43,6 +44,7 @@ app.add_typer(snapshots.app)
 app.add_typer(audit.app, name="audit")
 app.add_typer(hooks.app, name="hooks")
 app.add_typer(rollback.app)
+app.add_typer(files.app)
 app.add_typer(retention.app)
 app.add_typer(verify.app)
 app.add_typer(trust.app, name="trust")

@@ -17,7 +17,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NoReturn
 
@@ -125,6 +125,7 @@ class RollbackResult:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     blocked: str | None = None  # with --dry-run: why the rollback itself would refuse
+    undone: str | None = None  # "A..B" when it undid the changes between two snapshots
 
     def as_json(self) -> dict[str, Any]:
         """Return the result as JSON-ready data."""
@@ -142,6 +143,7 @@ class RollbackResult:
             "timings": {k: round(v, 6) for k, v in self.timings.items()},
             "warnings": list(self.warnings),
             "blocked": self.blocked,
+            "undone": self.undone,
         }
 
     def check(self) -> None:
@@ -1178,6 +1180,75 @@ def rollback(
         if confirm is not None and not confirm(plan.snapshot):
             raise UsageError("rollback cancelled; nothing was changed")
         return apply(repo, plan, options, op, announce)
+
+
+def undo_changes(
+    repo: Repo,
+    span: str,
+    options: RollbackOptions,
+    confirm: Confirm | None = None,
+    announce: Announce | None = None,
+) -> RollbackResult:
+    """Undo the changes between snapshots A and B (`span` is "A..B"), as snapper's
+    undochange does: every path that differs between them gets A's version back (a file
+    B added is removed), whatever it holds now; other paths are left alone. It is a
+    rollback to A limited to those paths (and to `options.paths`, when given), so it
+    verifies A, takes the safety snapshot that undoes it, and lets git check out."""
+    old, sep, new = span.partition("..")
+    if not sep or not old or not new or ".." in new:
+        raise UsageError(f"{span!r}: name two snapshots as A..B")
+    check_repository_state(repo)
+    snaps = list_snapshots(repo)
+    a, b = resolve(repo, old, snaps), resolve(repo, new, snaps)
+    if a.id == b.id:
+        raise UsageError(f"{span!r} names snapshot {a.id} twice: there is nothing between")
+    if options.verify:
+        _verify_changes(repo, b, f"{a.id}..{b.id}")
+    old_tree, new_tree = snapshot_tree(repo, a), snapshot_tree(repo, b)
+    workdir = repo.workdir
+    wanted = normalize_paths(workdir, options.paths)
+    within = [os.fsencode(p) for p in wanted]
+    paths = [
+        fs_path(c.path)
+        for c in worktree.diff_trees(repo, str(old_tree.id), str(new_tree.id))
+        if worktree.covered(c.path, within)
+        # A file B added that is gone already needs nothing.
+        and (
+            _entry(old_tree, fs_path(c.path)) is not None
+            or os.path.lexists(workdir / fs_path(c.path))
+        )
+    ]
+    if not paths:
+        where = f" below {', '.join(wanted)}" if wanted else ""
+        raise UsageError(f"nothing to undo: snapshots {a.id} and {b.id} hold the same files{where}")
+    limited = replace(options, paths=tuple(paths))
+    result = rollback(repo, a.id, limited, confirm, announce)
+    return replace(result, undone=f"{a.id}..{b.id}")
+
+
+def _verify_changes(repo: Repo, snap: Snapshot, span: str) -> None:
+    """Raise CheckFailed unless snapshot `snap`, whose differences from another choose
+    what an undo rewrites, passes verification; a refusal is recorded in the audit trail
+    as a refused rollback is."""
+    from govsnap.verify import verify_snapshot
+
+    report = verify_snapshot(repo, snap)
+    if report.ok:
+        return
+    failures = "; ".join(report.failures()[:3])
+    with audit.operation(repo, "rollback") as op:
+        entry = op.entry(
+            f"undo of the changes {span} refused: verification of {snap.id} failed",
+            snapshots=[snap.id],
+            arguments={"verify": True, "undo": span},
+            result=f"refused: {failures}",
+        )
+        problem = op.fail(entry)
+    unrecorded = "" if problem is None else f" (the refusal is not in the audit trail: {problem})"
+    raise CheckFailed(
+        f"snapshot {snap.id} failed verification ({failures}); refusing to undo the changes "
+        f"up to it (--no-verify overrides){unrecorded}"
+    )
 
 
 def make_plan(repo: Repo, name: str, options: RollbackOptions, op: audit.Operation) -> Plan:

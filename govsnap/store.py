@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import secrets
 import time
@@ -249,17 +250,65 @@ class SnapshotListing:
     """The snapshots `list` shows, newest first."""
 
     snapshots: tuple[Snapshot, ...]
+    # The id of every snapshot, listed or not: a short id must stay unique among them all.
+    every_id: tuple[str, ...] = ()
 
     def as_json(self) -> list[dict[str, Any]]:
         """Return the listing as JSON-ready data: the fields a listing shows."""
         return [s.as_json(full=False) for s in self.snapshots]
 
 
-def listing(
-    repo: Repo, environment: str | None = None, labels: list[str] | None = None
-) -> SnapshotListing:
-    """Return the snapshots of `environment` carrying every label in `labels`."""
-    return SnapshotListing(tuple(filter_snapshots(list_snapshots(repo), environment, labels)))
+@dataclass(frozen=True)
+class ListFilter:
+    """Which snapshots `list` shows (restic's `snapshots` filters). The host is what the
+    note claims: a display filter, like every use of a note."""
+
+    environment: str | None = None
+    labels: tuple[str, ...] = ()  # every one must be carried
+    host: str | None = None
+    paths: tuple[str, ...] = ()  # every one must be in the snapshot's tree
+    latest: int | None = None  # only the newest N of those that pass the rest
+
+
+def filtered_listing(repo: Repo, wanted: ListFilter) -> SnapshotListing:
+    """Return the snapshots `wanted` selects, newest first."""
+    if wanted.latest is not None and wanted.latest < 1:
+        raise UsageError(f"--latest {wanted.latest}: give a number of snapshots, 1 or more")
+    paths = [tree_path(p) for p in wanted.paths]
+    every = list_snapshots(repo)
+    snaps = filter_snapshots(every, wanted.environment, list(wanted.labels))
+    if wanted.host is not None:
+        snaps = [s for s in snaps if s.note_view.host == wanted.host]
+    if paths:
+        snaps = [s for s in snaps if all(holds(repo, s, p) for p in paths)]
+    if wanted.latest is not None:
+        snaps = snaps[: wanted.latest]
+    return SnapshotListing(tuple(snaps), tuple(s.id for s in every))
+
+
+def tree_path(path: str) -> str:
+    """Return a path inside a snapshot as git names it ("" for the top); raise UsageError
+    for an absolute path or one that climbs out."""
+    if "\0" in path:
+        raise UsageError(f"{path!r} is not a path")
+    if path.startswith("/"):
+        raise UsageError(f"{path}: paths are relative to the top of the snapshot")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UsageError(f"{path}: a path inside a snapshot cannot climb out with '..'")
+    return "/".join(parts)
+
+
+def holds(repo: Repo, snap: Snapshot, path: str) -> bool:
+    """Return True when the snapshot's tree has an entry (file, directory, submodule) at
+    `path` ("" is the top); False for an unreadable snapshot."""
+    try:
+        tree = snapshot_tree(repo, snap)
+        if path:
+            tree[path]
+    except (CorruptObject, KeyError, ValueError, pygit2.GitError):
+        return False
+    return True
 
 
 def filter_snapshots(
@@ -586,6 +635,7 @@ class SnapshotDiff:
     old: str  # the snapshot compared from
     new: str  # the snapshot compared to, or "working tree"
     changes: tuple[FileChange, ...]
+    patch: bytes | None = None  # git's own diff of the two, when asked for
 
     def paths(self, status: ChangeStatus) -> list[str]:
         """Return the paths changed with `status`."""
@@ -600,12 +650,14 @@ class SnapshotDiff:
             "removed": self.paths("removed"),
             "modified": self.paths("modified"),
             "files": [c.as_json() for c in self.changes],
+            **({} if self.patch is None else {"patch": os.fsdecode(self.patch)}),
         }
 
 
-def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
+def diff(repo: Repo, old: str, new: str | None = None, patch: bool = False) -> SnapshotDiff:
     """Return what changed from snapshot `old` to snapshot `new`, or to the working tree
-    as `create` would capture it (new None)."""
+    as `create` would capture it (new None); with `patch`, also git's own diff of the two
+    (`git diff`: the repository's diff attributes and settings apply, as they do there)."""
     snaps = list_snapshots(repo)
     a = resolve(repo, old, snaps)
     old_tree = snapshot_tree(repo, a)
@@ -616,7 +668,14 @@ def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
     else:
         b = resolve(repo, new, snaps)
         label, new_tree = b.id, snapshot_tree(repo, b)
-    return SnapshotDiff(a.id, label, tuple(diff_trees(repo, old_tree, new_tree)))
+    changes = tuple(diff_trees(repo, old_tree, new_tree))
+    text = None
+    if patch:
+        # No colour and no external diff program: the bytes are data, shown by the caller.
+        text = worktree.git(
+            repo, "diff", "--no-color", "--no-ext-diff", str(old_tree.id), str(new_tree.id)
+        )
+    return SnapshotDiff(a.id, label, changes, text)
 
 
 _STATUS: dict[DeltaStatus, ChangeStatus] = {

@@ -989,6 +989,115 @@ def transition_refusal(
     return Refusal(f"{shown(git_error(proc.stderr).encode())}; nothing was changed", "", None)
 
 
+# --- writing a tree into another directory (restore) --------------------------------------
+
+
+def _elsewhere(
+    repo: Repo, work_tree: Path, index: Path, *args: str, input: bytes | None = None
+) -> bytes:
+    """Run git with `work_tree` (a directory outside the repository) as its work tree, on
+    index file `index`, and return its stdout; raise CheckoutFailed when it fails.
+
+    The repository's configuration applies (filter drivers, `core.autocrlf`, `core.eol`,
+    `$GIT_DIR/info/attributes`) as it does to its own checkout; sparse checkout does not
+    (a plain `read-tree` sets no skip-worktree bit): a restore writes every file."""
+    proc = run_git(
+        [f"--git-dir={repo.gitdir}", f"--work-tree={work_tree}", *args],
+        work_tree,
+        input=input,
+        env={"GIT_INDEX_FILE": str(index)},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise CheckoutFailed(f"git {_command(args)} failed: {git_error(proc.stderr)}")
+    return proc.stdout
+
+
+def select_entries(
+    repo: Repo, work_tree: Path, index: Path, tree: str, pathspecs: Sequence[str]
+) -> list[TreeEntry]:
+    """Read `tree` into index file `index` (no file written) and return its entries that
+    match `pathspecs` (all without), as `git ls-files` matches them."""
+    _elsewhere(repo, work_tree, index, "read-tree", tree)
+    args = ["ls-files", "-s", "-z", "--full-name"]
+    if pathspecs:
+        args += ["--", *pathspecs]
+    found: list[TreeEntry] = []
+    for record in _elsewhere(repo, work_tree, index, *args).split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode, oid, _stage = meta.decode().split(" ")
+        found.append(TreeEntry(path, int(mode, 8), oid))
+    return found
+
+
+# git's name for the empty blob: index entries that exist only to be matched point at it.
+_EMPTY_BLOB = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+
+
+def tree_paths(repo: Repo, tree: str) -> list[bytes]:
+    """Return the path of every non-tree entry below `tree` (`git ls-tree -r`)."""
+    out = git(repo, "ls-tree", "-r", "-z", "--name-only", "--full-tree", tree)
+    return [p for p in out.split(b"\0") if p]
+
+
+def _batches(paths: Iterable[bytes]) -> list[list[bytes]]:
+    """Return `paths` in groups an index can hold: none a file where another of its group
+    needs a directory ("a" in one tree, "a/b" in another)."""
+    left = sorted(set(paths))
+    batches = []
+    while left:
+        present = set(left)
+        fits: list[bytes] = []
+        rest: list[bytes] = []
+        for path in left:
+            parts = path.split(b"/")
+            above = (b"/".join(parts[:i]) for i in range(1, len(parts)))
+            (rest if any(d in present for d in above) else fits).append(path)
+        batches.append(fits)
+        left = rest
+    return batches
+
+
+def matching_paths(
+    repo: Repo, scratch: Path, paths: Iterable[bytes], pathspecs: Sequence[str]
+) -> set[bytes]:
+    """Return those of `paths` that `pathspecs` match, as `git ls-files` matches them:
+    each path is put once in a temporary index in `scratch` (a path git would refuse to
+    check out is left out, so it never matches) and git is asked once per index."""
+    found: set[bytes] = set()
+    for n, batch in enumerate(_batches(paths)):
+        index = scratch / f"match-{n}"
+        entries = ((0o100644, _EMPTY_BLOB, 0, p) for p in batch)
+        _elsewhere(
+            repo, scratch, index, "update-index", "-z", "--index-info", input=_index_info(entries)
+        )
+        listed = _elsewhere(repo, scratch, index, "ls-files", "-z", "--full-name", "--", *pathspecs)
+        found.update(p for p in listed.split(b"\0") if p)
+    return found
+
+
+def checkout_into(repo: Repo, work_tree: Path, index: Path, paths: Sequence[bytes]) -> None:
+    """Write `paths` of index file `index` into `work_tree` with `git checkout-index -f`:
+    git applies smudge filters and eol conversion (attributes read from the index, which
+    holds the whole tree, so a .gitattributes left out still applies), makes symlinks,
+    executable bits and the empty directory of a submodule, and never writes through a
+    symlink standing in the target (it replaces the link)."""
+    if not paths:
+        return
+    _elsewhere(
+        repo,
+        work_tree,
+        index,
+        "checkout-index",
+        "-f",
+        "-z",
+        "--stdin",
+        input=b"".join(p + b"\0" for p in paths),
+    )
+
+
 class CheckoutFailed(EnvironmentProblem):
     """git's checkout stopped: before writing (a path changed, something in the way) or
     part-way (disk full, permissions)."""

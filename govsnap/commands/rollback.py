@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from govsnap.commands.options import JsonOpt, SnapshotArg, YesOpt, feature, repo_of
+from govsnap.commands.options import JsonOpt, YesOpt, feature, repo_of
 from govsnap.render import clean, confirm, emit, message, warning
 
 if TYPE_CHECKING:
@@ -23,7 +23,13 @@ app = feature()
 @app.command("rollback")
 def rollback_to(
     ctx: typer.Context,
-    snapshot: SnapshotArg,
+    snapshot: Annotated[
+        str,
+        typer.Argument(
+            help="Id prefix, latest, latest~N, sha256:<prefix>; or A..B to undo the changes "
+            "between two snapshots."
+        ),
+    ],
     paths: Annotated[
         list[str] | None,
         typer.Argument(help="With --paths: the files and directories to restore."),
@@ -61,9 +67,10 @@ def rollback_to(
     json_out: JsonOpt = False,
 ) -> None:
     """Restore a snapshot into the working tree and index (HEAD unmoved), after taking a
-    safety snapshot of the current state that undoes it."""
+    safety snapshot of the current state that undoes it; A..B undoes the changes between
+    snapshots A and B (the paths that differ get A's version back)."""
     from govsnap.errors import UsageError
-    from govsnap.rollback import RollbackOptions, rollback
+    from govsnap.rollback import RollbackOptions, rollback, undo_changes
 
     if paths and not only_paths:
         raise UsageError(f"unexpected argument {paths[0]!r}: name paths after --paths")
@@ -78,7 +85,10 @@ def rollback_to(
         recurse_submodules,
     )
     ask = None if yes or dry_run else confirm_rollback
-    result = rollback(repo_of(ctx), snapshot, options, ask, safety_snapshot_taken)
+    if ".." in snapshot:
+        result = undo_changes(repo_of(ctx), snapshot, options, ask, safety_snapshot_taken)
+    else:
+        result = rollback(repo_of(ctx), snapshot, options, ask, safety_snapshot_taken)
     emit(result, json_out, show_rollback)
     result.check()
 
@@ -144,6 +154,11 @@ def show_rollback(result: RollbackResult) -> None:
     where = f" ({', '.join(result.paths)})" if result.paths else ""
     if not result.verified:
         warning(f"snapshot {snap} was NOT verified (--no-verify)")
+    if result.undone is not None:
+        message(
+            f"undoing the changes {result.undone}: {len(result.paths)} path(s) get their "
+            f"version in {snap} back"
+        )
     for text in result.warnings:
         warning(clean(text, one_line=True))
     if result.dry_run:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -82,12 +83,48 @@ def list_snapshots(
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="Only snapshots with this label.")
     ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Only snapshots the note says HOST took.")
+    ] = None,
+    path: Annotated[
+        list[str] | None,
+        typer.Option("--path", help="Only snapshots holding this file or directory; repeatable."),
+    ] = None,
+    latest: Annotated[
+        int | None, typer.Option("--latest", help="Only the newest N (after the other filters).")
+    ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="One line per snapshot from placeholders: %H %h %s %ad %e ..."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List snapshots, newest first."""
-    from govsnap.store import listing
+    from govsnap.errors import UsageError
+    from govsnap.store import ListFilter, filtered_listing
 
-    emit(listing(repo_of(ctx), environment, label), json_out, show_listing)
+    parts = None
+    if format_ is not None:
+        from govsnap.pretty import parse
+
+        if json_out:
+            raise UsageError("--format and --json exclude each other")
+        parts = parse(format_)
+    wanted = ListFilter(environment, tuple(label or ()), host, tuple(path or ()), latest)
+    listed = filtered_listing(repo_of(ctx), wanted)
+    if parts is None:
+        emit(listed, json_out, show_listing)
+        return
+    from govsnap.pretty import expand
+
+    for line in expand(parts, listed.snapshots, listed.every_id, _one_line):
+        sys.stdout.write(line + "\n")
+
+
+def _one_line(text: str) -> str:
+    return clean(text, one_line=True)
 
 
 @app.command("show")
@@ -110,12 +147,15 @@ def diff_snapshots(
         typer.Argument(help="The snapshot to compare to (default: the working tree)."),
     ] = None,
     stat: Annotated[bool, typer.Option("--stat", help="Show lines added and removed.")] = False,
+    patch: Annotated[
+        bool, typer.Option("--patch", "-p", help="Show the content diff, as git diff prints it.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Show files added, removed and modified between two snapshots (or the working tree)."""
     from govsnap.store import diff
 
-    emit(diff(repo_of(ctx), old, new), json_out, lambda d: show_diff(d, stat))
+    emit(diff(repo_of(ctx), old, new, patch), json_out, lambda d: show_diff(d, stat))
 
 
 # --- how they are shown -------------------------------------------------------------------
@@ -273,7 +313,42 @@ def show_created(result: CreateResult) -> None:
         warning(text)
 
 
+_PATCH_COLOURS = (("diff ", "bold"), ("+++", "bold"), ("---", "bold"), ("@@", "cyan"))
+
+
+def show_patch(patch: bytes) -> None:
+    """Print git's diff: as it is when piped (`| git apply` works), or on a terminal
+    coloured as git colours it, every line escaped (file contents are data: a snapshot's
+    file must not move the cursor or retitle the window)."""
+    if not sys.stdout.isatty():
+        sys.stdout.flush()
+        sys.stdout.buffer.write(patch)
+        return
+    from rich.markup import escape
+
+    out = console()
+    text = patch.decode(errors="replace")
+    # Split on newlines only (a form feed in a file is not a line break), keep tabs.
+    for raw in text.removesuffix("\n").split("\n") if text else []:
+        line = escape(clean(raw))
+        style = next((s for start, s in _PATCH_COLOURS if raw.startswith(start)), None)
+        if style is None and raw[:1] in ("+", "-"):
+            style = "green" if raw[0] == "+" else "red"
+        out.print(f"[{style}]{line}[/{style}]" if style else line)
+
+
 def show_diff(diff: SnapshotDiff, stat: bool) -> None:
+    """Print a diff as status lines, or as a diffstat; with --patch, git's content diff
+    (after the diffstat, with --stat)."""
+    if diff.patch is not None:
+        if stat and diff.changes:
+            _show_changes(diff, stat)
+        show_patch(diff.patch)
+        return
+    _show_changes(diff, stat)
+
+
+def _show_changes(diff: SnapshotDiff, stat: bool) -> None:
     """Print a diff as status lines, or as a diffstat."""
     out = console()
     changes = diff.changes
