@@ -311,14 +311,21 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
         newest = ", ".join(s.id for s in snaps[:3])
         raise SnapshotNotFound(f"no snapshot matches {name!r} (newest: {newest})")
     if len(matches) > 1:
-        # Several snapshots may share a digest (same content); the newest is meant.
-        digests = {s.payload.digest for s in matches if s.payload}
-        if name.startswith("sha256:") and len(digests) == 1:
-            return matches[0]
-        shown = ", ".join(s.id for s in matches[:8])
+        # Even snapshots of the same content (one digest) differ in what they record
+        # (trigger, environment, note): picking one silently would act on a guess.
+        shown = ", ".join(_candidate(s) for s in matches[:8])
         more = f" and {len(matches) - 8} more" if len(matches) > 8 else ""
-        raise AmbiguousSnapshot(f"{name!r} is ambiguous: it matches {shown}{more}")
+        raise AmbiguousSnapshot(
+            f"{name!r} is ambiguous: it matches {shown}{more}; name one by its id"
+        )
     return matches[0]
+
+
+def _candidate(snap: Snapshot) -> str:
+    """Return a snapshot as an ambiguous name's error lists it: id, environment, date."""
+    if snap.payload is None:
+        return f"{snap.id} (unreadable)"
+    return f"{snap.id} ({snap.environment}, {snap.created_iso})"
 
 
 # --- capture ---------------------------------------------------------------------------
