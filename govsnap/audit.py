@@ -37,6 +37,7 @@ from govsnap.objects import (
 )
 from govsnap.refs import AUDIT_REF, NOTES_REF, VERIFIED_AUDIT_REF
 from govsnap.repo import Identity, Repo
+from govsnap.schemas import schema_name
 
 if TYPE_CHECKING:
     from govsnap.trust import TrustPolicy
@@ -451,9 +452,9 @@ class AuditListing:
 
     entries: tuple[AuditEntry, ...]
 
-    def as_json(self) -> list[dict[str, Any]]:
-        """Return the entries as JSON-ready data."""
-        return [e.as_json() for e in self.entries]
+    def as_json(self) -> dict[str, Any]:
+        """Return the entries as JSON-ready data, newest first."""
+        return {"schema": schema_name("audit"), "entries": [e.as_json() for e in self.entries]}
 
 
 @dataclass(frozen=True)
@@ -572,6 +573,7 @@ class AuditReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("audit-verify"),
             "ok": self.ok,
             "entries": self.entries,
             "signed": self.signed,

@@ -35,6 +35,7 @@ from govsnap.refs import (
     snapshot_ref,
 )
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.store import snapshot_refs
 
 STALE_LOCK_SECONDS = 600
@@ -101,6 +102,7 @@ class DoctorReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("doctor"),
             "ok": self.ok,
             "fix": self.fix,
             "dry_run": self.dry_run,

@@ -13,8 +13,10 @@ import os
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from govsnap.errors import EXIT_ENVIRONMENT, EXIT_INTERNAL, EXIT_INTERRUPTED, GovsnapError
+from govsnap.schemas import schema_name
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,22 @@ class Failure:
 
     message: str
     exit_code: int
+    kind: str = "usage"  # usage, environment, check-failed, declined, internal, interrupted
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the error as the document `--json` prints on stderr."""
+        return {
+            "schema": schema_name("error"),
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "kind": self.kind,
+        }
 
 
 def failure(exc: BaseException) -> Failure:
     """Return the line and exit code of `exc`; log the traceback of an unexpected one."""
     if isinstance(exc, GovsnapError):
-        return Failure(exc.message, exc.exit_code)
+        return Failure(exc.message, exc.exit_code, exc.kind)
     import pygit2  # here: `govsnap --help` never needs libgit2
 
     if isinstance(exc, pygit2.GitError):
@@ -37,12 +49,15 @@ def failure(exc: BaseException) -> Failure:
         return Failure(
             f"cannot read the repository: {exc} (`git fsck --full` names the damaged objects)",
             EXIT_ENVIRONMENT,
+            "environment",
         )
     if isinstance(exc, KeyboardInterrupt):
-        return Failure("interrupted", EXIT_INTERRUPTED)
+        return Failure("interrupted", EXIT_INTERRUPTED, "interrupted")
     log = _log_crash()
     where = f" (traceback in {log})" if log else ""
-    return Failure(f"internal error: {type(exc).__name__}: {exc}{where}", EXIT_INTERNAL)
+    return Failure(
+        f"internal error: {type(exc).__name__}: {exc}{where}", EXIT_INTERNAL, "internal"
+    )
 
 
 def _log_crash() -> Path | None:

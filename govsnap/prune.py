@@ -34,6 +34,7 @@ from govsnap.retention import (
     parse_policy_text,
     policy_from_values,
 )
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import decide_local, load_policy
 
@@ -203,6 +204,7 @@ class PrunePlan:
     def as_json(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data."""
         return {
+            "schema": schema_name("prune"),
             "dry_run": True,
             "policy": self.policy.as_json() if self.policy else None,
             "policy_text": self.describe(),
@@ -674,7 +676,12 @@ class PinResult:
 
     def as_json(self) -> dict[str, Any]:
         """Return what pin / unpin did as JSON-ready data."""
-        return {"id": self.snapshot, "pinned": self.pinned, "changed": self.changed}
+        return {
+            "schema": schema_name("pin"),
+            "id": self.snapshot,
+            "pinned": self.pinned,
+            "changed": self.changed,
+        }
 
 
 def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:

@@ -31,6 +31,7 @@ from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.repo import Repo
 from govsnap.rollback import RecordedState, RollbackOptions, read_recorded_state, rollback
 from govsnap.safepaths import find_unsafe
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, list_snapshots, resolve, snapshot_tree
 from govsnap.worktree import TreeEntry, fs_path
 
@@ -108,6 +109,7 @@ class RehearsalReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("rehearsal"),
             "snapshot": self.snapshot,
             "summary": self.summary,
             "digest": self.digest,

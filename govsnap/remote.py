@@ -53,6 +53,7 @@ from govsnap.refs import (
     tracking_ref,
 )
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, load_snapshot, snapshot_refs
 from govsnap.trust import load_policy
 
@@ -263,6 +264,7 @@ class FetchReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("fetch"),
             "remote": self.remote,
             "url": self.url,
             "ok": self.ok,
@@ -635,6 +637,7 @@ class PushReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("push"),
             "remote": self.remote,
             "url": self.url,
             "dry_run": self.dry_run,
@@ -888,6 +891,7 @@ class SetupReport:
             return [{"key": k, "value": v} for k, v in items]
 
         return {
+            "schema": schema_name("remote-setup"),
             "remote": self.remote,
             "undo": self.undo,
             "dry_run": self.dry_run,
@@ -962,6 +966,7 @@ class RestoreReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("remote-restore"),
             "remote": self.remote,
             "url": self.url,
             "dry_run": self.dry_run,

@@ -47,6 +47,7 @@ from govsnap.objects import (
 )
 from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, snapshot_ref
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.signing import Signer, signer_for
 
 DEFAULT_ENVIRONMENT = "default"
@@ -250,9 +251,12 @@ class SnapshotListing:
 
     snapshots: tuple[Snapshot, ...]
 
-    def as_json(self) -> list[dict[str, Any]]:
+    def as_json(self) -> dict[str, Any]:
         """Return the listing as JSON-ready data: the fields a listing shows."""
-        return [s.as_json(full=False) for s in self.snapshots]
+        return {
+            "schema": schema_name("list"),
+            "snapshots": [s.as_json(full=False) for s in self.snapshots],
+        }
 
 
 def listing(
@@ -395,6 +399,7 @@ class CreateResult:
     def as_json(self) -> dict[str, Any]:
         """Return what `create` did as JSON-ready data."""
         return {
+            "schema": schema_name("create"),
             "created": self.created,
             "seconds": round(self.seconds, 6),
             "hashed_blobs": self.digest.hashed_blobs,
@@ -585,6 +590,7 @@ class SnapshotDiff:
     def as_json(self) -> dict[str, Any]:
         """Return the diff as JSON-ready data."""
         return {
+            "schema": schema_name("diff"),
             "from": self.old,
             "to": self.new,
             "added": self.paths("added"),

@@ -29,6 +29,7 @@ from govsnap.errors import CheckFailed, UsageError
 from govsnap.objects import SignatureKind, ref_target, update_ref
 from govsnap.refs import verified_policy_ref
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.signing import KeySet, SignatureVerifier, signer_for, ssh_key_fingerprint
 
 POLICY_PATH = ".govsnap/trust.toml"
@@ -866,6 +867,7 @@ class PolicyStatus:
         """Return the policy looked at as JSON-ready data."""
         policy = self.policy
         return {
+            "schema": schema_name("trust"),
             "source": self.source,
             "present": policy is not None,
             "valid": True,

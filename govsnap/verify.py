@@ -23,6 +23,7 @@ from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
 from govsnap.prune import pinned_ids
 from govsnap.repo import Identity, Repo
+from govsnap.schemas import schema_name
 from govsnap.signing import SignatureCheck, SignatureVerifier
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, missing_policy, require_trust
@@ -588,6 +589,7 @@ class VerifyReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("verify"),
             "verdict": "pass" if self.ok else "fail",
             "verified": len(self.results),
             "failed": self.failed,
@@ -619,6 +621,7 @@ class SnapshotDetails:
         """Return the details as JSON-ready data."""
         check = self.verification
         return {
+            "schema": schema_name("show"),
             **self.snapshot.as_json(),
             "verified": None if check is None else check.signed_by_json(),
             "pinned": self.pinned,

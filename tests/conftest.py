@@ -16,6 +16,7 @@ import pytest
 
 from govsnap.cli import run
 from tests.helpers import Cli, Keys, MakeRepo, Result, SSHKey, git, write_files
+from tests.helpers.schemas import check_json_output
 
 
 def _gen(gpg: gnupg.GPG, name: str, email: str) -> str:
@@ -131,6 +132,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         capsys.readouterr()
         code = run(["-C", str(repo), *args])
         captured = capsys.readouterr()
+        check_json_output(args, code, captured.out, captured.err)
         return Result(code, captured.out, captured.err)
 
     return invoke

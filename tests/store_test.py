@@ -200,11 +200,16 @@ def test_list_filters_and_orders_newest_first(cli: Cli, repo: Path) -> None:
     a = create_snapshot(cli, repo, "-e", "staging", "-l", "x")
     b = create_snapshot(cli, repo, "-e", "production", "-l", "x", "-l", "y")
     c = create_snapshot(cli, repo, "-e", "production")
-    listed = [s["id"] for s in json.loads(cli(repo, "list", "--json").out)]
+    listed = [s["id"] for s in json.loads(cli(repo, "list", "--json").out)["snapshots"]]
     assert listed == [c, b, a]
-    prod = [s["id"] for s in json.loads(cli(repo, "list", "--json", "-e", "production").out)]
+    prod = [
+        s["id"]
+        for s in json.loads(cli(repo, "list", "--json", "-e", "production").out)["snapshots"]
+    ]
     assert prod == [c, b]
-    labelled = [s["id"] for s in json.loads(cli(repo, "list", "--json", "-l", "y").out)]
+    labelled = [
+        s["id"] for s in json.loads(cli(repo, "list", "--json", "-l", "y").out)["snapshots"]
+    ]
     assert labelled == [b]
     table = cli(repo, "list").out
     assert a in table and "production" in table
