@@ -9,6 +9,7 @@ error_handler does).
 
 from __future__ import annotations
 
+import errno
 import os
 import traceback
 from dataclasses import dataclass
@@ -53,10 +54,42 @@ def failure(exc: BaseException) -> Failure:
         )
     if isinstance(exc, KeyboardInterrupt):
         return Failure("interrupted", EXIT_INTERRUPTED, "interrupted")
+    refused = _refused_write(exc)
+    if refused is not None:
+        return Failure(refused, EXIT_ENVIRONMENT, "environment")
     log = _log_crash()
     where = f" (traceback in {log})" if log else ""
     return Failure(
         f"internal error: {type(exc).__name__}: {exc}{where}", EXIT_INTERNAL, "internal"
+    )
+
+
+# What the system says when a write is refused (libgit2 reports them as text only).
+_REFUSED = {
+    errno.EROFS: "Read-only file system",
+    errno.EACCES: "Permission denied",
+    errno.EPERM: "Operation not permitted",
+    errno.ENOSPC: "No space left on device",
+    errno.EDQUOT: "Disk quota exceeded",
+}
+
+
+def _refused_write(exc: BaseException) -> str | None:
+    """Return the line for a write the system refused (a read-only .git, no permission,
+    a full disk): the machine's problem, not a bug; None for any other exception."""
+    if not isinstance(exc, OSError):
+        return None
+    reason = _REFUSED.get(exc.errno or 0) or next(
+        (text for text in _REFUSED.values() if text in str(exc)), None
+    )
+    if reason is None:
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    if reason in (_REFUSED[errno.ENOSPC], _REFUSED[errno.EDQUOT]):
+        return f"cannot write{where}: {reason}"
+    return (
+        f"cannot write{where}: {reason} (a read-only repository: list, show, diff A B, "
+        "verify --no-record and the other commands that only read work without writing)"
     )
 
 

@@ -568,6 +568,13 @@ def _rehearse(
             )
         )
     timings["total"] = op.seconds
+    # A read-only clone rehearses all the same; it cannot keep the result.
+    record = repo.writable
+    if not record:
+        where = "" if report_path is None else f"; the report goes to {report_path}"
+        warnings.append(
+            f"not recorded in the note and the audit trail: {repo.read_only_reason()}{where}"
+        )
     report = RehearsalReport(
         snapshot=snap.id,
         summary=snap.payload.summary if snap.payload else str(snap.error),
@@ -581,7 +588,10 @@ def _rehearse(
         files=files,
         warnings=tuple(warnings),
     )
-    report = _write_reports(repo, report, report_path, stamp)
+    if record or report_path is not None:
+        report = _write_reports(repo, report, report_path, stamp)
+    if not record:
+        return report
     verdict = "pass" if report.passed else f"failed: {', '.join(report.failed_gates)}"
     summary = report.note_summary()
 

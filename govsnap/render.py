@@ -126,6 +126,12 @@ def warning(text: str) -> None:
     sys.stderr.write(f"govsnap: warning: {clean(text)}\n")
 
 
+def note(text: str) -> None:
+    """Print a note on stderr: something the command skipped that the user should know
+    (printed with --json too: it is not part of the document)."""
+    sys.stderr.write(f"govsnap: note: {clean(text)}\n")
+
+
 def error(text: str) -> None:
     """Print the one-line error for a failed command on stderr."""
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"

@@ -18,6 +18,7 @@ from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
     CorruptObject,
+    EnvironmentProblem,
     InvalidRevision,
     SigningError,
     SnapshotNotFound,
@@ -607,6 +608,12 @@ def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
     a = resolve(repo, old, snaps)
     old_tree = snapshot_tree(repo, a)
     if new is None:
+        if not repo.writable:
+            # git add -A, which says what the working tree holds, writes its blobs.
+            raise EnvironmentProblem(
+                f"cannot compare with the working tree: {repo.read_only_reason()} and "
+                "capturing it writes objects; compare two snapshots (govsnap diff A B)"
+            )
         label = "working tree"
         new_tree = repo.git[worktree.capture_tree(repo)]
         assert isinstance(new_tree, pygit2.Tree)

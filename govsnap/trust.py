@@ -745,7 +745,9 @@ def policy_at(
                 f"({', '.join(allowed) or 'none'})"
             )
         policy, previous_data = new, data.data
-    if remember and (known is None or tip.id != known):
+    # A clone that cannot be written (a read-only mount) verifies all the same; it only
+    # cannot remember what it verified.
+    if remember and (known is None or tip.id != known) and repo.writable:
         _remember(repo, memory, tip.id)
     source = f"{name}:{POLICY_PATH}"
     return replace(policy, source=source, commit=str(tip.id), anchor=how)

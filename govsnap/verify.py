@@ -575,6 +575,9 @@ class VerifyReport:
     policy_source: str | None
     deep: bool
     policy_anchor: str = ""  # why the policy is believed (its root of trust)
+    recorded: bool = True  # the verdicts went into the notes and the audit trail
+    # Why they were not, when nobody asked for --no-record (a read-only .git).
+    unrecorded: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -595,6 +598,7 @@ class VerifyReport:
             "failed": self.failed,
             "seconds": round(self.seconds, 6),
             "deep": self.deep,
+            "recorded": self.recorded,
             "policy": self.policy_source,
             "policy_anchor": self.policy_anchor,
             "snapshots": [r.as_json() for r in self.results],
@@ -686,11 +690,19 @@ def run(
     environment: str | None = None,
     deep: bool = False,
     jobs: int | None = None,
+    record: bool | None = None,
 ) -> VerifyReport:
-    """Verify the selected snapshots, record each verdict in its note and append an
-    audit entry; return the report (the caller decides the exit code)."""
+    """Verify the selected snapshots and, with `record` (default: when the repository is
+    writable), record each verdict in its note and append an audit entry; return the
+    report (the caller decides the exit code)."""
+    unrecorded = None
+    if record is None:
+        record = repo.writable
+        if not record:
+            unrecorded = f"verdicts not recorded: {repo.read_only_reason()}"
     with audit.operation(repo, "verify") as op:
-        return _run(repo, op, names, all_, environment, deep, jobs)
+        report = _run(repo, op, names, all_, environment, deep, jobs, record)
+    return replace(report, recorded=record and bool(report.results), unrecorded=unrecorded)
 
 
 def _run(
@@ -701,6 +713,7 @@ def _run(
     environment: str | None,
     deep: bool,
     jobs: int | None,
+    record: bool,
 ) -> VerifyReport:
     snaps = select(repo, names, all_, environment)
     policy = load_policy(repo)
@@ -717,7 +730,7 @@ def _run(
         deep,
         policy.anchor if policy else "",
     )
-    if results:
+    if results and record:
         passed = len(results) - report.failed
         # The verdicts in the notes and the audit entry are written together.
         entry = op.entry(
