@@ -230,6 +230,7 @@ class FetchReport:
     seconds: float
     notes_kept_aside: int = 0  # refused snapshots whose note is kept for a later fetch
     audit_detail: str = ""  # what is wrong with the remote's audit trail, and the remedy
+    dry_run: bool = False  # nothing of this clone's was changed: what it would do
 
     def with_status(self, *statuses: str) -> list[FetchedSnapshot]:
         """Return the snapshots whose status is one of `statuses`."""
@@ -277,6 +278,7 @@ class FetchReport:
             "audit": self.audit,
             "audit_detail": self.audit_detail,
             "seconds": round(self.seconds, 6),
+            "dry_run": self.dry_run,
         }
 
 
@@ -303,7 +305,9 @@ class _Examined:
     unchanged: int
 
 
-def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchReport:
+def fetch(
+    repo: Repo, name: str | None = None, *, verify: bool = True, dry_run: bool = False
+) -> FetchReport:
     """Fetch a remote's snapshots, notes and audit trail and merge them into this clone.
 
     New snapshots are verified (unless `verify` is False) and added create-only, each
@@ -313,12 +317,19 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     refs gain is written in one ref transaction: a killed fetch adds every snapshot with
     its note and audit entry, or nothing. Returns the report; the caller turns problems
     into the exit code.
+
+    With `dry_run` the remote's refs are fetched into refs/govsnap-remote/<remote>/ (as
+    `git fetch` updates remote-tracking refs) and judged, but this clone's snapshots,
+    notes, audit trail and record of the remote are left as they are: the report says
+    what a fetch would add and merge.
     """
     with audit.operation(repo, "fetch") as op:
-        return _fetch(repo, op, resolve_remote(repo, name), verify)
+        return _fetch(repo, op, resolve_remote(repo, name), verify, dry_run)
 
 
-def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> FetchReport:
+def _fetch(
+    repo: Repo, op: audit.Operation, remote: Remote, verify: bool, dry_run: bool = False
+) -> FetchReport:
     identity = op.identity  # before anything is fetched: without one nothing can be merged
     _network(
         repo,
@@ -406,12 +417,20 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
         found.update(outcomes=outcomes, notes=notes_state, audit=audit_state)
         return changes
 
-    # The audit ref first: should git itself be killed while it commits, nothing lands
-    # without its entry (see update_refs).
-    update_refs(
-        repo, [AUDIT_REF, NOTES_REF, *by_ref], compute, message=f"govsnap: fetch from {remote.name}"
-    )
-    if found["audit"] in ("unchanged", "fast-forward", "joined") and remote_audit is not None:
+    names = [AUDIT_REF, NOTES_REF, *by_ref]
+    if dry_run:
+        # Computed on the refs as they are, and never written (the merged notes and the
+        # entry are objects no ref will name).
+        compute({name: ref_target(repo, name) for name in names})
+    else:
+        # The audit ref first: should git itself be killed while it commits, nothing lands
+        # without its entry (see update_refs).
+        update_refs(repo, names, compute, message=f"govsnap: fetch from {remote.name}")
+    if (
+        not dry_run
+        and found["audit"] in ("unchanged", "fast-forward", "joined")
+        and remote_audit is not None
+    ):
         record_remote_audit(repo, remote.name, remote_audit)
     kept = notes.note_blobs(repo) if examined.refused else {}
     return FetchReport(
@@ -425,6 +444,7 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
         op.seconds,
         sum(1 for tag in examined.refused if tag in kept),
         audit_detail,
+        dry_run,
     )
 
 

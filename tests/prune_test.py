@@ -237,6 +237,7 @@ def test_pinned_snapshots_are_always_kept(
         "id": ids["p1"],
         "pinned": True,
         "changed": False,
+        "dry_run": False,
     }
     note = json.loads(git(repo, "notes", "--ref=govsnap", "show", tag_of(repo, ids["p1"])))
     assert note["pinned"] is True and note["id"] == ids["p1"]
