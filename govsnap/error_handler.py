@@ -88,7 +88,7 @@ def _refused_write(exc: BaseException) -> str | None:
     if reason in (_REFUSED[errno.ENOSPC], _REFUSED[errno.EDQUOT]):
         return f"cannot write{where}: {reason}"
     return (
-        f"cannot write{where}: {reason} (a read-only repository: list, show, diff A B, "
+        f"cannot write{where}: {reason} (a read-only repository: list, show, diff, "
         "verify --no-record and the other commands that only read work without writing)"
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import secrets
@@ -18,7 +19,6 @@ from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
     CorruptObject,
-    EnvironmentProblem,
     InvalidRevision,
     SigningError,
     SnapshotNotFound,
@@ -621,19 +621,15 @@ def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
     a = resolve(repo, old, snaps)
     old_tree = snapshot_tree(repo, a)
     if new is None:
-        if not repo.writable:
-            # git add -A, which says what the working tree holds, writes its blobs.
-            raise EnvironmentProblem(
-                f"cannot compare with the working tree: {repo.read_only_reason()} and "
-                "capturing it writes objects; compare two snapshots (govsnap diff A B)"
-            )
-        label = "working tree"
-        new_tree = repo.git[worktree.capture_tree(repo)]
-        assert isinstance(new_tree, pygit2.Tree)
-    else:
-        b = resolve(repo, new, snaps)
-        label, new_tree = b.id, snapshot_tree(repo, b)
-    return SnapshotDiff(a.id, label, tuple(diff_trees(repo, old_tree, new_tree)))
+        # git add -A, which says what the working tree holds, writes its blobs: where .git
+        # cannot be written (a read-only mount), into a temporary store of their own.
+        quarantine = contextlib.nullcontext(repo) if repo.writable else worktree.quarantined(repo)
+        with quarantine as where:
+            before, after = where.git[old_tree.id], where.git[worktree.capture_tree(where)]
+            assert isinstance(before, pygit2.Tree) and isinstance(after, pygit2.Tree)
+            return SnapshotDiff(a.id, "working tree", tuple(diff_trees(where, before, after)))
+    b = resolve(repo, new, snaps)
+    return SnapshotDiff(a.id, b.id, tuple(diff_trees(repo, old_tree, snapshot_tree(repo, b))))
 
 
 _STATUS: dict[DeltaStatus, ChangeStatus] = {

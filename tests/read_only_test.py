@@ -111,6 +111,10 @@ def test_every_read_command_works_and_says_what_it_did_not_record(
         done = read_only(repo, *args)
         assert done.returncode == 0, (args, done.stderr)
         assert done.stderr == "", (args, done.stderr)
+    # Against the working tree: git add -A writes its blobs into a temporary store.
+    compared = read_only(repo, "diff", first, "--json")
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads(compared.stdout)["modified"] == ["README.md"]
     verified = read_only(repo, "verify", "--all", "--json")
     assert verified.returncode == 0, verified.stderr
     assert json.loads(verified.stdout)["recorded"] is False
@@ -131,7 +135,6 @@ def test_every_read_command_works_and_says_what_it_did_not_record(
         ["create"],
         ["pin", "latest"],
         ["verify", "--all", "--record"],
-        ["diff", "latest"],
         ["rollback", "latest~1", "--yes"],
         ["prune", "--keep-last", "1", "--yes"],
     ],
