@@ -11,7 +11,7 @@ from benchmarks.prune import SNAPSHOTS, template
 def run(ctx: Context) -> list[Comparison]:
     """Time `govsnap list --json` and the two stock-git listings on the same repository."""
     repo = template(ctx)
-    listed = len(json.loads(ctx.run([*ctx.govsnap(), "list", "--json"], repo).stdout))
+    listed = len(json.loads(ctx.run([*ctx.govsnap(), "list", "--json"], repo).stdout)["snapshots"])
     if listed != SNAPSHOTS:
         raise RuntimeError(f"govsnap list showed {listed} snapshots, not {SNAPSHOTS}")
 

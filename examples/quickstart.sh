@@ -33,7 +33,7 @@ step govsnap create --label release-2
 step govsnap list
 step govsnap show latest
 step govsnap diff latest~1 latest
-latest=$(govsnap list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+latest=$(govsnap list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots"][0]["id"])')
 step git verify-tag "refs/govsnap/snapshots/$latest"
 step git notes --ref=govsnap list
 step govsnap verify --all
@@ -41,7 +41,7 @@ step govsnap verify --all
 # Roll back to release-1, then undo the rollback through its safety snapshot.
 step govsnap rollback latest~1 --yes
 step cat app.py
-safety=$(govsnap list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')
+safety=$(govsnap list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["snapshots"][0]["id"])')
 step govsnap rollback "$safety" --yes
 step cat app.py notes.txt
 step git log --oneline refs/govsnap/audit

@@ -55,6 +55,7 @@ from govsnap.refs import (
     VERIFIED_AUDIT_REF,
 )
 from govsnap.repo import Identity, Repo
+from govsnap.schemas import schema_name
 
 if TYPE_CHECKING:
     from govsnap.signing import SignatureCheck, SignatureVerifier
@@ -671,9 +672,9 @@ class AuditListing:
 
     entries: tuple[AuditEntry, ...]
 
-    def as_json(self) -> list[dict[str, Any]]:
-        """Return the entries as JSON-ready data."""
-        return [e.as_json() for e in self.entries]
+    def as_json(self) -> dict[str, Any]:
+        """Return the entries as JSON-ready data, newest first."""
+        return {"schema": schema_name("audit"), "entries": [e.as_json() for e in self.entries]}
 
 
 @dataclass(frozen=True)
@@ -796,6 +797,7 @@ class AuditReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("audit-verify"),
             "ok": self.ok,
             "entries": self.entries,
             "signed": self.signed,

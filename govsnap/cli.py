@@ -27,7 +27,7 @@ from govsnap.commands import (
     verify,
 )
 from govsnap.commands.options import State
-from govsnap.error_handler import failure
+from govsnap.error_handler import Failure, failure
 from govsnap.errors import Declined
 
 app = typer.Typer(
@@ -75,11 +75,28 @@ def main(
     ctx.obj = State(repo)
 
 
-def _failed(exc: BaseException) -> int:
+def _failed(exc: BaseException, json_errors: bool) -> int:
     """Print the line of a failed command and return its exit code (error_handler)."""
-    failed = failure(exc)
-    render.error(failed.message)
+    return _report(failure(exc), json_errors)
+
+
+def _report(failed: Failure, json_errors: bool, *, whole: bool = False) -> int:
+    """Print a failure (with `whole`, every line of its message), as a JSON document with
+    --json, and return its exit code."""
+    if json_errors:
+        render.error_json(failed.as_json())
+    elif whole and "\n" in failed.message:
+        sys.stderr.write(failed.message + "\n")
+    else:
+        render.error(failed.message)
     return failed.exit_code
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """Return True when the command line asks for --json (before any `--`): its errors
+    are then JSON documents too, whatever went wrong, even parsing the rest."""
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in options
 
 
 def _parse_error(exc: typer.TyperException) -> tuple[str, int]:
@@ -114,8 +131,10 @@ def _tolerant_stdout() -> None:
 
 
 def run(argv: list[str]) -> int:
-    """Run one command line and return the exit code; errors become one line on stderr."""
+    """Run one command line and return the exit code; errors become one line on stderr
+    (with --json, one JSON document)."""
     _tolerant_stdout()
+    json_errors = _wants_json(argv)
     try:
         # Not standalone: the framework's usage errors come here as exceptions, to be
         # printed as one line like every other error, not as a usage block.
@@ -124,17 +143,14 @@ def run(argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else 0
     except typer.Abort:
         # Click's own prompts ended without an answer: a declined confirmation.
-        return _failed(Declined("aborted"))
+        return _failed(Declined("aborted"), json_errors)
     except typer.TyperException as exc:
         message, exit_code = _parse_error(exc)
-        if "\n" in message:
-            sys.stderr.write(message + "\n")
-        else:
-            render.error(message)
-        return exit_code
+        # A command group given nothing fails with its whole help.
+        return _report(Failure(message, exit_code), json_errors, whole=True)
     except BrokenPipeError:
         _quiet_stdout()
         return 1
     except (Exception, KeyboardInterrupt) as exc:
-        return _failed(exc)
+        return _failed(exc, json_errors)
     return code if isinstance(code, int) else 0

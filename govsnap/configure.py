@@ -11,6 +11,7 @@ from typing import Any
 from govsnap.errors import GovsnapError, SigningError
 from govsnap.objects import validate_name
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.signing import SSHSigner, generate_openpgp_key, signer_for
 from govsnap.trust import POLICY_PATH, WILDCARD, policy_blob, policy_ref
 
@@ -63,6 +64,7 @@ class InitReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("init"),
             "git_version": self.git_version,
             "dry_run": self.dry_run,
             "config_set": self.config_set,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import os
 import re
 import sqlite3
 from collections.abc import Callable
@@ -185,8 +186,12 @@ class DigestCache:
         """Return why the cache file is unusable, or None when it is sound (or absent)."""
         if not self.path.exists():
             return None
+        # A WAL database in a directory that cannot be written (a read-only mount) opens
+        # only as immutable: nobody can be writing it there.
+        writable = os.access(self.path.parent, os.W_OK)
+        target = str(self.path) if writable else self.path.absolute().as_uri() + "?immutable=1"
         try:
-            db = sqlite3.connect(self.path, timeout=30)
+            db = sqlite3.connect(target, timeout=30, uri=not writable)
             try:
                 result = db.execute("PRAGMA integrity_check").fetchone()
             finally:

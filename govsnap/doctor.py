@@ -35,6 +35,7 @@ from govsnap.refs import (
     snapshot_ref,
 )
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.store import snapshot_refs
 
 STALE_LOCK_SECONDS = 600
@@ -88,6 +89,7 @@ class DoctorReport:
     findings: tuple[Finding, ...]
     fix: bool
     dry_run: bool
+    notes: tuple[str, ...] = ()  # checks skipped, and why (a read-only .git)
 
     @property
     def ok(self) -> bool:
@@ -102,10 +104,12 @@ class DoctorReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("doctor"),
             "ok": self.ok,
             "fix": self.fix,
             "dry_run": self.dry_run,
             "findings": [f.as_json() for f in self.findings],
+            "notes": list(self.notes),
         }
 
     def check(self) -> None:
@@ -230,6 +234,8 @@ def find_capture_problems(repo: Repo, now: float) -> list[Finding]:
                 None,
             )
         )
+    if not repo.writable:
+        return findings  # a capture writes objects: run() says it was skipped
     try:
         with worktree.captured(repo) as _capture:
             pass
@@ -720,4 +726,8 @@ def run(repo: Repo, *, fix: bool = False, dry_run: bool = False) -> DoctorReport
                 op.record(
                     op.entry(f"repaired {len(done)} of {len(findings)} problem(s)", result=result)
                 )
-        return DoctorReport(tuple(findings), fix, dry_run)
+        skipped = () if repo.writable else (
+            f"the trial capture was skipped: {repo.read_only_reason()} (create cannot "
+            "work until it is)",
+        )
+        return DoctorReport(tuple(findings), fix, dry_run, skipped)

@@ -16,6 +16,7 @@ class GovsnapError(Exception):
     """An error with a message meant for the user; the CLI prints it as one line."""
 
     exit_code = EXIT_USAGE
+    kind = "usage"  # what `--json` calls it (docs/schemas/error.v1.json)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -42,6 +43,7 @@ class EnvironmentProblem(GovsnapError):
     """The machine or the repository is not in a state govsnap can work in."""
 
     exit_code = EXIT_ENVIRONMENT
+    kind = "environment"
 
 
 class NotAttempted(EnvironmentProblem):
@@ -69,6 +71,7 @@ class CheckFailed(GovsnapError):
     """A check (verification, rehearsal) ran and did not pass."""
 
     exit_code = EXIT_CHECK_FAILED
+    kind = "check-failed"
 
 
 class CorruptObject(CheckFailed):
@@ -84,6 +87,7 @@ class Declined(GovsnapError):
     that asks exits the same way (like typer's own Abort)."""
 
     exit_code = EXIT_CHECK_FAILED
+    kind = "declined"
 
 
 class HistoryRewritten(CheckFailed):

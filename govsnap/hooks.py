@@ -30,6 +30,7 @@ from govsnap.hook_run import (
     promotion_patterns,
 )
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 
 MARKER = "# govsnap-hook 1"
 # What is at a hook's path: nothing, govsnap's script, another hook, a directory.
@@ -223,6 +224,7 @@ class HooksReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("hooks"),
             "directory": str(self.directory),
             "dry_run": self.dry_run,
             "actions": [a.as_json() for a in self.actions],
@@ -330,6 +332,7 @@ class HooksStatus:
     def as_json(self) -> dict[str, Any]:
         """Return the status as JSON-ready data."""
         return {
+            "schema": schema_name("hooks-status"),
             "directory": str(self.directory),
             "core_hooks_path": self.hooks_path,
             "hooks": [h.as_json() for h in self.hooks],

@@ -34,6 +34,7 @@ from govsnap.retention import (
     parse_policy_text,
     policy_from_values,
 )
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import decide_local, load_policy
 
@@ -203,6 +204,7 @@ class PrunePlan:
     def as_json(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data."""
         return {
+            "schema": schema_name("prune"),
             "dry_run": True,
             "policy": self.policy.as_json() if self.policy else None,
             "policy_text": self.describe(),
@@ -671,23 +673,33 @@ class PinResult:
 
     snapshot: str
     pinned: bool
-    changed: bool
+    changed: bool  # with dry_run: would change
+    dry_run: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """Return what pin / unpin did as JSON-ready data."""
-        return {"id": self.snapshot, "pinned": self.pinned, "changed": self.changed}
+        return {
+            "schema": schema_name("pin"),
+            "id": self.snapshot,
+            "pinned": self.pinned,
+            "changed": self.changed,
+            "dry_run": self.dry_run,
+        }
 
 
-def set_pinned(repo: Repo, name: str, pinned: bool) -> PinResult:
+def set_pinned(repo: Repo, name: str, pinned: bool, *, dry_run: bool = False) -> PinResult:
     """Record `pinned` in the note of the snapshot `name` designates, and audit it; a
-    snapshot already in that state is left alone."""
+    snapshot already in that state is left alone. With `dry_run`, check everything the
+    change needs (the snapshot, the right to pin) and change nothing."""
     operation = "pin" if pinned else "unpin"
     with audit.operation(repo, operation, {"snapshot": name}) as op:
         snap = resolve(repo, name)
         if (snap.id in pinned_ids(repo)) == pinned:
-            return PinResult(snap.id, pinned, False)
+            return PinResult(snap.id, pinned, False, dry_run)
         # Unpinning lets prune delete the snapshot, so it needs the same right as pinning.
         _require_right(repo, [snap], "pin", f"cannot {operation} {snap.id}")
+        if dry_run:
+            return PinResult(snap.id, pinned, True, dry_run)
 
         def mark(note: notes.JSONObject | None) -> notes.JSONObject:
             return {**(note or {}), "pinned": pinned}

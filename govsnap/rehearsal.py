@@ -37,6 +37,7 @@ from govsnap.errors import (
 from govsnap.repo import Repo
 from govsnap.rollback import RecordedState, RollbackOptions, read_recorded_state, rollback
 from govsnap.safepaths import find_unsafe
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve, snapshot_tree
 from govsnap.worktree import TreeEntry, fs_path
 
@@ -114,6 +115,7 @@ class RehearsalReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("rehearsal"),
             "snapshot": self.snapshot,
             "summary": self.summary,
             "digest": self.digest,
@@ -593,6 +595,13 @@ def _rehearse(
             )
         )
     timings["total"] = op.seconds
+    # A read-only clone rehearses all the same; it cannot keep the result.
+    record = repo.writable
+    if not record:
+        where = "" if report_path is None else f"; the report goes to {report_path}"
+        warnings.append(
+            f"not recorded in the note and the audit trail: {repo.read_only_reason()}{where}"
+        )
     report = RehearsalReport(
         snapshot=snap.id,
         summary=snap.payload.summary if snap.payload else str(snap.error),
@@ -606,7 +615,10 @@ def _rehearse(
         files=files,
         warnings=tuple(warnings),
     )
-    report = _write_reports(repo, report, report_path, stamp)
+    if record or report_path is not None:
+        report = _write_reports(repo, report, report_path, stamp)
+    if not record:
+        return report
     verdict = "pass" if report.passed else f"failed: {', '.join(report.failed_gates)}"
     summary = report.note_summary()
 

@@ -55,6 +55,7 @@ from govsnap.refs import (
     tracking_ref,
 )
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, load_snapshot, snapshot_refs
 from govsnap.trust import load_policy
 
@@ -286,6 +287,7 @@ class FetchReport:
     lost_pinned: tuple[str, ...] = ()
     # Set when the remote's notes history no longer holds what this clone saw there.
     notes_lost: str = ""
+    dry_run: bool = False  # nothing of this clone's was changed: what it would do
 
     def with_status(self, *statuses: str) -> list[FetchedSnapshot]:
         """Return the snapshots whose status is one of `statuses`."""
@@ -345,6 +347,7 @@ class FetchReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("fetch"),
             "remote": self.remote,
             "url": self.url,
             "ok": self.ok,
@@ -360,6 +363,7 @@ class FetchReport:
             "lost_pinned": list(self.lost_pinned),
             "notes_lost": self.notes_lost,
             "seconds": round(self.seconds, 6),
+            "dry_run": self.dry_run,
         }
 
 
@@ -386,7 +390,9 @@ class _Examined:
     unchanged: int
 
 
-def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchReport:
+def fetch(
+    repo: Repo, name: str | None = None, *, verify: bool = True, dry_run: bool = False
+) -> FetchReport:
     """Fetch a remote's snapshots, notes and audit trail and merge them into this clone.
 
     New snapshots are verified (unless `verify` is False) and added create-only, each
@@ -396,12 +402,19 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
     refs gain is written in one ref transaction: a killed fetch adds every snapshot with
     its note and audit entry, or nothing. Returns the report; the caller turns problems
     into the exit code.
+
+    With `dry_run` the remote's refs are fetched into refs/govsnap-remote/<remote>/ (as
+    `git fetch` updates remote-tracking refs) and judged, but this clone's snapshots,
+    notes, audit trail and record of the remote are left as they are: the report says
+    what a fetch would add and merge.
     """
     with audit.operation(repo, "fetch") as op:
-        return _fetch(repo, op, resolve_remote(repo, name), verify)
+        return _fetch(repo, op, resolve_remote(repo, name), verify, dry_run)
 
 
-def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> FetchReport:
+def _fetch(
+    repo: Repo, op: audit.Operation, remote: Remote, verify: bool, dry_run: bool = False
+) -> FetchReport:
     identity = op.identity  # before anything is fetched: without one nothing can be merged
     # What this clone saw on the remote before: evidence the remote must still hold.
     seen_snapshots = remembered_snapshots(repo, remote.name)
@@ -492,14 +505,24 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
         found.update(outcomes=outcomes, notes=notes_state, audit=audit_state)
         return changes
 
-    # The audit ref first: should git itself be killed while it commits, nothing lands
-    # without its entry (see update_refs).
-    update_refs(
-        repo, [AUDIT_REF, NOTES_REF, *by_ref], compute, message=f"govsnap: fetch from {remote.name}"
-    )
-    if found["audit"] in ("unchanged", "fast-forward", "joined") and remote_audit is not None:
+    names = [AUDIT_REF, NOTES_REF, *by_ref]
+    if dry_run:
+        # Computed on the refs as they are, and never written (the merged notes and the
+        # entry are objects no ref will name).
+        compute({name: ref_target(repo, name) for name in names})
+    else:
+        # The audit ref first: should git itself be killed while it commits, nothing lands
+        # without its entry (see update_refs).
+        update_refs(repo, names, compute, message=f"govsnap: fetch from {remote.name}")
+    if (
+        not dry_run
+        and found["audit"] in ("unchanged", "fast-forward", "joined")
+        and remote_audit is not None
+    ):
         record_remote_audit(repo, remote.name, remote_audit)
-    lost, lost_pinned = _lost_snapshots(repo, remote, seen_snapshots, found["outcomes"])
+    lost, lost_pinned = _lost_snapshots(
+        repo, remote, seen_snapshots, found["outcomes"], remember=not dry_run
+    )
     notes_lost = ""
     if seen_notes is not None and not contains(repo, remote_notes, seen_notes):
         what = "deleted" if remote_notes is None else "rewritten"
@@ -507,7 +530,7 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
             f"the notes history of {remote.name} was {what}: it no longer holds "
             f"{str(seen_notes)[:12]}, which this clone saw there"
         )
-    elif notes_ok and remote_notes is not None:
+    elif notes_ok and remote_notes is not None and not dry_run:
         _record(repo, seen_remote_notes_ref(remote.name), remote_notes, "remote notes seen")
     kept = notes.note_blobs(repo) if examined.refused else {}
     return FetchReport(
@@ -524,6 +547,7 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
         lost,
         lost_pinned,
         notes_lost,
+        dry_run,
     )
 
 
@@ -532,11 +556,14 @@ def _lost_snapshots(
     remote: Remote,
     seen: Mapping[str, str],
     outcomes: Iterable[FetchedSnapshot],
+    *,
+    remember: bool = True,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Return the snapshots this clone saw on the remote that are gone from it with no
     authorised prune or purge entry naming them (judged in the environment of the tag
-    seen), and which of them are pinned; record what the remote holds now, keeping the
-    lost ones remembered (so that every fetch says so until they are back)."""
+    seen), and which of them are pinned; with `remember`, record what the remote holds
+    now, keeping the lost ones remembered (so that every fetch says so until they are
+    back)."""
     theirs = snapshot_refs(repo, remote.tracking("snapshots/"))
     gone = sorted(i for i in seen if i not in theirs)
     lost: list[str] = []
@@ -550,7 +577,7 @@ def _lost_snapshots(
     refused = {s.id for s in outcomes if s.status in PROBLEMS}
     now = {i: str(oid) for i, oid in theirs.items() if i not in refused}
     now.update((i, seen[i]) for i in lost)
-    if now != dict(seen):
+    if remember and now != dict(seen):
         remember_snapshots(repo, remote.name, now)
     return tuple(lost), tuple(i for i in lost if i in pinned)
 
@@ -778,6 +805,7 @@ class PushReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("push"),
             "remote": self.remote,
             "url": self.url,
             "dry_run": self.dry_run,
@@ -1063,6 +1091,7 @@ class SetupReport:
             return [{"key": k, "value": v} for k, v in items]
 
         return {
+            "schema": schema_name("remote-setup"),
             "remote": self.remote,
             "undo": self.undo,
             "dry_run": self.dry_run,
@@ -1137,6 +1166,7 @@ class RestoreReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("remote-restore"),
             "remote": self.remote,
             "url": self.url,
             "dry_run": self.dry_run,

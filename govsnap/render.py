@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 class Result(Protocol):
     """What an operation returns: data that says itself as JSON."""
 
-    def as_json(self) -> Any:
-        """Return the result as JSON-ready data."""
+    def as_json(self) -> dict[str, Any]:
+        """Return the result as a JSON document naming its schema (govsnap.schemas)."""
         ...
 
 
@@ -96,7 +96,16 @@ def cell(text: object) -> str:
 def emit_json(data: Any) -> None:
     """Print `data` as JSON on stdout: indented for a terminal, compact for programs."""
     # json's C encoder only runs without indent: 10,000 snapshots take 0.1 s, not 4 s.
-    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(_json_text(data, 2 if sys.stdout.isatty() else None) + "\n")
+
+
+def error_json(data: dict[str, Any]) -> None:
+    """Print a failed command's error document on stderr, on one line (--json)."""
+    sys.stderr.write(_json_text(data, None) + "\n")
+
+
+def _json_text(data: Any, indent: int | None) -> str:
+    """Return `data` as JSON text that no terminal acts on (see clean)."""
     text = json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
     # json escapes C0 controls; the others can only stand inside strings, where a \u
     # escape is the same JSON value. ASCII text (the common case) can only hold DEL.
@@ -104,7 +113,7 @@ def emit_json(data: Any) -> None:
         text = text.replace("\x7f", "\\u007f")
     else:
         text = _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-    sys.stdout.write(text + "\n")
+    return text
 
 
 def message(text: str) -> None:
@@ -115,6 +124,12 @@ def message(text: str) -> None:
 def warning(text: str) -> None:
     """Print a warning line on stderr."""
     sys.stderr.write(f"govsnap: warning: {clean(text)}\n")
+
+
+def note(text: str) -> None:
+    """Print a note on stderr: something the command skipped that the user should know
+    (printed with --json too: it is not part of the document)."""
+    sys.stderr.write(f"govsnap: note: {clean(text)}\n")
 
 
 def error(text: str) -> None:

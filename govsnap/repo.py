@@ -202,6 +202,18 @@ class Repo:
         return Path(self.git.workdir) if self.git.workdir else self.gitdir
 
     @property
+    def writable(self) -> bool:
+        """Return True when this process may write the repository's refs and objects, as
+        the kernel will judge a write (os.access: a read-only mount or a missing permission
+        says no; root passes permission bits, as its writes do)."""
+        common = self.commondir
+        return all(os.access(path, os.W_OK) for path in (common, common / "objects"))
+
+    def read_only_reason(self) -> str:
+        """Return how to say that the repository is not writable, for notes and errors."""
+        return f"{self.commondir} is not writable"
+
+    @property
     def state_dir(self) -> Path:
         """Return `.git/govsnap`, created on first use."""
         path = self.commondir / "govsnap"

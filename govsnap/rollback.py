@@ -36,6 +36,7 @@ from govsnap.errors import (
 )
 from govsnap.objects import Trigger, validate_name, write_commit
 from govsnap.repo import Identity, Repo, run_git
+from govsnap.schemas import schema_name
 from govsnap.store import (
     CreateOptions,
     Snapshot,
@@ -130,6 +131,7 @@ class RollbackResult:
     def as_json(self) -> dict[str, Any]:
         """Return the result as JSON-ready data."""
         return {
+            "schema": schema_name("rollback"),
             "snapshot": self.snapshot.id,
             "dry_run": self.dry_run,
             "verified": self.verified,

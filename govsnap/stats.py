@@ -21,6 +21,7 @@ from govsnap.notes import Recorded
 from govsnap.objects import validate_name
 from govsnap.refs import SNAPSHOT_REF_PREFIX, TRACKING_ROOT, is_snapshot_ref
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, list_snapshots
 
 # How the bytes held only by snapshots are measured, stated in the output: the on-disk
@@ -145,6 +146,7 @@ class Stats:
         """Return the figures as JSON-ready data."""
         rollback = self.last_rollback
         return {
+            "schema": schema_name("stats"),
             "now": self.now,
             "snapshots": sum(e.snapshots for e in self.environments),
             "unreadable_snapshots": self.unreadable,

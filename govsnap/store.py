@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -48,6 +49,7 @@ from govsnap.objects import (
 )
 from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, snapshot_ref
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.signing import Signer, signer_for
 
 DEFAULT_ENVIRONMENT = "default"
@@ -253,9 +255,12 @@ class SnapshotListing:
     # The id of every snapshot, listed or not: a short id must stay unique among them all.
     every_id: tuple[str, ...] = ()
 
-    def as_json(self) -> list[dict[str, Any]]:
+    def as_json(self) -> dict[str, Any]:
         """Return the listing as JSON-ready data: the fields a listing shows."""
-        return [s.as_json(full=False) for s in self.snapshots]
+        return {
+            "schema": schema_name("list"),
+            "snapshots": [s.as_json(full=False) for s in self.snapshots],
+        }
 
 
 @dataclass(frozen=True)
@@ -373,14 +378,21 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
         newest = ", ".join(s.id for s in snaps[:3])
         raise SnapshotNotFound(f"no snapshot matches {name!r} (newest: {newest})")
     if len(matches) > 1:
-        # Several snapshots may share a digest (same content); the newest is meant.
-        digests = {s.payload.digest for s in matches if s.payload}
-        if name.startswith("sha256:") and len(digests) == 1:
-            return matches[0]
-        shown = ", ".join(s.id for s in matches[:8])
+        # Even snapshots of the same content (one digest) differ in what they record
+        # (trigger, environment, note): picking one silently would act on a guess.
+        shown = ", ".join(_candidate(s) for s in matches[:8])
         more = f" and {len(matches) - 8} more" if len(matches) > 8 else ""
-        raise AmbiguousSnapshot(f"{name!r} is ambiguous: it matches {shown}{more}")
+        raise AmbiguousSnapshot(
+            f"{name!r} is ambiguous: it matches {shown}{more}; name one by its id"
+        )
     return matches[0]
+
+
+def _candidate(snap: Snapshot) -> str:
+    """Return a snapshot as an ambiguous name's error lists it: id, environment, date."""
+    if snap.payload is None:
+        return f"{snap.id} (unreadable)"
+    return f"{snap.id} ({snap.environment}, {snap.created_iso})"
 
 
 # --- capture ---------------------------------------------------------------------------
@@ -450,6 +462,7 @@ class CreateResult:
     def as_json(self) -> dict[str, Any]:
         """Return what `create` did as JSON-ready data."""
         return {
+            "schema": schema_name("create"),
             "created": self.created,
             "seconds": round(self.seconds, 6),
             "hashed_blobs": self.digest.hashed_blobs,
@@ -644,6 +657,7 @@ class SnapshotDiff:
     def as_json(self) -> dict[str, Any]:
         """Return the diff as JSON-ready data."""
         return {
+            "schema": schema_name("diff"),
             "from": self.old,
             "to": self.new,
             "added": self.paths("added"),
@@ -662,12 +676,20 @@ def diff(repo: Repo, old: str, new: str | None = None, patch: bool = False) -> S
     a = resolve(repo, old, snaps)
     old_tree = snapshot_tree(repo, a)
     if new is None:
-        label = "working tree"
-        new_tree = repo.git[worktree.capture_tree(repo)]
-        assert isinstance(new_tree, pygit2.Tree)
-    else:
-        b = resolve(repo, new, snaps)
-        label, new_tree = b.id, snapshot_tree(repo, b)
+        # git add -A, which says what the working tree holds, writes its blobs: where .git
+        # cannot be written (a read-only mount), into a temporary store of their own.
+        quarantine = contextlib.nullcontext(repo) if repo.writable else worktree.quarantined(repo)
+        with quarantine as where:
+            before, after = where.git[old_tree.id], where.git[worktree.capture_tree(where)]
+            assert isinstance(before, pygit2.Tree) and isinstance(after, pygit2.Tree)
+            return _diff(where, a.id, "working tree", before, after, patch)
+    b = resolve(repo, new, snaps)
+    return _diff(repo, a.id, b.id, old_tree, snapshot_tree(repo, b), patch)
+
+
+def _diff(
+    repo: Repo, old: str, new: str, old_tree: pygit2.Tree, new_tree: pygit2.Tree, patch: bool
+) -> SnapshotDiff:
     changes = tuple(diff_trees(repo, old_tree, new_tree))
     text = None
     if patch:
@@ -675,7 +697,7 @@ def diff(repo: Repo, old: str, new: str | None = None, patch: bool = False) -> S
         text = worktree.git(
             repo, "diff", "--no-color", "--no-ext-diff", str(old_tree.id), str(new_tree.id)
         )
-    return SnapshotDiff(a.id, label, changes, text)
+    return SnapshotDiff(old, new, changes, text)
 
 
 _STATUS: dict[DeltaStatus, ChangeStatus] = {

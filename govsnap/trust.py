@@ -37,6 +37,7 @@ from govsnap.errors import CheckFailed, UsageError
 from govsnap.objects import SignatureKind, SignedTag, ref_target, unsafe_character, update_ref
 from govsnap.refs import verified_policy_ref
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.signing import (
     KeySet,
     SignatureCheck,
@@ -1280,7 +1281,9 @@ def policy_at(
             f"{version.policy.version} (commit {_short(tip.id)}): a version may only grow; "
             f"if that is intended, {record.forget}"
         )
-    if remember and not server:
+    # A clone that cannot be written (a read-only mount) verifies all the same; it only
+    # cannot remember what it verified.
+    if remember and not server and repo.writable:
         _remember(repo, verified_policy_ref(name), tip.id)
     policy = replace(
         version.policy,
@@ -1451,6 +1454,7 @@ class PolicyStatus:
         """Return the policy looked at as JSON-ready data."""
         policy = self.policy
         return {
+            "schema": schema_name("trust"),
             "source": self.source,
             "present": policy is not None,
             "valid": True,

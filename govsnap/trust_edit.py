@@ -24,6 +24,7 @@ from govsnap.approval import ApprovalFile, ApprovalStatement, policy_digest
 from govsnap.errors import SigningError, UsageError
 from govsnap.objects import SignatureKind, validate_name
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.signing import SSHSigner, primary_fingerprints, signer_for, ssh_key_fingerprint
 from govsnap.trust import (
     APPROVALS_DIR,
@@ -73,6 +74,7 @@ class PolicyEdit:
     def as_json(self) -> dict[str, Any]:
         """Return the edit as JSON-ready data."""
         return {
+            "schema": schema_name("trust-edit"),
             "path": str(self.path),
             "created": self.created,
             "dry_run": self.dry_run,

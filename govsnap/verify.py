@@ -23,6 +23,7 @@ from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
 from govsnap.prune import pinned_ids
 from govsnap.repo import Identity, Repo
+from govsnap.schemas import schema_name
 from govsnap.signing import SignatureCheck, SignatureVerifier
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, missing_policy, require_trust
@@ -578,6 +579,9 @@ class VerifyReport:
     deep: bool
     policy_anchor: str = ""  # why the policy is believed (its root of trust)
     policy_caveats: tuple[str, ...] = ()  # what verifying the policy could not judge
+    recorded: bool = True  # the verdicts went into the notes and the audit trail
+    # Why they were not, when nobody asked for --no-record (a read-only .git).
+    unrecorded: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -592,11 +596,13 @@ class VerifyReport:
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
+            "schema": schema_name("verify"),
             "verdict": "pass" if self.ok else "fail",
             "verified": len(self.results),
             "failed": self.failed,
             "seconds": round(self.seconds, 6),
             "deep": self.deep,
+            "recorded": self.recorded,
             "policy": self.policy_source,
             "policy_anchor": self.policy_anchor,
             "policy_caveats": list(self.policy_caveats),
@@ -624,6 +630,7 @@ class SnapshotDetails:
         """Return the details as JSON-ready data."""
         check = self.verification
         return {
+            "schema": schema_name("show"),
             **self.snapshot.as_json(),
             "verified": None if check is None else check.signed_by_json(),
             "pinned": self.pinned,
@@ -688,11 +695,19 @@ def run(
     environment: str | None = None,
     deep: bool = False,
     jobs: int | None = None,
+    record: bool | None = None,
 ) -> VerifyReport:
-    """Verify the selected snapshots, record each verdict in its note and append an
-    audit entry; return the report (the caller decides the exit code)."""
+    """Verify the selected snapshots and, with `record` (default: when the repository is
+    writable), record each verdict in its note and append an audit entry; return the
+    report (the caller decides the exit code)."""
+    unrecorded = None
+    if record is None:
+        record = repo.writable
+        if not record:
+            unrecorded = f"verdicts not recorded: {repo.read_only_reason()}"
     with audit.operation(repo, "verify") as op:
-        return _run(repo, op, names, all_, environment, deep, jobs)
+        report = _run(repo, op, names, all_, environment, deep, jobs, record)
+    return replace(report, recorded=record and bool(report.results), unrecorded=unrecorded)
 
 
 def _run(
@@ -703,6 +718,7 @@ def _run(
     environment: str | None,
     deep: bool,
     jobs: int | None,
+    record: bool,
 ) -> VerifyReport:
     snaps = select(repo, names, all_, environment)
     op.place(*(s.payload.environment for s in snaps if s.payload is not None))
@@ -721,7 +737,7 @@ def _run(
         policy.anchor if policy else "",
         policy.caveats if policy else (),
     )
-    if results:
+    if results and record:
         passed = len(results) - report.failed
         # The verdicts in the notes and the audit entry are written together.
         entry = op.entry(

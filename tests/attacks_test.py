@@ -34,6 +34,7 @@ from tests.helpers import (
     snapshot_ids,
     write_files,
 )
+from tests.helpers.schemas import check_json_output
 from tests.helpers.tamper import (
     Template,
     commit_policy,
@@ -345,6 +346,7 @@ def run_cli(repo: Path, *args: str) -> str:
         [govsnap_bin(), "-C", str(repo), *args], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+    check_json_output(args, proc.returncode, proc.stdout, proc.stderr)
     return proc.stdout
 
 

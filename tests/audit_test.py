@@ -19,7 +19,7 @@ NOW = datetime(2026, 3, 10, 15, 30, 0, tzinfo=UTC)
 def entries(cli: Cli, repo: Path, *args: str) -> list[dict[str, object]]:
     result = cli(repo, "audit", "--json", *args)
     assert result.code == 0, result.err
-    data = json.loads(result.out)
+    data = json.loads(result.out)["entries"]
     assert isinstance(data, list)
     return data
 

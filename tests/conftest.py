@@ -16,6 +16,7 @@ import pytest
 
 from govsnap.cli import run
 from tests.helpers import Cli, Keys, MakeRepo, Result, SSHKey, git, write_files
+from tests.helpers.schemas import check_json_output
 from tests.helpers.x509 import X509_DN, X509_EMAIL, make_certificate
 
 
@@ -132,6 +133,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
         capsys.readouterr()
         code = run(["-C", str(repo), *args])
         captured = capsys.readouterr()
+        check_json_output(args, code, captured.out, captured.err)
         return Result(code, captured.out, captured.err)
 
     return invoke

@@ -186,7 +186,7 @@ def test_a_rebuilt_note_does_not_make_its_snapshot_the_newest(
     )
     assert "created_ns" not in rebuilt and "host" not in rebuilt and "user" not in rebuilt
     listed = cli(repo, "list", "--json")
-    assert [s["id"] for s in json.loads(listed.out)] == [newest, middle, oldest]
+    assert [s["id"] for s in json.loads(listed.out)["snapshots"]] == [newest, middle, oldest]
     assert cli(repo, "prune", "--keep-last", "2", "--yes", "--no-gc").code == 0
     assert set(snapshot_ids(repo)) == {newest, middle}
 

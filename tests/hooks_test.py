@@ -59,7 +59,7 @@ def client(make_repo: MakeRepo, remote: Path, cli: Cli) -> Path:
 def snapshots_json(cli: Cli, repo: Path) -> list[dict[str, object]]:
     result = cli(repo, "list", "--json")
     assert result.code == 0, result.err
-    data = json.loads(result.out)
+    data = json.loads(result.out)["snapshots"]
     assert isinstance(data, list)
     return data
 
@@ -319,12 +319,13 @@ def test_pre_push_snapshots_pushed_commits_of_promotion_branches_only(
     assert push(client, "origin", "main:release/3.0").returncode == 0  # same as release/2.0
     assert len(snapshot_ids(client)) == 3
     # Each snapshot's audit entry says which hook took it, for which remote.
-    runs = json.loads(cli(client, "audit", "--operation", "create", "--json").out)
+    runs = json.loads(cli(client, "audit", "--operation", "create", "--json").out)["entries"]
     assert len(runs) == 3 and all(r["result"] == "ok" for r in runs)
     arguments = runs[0]["body"]["arguments"]
     assert arguments["hook"] == "pre-push" and arguments["remote"] == "origin"
     assert arguments["trigger"] == "pre-push" and arguments["policy"] == "block"
-    assert cli(client, "audit", "--operation", "pre-push", "--json").out.strip() == "[]"
+    pushes = json.loads(cli(client, "audit", "--operation", "pre-push", "--json").out)
+    assert pushes["entries"] == []
 
 
 def test_pre_push_failure_blocks_or_warns(cli: Cli, make_repo: MakeRepo, remote: Path) -> None:
@@ -340,7 +341,7 @@ def test_pre_push_failure_blocks_or_warns(cli: Cli, make_repo: MakeRepo, remote:
     warned = push(repo, "origin", "main")
     assert warned.returncode == 0 and "pushing without a snapshot" in warned.stderr
     assert git(remote, "rev-parse", "main").strip() == git(repo, "rev-parse", "HEAD").strip()
-    failures = json.loads(cli(repo, "audit", "--json").out)
+    failures = json.loads(cli(repo, "audit", "--json").out)["entries"]
     # Each push records the create that failed and the hook run's outcome.
     assert [(e["operation"], e["result"].split(":")[0]) for e in failures] == [
         ("pre-push", "warned"),
@@ -388,7 +389,7 @@ def test_post_merge_snapshots_the_merged_head_of_promotion_branches(cli: Cli, cl
     squash = snapshots_json(cli, client)[0]["payload"]
     assert isinstance(squash, dict)
     assert squash["labels"] == ["squash"] and "squash merge" in squash["message"]
-    entries = json.loads(cli(client, "audit", "--operation", "create", "--json").out)
+    entries = json.loads(cli(client, "audit", "--operation", "create", "--json").out)["entries"]
     assert [e["body"]["arguments"]["squash"] for e in entries] == [True, False]
     assert {e["body"]["arguments"]["hook"] for e in entries} == {"post-merge"}
 

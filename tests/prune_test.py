@@ -232,7 +232,13 @@ def test_pinned_snapshots_are_always_kept(
     pinned = cli(repo, "pin", ids["p1"][:8])
     assert pinned.code == 0 and f"pinned snapshot {ids['p1']}" in pinned.out
     again = json.loads(cli(repo, "pin", ids["p1"], "--json").out)
-    assert again == {"id": ids["p1"], "pinned": True, "changed": False}
+    assert again == {
+        "schema": "govsnap/pin/v1",
+        "id": ids["p1"],
+        "pinned": True,
+        "changed": False,
+        "dry_run": False,
+    }
     note = json.loads(git(repo, "notes", "--ref=govsnap", "show", tag_of(repo, ids["p1"])))
     assert note["pinned"] is True and note["id"] == ids["p1"]
     assert last_audit(repo)["operation"] == "pin"

@@ -63,7 +63,7 @@ def test_the_tour_runs_verbatim_in_a_fresh_repository(tmp_path: Path) -> None:
         for line in tour():
             if "<id>" in line:
                 newest = run_line("govsnap list --json", cwd, env, where)
-                line = line.replace("<id>", json.loads(newest)[0]["id"])
+                line = line.replace("<id>", json.loads(newest)["snapshots"][0]["id"])
             outputs[line] = run_line(line, cwd, env, where)
             cwd = Path(where.read_text().strip())
     finally:

@@ -25,6 +25,7 @@ from tests.helpers import (
     trust_policy,
     write_files,
 )
+from tests.helpers.schemas import validate
 
 
 def user_state(repo: Path) -> tuple[object, ...]:
@@ -113,6 +114,8 @@ def test_rehearsal_passes_and_leaves_the_checkout_untouched(
     )
     assert note["rehearsal"]["verdict"] == "pass"
     assert note["rehearsal"]["damage"] == ["delete", "corrupt", "stray", "index"]
+    validate(on_disk)  # the report file is a rehearsal document too
+    validate(note, "note.v1.json")
     assert "rehearse: rehearsal of" in git(repo, "log", "-1", "--format=%s", "refs/govsnap/audit")
     # Only the note and the audit trail moved among govsnap's refs: no snapshot was added.
     assert git(repo, "for-each-ref", "--format=%(refname)", "refs/govsnap/snapshots/").split() == [
@@ -142,7 +145,9 @@ def test_rehearsal_fails_when_a_blob_is_missing_and_says_which_gates(cli: Cli, r
     result = cli(repo, "rehearse", ident, "--json")
 
     assert result.code == 1
-    assert result.err.startswith(f"govsnap: error: rehearsal of {ident} failed: rollback")
+    error = json.loads(result.err.splitlines()[-1])
+    assert error["message"].startswith(f"rehearsal of {ident} failed: rollback")
+    assert (error["exit_code"], error["kind"]) == (1, "check-failed")
     report = json.loads(result.out)
     gates = {g["name"]: g for g in report["gates"]}
     assert not gates["rollback"]["passed"] and blob in gates["rollback"]["detail"]

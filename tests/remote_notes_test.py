@@ -160,7 +160,7 @@ def test_fetch_before_the_key_then_after_it_loses_no_note(newcomer: Team, cli: C
     for ident in ids:
         # Byte for byte the releaser's note: nothing rebuilt, nothing lost.
         assert raw_note(team.b, ident) == raw_note(team.a, ident)
-    listed = json.loads(run_ok(cli, team.b, "list", "--json"))
+    listed = json.loads(run_ok(cli, team.b, "list", "--json"))["snapshots"]
     assert all(isinstance(s["note"].get("files"), int) for s in listed)
     run_ok(cli, team.b, "verify", "--all")
     run_ok(cli, team.b, "audit", "verify")

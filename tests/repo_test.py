@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Cli, MakeRepo, git, govsnap_bin, write_files
+from tests.helpers.schemas import check_json_output
 
 
 def run(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess[str]:
@@ -83,6 +84,7 @@ def test_a_work_tree_given_by_git_work_tree_is_captured_as_git_add_would(
     env = {"GIT_DIR": str(a / ".git"), "GIT_WORK_TREE": str(work)}
     done = run([govsnap_bin(), "create", "--unsigned", "--json"], tmp_path, **env)
     assert done.returncode == 0, done.stderr
+    check_json_output(done.args, done.returncode, done.stdout, done.stderr)
     tree = json.loads(done.stdout)["snapshot"]["payload"]["tree"]
     index = tmp_path / "twin-index"
     index.write_bytes((a / ".git" / "index").read_bytes())

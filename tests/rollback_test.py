@@ -159,14 +159,20 @@ def test_undo_restores_the_state_before_byte_for_byte(cli: Cli, rich_repo: Path)
     assert git(repo, "status", "--porcelain", "--ignored") == status
 
 
-def test_paths_restores_only_those_paths(cli: Cli, rich_repo: Path) -> None:
+# As git checkout REV [--] PATH...: `--` is optional, since rollback takes one snapshot.
+@pytest.mark.parametrize("spelling", [["--paths"], ["--"], []])
+def test_paths_restores_only_those_paths(
+    cli: Cli, rich_repo: Path, spelling: list[str]
+) -> None:
     repo = rich_repo
     ident = create_snapshot(cli, repo)
     damage(repo)
     write_files(repo, {"deep/a/extra.txt": "untracked in a restored directory\n"})
     index_before = git(repo, "ls-files", "-s", "--", "staged.txt", "bin/data.bin")
 
-    roll(cli, repo, ident, "--paths", "deep", "run.sh")
+    done = roll(cli, repo, ident, *spelling, "deep", "run.sh")
+
+    assert done["paths"] == ["deep", "run.sh"]
 
     assert (repo / "deep/a/b/c.txt").read_text() == "deep\n"
     assert not (repo / "deep/a/extra.txt").exists()
@@ -282,7 +288,7 @@ def test_refused_during_a_merge_and_in_a_bare_repository(
     ("args", "needle"),
     [
         (["ffff"], "no snapshot matches"),
-        (["{id}", "src"], "name paths after --paths"),
+        (["{id}", "--", "ffff"], "neither in snapshot"),
         (["{id}", "--paths"], "needs at least one path"),
         (["{id}", "--paths", "../outside"], "not a path inside"),
         (["{id}", "--paths", "/etc/passwd"], "outside the working tree"),

@@ -48,7 +48,8 @@ def labelled(cli: Cli, repo: Path, label: str) -> str:
 
 
 def safety_ids(cli: Cli, repo: Path) -> list[str]:
-    return [s["id"] for s in json.loads(run_ok(cli, repo, "list", "--json")) if s["safety"]]
+    listed = json.loads(run_ok(cli, repo, "list", "--json"))["snapshots"]
+    return [s["id"] for s in listed if s["safety"]]
 
 
 def test_rollbacks_do_not_push_releases_out_of_keep_last(
@@ -154,7 +155,7 @@ def test_list_and_show_mark_safety_snapshots(cli: Cli, make_repo: MakeRepo, keys
     safety = json.loads(run_ok(cli, repo, "rollback", release, "--yes", "--json"))[
         "safety_snapshot"
     ]
-    listed = json.loads(run_ok(cli, repo, "list", "--json"))
+    listed = json.loads(run_ok(cli, repo, "list", "--json"))["snapshots"]
     assert [(s["id"] == release, s["safety"]) for s in listed] == [(False, True), (True, False)]
     table = run_ok(cli, repo, "list")
     assert "pre-rollback (safety)" in table and "govsnap.safetyRetention" in table

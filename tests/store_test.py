@@ -22,6 +22,7 @@ from tests.helpers import (
     git,
     git_bytes,
     govsnap_bin,
+    run_ok,
     snapshot_ids,
     write_files,
 )
@@ -199,11 +200,16 @@ def test_list_filters_and_orders_newest_first(cli: Cli, repo: Path) -> None:
     a = create_snapshot(cli, repo, "-e", "staging", "-l", "x")
     b = create_snapshot(cli, repo, "-e", "production", "-l", "x", "-l", "y")
     c = create_snapshot(cli, repo, "-e", "production")
-    listed = [s["id"] for s in json.loads(cli(repo, "list", "--json").out)]
+    listed = [s["id"] for s in json.loads(cli(repo, "list", "--json").out)["snapshots"]]
     assert listed == [c, b, a]
-    prod = [s["id"] for s in json.loads(cli(repo, "list", "--json", "-e", "production").out)]
+    prod = [
+        s["id"]
+        for s in json.loads(cli(repo, "list", "--json", "-e", "production").out)["snapshots"]
+    ]
     assert prod == [c, b]
-    labelled = [s["id"] for s in json.loads(cli(repo, "list", "--json", "-l", "y").out)]
+    labelled = [
+        s["id"] for s in json.loads(cli(repo, "list", "--json", "-l", "y").out)["snapshots"]
+    ]
     assert labelled == [b]
     table = cli(repo, "list").out
     assert a in table and "production" in table
@@ -297,6 +303,22 @@ def test_ambiguous_prefix_lists_the_candidates(cli: Cli, repo: Path) -> None:
     for candidate in [ident, *twins]:
         assert candidate in result.err
     assert len(result.err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", [["show"], ["verify"], ["rollback", "--dry-run"]])
+def test_a_digest_two_snapshots_share_is_ambiguous(
+    cli: Cli, repo: Path, command: list[str]
+) -> None:
+    first = create_snapshot(cli, repo, "--unsigned", "-e", "staging")
+    second = create_snapshot(cli, repo, "--unsigned", "-e", "production")
+    digest = json.loads(run_ok(cli, repo, "show", first, "--json"))["payload"]["digest"]
+    before = all_refs(repo)
+    result = cli(repo, *command, digest[:11])
+    assert result.code == 2 and "ambiguous" in result.err, result.err
+    assert first in result.err and second in result.err
+    assert "staging" in result.err and "production" in result.err
+    assert len(result.err.splitlines()) == 1
+    assert all_refs(repo) == before
 
 
 def test_missing_signing_key_and_missing_gpg(cli: Cli, repo: Path, keys: Keys) -> None:

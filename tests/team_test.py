@@ -94,7 +94,7 @@ def team(tmp_path: Path, cli: Cli, keys: Keys, monkeypatch: pytest.MonkeyPatch) 
 
 def listed(cli: Cli, repo: Path) -> list[str]:
     """Return the ids `govsnap list` shows, newest first."""
-    return [s["id"] for s in json.loads(run_ok(cli, repo, "list", "--json"))]
+    return [s["id"] for s in json.loads(run_ok(cli, repo, "list", "--json"))["snapshots"]]
 
 
 def annotated(repo: Path) -> set[str]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from govsnap.commands.options import JsonOpt, SnapshotArg, YesOpt, feature, repo_of
+from govsnap.commands.options import DryRunOpt, JsonOpt, SnapshotArg, YesOpt, feature, repo_of
 from govsnap.render import (
     clean,
     confirm,
@@ -167,19 +167,23 @@ def prune_snapshots(
 
 
 @app.command("pin")
-def pin_snapshot(ctx: typer.Context, snapshot: SnapshotArg, json_out: JsonOpt = False) -> None:
+def pin_snapshot(
+    ctx: typer.Context, snapshot: SnapshotArg, dry_run: DryRunOpt = False, json_out: JsonOpt = False
+) -> None:
     """Pin a snapshot: prune always keeps it (recorded in its note, audited)."""
     from govsnap.prune import set_pinned
 
-    emit(set_pinned(repo_of(ctx), snapshot, True), json_out, show_pin)
+    emit(set_pinned(repo_of(ctx), snapshot, True, dry_run=dry_run), json_out, show_pin)
 
 
 @app.command("unpin")
-def unpin_snapshot(ctx: typer.Context, snapshot: SnapshotArg, json_out: JsonOpt = False) -> None:
+def unpin_snapshot(
+    ctx: typer.Context, snapshot: SnapshotArg, dry_run: DryRunOpt = False, json_out: JsonOpt = False
+) -> None:
     """Unpin a snapshot: the retention policy decides about it again."""
     from govsnap.prune import set_pinned
 
-    emit(set_pinned(repo_of(ctx), snapshot, False), json_out, show_pin)
+    emit(set_pinned(repo_of(ctx), snapshot, False, dry_run=dry_run), json_out, show_pin)
 
 
 def show_prune(done: PrunePlan | PruneResult) -> None:
@@ -305,6 +309,9 @@ def show_pin(result: PinResult) -> None:
     if not result.changed:
         state = "pinned" if result.pinned else "not pinned"
         message(f"snapshot {result.snapshot} is already {state}")
+    elif result.dry_run:
+        verb = "pin" if result.pinned else "unpin"
+        message(f"dry run: would {verb} snapshot {result.snapshot}; nothing was changed")
     elif result.pinned:
         message(f"pinned snapshot {result.snapshot}: prune always keeps it")
     else:

@@ -32,13 +32,14 @@ def rollback_to(
     ],
     paths: Annotated[
         list[str] | None,
-        typer.Argument(help="With --paths: the files and directories to restore."),
+        typer.Argument(
+            help="Restore only these files and directories (relative to the work tree top), "
+            "as `git checkout ID [--] PATH...`."
+        ),
     ] = None,
     only_paths: Annotated[
         bool,
-        typer.Option(
-            "--paths", help="Restore only the paths that follow (relative to the work tree top)."
-        ),
+        typer.Option("--paths", help="The arguments after the snapshot are paths (as `--`)."),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="List what would be written, removed, left.")
@@ -72,8 +73,6 @@ def rollback_to(
     from govsnap.errors import UsageError
     from govsnap.rollback import RollbackOptions, rollback, undo_changes
 
-    if paths and not only_paths:
-        raise UsageError(f"unexpected argument {paths[0]!r}: name paths after --paths")
     if only_paths and not paths:
         raise UsageError("--paths needs at least one path")
     options = RollbackOptions(

@@ -75,12 +75,20 @@ def fetch_from(
     no_verify: Annotated[
         bool, typer.Option("--no-verify", help="Add new snapshots without verifying them.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            "-n",
+            help="Fetch and judge, but add, merge and join nothing: say what a fetch would do.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Fetch a remote's snapshots (verified), merge its notes and join its audit trail."""
     from govsnap.remote import fetch
 
-    report = fetch(repo_of(ctx), remote, verify=not no_verify)
+    report = fetch(repo_of(ctx), remote, verify=not no_verify, dry_run=dry_run)
     emit(report, json_out, show_fetch)
     report.check()
 
@@ -112,8 +120,9 @@ def confirm_push_deletions(remote: str, ids: Sequence[str]) -> bool:
 def show_fetch(report: FetchReport) -> None:
     """Print what `fetch` added and merged; problems go to stderr, one line each."""
     added = report.with_status("added")
+    would = "dry run, nothing changed: would have " if report.dry_run else ""
     message(
-        f"fetched {report.remote} ({report.url}): {len(added)} snapshot(s) added, "
+        f"fetched {report.remote} ({report.url}): {would}{len(added)} snapshot(s) added, "
         f"{report.unchanged} already here; notes {report.notes}; audit trail {report.audit}"
     )
     origin = {

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import clean, console, emit, warning
+from govsnap.render import clean, console, emit, note, warning
 
 if TYPE_CHECKING:
     from govsnap.doctor import DoctorReport
@@ -36,14 +36,30 @@ def verify_snapshots(
         int | None,
         typer.Option("--jobs", "-j", min=1, help="Processes to use (default: one per core)."),
     ] = None,
+    record: Annotated[
+        bool | None,
+        typer.Option(
+            "--record/--no-record",
+            help="Record the verdicts in the notes and the audit trail (default: when .git "
+            "is writable; --no-record for a cron job).",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Verify snapshots: id, tag, signature, trust, digest, objects, note. Exit 1 if any fails."""
     from govsnap.verify import run
 
     report = run(
-        repo_of(ctx), snapshots or [], all_=all_, environment=environment, deep=deep, jobs=jobs
+        repo_of(ctx),
+        snapshots or [],
+        all_=all_,
+        environment=environment,
+        deep=deep,
+        jobs=jobs,
+        record=record,
     )
+    if report.unrecorded:
+        note(report.unrecorded)
     emit(report, json_out, show_verification)
     report.check()
 
@@ -79,6 +95,8 @@ def doctor_repository(
     from govsnap.doctor import run
 
     report = run(repo_of(ctx), fix=fix, dry_run=dry_run)
+    for text in report.notes:
+        note(text)
     emit(report, json_out, show_doctor)
     report.check()
 

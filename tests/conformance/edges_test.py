@@ -44,6 +44,7 @@ from tests.conformance.judge import (
     write,
 )
 from tests.helpers import Cli, MakeRepo, git, govsnap_bin, snapshot_ids, write_files
+from tests.helpers.schemas import check_json_output
 
 
 @pytest.fixture
@@ -162,6 +163,7 @@ def test_a_file_appended_to_during_capture(repo: Path) -> None:
     final = growing.read_bytes()
     succeeded = 0
     for done in runs:
+        check_json_output(done.args, done.returncode, done.stdout, done.stderr)
         if done.returncode != 0:
             assert done.returncode == 3 and len(done.stderr.splitlines()) == 1, done.stderr
             continue

@@ -344,7 +344,7 @@ class NoteMergeScenario(Scenario):
         trial.check(set(seen["refs"]) <= present, "a local snapshot was lost")
         missing = set(self.data["theirs"]) - present
         trial.check(not missing, f"remote snapshots not adopted: {sorted(missing)}")
-        listed = {s["id"]: s for s in ok(repo, "list", "--json").json()}
+        listed = {s["id"]: s for s in ok(repo, "list", "--json").json()["snapshots"]}
         for ident in self.data["shared"]:
             trial.check(
                 listed[ident]["note"].get("pinned") is True, f"pin of {ident} lost in the merge"
@@ -381,7 +381,7 @@ class AuditScenario(Scenario):
         check_consistent(repo, trial)
         op, ident = self.data["op"]
         ok(repo, op, ident)
-        listed = {s["id"]: s for s in ok(repo, "list", "--json").json()}
+        listed = {s["id"]: s for s in ok(repo, "list", "--json").json()["snapshots"]}
         trial.check(listed[ident]["note"].get("pinned") is (op == "pin"), f"{op} not in effect")
         logged = [
             e for e in audit_entries(repo) if e["operation"] == op and ident in e["snapshots"]

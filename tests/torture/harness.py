@@ -26,6 +26,7 @@ from pygit2.enums import FileMode
 
 from govsnap.cli import run
 from tests.helpers import Keys, git, openpgp_signer
+from tests.helpers.schemas import check_json_output
 
 TORTURE_TRIALS = "GOVSNAP_TORTURE_TRIALS"
 TORTURE_SEED = "GOVSNAP_TORTURE_SEED"
@@ -171,7 +172,9 @@ def govsnap(repo: Path, *args: str) -> Result:
             code = run(["-C", str(repo), *args])
     finally:
         sys.stdin = saved_stdin
-    return Result(code, out_bytes.getvalue().decode(), err_bytes.getvalue().decode())
+    result = Result(code, out_bytes.getvalue().decode(), err_bytes.getvalue().decode())
+    check_json_output(args, result.code, result.out, result.err)
+    return result
 
 
 def ok(repo: Path, *args: str) -> Result:

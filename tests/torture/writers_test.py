@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import Keys, git, govsnap_bin
+from tests.helpers.schemas import check_json_output
 from tests.torture.harness import (
     audit_entries,
     fsck_problems,
@@ -35,9 +36,11 @@ KEEP = 10
 
 def run_govsnap(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the installed govsnap command."""
-    return subprocess.run(
+    proc = subprocess.run(
         [govsnap_bin(), "-C", str(repo), *args], capture_output=True, text=True, check=False
     )
+    check_json_output(args, proc.returncode, proc.stdout, proc.stderr)
+    return proc
 
 
 def writer(repo: Path, number: int) -> list[str]:
