@@ -3,15 +3,16 @@ typer app, and the one edge where an exception becomes a line and an exit code."
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from govsnap import __version__, render
+from govsnap import __version__, pager, render
 from govsnap.commands import (
     audit,
     configure,
@@ -24,7 +25,7 @@ from govsnap.commands import (
     trust,
     verify,
 )
-from govsnap.commands.options import State
+from govsnap.commands.options import State, global_params, table_params
 from govsnap.error_handler import failure
 from govsnap.errors import Declined
 
@@ -35,6 +36,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 # In the order `govsnap --help` lists them; groups by name, the others merged in.
 app.add_typer(configure.app)
@@ -69,6 +71,49 @@ def main(
 ) -> None:
     """Signed, tamper-evident snapshots of a git repository for promotion governance."""
     ctx.obj = State(repo)
+
+
+# Commands whose output is long enough to page, as git pages log and show; and those that
+# print a table (--wide).
+PAGED = frozenset({"list", "show", "info", "diff", "audit", "stats", "trust show"})
+TABLES = frozenset({"list", "audit", "stats", "trust show", "verify"})
+
+
+def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Return (name, command) of every command below `group`, groups included."""
+    found = []
+    for name, command in getattr(group, "commands", {}).items():
+        found.append((prefix + name, command))
+        found.extend(_commands(command, f"{prefix}{name} "))
+    return found
+
+
+def _paged(command: Any) -> None:
+    """Make `command` send its output through the pager (pager.paging)."""
+    invoke = command.invoke
+
+    def paged_invoke(ctx: typer.Context) -> Any:
+        state = ctx.find_object(State)
+        with pager.paging(state.path if state else None):
+            return invoke(ctx)
+
+    command.invoke = paged_invoke
+
+
+@functools.cache
+def command() -> Any:
+    """Return the command line as one click command: the app, with the options every
+    command takes (-q, --color, --no-pager; --wide where a table is printed), before or
+    after its name, and the pager on the commands whose output is long."""
+    root = typer.main.get_command(app)
+    root.params.extend(global_params())
+    for name, sub in _commands(root):
+        sub.params.extend(global_params())
+        if name in TABLES:
+            sub.params.extend(table_params())
+        if name in PAGED:
+            _paged(sub)
+    return root
 
 
 def _failed(exc: BaseException) -> int:
@@ -109,14 +154,20 @@ def _tolerant_stdout() -> None:
         reconfigure(errors="backslashreplace")
 
 
-def run(argv: list[str]) -> int:
-    """Run one command line and return the exit code; errors become one line on stderr."""
+def run(argv: list[str], started: float | None = None) -> int:
+    """Run one command line (begun at `started`, time.monotonic()) and return the exit
+    code; errors become one line on stderr."""
     _tolerant_stdout()
+    render.reset(started)
     try:
         # Not standalone: the framework's usage errors come here as exceptions, to be
         # printed as one line like every other error, not as a usage block.
-        code = app(args=argv, prog_name="govsnap", standalone_mode=False)
+        code = command().main(args=argv, prog_name="govsnap", standalone_mode=False)
     except SystemExit as exc:
+        if isinstance(exc.__context__, BrokenPipeError):
+            # The framework's own answer to a closed stdout (exit 1): see below.
+            _quiet_stdout()
+            return 0
         return exc.code if isinstance(exc.code, int) else 0
     except typer.Abort:
         # Click's own prompts ended without an answer: a declined confirmation.
@@ -129,8 +180,10 @@ def run(argv: list[str]) -> int:
             render.error(message)
         return exit_code
     except BrokenPipeError:
+        # The reader has what it wanted (`govsnap diff | head -1`, a pager quit early):
+        # as git, stop quietly; as a pipeline's last command would, succeed.
         _quiet_stdout()
-        return 1
+        return 0
     except (Exception, KeyboardInterrupt) as exc:
         return _failed(exc)
     return code if isinstance(code, int) else 0

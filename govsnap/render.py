@@ -10,11 +10,85 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+ColorWhen = Literal["auto", "always", "never"]
+
+# Width of output that is not a terminal and has no COLUMNS: git's own default.
+PIPED_WIDTH = 80
+
+
+@dataclass
+class Output:
+    """How this run prints, from the global options (-q, --color, --no-pager, --wide)
+    and the environment. One run of the command line has one (cli.run resets it), which
+    every helper below reads: the options are parsed in one place, printed in many."""
+
+    quiet: bool = False
+    color: ColorWhen = "auto"
+    pager: Literal["auto", "always", "never"] = "auto"
+    wide: bool = False
+    # The terminal's width when a pager took stdout over (None: no pager of ours).
+    paged_width: int | None = None
+    # What to do before the first output (pager.paging: start the pager).
+    on_output: Callable[[], None] | None = None
+    # When the command started (time.monotonic()), for the elapsed time a report shows.
+    started: float = 0.0
+
+
+settings = Output()
+
+
+def reset(started: float | None = None) -> None:
+    """Start a run with the defaults (tests run many command lines in one process), begun
+    at `started` (time.monotonic(); default now)."""
+    global settings
+    settings = Output(started=time.monotonic() if started is None else started)
+
+
+def elapsed() -> float:
+    """Return the seconds since the command started: what `time govsnap ...` reports."""
+    return time.monotonic() - settings.started
+
+
+def stdout_is_terminal() -> bool:
+    """Return True when stdout ends on a terminal: directly, through our pager, or through
+    the pager git started (`git -p govsnap ...` sets GIT_PAGER_IN_USE)."""
+    if settings.paged_width is not None or os.environ.get("GIT_PAGER_IN_USE") == "true":
+        return True
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def use_color(terminal: bool) -> bool:
+    """Return whether to colour output going to a terminal (or not): --color=always and
+    never decide; auto colours a terminal unless NO_COLOR is set (https://no-color.org)
+    or TERM is dumb."""
+    if settings.color != "auto":
+        return settings.color == "always"
+    return terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def width() -> int:
+    """Return the width to fit stdout's output to: the terminal's, COLUMNS when set, and
+    80 when piped (a log or a file is not wider than a terminal)."""
+    if settings.paged_width is not None:
+        return settings.paged_width
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return PIPED_WIDTH
 
 
 class Result(Protocol):
@@ -29,22 +103,36 @@ R = TypeVar("R", bound=Result)
 
 
 def emit(result: R, json_out: bool, show: Callable[[R], None]) -> None:
-    """Print `result`: as JSON with --json, else as `show` renders it for people."""
+    """Print `result`: as JSON with --json, else as `show` renders it for people (nothing
+    under --quiet: the exit code says how it went)."""
+    if settings.on_output is not None and (json_out or not settings.quiet):
+        settings.on_output()
     if json_out:
         emit_json(result.as_json())
-    else:
+    elif not settings.quiet:
         show(result)
 
 
-def console(stderr: bool = False) -> Console:
-    """Return a rich console for stdout (or stderr) that fits where it prints."""
+def console() -> Console:
+    """Return a rich console for stdout, as wide as where it prints, coloured by the
+    colour rules (use_color)."""
     from rich.console import Console
 
-    out = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        # Piped output is read by people in logs and CI: do not squeeze tables to 80.
-        out.width = 200
-    return out
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits 1 here; the command line ends a closed pipe as git does (cli.run).
+            raise BrokenPipeError
+
+    terminal = stdout_is_terminal()
+    color = use_color(terminal)
+    return _Console(
+        highlight=False,
+        soft_wrap=True,
+        width=width(),
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+    )
 
 
 def human_bytes(n: int) -> str:
@@ -96,7 +184,7 @@ def cell(text: object) -> str:
 def emit_json(data: Any) -> None:
     """Print `data` as JSON on stdout: indented for a terminal, compact for programs."""
     # json's C encoder only runs without indent: 10,000 snapshots take 0.1 s, not 4 s.
-    indent = 2 if sys.stdout.isatty() else None
+    indent = 2 if stdout_is_terminal() else None
     text = json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False)
     # json escapes C0 controls; the others can only stand inside strings, where a \u
     # escape is the same JSON value. ASCII text (the common case) can only hold DEL.
@@ -108,8 +196,10 @@ def emit_json(data: Any) -> None:
 
 
 def message(text: str) -> None:
-    """Print a plain line for people on stdout (no rich: hooks print this, fast)."""
-    sys.stdout.write(clean(text) + "\n")
+    """Print a plain line for people on stdout (no rich: hooks print this, fast); nothing
+    under --quiet."""
+    if not settings.quiet:
+        sys.stdout.write(clean(text) + "\n")
 
 
 def warning(text: str) -> None:
@@ -160,3 +250,114 @@ def confirm(action: str, question: str) -> bool:
 def listed(ids: Sequence[str], limit: int = 8) -> str:
     """Return the first `limit` of `ids` joined, saying how many more there are."""
     return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+# --- tables that fit ------------------------------------------------------------------------
+
+# A column's `keep`: columns are left out lowest first when the table is too wide.
+ALWAYS = 1_000
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table for people."""
+
+    header: str
+    # Left out lowest first to fit the width (ALWAYS: never; ids are ALWAYS).
+    keep: int = ALWAYS
+    # Free text may wrap between words; anything else (ids, dates, figures) is never cut.
+    wrap: bool = False
+    justify: Literal["left", "right"] = "left"
+
+
+def _cell_width(markup: str) -> tuple[int, int]:
+    """Return the (whole, longest word) width of a cell given in rich markup."""
+    from rich.text import Text
+
+    plain = Text.from_markup(markup).plain
+    lines = plain.splitlines() or [""]
+    words = plain.split() or [""]
+    return max(len(line) for line in lines), max(len(w) for w in words)
+
+
+def table(
+    title: str | None,
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str]],
+    caption: str | None = None,
+) -> None:
+    """Print a table (cells in rich markup, made safe with cell(); the title and caption
+    plain text) that fits the width:
+    never cutting an id or a word, wrapping free text between words, and leaving out the
+    least useful columns, named in a last line, when even that is too wide (all with
+    --wide, however wide)."""
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    natural: list[int] = []
+    least: list[int] = []
+    for i, column in enumerate(columns):
+        measured = [_cell_width(row[i]) for row in rows] or [(0, 0)]
+        whole = [m[0] for m in measured]
+        word = [m[1] for m in measured]
+        header_words = max(len(w) for w in column.header.split())
+        natural.append(max(max(whole), len(column.header)))
+        least.append(max(max(word) if column.wrap else max(whole), header_words))
+    shown = list(range(len(columns)))
+    available = width()
+
+    def needed(widths: Sequence[int]) -> int:
+        # Columns are separated by three cells: padding, rule, padding.
+        return sum(widths[i] for i in shown) + 3 * (len(shown) - 1)
+
+    if not settings.wide:
+        while needed(least) > available:
+            droppable = [i for i in shown if columns[i].keep < ALWAYS]
+            if not droppable:
+                break
+            shown.remove(min(reversed(droppable), key=lambda i: columns[i].keep))
+    left_out = [columns[i].header for i in range(len(columns)) if i not in shown]
+    notes = [caption] if caption else []
+    if left_out:
+        notes.append(
+            f"left out to fit {available} columns: {', '.join(left_out)} (--wide shows all)"
+        )
+    # Free-text columns give up width, the widest first, down to their longest word.
+    widths = {i: natural[i] for i in shown}
+    excess = needed(natural) - available
+    while excess > 0 and not settings.wide:
+        shrinkable = [i for i in shown if columns[i].wrap and widths[i] > least[i]]
+        if not shrinkable:
+            break
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+    out = console()
+    # Never narrower than the columns that cannot be cut: a terminal wraps such a line,
+    # which cuts nothing a user copies.
+    out.width = max(available, sum(widths.values()) + 3 * (len(shown) - 1))
+    grid = Table(
+        title=None if title is None else escape(clean(title, one_line=True)),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=False,
+    )
+    for i in shown:
+        column = columns[i]
+        grid.add_column(
+            column.header,
+            justify=column.justify,
+            no_wrap=not column.wrap,
+            width=widths[i],
+            overflow="fold",
+        )
+    for row in rows:
+        grid.add_row(*(row[i] for i in shown))
+    out.print(grid)
+    out.width = available
+    for note in notes:
+        # Wrapped between words at the terminal's width, unlike a caption under the table.
+        out.print(note, soft_wrap=False, markup=False)

@@ -214,6 +214,14 @@ def test_commit_moves_the_branch_forward(cli: Cli, rich_repo: Path) -> None:
     assert git(repo, "symbolic-ref", "HEAD").strip() == "refs/heads/main"
     assert git(repo, "status", "--porcelain") == ""
 
+    # For people, one line says where HEAD went (not "HEAD unmoved", then a commit).
+    damage(repo)
+    git(repo, "commit", "-q", "-am", "bad again")
+    said = cli(repo, "rollback", ident, "--yes", "--commit").out
+    head = git(repo, "rev-parse", "--short=12", "HEAD").strip()
+    assert f"committed as {head} (Roll back to snapshot {ident})" in said, said
+    assert "unmoved" not in said
+
 
 def test_commit_with_paths_commits_only_those_paths(cli: Cli, repo: Path) -> None:
     ident = create_snapshot(cli, repo)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import cell, console, emit, message, stderr_line, timestamp
+from govsnap.render import Column, cell, emit, message, stderr_line, table, timestamp
 
 if TYPE_CHECKING:
     from govsnap.audit import AuditListing, AuditReport
@@ -64,14 +64,20 @@ def verify_trail(
 
 
 def show_listing(listed: AuditListing) -> None:
-    """Print audit entries as a table, newest first."""
-    from rich.table import Table
-
+    """Print audit entries as a table, newest first, that fits the terminal (snapshot ids
+    whole)."""
     entries = listed.entries
     title = f"{len(entries)} audit entr{'y' if len(entries) == 1 else 'ies'}"
-    table = Table(title=title, title_justify="left")
-    for column in ("time", "operation", "result", "actor", "snapshots", "signed", "summary"):
-        table.add_column(column)
+    columns = (
+        Column("time"),
+        Column("operation"),
+        Column("result", keep=8, wrap=True),
+        Column("actor", keep=4, wrap=True),
+        Column("snapshots", keep=7, wrap=True),
+        Column("signed", keep=3),
+        Column("summary", keep=6, wrap=True),
+    )
+    rows = []
     for e in entries:
         summary = e.summary if e.error is None else f"{e.summary} (malformed: {e.error})"
         cells = (
@@ -79,12 +85,12 @@ def show_listing(listed: AuditListing) -> None:
             e.operation,
             e.result,
             e.actor,
-            ",".join(s[:12] for s in e.snapshots),
+            " ".join(e.snapshots),
             e.signature_kind if e.signature_kind != "none" else "-",
             summary,
         )
-        table.add_row(*(cell(text) for text in cells))
-    console().print(table)
+        rows.append([cell(text) for text in cells])
+    table(title, columns, rows)
 
 
 def show_report(report: AuditReport) -> None:

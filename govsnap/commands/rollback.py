@@ -153,13 +153,17 @@ def show_rollback(result: RollbackResult) -> None:
             for path in items:
                 message(f"{action:<6} {path}")
         return
+    # One line says where HEAD is: left alone, or on the commit --commit made.
+    head = (
+        f"committed as {result.commit[:12]} (Roll back to snapshot {snap})"
+        if result.commit
+        else "HEAD unmoved"
+    )
     message(
         f"rolled back to snapshot {snap}{where}: wrote {len(plan.write)} file(s), removed "
-        f"{len(plan.remove)}; index from {result.index_source}; HEAD unmoved "
+        f"{len(plan.remove)}; index from {result.index_source}; {head} "
         f"({result.seconds:.2f}s)"
     )
-    if result.commit:
-        message(f"committed {result.commit[:12]}: Roll back to snapshot {snap}")
     if result.safety is not None:
         message(
             f"safety snapshot {result.safety.id} holds the previous state; undo with: {result.undo}"

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-import json
+import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from govsnap.commands.options import JsonOpt, SnapshotArg, feature, repo_of
 from govsnap.render import (
+    Column,
     cell,
     clean,
     console,
     emit,
     human_bytes,
     message,
+    table,
     timestamp,
     warning,
+    width,
 )
 
 if TYPE_CHECKING:
@@ -131,10 +135,9 @@ def signer_label(snap: Snapshot) -> str:
 
 
 def show_listing(listed: SnapshotListing) -> None:
-    """Print snapshots as a table, newest first. The signer column shows what the note
-    claims (`govsnap verify` and `show` check the signature)."""
-    from rich.table import Table
-
+    """Print snapshots as a table, newest first, that fits the terminal: ids whole, the
+    least useful columns left out first. The signer column shows what the note claims
+    (`govsnap verify` and `show` check the signature)."""
     snaps = listed.snapshots
     caption = (
         "(safety): taken before a rollback, its undo; not pushed unless push "
@@ -142,34 +145,38 @@ def show_listing(listed: SnapshotListing) -> None:
         if any(s.safety for s in snaps)
         else None
     )
-    table = Table(
-        title=f"{len(snaps)} snapshot(s)",
-        title_justify="left",
-        caption=caption,
-        caption_justify="left",
+    columns = (
+        Column("id"),
+        Column("created"),
+        Column("trigger", keep=6, wrap=True),
+        Column("environment", keep=9),
+        Column("labels", keep=7, wrap=True),
+        Column("files", keep=3, justify="right"),
+        Column("size", keep=4, justify="right"),
+        Column("digest", keep=2),
+        Column("signer (unverified)", keep=5, wrap=True),
     )
-    for column in ("id", "created", "trigger", "environment", "labels", "files", "size"):
-        table.add_column(column, justify="right" if column in {"files", "size"} else "left")
-    table.add_column("digest")
-    table.add_column("signer (unverified)")
+    rows = []
     for s in snaps:
         if s.payload is None:
-            table.add_row(s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{cell(s.error)}[/red]")
+            rows.append([s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{cell(s.error)}[/red]"])
             continue
         note = s.note_view
         signer = signer_label(s)
-        table.add_row(
-            s.id,
-            timestamp(s.created),
-            cell(s.payload.trigger) + (" (safety)" if s.safety else ""),
-            cell(s.payload.environment),
-            cell(",".join(s.labels)),
-            "?" if note.files is None else str(note.files),
-            "?" if note.bytes is None else human_bytes(note.bytes),
-            s.payload.digest[7:19],
-            "[bold red]UNSIGNED[/bold red]" if signer == "UNSIGNED" else cell(signer),
+        rows.append(
+            [
+                s.id,
+                timestamp(s.created),
+                cell(s.payload.trigger) + (" (safety)" if s.safety else ""),
+                cell(s.payload.environment),
+                cell(", ".join(s.labels)),
+                "?" if note.files is None else str(note.files),
+                "?" if note.bytes is None else human_bytes(note.bytes),
+                s.payload.digest[7:19],
+                "[bold red]UNSIGNED[/bold red]" if signer == "UNSIGNED" else cell(signer),
+            ]
         )
-    console().print(table)
+    table(f"{len(snaps)} snapshot(s)", columns, rows, caption)
 
 
 def verified_signer(check: SnapshotVerification) -> str:
@@ -234,10 +241,61 @@ def _note_lines(snap: Snapshot) -> list[tuple[str, str]]:
             for kind, a in top
         )
         lines.append(("artifacts", ", ".join(kinds)))
-    for key, recorded in (("verification", view.verification), ("rehearsal", view.rehearsal)):
+    recorded_results = (
+        ("last verification", view.verification),
+        ("last rehearsal", view.rehearsal),
+    )
+    for key, recorded in recorded_results:
         if recorded is not None:
-            lines.append((key, json.dumps(recorded.raw, sort_keys=True)))
+            lines.append((key, recorded_text(recorded.raw)))
     return lines
+
+
+# How a recorded result's fields read for people; the others read as their names.
+_RESULT_LABELS = {
+    "failed_gates": "failed gates",
+    "rollback_seconds": "rollback took (s)",
+    "rto_seconds": "objective (s)",
+    "tool_version": "by govsnap",
+}
+
+
+def plain(value: object) -> str:
+    """Return a value of a note (any JSON: notes are edited by hand) as words: yes/no, lists
+    joined with commas, objects as `key value` pairs; never a Python or JSON repr."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(plain(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {plain(v)}" for k, v in sorted(value.items(), key=str))
+    return str(value)
+
+
+def recorded_text(raw: object) -> str:
+    """Return a verification or rehearsal result a note records as one line: its verdict
+    and time first, then what else it says."""
+    if not isinstance(raw, dict):
+        return plain(raw)
+    head = " ".join(
+        part
+        for part in (plain(raw["verdict"]) if "verdict" in raw else "", _at(raw.get("time")))
+        if part
+    )
+    rest = [
+        f"{_RESULT_LABELS.get(str(key), str(key).replace('_', ' '))} {plain(value)}"
+        for key, value in sorted(raw.items(), key=str)
+        if key not in ("verdict", "time") and value not in (None, [], "")
+    ]
+    return "; ".join(part for part in (head, *rest) if part) or "-"
+
+
+def _at(time: object) -> str:
+    return f"at {plain(time)}" if time not in (None, "") else ""
 
 
 def show_details(shown: SnapshotDetails) -> None:
@@ -249,10 +307,36 @@ def show_details(shown: SnapshotDetails) -> None:
     lines += _payload_lines(shown)
     lines += _note_lines(snap)
     lines.append(("pinned", "yes (audit trail)" if shown.pinned else "no"))
-    width = max(len(k) for k, _ in lines)
-    out = console()
+    fields(lines)
+
+
+def fields(lines: Sequence[tuple[str, str]]) -> None:
+    """Print `key  value` lines, values wrapped between words under each other to fit the
+    width; a word too long for that (a digest) starts its own line, whole."""
+    import textwrap
+
+    key_width = max(len(k) for k, _ in lines)
+    room = max(20, width() - key_width - 2)
+    out = []
     for key, value in lines:
-        out.print(f"{key:<{width}}  {clean(value)}", markup=False)
+        wrapped = textwrap.wrap(
+            clean(value, one_line=True), room, break_long_words=False, break_on_hyphens=False
+        ) or [""]
+        if any(len(line) > room for line in wrapped):
+            out.append(key)
+            out.extend(
+                "  " + line
+                for line in textwrap.wrap(
+                    clean(value, one_line=True),
+                    max(20, width() - 2),
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            )
+            continue
+        out.append(f"{key:<{key_width}}  {wrapped[0]}")
+        out.extend(" " * (key_width + 2) + line for line in wrapped[1:])
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 def show_created(result: CreateResult) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import cell, console, emit, human_bytes, message, timestamp
+from govsnap.render import Column, cell, emit, human_bytes, message, table, timestamp
 
 if TYPE_CHECKING:
     from govsnap.stats import Stats
@@ -53,27 +53,32 @@ def _when(epoch: float | None) -> str:
 
 def show_stats(stats: Stats) -> None:
     """Print the figures of `govsnap stats`: a table per environment, then totals."""
-    from rich.table import Table
-
-    table = Table(title="snapshots per environment", title_justify="left")
-    for column in ("environment", "snapshots", "newest", "age"):
-        table.add_column(column, justify="right" if column == "snapshots" else "left")
-    for kind in ("verified", "rehearsed"):
-        table.add_column(f"{kind} pass/fail/never", justify="right")
-        table.add_column(f"last {kind} pass / fail")
+    columns = (
+        Column("environment", wrap=True),
+        Column("snapshots", keep=9, justify="right"),
+        Column("newest", keep=6),
+        Column("age", keep=8),
+        Column("verified pass/fail/never", keep=7, wrap=True, justify="right"),
+        Column("last verified pass / fail", keep=4, wrap=True),
+        Column("rehearsed pass/fail/never", keep=5, wrap=True, justify="right"),
+        Column("last rehearsed pass / fail", keep=3, wrap=True),
+    )
+    rows = []
     for e in stats.environments:
         v, r = e.verification, e.rehearsal
-        table.add_row(
-            cell(e.environment),
-            str(e.snapshots),
-            timestamp(e.newest),
-            _age(stats.now - e.newest),
-            f"{v.passed}/{v.failed}/{v.never}",
-            f"{_when(v.last_pass)} / {_when(v.last_fail)}",
-            f"{r.passed}/{r.failed}/{r.never}",
-            f"{_when(r.last_pass)} / {_when(r.last_fail)}",
+        rows.append(
+            [
+                cell(e.environment),
+                str(e.snapshots),
+                timestamp(e.newest),
+                _age(stats.now - e.newest),
+                f"{v.passed}/{v.failed}/{v.never}",
+                f"{_when(v.last_pass)} / {_when(v.last_fail)}",
+                f"{r.passed}/{r.failed}/{r.never}",
+                f"{_when(r.last_pass)} / {_when(r.last_fail)}",
+            ]
         )
-    console().print(table)
+    table("snapshots per environment", columns, rows)
     if stats.unreadable:
         message(f"unreadable snapshot refs: {stats.unreadable}")
     rollback = stats.last_rollback
