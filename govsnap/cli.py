@@ -20,6 +20,7 @@ from govsnap.commands import (
     retention,
     rollback,
     sharing,
+    shell,
     snapshots,
     stats,
     trust,
@@ -49,6 +50,7 @@ app.add_typer(verify.app)
 app.add_typer(trust.app, name="trust")
 app.add_typer(sharing.app)
 app.add_typer(stats.app)
+app.add_typer(shell.app)
 
 
 def _version(value: bool) -> None:
@@ -159,6 +161,12 @@ def run(argv: list[str], started: float | None = None) -> int:
     code; errors become one line on stderr."""
     _tolerant_stdout()
     render.reset(started)
+    if "_GOVSNAP_COMPLETE" in os.environ:
+        # A shell asks what to complete (commands/shell.py): the framework answers, once
+        # its shells are registered (what typer does for its own --install-completion).
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         # Not standalone: the framework's usage errors come here as exceptions, to be
         # printed as one line like every other error, not as a usage block.

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from govsnap import render
+from govsnap.commands.completers import snapshot_names
 
 if TYPE_CHECKING:
     from govsnap.repo import Repo
@@ -18,7 +19,12 @@ DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", "-n", help="Show what would change; change nothing.")
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-SnapshotArg = Annotated[str, typer.Argument(help="Id prefix, latest, latest~N, sha256:<prefix>.")]
+SnapshotArg = Annotated[
+    str,
+    typer.Argument(
+        help="Id prefix, latest, latest~N, sha256:<prefix>.", autocompletion=snapshot_names
+    ),
+]
 
 
 def feature(**settings: Any) -> typer.Typer:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap.commands.completers import snapshot_names
 from govsnap.commands.options import JsonOpt, SnapshotArg, YesOpt, feature, repo_of
 from govsnap.render import confirm, emit, message, warning
 
@@ -87,7 +88,10 @@ def rollback_to(
 def rehearse_rollback(
     ctx: typer.Context,
     snapshot: Annotated[
-        str | None, typer.Argument(help="The snapshot to rehearse (default: latest).")
+        str | None,
+        typer.Argument(
+            help="The snapshot to rehearse (default: latest).", autocompletion=snapshot_names
+        ),
     ] = None,
     damage: Annotated[
         str | None,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap.commands.completers import environments, snapshot_names
 from govsnap.commands.options import JsonOpt, SnapshotArg, feature, repo_of
 from govsnap.render import (
     Column,
@@ -35,7 +36,13 @@ def create_snapshot(
     ctx: typer.Context,
     trigger: Annotated[str, typer.Option("--trigger", "-t", help="What caused it.")] = "manual",
     environment: Annotated[
-        str | None, typer.Option("--environment", "-e", help="Environment (govsnap.environment).")
+        str | None,
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Environment (govsnap.environment).",
+            autocompletion=environments,
+        ),
     ] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="A label; repeatable.")
@@ -81,7 +88,10 @@ def create_snapshot(
 def list_snapshots(
     ctx: typer.Context,
     environment: Annotated[
-        str | None, typer.Option("--environment", "-e", help="Only this environment.")
+        str | None,
+        typer.Option(
+            "--environment", "-e", help="Only this environment.", autocompletion=environments
+        ),
     ] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="Only snapshots with this label.")
@@ -108,10 +118,15 @@ app.command("info", hidden=True, help="Alias of show.")(show_snapshot)
 @app.command("diff")
 def diff_snapshots(
     ctx: typer.Context,
-    old: Annotated[str, typer.Argument(help="The snapshot to compare from.")],
+    old: Annotated[
+        str, typer.Argument(help="The snapshot to compare from.", autocompletion=snapshot_names)
+    ],
     new: Annotated[
         str | None,
-        typer.Argument(help="The snapshot to compare to (default: the working tree)."),
+        typer.Argument(
+            help="The snapshot to compare to (default: the working tree).",
+            autocompletion=snapshot_names,
+        ),
     ] = None,
     stat: Annotated[bool, typer.Option("--stat", help="Show lines added and removed.")] = False,
     json_out: JsonOpt = False,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap.commands.completers import environments, snapshot_names
 from govsnap.commands.options import JsonOpt, feature, repo_of
 from govsnap.render import clean, console, elapsed, emit, warning
 
@@ -22,12 +23,20 @@ def verify_snapshots(
     ctx: typer.Context,
     snapshots: Annotated[
         list[str] | None,
-        typer.Argument(help="Snapshots to verify: id prefix, latest, latest~N, sha256:<prefix>."),
+        typer.Argument(
+            help="Snapshots to verify: id prefix, latest, latest~N, sha256:<prefix>.",
+            autocompletion=snapshot_names,
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every snapshot.")] = False,
     environment: Annotated[
         str | None,
-        typer.Option("--environment", "-e", help="Only snapshots of this environment."),
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Only snapshots of this environment.",
+            autocompletion=environments,
+        ),
     ] = None,
     deep: Annotated[
         bool, typer.Option("--deep", help="Re-read every blob instead of trusting the cache.")
