@@ -5,6 +5,9 @@ completes commands, options, snapshot ids, environments, remotes) and in `man`
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -116,3 +119,64 @@ def completion(
         message("bash loads it in new shells (needs the bash-completion package)")
     else:
         message("fish loads it in new shells")
+
+
+def man_directory() -> Path:
+    """Return where `man` finds a page for the govsnap on PATH: man-db searches
+    <dir>/../share/man for each PATH directory, so beside that govsnap's bin directory (a
+    venv's, pipx's ~/.local/bin, /usr/local/bin)."""
+    found = shutil.which("govsnap")
+    bin_dir = Path(found).parent if found else Path(sys.executable).parent
+    return bin_dir.parent / "share" / "man" / "man1"
+
+
+@app.command("install-man")
+def install_man(
+    ctx: typer.Context,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Write into DIR (default: share/man/man1 beside the govsnap on PATH).",
+        ),
+    ] = None,
+    to_stdout: Annotated[
+        bool, typer.Option("--print", help="Print the page (roff) instead, for packagers.")
+    ] = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Install the manual page git-govsnap(1), made from this --help, where `man
+    git-govsnap` and `git govsnap --help` find it."""
+    from govsnap.errors import EnvironmentProblem
+    from govsnap.manpage import page
+
+    text = page(ctx.find_root().command)
+    if to_stdout:
+        typer.echo(text, nl=False)
+        return
+    folder = directory or man_directory()
+    for name in ("git-govsnap.1", "govsnap.1"):
+        path = folder / name
+        if dry_run:
+            message(f"would write {path}")
+            continue
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot write {path}: {exc.strerror}") from exc
+        message(f"wrote {path}")
+    if not dry_run and directory is None and not _man_finds(folder / "git-govsnap.1"):
+        message(f"man does not search {folder.parent}: add it to MANPATH")
+
+
+def _man_finds(path: Path) -> bool:
+    """Return whether `man -w git-govsnap` finds `path` (False without man)."""
+    try:
+        proc = subprocess.run(
+            ["man", "-w", "git-govsnap"], capture_output=True, text=True, check=False, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0 and Path(proc.stdout.strip()).resolve() == path.resolve()
