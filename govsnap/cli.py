@@ -102,11 +102,25 @@ def _paged(command: Any) -> None:
     command.invoke = paged_invoke
 
 
+def _progress_shown(command: Any) -> None:
+    """Make `command` show the progress of long tasks on a terminal (render.shows_progress)."""
+    invoke = command.invoke
+
+    def invoke_showing_progress(ctx: typer.Context) -> Any:
+        from govsnap import progress
+
+        shown = render.shows_progress(bool(ctx.params.get("json_out")))
+        with progress.listening(render.TerminalProgress() if shown else None):
+            return invoke(ctx)
+
+    command.invoke = invoke_showing_progress
+
+
 @functools.cache
 def command() -> Any:
     """Return the command line as one click command: the app, with the options every
     command takes (-q, --color, --no-pager; --wide where a table is printed), before or
-    after its name, and the pager on the commands whose output is long."""
+    after its name, the pager on the commands whose output is long, and progress."""
     root = typer.main.get_command(app)
     root.params.extend(global_params())
     for name, sub in _commands(root):
@@ -115,6 +129,8 @@ def command() -> Any:
             sub.params.extend(table_params())
         if name in PAGED:
             _paged(sub)
+        if not hasattr(sub, "commands"):
+            _progress_shown(sub)
     return root
 
 

@@ -40,6 +40,8 @@ class Output:
     on_output: Callable[[], None] | None = None
     # When the command started (time.monotonic()), for the elapsed time a report shows.
     started: float = 0.0
+    # The stderr console drawing progress now: lines on stderr go through it, above.
+    live: Any = None
 
 
 settings = Output()
@@ -198,25 +200,40 @@ def emit_json(data: Any) -> None:
 def message(text: str) -> None:
     """Print a plain line for people on stdout (no rich: hooks print this, fast); nothing
     under --quiet."""
-    if not settings.quiet:
-        sys.stdout.write(clean(text) + "\n")
+    if settings.quiet:
+        return
+    text = clean(text)
+    if len(text) > PIPED_WIDTH and stdout_is_terminal() and len(text) > width():
+        import textwrap
+
+        # On a terminal, between words (a file or a pipe keeps the line whole for grep).
+        text = textwrap.fill(text, width(), break_long_words=False, break_on_hyphens=False)
+    sys.stdout.write(text + "\n")
+
+
+def _stderr(line: str) -> None:
+    """Write a line on stderr: above the progress line while one is drawn."""
+    if settings.live is not None:
+        settings.live.print(line, markup=False, highlight=False, soft_wrap=True)
+    else:
+        sys.stderr.write(line + "\n")
 
 
 def warning(text: str) -> None:
     """Print a warning line on stderr."""
-    sys.stderr.write(f"govsnap: warning: {clean(text)}\n")
+    _stderr(f"govsnap: warning: {clean(text)}")
 
 
 def error(text: str) -> None:
     """Print the one-line error for a failed command on stderr."""
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    sys.stderr.write(f"govsnap: error: {clean(first)}\n")
+    _stderr(f"govsnap: error: {clean(first)}")
 
 
 def stderr_line(text: str) -> None:
     """Print a plain `govsnap: ` line on stderr (problems that do not end the command, and
     hook output, which git shows to the user, prefixed `remote:` for server hooks)."""
-    sys.stderr.write(f"govsnap: {clean(text)}\n")
+    _stderr(f"govsnap: {clean(text)}")
 
 
 def require_terminal(action: str) -> None:
@@ -361,3 +378,132 @@ def table(
     for note in notes:
         # Wrapped between words at the terminal's width, unlike a caption under the table.
         out.print(note, soft_wrap=False, markup=False)
+
+
+# --- progress ------------------------------------------------------------------------------
+
+# Seconds a task runs before its progress shows, as git waits before showing its own: a
+# quick operation draws nothing.
+PROGRESS_DELAY = 0.5
+
+
+class TerminalProgress:
+    """Shows the tasks an operation reports (progress.Listener) as one line on stderr,
+    gone when the task ends; a task inside another takes the line over until it ends."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._stack: list[tuple[str, int, int | None]] = []
+        self._bar: Any = None
+        self._task: Any = None
+        self._timer: threading.Timer | None = None
+        self._shown = False
+
+    def start(self, what: str, total: int | None) -> None:
+        """A task began (the outermost one starts the line, after PROGRESS_DELAY)."""
+        import threading
+
+        with self._lock:
+            self._stack.append((what, 0, total))
+            if self._bar is None:
+                self._bar = self._make_bar()
+                self._task = self._bar.add_task(
+                    clean(what, one_line=True), total=total, count=_count(0, total)
+                )
+                self._timer = threading.Timer(PROGRESS_DELAY, self._show)
+                self._timer.daemon = True
+                self._timer.start()
+            else:
+                self._draw(what, 0, total)
+
+    def update(self, what: str, done: int, total: int | None) -> None:
+        """The innermost task moved on."""
+        with self._lock:
+            if self._stack:
+                self._stack[-1] = (what, done, total)
+                self._draw(what, done, total)
+
+    def stop(self) -> None:
+        """The innermost task ended: the line shows its parent again, or goes."""
+        with self._lock:
+            if self._stack:
+                self._stack.pop()
+            if self._stack:
+                self._draw(*self._stack[-1])
+                return
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._bar is not None and self._shown:
+                self._bar.stop()
+            self._bar, self._task, self._timer, self._shown = None, None, None, False
+            settings.live = None
+
+    def _show(self) -> None:
+        with self._lock:
+            if self._bar is not None and not self._shown:
+                self._bar.start()
+                self._shown = True
+                settings.live = self._bar.console
+
+    def _draw(self, what: str, done: int, total: int | None) -> None:
+        if self._bar is not None:
+            self._bar.update(
+                self._task,
+                description=clean(what, one_line=True),
+                completed=done,
+                total=total,
+                count=_count(done, total),
+            )
+
+    @staticmethod
+    def _make_bar() -> Any:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.table import Column as TableColumn
+
+        color = use_color(True)
+        out = Console(
+            stderr=True,
+            highlight=False,
+            force_terminal=True,
+            no_color=not color,
+            color_system="standard" if color else None,
+        )
+        return Progress(
+            SpinnerColumn(),
+            # What it is doing gives way first on a narrow terminal; the time never does.
+            TextColumn(
+                "{task.description}",
+                table_column=TableColumn(ratio=1, no_wrap=True, overflow="ellipsis"),
+            ),
+            BarColumn(bar_width=12),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+            console=out,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+
+
+def _count(done: int, total: int | None) -> str:
+    return "" if total is None else f"{done}/{total}"
+
+
+def shows_progress(json_out: bool) -> bool:
+    """Return whether to show progress: on a terminal's stderr, for people (not --json,
+    not --quiet), on a terminal that can redraw a line."""
+    if json_out or settings.quiet or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return os.isatty(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False

@@ -9,7 +9,7 @@ import typer
 
 from govsnap.commands.completers import environments, snapshot_names
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import clean, console, elapsed, emit, warning
+from govsnap.render import clean, console, elapsed, emit, warning, width
 
 if TYPE_CHECKING:
     from govsnap.doctor import DoctorReport
@@ -106,20 +106,30 @@ def show_verification(report: VerifyReport) -> None:
         out.print("no snapshots to verify", markup=False)
         return
     # Plain aligned columns in one Text: a rich Table takes seconds for 1,000 rows.
-    headers = ["snapshot", *CHECKS, "verdict", "signer"]
-    widths = [max(16, len(headers[0])), *(max(4, len(h)) for h in headers[1:-1])]
+    headers = ["snapshot", *CHECKS, "verdict"]
+    widths = [max(16, len(headers[0])), *(max(4, len(h)) for h in headers[1:])]
+    signers = [clean(r.signer or "-", one_line=True) for r in report.results]
+    row = sum(w + 2 for w in widths)
+    # The signer ends each row when it fits the width; otherwise it has lines of its own.
+    inline = row + max(len("signer"), *(len(s) for s in signers)) <= width()
     text = Text(
-        "".join(h.ljust(w) + "  " for h, w in zip(headers, widths, strict=False)) + "signer\n"
+        "".join(h.ljust(w) + "  " for h, w in zip(headers, widths, strict=True)).rstrip()
+        + ("  signer" if inline else "")
+        + "\n"
     )
-    for r in report.results:
+    for r, signer in zip(report.results, signers, strict=True):
         text.append(r.id.ljust(widths[0]) + "  ")
         cells = [c.ok for c in r.checks] + [r.ok]
-        for ok, width in zip(cells, widths[1:], strict=True):
-            text.append(
-                "ok".ljust(width) if ok else "FAIL".ljust(width), "green" if ok else "bold red"
-            )
-            text.append("  ")
-        text.append(clean(r.signer or "-", one_line=True) + "\n")
+        for i, (ok, column) in enumerate(zip(cells, widths[1:], strict=True)):
+            last = i == len(cells) - 1 and not inline
+            word = "ok" if ok else "FAIL"
+            text.append(word if last else word.ljust(column), "green" if ok else "bold red")
+            if not last:
+                text.append("  ")
+        text.append((signer if inline else "") + "\n")
+    if not inline:
+        for r, signer in zip(report.results, signers, strict=True):
+            text.append(f"{r.id} signed by {signer}\n")
     for r in report.results:
         for line in r.failures():
             text.append(f"{r.id} {clean(line, one_line=True)}\n")
@@ -133,7 +143,8 @@ def show_verification(report: VerifyReport) -> None:
             f"({took})",
             "bold red",
         )
-    out.print(text)
+    # Long lines (a failure's reason) wrap between words at the width.
+    out.print(text, soft_wrap=False)
 
 
 def show_doctor(report: DoctorReport) -> None:
