@@ -14,7 +14,17 @@ from pathlib import Path
 from benchmarks.harness import ROOT, Comparison, Context, machine, table
 
 # Case modules, in the order of the table. Each exposes run(ctx) -> list[Comparison].
-CASES = ["create", "from_commit", "rollback", "listing", "verify", "prune", "version", "push"]
+CASES = [
+    "create",
+    "from_commit",
+    "rollback",
+    "listing",
+    "verify",
+    "prune",
+    "version",
+    "push",
+    "policy",
+]
 
 
 def _signing_env(home: Path) -> tuple[dict[str, str], str]:

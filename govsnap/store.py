@@ -287,12 +287,25 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
     latest = _LATEST.match(name)
     if latest:
         # A tagger time in the future (beyond the clock skew) fails verification; it
-        # must not make a snapshot the newest either.
+        # must not make a snapshot the newest either. Safety snapshots do not count:
+        # a failed rollback adds one, and retrying `rollback latest~1` must restore the
+        # same release as the first attempt (a safety snapshot is named by its id).
         horizon = int(time.time()) + audit.configured_skew(repo)
-        valid = [s for s in snaps if s.payload is not None and s.created <= horizon]
+        valid = [
+            s for s in snaps if s.payload is not None and s.created <= horizon and not s.safety
+        ]
         n = int(latest.group(1) or 0)
         if n >= len(valid):
-            raise SnapshotNotFound(f"{name!r}: there are only {len(valid)} readable snapshots")
+            skipped = sum(1 for s in snaps if s.safety)
+            aside = (
+                f" (and {skipped} safety snapshot(s), which `latest` does not count: name "
+                "them by id)"
+                if skipped
+                else ""
+            )
+            raise SnapshotNotFound(
+                f"{name!r}: there are only {len(valid)} readable snapshots{aside}"
+            )
         return valid[n]
     if name.startswith("sha256:"):
         prefix = name.removeprefix("sha256:").lower()

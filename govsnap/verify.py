@@ -209,7 +209,7 @@ class _Checker:
             checked = self.verifier.verify_many([(t.payload, t.signature) for t in readable])
             ssh_ids = [s.id for s, t in zip(snaps, tags, strict=True) if isinstance(t, SignedTag)]
             checked = [
-                self.ssh_at_known_times(ident, tag, check)
+                self.at_known_times(ident, tag, check)
                 for ident, tag, check in zip(ssh_ids, readable, checked, strict=True)
             ]
         finally:
@@ -224,15 +224,18 @@ class _Checker:
                 advance(1)
         return done
 
-    def ssh_at_known_times(
-        self, ident: str, tag: SignedTag, check: SignatureCheck
-    ) -> SignatureCheck:
-        """Return `check`, failed when an SSH key was not valid at a time the snapshot is
-        known to have existed (the server's first acceptance, or now for a push being
-        received): the tagger time the key is otherwise judged at is the signer's word."""
+    def at_known_times(self, ident: str, tag: SignedTag, check: SignatureCheck) -> SignatureCheck:
+        """Return `check`, failed when the key was not valid when a server receives the
+        snapshot (`at`: any key; an OpenPGP key that expired before then, whatever time
+        its signature claims), or, for an SSH key, at the server's first acceptance: the
+        time a key is otherwise judged at is the signer's word."""
+        if not check.valid:
+            return check
+        if self.options.at is not None:
+            check = self.verifier.at_arrival(tag.payload, tag.signature, check, self.options.at)
         if not check.valid or check.kind != "ssh":
             return check
-        times = {t for t in (self.options.seen.get(ident), self.options.at) if t is not None}
+        times = {t for t in (self.options.seen.get(ident),) if t is not None}
         for when in sorted(times):
             again = self.verifier.verify(tag.payload, tag.signature, when)
             if not again.valid:
@@ -596,6 +599,7 @@ class VerifyReport:
     policy_source: str | None
     deep: bool
     policy_anchor: str = ""  # why the policy is believed (its root of trust)
+    policy_caveats: tuple[str, ...] = ()  # what verifying the policy could not judge
 
     @property
     def ok(self) -> bool:
@@ -617,6 +621,7 @@ class VerifyReport:
             "deep": self.deep,
             "policy": self.policy_source,
             "policy_anchor": self.policy_anchor,
+            "policy_caveats": list(self.policy_caveats),
             "snapshots": [r.as_json() for r in self.results],
         }
 
@@ -735,6 +740,7 @@ def _run(
         policy.source if policy else None,
         deep,
         policy.anchor if policy else "",
+        policy.caveats if policy else (),
     )
     if results:
         passed = len(results) - report.failed
