@@ -122,11 +122,14 @@ def command() -> Any:
     command takes (-q, --color, --no-pager; --wide where a table is printed), before or
     after its name, the pager on the commands whose output is long, and progress."""
     root = typer.main.get_command(app)
-    root.params.extend(global_params())
+    # One set of option objects serves every command: a parse keeps its values in its
+    # context, not in the options.
+    everywhere, tables = global_params(), table_params()
+    root.params.extend(everywhere)
     for name, sub in _commands(root):
-        sub.params.extend(global_params())
+        sub.params.extend(everywhere)
         if name in TABLES:
-            sub.params.extend(table_params())
+            sub.params.extend(tables)
         if name in PAGED:
             _paged(sub)
         if not hasattr(sub, "commands"):

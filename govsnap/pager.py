@@ -49,7 +49,7 @@ def paging(cwd: Path | None) -> Iterator[None]:
     command that fails before printing shows its error on the terminal); wait for the
     pager (the user reading) when the block ends."""
     if (
-        render.settings.pager == "never"
+        render.settings.no_pager
         or os.environ.get("GIT_PAGER_IN_USE") == "true"
         or not _terminal(1)
     ):

@@ -249,3 +249,18 @@ def test_verify_reports_the_whole_commands_time(repo: Path) -> None:
     # What it says is at most what it took, and covers more than the checks: it is not
     # short by the start-up (imports, a process pool) the old figure left out.
     assert said <= took and said >= took - 0.5, (said, took)
+
+
+def test_show_groups_what_is_no_extension_as_other(cli: Cli, repo: Path) -> None:
+    write_files(
+        repo,
+        {
+            "t/refs.br-branches-default-merge": "x\n",
+            "t/refs.br-remotes-default-octopus": "y\n",
+            "lib/a.tar": "z\n",
+        },
+    )
+    ident = create_snapshot(cli, repo)
+    line = next(x for x in cli(repo, "show", ident).out.splitlines() if x.startswith("artifacts"))
+    assert "(other) 2 (4 B)" in line and ".tar 1" in line and ".py 1" in line, line
+    assert "branches" not in line

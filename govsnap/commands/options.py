@@ -49,7 +49,7 @@ def _set_color(value: str | None) -> None:
 
 def _set_no_pager(value: bool) -> None:
     if value:
-        render.settings.pager = "never"
+        render.settings.no_pager = True
 
 
 def _set_wide(value: bool) -> None:

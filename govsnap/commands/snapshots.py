@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -25,6 +26,7 @@ from govsnap.render import (
 )
 
 if TYPE_CHECKING:
+    from govsnap.notes import ArtifactKind
     from govsnap.store import CreateResult, Snapshot, SnapshotDiff, SnapshotListing
     from govsnap.verify import SnapshotDetails, SnapshotVerification
 
@@ -249,11 +251,12 @@ def _note_lines(snap: Snapshot) -> list[tuple[str, str]]:
     for key, text in texts:
         if text is not None:
             lines.append((key, text))
-    top = sorted(view.artifacts.items(), key=lambda kv: -kv[1].bytes)[:8]
+    grouped = artifact_kinds(view.artifacts)
+    top = sorted(grouped.items(), key=lambda kv: -kv[1][1])[:8]
     if top:
         kinds = (
-            f"{kind} {'?' if a.count is None else a.count} ({human_bytes(a.bytes)})"
-            for kind, a in top
+            f"{kind} {'?' if count is None else count} ({human_bytes(size)})"
+            for kind, (count, size) in top
         )
         lines.append(("artifacts", ", ".join(kinds)))
     recorded_results = (
@@ -264,6 +267,23 @@ def _note_lines(snap: Snapshot) -> list[tuple[str, str]]:
         if recorded is not None:
             lines.append((key, recorded_text(recorded.raw)))
     return lines
+
+
+# What reads as a file extension: short letters and digits (`.py`, `.tar`, `.h5`); a name
+# like `refs.br-branches-default-merge` has none, whatever follows its last dot.
+_EXTENSION = re.compile(r"\.[a-z0-9_+]{1,10}")
+
+
+def artifact_kinds(kinds: Mapping[str, ArtifactKind]) -> dict[str, tuple[int | None, int]]:
+    """Return the note's artifact kinds for people: what is no extension counted as
+    `(other)`, with its files and bytes."""
+    grouped: dict[str, tuple[int | None, int]] = {}
+    for kind, figures in kinds.items():
+        shown = kind if not kind.startswith(".") or _EXTENSION.fullmatch(kind) else "(other)"
+        count, size = grouped.get(shown, (0, 0))
+        both = None if count is None or figures.count is None else count + figures.count
+        grouped[shown] = (both, size + figures.bytes)
+    return grouped
 
 
 # How a recorded result's fields read for people; the others read as their names.
