@@ -38,6 +38,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="`govsnap COMMAND -h` for a command's options; the manual: `man git-govsnap` "
+    "(`govsnap install-man` puts it in place); docs/cli.md.",
 )
 # In the order `govsnap --help` lists them; groups by name, the others merged in.
 app.add_typer(configure.app)

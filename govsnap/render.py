@@ -302,15 +302,6 @@ class Column:
     justify: Literal["left", "right"] = "left"
 
 
-def _plain(markup: str) -> str:
-    """Return the text a cell in rich markup shows (most cells hold no markup at all)."""
-    if "[" not in markup:
-        return markup
-    from rich.text import Text
-
-    return Text.from_markup(markup).plain
-
-
 def _cell_width(plain: str) -> tuple[int, int]:
     """Return the (whole, longest word) width of a cell's text."""
     lines = plain.splitlines() or [""]
@@ -340,7 +331,14 @@ def table(
     even that is too wide (all with --wide, however wide)."""
     from rich.text import Text
 
-    plain_rows = [[_plain(c) for c in row] for row in rows]
+    if not rows:
+        # Headers over nothing say less than the title ("0 snapshot(s)") does alone.
+        if title is not None:
+            message(title)
+        return
+    # Cells in markup (a colour, an escaped `[`) are parsed once; most hold plain text.
+    styled_cells = {c: Text.from_markup(c) for row in rows for c in row if "[" in c}
+    plain_rows = [[styled_cells[c].plain if c in styled_cells else c for c in row] for row in rows]
     natural: list[int] = []
     least: list[int] = []
     for i, column in enumerate(columns):
@@ -426,8 +424,8 @@ def table(
         cell_lines: list[list[tuple[str, list[Span]]]] = []
         for i in shown:
             text = plain_row[i]
-            if "[" in row[i] and len(text) <= widths[i]:
-                styled = Text.from_markup(row[i])
+            styled = styled_cells.get(row[i])
+            if styled is not None and len(text) <= widths[i]:
                 cell_lines.append([(styled.plain, list(styled.spans))])
             else:
                 cell_lines.append([(t, []) for t in _wrapped(text, widths[i])])
@@ -437,18 +435,32 @@ def table(
                 text, styles = lines[row_at] if row_at < len(lines) else ("", [])
                 cells.append((text, widths[i], columns[i].justify, styles))
             line(cells)
+    if not use_color(stdout_is_terminal()):
+        # Nothing to colour: the text as it is, without rich's rendering (a second for
+        # 10,000 rows).
+        sys.stdout.write("".join(chunks))
+        for note in notes_of(caption, columns, shown, available):
+            sys.stdout.write("\n".join(_wrapped(clean(note, one_line=True), available)) + "\n")
+        return
     out = Text("".join(chunks), spans=spans)
+    for note in notes_of(caption, columns, shown, available):
+        out.append("\n".join(_wrapped(clean(note, one_line=True), available)) + "\n")
+    printer = console()
+    printer.width = max(printer.width, needed([widths.get(i, 0) for i in range(len(columns))]))
+    printer.print(out, end="")
+
+
+def notes_of(
+    caption: str | None, columns: Sequence[Column], shown: Sequence[int], available: int
+) -> list[str]:
+    """Return the lines under a table: its caption, and which columns were left out."""
     notes = [caption] if caption else []
     left_out = [columns[i].header for i in range(len(columns)) if i not in shown]
     if left_out:
         notes.append(
             f"left out to fit {available} columns: {', '.join(left_out)} (--wide shows all)"
         )
-    for note in notes:
-        out.append("\n".join(_wrapped(clean(note, one_line=True), available)) + "\n")
-    printer = console()
-    printer.width = max(printer.width, needed([widths.get(i, 0) for i in range(len(columns))]))
-    printer.print(out, end="")
+    return notes
 
 
 def _justified(text: str, width: int, justify: str) -> str:

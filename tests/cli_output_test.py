@@ -62,7 +62,7 @@ def test_colour_follows_color_and_no_color(
     assert ESC not in cli(repo, "list", "--color", "never").out
     assert ESC not in cli(repo, "list").out  # not a terminal
     bad = cli(repo, "list", "--color=sometimes")
-    assert bad.code == 2 and "use auto, always or never" in bad.err
+    assert bad.code == 2 and "is not one of 'auto', 'always', 'never'" in bad.err
     monkeypatch.setenv("NO_COLOR", "1")
     assert ESC in cli(repo, "--color=always", "list").out
 

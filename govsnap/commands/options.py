@@ -3,6 +3,7 @@ everywhere, and the Typer each feature module adds its commands to."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,11 +41,17 @@ def _set_quiet(value: bool) -> None:
         render.settings.quiet = True
 
 
-def _set_color(value: str | None) -> None:
+class ColorWhen(StrEnum):
+    """When to colour output (--color)."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def _set_color(value: ColorWhen | None) -> None:
     if value is not None:
-        if value not in ("auto", "always", "never"):
-            raise typer.BadParameter(f"{value!r}: use auto, always or never")
-        render.settings.color = value  # type: ignore[assignment]  # checked just above
+        render.settings.color = value.value
 
 
 def _set_no_pager(value: bool) -> None:
@@ -69,7 +76,7 @@ def _global_options(
         ),
     ] = False,
     color: Annotated[
-        str | None,
+        ColorWhen | None,
         typer.Option(
             "--color",
             metavar="WHEN",
