@@ -4,6 +4,7 @@ and never offering what a shell would run."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -16,15 +17,20 @@ from tests.helpers import Cli, create_snapshot, git, govsnap_bin
 GIT_COMPLETION = Path("/usr/share/bash-completion/completions/git")
 
 
+@functools.cache
+def completion_script(shell: str) -> str:
+    """Return what `govsnap completion SHELL` prints (once per run of the tests)."""
+    return subprocess.run(
+        [govsnap_bin(), "completion", shell], capture_output=True, text=True, check=True
+    ).stdout
+
+
 def in_bash(repo: Path, script: str) -> list[str]:
     """Run `script` in a bash without rc files that has sourced govsnap's completion;
     return its output lines."""
     env = {**os.environ, "PATH": f"{Path(govsnap_bin()).parent}:{os.environ['PATH']}"}
-    setup = subprocess.run(
-        [govsnap_bin(), "completion", "bash"], capture_output=True, text=True, check=True, env=env
-    ).stdout
     shown = subprocess.run(
-        ["bash", "--norc", "--noprofile", "-c", setup + "\n" + script],
+        ["bash", "--norc", "--noprofile", "-c", completion_script("bash") + "\n" + script],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -105,29 +111,70 @@ def test_completion_never_offers_what_a_shell_would_run(cli: Cli, repo: Path) ->
     assert not (repo / "pwned").exists()
 
 
-def test_fish_and_zsh_are_answered(cli: Cli, repo: Path) -> None:
+def shell_env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{Path(govsnap_bin()).parent}:{os.environ['PATH']}"}
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+def test_fish_completes(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    ident = create_snapshot(cli, repo, "-e", "staging")
+    (tmp_path / "govsnap.fish").write_text(completion_script("fish"))
+
+    def offered(line: str) -> list[str]:
+        shown = subprocess.run(
+            [
+                "fish",
+                "--no-config",
+                "-c",
+                f"source {tmp_path / 'govsnap.fish'}; complete -C '{line}'",
+            ],
+            cwd=repo,
+            env={**shell_env(), "HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [row.split("\t")[0] for row in shown.stdout.splitlines()]
+
+    assert offered("govsnap sh") == ["show"]
+    assert sorted(offered("govsnap show ")) == sorted(["latest", ident])
+    assert offered("govsnap list -e ") == ["staging"]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+def test_zsh_completes_and_evaluates_nothing_it_was_handed(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    # A branch name may hold `$(...)`: the summary of a snapshot taken on it does too.
+    git(repo, "checkout", "-q", "-b", "x$(touch${IFS}pwned)")
     ident = create_snapshot(cli, repo)
-    base = {**os.environ, "_TYPER_COMPLETE_ARGS": "govsnap show "}
-    fish = subprocess.run(
-        [govsnap_bin()],
-        cwd=repo,
-        env={
-            **base,
-            "_GOVSNAP_COMPLETE": "complete_fish",
-            "_TYPER_COMPLETE_FISH_ACTION": "get-args",
-        },
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    assert [line.split("\t")[0] for line in fish] == ["latest", ident]
-    for shell in ("zsh", "fish"):
-        script = subprocess.run(
-            [govsnap_bin(), "completion", shell], capture_output=True, text=True, check=True
-        ).stdout
-        assert "_GOVSNAP_COMPLETE=complete_" + shell in script
-    if shutil.which("zsh"):
-        subprocess.run(["zsh", "-n", "-c", script], check=True)
+    (tmp_path / "_govsnap").write_text(completion_script("zsh"))
+    # compsys needs a line editor; the stubs print what the completion hands to it.
+    stubs = 'compdef() { : }; _arguments() { print -rl -- "$@" }; _files() { print FILES }'
+
+    def offered(*words: str) -> str:
+        quoted = " ".join(f"'{w}'" for w in words)
+        shown = subprocess.run(
+            [
+                "zsh",
+                "-f",
+                "-c",
+                f"{stubs}; source {tmp_path / '_govsnap'}; words=({quoted}); "
+                f"CURRENT={len(words)}; _govsnap",
+            ],
+            cwd=repo,
+            env=shell_env(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return shown.stdout
+
+    assert '"show":"Show everything about one snapshot' in offered("govsnap", "sh")
+    listed = offered("govsnap", "show", "")
+    assert f'"{ident}":' in listed and '"latest":"the newest snapshot"' in listed
+    assert "touch" in listed and "$" not in listed, listed
+    assert not (repo / "pwned").exists()
 
 
 def test_completion_is_installed_where_each_shell_looks(
