@@ -264,3 +264,17 @@ def test_show_groups_what_is_no_extension_as_other(cli: Cli, repo: Path) -> None
     line = next(x for x in cli(repo, "show", ident).out.splitlines() if x.startswith("artifacts"))
     assert "(other) 2 (4 B)" in line and ".tar 1" in line and ".py 1" in line, line
     assert "branches" not in line
+
+
+def test_verify_keeps_the_signer_on_its_row_when_it_fits(
+    cli: Cli, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ident = create_snapshot(cli, repo)
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = cli(repo, "verify", ident).out
+    assert re.search(rf"^{ident} signed by [0-9A-F]{{40}}$", narrow, re.M), narrow
+    assert all(len(line) <= 80 for line in narrow.splitlines()), narrow
+    for args in (["verify", ident, "--wide"], ["verify", ident]):
+        monkeypatch.setenv("COLUMNS", "200" if args[-1] == ident else "80")
+        row = next(x for x in cli(repo, *args).out.splitlines() if x.startswith(ident))
+        assert re.search(r"  [0-9A-F]{40}$", row), (args, row)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap import render
 from govsnap.commands.completers import environments, snapshot_names
 from govsnap.commands.options import JsonOpt, feature, repo_of
 from govsnap.render import clean, console, elapsed, emit, warning, width
@@ -113,7 +114,7 @@ def show_verification(report: VerifyReport) -> None:
     signers = [clean(r.signer or "-", one_line=True) for r in report.results]
     row = sum(w + 2 for w in widths)
     # The signer ends each row when it fits the width; otherwise it has lines of its own.
-    inline = row + max(len("signer"), *(len(s) for s in signers)) <= width()
+    inline = render.settings.wide or row + max(len("signer"), *(len(s) for s in signers)) <= width()
     text = Text(
         "".join(h.ljust(w) + "  " for h, w in zip(headers, widths, strict=True)).rstrip()
         + ("  signer" if inline else "")
@@ -145,8 +146,8 @@ def show_verification(report: VerifyReport) -> None:
             f"({took})",
             "bold red",
         )
-    # Long lines (a failure's reason) wrap between words at the width.
-    out.print(text, soft_wrap=False)
+    # Long lines (a failure's reason) wrap between words at the width (not with --wide).
+    out.print(text, soft_wrap=render.settings.wide)
 
 
 def show_doctor(report: DoctorReport) -> None:
