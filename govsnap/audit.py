@@ -30,6 +30,7 @@ from govsnap.objects import (
     RefValues,
     SignatureKind,
     SnapshotPayload,
+    configured_skew,
     read_tag,
     ref_target,
     signature_kind,
@@ -48,9 +49,6 @@ EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 # Where a clone keeps the copies of its remotes' refs (remote.py): the snapshot tags
 # fetched there are held, too, when judging what an entry decides about them.
 TRACKED_PREFIX = "refs/govsnap-remote/"
-# How far (seconds) an entry's time may lie before its parent's: clocks of the machines
-# appending to one chain are never perfectly in step. `govsnap.auditSkew` overrides it.
-DEFAULT_SKEW = 300
 
 
 @dataclass(frozen=True)
@@ -598,15 +596,6 @@ class AuditReport:
         """Raise CheckFailed when a problem was found."""
         if not self.ok:
             raise CheckFailed(f"the audit trail has {len(self.problems)} problem(s)")
-
-
-def configured_skew(repo: Repo) -> int:
-    """Return `govsnap.auditSkew` (seconds), or the default; refuse a negative value."""
-    skew = repo.config_int("govsnap.auditSkew", DEFAULT_SKEW)
-    assert skew is not None
-    if skew < 0:
-        raise UsageError(f"govsnap.auditSkew must be 0 or more seconds, not {skew}")
-    return skew
 
 
 def time_problems(repo: Repo, commit: pygit2.Commit, skew: int, now: int) -> list[tuple[str, str]]:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pygit2
 
-from govsnap import audit
+from govsnap import audit, objects
 from govsnap.errors import CorruptObject, GovsnapError, UsageError
 from govsnap.objects import SignatureKind, SnapshotPayload, read_tag
 from govsnap.refs import (
@@ -161,7 +161,7 @@ class _Push:
         self.updates = updates
         self.policy = policy
         self.now = int(time.time())
-        self.skew = audit.configured_skew(repo)
+        self.skew = objects.configured_skew(repo)
         self.verdicts: dict[int, ReceiveVerdict] = {}
         self.audit_tip: str | None = audit_tip(repo)
         self._decisions: audit.AuditDecisions | None = None

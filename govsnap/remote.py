@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap import audit, notes, progress
+from govsnap import audit, notes, objects, progress
 from govsnap.errors import (
     CheckFailed,
     ConcurrentUpdate,
@@ -585,7 +585,7 @@ def _judge_remote_audit(
             theirs,
             [ref_target(repo, AUDIT_REF)],
             policy,
-            skew=audit.configured_skew(repo),
+            skew=objects.configured_skew(repo),
             now=int(time.time()),
         )
         if problems:

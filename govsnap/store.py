@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, ObjectType
 
-from govsnap import audit, notes, progress, worktree
+from govsnap import audit, notes, objects, progress, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
@@ -290,7 +290,7 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
         # must not make a snapshot the newest either. Safety snapshots do not count:
         # a failed rollback adds one, and retrying `rollback latest~1` must restore the
         # same release as the first attempt (a safety snapshot is named by its id).
-        horizon = int(time.time()) + audit.configured_skew(repo)
+        horizon = int(time.time()) + objects.configured_skew(repo)
         valid = [
             s for s in snaps if s.payload is not None and s.created <= horizon and not s.safety
         ]
@@ -440,7 +440,7 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
     signer = require_signer(repo, options.unsigned)
     identity = op.identity
     ahead = identity.time - int(time.time())
-    if ahead > audit.configured_skew(repo):
+    if ahead > objects.configured_skew(repo):
         raise UsageError(
             f"the snapshot's time {utc(identity.time)} lies {ahead}s in the future "
             "(GIT_COMMITTER_DATE?): verification would refuse it"

@@ -1183,7 +1183,7 @@ def policy_at(
     """Return the trust policy of ref `name` were it at commit `tip` (None: deleted),
     verified back to its anchor (see load_policy): what a server asks of a push to the
     policy's ref before it lands, judging what the push brings at `arrival`."""
-    from govsnap.audit import configured_skew
+    from govsnap.objects import configured_skew
 
     record = _server_record(repo) if server else _clone_record(repo, name)
     blob = None if tip is None else _policy_blob(repo, tip)

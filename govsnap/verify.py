@@ -17,7 +17,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap import audit, notes, progress, worktree
+from govsnap import audit, notes, objects, progress, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
@@ -166,7 +166,7 @@ def _options(
     if policy is None:
         policy = load_policy(repo)
     source = policy.source if policy else missing_policy(repo)
-    skew = audit.configured_skew(repo)
+    skew = objects.configured_skew(repo)
     now = int(time.time())
     seen = received_times(repo)
     return _Options(operation, deep, policy, require_trust(repo), source, now, skew, seen, at)
