@@ -146,8 +146,9 @@ def show_verification(report: VerifyReport) -> None:
             f"({took})",
             "bold red",
         )
-    # Long lines (a failure's reason) wrap between words at the width (not with --wide).
-    out.print(text, soft_wrap=render.settings.wide)
+    # On a terminal, long lines (a failure's reason) wrap between words at its width; a
+    # file or a pipe (and --wide) keeps each line whole, for grep.
+    out.print(text, soft_wrap=render.settings.wide or not render.stdout_is_terminal())
 
 
 def show_doctor(report: DoctorReport) -> None:
