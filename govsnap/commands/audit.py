@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import Column, cell, emit, message, stderr_line, table, timestamp
+from govsnap.render import cell, emit, message, stderr_line, timestamp
+from govsnap.tables import Column, table
 
 if TYPE_CHECKING:
     from govsnap.audit import AuditListing, AuditReport

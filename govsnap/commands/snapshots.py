@@ -12,18 +12,17 @@ import typer
 from govsnap.commands.completers import environments, snapshot_names
 from govsnap.commands.options import JsonOpt, SnapshotArg, feature, repo_of
 from govsnap.render import (
-    Column,
     cell,
     clean,
     console,
     emit,
     human_bytes,
     message,
-    table,
     timestamp,
     warning,
     width,
 )
+from govsnap.tables import Column, table
 
 if TYPE_CHECKING:
     from govsnap.notes import ArtifactKind

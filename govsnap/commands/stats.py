@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import Column, cell, emit, human_bytes, message, table, timestamp
+from govsnap.render import cell, emit, human_bytes, message, timestamp
+from govsnap.tables import Column, table
 
 if TYPE_CHECKING:
     from govsnap.stats import Stats

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import DryRunOpt, JsonOpt, feature, repo_of
-from govsnap.render import Column, cell, clean, emit, message, table, warning
+from govsnap.render import cell, clean, emit, message, warning
+from govsnap.tables import Column, table
 
 if TYPE_CHECKING:
     from govsnap.trust import PolicyStatus
