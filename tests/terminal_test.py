@@ -26,8 +26,11 @@ DONE = "__GOVSNAP_DONE__"
 class Terminal:
     """A tmux session of 80 columns running bash, driven by keystrokes."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, socket: Path) -> None:
+        # A server of its own, its socket in the test's own temporary directory (gone
+        # with it), not among the user's.
         self.name = f"gs{uuid.uuid4().hex[:8]}"
+        self.socket = str(socket)
         bin_dir = Path(govsnap_bin()).parent
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "GIT_PAGER": "cat"}
         env.pop("COLUMNS", None)
@@ -35,8 +38,8 @@ class Terminal:
         subprocess.run(
             [
                 "tmux",
-                "-L",
-                self.name,
+                "-S",
+                self.socket,
                 "new-session",
                 "-d",
                 "-s",
@@ -57,7 +60,7 @@ class Terminal:
 
     def tmux(self, *args: str) -> str:
         return subprocess.run(
-            ["tmux", "-L", self.name, *args], capture_output=True, text=True, check=True
+            ["tmux", "-S", self.socket, *args], capture_output=True, text=True, check=True
         ).stdout
 
     def screen(self, *, joined: bool = False) -> str:
@@ -86,12 +89,12 @@ class Terminal:
         raise AssertionError(f"{line!r} did not end: {self.screen()}")
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.name, "kill-server"], check=False)
+        subprocess.run(["tmux", "-S", self.socket, "kill-server"], check=False)
 
 
 @pytest.fixture
-def terminal(trusted: Path) -> Iterator[Terminal]:
-    shown = Terminal(trusted)
+def terminal(trusted: Path, own_tmpdir: Path) -> Iterator[Terminal]:
+    shown = Terminal(trusted, own_tmpdir / "tmux")
     yield shown
     shown.close()
 
