@@ -3,15 +3,16 @@ typer app, and the one edge where an exception becomes a line and an exit code."
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from govsnap import __version__, render
+from govsnap import __version__, pager, render
 from govsnap.commands import (
     audit,
     configure,
@@ -21,12 +22,13 @@ from govsnap.commands import (
     retention,
     rollback,
     sharing,
+    shell,
     snapshots,
     stats,
     trust,
     verify,
 )
-from govsnap.commands.options import State
+from govsnap.commands.options import State, global_params, table_params
 from govsnap.error_handler import Failure, failure
 from govsnap.errors import Declined
 
@@ -37,6 +39,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="`govsnap COMMAND -h` for a command's options; the manual: `man git-govsnap` "
+    "(`govsnap install-man` puts it in place); docs/cli.md.",
 )
 # In the order `govsnap --help` lists them; groups by name, the others merged in.
 app.add_typer(configure.app)
@@ -51,6 +56,7 @@ app.add_typer(trust.app, name="trust")
 app.add_typer(sharing.app)
 app.add_typer(stats.app)
 app.add_typer(report.app)
+app.add_typer(shell.app)
 
 
 def _version(value: bool) -> None:
@@ -73,6 +79,68 @@ def main(
 ) -> None:
     """Signed, tamper-evident snapshots of a git repository for promotion governance."""
     ctx.obj = State(repo)
+
+
+# Commands whose output is long enough to page, as git pages log and show; and those that
+# print a table (--wide).
+PAGED = frozenset({"list", "show", "info", "diff", "audit", "stats", "trust show"})
+TABLES = frozenset({"list", "audit", "stats", "trust show", "verify"})
+
+
+def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Return (name, command) of every command below `group`, groups included."""
+    found = []
+    for name, command in getattr(group, "commands", {}).items():
+        found.append((prefix + name, command))
+        found.extend(_commands(command, f"{prefix}{name} "))
+    return found
+
+
+def _paged(command: Any) -> None:
+    """Make `command` send its output through the pager (pager.paging)."""
+    invoke = command.invoke
+
+    def paged_invoke(ctx: typer.Context) -> Any:
+        state = ctx.find_object(State)
+        with pager.paging(state.path if state else None):
+            return invoke(ctx)
+
+    command.invoke = paged_invoke
+
+
+def _progress_shown(command: Any) -> None:
+    """Make `command` show the progress of long tasks on a terminal (render.shows_progress)."""
+    invoke = command.invoke
+
+    def invoke_showing_progress(ctx: typer.Context) -> Any:
+        from govsnap import progress
+
+        shown = render.shows_progress(bool(ctx.params.get("json_out")))
+        with progress.listening(render.TerminalProgress() if shown else None):
+            return invoke(ctx)
+
+    command.invoke = invoke_showing_progress
+
+
+@functools.cache
+def command() -> Any:
+    """Return the command line as one click command: the app, with the options every
+    command takes (-q, --color, --no-pager; --wide where a table is printed), before or
+    after its name, the pager on the commands whose output is long, and progress."""
+    root = typer.main.get_command(app)
+    # One set of option objects serves every command: a parse keeps its values in its
+    # context, not in the options.
+    everywhere, tables = global_params(), table_params()
+    root.params.extend(everywhere)
+    for name, sub in _commands(root):
+        sub.params.extend(everywhere)
+        if name in TABLES:
+            sub.params.extend(tables)
+        if name in PAGED:
+            _paged(sub)
+        if not hasattr(sub, "commands"):
+            _progress_shown(sub)
+    return root
 
 
 def _failed(exc: BaseException, json_errors: bool) -> int:
@@ -130,16 +198,27 @@ def _tolerant_stdout() -> None:
         reconfigure(errors="backslashreplace")
 
 
-def run(argv: list[str]) -> int:
-    """Run one command line and return the exit code; errors become one line on stderr
-    (with --json, one JSON document)."""
+def run(argv: list[str], started: float | None = None) -> int:
+    """Run one command line (begun at `started`, time.monotonic()) and return the exit
+    code; errors become one line on stderr (with --json, one JSON document)."""
     _tolerant_stdout()
     json_errors = _wants_json(argv)
+    render.reset(started)
+    if "_GOVSNAP_COMPLETE" in os.environ:
+        # A shell asks what to complete (commands/shell.py): the framework answers, once
+        # its shells are registered (what typer does for its own --install-completion).
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         # Not standalone: the framework's usage errors come here as exceptions, to be
         # printed as one line like every other error, not as a usage block.
-        code = app(args=argv, prog_name="govsnap", standalone_mode=False)
+        code = command().main(args=argv, prog_name="govsnap", standalone_mode=False)
     except SystemExit as exc:
+        if isinstance(exc.__context__, BrokenPipeError):
+            # The framework's own answer to a closed stdout (exit 1): see below.
+            _quiet_stdout()
+            return 0
         return exc.code if isinstance(exc.code, int) else 0
     except typer.Abort:
         # Click's own prompts ended without an answer: a declined confirmation.
@@ -149,8 +228,10 @@ def run(argv: list[str]) -> int:
         # A command group given nothing fails with its whole help.
         return _report(Failure(message, exit_code), json_errors, whole=True)
     except BrokenPipeError:
+        # The reader has what it wanted (`govsnap diff | head -1`, a pager quit early):
+        # as git, stop quietly; as a pipeline's last command would, succeed.
         _quiet_stdout()
-        return 1
+        return 0
     except (Exception, KeyboardInterrupt) as exc:
         return _failed(exc, json_errors)
     return code if isinstance(code, int) else 0

@@ -6,14 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import pygit2
 
-from govsnap import audit, notes, worktree
+from govsnap import audit, notes, progress, worktree
 from govsnap.digest import DigestCache
 from govsnap.errors import CheckFailed, CorruptObject, GovsnapError
 from govsnap.objects import (
@@ -569,14 +569,21 @@ def _missing_note(
 def diagnose(repo: Repo) -> list[Finding]:
     """Return every inconsistency found, locks first (they would block the other repairs)."""
     now = time.time()
-    return [
-        *find_stale_locks(repo, now),
-        *find_capture_problems(repo, now),
-        *find_torn_cache(repo),
-        *find_broken_refs(repo),
-        *find_audit_problems(repo),
-        *find_note_problems(repo),
+    checks: list[tuple[str, Callable[[], list[Finding]]]] = [
+        ("stale locks", lambda: find_stale_locks(repo, now)),
+        ("interrupted captures", lambda: find_capture_problems(repo, now)),
+        ("the digest cache", lambda: find_torn_cache(repo)),
+        ("refs", lambda: find_broken_refs(repo)),
+        ("the audit trail", lambda: find_audit_problems(repo)),
+        ("notes", lambda: find_note_problems(repo)),
     ]
+    found: list[Finding] = []
+    with progress.task("doctor", total=len(checks)) as step:
+        for what, check in checks:
+            step.doing(f"doctor: checking {what}")
+            found += check()
+            step.advance()
+    return found
 
 
 # --- repair ------------------------------------------------------------------------------

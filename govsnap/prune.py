@@ -20,7 +20,7 @@ from typing import Any, Literal
 import pygit2
 from pygit2.enums import FileMode, SortMode
 
-from govsnap import audit, notes
+from govsnap import audit, notes, progress
 from govsnap.errors import CheckFailed, Declined, EnvironmentProblem, UsageError
 from govsnap.objects import RefValues, collecting, update_refs
 from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX
@@ -563,11 +563,14 @@ def execute(repo: Repo, the_plan: PrunePlan, *, authorized: bool = False) -> Pru
     caller did), delete refs, notes and append the audit entry (one transaction), then
     run `git gc`."""
     name = "purge" if the_plan.options.purge else "prune"
-    with audit.operation(repo, name) as op:
-        return _execute(repo, the_plan, op, authorized)
+    removing = f"{name}: removing {len(the_plan.removed)} snapshot(s)"
+    with audit.operation(repo, name) as op, progress.task(removing) as step:
+        return _execute(repo, the_plan, op, authorized, step)
 
 
-def _execute(repo: Repo, the_plan: PrunePlan, op: audit.Operation, authorized: bool) -> PruneResult:
+def _execute(
+    repo: Repo, the_plan: PrunePlan, op: audit.Operation, authorized: bool, step: progress.Task
+) -> PruneResult:
     options = the_plan.options
     bytes_before = objects_size(repo)
     planned = {d.snapshot.ref for d in the_plan.removed}
@@ -587,6 +590,8 @@ def _execute(repo: Repo, the_plan: PrunePlan, op: audit.Operation, authorized: b
             DigestCache.for_repo(repo).reset()
     gc_mode: Literal["grace", "now", "skipped"] = "skipped"
     prune_expire = None
+    if options.gc:
+        step.phase("reclaiming space (git gc)")
     try:
         if options.gc and options.now:
             # --prune=now expires every unreachable object at once, including those a

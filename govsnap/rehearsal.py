@@ -25,7 +25,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import ConfigLevel
 
-from govsnap import __version__, audit, notes, worktree
+from govsnap import __version__, audit, notes, progress, worktree
 from govsnap.digest import CACHE_NAME, CURRENT_FORMAT, DigestCache, digest_tree
 from govsnap.errors import (
     CheckFailed,
@@ -494,8 +494,9 @@ def rehearse(
     of `environment` when one is given) in a throwaway clone; write the JSON and Markdown
     reports, record the result in the snapshot's note and the audit trail, and return the
     report. The clone is removed even when interrupted."""
-    with audit.operation(repo, "rehearse") as op:
-        return _rehearse(repo, op, _chosen(repo, name, environment), damage, rto, report_path)
+    with audit.operation(repo, "rehearse") as op, progress.task("rehearsal") as step:
+        snap = _chosen(repo, name, environment)
+        return _rehearse(repo, op, snap, damage, rto, report_path, step)
 
 
 def _chosen(repo: Repo, name: str | None, environment: str | None) -> Snapshot:
@@ -516,6 +517,7 @@ def _rehearse(
     damage: str | None,
     rto: float | None,
     report_path: Path | None,
+    step: progress.Task,
 ) -> RehearsalReport:
     kinds = damage_kinds(damage)
     objective = resolve_rto(repo, rto)
@@ -528,6 +530,7 @@ def _rehearse(
         )
     if snap.payload is not None:
         op.place(snap.payload.environment)
+    doing = f"rehearsal of {snap.id}"
     tree = snapshot_tree(repo, snap)
     stamp = datetime.now(UTC)
     timings: dict[str, float] = {}
@@ -550,6 +553,7 @@ def _rehearse(
                 )
             )
             if not unsafe:
+                step.phase(f"{doing}: checking it out in a throwaway clone")
                 mark = time.monotonic()
                 worktree.fetch_missing(repo, [str(tree.id)])
                 clone = shared_clone(repo, scratch / "work")
@@ -561,11 +565,13 @@ def _rehearse(
                         + worktree.git_error(checkout.stderr)
                     )
                 timings["setup"] = time.monotonic() - mark
+                step.phase(f"{doing}: damaging the clone ({', '.join(kinds)})")
                 mark = time.monotonic()
                 regular = _regular_files(clone, str(tree.id)) if not warnings else []
                 files = len(regular)
                 done = do_damage(clone.workdir, clone.gitdir, regular, kinds, snap.id)
                 timings["damage"] = time.monotonic() - mark
+                step.phase(f"{doing}: rolling back (timed)")
                 mark = time.monotonic()
                 try:
                     # A throwaway clone: restoring an older trust policy there is the point.
@@ -580,6 +586,7 @@ def _rehearse(
                 except GovsnapError as exc:
                     gates.append(Gate("rollback", False, exc.message))
                 timings["rollback"] = time.monotonic() - mark
+                step.phase(f"{doing}: judging the result with git")
                 mark = time.monotonic()
                 gates.extend(validate(clone, snap, tree))
                 timings["validate"] = time.monotonic() - mark

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap import audit, notes, objects
+from govsnap import audit, notes, objects, progress
 from govsnap.errors import (
     CheckFailed,
     ConcurrentUpdate,
@@ -107,7 +107,8 @@ def resolve_remote(repo: Repo, name: str | None) -> Remote:
 def _network(repo: Repo, remote: Remote, action: str, *args: str) -> str:
     """Run `git args...`, which talks to `remote`; raise EnvironmentProblem naming the
     remote and `action` ("list", "fetch from") if it fails."""
-    proc = repo.git_cmd(*args, check=False)
+    with progress.task(f"{action} remote {remote.name}"):
+        proc = repo.git_cmd(*args, check=False)
     if proc.returncode != 0:
         raise EnvironmentProblem(
             f"cannot {action} remote {remote.name!r} ({remote.shown_url}): {_reason(proc.stderr)}"
@@ -1029,7 +1030,8 @@ def _send(repo: Repo, remote: Remote, leases: list[str], specs: list[str]) -> bo
     A deletion is sent together with the audit trail holding the signed prune entry that
     authorises it: that entry, not the push, is what govsnap's pre-receive hook checks.
     """
-    proc = repo.git_cmd("push", "--porcelain", *leases, remote.name, *specs, check=False)
+    with progress.task(f"pushing to remote {remote.name}"):
+        proc = repo.git_cmd("push", "--porcelain", *leases, remote.name, *specs, check=False)
     pushed = _parse_porcelain(proc.stdout.decode(errors="replace"))
     if proc.returncode != 0 and not pushed:
         raise EnvironmentProblem(

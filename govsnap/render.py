@@ -10,11 +10,87 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+ColorWhen = Literal["auto", "always", "never"]
+
+# Width of output that is not a terminal and has no COLUMNS: git's own default.
+PIPED_WIDTH = 80
+
+
+@dataclass
+class Output:
+    """How this run prints, from the global options (-q, --color, --no-pager, --wide)
+    and the environment. One run of the command line has one (cli.run resets it), which
+    every helper below reads: the options are parsed in one place, printed in many."""
+
+    quiet: bool = False
+    color: ColorWhen = "auto"
+    no_pager: bool = False
+    wide: bool = False
+    # The terminal's width when a pager took stdout over (None: no pager of ours).
+    paged_width: int | None = None
+    # What to do before the first output (pager.paging: start the pager).
+    on_output: Callable[[], None] | None = None
+    # When the command started (time.monotonic()), for the elapsed time a report shows.
+    started: float = 0.0
+    # The stderr console drawing progress now: lines on stderr go through it, above.
+    live: Any = None
+
+
+settings = Output()
+
+
+def reset(started: float | None = None) -> None:
+    """Start a run with the defaults (tests run many command lines in one process), begun
+    at `started` (time.monotonic(); default now)."""
+    global settings
+    settings = Output(started=time.monotonic() if started is None else started)
+
+
+def elapsed() -> float:
+    """Return the seconds since the command started: what `time govsnap ...` reports."""
+    return time.monotonic() - settings.started
+
+
+def stdout_is_terminal() -> bool:
+    """Return True when stdout ends on a terminal: directly, through our pager, or through
+    the pager git started (`git -p govsnap ...` sets GIT_PAGER_IN_USE)."""
+    if settings.paged_width is not None or os.environ.get("GIT_PAGER_IN_USE") == "true":
+        return True
+    try:
+        return os.isatty(sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def use_color(terminal: bool) -> bool:
+    """Return whether to colour output going to a terminal (or not): --color=always and
+    never decide; auto colours a terminal unless NO_COLOR is set (https://no-color.org)
+    or TERM is dumb."""
+    if settings.color != "auto":
+        return settings.color == "always"
+    return terminal and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def width() -> int:
+    """Return the width to fit stdout's output to: the terminal's, COLUMNS when set, and
+    80 when piped (a log or a file is not wider than a terminal)."""
+    if settings.paged_width is not None:
+        return settings.paged_width
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return PIPED_WIDTH
 
 
 class Result(Protocol):
@@ -29,22 +105,36 @@ R = TypeVar("R", bound=Result)
 
 
 def emit(result: R, json_out: bool, show: Callable[[R], None]) -> None:
-    """Print `result`: as JSON with --json, else as `show` renders it for people."""
+    """Print `result`: as JSON with --json, else as `show` renders it for people (nothing
+    under --quiet: the exit code says how it went)."""
+    if settings.on_output is not None and (json_out or not settings.quiet):
+        settings.on_output()
     if json_out:
         emit_json(result.as_json())
-    else:
+    elif not settings.quiet:
         show(result)
 
 
-def console(stderr: bool = False) -> Console:
-    """Return a rich console for stdout (or stderr) that fits where it prints."""
+def console() -> Console:
+    """Return a rich console for stdout, as wide as where it prints, coloured by the
+    colour rules (use_color)."""
     from rich.console import Console
 
-    out = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        # Piped output is read by people in logs and CI: do not squeeze tables to 80.
-        out.width = 200
-    return out
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich exits 1 here; the command line ends a closed pipe as git does (cli.run).
+            raise BrokenPipeError
+
+    terminal = stdout_is_terminal()
+    color = use_color(terminal)
+    return _Console(
+        highlight=False,
+        soft_wrap=True,
+        width=width(),
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+    )
 
 
 def human_bytes(n: int) -> str:
@@ -96,7 +186,7 @@ def cell(text: object) -> str:
 def emit_json(data: Any) -> None:
     """Print `data` as JSON on stdout: indented for a terminal, compact for programs."""
     # json's C encoder only runs without indent: 10,000 snapshots take 0.1 s, not 4 s.
-    sys.stdout.write(_json_text(data, 2 if sys.stdout.isatty() else None) + "\n")
+    sys.stdout.write(_json_text(data, 2 if stdout_is_terminal() else None) + "\n")
 
 
 def error_json(data: dict[str, Any]) -> None:
@@ -117,13 +207,44 @@ def _json_text(data: Any, indent: int | None) -> str:
 
 
 def message(text: str) -> None:
-    """Print a plain line for people on stdout (no rich: hooks print this, fast)."""
-    sys.stdout.write(clean(text) + "\n")
+    """Print a plain line for people on stdout (no rich: hooks print this, fast); nothing
+    under --quiet."""
+    if settings.quiet:
+        return
+    text = clean(text)
+    if len(text) > PIPED_WIDTH and stdout_is_terminal() and len(text) > width():
+        import textwrap
+
+        # On a terminal, between words (a file or a pipe keeps the line whole for grep).
+        text = textwrap.fill(text, width(), break_long_words=False, break_on_hyphens=False)
+    sys.stdout.write(text + "\n")
+
+
+def _stderr(line: str, wrap: bool = True) -> None:
+    """Write a line on stderr: above the progress line while one is drawn; on a terminal
+    (unless not `wrap`) broken between words at its width."""
+    if wrap and len(line) > PIPED_WIDTH and _terminal_width(2) is not None:
+        import textwrap
+
+        columns = _terminal_width(2) or PIPED_WIDTH
+        line = textwrap.fill(line, columns, break_long_words=False, break_on_hyphens=False)
+    if settings.live is not None:
+        settings.live.print(line, markup=False, highlight=False, soft_wrap=True)
+    else:
+        sys.stderr.write(line + "\n")
+
+
+def _terminal_width(fd: int) -> int | None:
+    """Return the width of the terminal on `fd` (None: not a terminal)."""
+    try:
+        return os.get_terminal_size(fd).columns if os.isatty(fd) else None
+    except OSError:
+        return None
 
 
 def warning(text: str) -> None:
     """Print a warning line on stderr."""
-    sys.stderr.write(f"govsnap: warning: {clean(text)}\n")
+    _stderr(f"govsnap: warning: {clean(text)}")
 
 
 def note(text: str) -> None:
@@ -135,13 +256,14 @@ def note(text: str) -> None:
 def error(text: str) -> None:
     """Print the one-line error for a failed command on stderr."""
     first = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    sys.stderr.write(f"govsnap: error: {clean(first)}\n")
+    # One line, whatever its length: a log or a script reads the error by its line.
+    _stderr(f"govsnap: error: {clean(first)}", wrap=False)
 
 
 def stderr_line(text: str) -> None:
     """Print a plain `govsnap: ` line on stderr (problems that do not end the command, and
     hook output, which git shows to the user, prefixed `remote:` for server hooks)."""
-    sys.stderr.write(f"govsnap: {clean(text)}\n")
+    _stderr(f"govsnap: {clean(text)}")
 
 
 def require_terminal(action: str) -> None:
@@ -175,3 +297,132 @@ def confirm(action: str, question: str) -> bool:
 def listed(ids: Sequence[str], limit: int = 8) -> str:
     """Return the first `limit` of `ids` joined, saying how many more there are."""
     return ", ".join(ids[:limit]) + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+# --- progress ------------------------------------------------------------------------------
+
+# Seconds a task runs before its progress shows, as git waits before showing its own: a
+# quick operation draws nothing.
+PROGRESS_DELAY = 0.5
+
+
+class TerminalProgress:
+    """Shows the tasks an operation reports (progress.Listener) as one line on stderr,
+    gone when the task ends; a task inside another takes the line over until it ends."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._stack: list[tuple[str, int, int | None]] = []
+        self._bar: Any = None
+        self._task: Any = None
+        self._timer: threading.Timer | None = None
+        self._shown = False
+
+    def start(self, what: str, total: int | None) -> None:
+        """A task began (the outermost one starts the line, after PROGRESS_DELAY)."""
+        import threading
+
+        with self._lock:
+            self._stack.append((what, 0, total))
+            if self._bar is None:
+                self._bar = self._make_bar()
+                self._task = self._bar.add_task(
+                    clean(what, one_line=True), total=total, count=_count(0, total)
+                )
+                self._timer = threading.Timer(PROGRESS_DELAY, self._show)
+                self._timer.daemon = True
+                self._timer.start()
+            else:
+                self._draw(what, 0, total)
+
+    def update(self, what: str, done: int, total: int | None) -> None:
+        """The innermost task moved on."""
+        with self._lock:
+            if self._stack:
+                self._stack[-1] = (what, done, total)
+                self._draw(what, done, total)
+
+    def stop(self) -> None:
+        """The innermost task ended: the line shows its parent again, or goes."""
+        with self._lock:
+            if self._stack:
+                self._stack.pop()
+            if self._stack:
+                self._draw(*self._stack[-1])
+                return
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._bar is not None and self._shown:
+                self._bar.stop()
+            self._bar, self._task, self._timer, self._shown = None, None, None, False
+            settings.live = None
+
+    def _show(self) -> None:
+        with self._lock:
+            if self._bar is not None and not self._shown:
+                self._bar.start()
+                self._shown = True
+                settings.live = self._bar.console
+
+    def _draw(self, what: str, done: int, total: int | None) -> None:
+        if self._bar is not None:
+            self._bar.update(
+                self._task,
+                description=clean(what, one_line=True),
+                completed=done,
+                total=total,
+                count=_count(done, total),
+            )
+
+    @staticmethod
+    def _make_bar() -> Any:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.table import Column as TableColumn
+
+        color = use_color(True)
+        out = Console(
+            stderr=True,
+            highlight=False,
+            force_terminal=True,
+            no_color=not color,
+            color_system="standard" if color else None,
+        )
+        return Progress(
+            SpinnerColumn(),
+            # What it is doing gives way first on a narrow terminal; the time never does.
+            TextColumn(
+                "{task.description}",
+                table_column=TableColumn(ratio=1, no_wrap=True, overflow="ellipsis"),
+            ),
+            BarColumn(bar_width=12),
+            TextColumn("{task.fields[count]}"),
+            TimeElapsedColumn(),
+            console=out,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+
+
+def _count(done: int, total: int | None) -> str:
+    return "" if total is None else f"{done}/{total}"
+
+
+def shows_progress(json_out: bool) -> bool:
+    """Return whether to show progress: on a terminal's stderr, for people (not --json,
+    not --quiet), on a terminal that can redraw a line."""
+    if json_out or settings.quiet or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return os.isatty(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pygit2
 from pygit2.enums import DeltaStatus, DiffOption, ObjectType
 
-from govsnap import audit, notes, objects, worktree
+from govsnap import audit, notes, objects, progress, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
@@ -523,14 +523,18 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
         if options.tree is not None:
             tree = options.tree
         else:
-            with worktree.captured(repo, tracked_only=options.tracked_only) as capture:
+            with (
+                progress.task("capturing the working tree (git add -A)"),
+                worktree.captured(repo, tracked_only=options.tracked_only) as capture,
+            ):
                 tree, warnings = capture.tree, capture.warnings
 
     # A partial clone lacks blobs the digest reads: fetch them as git would on demand.
     worktree.fetch_missing(repo, [tree])
     cache = DigestCache.for_repo(repo)
     try:
-        digest = digest_tree(repo, tree, cache, fmt=FORMAT_VERSION)
+        with progress.task("hashing the captured files (SHA-256)"):
+            digest = digest_tree(repo, tree, cache, fmt=FORMAT_VERSION)
     except CorruptObject as exc:
         raise CorruptObject(exc.message + worktree.partial_clone_hint(repo)) from exc
     if options.if_changed:

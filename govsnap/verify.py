@@ -8,7 +8,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -17,7 +17,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap import audit, notes, objects, worktree
+from govsnap import audit, notes, objects, progress, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
@@ -194,8 +194,11 @@ class _Checker:
         # Snapshots share most blobs: each is looked up once per run.
         self.blobs_ok: set[pygit2.Oid] = set()
 
-    def run(self, snaps: Sequence[Snapshot]) -> list[SnapshotVerification]:
-        """Return the verification of each snapshot, in order."""
+    def run(
+        self, snaps: Sequence[Snapshot], advance: Callable[[int], None] | None = None
+    ) -> list[SnapshotVerification]:
+        """Return the verification of each snapshot, in order (telling `advance` of each
+        one done)."""
         tags: list[SignedTag | CorruptObject] = []
         for snap in snaps:
             try:
@@ -213,10 +216,14 @@ class _Checker:
         finally:
             self.verifier.close()
         verdicts = iter(checked)
-        return [
-            self.verify(snap, tag, next(verdicts) if isinstance(tag, SignedTag) else None)
-            for snap, tag in zip(snaps, tags, strict=True)
-        ]
+        done = []
+        for snap, tag in zip(snaps, tags, strict=True):
+            done.append(
+                self.verify(snap, tag, next(verdicts) if isinstance(tag, SignedTag) else None)
+            )
+            if advance is not None:
+                advance(1)
+        return done
 
     def at_known_times(self, ident: str, tag: SignedTag, check: SignatureCheck) -> SignatureCheck:
         """Return `check`, failed when the key was not valid when a server receives the
@@ -527,7 +534,9 @@ def verify_snapshot(
 def _verify_chunk(job: tuple[str, list[Snapshot], _Options]) -> list[SnapshotVerification]:
     path, snaps, options = job
     repo = Repo(pygit2.Repository(path))
-    return _Checker(repo, options).run(snaps)
+    # A forked worker must not draw on its parent's terminal: the parent counts for it.
+    with progress.listening(None):
+        return _Checker(repo, options).run(snaps)
 
 
 def verify_snapshots(
@@ -550,8 +559,17 @@ def verify_snapshots(
         raise UsageError("--jobs must be at least 1")
     options = _options(repo, operation, deep, policy, at)
     workers = min(jobs, len(snaps) // _MIN_PER_JOB)
-    if workers <= 1:
-        return _Checker(repo, options).run(snaps)
+    with progress.task(f"verifying {len(snaps)} snapshot(s)", total=len(snaps)) as step:
+        if workers <= 1:
+            return _Checker(repo, options).run(snaps, step.advance)
+        return _in_processes(repo, snaps, options, workers, step)
+
+
+def _in_processes(
+    repo: Repo, snaps: Sequence[Snapshot], options: _Options, workers: int, step: progress.Task
+) -> list[SnapshotVerification]:
+    """Return the checks of `snaps`, a contiguous share each checked by one of `workers`
+    processes, counting each share in `step` as it comes back."""
     size, extra = divmod(len(snaps), workers)
     chunks: list[list[Snapshot]] = []
     start = 0
@@ -563,7 +581,11 @@ def verify_snapshots(
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         jobs_args = [(str(repo.git.path), chunk, options) for chunk in chunks]
-        return [result for part in pool.map(_verify_chunk, jobs_args) for result in part]
+        results: list[SnapshotVerification] = []
+        for part in pool.map(_verify_chunk, jobs_args):
+            results += part
+            step.advance(len(part))
+        return results
 
 
 # --- the `verify` operation ---------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The package keeps the shape docs/architecture.md draws: no import cycle among govsnap's
 modules (every import counts: at the top, inside a function, for type checking only), and
-only the presentation layer (cli.py, commands/, render.py, the error edge, __main__.py)
-prints; the library returns what it decided."""
+only the presentation layer (cli.py, commands/, render.py, tables.py, pager.py, the error
+edge, __main__.py) prints; the library returns what it decided."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "govsnap"
-PRESENTATION = ("govsnap.cli", "govsnap.render", "govsnap.error_handler", "govsnap.__main__")
+PRESENTATION = (
+    "govsnap.cli",
+    "govsnap.render",
+    "govsnap.pager",
+    "govsnap.tables",
+    "govsnap.error_handler",
+    "govsnap.__main__",
+)
 
 
 def module_name(path: Path) -> str:

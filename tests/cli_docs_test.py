@@ -1,4 +1,5 @@
-"""docs/cli.md names every command and every option the CLI has."""
+"""docs/cli.md names every command and every option the CLI has (the options every
+command takes too), and states the rules of exit codes, the pager and colour."""
 
 from __future__ import annotations
 
@@ -6,9 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import typer
-
-from govsnap.cli import app
+from govsnap import cli
 
 CLI_DOC = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
 
@@ -28,7 +27,7 @@ def commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def test_every_command_and_option_is_documented() -> None:
-    root = typer.main.get_command(app)
+    root = cli.command()
     missing = []
     for name, command in commands(root):
         words = name.split()
@@ -46,3 +45,20 @@ def test_every_command_and_option_is_documented() -> None:
                         continue
                     missing.append(f"{name} {opt}")
     assert missing == []
+
+
+def test_the_rules_of_output_are_documented() -> None:
+    for rule in (
+        "**Exit codes.** 0 success; 1 a check failed",
+        "2 usage or input\nerror",
+        "3 an environment problem",
+        "`GIT_PAGER`, then `core.pager`, then `PAGER`",
+        "`LESS=FRX` and `LV=-c`",
+        "`--no-pager`",
+        "unless `NO_COLOR` is set",
+        "`--color=always`",
+        "`-q/--quiet`",
+        "`--wide`",
+        "exit code 0, as git does",
+    ):
+        assert rule in CLI_DOC, rule

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import cell, console, emit, message, stderr_line, timestamp
+from govsnap.render import cell, emit, message, stderr_line, timestamp
+from govsnap.tables import Column, table
 
 if TYPE_CHECKING:
     from govsnap.audit import AuditEntry, AuditListing, AuditReport
@@ -64,15 +65,21 @@ def verify_trail(
 
 
 def show_listing(listed: AuditListing) -> None:
-    """Print audit entries as a table, newest first."""
-    from rich.table import Table
-
+    """Print audit entries as a table, newest first, that fits the terminal (snapshot ids
+    whole)."""
     entries = listed.entries
     title = f"{len(entries)} audit entr{'y' if len(entries) == 1 else 'ies'}"
-    table = Table(title=title, title_justify="left")
-    columns = ("time", "operation", "result", "took", "actor", "snapshots", "signed", "summary")
-    for column in columns:
-        table.add_column(column)
+    columns = (
+        Column("time"),
+        Column("operation"),
+        Column("result", keep=8, wrap=True),
+        Column("took", keep=5),
+        Column("actor", keep=4, wrap=True),
+        Column("snapshots", keep=7, wrap=True),
+        Column("signed", keep=3, wrap=True),
+        Column("summary", keep=6, wrap=True),
+    )
+    rows = []
     for e in entries:
         summary = e.summary if e.error is None else f"{e.summary} (malformed: {e.error})"
         cells = (
@@ -81,13 +88,13 @@ def show_listing(listed: AuditListing) -> None:
             e.result,
             _took(e),
             e.actor,
-            ",".join(s[:12] for s in e.snapshots),
+            " ".join(e.snapshots),
             (e.signature_kind if e.signature_kind != "none" else "-")
             + ("" if e.shared else " (this clone only)"),
             summary,
         )
-        table.add_row(*(cell(text) for text in cells))
-    console().print(table)
+        rows.append([cell(text) for text in cells])
+    table(title, columns, rows)
 
 
 def _took(entry: AuditEntry) -> str:

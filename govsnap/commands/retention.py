@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap.commands.completers import environments
 from govsnap.commands.options import DryRunOpt, JsonOpt, SnapshotArg, YesOpt, feature, repo_of
 from govsnap.render import (
     clean,
@@ -91,7 +92,13 @@ def prune_snapshots(
         ),
     ] = None,
     environment: Annotated[
-        str | None, typer.Option("--environment", "-e", help="Only this environment's snapshots.")
+        str | None,
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Only this environment's snapshots.",
+            autocompletion=environments,
+        ),
     ] = None,
     group_by: Annotated[
         str,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap.commands.completers import snapshot_names
 from govsnap.commands.options import JsonOpt, YesOpt, feature, repo_of
 from govsnap.render import clean, confirm, emit, message, warning
 
@@ -96,7 +97,10 @@ def rollback_to(
 def rehearse_rollback(
     ctx: typer.Context,
     snapshot: Annotated[
-        str | None, typer.Argument(help="The snapshot to rehearse (default: latest).")
+        str | None,
+        typer.Argument(
+            help="The snapshot to rehearse (default: latest).", autocompletion=snapshot_names
+        ),
     ] = None,
     damage: Annotated[
         str | None,
@@ -183,8 +187,6 @@ def show_rollback(result: RollbackResult) -> None:
         f"{len(plan.write)} file(s), removed {len(plan.remove)}; index from "
         f"{result.index_source}; {head} ({result.seconds:.2f}s)"
     )
-    if result.commit:
-        message(f"committed {result.commit[:12]}: Roll back to snapshot {snap}")
     if result.safety is not None:
         message(
             f"safety snapshot {result.safety.id} holds the previous state; undo with: {result.undo}"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap.commands.completers import remotes
 from govsnap.commands.options import DryRunOpt, JsonOpt, feature, repo_of
 from govsnap.refs import tracking_ref
 from govsnap.render import confirm, emit, listed, message, stderr_line, warning
@@ -21,7 +22,10 @@ app.add_typer(remote_app, name="remote")
 
 RemoteArg = Annotated[
     str | None,
-    typer.Argument(help="A configured git remote (default: govsnap.remote, else origin)."),
+    typer.Argument(
+        help="A configured git remote (default: govsnap.remote, else origin).",
+        autocompletion=remotes,
+    ),
 ]
 
 
@@ -96,7 +100,7 @@ def fetch_from(
 @remote_app.command("setup")
 def set_up_remote(
     ctx: typer.Context,
-    remote: Annotated[str, typer.Argument(help="A configured git remote.")],
+    remote: Annotated[str, typer.Argument(help="A configured git remote.", autocompletion=remotes)],
     undo: Annotated[bool, typer.Option("--undo", help="Remove govsnap's refspecs.")] = False,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,

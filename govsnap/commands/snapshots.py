@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import re
 import sys
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap.commands.completers import environments, snapshot_names
 from govsnap.commands.options import JsonOpt, SnapshotArg, feature, repo_of
 from govsnap.render import (
     cell,
@@ -18,9 +20,12 @@ from govsnap.render import (
     message,
     timestamp,
     warning,
+    width,
 )
+from govsnap.tables import Column, table
 
 if TYPE_CHECKING:
+    from govsnap.notes import ArtifactKind
     from govsnap.store import CreateResult, Snapshot, SnapshotDiff, SnapshotListing
     from govsnap.verify import SnapshotDetails, SnapshotVerification
 
@@ -32,7 +37,13 @@ def create_snapshot(
     ctx: typer.Context,
     trigger: Annotated[str, typer.Option("--trigger", "-t", help="What caused it.")] = "manual",
     environment: Annotated[
-        str | None, typer.Option("--environment", "-e", help="Environment (govsnap.environment).")
+        str | None,
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Environment (govsnap.environment).",
+            autocompletion=environments,
+        ),
     ] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="A label; repeatable.")
@@ -78,7 +89,10 @@ def create_snapshot(
 def list_snapshots(
     ctx: typer.Context,
     environment: Annotated[
-        str | None, typer.Option("--environment", "-e", help="Only this environment.")
+        str | None,
+        typer.Option(
+            "--environment", "-e", help="Only this environment.", autocompletion=environments
+        ),
     ] = None,
     label: Annotated[
         list[str] | None, typer.Option("--label", "-l", help="Only snapshots with this label.")
@@ -141,10 +155,15 @@ app.command("info", hidden=True, help="Alias of show.")(show_snapshot)
 @app.command("diff")
 def diff_snapshots(
     ctx: typer.Context,
-    old: Annotated[str, typer.Argument(help="The snapshot to compare from.")],
+    old: Annotated[
+        str, typer.Argument(help="The snapshot to compare from.", autocompletion=snapshot_names)
+    ],
     new: Annotated[
         str | None,
-        typer.Argument(help="The snapshot to compare to (default: the working tree)."),
+        typer.Argument(
+            help="The snapshot to compare to (default: the working tree).",
+            autocompletion=snapshot_names,
+        ),
     ] = None,
     stat: Annotated[bool, typer.Option("--stat", help="Show lines added and removed.")] = False,
     patch: Annotated[
@@ -171,10 +190,9 @@ def signer_label(snap: Snapshot) -> str:
 
 
 def show_listing(listed: SnapshotListing) -> None:
-    """Print snapshots as a table, newest first. The signer column shows what the note
-    claims (`govsnap verify` and `show` check the signature)."""
-    from rich.table import Table
-
+    """Print snapshots as a table, newest first, that fits the terminal: ids whole, the
+    least useful columns left out first. The signer column shows what the note claims
+    (`govsnap verify` and `show` check the signature)."""
     snaps = listed.snapshots
     caption = (
         "(safety): taken before a rollback, its undo; not pushed unless push "
@@ -182,34 +200,38 @@ def show_listing(listed: SnapshotListing) -> None:
         if any(s.safety for s in snaps)
         else None
     )
-    table = Table(
-        title=f"{len(snaps)} snapshot(s)",
-        title_justify="left",
-        caption=caption,
-        caption_justify="left",
+    columns = (
+        Column("id"),
+        Column("created"),
+        Column("trigger", keep=6, wrap=True),
+        Column("environment", keep=9),
+        Column("labels", keep=7, wrap=True),
+        Column("files", keep=3, justify="right"),
+        Column("size", keep=4, justify="right"),
+        Column("digest", keep=2),
+        Column("signer (unverified)", keep=5, wrap=True),
     )
-    for column in ("id", "created", "trigger", "environment", "labels", "files", "size"):
-        table.add_column(column, justify="right" if column in {"files", "size"} else "left")
-    table.add_column("digest")
-    table.add_column("signer (unverified)")
+    rows = []
     for s in snaps:
         if s.payload is None:
-            table.add_row(s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{cell(s.error)}[/red]")
+            rows.append([s.id, "-", "-", "-", "-", "-", "-", "-", f"[red]{cell(s.error)}[/red]"])
             continue
         note = s.note_view
         signer = signer_label(s)
-        table.add_row(
-            s.id,
-            timestamp(s.created),
-            cell(s.payload.trigger) + (" (safety)" if s.safety else ""),
-            cell(s.payload.environment),
-            cell(",".join(s.labels)),
-            "?" if note.files is None else str(note.files),
-            "?" if note.bytes is None else human_bytes(note.bytes),
-            s.payload.digest[7:19],
-            "[bold red]UNSIGNED[/bold red]" if signer == "UNSIGNED" else cell(signer),
+        rows.append(
+            [
+                s.id,
+                timestamp(s.created),
+                cell(s.payload.trigger) + (" (safety)" if s.safety else ""),
+                cell(s.payload.environment),
+                cell(", ".join(s.labels)),
+                "?" if note.files is None else str(note.files),
+                "?" if note.bytes is None else human_bytes(note.bytes),
+                s.payload.digest[7:19],
+                "[bold red]UNSIGNED[/bold red]" if signer == "UNSIGNED" else cell(signer),
+            ]
         )
-    console().print(table)
+    table(f"{len(snaps)} snapshot(s)", columns, rows, caption)
 
 
 def verified_signer(check: SnapshotVerification) -> str:
@@ -267,17 +289,86 @@ def _note_lines(snap: Snapshot) -> list[tuple[str, str]]:
     for key, text in texts:
         if text is not None:
             lines.append((key, text))
-    top = sorted(view.artifacts.items(), key=lambda kv: -kv[1].bytes)[:8]
+    grouped = artifact_kinds(view.artifacts)
+    top = sorted(grouped.items(), key=lambda kv: -kv[1][1])[:8]
     if top:
         kinds = (
-            f"{kind} {'?' if a.count is None else a.count} ({human_bytes(a.bytes)})"
-            for kind, a in top
+            f"{kind} {'?' if count is None else count} ({human_bytes(size)})"
+            for kind, (count, size) in top
         )
         lines.append(("artifacts", ", ".join(kinds)))
-    for key, recorded in (("verification", view.verification), ("rehearsal", view.rehearsal)):
+    recorded_results = (
+        ("last verification", view.verification),
+        ("last rehearsal", view.rehearsal),
+    )
+    for key, recorded in recorded_results:
         if recorded is not None:
-            lines.append((key, json.dumps(recorded.raw, sort_keys=True)))
+            lines.append((key, recorded_text(recorded.raw)))
     return lines
+
+
+# What reads as a file extension: short letters and digits (`.py`, `.tar`, `.h5`); a name
+# like `refs.br-branches-default-merge` has none, whatever follows its last dot.
+_EXTENSION = re.compile(r"\.[a-z0-9_+]{1,10}")
+
+
+def artifact_kinds(kinds: Mapping[str, ArtifactKind]) -> dict[str, tuple[int | None, int]]:
+    """Return the note's artifact kinds for people: what is no extension counted as
+    `(other)`, with its files and bytes."""
+    grouped: dict[str, tuple[int | None, int]] = {}
+    for kind, figures in kinds.items():
+        shown = kind if not kind.startswith(".") or _EXTENSION.fullmatch(kind) else "(other)"
+        count, size = grouped.get(shown, (0, 0))
+        both = None if count is None or figures.count is None else count + figures.count
+        grouped[shown] = (both, size + figures.bytes)
+    return grouped
+
+
+# How a recorded result's fields read for people; the others read as their names.
+_RESULT_LABELS = {
+    "failed_gates": "failed gates",
+    "rollback_seconds": "rollback took (s)",
+    "rto_seconds": "objective (s)",
+    "tool_version": "by govsnap",
+}
+
+
+def plain(value: object) -> str:
+    """Return a value of a note (any JSON: notes are edited by hand) as words: yes/no, lists
+    joined with commas, objects as `key value` pairs; never a Python or JSON repr."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(plain(v) for v in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {plain(v)}" for k, v in sorted(value.items(), key=str))
+    return str(value)
+
+
+def recorded_text(raw: object) -> str:
+    """Return a verification or rehearsal result a note records as one line: its verdict
+    and time first, then what else it says."""
+    if not isinstance(raw, dict):
+        return plain(raw)
+    head = " ".join(
+        part
+        for part in (plain(raw["verdict"]) if "verdict" in raw else "", _at(raw.get("time")))
+        if part
+    )
+    rest = [
+        f"{_RESULT_LABELS.get(str(key), str(key).replace('_', ' '))} {plain(value)}"
+        for key, value in sorted(raw.items(), key=str)
+        if key not in ("verdict", "time") and value not in (None, [], "")
+    ]
+    return "; ".join(part for part in (head, *rest) if part) or "-"
+
+
+def _at(time: object) -> str:
+    return f"at {plain(time)}" if time not in (None, "") else ""
 
 
 def show_details(shown: SnapshotDetails) -> None:
@@ -289,10 +380,36 @@ def show_details(shown: SnapshotDetails) -> None:
     lines += _payload_lines(shown)
     lines += _note_lines(snap)
     lines.append(("pinned", "yes (audit trail)" if shown.pinned else "no"))
-    width = max(len(k) for k, _ in lines)
-    out = console()
+    fields(lines)
+
+
+def fields(lines: Sequence[tuple[str, str]]) -> None:
+    """Print `key  value` lines, values wrapped between words under each other to fit the
+    width; a word too long for that (a digest) starts its own line, whole."""
+    import textwrap
+
+    key_width = max(len(k) for k, _ in lines)
+    room = max(20, width() - key_width - 2)
+    out = []
     for key, value in lines:
-        out.print(f"{key:<{width}}  {clean(value)}", markup=False)
+        wrapped = textwrap.wrap(
+            clean(value, one_line=True), room, break_long_words=False, break_on_hyphens=False
+        ) or [""]
+        if any(len(line) > room for line in wrapped):
+            out.append(key)
+            out.extend(
+                "  " + line
+                for line in textwrap.wrap(
+                    clean(value, one_line=True),
+                    max(20, width() - 2),
+                    break_long_words=False,
+                    break_on_hyphens=False,
+                )
+            )
+            continue
+        out.append(f"{key:<{key_width}}  {wrapped[0]}")
+        out.extend(" " * (key_width + 2) + line for line in wrapped[1:])
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 def show_created(result: CreateResult) -> None:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import cell, console, emit, human_bytes, message, timestamp
+from govsnap.render import cell, emit, human_bytes, message, timestamp
+from govsnap.tables import Column, table
 
 if TYPE_CHECKING:
     from govsnap.stats import Stats
@@ -53,27 +54,32 @@ def _when(epoch: float | None) -> str:
 
 def show_stats(stats: Stats) -> None:
     """Print the figures of `govsnap stats`: a table per environment, then totals."""
-    from rich.table import Table
-
-    table = Table(title="snapshots per environment", title_justify="left")
-    for column in ("environment", "snapshots", "newest", "age"):
-        table.add_column(column, justify="right" if column == "snapshots" else "left")
-    for kind in ("verified", "rehearsed"):
-        table.add_column(f"{kind} pass/fail/never", justify="right")
-        table.add_column(f"last {kind} pass / fail")
+    columns = (
+        Column("environment", wrap=True),
+        Column("snapshots", keep=9, justify="right"),
+        Column("newest", keep=6),
+        Column("age", keep=8),
+        Column("verified pass/fail/never", keep=7, wrap=True, justify="right"),
+        Column("last verified pass / fail", keep=4, wrap=True),
+        Column("rehearsed pass/fail/never", keep=5, wrap=True, justify="right"),
+        Column("last rehearsed pass / fail", keep=3, wrap=True),
+    )
+    rows = []
     for e in stats.environments:
         v, r = e.verification, e.rehearsal
-        table.add_row(
-            cell(e.environment),
-            str(e.snapshots),
-            timestamp(e.newest),
-            _age(stats.now - e.newest),
-            f"{v.passed}/{v.failed}/{v.never}",
-            f"{_when(v.last_pass)} / {_when(v.last_fail)}",
-            f"{r.passed}/{r.failed}/{r.never}",
-            f"{_when(r.last_pass)} / {_when(r.last_fail)}",
+        rows.append(
+            [
+                cell(e.environment),
+                str(e.snapshots),
+                timestamp(e.newest),
+                _age(stats.now - e.newest),
+                f"{v.passed}/{v.failed}/{v.never}",
+                f"{_when(v.last_pass)} / {_when(v.last_fail)}",
+                f"{r.passed}/{r.failed}/{r.never}",
+                f"{_when(r.last_pass)} / {_when(r.last_fail)}",
+            ]
         )
-    console().print(table)
+    table("snapshots per environment", columns, rows)
     if stats.unreadable:
         message(f"unreadable snapshot refs: {stats.unreadable}")
     rollback = stats.last_rollback
@@ -96,26 +102,33 @@ def show_stats(stats: Stats) -> None:
 
 def _show_operations(stats: Stats) -> None:
     """Print what the audit trail records of each operation that ran."""
-    from rich.table import Table
-
     if stats.audit_problem is not None:
         message(f"operations: the audit trail cannot be read: {stats.audit_problem}")
     ran = [o for o in stats.operations if o.last_time is not None]
     if not ran:
         return
-    table = Table(title="operations (audit trail)", title_justify="left")
-    for column in ("operation", "environment", "ok", "failed", "over SLA", "SLA", "last run"):
-        table.add_column(column, justify="right" if column in ("ok", "failed") else "left")
+    columns = (
+        Column("operation"),
+        Column("environment"),
+        Column("ok", justify="right"),
+        Column("failed", justify="right"),
+        Column("over SLA", keep=3, justify="right"),
+        Column("SLA", keep=2),
+        Column("last run", keep=4, wrap=True),
+    )
+    rows = []
     for o in ran:
         limit = stats.sla.get(o.operation)
         took = "" if o.last_duration is None else f", {o.last_duration:.2f}s"
-        table.add_row(
-            cell(o.operation),
-            cell(o.environment or "-"),
-            str(o.succeeded),
-            str(o.failed),
-            str(o.sla_breaches),
-            "-" if limit is None else f"{limit:g}s",
-            f"{_when(o.last_time)} {o.last_outcome}{took}",
+        rows.append(
+            [
+                cell(o.operation),
+                cell(o.environment or "-"),
+                str(o.succeeded),
+                str(o.failed),
+                str(o.sla_breaches),
+                "-" if limit is None else f"{limit:g}s",
+                cell(f"{_when(o.last_time)} {o.last_outcome}{took}"),
+            ]
         )
-    console().print(table)
+    table("operations (audit trail)", columns, rows)

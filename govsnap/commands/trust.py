@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import DryRunOpt, JsonOpt, feature, repo_of
-from govsnap.render import cell, clean, console, emit, message, warning
+from govsnap.render import cell, clean, emit, message, warning
+from govsnap.tables import Column, table
 
 if TYPE_CHECKING:
     from govsnap.trust import PolicyStatus
@@ -192,8 +193,6 @@ def _keyless(state: PolicyStatus) -> None:
 
 def show_table(state: PolicyStatus) -> None:
     """Print the signers of the trust policy, what each may do, and its root of trust."""
-    from rich.table import Table
-
     if state.policy is None:
         required = (
             "fails (write one with `govsnap trust init`, then git add .govsnap && git commit)"
@@ -204,20 +203,27 @@ def show_table(state: PolicyStatus) -> None:
         _uncommitted_warning(state)
         return
     policy = state.policy
-    title = f"trust policy {cell(state.source)} version {policy.version}"
-    table = Table(title=title, title_justify="left")
-    for column in ("signer", "kind", "identity", "environments", "operations", "description"):
-        table.add_column(column)
-    for s in policy.signers:
-        table.add_row(
+    title = f"trust policy {clean(state.source, one_line=True)} version {policy.version}"
+    columns = (
+        Column("signer", wrap=True),
+        Column("kind", keep=5),
+        Column("identity", wrap=True),
+        Column("environments", keep=8, wrap=True),
+        Column("operations", keep=7, wrap=True),
+        Column("description", keep=4, wrap=True),
+    )
+    rows = [
+        [
             cell(s.name),
             s.kind,
             cell(s.identity),
             cell(", ".join(s.environments)),
             cell(", ".join(s.operations)),
             cell(s.description),
-        )
-    console().print(table)
+        ]
+        for s in policy.signers
+    ]
+    table(title, columns, rows)
     if policy.anchor:
         message(f"root of trust: {policy.anchor}")
     message(f"a change needs {policy.threshold} approval(s) by signers allowed 'policy'")

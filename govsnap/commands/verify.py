@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from govsnap import render
+from govsnap.commands.completers import environments, snapshot_names
 from govsnap.commands.options import JsonOpt, feature, repo_of
-from govsnap.render import clean, console, emit, note, warning
+from govsnap.render import clean, console, elapsed, emit, note, warning, width
 
 if TYPE_CHECKING:
     from govsnap.doctor import DoctorReport
@@ -22,12 +24,20 @@ def verify_snapshots(
     ctx: typer.Context,
     snapshots: Annotated[
         list[str] | None,
-        typer.Argument(help="Snapshots to verify: id prefix, latest, latest~N, sha256:<prefix>."),
+        typer.Argument(
+            help="Snapshots to verify: id prefix, latest, latest~N, sha256:<prefix>.",
+            autocompletion=snapshot_names,
+        ),
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every snapshot.")] = False,
     environment: Annotated[
         str | None,
-        typer.Option("--environment", "-e", help="Only snapshots of this environment."),
+        typer.Option(
+            "--environment",
+            "-e",
+            help="Only snapshots of this environment.",
+            autocompletion=environments,
+        ),
     ] = None,
     deep: Annotated[
         bool, typer.Option("--deep", help="Re-read every blob instead of trusting the cache.")
@@ -117,35 +127,46 @@ def show_verification(report: VerifyReport) -> None:
         out.print("no snapshots to verify", markup=False)
         return
     # Plain aligned columns in one Text: a rich Table takes seconds for 1,000 rows.
-    headers = ["snapshot", *CHECKS, "verdict", "signer"]
-    widths = [max(16, len(headers[0])), *(max(4, len(h)) for h in headers[1:-1])]
+    headers = ["snapshot", *CHECKS, "verdict"]
+    widths = [max(16, len(headers[0])), *(max(4, len(h)) for h in headers[1:])]
+    signers = [clean(r.signer or "-", one_line=True) for r in report.results]
+    row = sum(w + 2 for w in widths)
+    # The signer ends each row when it fits the width; otherwise it has lines of its own.
+    inline = render.settings.wide or row + max(len("signer"), *(len(s) for s in signers)) <= width()
     text = Text(
-        "".join(h.ljust(w) + "  " for h, w in zip(headers, widths, strict=False)) + "signer\n"
+        "".join(h.ljust(w) + "  " for h, w in zip(headers, widths, strict=True)).rstrip()
+        + ("  signer" if inline else "")
+        + "\n"
     )
-    for r in report.results:
+    for r, signer in zip(report.results, signers, strict=True):
         text.append(r.id.ljust(widths[0]) + "  ")
         cells = [c.ok for c in r.checks] + [r.ok]
-        for ok, width in zip(cells, widths[1:], strict=True):
-            text.append(
-                "ok".ljust(width) if ok else "FAIL".ljust(width), "green" if ok else "bold red"
-            )
-            text.append("  ")
-        text.append(clean(r.signer or "-", one_line=True) + "\n")
+        for i, (ok, column) in enumerate(zip(cells, widths[1:], strict=True)):
+            last = i == len(cells) - 1 and not inline
+            word = "ok" if ok else "FAIL"
+            text.append(word if last else word.ljust(column), "green" if ok else "bold red")
+            if not last:
+                text.append("  ")
+        text.append((signer if inline else "") + "\n")
+    if not inline:
+        for r, signer in zip(report.results, signers, strict=True):
+            text.append(f"{r.id} signed by {signer}\n")
     for r in report.results:
         for line in r.failures():
             text.append(f"{r.id} {clean(line, one_line=True)}\n")
-    deep = ", deep" if report.deep else ""
+    # The whole command's time, as `time` would say: the checks are only part of it.
+    took = f"{elapsed():.2f}s" + (", deep" if report.deep else "")
     if report.ok:
-        text.append(
-            f"PASS: {len(report.results)} snapshot(s) verified ({report.seconds:.2f}s{deep})"
-        )
+        text.append(f"PASS: {len(report.results)} snapshot(s) verified ({took})")
     else:
         text.append(
             f"FAIL: {report.failed} of {len(report.results)} snapshot(s) failed verification "
-            f"({report.seconds:.2f}s{deep})",
+            f"({took})",
             "bold red",
         )
-    out.print(text)
+    # On a terminal, long lines (a failure's reason) wrap between words at its width; a
+    # file or a pipe (and --wide) keeps each line whole, for grep.
+    out.print(text, soft_wrap=render.settings.wide or not render.stdout_is_terminal())
 
 
 def show_doctor(report: DoctorReport) -> None:
