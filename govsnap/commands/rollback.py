@@ -28,7 +28,8 @@ def rollback_to(
         str,
         typer.Argument(
             help="Id prefix, latest, latest~N, sha256:<prefix>; or A..B to undo the changes "
-            "between two snapshots."
+            "between two snapshots.",
+            autocompletion=snapshot_names,
         ),
     ],
     paths: Annotated[
