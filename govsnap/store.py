@@ -47,7 +47,7 @@ from govsnap.objects import (
 )
 from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, snapshot_ref
 from govsnap.repo import Repo
-from govsnap.signing import Signer, signer_for
+from govsnap.signing import Signer, signer_for, stored_signature
 
 DEFAULT_ENVIRONMENT = "default"
 # The note fields `list --json` repeats; `show --json` gives the whole note.
@@ -508,7 +508,7 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
         SnapshotPayload.parse(body)
     except CorruptObject as exc:
         raise UsageError(f"cannot snapshot: {exc.message}") from exc
-    signature = signer.sign(body) if signer else None
+    signature = stored_signature(signer.sign(body)) if signer else None
     tag = SignedTag(body, signature.block if signature else b"")
     tag_oid = write_tag(repo, tag)
     ident = snapshot_id(body)
