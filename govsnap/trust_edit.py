@@ -226,6 +226,11 @@ def _load(repo: Repo) -> tuple[tomlkit.TOMLDocument, bool]:
     if not path.is_file():
         doc = tomlkit.parse(HEADER)
         doc.add("version", 1)
+        governs = policy_ref(repo)
+        if governs != "HEAD":
+            # The ref it governs, covered by its approvals: read on another branch (an
+            # older release branch) this copy is not the policy (trust.load_policy).
+            doc.add("ref", governs)
         doc.add(tomlkit.nl())
         return doc, True
     try:
