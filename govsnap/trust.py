@@ -32,7 +32,7 @@ from typing import Any
 
 import pygit2
 
-from govsnap.approval import ApprovalFile, ApprovalStatement
+from govsnap.approval import REPOSITORY_NAME, ApprovalFile, ApprovalStatement
 from govsnap.errors import CheckFailed, UsageError
 from govsnap.objects import SignatureKind, SignedTag, ref_target, update_ref
 from govsnap.refs import verified_policy_ref
@@ -613,6 +613,9 @@ class Anchor:
 
     keys: tuple[str, ...] = ()
     commit: str | None = None
+    # govsnap.repository: this repository's name. Approvals must name it, and a signed
+    # commit approves nothing (it names no repository: a fork or a rebase carries it).
+    repository: str | None = None
 
     @property
     def pinned(self) -> bool:
@@ -637,7 +640,20 @@ def configured_anchor(repo: Repo) -> Anchor:
     commit = repo.config_str("govsnap.trustAnchorCommit")
     if commit is not None and not re.fullmatch(r"[0-9a-f]{40}", commit.lower()):
         raise UsageError(f"govsnap.trustAnchorCommit {commit!r} is not a commit id (40 hex)")
-    return Anchor(tuple(keys), commit.lower() if commit else None)
+    repository = configured_repository(repo)
+    return Anchor(tuple(keys), commit.lower() if commit else None, repository)
+
+
+def configured_repository(repo: Repo) -> str | None:
+    """Return `govsnap.repository`, the name this repository's approvals must carry;
+    raise UsageError for a value a statement line cannot hold."""
+    name = repo.config_str("govsnap.repository")
+    if name is not None and not REPOSITORY_NAME.match(name):
+        raise UsageError(
+            f"govsnap.repository {name!r} must be 1-200 printable ASCII characters without "
+            "spaces (the repository's forge URL, say)"
+        )
+    return name
 
 
 def _short(oid: pygit2.Oid | str) -> str:
@@ -990,8 +1006,16 @@ class _History:
         )
         floor = floor_commit.committer.time if isinstance(floor_commit, pygit2.Commit) else None
         candidates: list[tuple[str, bytes, bytes, int]] = []
+        refusals: list[str] = []
         block, signed = commit.gpg_signature
-        if block:
+        pinned = self.anchor.repository
+        if block and pinned is not None:
+            refusals.append(
+                f"signed commit {_short(commit.id)}: approves nothing where govsnap.repository "
+                "is pinned (a signed commit names no repository, and a fork or a rebase "
+                "carries it anywhere): govsnap trust approve"
+            )
+        elif block:
             candidates.append(
                 (
                     f"signed commit {_short(commit.id)}",
@@ -1017,11 +1041,15 @@ class _History:
                 if statement is None:
                     old_format.append(where)
                     continue
-                if not statement.matches(self.name, data, wanted_previous, base):
+                if not statement.matches(self.name, data, wanted_previous, base, pinned):
+                    if statement.matches(self.name, data, wanted_previous, base):
+                        refusals.append(
+                            f"{where}: names repository {statement.repository or '(none)'}, "
+                            f"not {pinned} (govsnap.repository)"
+                        )
                     continue  # approves another change (an earlier one, another ref)
                 candidates.append((where, approval.statement, approval.signature, statement.time))
         material, verifier = self._verifier(judge)
-        refusals: list[str] = []
         if self.gathering:
             pending = self.gathered.setdefault(material, [])
             pending += [
@@ -1242,10 +1270,6 @@ def policy_at(
 
     record = _server_record(repo) if server else _clone_record(repo, name)
     blob = None if tip is None else _policy_blob(repo, tip)
-    if blob is not None:
-        governs = parse_policy(blob.data, f"{name}:{POLICY_PATH}").ref
-        if governs is not None and governs != name:
-            raise PolicyElsewhere(name, governs)
     if tip is None or blob is None:
         if record is not None:
             what = f"{name} does not exist" if tip is None else f"{name} has no {POLICY_PATH}"
@@ -1283,6 +1307,11 @@ def policy_at(
             f"{version.policy.version} (commit {_short(tip.id)}): a version may only grow; "
             f"if that is intended, {record.forget}"
         )
+    governs = version.policy.ref
+    if governs is not None and governs != name:
+        # After the checks of the history and the records, which a copy fails first
+        # when it is also older; before anything is remembered of it.
+        raise PolicyElsewhere(name, governs)
     if remember and not server:
         _remember(repo, verified_policy_ref(name), tip.id)
     policy = replace(
