@@ -31,6 +31,7 @@ from govsnap.trust import (
     POLICY_PATH,
     WILDCARD,
     TrustPolicy,
+    configured_repository,
     introduced_at,
     parents_of,
     parse_policy,
@@ -344,6 +345,7 @@ def approve(repo: Repo, *, ref: str | None = None, dry_run: bool = False) -> Pol
         previous,
         base,
         repo.committer().time,
+        configured_repository(repo),
     ).to_bytes()
     signature = signer.sign(statement)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", signature.signer)
