@@ -605,15 +605,18 @@ def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
     as `create` would capture it (new None)."""
     snaps = list_snapshots(repo)
     a = resolve(repo, old, snaps)
-    old_tree = snapshot_tree(repo, a)
     if new is None:
-        label = "working tree"
-        new_tree = repo.git[worktree.capture_tree(repo)]
-        assert isinstance(new_tree, pygit2.Tree)
-    else:
-        b = resolve(repo, new, snaps)
-        label, new_tree = b.id, snapshot_tree(repo, b)
-    return SnapshotDiff(a.id, label, tuple(diff_trees(repo, old_tree, new_tree)))
+        # A reader writes nothing: the capture's objects (untracked files' contents, a
+        # local secret say) go to a temporary object directory, as a dry run's do.
+        with worktree.quarantined(repo) as quarantine:
+            old_tree = snapshot_tree(quarantine, a)
+            new_tree = quarantine.git[worktree.capture_tree(quarantine)]
+            assert isinstance(new_tree, pygit2.Tree)
+            changes = diff_trees(quarantine, old_tree, new_tree)
+        return SnapshotDiff(a.id, "working tree", tuple(changes))
+    b = resolve(repo, new, snaps)
+    changes = diff_trees(repo, snapshot_tree(repo, a), snapshot_tree(repo, b))
+    return SnapshotDiff(a.id, b.id, tuple(changes))
 
 
 _STATUS: dict[DeltaStatus, ChangeStatus] = {
