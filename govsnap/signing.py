@@ -222,10 +222,13 @@ def _canonical_ssh(block: bytes) -> bytes | None:
     if fields is None or len(fields) != 5 or blob[6:10] != b"\0\0\0\1":
         return None
     public, signature = _ssh_strings(fields[0]), _ssh_strings(fields[4])
-    if public is None or signature is None or len(signature) != 2:
+    if not public:
+        return None
+    # A security key's signature ends with its flags and counter, not strings.
+    if not public[0].startswith(b"sk-") and (signature is None or len(signature) != 2):
         return None
     rsa = public[0] == b"ssh-rsa" and len(public) == 3
-    if rsa and len(signature[1]) != len(public[2].lstrip(b"\0")):
+    if rsa and signature is not None and len(signature[1]) != len(public[2].lstrip(b"\0")):
         return None
     text = base64.b64encode(blob)
     wrapped = [text[i : i + _SSH_ARMOR_WIDTH] for i in range(0, len(text), _SSH_ARMOR_WIDTH)]
