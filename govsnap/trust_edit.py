@@ -326,10 +326,11 @@ def approve(repo: Repo, *, ref: str | None = None, dry_run: bool = False) -> Pol
     once committed with the change.
 
     The approval is a statement (approval.py) binding the file's bytes to the policy ref
-    (`ref`, default govsnap.trustRef) and to the commit that introduced the version HEAD
-    carries, which the change replaces (when HEAD already carries these bytes: the
-    version before them, so that an amended commit counts; a first version is bound to
-    the commit it is introduced on), so it counts for this change only."""
+    (`ref`, default the policy's own `ref`, else govsnap.trustRef) and to the commit
+    that introduced the version HEAD carries, which the change replaces (when HEAD
+    already carries these bytes: the version before them, so that an amended commit
+    counts; a first version is bound to the commit it is introduced on), so it counts
+    for this change only."""
     path = _policy_path(repo)
     if not path.is_file():
         raise UsageError(f"there is no {POLICY_PATH} to approve")
@@ -340,7 +341,8 @@ def approve(repo: Repo, *, ref: str | None = None, dry_run: bool = False) -> Pol
         raise SigningError("no signing key is configured (govsnap.signingKey or user.signingKey)")
     previous, base = _approved_change(repo, data)
     statement = ApprovalStatement(
-        ref or policy_ref(repo),
+        # The ref the policy names is the one it governs, whichever branch proposes it.
+        ref or policy.ref or policy_ref(repo),
         policy_digest(data),
         previous,
         base,

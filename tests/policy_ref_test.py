@@ -101,3 +101,24 @@ def test_trust_init_writes_the_ref_it_governs(make_repo: MakeRepo, cli: Cli, key
     result = cli(repo, "trust", "init", "alice", "--key", keys.trusted)
     assert result.code == 0, result.err
     assert f'ref = "{MAIN}"' in (repo / ".govsnap" / "trust.toml").read_text()
+
+
+def test_an_approval_on_a_proposal_branch_names_the_policy_ref(
+    make_repo: MakeRepo, cli: Cli, keys: Keys
+) -> None:
+    repo = make_repo({"app.txt": "v1\n"})
+    assert cli(repo, "trust", "init", "alice", "--key", keys.trusted).code == 0
+    git(repo, "add", ".govsnap")
+    git(repo, "commit", "-q", "-m", "policy")
+    git(repo, "checkout", "-q", "-b", "proposal")
+    added = cli(repo, "trust", "add-signer", "bob", "--key", keys.other)
+    assert added.code == 0, added.err
+    assert cli(repo, "trust", "approve").code == 0
+    approvals = list((repo / ".govsnap" / "approvals").iterdir())
+    assert all(f"ref {MAIN}\n".encode() in a.read_bytes() for a in approvals)
+    git(repo, "add", "-A", ".govsnap")
+    git(repo, "commit", "-q", "-m", "add bob")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--ff-only", "proposal")
+    checked = cli(repo, "trust", "check")
+    assert checked.code == 0, checked.err
