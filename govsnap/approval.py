@@ -5,7 +5,10 @@ A signature over the bytes could be replayed: committed later for a proposal tha
 rejected, once the policy had moved on, or in another repository whose policy the same
 key approves. The statement binds the new bytes to the policy ref and to the commit that
 introduced the version it changes (for a first version: the commit it is introduced on),
-so that it counts for that change only. docs/format.md describes the file.
+so that it counts for that change only; and, when the approver's clone names its
+repository (`govsnap.repository`), to that repository: a fork shares the ref name, the
+bytes and the commits, never the name its owners pinned. docs/format.md describes the
+file.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ HEADER = "govsnap policy approval 1"
 _SIGNATURE_STARTS = (b"-----BEGIN PGP SIGNATURE-----", b"-----BEGIN SSH SIGNATURE-----")
 _OID = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# A repository's name as govsnap.repository pins it (its forge URL, say): printable
+# ASCII without spaces, so a statement line holds it whole.
+REPOSITORY_NAME = re.compile(r"^[!-~]{1,200}$")
 
 
 def policy_digest(data: bytes) -> str:
@@ -37,10 +43,14 @@ class ApprovalStatement:
     previous: str | None
     base: str | None
     time: int
+    repository: str | None = None  # the approver's govsnap.repository, when pinned
 
     def to_bytes(self) -> bytes:
         """Return the statement as it is signed."""
-        lines = [HEADER, f"ref {self.ref}", f"policy {self.policy}"]
+        lines = [HEADER, f"ref {self.ref}"]
+        if self.repository is not None:
+            lines.append(f"repository {self.repository}")
+        lines.append(f"policy {self.policy}")
         if self.previous is not None:
             lines.append(f"previous {self.previous}")
         else:
@@ -67,28 +77,49 @@ class ApprovalStatement:
         previous = fields.get("previous")
         base = fields.get("base")
         time = fields.get("time", "")
-        expected = {"ref", "policy", "previous", "time"} | (
-            {"base"} if previous == "none" else set()
+        repository = fields.get("repository")
+        expected = (
+            {"ref", "policy", "previous", "time"}
+            | ({"base"} if previous == "none" else set())
+            | ({"repository"} if repository is not None else set())
         )
         if set(fields) != expected or not time.isdigit() or not _DIGEST.match(fields["policy"]):
             return None
+        if repository is not None and not REPOSITORY_NAME.match(repository):
+            return None
+        if list(fields)[:2] != ["ref", "repository"] and repository is not None:
+            return None  # one serialisation: the repository line follows the ref line
         if previous == "none":
             if base != "none" and not _OID.match(base or ""):
                 return None
             return cls(
-                fields["ref"], fields["policy"], None, None if base == "none" else base, int(time)
+                fields["ref"],
+                fields["policy"],
+                None,
+                None if base == "none" else base,
+                int(time),
+                repository,
             )
         if not _OID.match(previous or ""):
             return None
-        return cls(fields["ref"], fields["policy"], previous, None, int(time))
+        return cls(fields["ref"], fields["policy"], previous, None, int(time), repository)
 
-    def matches(self, ref: str, data: bytes, previous: str | None, base: str | None) -> bool:
-        """Return True when the statement approves exactly this change."""
+    def matches(
+        self,
+        ref: str,
+        data: bytes,
+        previous: str | None,
+        base: str | None,
+        repository: str | None = None,
+    ) -> bool:
+        """Return True when the statement approves exactly this change (in `repository`,
+        the judge's govsnap.repository, when it pins one)."""
         return (
             self.ref == ref
             and self.policy == policy_digest(data)
             and self.previous == previous
             and (previous is not None or self.base == base)
+            and (repository is None or self.repository == repository)
         )
 
 

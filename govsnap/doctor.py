@@ -237,7 +237,9 @@ def find_capture_problems(repo: Repo, now: float) -> list[Finding]:
     if not repo.writable:
         return findings  # a capture writes objects: run() says it was skipped
     try:
-        with worktree.captured(repo) as _capture:
+        # Only whether git can capture: its objects go to a temporary directory, so a
+        # doctor (and its --dry-run) writes no untracked file's content into .git.
+        with worktree.quarantined(repo) as quarantine, worktree.captured(quarantine):
             pass
     except GovsnapError as exc:
         findings.append(Finding("capture-blocked", str(repo.workdir), exc.message, None))

@@ -230,6 +230,82 @@ def generate_openpgp_key(name: str, email: str, home: str | None, program: str =
     return str(key.fingerprint)
 
 
+# --- the one form of a signature block ------------------------------------------------------
+# A tag's id is the hash of its payload, the signature block is not hashed: were two
+# forms of one signature valid, anyone could store another object under a signed id
+# (a different tag, "tampered") on a server before its signer pushes there.
+
+_SSH_BEGIN = b"-----BEGIN SSH SIGNATURE-----"
+_SSH_END = b"-----END SSH SIGNATURE-----"
+_SSH_ARMOR_WIDTH = 70  # ssh-keygen's line length (sshsig_armor)
+
+
+def canonical_block(block: bytes) -> bytes | None:
+    """Return the one form govsnap accepts of a snapshot's signature block (what gpg and
+    ssh-keygen write, as govsnap stores it), or None when it has none: X.509 and
+    anything unparsable."""
+    kind = SignedTag(b"", block).signature_kind
+    if kind == SignatureKind.OPENPGP:
+        return openpgp.canonical_signature(block)
+    if kind == SignatureKind.SSH:
+        return _canonical_ssh(block)
+    return None
+
+
+def _canonical_ssh(block: bytes) -> bytes | None:
+    """Return an SSH signature block as ssh-keygen armours it, when its blob is exactly
+    one SSHSIG structure (nothing after it; an RSA signature as long as its modulus, as
+    OpenSSH pads it), else None."""
+    lines = block.split(b"\n")
+    if lines[0] != _SSH_BEGIN or _SSH_END not in lines:
+        return None
+    body = lines[1 : lines.index(_SSH_END)]
+    try:
+        blob = base64.b64decode(b"".join(body), validate=True)
+    except ValueError:
+        return None
+    fields = _ssh_strings(blob[10:]) if blob[:6] == b"SSHSIG" else None
+    if fields is None or len(fields) != 5 or blob[6:10] != b"\0\0\0\1":
+        return None
+    public, signature = _ssh_strings(fields[0]), _ssh_strings(fields[4])
+    if not public:
+        return None
+    # A security key's signature ends with its flags and counter, not strings.
+    if not public[0].startswith(b"sk-") and (signature is None or len(signature) != 2):
+        return None
+    rsa = public[0] == b"ssh-rsa" and len(public) == 3
+    if rsa and signature is not None and len(signature[1]) != len(public[2].lstrip(b"\0")):
+        return None
+    text = base64.b64encode(blob)
+    wrapped = [text[i : i + _SSH_ARMOR_WIDTH] for i in range(0, len(text), _SSH_ARMOR_WIDTH)]
+    return b"\n".join([_SSH_BEGIN, *wrapped, _SSH_END, b""])
+
+
+def _ssh_strings(data: bytes) -> list[bytes] | None:
+    """Return the length-prefixed strings `data` consists of, or None."""
+    found: list[bytes] = []
+    at = 0
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 4], "big")
+        if at + 4 + size > len(data):
+            return None
+        found.append(data[at + 4 : at + 4 + size])
+        at += 4 + size
+    return found
+
+
+def stored_signature(signature: Signature) -> Signature:
+    """Return `signature` in the one form a snapshot tag holds, or raise SigningError."""
+    block = canonical_block(signature.block)
+    if block is None:
+        raise SigningError(
+            f"the {signature.kind} signature made by {signature.signer} has a form govsnap "
+            "cannot store canonically (OpenPGP: a version 4 RSA, DSA, ECDSA or EdDSA "
+            "signature; SSH: an SSHSIG block)"
+        )
+    return replace(signature, block=block)
+
+
 # --- verification ------------------------------------------------------------------------
 # Signatures are judged the way `git verify-tag` judges them (gpg-interface.c): the same
 # programs, the same allowed-signers file, gpg's status lines rather than its exit code.

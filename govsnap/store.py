@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
@@ -50,7 +49,7 @@ from govsnap.objects import (
 from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, snapshot_ref
 from govsnap.repo import Repo
 from govsnap.schemas import schema_name
-from govsnap.signing import Signer, signer_for
+from govsnap.signing import Signer, signer_for, stored_signature
 
 DEFAULT_ENVIRONMENT = "default"
 # The note fields `list --json` repeats; `show --json` gives the whole note.
@@ -577,7 +576,7 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
         SnapshotPayload.parse(body)
     except CorruptObject as exc:
         raise UsageError(f"cannot snapshot: {exc.message}") from exc
-    signature = signer.sign(body) if signer else None
+    signature = stored_signature(signer.sign(body)) if signer else None
     tag = SignedTag(body, signature.block if signature else b"")
     tag_oid = write_tag(repo, tag)
     ident = snapshot_id(body)
@@ -680,10 +679,10 @@ def diff(repo: Repo, old: str, new: str | None = None, patch: bool = False) -> S
     a = resolve(repo, old, snaps)
     old_tree = snapshot_tree(repo, a)
     if new is None:
-        # git add -A, which says what the working tree holds, writes its blobs: where .git
-        # cannot be written (a read-only mount), into a temporary store of their own.
-        quarantine = contextlib.nullcontext(repo) if repo.writable else worktree.quarantined(repo)
-        with quarantine as where:
+        # A reader writes nothing: the capture's objects (untracked files' contents, a
+        # local secret say) go to a temporary object directory, as a dry run's do (and
+        # so it works where .git cannot be written, a read-only mount).
+        with worktree.quarantined(repo) as where:
             before, after = where.git[old_tree.id], where.git[worktree.capture_tree(where)]
             assert isinstance(before, pygit2.Tree) and isinstance(after, pygit2.Tree)
             return _diff(where, a.id, "working tree", before, after, patch)

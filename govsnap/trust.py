@@ -32,7 +32,7 @@ from typing import Any
 
 import pygit2
 
-from govsnap.approval import ApprovalFile, ApprovalStatement
+from govsnap.approval import REPOSITORY_NAME, ApprovalFile, ApprovalStatement
 from govsnap.errors import CheckFailed, UsageError
 from govsnap.objects import SignatureKind, SignedTag, ref_target, unsafe_character, update_ref
 from govsnap.refs import verified_policy_ref
@@ -56,7 +56,7 @@ OPERATIONS = ("create", "rollback", "prune", "pin", "policy")
 WILDCARD = "*"
 KINDS = tuple(k for k in SignatureKind if k is not SignatureKind.NONE)
 
-_TOP_KEYS = ("version", "policy_threshold", "signers")
+_TOP_KEYS = ("version", "ref", "policy_threshold", "signers")
 _SIGNER_KEYS = (*KINDS, "public_key", "environments", "operations", "description")
 _SSH_KEY_TYPES = frozenset(
     {
@@ -87,6 +87,20 @@ class PolicyError(UsageError):
 class PolicyChainError(CheckFailed):
     """The policy's history does not hold: a change nobody allowed approved, a version
     that did not grow, a rewrite or removal of what this clone verified, no anchor."""
+
+
+class PolicyElsewhere(PolicyChainError):
+    """The policy read at a ref names (`ref = ...`) another ref it governs: a copy, such
+    as the one on a release branch cut before a signer was removed, is not the policy."""
+
+    def __init__(self, read_at: str, governs: str) -> None:
+        super().__init__(
+            f"{read_at}:{POLICY_PATH} is the policy of {governs} (its `ref`), not of "
+            f"{read_at}: a copy on another branch may trust signers removed since; read it "
+            f"from {governs} (git config govsnap.trustRef {governs})"
+        )
+        self.read_at = read_at
+        self.governs = governs
 
 
 @dataclass(frozen=True)
@@ -152,6 +166,9 @@ class TrustPolicy:
     signers: tuple[TrustedSigner, ...]
     version: int = 1  # grows with every change of the file
     threshold: int = 1  # approvals a change of this policy needs
+    # The full ref name it governs (`ref`), covered by its approvals; None in policies
+    # written before the field existed, which are read wherever they are found.
+    ref: str | None = None
     commit: str | None = None  # the commit it was read from
     anchor: str = ""  # why it is believed (the root of trust), for reports
     # Signers of earlier versions (on the history verified by this run) that this one no
@@ -538,6 +555,15 @@ def parse_policy(data: bytes, source: str) -> TrustPolicy:
         raise reader.fail(
             ("policy_threshold",), f"must be a whole number, 1 or more: {threshold!r}"
         )
+    governs = doc.get("ref")
+    if governs is not None and not (
+        isinstance(governs, str)
+        and governs.startswith("refs/")
+        and pygit2.reference_is_valid_name(governs)
+    ):
+        raise reader.fail(
+            ("ref",), f"must be the full name of the ref it governs (refs/heads/...): {governs!r}"
+        )
     raw_signers = doc.get("signers", {})
     if not isinstance(raw_signers, dict):
         raise reader.fail(("signers",), "must be a table of [signers.NAME] tables")
@@ -557,7 +583,7 @@ def parse_policy(data: bytes, source: str) -> TrustPolicy:
             f"{threshold} approvals needed, but only {policy_signers} signer(s) may "
             "approve a policy change (operation 'policy')",
         )
-    return TrustPolicy(source, tuple(signers), version, threshold)
+    return TrustPolicy(source, tuple(signers), version, threshold, governs)
 
 
 # --- loading: the root of trust ------------------------------------------------------------
@@ -639,6 +665,9 @@ class Anchor:
 
     keys: tuple[str, ...] = ()
     commit: str | None = None
+    # govsnap.repository: this repository's name. Approvals must name it, and a signed
+    # commit approves nothing (it names no repository: a fork or a rebase carries it).
+    repository: str | None = None
 
     @property
     def pinned(self) -> bool:
@@ -663,7 +692,20 @@ def configured_anchor(repo: Repo) -> Anchor:
     commit = repo.config_str("govsnap.trustAnchorCommit")
     if commit is not None and not re.fullmatch(r"[0-9a-f]{40}", commit.lower()):
         raise UsageError(f"govsnap.trustAnchorCommit {commit!r} is not a commit id (40 hex)")
-    return Anchor(tuple(keys), commit.lower() if commit else None)
+    repository = configured_repository(repo)
+    return Anchor(tuple(keys), commit.lower() if commit else None, repository)
+
+
+def configured_repository(repo: Repo) -> str | None:
+    """Return `govsnap.repository`, the name this repository's approvals must carry;
+    raise UsageError for a value a statement line cannot hold."""
+    name = repo.config_str("govsnap.repository")
+    if name is not None and not REPOSITORY_NAME.match(name):
+        raise UsageError(
+            f"govsnap.repository {name!r} must be 1-200 printable ASCII characters without "
+            "spaces (the repository's forge URL, say)"
+        )
+    return name
 
 
 def _short(oid: pygit2.Oid | str) -> str:
@@ -1016,8 +1058,16 @@ class _History:
         )
         floor = floor_commit.committer.time if isinstance(floor_commit, pygit2.Commit) else None
         candidates: list[tuple[str, bytes, bytes, int]] = []
+        refusals: list[str] = []
         block, signed = commit.gpg_signature
-        if block:
+        pinned = self.anchor.repository
+        if block and pinned is not None:
+            refusals.append(
+                f"signed commit {_short(commit.id)}: approves nothing where govsnap.repository "
+                "is pinned (a signed commit names no repository, and a fork or a rebase "
+                "carries it anywhere): govsnap trust approve"
+            )
+        elif block:
             candidates.append(
                 (
                     f"signed commit {_short(commit.id)}",
@@ -1043,11 +1093,15 @@ class _History:
                 if statement is None:
                     old_format.append(where)
                     continue
-                if not statement.matches(self.name, data, wanted_previous, base):
+                if not statement.matches(self.name, data, wanted_previous, base, pinned):
+                    if statement.matches(self.name, data, wanted_previous, base):
+                        refusals.append(
+                            f"{where}: names repository {statement.repository or '(none)'}, "
+                            f"not {pinned} (govsnap.repository)"
+                        )
                     continue  # approves another change (an earlier one, another ref)
                 candidates.append((where, approval.statement, approval.signature, statement.time))
         material, verifier = self._verifier(judge)
-        refusals: list[str] = []
         if self.gathering:
             pending = self.gathered.setdefault(material, [])
             pending += [
@@ -1216,15 +1270,39 @@ def load_policy(
     the tip it verified (only ever to refuse a rollback later); `require_anchor` refuses
     trust on first use; `server` (the pre-receive hook) uses the server's own record and
     ignores refs/govsnap-verified/, which a mirror clone could have brought."""
+    # Unless a ref is named (the argument, govsnap.trustRef), the policy is looked for on
+    # the checked-out branch and read from the ref it names: a copy on an older branch
+    # must not bring back signers removed since.
+    explicit = ref is not None or repo.config_str("govsnap.trustRef") is not None
     name = ref or policy_ref(repo)
-    return policy_at(
-        repo,
-        name,
-        _ref_commit(repo, name),
-        remember=remember,
-        require_anchor=require_anchor,
-        server=server,
-    )
+
+    def read(at: str, tip: pygit2.Commit | None) -> TrustPolicy | None:
+        return policy_at(
+            repo, at, tip, remember=remember, require_anchor=require_anchor, server=server
+        )
+
+    try:
+        policy = read(name, _ref_commit(repo, name))
+    except PolicyElsewhere as moved:
+        if explicit:
+            raise
+        tip = _ref_commit(repo, moved.governs)
+        if tip is None:
+            raise PolicyChainError(
+                f"the policy on {name} governs {moved.governs}, which this clone does not "
+                f"have: fetch it (git fetch origin {moved.governs}:{moved.governs}), or "
+                f"name the policy's ref: git config govsnap.trustRef {moved.governs}"
+            ) from None
+        return read(moved.governs, tip)
+    if policy is not None and policy.ref is None and not explicit:
+        unbound = (
+            f"{policy.source} names no `ref` it governs, so the policy is read from whatever "
+            "branch is checked out (an older branch's copy may trust a signer removed "
+            f'since): add `ref = "{name}"` to it (a policy change: approve and commit it), '
+            f"or pin git config govsnap.trustRef {name}"
+        )
+        policy = replace(policy, caveats=(*policy.caveats, unbound))
+    return policy
 
 
 def policy_at(
@@ -1281,6 +1359,11 @@ def policy_at(
             f"{version.policy.version} (commit {_short(tip.id)}): a version may only grow; "
             f"if that is intended, {record.forget}"
         )
+    governs = version.policy.ref
+    if governs is not None and governs != name:
+        # After the checks of the history and the records, which a copy fails first
+        # when it is also older; before anything is remembered of it.
+        raise PolicyElsewhere(name, governs)
     # A clone that cannot be written (a read-only mount) verifies all the same; it only
     # cannot remember what it verified.
     if remember and not server and repo.writable:
@@ -1492,4 +1575,6 @@ def status(repo: Repo, ref: str | None = None, file: Path | None = None) -> Poli
         current = on_disk.read_bytes() if on_disk.is_file() else None
         edited = current != data
     absence = "" if policy is not None else missing_policy(repo, ref)
+    if policy is not None:
+        source = policy.source  # the ref the policy named, when it was followed there
     return PolicyStatus(source, policy, require_trust(repo), edited, absence)

@@ -32,6 +32,7 @@ from govsnap.trust import (
     POLICY_PATH,
     WILDCARD,
     TrustPolicy,
+    configured_repository,
     introduced_at,
     parents_of,
     parse_policy,
@@ -228,6 +229,11 @@ def _load(repo: Repo) -> tuple[tomlkit.TOMLDocument, bool]:
     if not path.is_file():
         doc = tomlkit.parse(HEADER)
         doc.add("version", 1)
+        governs = policy_ref(repo)
+        if governs != "HEAD":
+            # The ref it governs, covered by its approvals: read on another branch (an
+            # older release branch) this copy is not the policy (trust.load_policy).
+            doc.add("ref", governs)
         doc.add(tomlkit.nl())
         return doc, True
     try:
@@ -322,10 +328,11 @@ def approve(repo: Repo, *, ref: str | None = None, dry_run: bool = False) -> Pol
     once committed with the change.
 
     The approval is a statement (approval.py) binding the file's bytes to the policy ref
-    (`ref`, default govsnap.trustRef) and to the commit that introduced the version HEAD
-    carries, which the change replaces (when HEAD already carries these bytes: the
-    version before them, so that an amended commit counts; a first version is bound to
-    the commit it is introduced on), so it counts for this change only."""
+    (`ref`, default the policy's own `ref`, else govsnap.trustRef) and to the commit
+    that introduced the version HEAD carries, which the change replaces (when HEAD
+    already carries these bytes: the version before them, so that an amended commit
+    counts; a first version is bound to the commit it is introduced on), so it counts
+    for this change only."""
     path = _policy_path(repo)
     if not path.is_file():
         raise UsageError(f"there is no {POLICY_PATH} to approve")
@@ -336,11 +343,13 @@ def approve(repo: Repo, *, ref: str | None = None, dry_run: bool = False) -> Pol
         raise SigningError("no signing key is configured (govsnap.signingKey or user.signingKey)")
     previous, base = _approved_change(repo, data)
     statement = ApprovalStatement(
-        ref or policy_ref(repo),
+        # The ref the policy names is the one it governs, whichever branch proposes it.
+        ref or policy.ref or policy_ref(repo),
         policy_digest(data),
         previous,
         base,
         repo.committer().time,
+        configured_repository(repo),
     ).to_bytes()
     signature = signer.sign(statement)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", signature.signer)

@@ -24,7 +24,7 @@ from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snaps
 from govsnap.prune import pinned_ids
 from govsnap.repo import Identity, Repo
 from govsnap.schemas import schema_name
-from govsnap.signing import SignatureCheck, SignatureVerifier
+from govsnap.signing import SignatureCheck, SignatureVerifier, canonical_block
 from govsnap.store import Snapshot, filter_snapshots, list_snapshots, resolve
 from govsnap.trust import OPERATIONS, TrustPolicy, load_policy, missing_policy, require_trust
 
@@ -263,7 +263,7 @@ class _Checker:
             tag_result = self.check_tag(payload)
         except CorruptObject as exc:
             tag_result = CheckResult(Check.TAG, False, f"malformed snapshot tag: {exc.message}")
-        signature = self.check_signature(payload, sig)
+        signature = self.check_signature(payload, sig, tag.signature)
         signer = sig.signer if signature.ok else None
         checks = (
             self.check_id(snap.id, ident),
@@ -316,11 +316,22 @@ class _Checker:
             )
         return CheckResult(Check.TAG, True, f"tag of commit {payload.commit[:12]}, tree as signed")
 
-    def check_signature(self, payload: SnapshotPayload | None, sig: SignatureCheck) -> CheckResult:
-        """Check 3: the signature is good, by a key valid when it signed, made when the
-        payload says the snapshot was made."""
+    def check_signature(
+        self, payload: SnapshotPayload | None, sig: SignatureCheck, block: bytes
+    ) -> CheckResult:
+        """Check 3: the signature is good, in its one canonical form, by a key valid when
+        it signed, made when the payload says the snapshot was made."""
         if not sig.valid:
             return CheckResult(Check.SIGNATURE, False, sig.reason)
+        if canonical_block(block) != block:
+            # The block is not hashed into the id: another form of a good signature is
+            # another object under the same id, which only its copier made.
+            return CheckResult(
+                Check.SIGNATURE,
+                False,
+                "the signature block is not in its canonical form (armour headers, line "
+                "breaks or packet framing changed after signing: a re-armoured copy)",
+            )
         if payload is not None and sig.signed_at is not None:
             # A key's validity is judged at the signature's time, which the signer's
             # clock sets (gpg --faked-system-time): a signature older than the snapshot

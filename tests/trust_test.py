@@ -95,7 +95,7 @@ def signer(fpr: str = FPR, envs: str = '["prod"]', ops: str = '["create"]') -> s
         (
             'version = 1\nsigner = "x"\n',
             2,
-            "signer: unknown key (known: version, policy_threshold, signers)",
+            "signer: unknown key (known: version, ref, policy_threshold, signers)",
         ),
         (
             "version = 0\n",

@@ -155,7 +155,10 @@ def approve_policy(
     ctx: typer.Context,
     ref: Annotated[
         str | None,
-        typer.Option("--ref", help="The policy ref the change is for (default: govsnap.trustRef)."),
+        typer.Option(
+            "--ref",
+            help="The policy ref the change is for (default: its ref, else govsnap.trustRef).",
+        ),
     ] = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
