@@ -238,18 +238,44 @@ def generate_openpgp_key(name: str, email: str, home: str | None, program: str =
 _SSH_BEGIN = b"-----BEGIN SSH SIGNATURE-----"
 _SSH_END = b"-----END SSH SIGNATURE-----"
 _SSH_ARMOR_WIDTH = 70  # ssh-keygen's line length (sshsig_armor)
+_X509_BEGIN = b"-----BEGIN SIGNED MESSAGE-----"
+_X509_END = b"-----END SIGNED MESSAGE-----"
+_PEM_WIDTH = 64  # gpgsm's armour (and PEM's) line length
 
 
 def canonical_block(block: bytes) -> bytes | None:
     """Return the one form govsnap accepts of a snapshot's signature block (what gpg and
-    ssh-keygen write, as govsnap stores it), or None when it has none: X.509 and
-    anything unparsable."""
+    ssh-keygen write, as govsnap stores it; for X.509 the PEM armour as gpgsm writes it), or
+    None when it has none: anything unparsable."""
     kind = SignedTag(b"", block).signature_kind
     if kind == SignatureKind.OPENPGP:
         return openpgp.canonical_signature(block)
     if kind == SignatureKind.SSH:
         return _canonical_ssh(block)
+    if kind == SignatureKind.X509:
+        return _canonical_x509(block)
     return None
+
+
+def _canonical_x509(block: bytes) -> bytes | None:
+    """Return an X.509 (CMS) signature block as gpgsm armours it: the PEM lines of its DER
+    bytes at 64 columns, no headers; None when it is not one PEM block of base64. The CMS
+    structure inside is not re-encoded (docs/format.md: what stays open)."""
+    lines = block.split(b"\n")
+    if lines[0] != _X509_BEGIN or _X509_END not in lines:
+        return None
+    end = lines.index(_X509_END)
+    if any(line for line in lines[end + 1 :]):
+        return None
+    try:
+        der = base64.b64decode(b"".join(lines[1:end]), validate=True)
+    except ValueError:
+        return None
+    if not der:
+        return None
+    text = base64.b64encode(der)
+    wrapped = [text[i : i + _PEM_WIDTH] for i in range(0, len(text), _PEM_WIDTH)]
+    return b"\n".join([_X509_BEGIN, *wrapped, _X509_END, b""])
 
 
 def _canonical_ssh(block: bytes) -> bytes | None:
