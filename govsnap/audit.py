@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import pygit2
 from pygit2.enums import SortMode
 
+from govsnap import untrusted
 from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.notes import Mutation, commit_on
 from govsnap.objects import (
@@ -372,9 +373,9 @@ def parse_entry(commit: pygit2.Commit) -> AuditEntry:
     error = None
     body: dict[str, Any] = {}
     try:
-        parsed = json.loads(rest)
-    except json.JSONDecodeError:
-        error = "the message has no JSON body"
+        parsed = untrusted.load_json(rest)
+    except untrusted.Unreadable as exc:
+        error = f"the message has no readable JSON body ({exc})"
     else:
         if isinstance(parsed, dict):
             body = parsed

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pygit2
 from pygit2.enums import FileMode
 
-from govsnap import __version__
+from govsnap import __version__, untrusted
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import CorruptObject, GovsnapError
 from govsnap.objects import (
@@ -151,8 +151,8 @@ def encode(data: Mapping[str, Any]) -> bytes:
 def decode(raw: bytes) -> Note:
     """Parse a note blob; a note that is not a JSON object is returned with an error."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = untrusted.load_json(raw)
+    except untrusted.Unreadable as exc:
         return Note(error=f"note is not valid JSON: {exc}")
     if not isinstance(data, dict):
         return Note(error="note is not a JSON object")
