@@ -7,13 +7,14 @@ stock git."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Cli, Keys, MakeRepo, create_snapshot, git, govsnap_bin
+from tests.helpers import Cli, Keys, MakeRepo, create_snapshot, git, govsnap_bin, write_files
 from tests.helpers.tamper import commit_policy, policy_text
 
 AUDIT = "refs/govsnap/audit"
@@ -70,6 +71,55 @@ def assert_one_line_error(err: str) -> None:
 
 def hook_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "govsnap:" in line]
+
+
+# --- 06: a deeply nested note -------------------------------------------------------------
+
+
+def test_06_a_deeply_nested_note_is_shown_unreadable_and_blocks_nothing(
+    sites: Sites, cli: Cli
+) -> None:
+    alice = sites.alice
+    good = create_snapshot(cli, alice, "--label", "good")
+    write_files(alice, {"app.txt": "v2\n"})
+    bad = create_snapshot(cli, alice, "--label", "bad-release")
+    assert cli(alice, "push", "origin").code == 0
+    mallory = sites.mallory(sites.server)
+    tag = git(mallory, "rev-parse", SNAP + bad).strip()
+    deep = "[" * DEEP + "]" * DEEP
+    git(mallory, "notes", "--ref=govsnap", "add", "-f", "-F", "-", tag, input_text=deep)
+    pushed = push(mallory, "origin", NOTES)
+    assert pushed.returncode == 0, pushed.stderr  # notes are claims: the hook lets them by
+
+    assert cli(alice, "fetch", "origin").code == 0
+    listed = cli(alice, "list", "--json")
+    assert listed.code == 0, listed.err
+    assert {s["id"] for s in json.loads(listed.out)} == {good, bad}
+    shown = cli(alice, "show", bad)
+    assert shown.code == 0, shown.err
+    assert "unreadable" in shown.out and "nested deeper than" in shown.out
+    verified = cli(alice, "verify", "--all")
+    assert verified.code == 0, verified.out + verified.err
+    assert f"{bad} warning: note: tampered metadata: note is not valid JSON" in verified.out
+    for args in (("stats",), ("prune", "--keep-last", "1", "--dry-run")):
+        result = cli(alice, *args)
+        assert result.code == 0, (args, result.err)
+    rolled = cli(alice, "rollback", good, "--yes")
+    assert rolled.code == 0, rolled.err
+    assert (alice / "app.txt").read_text() == "v1\n"
+    rolled = cli(alice, "rollback", bad, "--yes")
+    assert rolled.code == 0, rolled.err
+    assert (alice / "app.txt").read_text() == "v2\n"
+    # doctor finds the note and rebuilds it from the signed payload.
+    found = cli(alice, "doctor", "--json")
+    assert found.code == 1
+    assert [(f["kind"], f["subject"]) for f in json.loads(found.out)["findings"]] == [
+        ("disputed-note", SNAP + bad)
+    ]
+    assert cli(alice, "doctor", "--fix").code == 0
+    note = json.loads(git(alice, "notes", "--ref=govsnap", "show", tag))
+    assert (note["id"], note["rebuilt_by"]) == (bad, "govsnap doctor")
+    assert cli(alice, "doctor").code == 0
 
 
 # --- 07: an unsigned audit entry with a deeply nested body ----------------------------------
@@ -157,3 +207,62 @@ def test_12_a_deeply_nested_policy_stops_every_reader_with_its_file_and_line(
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert f".govsnap/trust.toml:{line}: unreadable TOML" in proc.stderr
+
+
+# --- 05: notes edited by a keyless pusher ----------------------------------------------------
+
+
+def test_05_edited_notes_are_warnings_that_block_nothing_and_doctor_puts_them_right(
+    sites: Sites, cli: Cli
+) -> None:
+    alice = sites.alice
+    first = create_snapshot(cli, alice, "--label", "r1")
+    write_files(alice, {"app.txt": "v2\n"})
+    second = create_snapshot(cli, alice, "--label", "r2")
+    assert cli(alice, "verify", "--all").code == 0  # each note now holds a verification
+    assert cli(alice, "push", "origin").code == 0
+    mallory = sites.mallory(sites.server)
+    tags = {ident: git(mallory, "rev-parse", SNAP + ident).strip() for ident in (first, second)}
+    for tag in tags.values():
+        note = json.loads(git(mallory, "notes", "--ref=govsnap", "show", tag))
+        edited = json.dumps({**note, "environment": "staging", "extra": "mallory was here"})
+        git(mallory, "notes", "--ref=govsnap", "add", "-f", "-F", "-", tag, input_text=edited)
+    pushed = push(mallory, "origin", NOTES)
+    assert pushed.returncode == 0, pushed.stderr
+
+    assert cli(alice, "fetch", "origin").code == 0
+    verified = cli(alice, "verify", "--all", "--json")
+    assert verified.code == 0, verified.out
+    report = json.loads(verified.out)
+    assert (report["verdict"], report["failed"], report["warned"]) == ("pass", 0, 2)
+    for snap in report["snapshots"]:
+        assert snap["verdict"] == "pass"
+        message = (
+            "tampered metadata: the note disagrees with the signed payload on "
+            "environment (note 'staging', signed 'default')"
+        )
+        assert snap["checks"]["note"] == {"ok": False, "message": message}
+        assert snap["warnings"] == [f"note: {message}"]
+    shown = cli(alice, "verify", "--all")
+    assert "WARN" in shown.out and "PASS: 2 snapshot(s) verified" in shown.out
+    rolled = cli(alice, "rollback", first, "--yes")  # no --no-verify needed
+    assert rolled.code == 0, rolled.err
+    assert (alice / "app.txt").read_text() == "v1\n"
+
+    found = cli(alice, "doctor", "--json")
+    assert found.code == 1
+    disputed = [f for f in json.loads(found.out)["findings"] if f["kind"] == "disputed-note"]
+    assert sorted(f["subject"] for f in disputed) == sorted(SNAP + i for i in (first, second))
+    before = git(alice, "rev-parse", NOTES)
+    dry = cli(alice, "doctor", "--fix", "--dry-run")
+    assert dry.code == 1 and git(alice, "rev-parse", NOTES) == before
+    assert cli(alice, "doctor", "--fix").code == 0
+    for ident, tag in tags.items():
+        note = json.loads(git(alice, "notes", "--ref=govsnap", "show", tag))
+        assert note["environment"] == "default"
+        # What only the note held is kept: the verification record, even the extra claim.
+        assert note["verification"]["verdict"] == "pass", ident
+        assert note["extra"] == "mallory was here"
+        assert "rebuilt_by" not in note
+    again = json.loads(cli(alice, "verify", "--all", "--json").out)
+    assert again["warned"] == 0

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 app = feature()
 
+# How each cell of the verification table looks.
+_CELL_STYLE = {"ok": "green", "WARN": "yellow", "FAIL": "bold red"}
+
 
 @app.command("verify")
 def verify_snapshots(
@@ -87,7 +90,7 @@ def show_verification(report: VerifyReport) -> None:
     """Print one row per snapshot and one column per check, the failures, and a verdict."""
     from rich.text import Text
 
-    from govsnap.verify import CHECKS
+    from govsnap.verify import ADVISORY, CHECKS
 
     out = console()
     if report.policy_anchor.startswith("trust on first use"):
@@ -106,17 +109,24 @@ def show_verification(report: VerifyReport) -> None:
     )
     for r in report.results:
         text.append(r.id.ljust(widths[0]) + "  ")
-        cells = [c.ok for c in r.checks] + [r.ok]
-        for ok, width in zip(cells, widths[1:], strict=True):
-            text.append(
-                "ok".ljust(width) if ok else "FAIL".ljust(width), "green" if ok else "bold red"
-            )
+        # A failed advisory check (the unsigned note) is a warning, not a failure.
+        cells = [("ok" if c.ok else "WARN" if c.name in ADVISORY else "FAIL") for c in r.checks]
+        for cell, width in zip([*cells, "ok" if r.ok else "FAIL"], widths[1:], strict=True):
+            text.append(cell.ljust(width), _CELL_STYLE[cell])
             text.append("  ")
         text.append(clean(r.signer or "-", one_line=True) + "\n")
     for r in report.results:
         for line in r.failures():
             text.append(f"{r.id} {clean(line, one_line=True)}\n")
+        for line in r.warnings():
+            text.append(f"{r.id} warning: {clean(line, one_line=True)}\n", "yellow")
     deep = ", deep" if report.deep else ""
+    if report.warned:
+        text.append(
+            f"{report.warned} note(s) are not what their signed payload says: notes are "
+            "unsigned claims and decided nothing (govsnap doctor --fix rebuilds them)\n",
+            "yellow",
+        )
     if report.ok:
         text.append(
             f"PASS: {len(report.results)} snapshot(s) verified ({report.seconds:.2f}s{deep})"
