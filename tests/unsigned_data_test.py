@@ -266,3 +266,33 @@ def test_05_edited_notes_are_warnings_that_block_nothing_and_doctor_puts_them_ri
         assert "rebuilt_by" not in note
     again = json.loads(cli(alice, "verify", "--all", "--json").out)
     assert again["warned"] == 0
+
+
+# --- 08: the notes and audit refs created as something else than a commit -----------------
+
+
+def test_08_the_notes_and_audit_refs_are_created_only_as_commits(sites: Sites, cli: Cli) -> None:
+    alice = sites.alice
+    ident = create_snapshot(cli, alice, "--label", "r1")
+    mallory = sites.mallory(alice)  # holds alice's signed audit entry, not yet on the server
+    blob = git(mallory, "hash-object", "-w", "--stdin", input_text="junk\n").strip()
+    entry = git(mallory, "rev-parse", AUDIT).strip()
+    git(mallory, "tag", "-a", "-m", "wrapped", "wrapped", entry)
+    tag = git(mallory, "rev-parse", "refs/tags/wrapped").strip()
+    for spec, what in ((f"{blob}:{NOTES}", "blob"), (f"{tag}:{AUDIT}", "tag")):
+        refused = push(mallory, str(sites.server), spec)
+        assert refused.returncode != 0, spec
+        assert_one_line_error(refused.stderr)
+        ref = spec.split(":")[1]
+        assert any(
+            f"REFUSED create of {ref}: {ref} must point at a commit, not {what}" in line
+            for line in hook_lines(refused.stderr)
+        ), refused.stderr
+    assert git(sites.server, "for-each-ref", "refs/notes/", "refs/govsnap/") == ""
+    # Sharing still works: alice creates both refs, as commits.
+    pushed = cli(alice, "push", "origin")
+    assert pushed.code == 0, pushed.err
+    assert git(sites.server, "cat-file", "-t", NOTES).strip() == "commit"
+    assert git(sites.server, "rev-parse", AUDIT).strip() == entry
+    assert ident in git(sites.server, "for-each-ref", SNAP)
+    assert cli(alice, "fetch", "origin").code == 0
