@@ -296,3 +296,52 @@ def test_08_the_notes_and_audit_refs_are_created_only_as_commits(sites: Sites, c
     assert git(sites.server, "rev-parse", AUDIT).strip() == entry
     assert ident in git(sites.server, "for-each-ref", SNAP)
     assert cli(alice, "fetch", "origin").code == 0
+
+
+# --- 02: a junk ref named like a tracking copy -----------------------------------------------
+
+
+def test_02_junk_refs_on_a_hookless_forge_collide_with_nothing_fetch_copies(
+    sites: Sites, cli: Cli, keys: Keys
+) -> None:
+    alice = sites.alice
+    first = create_snapshot(cli, alice, "--label", "r1")
+    assert cli(alice, "push", "forge").code == 0
+    mallory = sites.mallory(sites.forge)
+    git(mallory, "commit", "-q", "--allow-empty", "-m", "junk")
+    # Each landed on a tracking copy govsnap uses, or beside one (D/F), with refs/govsnap/*.
+    for junk in ("refs/govsnap/notes", "refs/govsnap/snapshots-x", "refs/notes/govsnap-x/y"):
+        assert push(mallory, "origin", f"HEAD:{junk}").returncode == 0, junk
+    write_files(alice, {"app.txt": "v2\n"})
+    second = create_snapshot(cli, alice, "--label", "r2")
+    pushed = cli(alice, "push", "forge")
+    assert pushed.code == 0, pushed.err
+
+    bob = sites.forge.parent / "bob"
+    git(sites.forge.parent, "clone", "-q", str(sites.forge), str(bob))
+    git(bob, "config", "govsnap.trustAnchor", keys.trusted)
+    fetched = cli(bob, "fetch", "origin", "--json")
+    assert fetched.code == 0, fetched.err
+    assert sorted(json.loads(fetched.out)["added"]) == sorted([first, second])
+    assert git(bob, "rev-parse", "refs/govsnap-remote/origin/notes") == git(
+        sites.forge, "rev-parse", NOTES
+    )
+    # Plain git fetch, as `remote setup` configures it, collides with nothing either; an
+    # earlier version's refspec (which did) is replaced.
+    legacy = "+refs/govsnap/*:refs/govsnap-remote/origin/*"
+    git(bob, "config", "--add", "remote.origin.fetch", legacy)
+    setup = cli(bob, "remote", "setup", "origin")
+    assert setup.code == 0, setup.err
+    assert legacy not in git(bob, "config", "--get-all", "remote.origin.fetch")
+    git(bob, "fetch", "-q", "origin")
+    assert cli(bob, "fetch", "origin").code == 0
+    # What git cannot write there is named, with the fix.
+    write_files(alice, {"app.txt": "v3\n"})
+    create_snapshot(cli, alice, "--label", "r3")
+    assert cli(alice, "push", "forge").code == 0
+    (bob / ".git/refs/govsnap-remote/origin/notes.lock").write_text("")
+    blocked = cli(bob, "fetch", "origin")
+    assert blocked.code == 3
+    assert_one_line_error(blocked.err)
+    assert "refs/govsnap-remote/origin/notes" in blocked.err
+    assert "refs/govsnap-remote/origin/ only mirrors the remote" in blocked.err, blocked.err
