@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap import sla
+from govsnap import sla, untrusted
 from govsnap.errors import (
     CheckFailed,
     CorruptObject,
@@ -573,9 +573,9 @@ def parse_entry(commit: pygit2.Commit, *, shared: bool = True) -> AuditEntry:
     error = None
     body: dict[str, Any] = {}
     try:
-        parsed = json.loads(rest)
-    except json.JSONDecodeError:
-        error = "the message has no JSON body"
+        parsed = untrusted.load_json(rest)
+    except untrusted.Unreadable as exc:
+        error = f"the message has no readable JSON body ({exc})"
     else:
         if isinstance(parsed, dict):
             body = parsed

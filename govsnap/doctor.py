@@ -50,6 +50,7 @@ FindingKind = Literal[
     "dangling-snapshot-ref",
     "orphan-note",
     "missing-note",
+    "disputed-note",
     "killed-rollback-lock",
     "empty-index-lock",
     "leftover-index",
@@ -440,7 +441,9 @@ def _reset_audit(repo: Repo, finding: Finding) -> bool:
 
 
 def find_note_problems(repo: Repo) -> list[Finding]:
-    """Return notes on objects that are no snapshot, and snapshots without a note."""
+    """Return notes on objects that are no snapshot, snapshots without a note, and notes
+    that are not what their snapshot's signed payload says (anyone who can push may edit
+    one: verify shows that as a warning, this repairs it)."""
     notes_target = ref_target(repo, NOTES_REF)
     if notes_target is not None and not _object_exists(repo, notes_target):
         return []  # reported as a broken ref; the notes cannot be read until it is fixed
@@ -461,10 +464,16 @@ def find_note_problems(repo: Repo) -> list[Finding]:
     held = _govsnap_targets(repo)
     findings = []
     missing: list[tuple[str, str, str]] = []  # (id, tag, problem)
+    disputed: list[tuple[str, str, notes.Note, str]] = []  # (id, tag, note, how it departs)
     for obj, blob in sorted(blobs.items()):
         if obj in tags:
             if not _object_exists(repo, blob):
                 missing.append((tags[obj], obj, "its note's blob is missing"))
+            else:
+                note = notes.decode(bytes(repo.git.odb.read(blob)[1]))
+                problem = _note_dispute(repo, tags[obj], obj, note)
+                if problem is not None:
+                    disputed.append((tags[obj], obj, note, problem))
             continue
         if obj in held:
             continue
@@ -479,9 +488,46 @@ def find_note_problems(repo: Repo) -> list[Finding]:
     for ident, oid in sorted(refs.items()):
         if str(oid) not in blobs and _object_exists(repo, oid):
             missing.append((ident, str(oid), "the snapshot has no note"))
-    fetched = fetched_notes(repo) if missing else {}
+    fetched = fetched_notes(repo) if missing or disputed else {}
     findings += [_missing_note(repo, *item, fetched) for item in missing]
+    findings += [_disputed_note(repo, *item, fetched) for item in disputed]
     return findings
+
+
+def _note_dispute(repo: Repo, ident: str, tag_oid: str, note: notes.Note) -> str | None:
+    """Return how `note` departs from the snapshot's signed payload, or None (also when
+    the tag is unreadable: verify reports that, and nothing can be rebuilt from it)."""
+    try:
+        payload = SnapshotPayload.parse(read_tag(repo, tag_oid).payload)
+    except CorruptObject:
+        return None
+    return notes.dispute(note, payload, ident)
+
+
+def _disputed_note(
+    repo: Repo,
+    ident: str,
+    tag_oid: str,
+    note: notes.Note,
+    problem: str,
+    fetched: dict[str, tuple[pygit2.Oid, str]],
+) -> Finding:
+    if note.error or not note.data:  # nothing of it to keep
+        recovered = _recovered_note(repo, ident, tag_oid, fetched)
+        fix = (
+            "rebuild the note from the signed payload"
+            if recovered is None
+            else f"recover the note fetched into {recovered[1]}"
+        )
+    else:
+        fix = "copy the signed fields from the payload into the note (keeping the rest)"
+    return Finding(
+        "disputed-note",
+        snapshot_ref(ident),
+        f"its note is not what the signed payload says ({problem}); verify warns, and "
+        "nothing trusts it",
+        fix,
+    )
 
 
 def fetched_notes(repo: Repo) -> dict[str, tuple[pygit2.Oid, str]]:
@@ -658,7 +704,11 @@ def _repair_notes(repo: Repo, findings: Sequence[Finding]) -> set[Finding]:
     fixed: set[Finding] = set()
     refs = snapshot_refs(repo)
     held = _govsnap_targets(repo)
-    fetched = fetched_notes(repo) if any(f.kind == "missing-note" for f in findings) else {}
+    fetched = (
+        fetched_notes(repo)
+        if any(f.kind in ("missing-note", "disputed-note") for f in findings)
+        else {}
+    )
     for finding in findings:
         if finding.kind == "orphan-note":
             obj = finding.subject.rsplit(":", 1)[1]
@@ -692,9 +742,46 @@ def _repair_notes(repo: Repo, findings: Sequence[Finding]) -> set[Finding]:
 
             mutations[str(tag_oid)] = rebuild
             fixed.add(finding)
+        elif finding.kind == "disputed-note":
+            mutation = _correction(repo, finding, refs, fetched)
+            if mutation is not None:
+                mutations[mutation[0]] = mutation[1]
+                fixed.add(finding)
     if mutations:
         notes.update(repo, mutations, repo.committer(), "Notes repaired by 'govsnap doctor'")
     return fixed
+
+
+def _correction(
+    repo: Repo,
+    finding: Finding,
+    refs: dict[str, pygit2.Oid],
+    fetched: dict[str, tuple[pygit2.Oid, str]],
+) -> tuple[str, notes.Mutation] | None:
+    """Return (tag, mutation) putting a disputed note right: its copies of the signed
+    fields taken from the payload, the rest kept; a note with nothing readable to keep is
+    recovered from a fetch (when that one agrees) or rebuilt. None when the tag is gone."""
+    ident = finding.subject.removeprefix(SNAPSHOT_REF_PREFIX)
+    tag_oid = refs.get(ident)
+    if tag_oid is None:
+        return None
+    try:
+        payload = SnapshotPayload.parse(read_tag(repo, str(tag_oid)).payload)
+    except CorruptObject:
+        return None
+
+    def correct(current: notes.JSONObject | None) -> notes.JSONObject | None:
+        if current:
+            return notes.corrected(current, payload, ident)
+        # An unreadable note reaches a mutation as {} (or None): nothing of it to keep.
+        recovered = _recovered_note(repo, ident, str(tag_oid), fetched)
+        if recovered is not None:
+            return recovered[0]
+        return notes.rebuilt_note(repo, ident, str(tag_oid), BY) or notes.corrected(
+            {}, payload, ident
+        )
+
+    return str(tag_oid), correct
 
 
 def repair(repo: Repo, findings: Sequence[Finding]) -> list[Finding]:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pygit2
 from pygit2.enums import FileMode
 
-from govsnap import __version__
+from govsnap import __version__, untrusted
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import CorruptObject, GovsnapError
 from govsnap.objects import (
@@ -151,8 +151,8 @@ def encode(data: Mapping[str, Any]) -> bytes:
 def decode(raw: bytes) -> Note:
     """Parse a note blob; a note that is not a JSON object is returned with an error."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = untrusted.load_json(raw)
+    except untrusted.Unreadable as exc:
         return Note(error=f"note is not valid JSON: {exc}")
     if not isinstance(data, dict):
         return Note(error="note is not a JSON object")
@@ -195,6 +195,38 @@ def signed_copies(payload: SnapshotPayload, ident: str) -> JSONObject:
         ),
         "created": payload.tagger.time,
     }
+
+
+def dispute(note: Note, payload: SnapshotPayload, ident: str) -> str | None:
+    """Return how `note` departs from the signed payload it claims to repeat (unreadable, a
+    signed field copied wrongly or left out), or None when it agrees. A note is a claim:
+    this is shown, never a reason to refuse the snapshot."""
+    if note.error:
+        return f"tampered metadata: {note.error}"
+    expected = signed_copies(payload, ident)
+    wrong = [
+        f"{key} (note {_shortened(repr(note.data[key]))}, signed {_shortened(repr(value))})"
+        for key, value in expected.items()
+        if key in note.data and note.data[key] != value
+    ]
+    if wrong:
+        return "tampered metadata: the note disagrees with the signed payload on " + "; ".join(
+            wrong
+        )
+    absent = [key for key in expected if key not in note.data]
+    if absent:
+        return f"tampered metadata: the note lacks {', '.join(absent)}"
+    return None
+
+
+def corrected(current: JSONObject, payload: SnapshotPayload, ident: str) -> JSONObject:
+    """Return `current` with its copies of the signed fields put back as the payload says,
+    keeping everything only the note holds (figures, verification and rehearsal records)."""
+    return {**current, **signed_copies(payload, ident)}
+
+
+def _shortened(text: str, width: int = 40) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def note_fields(

@@ -137,14 +137,19 @@ def _layout(update: RefUpdate) -> str | None:
 
 def _forward_only(repo: Repo, update: RefUpdate) -> str | None:
     """Return why an update of the audit or notes ref is refused (deleting or rewriting
-    evidence), or None when it only adds history."""
+    evidence, or making it anything but a commit), or None when it only adds history."""
     if update.kind == "delete":
         return f"{update.ref} holds evidence: it is never deleted"
-    if update.kind != "update":
+    if update.kind not in ("create", "update"):
         return None
+    # Created too: a ref that only moves forward, first set to a blob or a tag object,
+    # could never be moved again (every later push would be a rewrite).
     new = repo.git.get(update.new)
     if not isinstance(new, pygit2.Commit):
-        return f"{update.ref} must point at a commit"
+        kind = "nothing" if new is None else new.type_str
+        return f"{update.ref} must point at a commit, not {kind}"
+    if update.kind == "create":
+        return None
     if not repo.git.descendant_of(new.id, pygit2.Oid(hex=update.old)):
         return (
             f"{update.ref} holds evidence: it only moves forward (this push drops entries; "

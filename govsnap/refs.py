@@ -59,9 +59,25 @@ def tracking_ref(remote: str, what: str) -> str:
 
 def fetch_refspecs(remote: str) -> tuple[str, ...]:
     """Return the refspecs that copy a remote's govsnap refs into its tracking namespace
-    (forced, because that namespace mirrors the remote, whatever it holds)."""
+    (forced, because that namespace mirrors the remote, whatever it holds).
+
+    Only what govsnap uses, each into names of its own (`snapshots/`, `audit*`,
+    `notes*`): with `refs/govsnap/*` a junk ref `refs/govsnap/notes` on a hookless forge
+    landed on the copy of `refs/notes/govsnap` and every fetch failed. Globs, because git
+    fails a fetch whose exact refspec names a ref the remote lacks (no notes yet).
+    """
     base = tracking_root(remote)
-    return (f"+{GOVSNAP_ROOT}*:{base}*", f"+{NOTES_REF}*:{base}notes*")
+    return (
+        f"+{SNAPSHOT_REF_PREFIX}*:{base}snapshots/*",
+        f"+{AUDIT_REF}*:{base}audit*",
+        f"+{NOTES_REF}*:{base}notes*",
+    )
+
+
+def legacy_fetch_refspecs(remote: str) -> tuple[str, ...]:
+    """Return the fetch refspecs earlier versions' `remote setup` wrote, which `remote
+    setup` now replaces (see fetch_refspecs: they let remote names collide)."""
+    return (f"+{GOVSNAP_ROOT}*:{tracking_root(remote)}*",)
 
 
 def seen_remote_audit_ref(remote: str) -> str:

@@ -49,10 +49,12 @@ from govsnap.refs import (
     SNAPSHOT_PUSH_REFSPEC,
     SNAPSHOT_REF_PREFIX,
     fetch_refspecs,
+    legacy_fetch_refspecs,
     seen_remote_audit_ref,
     seen_remote_notes_ref,
     seen_remote_snapshots_ref,
     tracking_ref,
+    tracking_root,
 )
 from govsnap.repo import Repo
 from govsnap.schemas import schema_name
@@ -110,10 +112,26 @@ def _network(repo: Repo, remote: Remote, action: str, *args: str) -> str:
     with progress.task(f"{action} remote {remote.name}"):
         proc = repo.git_cmd(*args, check=False)
     if proc.returncode != 0:
+        reason = _reason(proc.stderr)
         raise EnvironmentProblem(
-            f"cannot {action} remote {remote.name!r} ({remote.shown_url}): {_reason(proc.stderr)}"
+            f"cannot {action} remote {remote.name!r} ({remote.shown_url}): {reason}"
+            + _tracking_hint(remote, reason)
         )
     return proc.stdout.decode(errors="replace")
+
+
+def _tracking_hint(remote: Remote, reason: str) -> str:
+    """Return how to clear this clone's copy of the remote's refs when git names one in
+    `reason` (a lock left by a killed fetch, a name a remote ref cannot replace): the
+    namespace only mirrors the remote, so the next fetch brings back all of it."""
+    root = tracking_root(remote.name)
+    if root not in reason:
+        return ""
+    return (
+        f" ({root} only mirrors the remote: `govsnap doctor --fix` removes stale locks; "
+        f"else clear it with `git for-each-ref --format='delete %(refname)' {root} | "
+        "git update-ref --stdin` and fetch again)"
+    )
 
 
 def _reason(stderr: bytes) -> str:
@@ -1129,6 +1147,10 @@ def setup(repo: Repo, name: str, *, undo: bool = False, dry_run: bool = False) -
     added: list[tuple[str, str]] = []
     removed: list[tuple[str, str]] = []
     present: list[tuple[str, str]] = []
+    # Earlier versions' fetch refspec let remote names collide: it goes, by setup or undo.
+    removed += [
+        (fetch_key, spec) for spec in legacy_fetch_refspecs(remote.name) if spec in fetch_now
+    ]
     if undo:
         for key, value in wanted:
             (removed if value in current[key] else present).append((key, value))

@@ -32,6 +32,7 @@ from typing import Any
 
 import pygit2
 
+from govsnap import untrusted
 from govsnap.approval import REPOSITORY_NAME, ApprovalFile, ApprovalStatement
 from govsnap.errors import CheckFailed, UsageError
 from govsnap.objects import SignatureKind, SignedTag, ref_target, unsafe_character, update_ref
@@ -259,8 +260,8 @@ def _key_parts(text: str) -> tuple[str, ...]:
     """Return the parts of a TOML key as TOML reads them (escapes in quoted parts
     decoded), or a plain split when it does not parse."""
     try:
-        doc: Any = tomllib.loads(f"{text} = 0")
-    except tomllib.TOMLDecodeError:
+        doc: Any = untrusted.load_toml(f"{text} = 0")
+    except (tomllib.TOMLDecodeError, untrusted.Unreadable):
         return tuple(part.strip().strip("\"'") for part in text.split("."))
     parts: list[str] = []
     while isinstance(doc, dict) and len(doc) == 1:
@@ -535,12 +536,14 @@ def parse_policy(data: bytes, source: str) -> TrustPolicy:
         line = data[: exc.start].count(b"\n") + 1
         raise PolicyError(f"{source}:{line}: the file is not UTF-8") from exc
     try:
-        doc = tomllib.loads(text)
+        doc = untrusted.load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"at line (\d+)", str(exc))
         where = found.group(1) if found else "1"
         detail = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise PolicyError(f"{source}:{where}: invalid TOML: {detail}") from exc
+    except untrusted.Unreadable as exc:
+        raise PolicyError(f"{source}:{exc.line or 1}: unreadable TOML: {exc}") from exc
     reader = _Reader(text, source)
     for key in doc:
         if key not in _TOP_KEYS:

@@ -20,6 +20,7 @@ import pygit2
 import tomlkit
 import tomlkit.items
 
+from govsnap import untrusted
 from govsnap.approval import ApprovalFile, ApprovalStatement, policy_digest
 from govsnap.errors import SigningError, UsageError
 from govsnap.objects import SignatureKind, validate_name
@@ -237,8 +238,11 @@ def _load(repo: Repo) -> tuple[tomlkit.TOMLDocument, bool]:
         doc.add(tomlkit.nl())
         return doc, True
     try:
-        return tomlkit.parse(path.read_text()), False
-    except (tomlkit.exceptions.ParseError, UnicodeDecodeError) as exc:
+        text = path.read_text()
+        # tomlkit recurses as tomllib does: a file from a pulled commit may be hostile.
+        untrusted.load_toml(text)
+        return tomlkit.parse(text), False
+    except (tomlkit.exceptions.ParseError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"{path}: cannot edit it: {exc}") from exc
 
 

@@ -42,6 +42,9 @@ class Check(StrEnum):
 
 
 CHECKS = tuple(Check)
+# Checks of what nobody signed: anyone who can push may edit a note, so a failed one is a
+# warning shown beside the verdict, never part of it (the signed tag decides).
+ADVISORY = frozenset({Check.NOTE})
 # Below this many snapshots per worker, starting processes costs more than it saves.
 _MIN_PER_JOB = 16
 _MAX_MISSING_SHOWN = 3
@@ -66,8 +69,8 @@ class SnapshotVerification:
 
     @property
     def ok(self) -> bool:
-        """Return True when every check passed."""
-        return all(c.ok for c in self.checks)
+        """Return True when every check of signed data passed (advisory ones aside)."""
+        return all(c.ok for c in self.checks if c.name not in ADVISORY)
 
     @property
     def verdict(self) -> str:
@@ -75,8 +78,15 @@ class SnapshotVerification:
         return "pass" if self.ok else "fail"
 
     def failures(self) -> list[str]:
-        """Return one line per failed check: "check: message"."""
-        return [f"{c.name}: {c.message}" for c in self.checks if not c.ok]
+        """Return one line per failed check of signed data: "check: message"."""
+        return [
+            f"{c.name}: {c.message}" for c in self.checks if not c.ok and c.name not in ADVISORY
+        ]
+
+    def warnings(self) -> list[str]:
+        """Return one line per failed advisory check (a note that is not what the payload
+        says): "check: message"."""
+        return [f"{c.name}: {c.message}" for c in self.checks if not c.ok and c.name in ADVISORY]
 
     def check(self, name: Check) -> CheckResult:
         """Return the result of check `name`."""
@@ -92,6 +102,7 @@ class SnapshotVerification:
             "verdict": self.verdict,
             "signer": self.signer,
             "checks": {c.name: {"ok": c.ok, "message": c.message} for c in self.checks},
+            "warnings": self.warnings(),  # the failed advisory checks, outside the verdict
         }
 
     def signed_by_json(self) -> dict[str, Any]:
@@ -494,7 +505,8 @@ class _Checker:
     def check_note(
         self, snap: Snapshot, payload: SnapshotPayload | None, ident: str
     ) -> CheckResult:
-        """Check 7: the note's copies of the signed fields agree with the payload."""
+        """Check 7 (advisory): the note's copies of the signed fields agree with the payload.
+        A note is an unsigned claim: what it says is shown, and decides nothing."""
         note = snap.note
         if note is None:
             return CheckResult(
@@ -504,24 +516,9 @@ class _Checker:
             return CheckResult(Check.NOTE, False, f"tampered metadata: {note.error}")
         if payload is None:
             return CheckResult(Check.NOTE, False, "cannot compare: the tag is malformed")
-        expected = notes.signed_copies(payload, ident)
-        wrong = [
-            f"{key} (note {_short(repr(note.data[key]))}, signed {_short(repr(value))})"
-            for key, value in expected.items()
-            if key in note.data and note.data[key] != value
-        ]
-        if wrong:
-            return CheckResult(
-                Check.NOTE,
-                False,
-                "tampered metadata: the note disagrees with the signed payload on "
-                + "; ".join(wrong),
-            )
-        absent = [key for key in expected if key not in note.data]
-        if absent:
-            return CheckResult(
-                Check.NOTE, False, f"tampered metadata: the note lacks {', '.join(absent)}"
-            )
+        problem = notes.dispute(note, payload, ident)
+        if problem is not None:
+            return CheckResult(Check.NOTE, False, problem)
         return CheckResult(Check.NOTE, True, "the note agrees with the signed payload")
 
 
@@ -626,6 +623,11 @@ class VerifyReport:
         """Return how many snapshots failed at least one check."""
         return sum(1 for r in self.results if not r.ok)
 
+    @property
+    def warned(self) -> int:
+        """Return how many snapshots carry a note that is not what their payload says."""
+        return sum(1 for r in self.results if r.warnings())
+
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
@@ -633,6 +635,7 @@ class VerifyReport:
             "verdict": "pass" if self.ok else "fail",
             "verified": len(self.results),
             "failed": self.failed,
+            "warned": self.warned,
             "seconds": round(self.seconds, 6),
             "deep": self.deep,
             "recorded": self.recorded,

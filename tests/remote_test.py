@@ -362,10 +362,13 @@ def test_remote_setup_makes_plain_git_push_and_fetch_carry_snapshots(
 
     out = run_ok(cli, shared.a, "remote", "setup", "origin")
     assert "add    remote.origin.push = refs/govsnap/*:refs/govsnap/*" in out
-    assert "add    remote.origin.fetch = +refs/govsnap/*:refs/govsnap-remote/origin/*" in out
+    assert (
+        "add    remote.origin.fetch = "
+        "+refs/govsnap/snapshots/*:refs/govsnap-remote/origin/snapshots/*" in out
+    )
     assert "HEAD" in git(shared.a, "config", "--get-all", "remote.origin.push")
     again = json.loads(run_ok(cli, shared.a, "remote", "setup", "origin", "--json"))
-    assert again["added"] == [] and len(again["unchanged"]) == 4  # idempotent
+    assert again["added"] == [] and len(again["unchanged"]) == 5  # idempotent
 
     ident = create_snapshot(cli, shared.a)
     write_files(shared.a, {"NEW.md": "x\n"})

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 app = feature()
 
+# How each cell of the verification table looks.
+_CELL_STYLE = {"ok": "green", "WARN": "yellow", "FAIL": "bold red"}
+
 
 @app.command("verify")
 def verify_snapshots(
@@ -115,7 +118,7 @@ def show_verification(report: VerifyReport) -> None:
     """Print one row per snapshot and one column per check, the failures, and a verdict."""
     from rich.text import Text
 
-    from govsnap.verify import CHECKS
+    from govsnap.verify import ADVISORY, CHECKS
 
     out = console()
     if report.policy_anchor.startswith("trust on first use"):
@@ -140,11 +143,12 @@ def show_verification(report: VerifyReport) -> None:
     )
     for r, signer in zip(report.results, signers, strict=True):
         text.append(r.id.ljust(widths[0]) + "  ")
-        cells = [c.ok for c in r.checks] + [r.ok]
-        for i, (ok, column) in enumerate(zip(cells, widths[1:], strict=True)):
-            last = i == len(cells) - 1 and not inline
-            word = "ok" if ok else "FAIL"
-            text.append(word if last else word.ljust(column), "green" if ok else "bold red")
+        # A failed advisory check (the unsigned note) is a warning, not a failure.
+        words = [("ok" if c.ok else "WARN" if c.name in ADVISORY else "FAIL") for c in r.checks]
+        words.append("ok" if r.ok else "FAIL")
+        for i, (word, column) in enumerate(zip(words, widths[1:], strict=True)):
+            last = i == len(words) - 1 and not inline
+            text.append(word if last else word.ljust(column), _CELL_STYLE[word])
             if not last:
                 text.append("  ")
         text.append((signer if inline else "") + "\n")
@@ -154,6 +158,14 @@ def show_verification(report: VerifyReport) -> None:
     for r in report.results:
         for line in r.failures():
             text.append(f"{r.id} {clean(line, one_line=True)}\n")
+        for line in r.warnings():
+            text.append(f"{r.id} warning: {clean(line, one_line=True)}\n", "yellow")
+    if report.warned:
+        text.append(
+            f"{report.warned} note(s) are not what their signed payload says: notes are "
+            "unsigned claims and decided nothing (govsnap doctor --fix rebuilds them)\n",
+            "yellow",
+        )
     # The whole command's time, as `time` would say: the checks are only part of it.
     took = f"{elapsed():.2f}s" + (", deep" if report.deep else "")
     if report.ok:
