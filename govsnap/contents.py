@@ -14,6 +14,7 @@ from govsnap import worktree
 from govsnap.errors import CorruptObject, UsageError
 from govsnap.repo import Repo
 from govsnap.restore import pathspecs
+from govsnap.schemas import schema_name
 from govsnap.store import (
     Snapshot,
     filter_snapshots,
@@ -57,6 +58,7 @@ class Listing:
     def as_json(self) -> dict[str, Any]:
         """Return the listing as JSON-ready data."""
         return {
+            "schema": schema_name("ls"),
             "snapshot": self.snapshot.id,
             "path": self.path,
             "recursive": self.recursive,
@@ -128,6 +130,7 @@ class FindResult:
     def as_json(self) -> dict[str, Any]:
         """Return the search as JSON-ready data."""
         return {
+            "schema": schema_name("find"),
             "patterns": list(self.patterns),
             "searched": self.searched,
             "snapshots": [f.as_json() for f in self.found],

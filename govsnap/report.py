@@ -25,6 +25,7 @@ from govsnap.errors import GovsnapError
 from govsnap.objects import ISO_UTC, SignatureKind, utc
 from govsnap.prune import Decision, PruneOptions, plan
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, list_snapshots
 from govsnap.trust import (
     PolicyVersion,
@@ -35,8 +36,6 @@ from govsnap.trust import (
     missing_policy,
 )
 from govsnap.verify import SnapshotVerification, verify_snapshots
-
-REPORT_FORMAT = 1
 
 # Where an audit entry's signature stands: good (verified against the trust policy's
 # keys, or the keyring without one), bad (a problem `audit verify` names), unsigned, or
@@ -291,10 +290,10 @@ class Report:
     retention: RetentionEvidence
 
     def as_json(self) -> dict[str, Any]:
-        """Return the report as JSON-ready data (docs/schemas/report.json)."""
+        """Return the report as JSON-ready data (docs/schemas/report.v1.json)."""
         summary = self.audit_summary
         return {
-            "format": REPORT_FORMAT,
+            "schema": schema_name("report"),
             "tool_version": __version__,
             "generated": _iso(self.generated),
             "repository": self.repository,

@@ -24,6 +24,7 @@ from typing import Any
 from govsnap import safepaths, worktree
 from govsnap.errors import CheckFailed, EnvironmentProblem, UsageError
 from govsnap.repo import Repo
+from govsnap.schemas import schema_name
 from govsnap.store import Snapshot, list_snapshots, resolve, snapshot_tree
 
 
@@ -77,6 +78,7 @@ class RestoreResult:
     def as_json(self) -> dict[str, Any]:
         """Return the restore as JSON-ready data."""
         return {
+            "schema": schema_name("restore"),
             "snapshot": self.snapshot.id,
             "target": str(self.target),
             "includes": list(self.includes),

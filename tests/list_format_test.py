@@ -43,7 +43,7 @@ def test_latest_host_and_path_filters(cli: Cli, repo: Path) -> None:
     assert listed(cli, repo, "--path", "deploy/db.yaml/", "--latest", "1") == [third]
     assert listed(cli, repo, "--path", "missing") == []
     data = json.loads(cli(repo, "list", "--json", "--path", "./deploy/db.yaml").out)
-    assert [s["id"] for s in data] == [third, second]
+    assert [s["id"] for s in data["snapshots"]] == [third, second]
 
 
 def test_format_placeholders_read_what_git_reads(cli: Cli, repo: Path) -> None:

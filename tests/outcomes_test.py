@@ -44,7 +44,7 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 def audit_entries(cli: Cli, repo: Path) -> list[dict[str, object]]:
-    entries = json.loads(run_ok(cli, repo, "audit", "--json"))
+    entries = json.loads(run_ok(cli, repo, "audit", "--json"))["entries"]
     assert isinstance(entries, list)
     return entries
 

@@ -519,7 +519,7 @@ def test_unreachable_remote(shared: Shared, cli: Cli) -> None:
     audit_ref = "refs/govsnap/audit"
     assert {**after, audit_ref: ""} == {**before, audit_ref: ""}
     # Nothing moved but the audit trail, which records both failures (for monitoring).
-    entries = json.loads(run_ok(cli, shared.a, "audit", "--json"))
+    entries = json.loads(run_ok(cli, shared.a, "audit", "--json"))["entries"]
     assert [(e["operation"], e["outcome"]) for e in entries[:2]] == [
         ("fetch", "failure"),
         ("push", "failure"),

@@ -1,4 +1,4 @@
-"""govsnap report: the evidence report, as JSON held to docs/schemas/report.json and as one
+"""govsnap report: the evidence report, as JSON held to docs/schemas/report.v1.json and as one
 self-contained HTML page that a real headless Chromium opens from a file:// URL without
 console errors or network requests; text an attacker wrote (a payload message, a note, a
 forged audit entry) stays text."""
@@ -11,15 +11,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from govsnap import notes
 from govsnap.repo import open_repo
 from tests.helpers import Cli, Keys, MakeRepo, create_snapshot, git, run_ok, write_files
+from tests.helpers.schemas import validate
 from tests.helpers.tamper import policy_text
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "docs/schemas/report.json").read_text())
 SCRIPT = "<script>document.title='owned'</script>"
 IMG = '<img src="http://198.51.100.7/x.png" onerror="alert(1)">'
 CHROMIUM = shutil.which("chromium")
@@ -96,7 +95,7 @@ def test_report_holds_the_evidence_and_escapes_what_an_attacker_wrote(
     story: Story, cli: Cli, tmp_path: Path
 ) -> None:
     report = json.loads(run_ok(cli, story.repo, "report", "--json"))
-    jsonschema.validate(report, SCHEMA)
+    validate(report)
     assert [e["name"] for e in report["environments"]] == ["production", "staging"]
     snaps = by_id(report)
 
@@ -139,7 +138,7 @@ def test_report_holds_the_evidence_and_escapes_what_an_attacker_wrote(
     assert staging_only["rollbacks"] == []
     later = json.loads(run_ok(cli, story.repo, "report", "--json", "--since", "@4102444800"))
     assert later["environments"] == [] and later["audit"]["entries"] == []
-    jsonschema.validate(later, SCHEMA)
+    validate(later)
 
     # The page shows what an attacker wrote as text.
     out = tmp_path / "report.html"
@@ -176,10 +175,22 @@ def test_report_bad_input_is_one_line(make_repo: MakeRepo, cli: Cli, tmp_path: P
 def test_report_of_a_repository_without_snapshots(make_repo: MakeRepo, cli: Cli) -> None:
     repo = make_repo()
     report = json.loads(run_ok(cli, repo, "report", "--json"))
-    jsonschema.validate(report, SCHEMA)
+    validate(report)
     assert report["environments"] == [] and report["trust"]["present"] is False
     assert "no trust policy" in report["trust"]["source"]
     assert "snapshot(s)" in run_ok(cli, repo, "report")
+
+
+def test_a_snapshot_ref_of_any_name_is_reported_as_its_name(make_repo: MakeRepo, cli: Cli) -> None:
+    """Anyone who can write refs can file a tag under a name that is no snapshot id: the
+    report shows that name (and the JSON stays valid against report.v1.json)."""
+    repo = make_repo()
+    ident = create_snapshot(cli, repo, "--unsigned")
+    tag = git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}").strip()
+    git(repo, "update-ref", "refs/govsnap/snapshots/not-an-id", tag)
+    report = json.loads(run_ok(cli, repo, "report", "--json"))
+    validate(report)
+    assert set(by_id(report)) == {ident, "not-an-id"}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
@@ -240,7 +251,7 @@ def test_a_policy_that_does_not_load_is_reported_not_fatal(
     write_files(repo, {".govsnap/trust.toml": "version = 2\n[signers.x]\nopenpgp = 'nope'\n"})
     git(repo, "commit", "-qam", "a broken policy")
     report = json.loads(run_ok(cli, repo, "report", "--json"))
-    jsonschema.validate(report, SCHEMA)
+    validate(report)
     assert report["trust"]["error"] and report["trust"]["present"] is False
     (snap,) = report["environments"][0]["snapshots"]
     assert snap["id"] == ident and snap["verification_now"] is None

@@ -334,7 +334,7 @@ def test_no_safety_snapshot_means_nothing_is_touched(cli: Cli, repo: Path) -> No
     )
     # What is recorded is that both failed: the safety snapshot's create and the rollback
     # (kept in this clone: under a trust policy, an unsigned entry is refused everywhere).
-    entries = json.loads(cli(repo, "audit", "--json").out)
+    entries = json.loads(cli(repo, "audit", "--json").out)["entries"]
     failed = {(e["operation"], e["shared"]) for e in entries if e["outcome"] == "failure"}
     assert failed == {("rollback", False), ("create", False)}
 

@@ -157,9 +157,10 @@ def test_the_scheduled_commands_work_on_a_repository(
     run("prune")  # keeps the newest
     run("stats")
 
-    operations = [e["operation"] for e in json.loads(run_ok(cli, repo, "audit", "--json"))]
+    entries = json.loads(run_ok(cli, repo, "audit", "--json"))["entries"]
+    operations = [e["operation"] for e in entries]
     assert operations == ["prune", "rehearse", "verify", "create", "create"]
-    [snap] = json.loads(run_ok(cli, repo, "list", "--json"))
+    [snap] = json.loads(run_ok(cli, repo, "list", "--json"))["snapshots"]
     assert snap["payload"]["trigger"] == "schedule"
     text = (textfiles / "govsnap-srv-app.prom").read_text()
     samples = {

@@ -176,6 +176,26 @@ def test_policy_names_a_sigstore_identity() -> None:
     assert policy.keys().x509 == ((signer.identity, identity, issuer),)
 
 
+def test_trust_show_names_a_certificate_signer_by_identity_and_issuer(
+    make_repo: MakeRepo, cli: Cli
+) -> None:
+    """Both X.509 forms in `trust show --json` (held to trust.v1.json): one pinned by
+    fingerprint, one named by its certificate's (identity, issuer)."""
+    issuer = "https://token.actions.githubusercontent.com"
+    identity = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
+    pinned = "A" * 40
+    policy = x509_policy(identity, issuer) + (
+        f'\n[signers.pinned]\nx509 = "{pinned}"\nenvironments = ["*"]\noperations = ["*"]\n'
+    )
+    repo = make_repo({"README.md": "hello\n", ".govsnap/trust.toml": policy}, signed=False)
+    data = json.loads(run_ok(cli, repo, "trust", "show", "--json"))
+    signers = {s["name"]: s for s in data["signers"]}
+    named = signers["release"]
+    assert named["kind"] == "x509" and named["identity"] == f"{identity} (issuer {issuer})"
+    assert named["certificate"] == {"identity": identity, "issuer": issuer}
+    assert signers["pinned"]["identity"] == pinned and "certificate" not in signers["pinned"]
+
+
 def test_a_sigstore_shaped_certificate_is_named_by_workflow_and_oidc_issuer(
     make_repo: MakeRepo, cli: Cli, tmp_path: Path
 ) -> None:

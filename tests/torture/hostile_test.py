@@ -189,6 +189,9 @@ READERS = [
     ["trust", "show", "--json"],
     ["stats"],
     ["stats", "--json"],
+    ["report", "--json"],
+    ["ls", "latest", "-r", "--json"],
+    ["find", "*.py", "--json"],
 ]
 WRITERS = [
     ["rollback", "latest", "--yes"],
