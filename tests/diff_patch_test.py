@@ -60,7 +60,9 @@ def test_patch_on_a_terminal_escapes_file_contents(cli: Cli, repo: Path, tmp_pat
     first = create_snapshot(cli, repo, "--unsigned")
     write_files(repo, {"README.md": "\x1b]0;pwned\x07\x1b[2Jwiped\n\tindented\fform\rfeed\n"})
     second = create_snapshot(cli, repo, "--unsigned")
-    command = f"{govsnap_bin()} -C {repo} diff {first} {second} --patch"
+    # govsnap's own escaping on a terminal (a pager, `less` with LESS=FRX, shows control
+    # characters as ^X by itself).
+    command = f"{govsnap_bin()} -C {repo} --no-pager diff {first} {second} --patch"
 
     proc = subprocess.run(
         ["script", "-qec", command, "/dev/null"],

@@ -75,7 +75,9 @@ def read_only(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def trusted(make_repo: MakeRepo, keys: Keys, cli: Cli) -> tuple[Path, str, str]:
     """A repository with a committed trust policy and two signed snapshots."""
-    repo = make_repo({"README.md": "v1\n", ".govsnap/trust.toml": trust_policy(keys)})
+    # The policy names the ref it governs: no warning that it could be read elsewhere.
+    policy = 'ref = "refs/heads/main"\n' + trust_policy(keys)
+    repo = make_repo({"README.md": "v1\n", ".govsnap/trust.toml": policy})
     first = create_snapshot(cli, repo)
     write_files(repo, {"README.md": "v2\n"})
     second = create_snapshot(cli, repo)

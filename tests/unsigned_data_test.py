@@ -94,7 +94,7 @@ def test_06_a_deeply_nested_note_is_shown_unreadable_and_blocks_nothing(
     assert cli(alice, "fetch", "origin").code == 0
     listed = cli(alice, "list", "--json")
     assert listed.code == 0, listed.err
-    assert {s["id"] for s in json.loads(listed.out)} == {good, bad}
+    assert {s["id"] for s in json.loads(listed.out)["snapshots"]} == {good, bad}
     shown = cli(alice, "show", bad)
     assert shown.code == 0, shown.err
     assert "unreadable" in shown.out and "nested deeper than" in shown.out

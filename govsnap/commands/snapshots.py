@@ -436,7 +436,8 @@ _PATCH_COLOURS = (("diff ", "bold"), ("+++", "bold"), ("---", "bold"), ("@@", "c
 def show_patch(patch: bytes) -> None:
     """Print git's diff: as it is when piped (`| git apply` works), or on a terminal
     coloured as git colours it, every line escaped (file contents are data: a snapshot's
-    file must not move the cursor or retitle the window)."""
+    file must not move the cursor or retitle the window). Through a pager the bytes go
+    as they are, as git sends them: less shows control characters as ^X (LESS=FRX)."""
     if not sys.stdout.isatty():
         sys.stdout.flush()
         sys.stdout.buffer.write(patch)
