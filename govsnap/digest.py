@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import marshal
+import os
 import re
+import secrets
 import sqlite3
+import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +41,58 @@ _END = b"\0\x02"
 _DIR_END = b"\0\x03"
 _DIR_RECORD = re.compile(rb"[0-7]{6} - \0\x01[^\0]*\0\x03")
 
+# Every row of a table that feeds a digest carries a MAC under the user's cache key (below):
+# whoever can write the cache file (a restored CI cache, a copied repository, another
+# user of a shared one) cannot make it claim a digest. `parsed` needs none: a cached tag
+# is checked against its object id, and notes only ever are shown.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS blobs (oid BLOB PRIMARY KEY, sha256 BLOB NOT NULL, size INTEGER NOT NULL)
-    WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS trees2 (oid BLOB PRIMARY KEY, summary BLOB NOT NULL) WITHOUT ROWID;
+DROP TABLE IF EXISTS blobs;
+DROP TABLE IF EXISTS trees2;
+CREATE TABLE IF NOT EXISTS blobs3 (oid BLOB PRIMARY KEY, sha256 BLOB NOT NULL,
+    size INTEGER NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trees3 (oid BLOB PRIMARY KEY, summary BLOB NOT NULL,
+    mac BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS roots3 (oid BLOB NOT NULL, format INTEGER NOT NULL,
+    value BLOB NOT NULL, mac BLOB NOT NULL, PRIMARY KEY (oid, format)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parsed (oid BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 """
+KEY_NAME = "cache.key"
+_KEY_BYTES = 32
+_MAC_BYTES = 16
+
+
+def key_path() -> Path:
+    """Return where the user's cache key lives: outside every repository, so that copying
+    or restoring a repository's `.git` never carries the key that vouches for its cache."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "govsnap" / KEY_NAME
+
+
+def load_key(path: Path) -> bytes | str:
+    """Return the cache key at `path` (made on first use, readable by its owner only), or
+    why it cannot be used: then the digest caches are not used at all."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(_KEY_BYTES))
+        info = path.stat()
+        key = path.read_bytes()
+    except OSError as exc:
+        return f"cache key {path} is unusable: {exc.strerror or exc}"
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        return f"cache key {path} is not private to its owner (chmod 600 it, or delete it)"
+    if len(key) != _KEY_BYTES:
+        return f"cache key {path} is damaged (delete it: the next run makes a new one)"
+    return key
+
 
 # What a tree contributes by itself: runs of its own manifest records interleaved with
-# (name, subtree oid) references, in order; its own files, bytes and kinds. (Table
-# `trees2`: format-1 caches kept blocks of another shape in `trees`.)
+# (name, subtree oid) references, in order; its own files, bytes and kinds.
 Template = list[bytes | tuple[bytes, bytes]]
 
 
@@ -72,25 +118,39 @@ class TreeSummary:
 
 class DigestCache:
     """Persistent caches under `.git/govsnap/`: blob oid -> (SHA-256, size), tree oid ->
-    TreeSummary, and object oid -> its parsed form (snapshot tags and notes, so listing
-    10,000 snapshots does not re-parse them). All are keyed by content-addressed git ids,
-    so an entry never goes stale;
-    an SQLite database keeps them consistent across crashes and concurrent processes.
-    Anything unreadable is treated as absent: the cache only saves work.
+    TreeSummary, (root tree oid, format) -> its TreeDigest, and object oid -> its parsed
+    form (snapshot tags and notes, so listing 10,000 snapshots does not re-parse them).
+    All are keyed by content-addressed git ids, so an entry never goes stale; an SQLite
+    database keeps them consistent across crashes and concurrent processes. A digest row
+    whose MAC does not hold under the user's key, and anything unreadable, is treated as
+    absent: the cache only saves work, and no edit of it can change a digest.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes | str | None = None) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._broken = False
-        self._blobs: list[tuple[bytes, bytes, int]] = []
-        self._trees: list[tuple[bytes, bytes]] = []
+        self._key = key if key is not None else load_key(key_path())
+        self._blobs: list[tuple[bytes, bytes, int, bytes]] = []
+        self._trees: list[tuple[bytes, bytes, bytes]] = []
+        self._roots: list[tuple[bytes, int, bytes, bytes]] = []
         self._parsed: list[tuple[bytes, bytes]] = []
 
     @classmethod
     def for_repo(cls, repo: Repo) -> DigestCache:
         """Return the cache kept under `.git/govsnap/`."""
         return cls(repo.state_dir / CACHE_NAME)
+
+    def _mac(self, table: bytes, *parts: bytes) -> bytes | None:
+        """Return the MAC binding a row's key and value, or None without a usable key."""
+        if not isinstance(self._key, bytes):
+            return None
+        message = b"\0".join((table, *(len(p).to_bytes(8, "big") + p for p in parts)))
+        return hmac.digest(self._key, message, "sha256")[:_MAC_BYTES]
+
+    def _vouched(self, mac: bytes, table: bytes, *parts: bytes) -> bool:
+        expected = self._mac(table, *parts)
+        return expected is not None and hmac.compare_digest(expected, bytes(mac))
 
     def _conn(self) -> sqlite3.Connection | None:
         if self._db is None and not self._broken:
@@ -106,7 +166,7 @@ class DigestCache:
 
     def _select(self, query: str, oids: list[bytes]) -> list[tuple[Any, ...]]:
         """Return the rows of `query` (which ends before its WHERE) for `oids`, in batches."""
-        db = self._conn()
+        db = self._conn() if oids else None
         rows: list[tuple[Any, ...]] = []
         if db is None:
             return rows
@@ -120,16 +180,44 @@ class DigestCache:
         return rows
 
     def blobs(self, oids: list[bytes]) -> dict[bytes, tuple[bytes, int]]:
-        """Return raw oid -> (sha256, size) for the blobs of `oids` the cache knows."""
-        rows = self._select("SELECT oid, sha256, size FROM blobs", oids)
-        return {bytes(oid): (bytes(sha), int(size)) for oid, sha, size in rows}
+        """Return raw oid -> (sha256, size) for the blobs of `oids` the cache vouches for."""
+        if not isinstance(self._key, bytes):
+            return {}
+        found: dict[bytes, tuple[bytes, int]] = {}
+        for oid, sha, size, mac in self._select("SELECT oid, sha256, size, mac FROM blobs3", oids):
+            oid, sha = bytes(oid), bytes(sha)
+            if isinstance(size, int) and self._vouched(mac, b"blob", oid, sha, b"%d" % size):
+                found[oid] = (sha, size)
+        return found
 
     def trees(self, oids: list[bytes]) -> dict[bytes, TreeSummary]:
-        """Return raw oid -> summary for the trees of `oids` the cache knows."""
+        """Return raw oid -> summary for the trees of `oids` the cache vouches for."""
+        if not isinstance(self._key, bytes):
+            return {}
         found: dict[bytes, TreeSummary] = {}
-        for oid, raw in self._select("SELECT oid, summary FROM trees2", oids):
+        for oid, raw, mac in self._select("SELECT oid, summary, mac FROM trees3", oids):
+            oid, raw = bytes(oid), bytes(raw)
+            if not self._vouched(mac, b"tree", oid, raw):
+                continue
             try:
-                found[bytes(oid)] = TreeSummary.load(bytes(raw))
+                found[oid] = TreeSummary.load(raw)
+            except (ValueError, EOFError, TypeError):
+                continue
+        return found
+
+    def roots(self, keys: list[tuple[bytes, int]]) -> dict[tuple[bytes, int], TreeDigest]:
+        """Return (root tree oid, format) -> digest for the `keys` the cache vouches for."""
+        if not isinstance(self._key, bytes):
+            return {}
+        wanted = set(keys)
+        found: dict[tuple[bytes, int], TreeDigest] = {}
+        query = "SELECT oid, format, value, mac FROM roots3"
+        for oid, fmt, raw, mac in self._select(query, sorted({oid for oid, _ in keys})):
+            oid, raw = bytes(oid), bytes(raw)
+            if (oid, fmt) not in wanted or not self._vouched(mac, b"root", oid, b"%d" % fmt, raw):
+                continue
+            try:
+                found[(oid, fmt)] = load_digest(raw, fmt)
             except (ValueError, EOFError, TypeError):
                 continue
         return found
@@ -150,24 +238,38 @@ class DigestCache:
 
     def put_blob(self, oid: bytes, sha: bytes, size: int) -> None:
         """Remember a blob's digest; `flush` makes it persistent."""
-        self._blobs.append((oid, sha, size))
+        mac = self._mac(b"blob", oid, sha, b"%d" % size)
+        if mac is not None:
+            self._blobs.append((oid, sha, size, mac))
 
     def put_tree(self, oid: bytes, summary: TreeSummary) -> None:
         """Remember a tree's summary; `flush` makes it persistent."""
-        self._trees.append((oid, summary.dump()))
+        raw = summary.dump()
+        mac = self._mac(b"tree", oid, raw)
+        if mac is not None:
+            self._trees.append((oid, raw, mac))
+
+    def put_root(self, oid: bytes, digest: TreeDigest) -> None:
+        """Remember a root tree's digest in its format; `flush` makes it persistent."""
+        raw = dump_digest(digest)
+        mac = self._mac(b"root", oid, b"%d" % digest.format, raw)
+        if mac is not None:
+            self._roots.append((oid, digest.format, raw, mac))
 
     def flush(self) -> None:
         """Write what was learnt since the last flush in one transaction, then close the
         database (the next lookup reopens it)."""
-        pending = self._blobs or self._trees or self._parsed
+        pending = self._blobs or self._trees or self._roots or self._parsed
         db = self._conn() if pending else self._db
         if db is None:
             return
         try:
             if pending:
+                # REPLACE: a row that failed its MAC was recomputed, and the honest one wins.
                 db.execute("BEGIN IMMEDIATE")
-                db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?)", self._blobs)
-                db.executemany("INSERT OR IGNORE INTO trees2 VALUES (?, ?)", self._trees)
+                db.executemany("INSERT OR REPLACE INTO blobs3 VALUES (?, ?, ?, ?)", self._blobs)
+                db.executemany("INSERT OR REPLACE INTO trees3 VALUES (?, ?, ?)", self._trees)
+                db.executemany("INSERT OR REPLACE INTO roots3 VALUES (?, ?, ?, ?)", self._roots)
                 db.executemany("INSERT OR IGNORE INTO parsed VALUES (?, ?)", self._parsed)
                 db.execute("COMMIT")
         except sqlite3.Error:
@@ -179,10 +281,13 @@ class DigestCache:
             self._db = None
         self._blobs.clear()
         self._trees.clear()
+        self._roots.clear()
         self._parsed.clear()
 
     def problem(self) -> str | None:
-        """Return why the cache file is unusable, or None when it is sound (or absent)."""
+        """Return why the cache is unusable, or None when it is sound (or absent)."""
+        if isinstance(self._key, str):
+            return self._key
         if not self.path.exists():
             return None
         try:
@@ -228,6 +333,21 @@ class TreeDigest:
     newline_in_path: bool = False  # format 1 cannot tell such a tree from another one
 
 
+def dump_digest(digest: TreeDigest) -> bytes:
+    """Return a digest and its figures serialised for the cache."""
+    kinds = {k: (v.count, v.bytes) for k, v in digest.kinds.items()}
+    return marshal.dumps((digest.digest, digest.files, digest.bytes, kinds, digest.newline_in_path))
+
+
+def load_digest(raw: bytes, fmt: int) -> TreeDigest:
+    """Return a digest read back from the cache (nothing hashed to get it)."""
+    digest, files, total, kinds, newline = marshal.loads(raw)
+    if not isinstance(digest, str) or not isinstance(kinds, dict):
+        raise TypeError("not a cached digest")
+    summaries = {str(k): KindSummary(int(c), int(b)) for k, (c, b) in kinds.items()}
+    return TreeDigest(digest, int(files), int(total), summaries, 0, fmt, bool(newline))
+
+
 def _lookup_tree(repo: Repo, oid: pygit2.Oid | str, where: bytes) -> pygit2.Tree:
     try:
         tree = repo.git[oid]
@@ -257,16 +377,58 @@ def kind_of(name: bytes, mode: int) -> str:
     return "." + ext.decode(errors="replace").lower()
 
 
-class _Digester:
-    """Computes tree summaries, from the cache where it has them."""
+class Digester:
+    """Computes the digests of trees, each tree and blob once however many roots share
+    it, from the cache where it vouches for them (never with `deep`)."""
 
-    def __init__(self, repo: Repo, cache: DigestCache | None, deep: bool) -> None:
+    def __init__(self, repo: Repo, cache: DigestCache | None, deep: bool = False) -> None:
         self.repo = repo
         self.cache = None if deep else cache
         self.odb = repo.git.odb
         self.hashed = 0
         self.summaries: dict[bytes, TreeSummary] = {}
         self.figures: dict[bytes, tuple[int, int, dict[str, tuple[int, int]]]] = {}
+        self.roots: dict[tuple[bytes, int], TreeDigest] = {}
+
+    def prefetch(self, keys: list[tuple[pygit2.Oid, int]]) -> None:
+        """Read the cached digests of many (root tree, format) in one query."""
+        if self.cache is not None:
+            wanted = [(oid.raw, fmt) for oid, fmt in keys if (oid.raw, fmt) not in self.roots]
+            self.roots.update(self.cache.roots(wanted))
+
+    def digest(self, oid: pygit2.Oid, fmt: int) -> TreeDigest:
+        """Return the content digest of tree `oid` in manifest format `fmt` (remembered in
+        the cache; `flush` it to keep it)."""
+        if fmt not in FORMATS:
+            raise CorruptObject(f"unknown manifest format {fmt}")
+        known = self.roots.get((oid.raw, fmt))
+        if known is None and self.cache is not None:
+            known = self.cache.roots([(oid.raw, fmt)]).get((oid.raw, fmt))
+        if known is not None:
+            return known
+        before = self.hashed
+        self.load_summaries(oid)
+        hasher = hashlib.sha256()
+        newline_in_path = self.feed(oid.raw, fmt, hasher.update)
+        files, total, kinds = self.figures_of(oid.raw)
+        result = TreeDigest(
+            digest="sha256:" + hasher.hexdigest(),
+            files=files,
+            bytes=total,
+            kinds={k: KindSummary(c, b) for k, (c, b) in sorted(kinds.items())},
+            hashed_blobs=self.hashed - before,
+            format=fmt,
+            newline_in_path=newline_in_path,
+        )
+        self.roots[(oid.raw, fmt)] = replace(result, hashed_blobs=0)
+        if self.cache is not None:
+            self.cache.put_root(oid.raw, result)
+        return result
+
+    def flush(self) -> None:
+        """Keep what the cache learnt."""
+        if self.cache is not None:
+            self.cache.flush()
 
     def blob_digest(self, oid: pygit2.Oid, path: bytes) -> tuple[bytes, int]:
         try:
@@ -444,22 +606,8 @@ def digest_tree(
     Note that a cached tree is not re-read, so a missing object below it is not noticed
     here: check object presence separately when that matters.
     """
-    if fmt not in FORMATS:
-        raise CorruptObject(f"unknown manifest format {fmt}")
     oid = tree_oid if isinstance(tree_oid, pygit2.Oid) else pygit2.Oid(hex=tree_oid)
-    digester = _Digester(repo, cache, deep)
-    digester.load_summaries(oid)
-    hasher = hashlib.sha256()
-    newline_in_path = digester.feed(oid.raw, fmt, hasher.update)
-    if cache is not None and not deep:
-        cache.flush()
-    files, total, kinds = digester.figures_of(oid.raw)
-    return TreeDigest(
-        digest="sha256:" + hasher.hexdigest(),
-        files=files,
-        bytes=total,
-        kinds={k: KindSummary(c, b) for k, (c, b) in sorted(kinds.items())},
-        hashed_blobs=digester.hashed,
-        format=fmt,
-        newline_in_path=newline_in_path,
-    )
+    digester = Digester(repo, cache, deep)
+    digest = digester.digest(oid, fmt)
+    digester.flush()
+    return digest
