@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pygit2
-from pygit2.enums import DeltaStatus, DiffOption, ObjectType
+from pygit2.enums import ObjectType
 
-from govsnap import audit, notes, worktree
+from govsnap import notes
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
     CorruptObject,
+    GovsnapError,
     InvalidRevision,
     SigningError,
     SnapshotNotFound,
@@ -47,7 +46,13 @@ from govsnap.objects import (
 )
 from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, snapshot_ref
 from govsnap.repo import Repo
-from govsnap.signing import Signer, signer_for
+
+if TYPE_CHECKING:
+    # Listing and resolving snapshots, which every read-only command does, never needs
+    # the audit chain, the working tree or a signer: they are imported where used, so
+    # that `govsnap list` does not pay for them (python -X importtime).
+    from govsnap import audit
+    from govsnap.signing import Signer
 
 DEFAULT_ENVIRONMENT = "default"
 # The note fields `list --json` repeats; `show --json` gives the whole note.
@@ -288,7 +293,9 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
     if latest:
         # A tagger time in the future (beyond the clock skew) fails verification; it
         # must not make a snapshot the newest either.
-        horizon = int(time.time()) + audit.configured_skew(repo)
+        from govsnap.audit import configured_skew
+
+        horizon = int(time.time()) + configured_skew(repo)
         valid = [s for s in snaps if s.payload is not None and s.created <= horizon]
         n = int(latest.group(1) or 0)
         if n >= len(valid):
@@ -403,6 +410,8 @@ def default_environment(repo: Repo) -> str:
 
 def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
     """Return the configured signer; refuse to go on unsigned unless that was asked for."""
+    from govsnap.signing import signer_for
+
     signer = signer_for(repo)
     if signer is None and not (unsigned or repo.config_bool("govsnap.allowUnsigned", False)):
         raise SigningError(
@@ -414,12 +423,19 @@ def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
 
 def create(repo: Repo, options: CreateOptions) -> CreateResult:
     """Capture, sign and record a snapshot: commit, tag, ref, note, audit entry in that order."""
+    from govsnap import audit
+
     # Its objects are written long before a ref names them: `prune --now` must wait.
     with writing(repo), audit.operation(repo, "create") as op:
         return _create(repo, options, op)
 
 
 def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateResult:
+    import secrets
+    from datetime import UTC, datetime
+
+    from govsnap import audit, worktree
+
     trigger = validate_name("trigger", options.trigger)
     environment = validate_name("environment", options.environment or default_environment(repo))
     labels = tuple(dict.fromkeys(validate_name("label", label) for label in options.labels))
@@ -594,6 +610,8 @@ def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
     a = resolve(repo, old, snaps)
     old_tree = snapshot_tree(repo, a)
     if new is None:
+        from govsnap import worktree
+
         label = "working tree"
         new_tree = repo.git[worktree.capture_tree(repo)]
         assert isinstance(new_tree, pygit2.Tree)
@@ -603,11 +621,11 @@ def diff(repo: Repo, old: str, new: str | None = None) -> SnapshotDiff:
     return SnapshotDiff(a.id, label, tuple(diff_trees(repo, old_tree, new_tree)))
 
 
-_STATUS: dict[DeltaStatus, ChangeStatus] = {
-    DeltaStatus.ADDED: "added",
-    DeltaStatus.DELETED: "removed",
-    DeltaStatus.MODIFIED: "modified",
-    DeltaStatus.TYPECHANGE: "modified",
+_STATUS: dict[str, ChangeStatus] = {
+    "A": "added",
+    "D": "removed",
+    "M": "modified",
+    "T": "modified",
 }
 
 
@@ -630,24 +648,21 @@ def snapshot_tree(repo: Repo, snap: Snapshot) -> pygit2.Tree:
 
 
 def diff_trees(repo: Repo, old: pygit2.Tree, new: pygit2.Tree) -> list[FileChange]:
-    """Return the files added, removed and modified from `old` to `new`, by path; raise
-    CorruptObject when libgit2 cannot compare them."""
-    changes = []
+    """Return the files added, removed and modified from `old` to `new`, by path, with
+    the lines git's own diff counts; raise CorruptObject when git cannot compare them."""
+    from govsnap import worktree
+
     try:
-        for patch in old.diff_to_tree(new, flags=DiffOption.NORMAL):
-            if patch is None:
-                continue
-            delta = patch.delta
-            status = _STATUS.get(delta.status)
-            if status is None:
-                continue
-            path = delta.new_file.path if status != "removed" else delta.old_file.path
-            _, additions, deletions = patch.line_stats
-            changes.append(FileChange(status, path, additions, deletions, bool(delta.is_binary)))
-    except pygit2.GitError as exc:
-        # A tree entry named "/x" (which git fsck rejects) trips an assertion in libgit2.
-        raise CorruptObject(
-            f"cannot compare tree {old.id} with {new.id}: one holds an entry libgit2 "
-            f"rejects ({exc})"
-        ) from exc
+        stats = worktree.diff_stats(repo, str(old.id), str(new.id))
+    except GovsnapError as exc:
+        raise CorruptObject(f"cannot compare tree {old.id} with {new.id}: {exc.message}") from exc
+    changes = []
+    for stat in stats:
+        status = _STATUS.get(stat.change.status)
+        if status is None:
+            continue
+        additions, deletions = stat.lines or (0, 0)
+        # As the rest of govsnap shows paths: bytes that are not UTF-8 kept as escapes.
+        path = stat.change.path.decode(errors="surrogateescape")
+        changes.append(FileChange(status, path, additions, deletions, stat.lines is None))
     return sorted(changes, key=lambda c: c.path)
