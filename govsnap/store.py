@@ -467,8 +467,11 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
     # A partial clone lacks blobs the digest reads: fetch them as git would on demand.
     worktree.fetch_missing(repo, [tree])
     cache = DigestCache.for_repo(repo)
+    # The working tree holds most new blobs as git stored them: hashing a file whose git
+    # id is the blob's spares inflating it (the first snapshot of a repository).
+    workdir = None if repo.is_bare else repo.workdir
     try:
-        digest = digest_tree(repo, tree, cache, fmt=FORMAT_VERSION)
+        digest = digest_tree(repo, tree, cache, fmt=FORMAT_VERSION, workdir=workdir)
     except CorruptObject as exc:
         raise CorruptObject(exc.message + worktree.partial_clone_hint(repo)) from exc
     if options.if_changed:
