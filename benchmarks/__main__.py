@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import importlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from benchmarks.harness import ROOT, Comparison, Context, machine, table
+from benchmarks.harness import ROOT, Comparison, Context, load, machine, table
 
 # Case modules, in the order of the table. Each exposes run(ctx) -> list[Comparison].
-CASES = ["create", "from_commit", "rollback", "listing", "verify", "prune", "version", "push"]
+CASES = [
+    "create",
+    "from_commit",
+    "rollback",
+    "listing",
+    "startup",
+    "diff",
+    "verify",
+    "verify_shaped",
+    "memory",
+    "prune",
+    "version",
+    "push",
+]
 
 
 def _signing_env(home: Path) -> tuple[dict[str, str], str]:
@@ -34,7 +49,13 @@ def _signing_env(home: Path) -> tuple[dict[str, str], str]:
             no_protection=True,
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    # Bytecode is written as an installed package has it (pip compiles at install):
+    # without it every run recompiles govsnap's modules.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         GNUPGHOME=str(gnupg_home),
         HOME=str(home),
@@ -72,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     env, key = _signing_env(home)
     ctx = Context(files, mib * 1024 * 1024, runs, args.workdir.resolve(), env, key)
     results: list[Comparison] = []
+    compileall.compile_dir(ROOT.parent / "govsnap", quiet=1)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = load()
     try:
         for name in args.only or CASES:
             print(f"running {name} ...", file=sys.stderr, flush=True)
@@ -81,7 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["gpgconf", "--homedir", env["GNUPGHOME"], "--kill", "all"], check=False)
         shutil.rmtree(env["GNUPGHOME"], ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
-    header = f"{files:,} files, ~{mib} MiB; {runs} runs; {machine()}"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    header = (
+        f"{files:,} files, ~{mib} MiB; {runs} runs; {machine()}\n"
+        f"started {started} at commit {commit or '?'}; load average {load_before} at the "
+        f"start, {load()} at the end"
+    )
     text = f"{header}\n\n{table(results)}\n"
     print(text)
     if args.markdown:

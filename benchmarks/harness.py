@@ -31,6 +31,7 @@ class Comparison:
     ratio_target: float | None = None
     absolute_target: float | None = None  # seconds, for govsnap's median
     overhead_target: float | None = None  # seconds govsnap's median may exceed git's
+    unit: str = "ms"  # "ms": the figures are seconds, shown in ms; "MiB": peak memory
 
     @property
     def govsnap_median(self) -> float:
@@ -55,6 +56,8 @@ class Comparison:
             parts.append(f"<= {self.ratio_target:g}x")
         if self.absolute_target is not None:
             parts.append(f"<= {self.absolute_target * 1000:g} ms")
+        if self.unit != "ms" and self.ratio_target is not None:
+            parts[-1] += " (peak memory)"
         if self.overhead_target is not None:
             parts.append(f"<= +{self.overhead_target * 1000:g} ms over git")
         return ", ".join(parts) or "-"
@@ -161,6 +164,39 @@ def generate(path: Path, files: int, total_bytes: int, seed: int = 42) -> None:
         (directory / f"f{i:06d}{kinds[i % len(kinds)]}").write_bytes(rng.randbytes(size))
 
 
+def paired(
+    first: Callable[[], object],
+    second: Callable[[], object],
+    prepare: Callable[[], object] | None = None,
+    runs: int = 5,
+) -> tuple[list[float], list[float]]:
+    """Return the wall times of `runs` calls of `first` and of `second`, alternating
+    (first, second, first, ...), `prepare` untimed before each call: on a shared machine
+    both see the same load, so their ratio means something when the figures do not."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for action, out in ((first, times[0]), (second, times[1])):
+            if prepare is not None:
+                prepare()
+            start = time.perf_counter()
+            action()
+            out.append(time.perf_counter() - start)
+    return times
+
+
+def peak_memory(ctx: Context, args: Sequence[str], cwd: Path) -> float:
+    """Return the peak resident memory in MiB of the largest process `args` runs (itself
+    or a child it waits for), as getrusage reports it for a fresh watcher process."""
+    watcher = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+        "if done.returncode: sys.exit(done.returncode)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    out = ctx.run([sys.executable, "-c", watcher, *args], cwd).stdout
+    return int(out.decode().strip()) / 1024
+
+
 def timed(
     action: Callable[[], object], prepare: Callable[[], object] | None = None, runs: int = 5
 ) -> list[float]:
@@ -191,6 +227,11 @@ def machine() -> str:
     return f"{os.cpu_count()} x {cpu}; Python {sys.version.split()[0]}; {git}"
 
 
+def load() -> str:
+    """Return the load averages (1, 5, 15 minutes) as text."""
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def table(results: Sequence[Comparison]) -> str:
     """Return the results as a Markdown table."""
     lines = [
@@ -199,8 +240,10 @@ def table(results: Sequence[Comparison]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        scale = 1000 if r.unit == "ms" else 1
         lines.append(
-            f"| {r.work} | {r.govsnap_median * 1000:.0f} ms | {r.git_median * 1000:.0f} ms "
+            f"| {r.work} | {r.govsnap_median * scale:.0f} {r.unit} "
+            f"| {r.git_median * scale:.0f} {r.unit} "
             f"| {r.git_equivalent} | {r.ratio:.2f}x | {r.target} "
             f"| {'met' if r.met else 'NOT met'} |"
         )
