@@ -285,10 +285,13 @@ class DigestCache:
         self._roots.clear()
         self._parsed.clear()
 
+    def key_problem(self) -> str | None:
+        """Return why the user's cache key cannot vouch for rows (the cache is then not
+        used), or None."""
+        return self._key if isinstance(self._key, str) else None
+
     def problem(self) -> str | None:
-        """Return why the cache is unusable, or None when it is sound (or absent)."""
-        if isinstance(self._key, str):
-            return self._key
+        """Return why the cache file is unusable, or None when it is sound (or absent)."""
         if not self.path.exists():
             return None
         try:

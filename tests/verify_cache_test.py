@@ -11,6 +11,7 @@ import pygit2
 import pytest
 
 from govsnap.digest import CACHE_NAME, DigestCache, digest_tree, key_path
+from govsnap.doctor import find_torn_cache
 from govsnap.repo import open_repo
 from govsnap.store import resolve
 from govsnap.verify import SnapshotVerification, verify_snapshot, verify_snapshots
@@ -153,8 +154,9 @@ def test_a_cache_key_others_can_read_is_not_used(
     assert key.is_relative_to(tmp_path / "state") and key.stat().st_mode & 0o777 == 0o600
     key.chmod(0o644)
     cache = DigestCache.for_repo(repo)
-    assert cache.problem() == (
-        f"cache key {key} is not private to its owner (chmod 600 it, or delete it)"
-    )
+    problem = f"cache key {key} is not private to its owner (chmod 600 it, or delete it)"
+    assert cache.key_problem() == problem and cache.problem() is None
     assert cache.roots([(tree.raw, 2)]) == {}
     assert digest_tree(repo, tree, cache).digest == honest
+    found = find_torn_cache(repo)
+    assert [(f.kind, f.problem, f.fix) for f in found] == [("cache-key", problem, None)]
