@@ -42,20 +42,21 @@ _END = b"\0\x02"
 _DIR_END = b"\0\x03"
 _DIR_RECORD = re.compile(rb"[0-7]{6} - \0\x01[^\0]*\0\x03")
 
-# Every row of a table that feeds a digest carries a MAC under the user's cache key (below):
-# whoever can write the cache file (a restored CI cache, a copied repository, another
-# user of a shared one) cannot make it claim a digest. `parsed` needs none: a cached tag
-# is checked against its object id, and notes only ever are shown.
+# Every row carries a MAC under the user's cache key (below): whoever can write the cache
+# file (a restored CI cache, a copied repository, another user of a shared one) cannot
+# make it claim a digest, a tag's payload or a note's content (which verify compares).
 _SCHEMA = """
 DROP TABLE IF EXISTS blobs;
 DROP TABLE IF EXISTS trees2;
+DROP TABLE IF EXISTS parsed;
 CREATE TABLE IF NOT EXISTS blobs3 (oid BLOB PRIMARY KEY, sha256 BLOB NOT NULL,
     size INTEGER NOT NULL, mac BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS trees3 (oid BLOB PRIMARY KEY, summary BLOB NOT NULL,
     mac BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS roots3 (oid BLOB NOT NULL, format INTEGER NOT NULL,
     value BLOB NOT NULL, mac BLOB NOT NULL, PRIMARY KEY (oid, format)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS parsed (oid BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parsed3 (oid BLOB PRIMARY KEY, value BLOB NOT NULL,
+    mac BLOB NOT NULL) WITHOUT ROWID;
 """
 KEY_NAME = "cache.key"
 _KEY_BYTES = 32
@@ -122,9 +123,9 @@ class DigestCache:
     TreeSummary, (root tree oid, format) -> its TreeDigest, and object oid -> its parsed
     form (snapshot tags and notes, so listing 10,000 snapshots does not re-parse them).
     All are keyed by content-addressed git ids, so an entry never goes stale; an SQLite
-    database keeps them consistent across crashes and concurrent processes. A digest row
-    whose MAC does not hold under the user's key, and anything unreadable, is treated as
-    absent: the cache only saves work, and no edit of it can change a digest.
+    database keeps them consistent across crashes and concurrent processes. A row whose
+    MAC does not hold under the user's key, and anything unreadable, is treated as
+    absent: the cache only saves work, and no edit of it can change what is read.
     """
 
     def __init__(self, path: Path, key: bytes | str | None = None) -> None:
@@ -135,7 +136,7 @@ class DigestCache:
         self._blobs: list[tuple[bytes, bytes, int, bytes]] = []
         self._trees: list[tuple[bytes, bytes, bytes]] = []
         self._roots: list[tuple[bytes, int, bytes, bytes]] = []
-        self._parsed: list[tuple[bytes, bytes]] = []
+        self._parsed: list[tuple[bytes, bytes, bytes]] = []
 
     @classmethod
     def for_repo(cls, repo: Repo) -> DigestCache:
@@ -224,18 +225,26 @@ class DigestCache:
         return found
 
     def parsed(self, oids: list[bytes]) -> dict[bytes, Any]:
-        """Return raw oid -> parsed value for the objects of `oids` the cache knows."""
+        """Return raw oid -> parsed value for the objects of `oids` the cache vouches for."""
+        if not isinstance(self._key, bytes):
+            return {}
         found: dict[bytes, Any] = {}
-        for oid, raw in self._select("SELECT oid, value FROM parsed", oids):
+        for oid, raw, mac in self._select("SELECT oid, value, mac FROM parsed3", oids):
+            oid, raw = bytes(oid), bytes(raw)
+            if not self._vouched(mac, b"parsed", oid, raw):
+                continue
             try:
-                found[bytes(oid)] = marshal.loads(bytes(raw))
+                found[oid] = marshal.loads(raw)
             except (ValueError, EOFError, TypeError):
                 continue
         return found
 
     def put_parsed(self, oid: bytes, value: Any) -> None:
         """Remember the parsed form (marshal-able values only) of an immutable object."""
-        self._parsed.append((oid, marshal.dumps(value)))
+        raw = marshal.dumps(value)
+        mac = self._mac(b"parsed", oid, raw)
+        if mac is not None:
+            self._parsed.append((oid, raw, mac))
 
     def put_blob(self, oid: bytes, sha: bytes, size: int) -> None:
         """Remember a blob's digest; `flush` makes it persistent."""
@@ -271,7 +280,7 @@ class DigestCache:
                 db.executemany("INSERT OR REPLACE INTO blobs3 VALUES (?, ?, ?, ?)", self._blobs)
                 db.executemany("INSERT OR REPLACE INTO trees3 VALUES (?, ?, ?)", self._trees)
                 db.executemany("INSERT OR REPLACE INTO roots3 VALUES (?, ?, ?, ?)", self._roots)
-                db.executemany("INSERT OR IGNORE INTO parsed VALUES (?, ?)", self._parsed)
+                db.executemany("INSERT OR REPLACE INTO parsed3 VALUES (?, ?, ?)", self._parsed)
                 db.execute("COMMIT")
         except sqlite3.Error:
             self._broken = True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from govsnap.objects import (
     payload_from_tuple,
     payload_to_tuple,
     read_tag,
+    signature_kind,
     snapshot_id,
     update_refs,
     utc,
@@ -190,9 +190,9 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
     """Return every snapshot, newest first, reading refs and notes in bulk.
 
     Tags and note blobs are immutable, so their parsed forms are cached by object id. The
-    cache lives in `.git/govsnap/`, which anyone who restores a CI cache can write: a
-    cached tag is used only if it serialises back to the object id it is filed under (so
-    an edited row is re-read from the tag), and verification re-reads the tag anyway.
+    cache lives in `.git/govsnap/`, which anyone who restores a CI cache can write: a row
+    is used only under a MAC of the user's key (DigestCache), so an edited row is re-read
+    from the object, and verification re-reads the tag anyway.
     """
     refs = snapshot_refs(repo)
     note_blobs = notes.note_blobs(repo)
@@ -213,7 +213,7 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
                     note = Note(error=f"note {blob} is unreadable: {exc}")
                 if note.error is None:
                     cache.put_parsed(blob.raw, note.data)
-        cached = _cached_payload(known.get(oid.raw), oid)
+        cached = _cached_payload(known.get(oid.raw))
         if cached is not None:
             payload, kind = cached
             snaps.append(Snapshot(ident, str(oid), payload, kind, note))
@@ -227,26 +227,24 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
     return snaps
 
 
-def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, SignatureKind] | None:
-    """Return the payload and signature kind a cache row holds for tag `oid`, or None when
-    the row is absent, unreadable, or not that tag's: the tag object rebuilt from it must
-    hash to `oid` (git's object id), so no edit of the cache changes what is read."""
+def _cached_payload(value: Any) -> tuple[SnapshotPayload, SignatureKind] | None:
+    """Return the payload and signature kind a cache row holds, or None when the row is
+    absent or unreadable. (Rebuilding the tag to check its object id took a quarter of
+    listing 10,000 snapshots; the row's MAC vouches for it.)"""
     try:
         values, signature = value
-        payload = payload_from_tuple(values)
-        body = payload.to_bytes()
-        raw = body + signature
+        return payload_from_tuple(values), signature_kind(signature)
     except (TypeError, ValueError, AttributeError):
         return None
-    if hashlib.sha1(b"tag %d\0" % len(raw) + raw).digest() != oid.raw:
-        return None
-    return payload, SignedTag(body, signature).signature_kind
 
 
 def order_key(snap: Snapshot) -> tuple[int, int, str]:
     """Return the sort key of a snapshot: signed time, then the finer creation time the
     note records (git times have whole seconds), then id."""
-    return (snap.created, snap.note_view.created_ns or 0, snap.id)
+    # The one field read as NoteView reads it, without building the whole view: for
+    # 10,000 snapshots that took a fifth of `list --json` (cProfile).
+    fine = snap.note_data.get("created_ns")
+    return (snap.created, fine if type(fine) is int else 0, snap.id)
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,14 @@ from tests.helpers.tamper import (
     Template,
     copy_template,
     gpg_sign,
+    read_note,
     read_raw_tag,
     replace_snapshot,
     snapshot_ref,
     split_tag,
+    tag_oid,
     template,
+    write_note,
 )
 
 
@@ -160,3 +163,29 @@ def test_a_cache_key_others_can_read_is_not_used(
     assert digest_tree(repo, tree, cache).digest == honest
     found = find_torn_cache(repo)
     assert [(f.kind, f.problem, f.fix) for f in found] == [("cache-key", problem, None)]
+
+
+def test_a_cached_note_cannot_hide_a_tampered_one(work: Path, tpl: Template) -> None:
+    # The note is edited with stock git; the cache is given the honest note's parsed row
+    # (MAC and all) under the edited note's blob id, as anyone who can write it could.
+    assert verify_id(work, tpl.good).ok  # the honest note's row is cached now
+    tag = tag_oid(work, tpl.good)
+    honest_blob = git(work, "notes", "--ref=govsnap", "list", tag).strip()
+    note = read_note(work, tag)
+    write_note(work, tag, {**note, "environment": "staging"})
+    edited_blob = git(work, "notes", "--ref=govsnap", "list", tag).strip()
+    db = cache_db(work)
+    try:
+        value, mac = db.execute(
+            "SELECT value, mac FROM parsed3 WHERE oid = ?", (bytes.fromhex(honest_blob),)
+        ).fetchone()
+        db.execute(
+            "INSERT OR REPLACE INTO parsed3 VALUES (?, ?, ?)",
+            (bytes.fromhex(edited_blob), value, mac),
+        )
+        db.commit()
+    finally:
+        db.close()
+    result = verify_id(work, tpl.good)
+    assert failing(result) == {"note"}
+    assert "environment" in result.check("note").message
