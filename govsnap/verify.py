@@ -208,6 +208,7 @@ class _Checker:
                 tags.append(exc)
         readable = [t for t in tags if isinstance(t, SignedTag)]
         self.prefetch_digests(readable)
+        self.find_complete(readable)
         try:
             checked = self.verifier.verify_many([(t.payload, t.signature) for t in readable])
             ssh_ids = [s.id for s, t in zip(snaps, tags, strict=True) if isinstance(t, SignedTag)]
@@ -224,6 +225,37 @@ class _Checker:
         ]
         self.digester.flush()
         return results
+
+    def find_complete(self, tags: Sequence[SignedTag]) -> None:
+        """Mark the payloads' trees whole when git finds every object below all of them
+        present: one `git rev-list --objects --missing=print` walks the objects they
+        share once, in C (50 snapshots of 39,000 files: ~40 ms, against ~150 ms for the
+        Python walk). When git names a missing object, or cannot walk a tree, the walk
+        below finds which snapshots lack what, and says where. --deep reads every blob."""
+        if self.options.deep:
+            return
+        trees: set[pygit2.Oid] = set()
+        for tag in tags:
+            try:
+                oid = pygit2.Oid(hex=SnapshotPayload.parse(tag.payload).tree)
+            except CorruptObject:
+                continue
+            # rev-list would list a blob or commit given here as an object like any other.
+            if isinstance(self.repo.git.get(oid), pygit2.Tree):
+                trees.add(oid)
+        if not trees:
+            return
+        listed = self.repo.git_cmd(
+            "rev-list",
+            "--objects",
+            "--missing=print",
+            "--no-object-names",
+            "--stdin",
+            input="".join(f"{oid}\n" for oid in trees).encode(),
+            check=False,
+        )
+        if listed.returncode == 0 and b"\n?" not in b"\n" + listed.stdout:
+            self.whole.update(trees)
 
     def prefetch_digests(self, tags: Sequence[SignedTag]) -> None:
         """Read the cached digests of every well-formed payload's tree in one query."""

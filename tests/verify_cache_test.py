@@ -189,3 +189,17 @@ def test_a_cached_note_cannot_hide_a_tampered_one(work: Path, tpl: Template) -> 
     result = verify_id(work, tpl.good)
     assert failing(result) == {"note"}
     assert "environment" in result.check("note").message
+
+
+def test_git_walks_the_objects_once_for_every_snapshot_when_none_is_missing(
+    work: Path, tpl: Template, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from govsnap import verify
+
+    def no_python_walk(*args: object) -> None:
+        raise AssertionError("git rev-list found every object: nothing to walk in Python")
+
+    monkeypatch.setattr(verify._Checker, "read_tree", no_python_walk)
+    repo = open_repo(work)
+    results = verify_snapshots(repo, [resolve(repo, tpl.good), resolve(repo, tpl.second)])
+    assert [failing(r) for r in results] == [set(), set()]
