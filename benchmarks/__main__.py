@@ -29,6 +29,7 @@ CASES = [
     "prune",
     "version",
     "push",
+    "policy",
 ]
 
 

@@ -13,10 +13,11 @@ export GIT_AUTHOR_NAME="Release Bot" GIT_AUTHOR_EMAIL="release-bot@example.com"
 export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
-# 1. The server: a bare repository with govsnap's pre-receive hook.
+# 1. The server: a bare repository with govsnap's pre-receive hook, enforcing the trust
+#    policy of main (named in full: a server never takes HEAD's branch for it).
 server="$work/server.git"
 git init -q --bare -b main "$server"
-step govsnap -C "$server" hooks install --server
+step govsnap -C "$server" hooks install --server --trust-ref refs/heads/main
 
 # 2. A client with a signing key, which commits the trust policy naming that key (with
 #    its public key, so that the server checks signatures against the policy alone).

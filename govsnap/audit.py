@@ -23,28 +23,32 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap.errors import CheckFailed, GovsnapError, UsageError
+from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.notes import Mutation, commit_on
 from govsnap.objects import (
     ISO_UTC,
     RefValues,
     SignatureKind,
+    SnapshotPayload,
+    configured_skew,
+    read_tag,
     ref_target,
     signature_kind,
     update_ref,
     update_refs,
     utc,
 )
-from govsnap.refs import AUDIT_REF, NOTES_REF, VERIFIED_AUDIT_REF
+from govsnap.refs import AUDIT_REF, NOTES_REF, SNAPSHOT_REF_PREFIX, VERIFIED_AUDIT_REF
 from govsnap.repo import Identity, Repo
 
 if TYPE_CHECKING:
+    from govsnap.signing import SignatureCheck, SignatureVerifier
     from govsnap.trust import TrustPolicy
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-# How far (seconds) an entry's time may lie before its parent's: clocks of the machines
-# appending to one chain are never perfectly in step. `govsnap.auditSkew` overrides it.
-DEFAULT_SKEW = 300
+# Where a clone keeps the copies of its remotes' refs (remote.py): the snapshot tags
+# fetched there are held, too, when judging what an entry decides about them.
+TRACKED_PREFIX = "refs/govsnap-remote/"
 
 
 @dataclass(frozen=True)
@@ -563,6 +567,10 @@ class AuditReport:
     skew: int
     problems: tuple[AuditProblem, ...]
     signers: tuple[str, ...] = ()
+    # Decisions that count for nothing here without being wrong: a prune of a snapshot
+    # pinned then (by a race between clones), an entry about a snapshot whose tag this
+    # clone does not hold (its environment, and so the right, cannot be judged here).
+    undecided: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -581,6 +589,7 @@ class AuditReport:
             "problems": [
                 {"commit": p.commit, "kind": p.kind, "message": p.message} for p in self.problems
             ],
+            "undecided": list(self.undecided),
         }
 
     def check(self) -> None:
@@ -589,26 +598,58 @@ class AuditReport:
             raise CheckFailed(f"the audit trail has {len(self.problems)} problem(s)")
 
 
-def configured_skew(repo: Repo) -> int:
-    """Return `govsnap.auditSkew` (seconds), or the default; refuse a negative value."""
-    skew = repo.config_int("govsnap.auditSkew", DEFAULT_SKEW)
-    assert skew is not None
-    if skew < 0:
-        raise UsageError(f"govsnap.auditSkew must be 0 or more seconds, not {skew}")
-    return skew
+def time_problems(repo: Repo, commit: pygit2.Commit, skew: int, now: int) -> list[tuple[str, str]]:
+    """Return (kind, message) for each way an entry's time does not hold: dated in the
+    future, or older than a parent (beyond the skew). The signer's clock writes it: an
+    entry may not be back-dated below the chain it extends."""
+    short = str(commit.id)[:12]
+    found: list[tuple[str, str]] = []
+    when = commit.committer.time
+    if when > now + skew:
+        found.append(("time", f"{short} is dated {utc(when)}, in the future"))
+    for parent_id in commit.parent_ids:
+        parent = repo.git.get(parent_id)
+        if isinstance(parent, pygit2.Commit) and when < parent.committer.time - skew:
+            found.append(
+                (
+                    "time",
+                    f"{short} is {parent.committer.time - when}s older than its parent "
+                    f"{str(parent_id)[:12]} (allowed skew {skew}s)",
+                )
+            )
+    return found
+
+
+def back_dated(entry: AuditEntry, check: SignatureCheck, skew: int) -> str | None:
+    """Return why an entry's signature, made before the entry's own time (beyond the
+    skew), is refused, or None: a retired key signing today with a date from before it
+    expired (gpg --faked-system-time)."""
+    if check.signed_at is None:
+        return None
+    early = entry.time - check.signed_at
+    if early <= skew:
+        return None
+    return (
+        f"{entry.oid[:12]} ({entry.operation}) was signed {utc(check.signed_at)}, {early}s "
+        f"before its own time {utc(entry.time)} (more than govsnap.auditSkew, {skew}s): a "
+        "back-dated signature"
+    )
 
 
 def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditReport:
     """Check the whole chain and return what was found (an empty chain is good): its
     shape, times, that it still holds what this clone recorded of it, signatures (against
-    the trust policy's keys when there is one), and that every prune, purge and unpin was
-    made by a signer allowed to."""
+    the trust policy's keys when there is one, and not made before the entry they sign),
+    and that every prune, purge and unpin was made by a signer allowed to."""
+    import time
+
     from govsnap.signing import SignatureVerifier
-    from govsnap.trust import load_policy, with_history
+    from govsnap.trust import load_policy
 
     skew = configured_skew(repo) if skew is None else skew
     if skew < 0:
         raise UsageError(f"the skew must be 0 or more seconds, not {skew}")
+    now = int(time.time())
     problems: list[AuditProblem] = []
     signers: dict[str, None] = {}
     head = ref_target(repo, ref)
@@ -642,8 +683,7 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
         if entry.error:
             problems.append(AuditProblem(entry.oid, "message", f"{short}: {entry.error}"))
         for parent_oid in commit.parent_ids:
-            parent = by_oid.get(parent_oid)
-            if parent is None:
+            if by_oid.get(parent_oid) is None:
                 problems.append(
                     AuditProblem(
                         str(parent_oid),
@@ -651,22 +691,14 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
                         f"{parent_oid} (parent of {short}) is missing or not a commit",
                     )
                 )
-            elif entry.time < parent.committer.time - skew:
-                problems.append(
-                    AuditProblem(
-                        entry.oid,
-                        "time",
-                        f"{short} is {parent.committer.time - entry.time}s older than its "
-                        f"parent {str(parent_oid)[:12]} (allowed skew {skew}s)",
-                    )
-                )
+        problems += [
+            AuditProblem(entry.oid, "time", m) for _, m in time_problems(repo, commit, skew, now)
+        ]
         block, payload = commit.gpg_signature
         if block:
             signed_items.append((entry, bytes(payload), bytes(block)))
     verifier = (
-        with_history(repo, policy).verifier(repo, with_retired=True)
-        if policy is not None
-        else SignatureVerifier(repo)
+        policy.verifier(repo, with_retired=True) if policy is not None else SignatureVerifier(repo)
     )
     try:
         checks = verifier.verify_many([(payload, block) for _, payload, block in signed_items])
@@ -676,6 +708,9 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
         short = entry.oid[:12]
         if check.valid:
             signers[check.signer or "?"] = None
+            early = back_dated(entry, check, skew)
+            if early is not None:
+                problems.append(AuditProblem(entry.oid, "signature", early))
         elif check.unknown_key is not None:
             # Not tampering: a key this clone cannot check (the policy should carry it).
             problems.append(AuditProblem(entry.oid, "unknown-key", f"{short}: {check.reason}"))
@@ -683,10 +718,11 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
             problems.append(
                 AuditProblem(entry.oid, "signature", f"{short}: bad signature: {check.reason}")
             )
+    undecided: list[str] = []
     if policy is not None:
-        decisions_ = [e for e in entries if e.operation in DECISION_RIGHTS and e.operation != "pin"]
-        for judged in judge(repo, decisions_, policy):
-            if not judged.allowed:
+        found = decisions(repo, policy, ref=ref)
+        for judged in found.ignored:
+            if judged.unauthorised:
                 problems.append(
                     AuditProblem(
                         judged.entry.oid,
@@ -694,7 +730,16 @@ def verify(repo: Repo, skew: int | None = None, ref: str = AUDIT_REF) -> AuditRe
                         f"{judged.entry.operation} entry {judged.reason}: it decides nothing",
                     )
                 )
-    return AuditReport(len(commits), len(signed_items), skew, tuple(problems), tuple(signers))
+            else:
+                undecided.append(f"{judged.entry.operation} entry {judged.reason}")
+    return AuditReport(
+        len(commits),
+        len(signed_items),
+        skew,
+        tuple(problems),
+        tuple(signers),
+        tuple(undecided),
+    )
 
 
 def _continuity_problems(repo: Repo, head: pygit2.Oid | None) -> list[AuditProblem]:
@@ -723,14 +768,69 @@ def _continuity_problems(repo: Repo, head: pygit2.Oid | None) -> list[AuditProbl
 DECISION_RIGHTS = {"prune": "prune", "purge": "prune", "pin": "pin", "unpin": "pin"}
 
 
+class HeldTags:
+    """The snapshot tags a judge holds, by id: where it reads the environment of each
+    snapshot a decision names. An id is the SHA-256 of its tag's payload, so every tag
+    held under it names the same environment; the environments an entry itself records
+    are its signer's claim, and decide nothing."""
+
+    def __init__(self, repo: Repo, candidates: Mapping[str, Sequence[str]]) -> None:
+        self.repo = repo
+        self.candidates = candidates
+        self._found: dict[str, str | None] = {}
+
+    def environment(self, ident: str) -> str | None:
+        """Return the environment of snapshot `ident` as its tag says, or None when no
+        tag held here hashes to that id."""
+        if ident not in self._found:
+            self._found[ident] = self._read(ident)
+        return self._found[ident]
+
+    def _read(self, ident: str) -> str | None:
+        for oid in self.candidates.get(ident, ()):
+            try:
+                payload = SnapshotPayload.parse(read_tag(self.repo, oid).payload)
+            except CorruptObject:
+                continue
+            if payload.id == ident:
+                return payload.environment
+        return None
+
+
+def held_tags(repo: Repo, extra: Mapping[str, str] | None = None) -> HeldTags:
+    """Return the snapshot tags `repo` holds: its snapshot refs, the copies fetched from
+    its remotes (refs/govsnap-remote/<remote>/snapshots/), and `extra` (id -> tag)."""
+    candidates: dict[str, list[str]] = {}
+    for ref in repo.git.references.iterator():
+        name = ref.name
+        if name.startswith(SNAPSHOT_REF_PREFIX):
+            ident = name[len(SNAPSHOT_REF_PREFIX) :]
+        elif name.startswith(TRACKED_PREFIX) and "/snapshots/" in name:
+            ident = name.rsplit("/", 1)[1]
+        else:
+            continue
+        target = ref.target
+        if isinstance(target, pygit2.Oid):
+            candidates.setdefault(ident, []).append(str(target))
+    for ident, oid in (extra or {}).items():
+        candidates.setdefault(ident, []).append(str(oid))
+    return HeldTags(repo, candidates)
+
+
 @dataclass(frozen=True)
 class JudgedEntry:
-    """A decision entry and whether its verified signer was allowed to make it."""
+    """A decision entry and whether it counts: its signature good, its times holding, and
+    its signer allowed the right in the environment of every snapshot it names whose tag
+    the judge holds. `decides` are the ids it is judged to decide about."""
 
     entry: AuditEntry
     signer: str | None  # the verified signer, if the signature holds
     allowed: bool
     reason: str
+    decides: frozenset[str] = frozenset()
+    # Why it counts for nothing is a wrong (unsigned, unauthorised, back-dated), not
+    # only a limit of this judge (a snapshot it does not hold, a pin in the way).
+    unauthorised: bool = True
 
 
 @dataclass(frozen=True)
@@ -741,91 +841,163 @@ class AuditDecisions:
     pruned: frozenset[str]  # ids an authorised prune or purge removed
     purged: frozenset[str]  # ids an authorised purge erased: never to be created again
     pinned: frozenset[str]  # ids pinned and not unpinned by an authorised unpin
-    ignored: tuple[JudgedEntry, ...]  # decision entries that do not count, and why
-
-
-def environments_of(entry: AuditEntry) -> dict[str, str]:
-    """Return snapshot id -> environment as a decision entry records them (signed with it);
-    an id it does not place needs the right in every environment ("*")."""
-    found = entry.body.get("environments")
-    if not isinstance(found, dict):
-        return {}
-    return {str(k): str(v) for k, v in found.items() if isinstance(v, str)}
+    ignored: tuple[JudgedEntry, ...]  # decision entries (or parts) that count for nothing
 
 
 def judge(
-    repo: Repo, entries: Sequence[AuditEntry], policy: TrustPolicy | None
+    repo: Repo,
+    entries: Sequence[AuditEntry],
+    policy: TrustPolicy | None,
+    tags: HeldTags,
+    *,
+    skew: int,
+    now: int,
+    arrival: bool = False,
 ) -> list[JudgedEntry]:
-    """Return, per decision entry, whether its signer may make it: the signature checked
-    against the policy's keys, the signer's right in the environment of every snapshot it
-    names. With no trust policy there is no authority to ask: every entry counts as
+    """Return, per decision entry, whether it counts: the signature checked against the
+    policy's keys (with `arrival`, a server receiving it now: the key valid now), not
+    made before the entry's time, the entry not older than its parent nor in the future,
+    and the signer's right in the environment of every snapshot it names, read from the
+    snapshot's tag (`tags`; a snapshot whose tag the judge does not hold is not decided
+    about). With no trust policy there is no authority to ask: every entry counts as
     recorded (as anyone with push access could delete refs on such a remote anyway)."""
     if policy is None:
-        return [JudgedEntry(e, None, True, "no trust policy: counted as recorded") for e in entries]
+        return [
+            JudgedEntry(
+                e, None, True, "no trust policy: counted as recorded", frozenset(e.snapshots)
+            )
+            for e in entries
+        ]
+    commits: list[pygit2.Commit] = []
     signed: list[tuple[bytes, bytes]] = []
     for entry in entries:
-        commit = repo.git[entry.oid]
-        assert isinstance(commit, pygit2.Commit)
-        block, payload = commit.gpg_signature
+        found = repo.git[entry.oid]
+        assert isinstance(found, pygit2.Commit)
+        commits.append(found)
+        block, payload = found.gpg_signature
         signed.append((bytes(payload or b""), bytes(block or b"")))
     verifier = policy.verifier(repo)
     try:
         checks = verifier.verify_many([item for item in signed if item[1]])
+        verdicts = iter(checks)
+        judged = []
+        for entry, commit, (payload, block) in zip(entries, commits, signed, strict=True):
+            short = entry.oid[:12]
+            if not block:
+                judged.append(JudgedEntry(entry, None, False, f"{short} is not signed"))
+                continue
+            check = next(verdicts)
+            if not check.valid:
+                judged.append(
+                    JudgedEntry(entry, None, False, f"{short}: signature not good: {check.reason}")
+                )
+                continue
+            wrong = back_dated(entry, check, skew)
+            times = time_problems(repo, commit, skew, now)
+            if wrong is not None or times:
+                reason = wrong if wrong is not None else times[0][1]
+                judged.append(JudgedEntry(entry, check.signer, False, reason))
+                continue
+            if arrival:
+                check = verifier.at_arrival(payload, block, check, now)
+                if not check.valid:
+                    reason = f"{short}: {check.reason}"
+                    judged.append(JudgedEntry(entry, check.signer, False, reason))
+                    continue
+            judged.append(_rights(entry, check.signer, policy, tags))
     finally:
         verifier.close()
-    verdicts = iter(checks)
-    judged = []
-    for entry, (_, block) in zip(entries, signed, strict=True):
-        short = entry.oid[:12]
-        if not block:
-            judged.append(JudgedEntry(entry, None, False, f"{short} is not signed"))
-            continue
-        check = next(verdicts)
-        if not check.valid:
-            judged.append(
-                JudgedEntry(entry, None, False, f"{short}: signature not good: {check.reason}")
-            )
-            continue
-        right = DECISION_RIGHTS[entry.operation]
-        places = environments_of(entry)
-        reason = f"{short}: nothing named"
-        allowed = True
-        for ident in entry.snapshots or ["-"]:
-            decision = policy.decide(check.signer, places.get(ident, "*"), right)
-            allowed, reason = decision.allowed, f"{short}: {decision.reason}"
-            if not allowed:
-                break
-        judged.append(JudgedEntry(entry, check.signer, allowed, reason))
     return judged
 
 
+def _rights(
+    entry: AuditEntry, signer: str | None, policy: TrustPolicy, tags: HeldTags
+) -> JudgedEntry:
+    """Return whether the verified `signer` may make `entry`'s decision about each
+    snapshot it names, in the environment the snapshot's own tag says."""
+    short = entry.oid[:12]
+    right = DECISION_RIGHTS[entry.operation]
+    decides: set[str] = set()
+    unheld: list[str] = []
+    for ident in entry.snapshots:
+        environment = tags.environment(ident)
+        if environment is None:
+            unheld.append(ident)
+            continue
+        decision = policy.decide(signer, environment, right)
+        if not decision.allowed:
+            return JudgedEntry(entry, signer, False, f"{short} about {ident}: {decision.reason}")
+        decides.add(ident)
+    if unheld and not decides:
+        return JudgedEntry(
+            entry,
+            signer,
+            False,
+            f"{short} names {_ids(unheld)}, whose tag this repository does not hold: its "
+            "environment, and so the right, cannot be judged here",
+            unauthorised=False,
+        )
+    reason = f"{short}: {signer} may {right} there" + (
+        f" ({_ids(unheld)}: no tag held here, nothing decided)" if unheld else ""
+    )
+    return JudgedEntry(entry, signer, True, reason, frozenset(decides))
+
+
+def _ids(ids: Sequence[str]) -> str:
+    return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
+
 def decisions(
-    repo: Repo, policy: TrustPolicy | None, ref: str = AUDIT_REF, tip: pygit2.Oid | None = None
+    repo: Repo,
+    policy: TrustPolicy | None,
+    ref: str = AUDIT_REF,
+    tip: pygit2.Oid | None = None,
+    tags: HeldTags | None = None,
 ) -> AuditDecisions:
     """Return what the authorised entries of the chain at `ref` (or at commit `tip`; every
-    copy a fetch joined included) decide about pruning, purging and pinning.
+    copy a fetch joined included) decide about pruning, purging and pinning, replayed in
+    the chain's order (parents first).
 
     A pin counts from anyone (it only keeps a snapshot); an unpin, a prune and a purge
-    count only from a signer allowed to make them, so that an edited note or a forged
-    entry can neither expose a pinned snapshot to prune nor delete one anywhere."""
+    count only from a signer allowed to make them in the snapshot's environment (see
+    judge), so that an edited note or a forged entry can neither expose a pinned
+    snapshot to prune nor delete one anywhere; and a prune or purge of a snapshot pinned
+    at that point counts for nothing: an authorised unpin must come first."""
+    import time
+
     entries = entries_of(repo, *DECISION_RIGHTS, ref=ref, tip=tip)
-    judged = judge(repo, entries, policy)
+    tags = tags if tags is not None else held_tags(repo)
+    now = int(time.time())
+    judged = judge(repo, entries, policy, tags, skew=configured_skew(repo), now=now)
     pruned: set[str] = set()
     purged: set[str] = set()
     pinned: set[str] = set()
-    # Oldest first, in the chain's order: a later pin or unpin overrides an earlier one.
+    ignored: list[JudgedEntry] = []
     for item in reversed(judged):
-        operation, ids = item.entry.operation, item.entry.snapshots
+        operation = item.entry.operation
         if operation == "pin":
-            pinned.update(ids)
-        elif item.allowed and operation == "unpin":
-            pinned.difference_update(ids)
-        elif item.allowed:
-            pruned.update(ids)
+            pinned.update(item.entry.snapshots)
+        elif not item.allowed:
+            ignored.append(item)
+        elif operation == "unpin":
+            pinned.difference_update(item.decides)
+        else:
+            kept = sorted(item.decides & pinned)
+            if kept:
+                ignored.append(
+                    replace(
+                        item,
+                        allowed=False,
+                        unauthorised=False,
+                        reason=f"{item.entry.oid[:12]} about {_ids(kept)}: pinned then (no "
+                        "authorised unpin came first), so it counts for nothing",
+                    )
+                )
+            counted = item.decides - pinned
+            pruned |= counted
             if operation == "purge":
-                purged.update(ids)
-    ignored = tuple(j for j in judged if not j.allowed and j.entry.operation != "pin")
-    return AuditDecisions(frozenset(pruned), frozenset(purged), frozenset(pinned), ignored)
+                purged |= counted
+    return AuditDecisions(frozenset(pruned), frozenset(purged), frozenset(pinned), tuple(ignored))
 
 
 def first_problems(problems: Sequence[str], shown: int = 3) -> str:
@@ -843,14 +1015,17 @@ def new_entry_problems(
     skew: int,
     now: int,
     retired_known: bool = True,
+    tags: HeldTags | None = None,
+    arrival: bool = False,
 ) -> list[str]:
     """Return what is wrong with the entries reachable from `tip` and from none of
     `known` (a remote's new entries, or a push's): a shape the chain never has, a time in
-    the future, a missing parent; once a policy exists, an entry that is unsigned, or
-    signed by a key the policy does not know (with `retired_known`, nor an earlier
-    version of it: a clone joining a history), or a decision its signer may not make."""
-    from govsnap.signing import SignatureVerifier, add_signer_hint
-    from govsnap.trust import with_history
+    the future or before its parent's, a missing parent; once a policy exists, an entry
+    that is unsigned, signed by a key the policy does not know (with `retired_known`, nor
+    an earlier version of it: a clone joining a history), signed before its own time, by
+    a key not valid when a server receives it (`arrival`), or a decision its signer may
+    not make about a snapshot whose tag the judge holds (`tags`)."""
+    from govsnap.signing import add_signer_hint
 
     walker = repo.git.walk(tip, SortMode.TOPOLOGICAL)
     for oid in known:
@@ -862,20 +1037,24 @@ def new_entry_problems(
         return [f"an entry of {str(tip)[:12]}'s history is missing: {exc}"]
     problems: list[str] = []
     entries = [parse_entry(commit) for commit in commits]
+    faulty: set[str] = set()  # entries already refused: judged no further
     for commit, entry in zip(commits, entries, strict=True):
         short = entry.oid[:12]
+        found: list[str] = []
         joins = len(entry.parents) == 2 and entry.operation == "fetch"
         if len(entry.parents) > 1 and not joins:
-            problems.append(f"{short} has {len(entry.parents)} parents")
+            found.append(f"{short} has {len(entry.parents)} parents")
         if entry.tree != EMPTY_TREE:
-            problems.append(f"{short} is not on the empty tree")
+            found.append(f"{short} is not on the empty tree")
         if entry.error:
-            problems.append(f"{short}: {entry.error}")
-        if entry.time > now + skew:
-            problems.append(f"{short} is dated {utc(entry.time)}, in the future")
+            found.append(f"{short}: {entry.error}")
+        found += [message for _, message in time_problems(repo, commit, skew, now)]
         for parent in commit.parent_ids:
             if not repo.git.odb.exists(parent):
-                problems.append(f"{short}'s parent {parent} is missing")
+                found.append(f"{short}'s parent {parent} is missing")
+        if found:
+            faulty.add(entry.oid)
+        problems += found
     if policy is None:
         return problems
     signed = []
@@ -886,29 +1065,41 @@ def new_entry_problems(
         else:
             signed.append((entry, bytes(payload), bytes(block)))
     # A signer the policy retired since still signed its entries while listed: known.
-    keys_of = with_history(repo, policy) if retired_known else policy
-    verifier: SignatureVerifier = keys_of.verifier(repo, with_retired=retired_known)
+    verifier: SignatureVerifier = policy.verifier(repo, with_retired=retired_known)
+    hinted: set[str] = set()
     try:
         checks = verifier.verify_many([(payload, block) for _, payload, block in signed])
+        for (entry, payload, block), check in zip(signed, checks, strict=True):
+            short = f"{entry.oid[:12]} ({entry.operation})"
+            if check.unknown_key is not None:
+                # The fix, once per key: adding the key is what a new signer's entries need.
+                key = check.unknown_key
+                hint = "" if key in hinted else f" (to trust it: {add_signer_hint(key)})"
+                hinted.add(key)
+                problem: str | None = (
+                    f"{short} is signed by {key}, a key the trust policy does not know{hint}"
+                )
+            elif not check.valid:
+                problem = f"{short}: {check.reason}"
+            else:
+                # The signer's own times first (a back-dated signature), then the
+                # server's clock (a key that had expired when the entry arrived).
+                problem = back_dated(entry, check, skew)
+                if problem is None and arrival:
+                    received = verifier.at_arrival(payload, block, check, now)
+                    problem = None if received.valid else f"{short}: {received.reason}"
+            if problem is not None:
+                problems.append(problem)
+                faulty.add(entry.oid)
     finally:
         verifier.close()
-    hinted: set[str] = set()
-    for (entry, _, _), check in zip(signed, checks, strict=True):
-        if check.unknown_key is not None:
-            # The fix, once per key: adding the key is what a new signer's entries need.
-            key = check.unknown_key
-            hint = "" if key in hinted else f" (to trust it: {add_signer_hint(key)})"
-            hinted.add(key)
-            problems.append(
-                f"{entry.oid[:12]} ({entry.operation}) is signed by {key}, a key the trust "
-                f"policy does not know{hint}"
-            )
-        elif not check.valid:
-            problems.append(f"{entry.oid[:12]} ({entry.operation}): {check.reason}")
     decisions_ = [
-        e for e, _, _ in signed if e.operation in DECISION_RIGHTS and e.operation != "pin"
+        e
+        for e, _, _ in signed
+        if e.operation in DECISION_RIGHTS and e.operation != "pin" and e.oid not in faulty
     ]
-    for judged in judge(repo, decisions_, policy):
-        if not judged.allowed:
+    tags = tags if tags is not None else held_tags(repo)
+    for judged in judge(repo, decisions_, policy, tags, skew=skew, now=now, arrival=arrival):
+        if not judged.allowed and judged.unauthorised:
             problems.append(f"{judged.entry.operation} entry {judged.reason}")
     return problems

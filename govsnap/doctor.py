@@ -51,6 +51,7 @@ FindingKind = Literal[
     "orphan-note",
     "missing-note",
     "killed-rollback-lock",
+    "empty-index-lock",
     "leftover-index",
     "capture-blocked",
     "unreadable-index",
@@ -142,6 +143,8 @@ def find_stale_locks(repo: Repo, now: float) -> list[Finding]:
     for path in _lock_files(repo):
         if path.parent == scratch or worktree.left_by_dead_govsnap(path):
             continue  # find_capture_problems reports those
+        if path.name == "index.lock" and worktree.abandoned_empty_lock(path):
+            continue
         try:
             age = now - path.stat().st_mtime
         except FileNotFoundError:
@@ -166,13 +169,38 @@ def find_capture_problems(repo: Repo, now: float) -> list[Finding]:
         return []
     findings: list[Finding] = []
     lock = worktree.user_index(repo).with_name("index.lock")
-    if worktree.left_by_dead_govsnap(lock):
+    owner = worktree.lock_owner(lock)
+    if owner is not None and owner.dead():
+        running = owner.survivors()
+        if running:
+            findings.append(
+                Finding(
+                    "killed-rollback-lock",
+                    str(lock),
+                    f"a govsnap rollback was killed holding the index lock, and process "
+                    f"{running[0]} it started still runs (it may still write the working "
+                    "tree): wait for it to end or kill it",
+                    None,
+                )
+            )
+        else:
+            findings.append(
+                Finding(
+                    "killed-rollback-lock",
+                    str(lock),
+                    "a govsnap rollback was killed holding the index lock (the next rollback "
+                    "takes it over; git commands refuse to run until it is gone)",
+                    "remove the lock file",
+                )
+            )
+    elif worktree.abandoned_empty_lock(lock):
         findings.append(
             Finding(
-                "killed-rollback-lock",
+                "empty-index-lock",
                 str(lock),
-                "a govsnap rollback was killed holding the index lock (the next rollback "
-                "takes it over; git commands refuse to run until it is gone)",
+                "the index lock is empty and no process has it open: a write that failed "
+                "(a full disk) or a process killed while creating it left it behind; git "
+                "and govsnap refuse to change the index until it is gone",
                 "remove the lock file",
             )
         )
@@ -569,9 +597,16 @@ def _remove_lock(repo: Repo, finding: Finding) -> bool:
 
 def _remove_leftover(finding: Finding) -> bool:
     path = Path(finding.subject)
-    # Checked again now: a lock taken since the diagnosis belongs to a live rollback.
-    if path.name == "index.lock" and not worktree.left_by_dead_govsnap(path):
-        return not path.exists()
+    # Checked again now: a lock taken since the diagnosis belongs to a live process, and
+    # a process of a killed rollback may have started writing meanwhile.
+    if path.name == "index.lock":
+        owner = worktree.lock_owner(path)
+        if finding.kind == "empty-index-lock":
+            abandoned = worktree.abandoned_empty_lock(path)
+        else:
+            abandoned = owner is not None and owner.dead() and not owner.survivors()
+        if not abandoned:
+            return not path.exists()
     path.unlink(missing_ok=True)
     return True
 
@@ -661,7 +696,7 @@ def repair(repo: Repo, findings: Sequence[Finding]) -> list[Finding]:
         done = False
         if finding.kind == "stale-lock":
             done = _remove_lock(repo, finding)
-        elif finding.kind in ("killed-rollback-lock", "leftover-index"):
+        elif finding.kind in ("killed-rollback-lock", "empty-index-lock", "leftover-index"):
             done = _remove_leftover(finding)
         elif finding.kind == "torn-cache":
             DigestCache.for_repo(repo).reset()

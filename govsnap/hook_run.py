@@ -359,7 +359,8 @@ def pre_receive(repo: Repo, stdin: bytes, env: Mapping[str, str], say: Say) -> i
     verdicts = [v for v in receive.decide_receive(repo, updates) if v.reason != "not govsnap's"]
     for v in verdicts:
         state = "accepted" if v.accepted else "REFUSED"
-        say(f"{state} {v.update.kind} of {v.update.ref}: {v.reason}")
+        what = receive.describe(repo, v.update)
+        say(f"{state} {what} of {v.update.ref}: {v.reason}")
     refused = sum(not v.accepted for v in verdicts)
     if refused:
         say(f"push refused: {refused} ref update(s) failed govsnap's checks")
@@ -368,7 +369,10 @@ def pre_receive(repo: Repo, stdin: bytes, env: Mapping[str, str], say: Say) -> i
 
 
 def _touches_policy(repo: Repo, updates: Sequence[Any]) -> bool:
-    from govsnap.trust import policy_ref
+    from govsnap.receive import server_policy_ref
 
-    name = policy_ref(repo)
-    return any(u.ref == name for u in updates)
+    try:
+        name = server_policy_ref(repo)
+    except GovsnapError:
+        return False  # govsnap's own refs are refused, naming the setting
+    return name is not None and any(u.ref == name for u in updates)

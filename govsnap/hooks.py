@@ -217,6 +217,8 @@ class HooksReport:
     directory: Path
     actions: tuple[HookAction, ...]
     dry_run: bool
+    config: tuple[tuple[str, str], ...] = ()  # git config set (the server's policy ref)
+    warnings: tuple[str, ...] = ()  # what the installed hooks still need
 
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
@@ -224,6 +226,8 @@ class HooksReport:
             "directory": str(self.directory),
             "dry_run": self.dry_run,
             "actions": [a.as_json() for a in self.actions],
+            "config": [{"key": k, "value": v} for k, v in self.config],
+            "warnings": list(self.warnings),
         }
 
 
@@ -247,22 +251,59 @@ def select_hooks(
 
 
 def install(
-    repo: Repo, names: Sequence[str], *, force: bool = False, dry_run: bool = False
+    repo: Repo,
+    names: Sequence[str],
+    *,
+    force: bool = False,
+    dry_run: bool = False,
+    trust_ref: str | None = None,
 ) -> HooksReport:
-    """Install govsnap's hooks `names` where git looks for them, chaining to existing ones.
+    """Install govsnap's hooks `names` where git looks for them, chaining to existing ones;
+    with `trust_ref`, name it as the server's policy ref (govsnap.trustRef).
 
     Every decision is taken before anything is changed, so a conflict leaves the
     directory untouched.
     """
+    from govsnap.trust import configured_anchor, policy_ref
+
+    if trust_ref is not None and "pre-receive" not in names:
+        raise UsageError("--trust-ref names the policy ref of a server: use it with --server")
+    if trust_ref is not None and not trust_ref.startswith("refs/"):
+        raise UsageError(
+            f"--trust-ref {trust_ref!r} is not a full ref name: write it in full "
+            f"(refs/heads/{trust_ref}), which a tag of the same name cannot answer to"
+        )
     directory = hooks_dir(repo)
     actions = []
     for name in names:
         script = hook_script(name, sys.executable)
         actions.append((plan_install(inspect(directory, name), script, force), script))
+    config: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    if trust_ref is not None and repo.config_str("govsnap.trustRef") != trust_ref:
+        config.append(("govsnap.trustRef", trust_ref))
+    if "pre-receive" in names:
+        if trust_ref is None and repo.config_str("govsnap.trustRef") is None:
+            warnings.append(
+                "the hook refuses every govsnap ref until this server names its policy ref: "
+                "git config govsnap.trustRef refs/heads/<branch> (or hooks install --server "
+                "--trust-ref refs/heads/<branch>); HEAD is never taken for it"
+            )
+        if not configured_anchor(repo).pinned:
+            warnings.append(
+                "the hook refuses every govsnap ref until a root of trust is pinned: git "
+                "config govsnap.trustAnchor <fingerprint of the policy's first signer>"
+            )
     if not dry_run:
+        for key, value in config:
+            repo.set_config(key, value)
+        if config:
+            policy_ref(repo)  # the value written is one the hook accepts
         for action, script in actions:
             apply_action(action, script)
-    return HooksReport(directory, tuple(a for a, _ in actions), dry_run)
+    return HooksReport(
+        directory, tuple(a for a, _ in actions), dry_run, tuple(config), tuple(warnings)
+    )
 
 
 def uninstall(repo: Repo, names: Sequence[str], *, dry_run: bool = False) -> HooksReport:

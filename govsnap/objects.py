@@ -699,3 +699,17 @@ def delete_ref(repo: Repo, name: str, expected: pygit2.Oid) -> bool:
                 return False
             _backoff(attempt)
     raise ConcurrentUpdate(f"could not delete {name}: the ref store stayed locked")
+
+
+# How far (seconds) an entry's time may lie before its parent's: clocks of the machines
+# appending to one chain are never perfectly in step. `govsnap.auditSkew` overrides it.
+DEFAULT_SKEW = 300
+
+
+def configured_skew(repo: Repo) -> int:
+    """Return `govsnap.auditSkew` (seconds), or the default; refuse a negative value."""
+    skew = repo.config_int("govsnap.auditSkew", DEFAULT_SKEW)
+    assert skew is not None
+    if skew < 0:
+        raise UsageError(f"govsnap.auditSkew must be 0 or more seconds, not {skew}")
+    return skew

@@ -6,20 +6,27 @@ Refused, whoever pushes:
   (`refs/govsnap-remote/`, `refs/govsnap-verified/`) and `refs/notes/govsnap*` but
   `refs/notes/govsnap` itself;
 - deleting, or moving other than forward, `refs/govsnap/audit` and `refs/notes/govsnap`;
-- new audit entries of the wrong shape, dated in the future, unsigned, signed by a key the
-  trust policy does not know, or making a decision (prune, purge, unpin) their signer may
-  not make;
-- a snapshot that fails verification (id, tag, signature, trust, digest, objects), or
-  whose SSH key is not valid now, when the server first sees it; a snapshot id a signed
-  purge erased (its tombstone); a rewrite of a snapshot ref; a deletion of one that no
-  authorised prune entry of the audit trail (as it stands after the push) names;
+- new audit entries of the wrong shape, dated in the future or before their parent,
+  unsigned, signed by a key the trust policy does not know, signed before their own
+  time, or making a decision (prune, purge, unpin) their signer may not make in the
+  environment of the snapshot's tag as the server holds it;
+- a snapshot that fails verification (id, tag, signature, trust, digest, objects) when
+  the server first sees it; a snapshot id a signed purge erased (its tombstone); a
+  rewrite of a snapshot ref; a deletion of one that no authorised prune entry of the
+  audit trail (as it stands after the push, replayed in order) names;
 - a change of the policy ref that the policy's own rules refuse (an unapproved change, a
-  version that does not grow, a rewrite of what the server verified) or its deletion;
-- every govsnap ref update while the server has no verified policy: none, no anchor
-  pinned (git config govsnap.trustAnchor), or a history that does not hold.
+  version that does not grow on every parent, a rewrite of what the server accepted, a
+  version below the highest it accepted) or its deletion;
+- every govsnap ref update while the server has no verified policy: no policy ref named
+  (git config govsnap.trustRef: never the branch HEAD names), no anchor pinned (git
+  config govsnap.trustAnchor), no policy, or a history that does not hold.
 
+The server's clock is its own: every key (of a snapshot, an audit entry, an approval)
+is judged valid or not at the time the push arrives, whatever time its signature claims.
 The server's policy is the one on its own policy ref before the push: a push cannot bring
-the policy that would admit it.
+the policy that would admit it. What it accepted is remembered in
+.git/govsnap/policy-record.json; refs/govsnap-verified/ (which a mirror clone of a forge
+can bring) is ignored.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from pathlib import Path
 
 import pygit2
 
-from govsnap import audit
+from govsnap import audit, objects
 from govsnap.errors import CorruptObject, GovsnapError, UsageError
 from govsnap.objects import SignatureKind, SnapshotPayload, read_tag
 from govsnap.refs import (
@@ -44,7 +51,14 @@ from govsnap.refs import (
 )
 from govsnap.repo import Repo
 from govsnap.store import Snapshot
-from govsnap.trust import TrustPolicy, load_policy, policy_at, policy_ref
+from govsnap.trust import (
+    Arrival,
+    TrustPolicy,
+    load_policy,
+    policy_at,
+    policy_ref,
+    record_server_policy,
+)
 from govsnap.verify import Check, record_received, verify_snapshots
 
 ZERO_OID = "0" * 40
@@ -63,14 +77,27 @@ class RefUpdate:
 
     @property
     def kind(self) -> str:
-        """Return "create", "delete", "rewrite" or "unchanged"."""
+        """Return "create", "delete", "update" or "unchanged"."""
         if self.old == self.new:
             return "unchanged"
         if self.old == ZERO_OID:
             return "create"
         if self.new == ZERO_OID:
             return "delete"
-        return "rewrite"
+        return "update"
+
+
+def describe(repo: Repo, update: RefUpdate) -> str:
+    """Return what an update does, for the pusher: a "fast-forward" (the new commit
+    descends from the old), a "rewrite" (any other change of the ref: a snapshot ref
+    moved to another tag), or its kind (create, delete)."""
+    if update.kind != "update":
+        return update.kind
+    old, new = repo.git.get(update.old), repo.git.get(update.new)
+    commits = isinstance(old, pygit2.Commit) and isinstance(new, pygit2.Commit)
+    if commits and repo.git.descendant_of(update.new, update.old):
+        return "fast-forward"
+    return "rewrite"
 
 
 def parse_receive_lines(data: bytes) -> list[RefUpdate]:
@@ -113,7 +140,7 @@ def _forward_only(repo: Repo, update: RefUpdate) -> str | None:
     evidence), or None when it only adds history."""
     if update.kind == "delete":
         return f"{update.ref} holds evidence: it is never deleted"
-    if update.kind != "rewrite":
+    if update.kind != "update":
         return None
     new = repo.git.get(update.new)
     if not isinstance(new, pygit2.Commit):
@@ -134,10 +161,19 @@ class _Push:
         self.updates = updates
         self.policy = policy
         self.now = int(time.time())
-        self.skew = audit.configured_skew(repo)
+        self.skew = objects.configured_skew(repo)
         self.verdicts: dict[int, ReceiveVerdict] = {}
         self.audit_tip: str | None = audit_tip(repo)
         self._decisions: audit.AuditDecisions | None = None
+        # What the server holds, and the snapshot tags this push brings: a decision about
+        # a snapshot (a purge's tombstone too) is judged in the environment of its tag
+        # (whose payload must hash to the id), never an entry's claim.
+        pushed = {
+            u.ref.removeprefix(SNAPSHOT_REF_PREFIX): u.new
+            for u in updates
+            if SNAPSHOT_REF.match(u.ref) and u.kind == "create"
+        }
+        self.tags = audit.held_tags(repo, pushed)
 
     def decide(self, index: int, accepted: bool, reason: str) -> None:
         self.verdicts[index] = ReceiveVerdict(self.updates[index], accepted, reason)
@@ -149,7 +185,7 @@ class _Push:
                 self._decisions = audit.AuditDecisions(frozenset(), frozenset(), frozenset(), ())
             else:
                 tip = pygit2.Oid(hex=self.audit_tip)
-                self._decisions = audit.decisions(self.repo, self.policy, tip=tip)
+                self._decisions = audit.decisions(self.repo, self.policy, tip=tip, tags=self.tags)
         return self._decisions
 
 
@@ -159,16 +195,42 @@ def audit_tip(repo: Repo) -> str | None:
     return None if ref is None else str(ref.target)
 
 
+def server_policy_ref(repo: Repo) -> str | None:
+    """Return the policy ref a server names (`govsnap.trustRef`, in full), or None: a
+    server never falls back to the branch HEAD names, which may be a branch nobody has
+    created yet, so that the first pusher of it would choose the policy."""
+    if repo.config_str("govsnap.trustRef") is None:
+        return None
+    return policy_ref(repo)
+
+
 def decide_receive(repo: Repo, updates: Sequence[RefUpdate]) -> list[ReceiveVerdict]:
     """Return a verdict per ref update of a push (see the module docstring); updates of
     other refs are accepted as they are, but for the policy ref."""
-    name = policy_ref(repo)
-    judged = [i for i, u in enumerate(updates) if is_govsnap_ref(u.ref) or u.ref == name]
     verdicts = {i: ReceiveVerdict(u, True, "not govsnap's") for i, u in enumerate(updates)}
+    try:
+        name = server_policy_ref(repo)
+    except GovsnapError as exc:
+        name, unnamed = None, exc.message
+    else:
+        unnamed = (
+            "this server names no policy ref: git config govsnap.trustRef refs/heads/<branch> "
+            "(govsnap hooks install --server --trust-ref ...); until then it refuses every "
+            "govsnap ref"
+        )
+    judged = [i for i, u in enumerate(updates) if is_govsnap_ref(u.ref) or u.ref == name]
     if not judged:
         return [verdicts[i] for i in range(len(updates))]
+    if name is None:
+        for i in judged:
+            verdicts[i] = ReceiveVerdict(updates[i], False, unnamed)
+        return [verdicts[i] for i in range(len(updates))]
     try:
-        policy = load_policy(repo, name, require_anchor=True)
+        policy = load_policy(repo, name, require_anchor=True, server=True)
+        if policy is not None:
+            # Remembered (outside the refs, which a mirror clone could bring): a later
+            # push can never bring the policy back below this version.
+            record_server_policy(repo, policy)
     except GovsnapError as exc:
         for i in judged:
             verdicts[i] = ReceiveVerdict(
@@ -212,14 +274,19 @@ def decide_receive(repo: Repo, updates: Sequence[RefUpdate]) -> list[ReceiveVerd
 
 def _judge_policy_ref(repo: Repo, name: str, update: RefUpdate) -> ReceiveVerdict:
     """Judge a push to the policy ref: the policy at its new tip must hold, by the rules
-    of the policy the server verified (see trust.load_policy)."""
+    of the policy the server verified (see trust.load_policy), what the push brings
+    judged at its arrival (an approval by a key expired by now does not count)."""
     if update.kind == "delete":
         return ReceiveVerdict(update, False, f"{name} holds the trust policy: it is never deleted")
     tip = repo.git.get(update.new)
     if not isinstance(tip, pygit2.Commit):
         return ReceiveVerdict(update, False, f"{name} must point at a commit")
+    known = None if update.kind == "create" else pygit2.Oid(hex=update.old)
+    arrival = Arrival(int(time.time()), known)
     try:
-        policy = policy_at(repo, name, tip, remember=False, require_anchor=True)
+        policy = policy_at(
+            repo, name, tip, remember=False, require_anchor=True, server=True, arrival=arrival
+        )
     except GovsnapError as exc:
         return ReceiveVerdict(update, False, f"the trust policy it brings: {exc.message}")
     if policy is None:
@@ -231,9 +298,18 @@ def _judge_audit(push: _Push, index: int) -> None:
     update = push.updates[index]
     new = pygit2.Oid(hex=update.new)
     known = [] if update.kind == "create" else [pygit2.Oid(hex=update.old)]
-    # Strict: a new entry on the server must be signed by a signer listed now.
+    # Strict: a new entry on the server must be signed by a signer listed now, with a
+    # key valid now (the server's clock, not the signer's, says when it arrived).
     problems = audit.new_entry_problems(
-        push.repo, new, known, push.policy, skew=push.skew, now=push.now, retired_known=False
+        push.repo,
+        new,
+        known,
+        push.policy,
+        skew=push.skew,
+        now=push.now,
+        retired_known=False,
+        tags=push.tags,
+        arrival=True,
     )
     if problems:
         shown = audit.first_problems(problems)
@@ -259,20 +335,29 @@ def _judge_snapshots(push: _Push, indexes: Sequence[int]) -> None:
     for i in indexes:
         update = push.updates[i]
         ident = update.ref.removeprefix(SNAPSHOT_REF_PREFIX)
-        if update.kind == "rewrite":
+        if update.kind == "update":
             push.decide(i, False, "snapshot refs are never rewritten: this one already exists")
         elif update.kind == "unchanged":
             push.decide(i, True, "unchanged")
         elif update.kind == "delete":
-            if ident in push.decisions().pruned:
+            found = push.decisions()
+            if ident in found.pruned:
                 push.decide(i, True, "an authorised prune entry of the audit trail names it")
             else:
+                why = next(
+                    (
+                        f" ({j.reason})"
+                        for j in reversed(found.ignored)
+                        if ident in j.entry.snapshots
+                    ),
+                    "",
+                )
                 push.decide(
                     i,
                     False,
                     "deleting a snapshot needs a signed prune entry by a signer the trust "
-                    "policy allows to prune it, in the audit trail (govsnap prune, then "
-                    "govsnap push --prune)",
+                    "policy allows to prune in its environment, made while it was not pinned, "
+                    f"in the audit trail (govsnap prune, then govsnap push --prune){why}",
                 )
         elif ident in push.decisions().purged:
             push.decide(

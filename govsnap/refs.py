@@ -64,6 +64,18 @@ def seen_remote_audit_ref(remote: str) -> str:
     return f"{_VERIFIED_REMOTES}{remote}/audit"
 
 
+def seen_remote_notes_ref(remote: str) -> str:
+    """Return the ref under which this clone records the remote's notes commit it last
+    saw there (the remote's notes history must go on holding it)."""
+    return f"{_VERIFIED_REMOTES}{remote}/notes"
+
+
+def seen_remote_snapshots_ref(remote: str) -> str:
+    """Return the ref under which this clone records the snapshots it saw on the remote:
+    a commit whose tree holds one file, `snapshots`, a line `<id> <tag>` each."""
+    return f"{_VERIFIED_REMOTES}{remote}/snapshots"
+
+
 def verified_policy_ref(name: str) -> str:
     """Return the ref under which a clone remembers the policy commit of `name` it verified."""
     return _VERIFIED_POLICY + name

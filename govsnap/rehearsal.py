@@ -498,6 +498,13 @@ def _rehearse(
 ) -> RehearsalReport:
     kinds = damage_kinds(damage)
     objective = resolve_rto(repo, rto)
+    if report_path is not None and not report_path.parent.is_dir():
+        # As git does for `archive -o`: a report goes into a directory that exists, and
+        # never makes directories wherever a mistyped path points.
+        raise UsageError(
+            f"cannot write the rehearsal report to {report_path}: the directory "
+            f"{report_path.parent} does not exist"
+        )
     snap = resolve(repo, name or "latest", list_snapshots(repo))
     tree = snapshot_tree(repo, snap)
     stamp = datetime.now(UTC)
@@ -610,7 +617,6 @@ def _write_reports(
     json_path, md_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".md")
     done = RehearsalReport(**{**report.__dict__, "report_files": (str(json_path), str(md_path))})
     try:
-        base.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(done.as_json(), indent=2, sort_keys=True) + "\n")
         # A file name that is not UTF-8 reaches us with lone surrogates: show it escaped.
         md_path.write_text(done.markdown(), errors="backslashreplace")

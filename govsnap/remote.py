@@ -23,7 +23,7 @@ from typing import Any, Literal
 import pygit2
 from pygit2.enums import SortMode
 
-from govsnap import audit, notes
+from govsnap import audit, notes, objects
 from govsnap.errors import (
     CheckFailed,
     ConcurrentUpdate,
@@ -50,6 +50,8 @@ from govsnap.refs import (
     SNAPSHOT_REF_PREFIX,
     fetch_refspecs,
     seen_remote_audit_ref,
+    seen_remote_notes_ref,
+    seen_remote_snapshots_ref,
     tracking_ref,
 )
 from govsnap.repo import Repo
@@ -163,6 +165,55 @@ def pruned_ids(repo: Repo) -> frozenset[str]:
     return audit.decisions(repo, load_policy(repo)).pruned
 
 
+_SEEN_LINE = re.compile(r"^([0-9a-f]{16}) ([0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+def remembered_snapshots(repo: Repo, remote: str) -> dict[str, str]:
+    """Return snapshot id -> tag of the snapshots this clone saw on `remote` (empty when
+    it never looked; a line that does not parse is skipped: a record only ever adds
+    something to miss)."""
+    oid = ref_target(repo, seen_remote_snapshots_ref(remote))
+    commit = None if oid is None else repo.git.get(oid)
+    if not isinstance(commit, pygit2.Commit):
+        return {}
+    try:
+        blob = repo.git[commit.tree["snapshots"].id]
+    except KeyError:
+        return {}
+    if not isinstance(blob, pygit2.Blob):
+        return {}
+    found = {}
+    for line in blob.data.decode(errors="replace").splitlines():
+        match = _SEEN_LINE.match(line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
+def remember_snapshots(repo: Repo, remote: str, seen: Mapping[str, str]) -> None:
+    """Record `seen` (id -> tag) as the snapshots this clone saw on `remote`."""
+    git = repo.git
+    text = "".join(f"{i} {seen[i]}\n" for i in sorted(seen))
+    builder = git.TreeBuilder()
+    builder.insert("snapshots", git.create_blob(text.encode()), pygit2.GIT_FILEMODE_BLOB)
+    sig = repo.committer().signature()
+    message = f"govsnap: the snapshots this clone saw on {remote}\n"
+    commit = git.create_commit(None, sig, sig, message, builder.write(), [])
+    _record(repo, seen_remote_snapshots_ref(remote), commit, "remote snapshots seen", forward=False)
+
+
+def _record(repo: Repo, ref: str, tip: pygit2.Oid, message: str, *, forward: bool = True) -> None:
+    """Set one of this clone's records of a remote (with `forward`, a history's tip: it
+    only moves forward)."""
+
+    def compute(current: pygit2.Oid | None) -> pygit2.Oid | None:
+        if not forward or current is None or current == tip:
+            return tip
+        return tip if repo.git.descendant_of(tip, current) else current
+
+    update_ref(repo, ref, compute, message=f"govsnap: {message}")
+
+
 # --- fetch --------------------------------------------------------------------------------
 
 
@@ -229,6 +280,12 @@ class FetchReport:
     seconds: float
     notes_kept_aside: int = 0  # refused snapshots whose note is kept for a later fetch
     audit_detail: str = ""  # what is wrong with the remote's audit trail, and the remedy
+    # Snapshots this clone saw on the remote before that are gone from it, with no
+    # authorised prune or purge entry naming them (and which of them are pinned).
+    lost: tuple[str, ...] = ()
+    lost_pinned: tuple[str, ...] = ()
+    # Set when the remote's notes history no longer holds what this clone saw there.
+    notes_lost: str = ""
 
     def with_status(self, *statuses: str) -> list[FetchedSnapshot]:
         """Return the snapshots whose status is one of `statuses`."""
@@ -241,7 +298,31 @@ class FetchReport:
             not self.with_status(*PROBLEMS)
             and self.notes != INVALID
             and self.audit not in AUDIT_PROBLEMS
+            and not self.lost
+            and not self.notes_lost
         )
+
+    def loss(self) -> list[str]:
+        """Return one sentence per piece of evidence the remote lost since this clone
+        looked, with how to restore it from this clone."""
+        remedy = (
+            f"restore it from this clone: govsnap push {self.remote} (or govsnap doctor "
+            f"--restore-remote {self.remote})"
+        )
+        found = []
+        if self.lost:
+            pinned = set(self.lost_pinned)
+            shown = ", ".join(f"{i} (pinned)" if i in pinned else i for i in self.lost[:5])
+            more = f" and {len(self.lost) - 5} more" if len(self.lost) > 5 else ""
+            found.append(
+                f"{len(self.lost)} snapshot(s) this clone saw on {self.remote} are gone from "
+                f"it, and no authorised prune or purge entry names them: {shown}{more}; "
+                f"{remedy}; if the deletion was intended, git update-ref -d "
+                f"{seen_remote_snapshots_ref(self.remote)}"
+            )
+        if self.notes_lost:
+            found.append(f"{self.notes_lost}; {remedy}")
+        return found
 
     def check(self) -> None:
         """Raise CheckFailed when snapshots were left out (tampered, unverified, invalid),
@@ -251,6 +332,7 @@ class FetchReport:
         reasons = []
         if self.audit in ("rewritten", "refused"):
             reasons.append(self.audit_detail)
+        reasons += self.loss()
         if problems:
             kinds = ", ".join(sorted({p.status for p in problems}))
             reasons.append(f"{len(problems)} snapshot(s) from {self.remote} not added: {kinds}")
@@ -274,6 +356,9 @@ class FetchReport:
             "notes_kept_aside": self.notes_kept_aside,
             "audit": self.audit,
             "audit_detail": self.audit_detail,
+            "lost": list(self.lost),
+            "lost_pinned": list(self.lost_pinned),
+            "notes_lost": self.notes_lost,
             "seconds": round(self.seconds, 6),
         }
 
@@ -318,6 +403,9 @@ def fetch(repo: Repo, name: str | None = None, *, verify: bool = True) -> FetchR
 
 def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> FetchReport:
     identity = op.identity  # before anything is fetched: without one nothing can be merged
+    # What this clone saw on the remote before: evidence the remote must still hold.
+    seen_snapshots = remembered_snapshots(repo, remote.name)
+    seen_notes = ref_target(repo, seen_remote_notes_ref(remote.name))
     _network(
         repo,
         remote,
@@ -411,6 +499,16 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
     )
     if found["audit"] in ("unchanged", "fast-forward", "joined") and remote_audit is not None:
         record_remote_audit(repo, remote.name, remote_audit)
+    lost, lost_pinned = _lost_snapshots(repo, remote, seen_snapshots, found["outcomes"])
+    notes_lost = ""
+    if seen_notes is not None and not contains(repo, remote_notes, seen_notes):
+        what = "deleted" if remote_notes is None else "rewritten"
+        notes_lost = (
+            f"the notes history of {remote.name} was {what}: it no longer holds "
+            f"{str(seen_notes)[:12]}, which this clone saw there"
+        )
+    elif notes_ok and remote_notes is not None:
+        _record(repo, seen_remote_notes_ref(remote.name), remote_notes, "remote notes seen")
     kept = notes.note_blobs(repo) if examined.refused else {}
     return FetchReport(
         remote.name,
@@ -423,7 +521,38 @@ def _fetch(repo: Repo, op: audit.Operation, remote: Remote, verify: bool) -> Fet
         op.seconds,
         sum(1 for tag in examined.refused if tag in kept),
         audit_detail,
+        lost,
+        lost_pinned,
+        notes_lost,
     )
+
+
+def _lost_snapshots(
+    repo: Repo,
+    remote: Remote,
+    seen: Mapping[str, str],
+    outcomes: Iterable[FetchedSnapshot],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Return the snapshots this clone saw on the remote that are gone from it with no
+    authorised prune or purge entry naming them (judged in the environment of the tag
+    seen), and which of them are pinned; record what the remote holds now, keeping the
+    lost ones remembered (so that every fetch says so until they are back)."""
+    theirs = snapshot_refs(repo, remote.tracking("snapshots/"))
+    gone = sorted(i for i in seen if i not in theirs)
+    lost: list[str] = []
+    pinned: frozenset[str] = frozenset()
+    if gone:
+        decided = audit.decisions(
+            repo, load_policy(repo), tags=audit.held_tags(repo, {i: seen[i] for i in gone})
+        )
+        lost = [i for i in gone if i not in decided.pruned]
+        pinned = decided.pinned
+    refused = {s.id for s in outcomes if s.status in PROBLEMS}
+    now = {i: str(oid) for i, oid in theirs.items() if i not in refused}
+    now.update((i, seen[i]) for i in lost)
+    if now != dict(seen):
+        remember_snapshots(repo, remote.name, now)
+    return tuple(lost), tuple(i for i in lost if i in pinned)
 
 
 def _judge_remote_audit(
@@ -455,7 +584,7 @@ def _judge_remote_audit(
             theirs,
             [ref_target(repo, AUDIT_REF)],
             policy,
-            skew=audit.configured_skew(repo),
+            skew=objects.configured_skew(repo),
             now=int(time.time()),
         )
         if problems:
@@ -632,6 +761,20 @@ class PushReport:
     # stay in this clone unless push --include-safety.
     kept_local: tuple[str, ...] = ()
 
+    def check(self) -> None:
+        """Raise CheckFailed for what the fetch before the push found wrong, but for the
+        evidence the push itself put back (lost snapshots sent again, notes merged and
+        sent)."""
+        if self.fetched is None:
+            return
+        fetched = self.fetched
+        if not self.dry_run:
+            lost = tuple(i for i in fetched.lost if i not in self.sent)
+            pinned = tuple(i for i in fetched.lost_pinned if i in lost)
+            notes_lost = fetched.notes_lost if self.notes not in ("sent", "up to date") else ""
+            fetched = replace(fetched, lost=lost, lost_pinned=pinned, notes_lost=notes_lost)
+        fetched.check()
+
     def as_json(self) -> dict[str, Any]:
         """Return the report as JSON-ready data."""
         return {
@@ -648,12 +791,6 @@ class PushReport:
             "fetched": None if self.fetched is None else self.fetched.as_json(),
             "seconds": round(self.seconds, 6),
         }
-
-    def check(self) -> None:
-        """Raise CheckFailed when the fetch that came first left snapshots out (see
-        FetchReport.check)."""
-        if self.fetched is not None:
-            self.fetched.check()
 
 
 @dataclass(frozen=True)
@@ -756,7 +893,13 @@ def _push(
                 # refuses: say why and stop (doctor --restore-remote puts ours back).
                 raise CheckFailed(fetched.audit_detail)
             theirs, local = _look(repo, remote)
-        pruned = pruned_ids(repo)
+        if prune and not dry_run:
+            _fetch_tags(repo, remote, theirs)
+        # A prune entry decides about a remote snapshot in the environment of the tag the
+        # remote has under its id (never the one the entry claims).
+        pruned = audit.decisions(
+            repo, load_policy(repo), tags=audit.held_tags(repo, theirs.snapshots)
+        ).pruned
         missing = set(local) - set(theirs.snapshots)
         safety = set() if include_safety else _safety_ids(repo, {i: local[i] for i in missing})
         deletions = sorted((pruned & set(theirs.snapshots)) - set(local)) if prune else []
@@ -799,11 +942,13 @@ def _push(
         specs += [f":{SNAPSHOT_REF_PREFIX}{i}" for i in deletions]
         if not specs:
             return _timed(report, op)
+        notes_tip = ref_target(repo, NOTES_REF)
         if _send(repo, remote, leases, specs):
             if report.audit == "sent" and audit_tip is not None:
                 record_remote_audit(repo, remote.name, audit_tip)
             elif report.audit == "up to date" and theirs.audit is not None:
                 record_remote_audit(repo, remote.name, pygit2.Oid(hex=theirs.audit))
+            _remember_pushed(repo, remote, report, local, notes_tip)
             if deletions:
                 deleted = f"to {remote.name}: deleted {len(deletions)} pruned snapshot(s)"
                 arguments = {"remote": remote.name, "prune": True}
@@ -813,6 +958,36 @@ def _push(
         f"the notes or audit trail of remote {remote.name!r} kept changing while we "
         f"pushed; gave up after {_PUSH_ATTEMPTS} attempts"
     )
+
+
+def _fetch_tags(repo: Repo, remote: Remote, theirs: RemoteRefs) -> None:
+    """Fetch the remote's snapshot tags this clone lacks (into refs/govsnap-remote/), so
+    that a deletion is judged in the environment of the remote's own tag."""
+    odb = repo.git.odb
+    if all(odb.exists(oid) for oid in theirs.snapshots.values()):
+        return
+    spec = f"+{SNAPSHOT_REF_PREFIX}*:{remote.tracking('snapshots/')}*"
+    args = ["fetch", "--no-tags", "--no-write-fetch-head", "--recurse-submodules=no"]
+    _network(repo, remote, "fetch from", *args, "--quiet", remote.name, spec)
+
+
+def _remember_pushed(
+    repo: Repo,
+    remote: Remote,
+    report: PushReport,
+    local: Mapping[str, pygit2.Oid],
+    notes_tip: pygit2.Oid | None,
+) -> None:
+    """Record what the remote holds from this clone after a push: the snapshots sent (the
+    ones deleted no longer), and the notes sent."""
+    seen = remembered_snapshots(repo, remote.name)
+    now = {**seen, **{i: str(local[i]) for i in report.sent}}
+    for ident in report.deleted:
+        now.pop(ident, None)
+    if now != seen:
+        remember_snapshots(repo, remote.name, now)
+    if report.notes == "sent" and notes_tip is not None:
+        _record(repo, seen_remote_notes_ref(remote.name), notes_tip, "remote notes seen")
 
 
 def _timed(report: PushReport, op: audit.Operation) -> PushReport:

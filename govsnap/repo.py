@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import signal
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,49 @@ _GIT_ENV_KEPT = frozenset(
 )
 
 
+# Set (by worktree.IndexLock) while govsnap holds the index lock; every process started
+# meanwhile inherits it, so a takeover of a killed govsnap's lock can tell whether one of
+# them still runs.
+LOCK_TOKEN_VARIABLE = "GOVSNAP_INDEX_LOCK"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Return a function for `preexec_fn` that makes a child be killed when govsnap dies
+    (Linux PR_SET_PDEATHSIG): a git writing the working tree must not go on after
+    govsnap was killed, or it overwrites what the undo restores. Only while the index lock
+    is held (the cost is a fork without vfork, some milliseconds per call); None where
+    the kernel has no such call."""
+    if LOCK_TOKEN_VARIABLE not in os.environ:
+        return None
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # govsnap died before the call: die now
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """Return libc's prctl (loaded in the parent: a child between fork and exec must not
+    load libraries), None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
 def scrubbed_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return os.environ without the GIT_* variables that redirect git, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _GIT_ENV_KEPT}
@@ -63,6 +109,7 @@ def run_git(
             input=input,
             capture_output=True,
             env=scrubbed_env(env),
+            preexec_fn=_die_with_parent(),
             check=False,
         )
     except FileNotFoundError as exc:
@@ -120,6 +167,9 @@ class Repo:
 
     def __init__(self, git: pygit2.Repository) -> None:
         self.git = git
+        # Results derived from immutable objects (keyed by their ids and the settings they
+        # depend on), computed once per process: the trust policy's verified history.
+        self.memo: dict[tuple[object, ...], object] = {}
 
     @property
     def gitdir(self) -> Path:

@@ -16,7 +16,7 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NoReturn
@@ -34,7 +34,7 @@ from govsnap.errors import (
     UsageError,
 )
 from govsnap.objects import Trigger, validate_name, write_commit
-from govsnap.repo import Identity, Repo
+from govsnap.repo import Identity, Repo, run_git
 from govsnap.store import (
     CreateOptions,
     Snapshot,
@@ -185,14 +185,9 @@ def normalize_paths(workdir: Path, paths: Iterable[str]) -> tuple[str, ...]:
             raise UsageError(f"invalid path {raw!r}")
         given = Path(raw)
         if given.is_absolute():
-            absolute = Path(os.path.normpath(given))
-            try:
-                rel = absolute.relative_to(root)
-            except ValueError:
-                try:
-                    rel = absolute.relative_to(workdir)
-                except ValueError as exc:
-                    raise UsageError(f"{raw} is outside the working tree {root}") from exc
+            rel = _inside(Path(os.path.normpath(given)), workdir, root)
+            if rel is None:
+                raise UsageError(f"{raw} is outside the working tree {root}")
             text = rel.as_posix()
         else:
             text = os.path.normpath(raw).replace(os.sep, "/")
@@ -204,6 +199,21 @@ def normalize_paths(workdir: Path, paths: Iterable[str]) -> tuple[str, ...]:
         cleaned.add(text)
     ordered = sorted(cleaned)
     return tuple(p for p in ordered if not any(p.startswith(q + "/") for q in ordered))
+
+
+def _inside(absolute: Path, workdir: Path, root: Path) -> Path | None:
+    """Return an absolute path relative to the top of the work tree, None when it lies
+    outside. The path may reach the work tree through symlinks (a symlinked checkout
+    directory): as git does (abspath_part_inside_repo), the leading part whose real path
+    is the work tree's is cut off, and what lies below it is never resolved (a symlink
+    inside the work tree names itself)."""
+    for base in (root, workdir):
+        with contextlib.suppress(ValueError):
+            return absolute.relative_to(base)
+    for ancestor in [*reversed(absolute.parents), absolute]:
+        if os.path.realpath(ancestor) == str(root):
+            return absolute.relative_to(ancestor)
+    return None
 
 
 def _entry(tree: pygit2.Tree, path: str) -> pygit2.Object | None:
@@ -291,6 +301,32 @@ class RecordedState:
     raw_files: tuple[TreeEntry, ...] = ()
     restore_tree: str | None = None
     empty_directories: tuple[bytes, ...] = ()
+    # What the rollback wrote where nothing stood (the undo removes it again), and the
+    # branch each submodule a recursive rollback moved was on.
+    absent: tuple[TreeEntry, ...] = ()
+    submodule_heads: tuple[SubmoduleHead, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubmoduleHead:
+    """Where a submodule's HEAD was before a recursive rollback detached it."""
+
+    path: bytes
+    ref: bytes  # the branch HEAD named (refs/heads/...), empty when it was detached
+    commit: str
+
+    def record(self) -> bytes:
+        """Return the NUL-terminated fields stored in `submodule-heads`."""
+        return self.path + b"\0" + self.ref + b"\0" + self.commit.encode() + b"\0"
+
+
+def _parse_heads(data: bytes) -> tuple[SubmoduleHead, ...]:
+    fields = data.split(b"\0")
+    return tuple(
+        SubmoduleHead(path, ref, commit.decode(errors="replace"))
+        for path, ref, commit in zip(fields[0::3], fields[1::3], fields[2::3], strict=False)
+        if path
+    )
 
 
 def read_recorded_state(repo: Repo, snap: Snapshot) -> RecordedState | None:
@@ -312,7 +348,9 @@ def read_recorded_state(repo: Repo, snap: Snapshot) -> RecordedState | None:
     data: bytes | None = None
     mtime = 0
     raw: list[TreeEntry] = []
+    absent: list[TreeEntry] = []
     empty: tuple[bytes, ...] = ()
+    heads: tuple[SubmoduleHead, ...] = ()
     for entry in tree:
         if entry.name == "index" and isinstance(entry, pygit2.Blob):
             data = entry.data
@@ -321,11 +359,15 @@ def read_recorded_state(repo: Repo, snap: Snapshot) -> RecordedState | None:
                 mtime = int(entry.data.decode(errors="replace").strip())
         elif entry.name == "empty-directories" and isinstance(entry, pygit2.Blob):
             empty = tuple(p for p in entry.data.split(b"\0") if p)
-        elif entry.name == "worktree" and entry.type_str == "tree":
-            raw = [
-                TreeEntry(e.path.removeprefix(b"worktree/"), e.mode, e.oid)
-                for e in worktree.tree_entries(repo, str(tree.id), [b"worktree"])
+        elif entry.name == "submodule-heads" and isinstance(entry, pygit2.Blob):
+            heads = _parse_heads(entry.data)
+        elif entry.name in ("worktree", "absent") and entry.type_str == "tree":
+            prefix = entry.name.encode() + b"/"
+            found = [
+                TreeEntry(e.path.removeprefix(prefix), e.mode, e.oid)
+                for e in worktree.tree_entries(repo, str(tree.id), [prefix[:-1]])
             ]
+            (raw if entry.name == "worktree" else absent).extend(found)
     return RecordedState(
         str(index_commit.id),
         str(index_commit.tree_id),
@@ -334,6 +376,8 @@ def read_recorded_state(repo: Repo, snap: Snapshot) -> RecordedState | None:
         tuple(raw),
         str(tree.id),
         empty,
+        tuple(absent),
+        heads,
     )
 
 
@@ -377,13 +421,17 @@ def _record(
     capture: Capture,
     raw: Sequence[TreeEntry],
     empty: Sequence[bytes],
+    absent: Sequence[TreeEntry] = (),
+    heads: Sequence[SubmoduleHead] = (),
 ) -> str:
     """Write the Govsnap-Index commit of a safety snapshot and return it: its tree is the
     index as `git write-tree` writes it, its parents HEAD (as `git stash` does) and the
     restore commit, whose tree holds `index` (the index file's bytes), `index-mtime`,
     `worktree/<path>` (the bytes and mode of each file git's checkout would not
-    reproduce) and `empty-directories` (the empty directories the rollback fills, which
-    git's checkout of the undo would remove)."""
+    reproduce), `empty-directories` (the empty directories the rollback fills or
+    replaces, which git's checkout of the undo would not recreate), `absent/<path>` (what
+    the rollback writes where nothing stood, for the undo to remove) and
+    `submodule-heads` (the branch of each submodule a recursive rollback moves)."""
     if capture.original is None:
         index_tree = worktree.build_tree(repo, [])
     else:
@@ -396,6 +444,10 @@ def _record(
                     "(git status); nothing was changed"
                 ) from exc
     entries = [TreeEntry(b"worktree/" + e.path, e.mode, e.oid) for e in raw]
+    entries += [TreeEntry(b"absent/" + e.path, e.mode, e.oid) for e in absent]
+    if heads:
+        listing = repo.git.create_blob(b"".join(h.record() for h in heads))
+        entries.append(TreeEntry(b"submodule-heads", 0o100644, str(listing)))
     if capture.original is not None:
         blob = repo.git.create_blob(capture.original.data)
         entries.append(TreeEntry(b"index", 0o100644, str(blob)))
@@ -533,6 +585,9 @@ def _undo_command(
     words = ["govsnap", "rollback", safety_id]
     if policy_change is not None:
         words.append("--allow-policy-change")
+    if options.recurse_submodules:
+        # The submodules the rollback checked out go back only with the same flag.
+        words.append("--recurse-submodules")
     if not options.verify:
         # The rollback itself was not verified; its undo, a snapshot of the state the
         # user had, is restored under the same explicit choice.
@@ -604,18 +659,30 @@ def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> li
     """Return (path, disk mode, blob of the disk bytes) for each file the rollback
     changes or removes whose bytes or mode git's checkout of the captured blob would not
     reproduce: eol conversion (an LF file under core.autocrlf=true), filters that do not
-    round-trip, an exec bit core.fileMode=false does not record, and, in a sparse
+    round-trip, an exec bit core.fileMode=false does not record, a symlink under
+    core.symlinks=false (git writes a file holding its target), and, in a sparse
     checkout, any (git would not write back those outside the cone)."""
-    root = os.fsencode(repo.workdir)
+    modes = worktree.PathModes(repo.workdir)
+    if not repo.config_bool("core.symlinks", True):
+        links = [
+            c for c in changes if c.old_mode == worktree.SYMLINK and stat.S_ISLNK(modes(c.path))
+        ]
+    else:
+        links = []
+    found = [
+        TreeEntry(
+            c.path,
+            worktree.SYMLINK,
+            str(repo.git.create_blob(os.readlink(modes.root + b"/" + c.path))),
+        )
+        for c in links
+    ]
     # Only files on disk have bytes to keep (skip-worktree entries have none).
     candidates = [
-        c
-        for c in changes
-        if c.old_mode in worktree.REGULAR
-        and stat.S_ISREG(worktree.lstat_mode(root + b"/" + c.path))
+        c for c in changes if c.old_mode in worktree.REGULAR and stat.S_ISREG(modes(c.path))
     ]
     if not candidates:
-        return []
+        return found
     paths = [c.path for c in candidates]
     converted = set(worktree.converted_paths(repo, capture.index, paths))
     expected = worktree.would_write(repo, capture.index, [p for p in paths if p in converted])
@@ -623,64 +690,283 @@ def _unreproduced(repo: Repo, capture: Capture, changes: Sequence[Change]) -> li
     # In a sparse checkout git's checkout of the undo writes nothing outside the cone,
     # and which paths lie outside it is git's to decide: every file there is kept.
     sparse = set(paths) if repo.config_bool("core.sparseCheckout", False) else set()
-    found: list[TreeEntry] = []
     for change in candidates:
-        full = root + b"/" + change.path
-        mode = worktree.lstat_mode(full)
-        if not stat.S_ISREG(mode):
-            continue
+        mode = modes(change.path)
         executable = bool(mode & stat.S_IXUSR)
         data: bytes | None = None
         differs = change.path in sparse
         if not file_mode and executable != (change.old_mode == 0o100755):
             differs = True
         if not differs and change.path in converted:
-            with open(full, "rb") as fh:
-                data = fh.read()
+            data = _read(modes.root, change.path)
             differs = expected.get(change.path) != data
         if differs:
             if data is None:
-                with open(full, "rb") as fh:
-                    data = fh.read()
+                data = _read(modes.root, change.path)
             blob = repo.git.create_blob(data)
             found.append(TreeEntry(change.path, 0o100755 if executable else 0o100644, str(blob)))
     return found
 
 
-def _in_the_way(repo: Repo, changes: Sequence[Change]) -> list[TreeEntry]:
-    """Return (path, mode, blob) of what the capture left out (ignored files) but git's
-    checkout will overwrite or remove to write the target: git treats ignored files as
-    expendable, the undo does not."""
-    gone = {c.path for c in changes if c.status == "D"}
-    added = [c.path for c in changes if c.status == "A"]
-    root = os.fsencode(repo.workdir)
-    found: list[TreeEntry] = []
-    for path in worktree.uncaptured_in_the_way(repo.workdir, added, gone):
-        full = root + b"/" + path
-        mode = worktree.lstat_mode(full)
-        if stat.S_ISLNK(mode):
-            found.append(
-                TreeEntry(path, worktree.SYMLINK, str(repo.git.create_blob(os.readlink(full))))
-            )
-        elif stat.S_ISREG(mode):
-            with open(full, "rb") as fh:
-                blob = repo.git.create_blob(fh.read())
-            found.append(TreeEntry(path, 0o100755 if mode & stat.S_IXUSR else 0o100644, str(blob)))
+def _read(root: bytes, path: bytes) -> bytes:
+    """Return the bytes of a file below the work tree, not through a symlink; raise
+    EnvironmentProblem, before anything is written, when it cannot be read."""
+    try:
+        fd = os.open(root + b"/" + path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"cannot read {worktree.shown(path)}, which the rollback would overwrite or "
+            f"remove: {exc.strerror or exc}; nothing was changed"
+        ) from exc
+
+
+def _survey(
+    repo: Repo,
+    capture: Capture,
+    prepared: Prepared,
+    recorded: RecordedState | None,
+    paths: Sequence[bytes],
+) -> worktree.Obstacles:
+    """Return what stands where the rollback writes beyond what the capture holds; raise
+    UsageError, before anything is written, where writing would delete what no snapshot
+    can hold: a nested repository or a `.git` directory git never captures (git's
+    checkout refuses: "would lose untracked files"), a submodule with uncommitted work
+    (the playbook promises it is never lost), an untracked hook script."""
+    writes = [c for c in prepared.changes if c.status != "D"]
+    if recorded is not None:
+        # An undo writes the recorded files over what the checkout leaves there.
+        written = {c.path for c in writes}
+        writes += [
+            Change("A", e.path, 0, e.mode, worktree.ZERO_OID, e.oid)
+            for e in recorded.raw_files
+            if worktree.covered(e.path, paths) and e.path not in written
+        ]
+    captured = {c.path for c in prepared.changes if c.status == "D"} | set(prepared.protected)
+    found = worktree.survey(repo.workdir, writes, captured)
+    for directory in found.repositories:
+        reason = _repository_in_the_way(repo, capture, directory)
+        if reason is not None:
+            raise UsageError(reason)
+    _check_hooks(repo, prepared)
     return found
 
 
+def _repository_in_the_way(repo: Repo, capture: Capture, directory: bytes) -> str | None:
+    """Return why the checkout must not delete or write into `directory`, which holds
+    `.git`; None for a registered submodule whose work is all committed (its history
+    stays in .git/modules, as after git's own checkout)."""
+    where = worktree.shown(directory)
+    tracked = capture.index_readable and any(
+        e.path == directory and e.mode == worktree.GITLINK
+        for e in worktree.index_entries(repo, worktree.user_index(repo), [directory])
+    )
+    if not tracked:
+        return (
+            f"refusing to roll back: {where}/.git stands where the snapshot writes (a nested "
+            "repository, or a .git directory git never captures), and the rollback would "
+            "delete it, which no snapshot can restore (git checkout refuses an untracked one: "
+            f'"would lose untracked files"): move {where} out of the way, then roll back; '
+            "nothing was changed"
+        )
+    full = repo.workdir / worktree.fs_path(directory)
+    if (full / ".git").is_dir():
+        return (
+            f"refusing to roll back: the snapshot replaces submodule {where}, which keeps its "
+            f"history in {where}/.git: run `git submodule absorbgitdirs {where}` first; "
+            "nothing was changed"
+        )
+    # --no-optional-locks: status would otherwise refresh the submodule's index (a write).
+    status = ["--no-optional-locks", "status", "--porcelain", "--ignored", "-uall", "-z"]
+    proc = run_git(status, full, check=False)
+    if proc.returncode != 0 or proc.stdout:
+        return (
+            f"refusing to roll back: the snapshot replaces submodule {where}, which holds "
+            f"uncommitted work (`git -C {where} status --ignored`) the rollback would "
+            "delete: commit it or move it away, then roll back; nothing was changed"
+        )
+    return None
+
+
+def _check_hooks(repo: Repo, prepared: Prepared) -> None:
+    """Raise UsageError when the rollback would overwrite an untracked file below the
+    hooks directory (`govsnap hooks install` puts its scripts there): like untracked files
+    git cannot capture, it is refused rather than silently switched."""
+    candidates = [c.path for c in prepared.changes if c.status in ("M", "T")]
+    hooks = worktree.hooks_prefix(repo) if candidates else None
+    if hooks is None:
+        return
+    inside = [p for p in candidates if worktree.covered(p, [hooks])]
+    if not inside:
+        return
+    tracked = {e.path for e in worktree.index_entries(repo, worktree.user_index(repo), inside)}
+    for path in inside:
+        if path not in tracked:
+            raise UsageError(
+                f"refusing to roll back: the snapshot has {worktree.shown(path)}, where an "
+                f"untracked file of the hooks directory {worktree.shown(hooks)} stands "
+                "(`govsnap hooks install` writes there): move it away or commit it, then "
+                "roll back; nothing was changed"
+            )
+
+
+def _check_checkout(repo: Repo, capture: Capture, prepared: Prepared, recurse: bool) -> None:
+    """Raise UsageError when git's checkout of the transition would refuse: `git
+    read-tree -n` checks every path as the real checkout will, and writes nothing."""
+    refusal = worktree.transition_refusal(
+        repo, capture.index, prepared.current, prepared.goal, recurse_submodules=recurse
+    )
+    if refusal is None:
+        return
+    path = refusal.path
+    if path is not None and refusal.kind == "not uptodate":
+        skip, _assume = worktree.flagged_paths(repo, capture.index)
+        if path in skip:
+            where = worktree.shown(path)
+            raise UsageError(
+                f"refusing to roll back: {where} is marked skip-worktree and holds local "
+                f'changes the snapshot would overwrite (git checkout refuses too: "your '
+                f'local changes would be overwritten"): keep a copy, run `git update-index '
+                f"--no-skip-worktree {where}`, commit or stash it, then roll back; nothing "
+                "was changed"
+            )
+    raise UsageError(f"refusing to roll back: git's checkout refuses: {refusal.message}")
+
+
+def _in_the_way(repo: Repo, keep: Sequence[bytes]) -> list[TreeEntry]:
+    """Return (path, mode, blob) of what the capture left out (ignored files) but git's
+    checkout will overwrite or remove to write the target: git treats ignored files as
+    expendable, the undo does not. Raise EnvironmentProblem, before anything is written,
+    for one that cannot be read."""
+    root = os.fsencode(repo.workdir)
+    found: list[TreeEntry] = []
+    for path in keep:
+        full = root + b"/" + path
+        try:
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                blob = repo.git.create_blob(os.readlink(full))
+                found.append(TreeEntry(path, worktree.SYMLINK, str(blob)))
+            elif stat.S_ISREG(mode):
+                blob = repo.git.create_blob(_read(root, path))
+                executable = 0o100755 if mode & stat.S_IXUSR else 0o100644
+                found.append(TreeEntry(path, executable, str(blob)))
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot read {worktree.shown(path)}, which the rollback would overwrite or "
+                f"remove: {exc.strerror or exc}; nothing was changed"
+            ) from exc
+    return found
+
+
+def _removable(
+    repo: Repo, recorded: RecordedState, paths: Sequence[bytes]
+) -> tuple[list[bytes], list[bytes]]:
+    """Return the paths the rollback being undone wrote where nothing stood that still
+    hold what it wrote (the undo removes them), and those that changed since (the undo
+    leaves them: it never removes a file the user changed)."""
+    entries = [e for e in recorded.absent if worktree.covered(e.path, paths)]
+    modes = worktree.PathModes(repo.workdir)
+    present = [e for e in entries if stat.S_ISREG(modes(e.path)) or stat.S_ISLNK(modes(e.path))]
+    if not present:
+        return [], []
+    files = [e.path for e in present if stat.S_ISREG(modes(e.path))]
+    # As git add stores it (the checkout ran the smudge filter), or byte for byte.
+    as_stored = worktree.hash_files(repo, files, filters=True)
+    as_is = worktree.hash_files(repo, files)
+    removable: list[bytes] = []
+    changed: list[bytes] = []
+    for entry in present:
+        if stat.S_ISLNK(modes(entry.path)):
+            target = os.readlink(modes.root + b"/" + entry.path)
+            found = {str(pygit2.hash(target))}
+        else:
+            found = {as_stored[entry.path], as_is[entry.path]}
+        (removable if entry.oid in found else changed).append(entry.path)
+    return removable, changed
+
+
+def _submodule_heads(repo: Repo, prepared: Prepared) -> list[SubmoduleHead]:
+    """Return the branch and commit of each populated submodule a recursive checkout
+    moves (it leaves them detached, as git does)."""
+    heads: list[SubmoduleHead] = []
+    for change in prepared.changes:
+        if change.old_mode != worktree.GITLINK:
+            continue
+        full = repo.workdir / worktree.fs_path(change.path)
+        if not (full / ".git").exists():
+            continue
+        commit = run_git(["rev-parse", "-q", "--verify", "HEAD"], full, check=False)
+        ref = run_git(["symbolic-ref", "-q", "HEAD"], full, check=False)
+        if commit.returncode == 0:
+            heads.append(
+                SubmoduleHead(change.path, ref.stdout.strip(), commit.stdout.decode().strip())
+            )
+    return heads
+
+
+def _restore_submodule_heads(
+    repo: Repo, heads: Iterable[SubmoduleHead], paths: Sequence[bytes]
+) -> list[str]:
+    """Put each submodule back on the branch it was on where the recursive checkout left
+    it detached at that branch's commit; return a warning for each left detached."""
+    warnings: list[str] = []
+    for head in heads:
+        if not head.ref or not worktree.covered(head.path, paths):
+            continue
+        full = repo.workdir / worktree.fs_path(head.path)
+        ref = head.ref.decode(errors="replace")
+        valid = (
+            ref.startswith("refs/heads/")
+            and run_git(["check-ref-format", ref], full, check=False).returncode == 0
+        )
+        now = run_git(["rev-parse", "-q", "--verify", "HEAD"], full, check=False)
+        tip = run_git(["rev-parse", "-q", "--verify", f"{ref}^{{commit}}"], full, check=False)
+        at = now.stdout.decode().strip()
+        if valid and at == head.commit and tip.stdout.decode().strip() == head.commit:
+            run_git(["symbolic-ref", "HEAD", ref], full, check=False)
+        else:
+            warnings.append(
+                f"submodule {worktree.shown(head.path)} stays detached at {at[:12] or '?'}: "
+                f"it was on {worktree.shown(head.ref)} at {head.commit[:12]}"
+            )
+    return warnings
+
+
+def _remove_written(workdir: Path, paths: Iterable[bytes]) -> None:
+    """Remove files and symlinks a rollback wrote where nothing stood, then the
+    directories that leaves empty (as git's checkout removes what it empties)."""
+    modes = worktree.PathModes(workdir)
+    for path in paths:
+        mode = modes(path)
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            continue
+        os.unlink(modes.root + b"/" + path)
+        for parent in modes.parents(path):
+            try:
+                os.rmdir(modes.root + b"/" + parent)
+            except OSError:
+                break
+
+
 def _take_safety_snapshot(
-    repo: Repo,
-    op: audit.Operation,
-    target: Snapshot,
-    capture: Capture,
-    raw: Sequence[TreeEntry],
-    empty: Sequence[bytes],
+    repo: Repo, op: audit.Operation, target: Snapshot, capture: Capture, guard: Guard
 ) -> Snapshot:
-    """Snapshot the captured working tree, the index, `raw` and `empty`; raise on failure."""
+    """Snapshot the captured working tree, the index and what `guard` keeps; raise on
+    failure."""
     try:
         index_commit = (
-            _record(repo, op.identity, target, capture, raw, empty)
+            _record(
+                repo,
+                op.identity,
+                target,
+                capture,
+                guard.raw,
+                guard.empty,
+                guard.absent,
+                guard.heads,
+            )
             if capture.index_readable
             else None
         )
@@ -697,6 +983,90 @@ def _take_safety_snapshot(
         raise type(exc)(
             f"cannot take the safety snapshot, so nothing was changed: {exc.message}"
         ) from exc
+    except (OSError, pygit2.GitError) as exc:
+        problem = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise EnvironmentProblem(
+            f"cannot take the safety snapshot, so nothing was changed: {problem}"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What a rollback keeps, beyond the capture, so that its undo restores everything
+    (worked out, and refused where it cannot be kept, before anything is written)."""
+
+    raw: tuple[TreeEntry, ...]  # bytes git's checkout would not give back, or overwrites
+    empty: tuple[bytes, ...]  # empty directories the checkout fills or replaces
+    absent: tuple[TreeEntry, ...]  # what the checkout writes where nothing stood
+    heads: tuple[SubmoduleHead, ...]  # branches of submodules a recursive checkout moves
+    removable: tuple[bytes, ...]  # an undo: what the rollback wrote where nothing stood
+    warnings: tuple[str, ...]
+
+
+def _guard(
+    repo: Repo,
+    capture: Capture,
+    prepared: Prepared,
+    recorded: RecordedState | None,
+    paths: Sequence[bytes],
+    recurse: bool,
+) -> Guard:
+    """Return what the safety snapshot must keep besides the capture; raise UsageError
+    where git's checkout would refuse or would delete what nothing can keep, and
+    EnvironmentProblem for a file in the way that cannot be read."""
+    found = _survey(repo, capture, prepared, recorded, paths)
+    # Read first: git's checkout refuses what it cannot tell from untracked files, and
+    # an unreadable one is better named as such.
+    in_the_way = _in_the_way(repo, found.keep)
+    _check_checkout(repo, capture, prepared, recurse)
+    raw = _unreproduced(repo, capture, prepared.changes)
+    kept = {e.path for e in raw}
+    raw += [e for e in in_the_way if e.path not in kept]
+    above = worktree.empty_directories(
+        repo.workdir, (c.path for c in prepared.changes if c.status != "D")
+    )
+    warnings = [
+        f"{worktree.shown(p)} is not a file, symlink or directory: the rollback removes it "
+        "and its undo cannot recreate it"
+        for p in found.lost
+    ]
+    removable: list[bytes] = []
+    if recorded is not None:
+        removable, changed = _removable(repo, recorded, paths)
+        # What the capture holds and the checkout removes is in this undo's own safety
+        # snapshot: only what stays is worth a word.
+        removed = {c.path for c in prepared.changes if c.status == "D"}
+        changed = [p for p in changed if p not in removed]
+        warnings += [
+            f"left {worktree.shown(p)}: the rollback being undone wrote it where nothing "
+            "stood, and it changed since"
+            for p in changed
+        ]
+    return Guard(
+        tuple(raw),
+        tuple(sorted({*above, *found.empty})),
+        found.absent,
+        tuple(_submodule_heads(repo, prepared)) if recurse else (),
+        tuple(removable),
+        tuple(warnings),
+    )
+
+
+def _restore_recorded(
+    repo: Repo, recorded: RecordedState, guard: Guard, paths: Sequence[bytes], recurse: bool
+) -> list[str]:
+    """After the checkout of a safety snapshot: remove what the rollback being undone
+    wrote where nothing stood, write the recorded files byte for byte, recreate the
+    recorded empty directories and put submodules back on their branches; return
+    warnings."""
+    _remove_written(repo.workdir, guard.removable)
+    _write_raw(repo, (f for f in recorded.raw_files if worktree.covered(f.path, paths)))
+    worktree.make_directories(
+        repo.workdir, (p for p in recorded.empty_directories if worktree.covered(p, paths))
+    )
+    if not recurse:
+        return []
+    return _restore_submodule_heads(repo, recorded.submodule_heads, paths)
 
 
 # --- writing --------------------------------------------------------------------------
@@ -796,9 +1166,9 @@ def rollback(
 
     Order: plan (refuse in a bare repository or mid-merge; resolve; verify; refuse unsafe
     trees); with `dry_run`, say what the plan would do and change nothing; else ask
-    `confirm` and apply it (lock the index; capture; refuse a policy change or an undo
-    that could not be honoured; take the safety snapshot and `announce` it; only then
-    write).
+    `confirm` and apply it (lock the index; capture; refuse a policy change, a checkout
+    git refuses or an undo that could not be honoured; take the safety snapshot and
+    `announce` it; only then write).
     """
     with audit.operation(repo, "rollback") as op:
         plan = make_plan(repo, name, options, op)
@@ -862,35 +1232,6 @@ def _result(
     )
 
 
-@dataclass(frozen=True)
-class _Transition:
-    """What applying a plan to the captured state does, worked out before anything is
-    written: the transition, the tree --commit commits, how the policy file changes."""
-
-    prepared: Prepared
-    committed: str | None
-    policy_change: PolicyChange | None
-    refusal: str | None  # why the rollback must not happen: it changes the trust policy
-    # unasked, or its undo could not be honoured
-
-
-def _transition(repo: Repo, plan: Plan, options: RollbackOptions, capture: Capture) -> _Transition:
-    """Return the transition from the captured state to the plan's."""
-    paths = plan.raw_paths
-    prepared = _prepare(repo, capture, plan.tree, paths)
-    committed = _committed_tree(repo, plan.tree, paths) if options.commit else None
-    change = _policy_change(repo, prepared, options, committed)
-    refusal = None
-    if change is not None and not options.allow_policy_change:
-        refusal = _policy_refusal(change)
-    else:
-        try:
-            _check_undo(repo, plan.snapshot, options, plan.policy, committed, change)
-        except UsageError as exc:
-            refusal = exc.message
-    return _Transition(prepared, committed, change, refusal)
-
-
 def apply(
     repo: Repo,
     plan: Plan,
@@ -898,13 +1239,15 @@ def apply(
     op: audit.Operation,
     announce: Announce | None = None,
 ) -> RollbackResult:
-    """Carry out `plan`: capture the working tree under the index lock, take the safety
-    snapshot (and `announce` it), then let git check the target out, write what the
-    snapshot recorded byte for byte, install the index, and commit with --commit."""
-    snap, paths, recorded = plan.snapshot, plan.raw_paths, plan.recorded
-    timings = plan.timings
-    workdir = repo.workdir
+    """Carry out `plan`: capture the working tree under the index lock, refuse what git's
+    checkout refuses or an undo could not restore, take the safety snapshot (and
+    `announce` it), then let git check the target out, write what the snapshot recorded
+    byte for byte, install the index, and commit with --commit."""
+    snap, raw_paths, recorded = plan.snapshot, plan.raw_paths, plan.recorded
+    target, timings = plan.tree, plan.timings
+    recurse = options.recurse_submodules or repo.config_bool("submodule.recurse", False)
     with (
+        _before_writing(),
         worktree.IndexLock(repo) as lock,
         worktree.captured(repo, safety=True) as capture,
         worktree.scratch_index(repo) as scratch,
@@ -914,10 +1257,12 @@ def apply(
         if lock.took_over:
             warnings.append("took over the index lock a killed govsnap left behind")
         mark = time.monotonic()
-        step = _transition(repo, plan, options, capture)
-        if step.refusal is not None:
-            raise UsageError(step.refusal)
-        prepared = step.prepared
+        prepared = _prepare(repo, capture, target, raw_paths)
+        committed = _committed_tree(repo, target, raw_paths) if options.commit else None
+        change = _policy_change(repo, prepared, options, committed)
+        if change is not None and not options.allow_policy_change:
+            raise UsageError(_policy_refusal(change))
+        _check_undo(repo, snap, options, plan.policy, committed, change)
         worktree.check_blobs(
             repo,
             (
@@ -928,12 +1273,8 @@ def apply(
         )
         if recorded is not None:
             _install_recorded_index(repo, recorded, recorded_index, snap)
-        raw = _unreproduced(repo, capture, prepared.changes)
-        recorded_paths = {e.path for e in raw}
-        raw += [e for e in _in_the_way(repo, prepared.changes) if e.path not in recorded_paths]
-        empty = worktree.empty_directories(
-            workdir, (c.path for c in prepared.changes if c.status != "D")
-        )
+        guard = _guard(repo, capture, prepared, recorded, raw_paths, recurse)
+        warnings += guard.warnings
         timings["plan"] = time.monotonic() - mark
         if not capture.index_readable and capture.original is not None:
             aside = repo.state_dir / f"index.unreadable.{time.time_ns()}"
@@ -943,8 +1284,8 @@ def apply(
             )
 
         mark = time.monotonic()
-        safety = _take_safety_snapshot(repo, op, snap, capture, raw, empty)
-        undo = _undo_command(safety.id, options, step.policy_change)
+        safety = _take_safety_snapshot(repo, op, snap, capture, guard)
+        undo = _undo_command(safety.id, options, change)
         if announce is not None:
             announce(safety, undo)
         timings["safety_snapshot"] = time.monotonic() - mark
@@ -966,24 +1307,20 @@ def apply(
                 recurse_submodules=options.recurse_submodules,
             )
             if recorded is not None:
-                _write_raw(repo, (f for f in recorded.raw_files if worktree.covered(f.path, paths)))
-                worktree.make_directories(
-                    workdir,
-                    (p for p in recorded.empty_directories if worktree.covered(p, paths)),
-                )
+                warnings += _restore_recorded(repo, recorded, guard, raw_paths, recurse)
             final = _final_index(
                 repo,
                 capture,
                 recorded,
                 None if recorded is not None and not recorded_index.exists() else recorded_index,
-                paths,
+                raw_paths,
                 scratch,
             )
             lock.replace_index(final)
             timings["checkout"] = time.monotonic() - mark
-            if step.committed is not None:
+            if committed is not None:
                 mark = time.monotonic()
-                commit = _commit_rollback(repo, snap, step.committed, safety)
+                commit = _commit_rollback(repo, snap, committed, safety)
                 timings["commit"] = time.monotonic() - mark
         except Exception as exc:
             _failed(op, snap, safety, undo, arguments, exc)
@@ -1004,6 +1341,20 @@ def apply(
         commit=commit,
         warnings=tuple(warnings),
     )
+
+
+@contextlib.contextmanager
+def _before_writing() -> Iterator[None]:
+    """Turn an OSError raised before the checkout writes anything (a full disk while the
+    lock, the capture or the safety snapshot is written) into one line; after that,
+    `_failed` reports failures with the undo."""
+    try:
+        yield
+    except OSError as exc:
+        where = f": {exc.filename!s}" if exc.filename else ""
+        raise EnvironmentProblem(
+            f"cannot roll back: {exc.strerror or exc}{where}; nothing was changed"
+        ) from exc
 
 
 def _install_recorded_index(
@@ -1056,21 +1407,55 @@ def _failed(
 def _dry_run(
     repo: Repo, plan: Plan, options: RollbackOptions, op: audit.Operation
 ) -> RollbackResult:
-    """Return what applying `plan` would do; writes no file, index or ref."""
-    paths, recorded = plan.raw_paths, plan.recorded
+    """Return the plan of a rollback; writes no file, index or ref, and nothing into the
+    object store (the capture's objects go to a temporary directory)."""
+    snap, target, paths, recorded = plan.snapshot, plan.tree, plan.raw_paths, plan.recorded
     warnings: list[str] = []
-    with worktree.captured(repo, safety=True) as capture:
+    refusal: str | None = None
+    recurse = options.recurse_submodules or repo.config_bool("submodule.recurse", False)
+    with (
+        worktree.quarantined(repo) as quarantine,
+        worktree.captured(quarantine, safety=True) as capture,
+    ):
         warnings += capture.warnings
         if not capture.index_readable:
             warnings.append(
                 "the index is unreadable: a rollback would keep it aside and rebuild it"
             )
-        step = _transition(repo, plan, options, capture)
-    prepared = step.prepared
-    blocked = None if step.refusal is None else step.refusal.replace(" (nothing was changed)", "")
+        prepared = _prepare(quarantine, capture, target, paths)
+        committed = _committed_tree(quarantine, target, paths) if options.commit else None
+        change = _policy_change(quarantine, prepared, options, committed)
+        try:
+            found = _survey(quarantine, capture, prepared, recorded, paths)
+            _check_checkout(quarantine, capture, prepared, recurse)
+        except UsageError as exc:
+            refusal = exc.message.replace("; nothing was changed", "")
+        else:
+            root = os.fsencode(repo.workdir)
+            warnings += [
+                f"cannot read {worktree.shown(p)}, which the rollback would overwrite or "
+                "remove: the rollback would stop there"
+                for p in found.keep
+                if not os.access(root + b"/" + p, os.R_OK, follow_symlinks=False)
+            ]
+            warnings += [
+                f"{worktree.shown(p)} is not a file, symlink or directory: the rollback would "
+                "remove it and its undo could not recreate it"
+                for p in found.lost
+            ]
+    blocked = None
+    if change is not None and not options.allow_policy_change:
+        blocked = _policy_refusal(change).replace(" (nothing was changed)", "")
+    elif refusal is not None:
+        blocked = refusal
+    else:
+        try:
+            _check_undo(repo, snap, options, plan.policy, committed, change)
+        except UsageError as exc:
+            blocked = exc.message
     index_only: list[bytes] = []
     if capture.index_readable and worktree.user_index(repo).exists():
-        reference = recorded.index_tree if recorded is not None else plan.tree
+        reference = recorded.index_tree if recorded is not None else target
         args = ["--literal-pathspecs", "diff-index", "--cached", "--name-only", "-z", reference]
         if paths:
             args += ["--", *(fs_path(p) for p in paths)]

@@ -214,10 +214,16 @@ class SignatureCheck:
     # The key that made a signature nobody could check for want of its public key: not a
     # bad signature, a missing key (the trust policy should carry it).
     unknown_key: str | None = None
+    # When the key expired, for a signature made before it did (gpg's EXPKEYSIG): valid
+    # as a record, but only its signer's clock says it was made in time.
+    expired_at: int | None = None
 
 
 def _utc(epoch: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+    except (OverflowError, OSError, ValueError):
+        return f"@{epoch}"
 
 
 def _stamp(text: str) -> int | None:
@@ -308,7 +314,8 @@ def interpret_gpg_status(
         return SignatureCheck(
             False, kind, signer, f"key {signer} has trust {trust}, below gpg.minTrustLevel"
         )
-    return SignatureCheck(True, kind, signer, reason, signed_at)
+    expired_at = (min(expiries) if expiries else None) if keyword == "EXPKEYSIG" else None
+    return SignatureCheck(True, kind, signer, reason, signed_at, expired_at=expired_at)
 
 
 def payload_time(payload: bytes) -> int | None:
@@ -468,6 +475,29 @@ class SignatureVerifier:
         if kind == SignatureKind.X509:
             return self._verify_x509(payload, signature)
         return self._verify_openpgp(payload, signature)
+
+    def at_arrival(
+        self, payload: bytes, signature: bytes, check: SignatureCheck, now: int
+    ) -> SignatureCheck:
+        """Return `check`, failed when its key was not valid at `now`: when a server, whose
+        clock is its own, received the signature. (On a clone, a key is judged at the time
+        the signature claims, which its signer's clock sets.)"""
+        if not check.valid:
+            return check
+        if check.expired_at is not None and check.expired_at <= now:
+            return replace(
+                check,
+                valid=False,
+                reason=f"key {check.signer} had expired ({_utc(check.expired_at)}) when this "
+                f"server received the signature ({_utc(now)})",
+            )
+        if check.kind == "ssh":
+            again = self.verify(payload, signature, now)
+            if not again.valid:
+                return replace(
+                    again, reason=f"{again.reason} (judged at {_utc(now)}, when received)"
+                )
+        return check
 
     def verify_many(self, items: list[tuple[bytes, bytes]]) -> list[SignatureCheck]:
         """Return the verdicts on many (payload, signature) pairs, in order."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap import notes
+from govsnap import notes, objects
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
@@ -290,14 +290,25 @@ def resolve(repo: Repo, name: str, snaps: list[Snapshot] | None = None) -> Snaps
     latest = _LATEST.match(name)
     if latest:
         # A tagger time in the future (beyond the clock skew) fails verification; it
-        # must not make a snapshot the newest either.
-        from govsnap.audit import configured_skew
-
-        horizon = int(time.time()) + configured_skew(repo)
-        valid = [s for s in snaps if s.payload is not None and s.created <= horizon]
+        # must not make a snapshot the newest either. Safety snapshots do not count:
+        # a failed rollback adds one, and retrying `rollback latest~1` must restore the
+        # same release as the first attempt (a safety snapshot is named by its id).
+        horizon = int(time.time()) + objects.configured_skew(repo)
+        valid = [
+            s for s in snaps if s.payload is not None and s.created <= horizon and not s.safety
+        ]
         n = int(latest.group(1) or 0)
         if n >= len(valid):
-            raise SnapshotNotFound(f"{name!r}: there are only {len(valid)} readable snapshots")
+            skipped = sum(1 for s in snaps if s.safety)
+            aside = (
+                f" (and {skipped} safety snapshot(s), which `latest` does not count: name "
+                "them by id)"
+                if skipped
+                else ""
+            )
+            raise SnapshotNotFound(
+                f"{name!r}: there are only {len(valid)} readable snapshots{aside}"
+            )
         return valid[n]
     if name.startswith("sha256:"):
         prefix = name.removeprefix("sha256:").lower()
@@ -432,7 +443,7 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
     import secrets
     from datetime import UTC, datetime
 
-    from govsnap import audit, worktree
+    from govsnap import worktree
 
     trigger = validate_name("trigger", options.trigger)
     environment = validate_name("environment", options.environment or default_environment(repo))
@@ -441,7 +452,7 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
     signer = require_signer(repo, options.unsigned)
     identity = op.identity
     ahead = identity.time - int(time.time())
-    if ahead > audit.configured_skew(repo):
+    if ahead > objects.configured_skew(repo):
         raise UsageError(
             f"the snapshot's time {utc(identity.time)} lies {ahead}s in the future "
             "(GIT_COMMITTER_DATE?): verification would refuse it"

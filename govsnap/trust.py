@@ -3,20 +3,27 @@ which operations, with their public keys; read from `.govsnap/trust.toml` as com
 a full ref name, and believed only as far as its history is signed back to an anchor.
 
 The root of trust (DESIGN.md section 6, docs/governance.md): the policy at the tip of
-`govsnap.trustRef` counts only if every change of the file along the ref's first-parent
-history, back to an anchor, was approved by signers the previous version allows the
-`policy` operation (as many as its `policy_threshold`), and its `version` grew with each
-change. The anchor is a key (`govsnap.trustAnchor`) that signed the policy's first
-version, a commit (`govsnap.trustAnchorCommit`), or the commit this clone verified last
-(`refs/govsnap-verified/policy/<ref>`); with none of them, the first version is trusted
-on first use, and every report says so.
+`govsnap.trustRef` counts only if every change of the file on the ref's history, back to
+an anchor, was approved by signers the version it changes allows the `policy` operation
+(as many as its `policy_threshold`; an approval is bound to that change, approval.py),
+and its `version` grew. At a merge, the policy must succeed the version of *every*
+parent, so a merge cannot bring an older version back. The anchor is a key
+(`govsnap.trustAnchor`) that signed the policy's first version, or a commit
+(`govsnap.trustAnchorCommit`); with neither, the first version is trusted on first use,
+and every report says so. What a clone (`refs/govsnap-verified/policy/<ref>`) or a
+server (`.git/govsnap/policy-record.json`) verified before only ever makes the check
+stricter: a policy ref that no longer holds it, or a lower version, is refused.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
+import json
+import os
 import re
+import tempfile
+import time
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -25,11 +32,18 @@ from typing import Any
 
 import pygit2
 
+from govsnap.approval import ApprovalFile, ApprovalStatement
 from govsnap.errors import CheckFailed, UsageError
-from govsnap.objects import SignatureKind, ref_target, update_ref
+from govsnap.objects import SignatureKind, SignedTag, ref_target, update_ref
 from govsnap.refs import verified_policy_ref
 from govsnap.repo import Repo
-from govsnap.signing import KeySet, SignatureVerifier, signer_for, ssh_key_fingerprint
+from govsnap.signing import (
+    KeySet,
+    SignatureCheck,
+    SignatureVerifier,
+    signer_for,
+    ssh_key_fingerprint,
+)
 
 POLICY_PATH = ".govsnap/trust.toml"
 # Detached signatures over the bytes of the committed trust.toml, one per file: approvals
@@ -131,6 +145,8 @@ class TrustPolicy:
     # Signers of earlier versions (on the history verified by this run) that this one no
     # longer lists: an audit entry they signed while listed is a record, not a forgery.
     retired: tuple[TrustedSigner, ...] = ()
+    # What verifying its history could not judge (approvals by keys retired since), said.
+    caveats: tuple[str, ...] = ()
 
     def keys(self, with_retired: bool = False) -> KeySet:
         """Return the public keys the policy carries (and, asked, those of its retired
@@ -200,11 +216,21 @@ def _normalise_identity(value: str) -> str:
 # --- locating errors -----------------------------------------------------------------------
 
 _HEADER = re.compile(r"^\s*\[\[?\s*(?P<name>[^\]]+?)\s*\]\]?\s*(#.*)?$")
-_ASSIGN = re.compile(r"^\s*(?P<key>[A-Za-z0-9_.\"' -]+?)\s*=")
+_ASSIGN = re.compile(r"^\s*(?P<key>[A-Za-z0-9_.\"' -]+?|\"(?:[^\"\\]|\\.)*\")\s*=")
 
 
 def _key_parts(text: str) -> tuple[str, ...]:
-    return tuple(part.strip().strip("\"'") for part in text.split("."))
+    """Return the parts of a TOML key as TOML reads them (escapes in quoted parts
+    decoded), or a plain split when it does not parse."""
+    try:
+        doc: Any = tomllib.loads(f"{text} = 0")
+    except tomllib.TOMLDecodeError:
+        return tuple(part.strip().strip("\"'") for part in text.split("."))
+    parts: list[str] = []
+    while isinstance(doc, dict) and len(doc) == 1:
+        key, doc = next(iter(doc.items()))
+        parts.append(key)
+    return tuple(parts)
 
 
 def locate(text: str, path: tuple[str, ...]) -> int:
@@ -248,7 +274,8 @@ class _Reader:
         self.source = source
 
     def fail(self, path: tuple[str, ...], problem: str) -> PolicyError:
-        where = ".".join(path)
+        # A name holding control characters is shown escaped, as TOML would write it.
+        where = ".".join(p if p.isprintable() else json.dumps(p) for p in path)
         prefix = f"{where}: " if where else ""
         return PolicyError(f"{self.source}:{locate(self.text, path)}: {prefix}{problem}")
 
@@ -531,6 +558,12 @@ def _policy_blob(repo: Repo, commit: pygit2.Commit) -> pygit2.Blob | None:
     return blob if isinstance(blob, pygit2.Blob) else None
 
 
+def policy_blob_of(repo: Repo, commit: pygit2.Commit) -> bytes | None:
+    """Return the bytes of the policy file committed in `commit`, or None."""
+    blob = _policy_blob(repo, commit)
+    return None if blob is None else bytes(blob.data)
+
+
 def policy_blob(repo: Repo, ref: str | None = None) -> tuple[str, bytes | None]:
     """Return (source, content) of the policy committed at `ref` (default: policy_ref);
     content None when the ref or the file does not exist. The committed version is read,
@@ -580,72 +613,560 @@ def _short(oid: pygit2.Oid | str) -> str:
     return str(oid)[:12]
 
 
-def _parse_at(
-    repo: Repo, name: str, commit: pygit2.Commit, tip: pygit2.Commit
-) -> tuple[TrustPolicy, bytes]:
-    """Return the policy committed in `commit` (a version on the history of `tip`)."""
+# --- records: what was verified before, only ever to refuse -------------------------------
+
+# Where a server running the hook remembers the policy it accepted (never a ref: refs
+# under refs/govsnap-verified/ can arrive with `git clone --mirror` of a forge).
+SERVER_RECORD = "policy-record.json"
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """A policy commit verified before at a ref, and its version: a rollback to a commit
+    that does not hold it, or to a lower version, is refused. A record never makes a
+    policy trusted: the history is always checked back to the anchor."""
+
+    ref: str  # the policy ref it was verified at
+    commit: str | None
+    version: int
+    who: str  # "this clone verified" / "this server accepted", for messages
+    forget: str  # how to drop the record when a rewrite is intended
+
+
+def _clone_record(repo: Repo, name: str) -> PolicyRecord | None:
+    memory = verified_policy_ref(name)
+    known = ref_target(repo, memory)
+    if known is None:
+        return None
+    return PolicyRecord(
+        name,
+        str(known),
+        _version_at(repo, known),
+        "this clone verified",
+        f"git update-ref -d {memory}",
+    )
+
+
+def _version_at(repo: Repo, oid: pygit2.Oid | str) -> int:
+    """Return the policy version committed at `oid` (0 when it cannot be read)."""
+    commit = repo.git.get(oid)
+    if not isinstance(commit, pygit2.Commit):
+        return 0
     blob = _policy_blob(repo, commit)
-    assert blob is not None
-    where = name if commit.id == tip.id else f"{name}@{_short(commit.id)}"
-    return parse_policy(blob.data, f"{where}:{POLICY_PATH}"), blob.data
-
-
-def approvers(repo: Repo, commit: pygit2.Commit, judge: TrustPolicy, data: bytes) -> dict[str, str]:
-    """Return signer name -> how, for each signer of `judge` allowed the `policy`
-    operation who approved the policy bytes `data` committed in `commit`: by signing the
-    commit, or by a detached signature over `data` in .govsnap/approvals/."""
-    found: dict[str, str] = {}
-    verifier = judge.verifier(repo)
     try:
+        return 0 if blob is None else parse_policy(blob.data, POLICY_PATH).version
+    except PolicyError:
+        return 0
+
+
+def _server_record(repo: Repo) -> PolicyRecord | None:
+    path = repo.state_dir / SERVER_RECORD
+    try:
+        data = json.loads(path.read_text())
+        ref, commit, version = str(data["ref"]), data["commit"], int(data["version"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PolicyChainError(
+            f"{path} does not parse ({exc}): this server cannot tell which policy version "
+            "it accepted last; restore the file, or remove it to start from the anchor"
+        ) from exc
+    return PolicyRecord(
+        ref,
+        str(commit) if commit else None,
+        version,
+        "this server accepted",
+        f"remove {path} (the server then starts again from its anchor)",
+    )
+
+
+def record_server_policy(repo: Repo, policy: TrustPolicy) -> None:
+    """Remember on a server that it accepted `policy` (its commit and version), unless it
+    remembers a higher version already; written atomically."""
+    current = _server_record(repo)
+    if current is not None and (
+        current.version > policy.version or current.commit == policy.commit
+    ):
+        return
+    path = repo.state_dir / SERVER_RECORD
+    data = {
+        "ref": policy.source.partition(":")[0],
+        "commit": policy.commit,
+        "version": policy.version,
+    }
+    # Two pushes may be judged at once: each writes its own file, then renames it.
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".policy-", delete=False) as fh:
+        fh.write(json.dumps(data, sort_keys=True) + "\n")
+    os.replace(fh.name, path)
+
+
+# --- the policy's history, back to the anchor --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A push a server receives: the commits its policy ref did not hold (not reachable
+    from `known`) are judged at `now`, by the server's own clock: an approval by a key
+    that had expired by then does not count, whatever time its signature claims."""
+
+    now: int
+    known: pygit2.Oid | None
+
+
+@dataclass(frozen=True)
+class _Version:
+    """A policy version as the history justifies it."""
+
+    policy: TrustPolicy
+    data: bytes
+    intro: pygit2.Commit  # the commit that introduced these bytes
+    lineage: frozenset[pygit2.Oid]  # this version's blob and those of all it succeeds
+    root: str  # why its first version is believed (the root of trust)
+
+
+class _History:
+    """Verifies the trust policy of ref `name` at a commit: every version on its history,
+    back to the anchor, approved by the version before it on *every* parent (so a merge
+    cannot bring an older version back), its version grown at each change."""
+
+    def __init__(
+        self, repo: Repo, name: str, anchor: Anchor, arrival: Arrival | None, skew: int
+    ) -> None:
+        self.repo = repo
+        self.name = name
+        self.anchor = anchor
+        self.arrival = arrival
+        self.skew = skew
+        self.now = arrival.now if arrival is not None else int(time.time())
+        self.verifiers: dict[tuple[object, ...], SignatureVerifier] = {}
+        self.gathering = False
+        # Key material -> (statement, signature) of the OpenPGP approvals to check, and
+        # what gpg said of each.
+        self.gathered: dict[tuple[object, ...], list[tuple[bytes, bytes]]] = {}
+        self.checked: dict[tuple[object, ...], SignatureCheck] = {}
+        self.caveats: list[str] = []
+        self.parsed: dict[pygit2.Oid, TrustPolicy] = {}
+        self.tip: pygit2.Commit | None = None
+
+    def close(self) -> None:
+        for verifier in self.verifiers.values():
+            verifier.close()
+
+    def verify(self, tip: pygit2.Commit) -> _Version:
+        """Return the justified version at `tip`; raise PolicyChainError when it is not."""
+        self.tip = tip
+        blobs, parents, commits = self._collect(tip)
+        order = _parents_first(tip.id, parents)
+        # A first pass gathers the OpenPGP approvals the history holds, so that gpg checks
+        # them in one run per set of keys; the second pass judges with the results.
+        self.gathering = True
+        versions: dict[pygit2.Oid, _Version] = {}
+        for oid in order:
+            versions[oid] = self._version(commits[oid], blobs, parents[oid], versions)
+        self.gathering = False
+        for material, items in self.gathered.items():
+            checks = self.verifiers[material].verify_many(items)
+            self.checked.update(
+                ((material, *item), check) for item, check in zip(items, checks, strict=True)
+            )
+        versions = {}
+        for oid in order:
+            versions[oid] = self._version(commits[oid], blobs, parents[oid], versions)
+        return versions[tip.id]
+
+    def _collect(
+        self, tip: pygit2.Commit
+    ) -> tuple[
+        dict[pygit2.Oid, pygit2.Oid],
+        dict[pygit2.Oid, list[pygit2.Oid]],
+        dict[pygit2.Oid, pygit2.Commit],
+    ]:
+        """Return the commits of `tip`'s history that carry the policy (stopping at the
+        pinned anchor commit), with their policy blob and their parents that carry it."""
+        blobs: dict[pygit2.Oid, pygit2.Oid] = {}
+        parents: dict[pygit2.Oid, list[pygit2.Oid]] = {}
+        commits: dict[pygit2.Oid, pygit2.Commit] = {}
+        stack = [tip]
+        while stack:
+            commit = stack.pop()
+            if commit.id in commits:
+                continue
+            blob = _policy_blob_id(commit)
+            assert blob is not None
+            commits[commit.id], blobs[commit.id], parents[commit.id] = commit, blob, []
+            if self.anchor.commit == str(commit.id):
+                continue  # the pinned policy: what came before it is not asked about
+            for parent_id in commit.parent_ids:
+                parent = self.repo.git.get(parent_id)
+                if not isinstance(parent, pygit2.Commit):
+                    raise PolicyChainError(
+                        f"cannot check the trust policy's history on {self.name}: commit "
+                        f"{_short(commit.id)}'s parent {_short(parent_id)} is missing (a "
+                        "shallow or partial clone?): fetch the whole history (git fetch "
+                        "--unshallow), or pin a policy commit (govsnap.trustAnchorCommit)"
+                    )
+                if _policy_blob_id(parent) is not None:
+                    parents[commit.id].append(parent_id)
+                    stack.append(parent)
+        return blobs, parents, commits
+
+    def _parse(self, commit: pygit2.Commit, blob: pygit2.Oid) -> tuple[TrustPolicy, bytes]:
+        data = self.repo.git[blob].read_raw()
+        if blob not in self.parsed:
+            assert self.tip is not None
+            where = self.name if commit.id == self.tip.id else f"{self.name}@{_short(commit.id)}"
+            self.parsed[blob] = parse_policy(data, f"{where}:{POLICY_PATH}")
+        return self.parsed[blob], data
+
+    def _version(
+        self,
+        commit: pygit2.Commit,
+        blobs: dict[pygit2.Oid, pygit2.Oid],
+        parent_ids: list[pygit2.Oid],
+        versions: dict[pygit2.Oid, _Version],
+    ) -> _Version:
+        blob = blobs[commit.id]
+        same = [versions[p] for p in parent_ids if blobs[p] == blob]
+        if same and len(same) == len(parent_ids):
+            return same[0]  # nothing changed: the common case, checked once
+        if self.anchor.commit == str(commit.id):
+            policy, data = self._parse(commit, blob)
+            root = f"pinned commit {_short(commit.id)} (govsnap.trustAnchorCommit)"
+            # Approvals of the next version name the commit that introduced this one,
+            # wherever a clone pinned its anchor.
+            intro = introduced_at(self.repo, commit)
+            return _Version(policy, data, intro, frozenset({blob}), root)
+        if not parent_ids:
+            return self._first_version(commit, blob)
+        policy, data = self._parse(commit, blob)
+        lineage: set[pygit2.Oid] = {blob}
+        for version in same:
+            lineage |= version.lineage
+        differing = [versions[p] for p in parent_ids if blobs[p] != blob]
+        refused: list[tuple[_Version, str]] = []
+        for previous in differing:
+            if previous.lineage <= lineage:
+                continue  # a version this one already succeeds through another parent
+            failure = self._justify(commit, policy, data, previous)
+            if failure is None:
+                lineage |= previous.lineage
+            else:
+                refused.append((previous, failure))
+        # A parent refused above may hold a version that one accepted later succeeds.
+        unresolved = [failure for previous, failure in refused if not previous.lineage <= lineage]
+        if unresolved:
+            raise PolicyChainError(unresolved[0])
+        intro = same[0].intro if same else commit
+        root = (same or differing)[0].root
+        return _Version(policy, data, intro, frozenset(lineage), root)
+
+    def _first_version(self, commit: pygit2.Commit, blob: pygit2.Oid) -> _Version:
+        """Return a version no parent carries: the policy's first, which only an anchor
+        can make trusted."""
+        anchor = self.anchor
+        if anchor.commit:
+            raise PolicyChainError(
+                f"{self.name} does not descend from the pinned policy commit "
+                f"{_short(anchor.commit)} (govsnap.trustAnchorCommit): its history holds a "
+                f"trust policy introduced at {_short(commit.id)}"
+            )
+        policy, data = self._parse(commit, blob)
+        if anchor.keys:
+            base = str(commit.parent_ids[0]) if commit.parent_ids else None
+            approved, refusals = self._approvers(commit, data, policy, None, base)
+            pinned = {
+                name: how
+                for name, how in approved.items()
+                if next(s for s in policy.signers if s.name == name).identity in anchor.keys
+            }
+            if not pinned:
+                why = f" ({refusals[0]})" if refusals else ""
+                raise PolicyChainError(
+                    f"the first version of the trust policy ({_short(commit.id)}) is not signed "
+                    f"by a pinned anchor key ({', '.join(anchor.keys)}), allowed 'policy' by it"
+                    f"{why}: the policy cannot be trusted"
+                )
+            root = f"first version signed by pinned key ({', '.join(sorted(pinned.values()))})"
+        else:
+            root = (
+                f"trust on first use of commit {_short(commit.id)}: nothing pinned it (git "
+                f"config govsnap.trustAnchorCommit {commit.id})"
+            )
+        return _Version(policy, data, commit, frozenset({blob}), root)
+
+    def _justify(
+        self, commit: pygit2.Commit, policy: TrustPolicy, data: bytes, previous: _Version
+    ) -> str | None:
+        """Return why `commit`'s policy does not succeed `previous` (a parent's), or None."""
+        old, new = previous.policy.version, policy.version
+        short = _short(commit.id)
+        if new <= old:
+            return (
+                f"commit {short} changes the trust policy of its parent (version {old}, "
+                f"introduced at {_short(previous.intro.id)}) without raising its version "
+                f"({old} -> {new}): a version may only grow, so an old policy cannot come back"
+            )
+        judge = previous.policy
+        approved, refusals = self._approvers(commit, data, judge, previous.intro, None)
+        if len(approved) >= judge.threshold:
+            return None
+        allowed = [s.name for s in judge.signers if s.covers_operation("policy")]
+        why = f"; not counted: {'; '.join(refusals[:3])}" if refusals else ""
+        return (
+            f"commit {short} changes the trust policy (version {old} -> {new}) with "
+            f"{len(approved)} of the {judge.threshold} approval(s) the previous version "
+            f"requires: sign the commit, or add approvals (govsnap trust approve), by "
+            f"signers allowed 'policy' ({', '.join(allowed) or 'none'}){why}"
+        )
+
+    def _verifier(self, judge: TrustPolicy) -> tuple[tuple[object, ...], SignatureVerifier]:
+        """Return a verifier holding `judge`'s keys, and what identifies them: one per set
+        of keys, however many versions carry the same (each keyring costs gpg runs)."""
+        keys = judge.keys()
+        material = (keys.openpgp, keys.ssh_allowed)
+        if material not in self.verifiers:
+            self.verifiers[material] = judge.verifier(self.repo)
+        return material, self.verifiers[material]
+
+    def _is_new(self, commit: pygit2.Commit) -> bool:
+        """Return True when a server receives `commit` now (its policy ref did not hold it)."""
+        if self.arrival is None:
+            return False
+        known = self.arrival.known
+        if known is None:
+            return True
+        return not (commit.id == known or self.repo.git.descendant_of(known, commit.id))
+
+    def _approvers(
+        self,
+        commit: pygit2.Commit,
+        data: bytes,
+        judge: TrustPolicy,
+        previous: pygit2.Commit | None,
+        base: str | None,
+    ) -> tuple[dict[str, str], list[str]]:
+        """Return signer name -> how, for each signer of `judge` allowed `policy` who
+        approved `commit`'s policy bytes `data` as the successor of the version
+        `previous` introduced (None: as the first version, on `base`), and why other
+        approvals did not count. An approval is the commit's own signature, or a signed
+        statement in .govsnap/approvals/ naming exactly this change."""
+        # No approval can predate the version it changes (or the commit a first version
+        # is introduced on): a retired key's back-dated signature lands before it.
+        floor_commit = (
+            previous
+            if previous is not None
+            else (self.repo.git.get(base) if base is not None else None)
+        )
+        floor = floor_commit.committer.time if isinstance(floor_commit, pygit2.Commit) else None
+        candidates: list[tuple[str, bytes, bytes, int]] = []
         block, signed = commit.gpg_signature
-        checks: list[tuple[str, bytes, bytes]] = []
         if block:
-            checks.append((f"signed commit {_short(commit.id)}", bytes(signed), bytes(block)))
+            candidates.append(
+                (
+                    f"signed commit {_short(commit.id)}",
+                    bytes(signed),
+                    bytes(block),
+                    commit.committer.time,
+                )
+            )
         try:
             folder = commit.tree[APPROVALS_DIR]
         except KeyError:
             folder = None
+        wanted_previous = None if previous is None else str(previous.id)
+        old_format: list[str] = []
         if isinstance(folder, pygit2.Tree):
             for entry in folder:
-                obj = repo.git[entry.id]
-                if isinstance(obj, pygit2.Blob):
-                    checks.append((f"{APPROVALS_DIR}/{entry.name}", data, obj.data))
-        for how, payload, signature in checks:
-            check = verifier.verify(payload, signature)
-            entry_ = judge.find(check.signer) if check.valid else None
-            if entry_ is not None and entry_.covers_operation("policy"):
-                found.setdefault(entry_.name, how)
-    finally:
-        verifier.close()
+                obj = self.repo.git[entry.id]
+                if not isinstance(obj, pygit2.Blob):
+                    continue
+                approval = ApprovalFile.split(obj.data)
+                statement = ApprovalStatement.parse(approval.statement)
+                where = f"{APPROVALS_DIR}/{entry.name}"
+                if statement is None:
+                    old_format.append(where)
+                    continue
+                if not statement.matches(self.name, data, wanted_previous, base):
+                    continue  # approves another change (an earlier one, another ref)
+                candidates.append((where, approval.statement, approval.signature, statement.time))
+        material, verifier = self._verifier(judge)
+        refusals: list[str] = []
+        if self.gathering:
+            pending = self.gathered.setdefault(material, [])
+            pending += [
+                (p, s) for _, p, s, _ in candidates if SignedTag(p, s).signature_kind == "openpgp"
+            ]
+            # Assumed approved for now: the second pass judges.
+            allowed = {s.name: "" for s in judge.signers if s.covers_operation("policy")}
+            return allowed, []
+        found: dict[str, str] = {}
+        new = self._is_new(commit)
+        for how, payload, signature, claimed in candidates:
+            # An SSH key is judged at the time the approval claims, but never before the
+            # version it changes existed.
+            when = claimed if floor is None else max(claimed, floor)
+            check = self.checked.get((material, payload, signature))
+            if check is None:
+                check = verifier.verify(payload, signature, when)
+            if check.valid and new:
+                check = verifier.at_arrival(payload, signature, check, self.now)
+            if not check.valid:
+                refusals.append(f"{how}: {check.reason}")
+                continue
+            refusal = self._time_refusal(check, claimed, floor)
+            if refusal is not None:
+                refusals.append(f"{how}: {refusal}")
+                continue
+            entry_ = judge.find(check.signer)
+            if entry_ is None or not entry_.covers_operation("policy"):
+                continue
+            if entry_.name not in found:
+                found[entry_.name] = how
+                self._caveat(commit, entry_, how, check, claimed, floor)
+        # Last: after an upgrade every later tree still holds such files.
+        refusals += [
+            f"{where}: not an approval statement (a signature over the file's bytes alone, "
+            "as govsnap 0.1 wrote it, counts for nothing: govsnap trust approve)"
+            for where in old_format
+        ]
+        return found, refusals
+
+    def _time_refusal(self, check: SignatureCheck, claimed: int, floor: int | None) -> str | None:
+        """Return why an approval's times do not hold, or None."""
+        skew = self.skew
+        if check.signed_at is not None and claimed - check.signed_at > skew:
+            return (
+                f"signed {_when(check.signed_at)}, {claimed - check.signed_at}s before the time "
+                f"it claims ({_when(claimed)}; more than govsnap.auditSkew, {skew}s): a "
+                "back-dated signature"
+            )
+        if floor is not None and claimed < floor - skew:
+            return (
+                f"it claims {_when(claimed)}, before the version it changes existed "
+                f"({_when(floor)}): a back-dated approval"
+            )
+        if claimed > self.now + skew:
+            return f"it claims {_when(claimed)}, in the future"
+        return None
+
+    def _caveat(
+        self,
+        commit: pygit2.Commit,
+        signer: TrustedSigner,
+        how: str,
+        check: SignatureCheck,
+        claimed: int,
+        floor: int | None,
+    ) -> None:
+        """Say what a clone cannot judge: an approval by a key retired since was made
+        when it claims only as far as the approver's clock says."""
+        if check.expired_at is not None:
+            retired = f"a key that expired {_when(check.expired_at)}"
+        elif signer.kind == "ssh" and "valid-before" in signer.allowed_signers:
+            retired = "an SSH key with a valid-before date"
+        else:
+            return
+        bound = f", after the version it changes existed ({_when(floor)})" if floor else ""
+        said = (
+            f"the approval of commit {_short(commit.id)} by {signer.name} ({how}) was made "
+            f"with {retired}: this clone can tell only that it claims {_when(claimed)}"
+            f"{bound}; a server running the hook judged it when it arrived"
+        )
+        if said not in self.caveats:
+            self.caveats.append(said)
+
+    def retired(self, current: _Version) -> tuple[TrustedSigner, ...]:
+        """Return the signers of the versions `current` succeeds that it no longer lists."""
+        listed = {s.identity for s in current.policy.signers}
+        retired: dict[str, TrustedSigner] = {}
+        for blob in current.lineage:
+            earlier = self.parsed.get(blob)
+            if earlier is not None:
+                retired.update((s.identity, s) for s in earlier.signers if s.identity not in listed)
+        return tuple(retired.values())
+
+
+def introduced_at(repo: Repo, commit: pygit2.Commit) -> pygit2.Commit:
+    """Return the commit that introduced the policy bytes `commit` carries: back along the
+    first parent carrying the same bytes, as long as there is one."""
+    blob = _policy_blob_id(commit)
+    while True:
+        same = next((p for p in parents_of(repo, commit) if _policy_blob_id(p) == blob), None)
+        if same is None:
+            return commit
+        commit = same
+
+
+def parents_of(repo: Repo, commit: pygit2.Commit) -> list[pygit2.Commit]:
+    """Return the parents of `commit` present in the object store, in order."""
+    found: list[pygit2.Commit] = []
+    for oid in commit.parent_ids:
+        parent = repo.git.get(oid)
+        if isinstance(parent, pygit2.Commit):
+            found.append(parent)
     return found
 
 
-def _first_parent_chain(repo: Repo, tip: pygit2.Commit, stops: set[str]) -> list[pygit2.Commit]:
-    """Return the first-parent history of `tip` that holds the policy, oldest first,
-    starting at a commit in `stops` or where the policy was introduced."""
-    chain = [tip]
-    current = tip
-    while str(current.id) not in stops and current.parent_ids:
-        parent = repo.git[current.parent_ids[0]]
-        if not isinstance(parent, pygit2.Commit) or _policy_blob(repo, parent) is None:
-            break
-        chain.append(parent)
-        current = parent
-    return chain[::-1]
+def _policy_blob_id(commit: pygit2.Commit) -> pygit2.Oid | None:
+    """Return the id of the policy file committed in `commit`, or None."""
+    try:
+        entry = commit.tree[POLICY_PATH]
+    except KeyError:
+        return None
+    return entry.id if entry.type_str == "blob" else None
+
+
+def _parents_first(
+    tip: pygit2.Oid, parents: dict[pygit2.Oid, list[pygit2.Oid]]
+) -> list[pygit2.Oid]:
+    """Return the commits of `parents` reachable from `tip`, every parent before its
+    children."""
+    order: list[pygit2.Oid] = []
+    seen: set[pygit2.Oid] = set()
+    stack: list[tuple[pygit2.Oid, bool]] = [(tip, False)]
+    while stack:
+        oid, expanded = stack.pop()
+        if expanded:
+            order.append(oid)
+            continue
+        if oid in seen:
+            continue
+        seen.add(oid)
+        stack.append((oid, True))
+        stack.extend((p, False) for p in parents[oid] if p not in seen)
+    return order
+
+
+def _when(epoch: int) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(epoch))
+    except (OverflowError, OSError, ValueError):
+        return f"@{epoch}"
 
 
 def load_policy(
-    repo: Repo, ref: str | None = None, *, remember: bool = True, require_anchor: bool = False
+    repo: Repo,
+    ref: str | None = None,
+    *,
+    remember: bool = True,
+    require_anchor: bool = False,
+    server: bool = False,
 ) -> TrustPolicy | None:
     """Return the trust policy at `ref` (default: policy_ref), verified back to its
-    anchor, or None when the ref or the file does not exist (and this clone never
-    verified one there). Raise PolicyError when a version is malformed, PolicyChainError
-    when its history does not hold (see the module docstring). With `remember`, the tip
-    verified is recorded as this clone's new starting point; `require_anchor` (servers)
-    refuses trust on first use."""
+    anchor, or None when the ref or the file does not exist (and nothing was verified
+    there before). Raise PolicyError when a version is malformed, PolicyChainError when
+    its history does not hold (see the module docstring). With `remember`, a clone records
+    the tip it verified (only ever to refuse a rollback later); `require_anchor` refuses
+    trust on first use; `server` (the pre-receive hook) uses the server's own record and
+    ignores refs/govsnap-verified/, which a mirror clone could have brought."""
     name = ref or policy_ref(repo)
     return policy_at(
-        repo, name, _ref_commit(repo, name), remember=remember, require_anchor=require_anchor
+        repo,
+        name,
+        _ref_commit(repo, name),
+        remember=remember,
+        require_anchor=require_anchor,
+        server=server,
     )
 
 
@@ -656,20 +1177,25 @@ def policy_at(
     *,
     remember: bool = True,
     require_anchor: bool = False,
+    server: bool = False,
+    arrival: Arrival | None = None,
 ) -> TrustPolicy | None:
     """Return the trust policy of ref `name` were it at commit `tip` (None: deleted),
     verified back to its anchor (see load_policy): what a server asks of a push to the
-    policy's ref before it lands."""
-    memory = verified_policy_ref(name)
-    known = ref_target(repo, memory)
+    policy's ref before it lands, judging what the push brings at `arrival`."""
+    from govsnap.objects import configured_skew
+
+    record = _server_record(repo) if server else _clone_record(repo, name)
     blob = None if tip is None else _policy_blob(repo, tip)
     if tip is None or blob is None:
-        if known is not None:
+        if record is not None:
             what = f"{name} does not exist" if tip is None else f"{name} has no {POLICY_PATH}"
             raise PolicyChainError(
-                f"{what}, but this clone verified its trust policy at commit {_short(known)}: "
-                f"the policy was deleted or the ref rewritten; restore it (git update-ref "
-                f"{name} {known}), or if that is intended, git update-ref -d {memory}"
+                f"{what}, but {record.who} its trust policy at commit "
+                f"{_short(record.commit or '?')} (version {record.version}): the policy was "
+                f"deleted or the ref rewritten; restore it"
+                + (f" (git update-ref {name} {record.commit})" if record.commit else "")
+                + f", or if that is intended, {record.forget}"
             )
         return None
     anchor = configured_anchor(repo)
@@ -679,102 +1205,54 @@ def policy_at(
             "policy: git config govsnap.trustAnchor <fingerprint of the policy's first "
             "signer> (or govsnap.trustAnchorCommit <policy commit>)"
         )
-    stops = {str(known)} if known is not None else set()
-    if anchor.commit:
-        stops.add(anchor.commit)
-    chain = _first_parent_chain(repo, tip, stops)
-    base = chain[0]
-    base_policy, base_data = _parse_at(repo, name, base, tip)
-    if known is not None and str(base.id) != str(known):
+    if record is not None:
+        _check_record(repo, name, tip, record)
+    skew = configured_skew(repo)
+    key = (name, str(tip.id), anchor, record, require_anchor, arrival, skew)
+    memo = repo.memo.get(("policy", key))
+    if isinstance(memo, TrustPolicy):
+        return memo
+    history = _History(repo, name, anchor, arrival, skew)
+    try:
+        version = history.verify(tip)
+    finally:
+        history.close()
+    if record is not None and version.policy.version < record.version:
         raise PolicyChainError(
-            f"{name} was rewritten: its history no longer holds commit {_short(known)}, whose "
-            f"trust policy this clone verified (the policy may have been rolled back); "
-            f"restore it (git update-ref {name} {known}), or if the rewrite is intended, "
-            f"git update-ref -d {memory}"
+            f"the trust policy of {name} went back from version {record.version}, which "
+            f"{record.who} (at {_short(record.commit or '?')}), to version "
+            f"{version.policy.version} (commit {_short(tip.id)}): a version may only grow; "
+            f"if that is intended, {record.forget}"
         )
-    if known is not None:
-        how = f"verified by this clone before, at {_short(known)}"
-    elif anchor.commit and str(base.id) == anchor.commit:
-        how = f"pinned commit {_short(base.id)} (govsnap.trustAnchorCommit)"
-    elif anchor.commit:
-        raise PolicyChainError(
-            f"{name} does not descend from the pinned policy commit {_short(anchor.commit)} "
-            "(govsnap.trustAnchorCommit) along its first parents"
-        )
-    elif anchor.keys:
-        signed_by = approvers(repo, base, base_policy, base_data)
-        pinned = {
-            name_: how_
-            for name_, how_ in signed_by.items()
-            if next(s for s in base_policy.signers if s.name == name_).identity in anchor.keys
-        }
-        if not pinned:
-            raise PolicyChainError(
-                f"the first version of the trust policy ({_short(base.id)}) is not signed by "
-                f"a pinned anchor key ({', '.join(anchor.keys)}), allowed 'policy' by it: "
-                "the policy cannot be trusted"
-            )
-        how = f"first version signed by pinned key ({', '.join(sorted(pinned.values()))})"
-    else:
-        how = (
-            f"trust on first use of commit {_short(base.id)}: nothing pinned it (git config "
-            f"govsnap.trustAnchorCommit {base.id})"
-        )
-    policy, previous_data = base_policy, base_data
-    for commit in chain[1:]:
-        data = _policy_blob(repo, commit)
-        assert data is not None
-        if data.data == previous_data:
-            continue
-        new, _ = _parse_at(repo, name, commit, tip)
-        if new.version <= policy.version:
-            raise PolicyChainError(
-                f"commit {_short(commit.id)} changes the trust policy without raising its "
-                f"version ({policy.version} -> {new.version}): a version may only grow, so "
-                "an old policy cannot come back"
-            )
-        approved = approvers(repo, commit, policy, data.data)
-        if len(approved) < policy.threshold:
-            allowed = [s.name for s in policy.signers if s.covers_operation("policy")]
-            raise PolicyChainError(
-                f"commit {_short(commit.id)} changes the trust policy (version {policy.version} "
-                f"-> {new.version}) with {len(approved)} of the {policy.threshold} approval(s) "
-                f"the previous version requires: sign the commit, or add approvals "
-                f"(govsnap trust approve), by signers allowed 'policy' "
-                f"({', '.join(allowed) or 'none'})"
-            )
-        policy, previous_data = new, data.data
-    if remember and (known is None or tip.id != known):
-        _remember(repo, memory, tip.id)
-    source = f"{name}:{POLICY_PATH}"
-    return replace(policy, source=source, commit=str(tip.id), anchor=how)
+    if remember and not server:
+        _remember(repo, verified_policy_ref(name), tip.id)
+    policy = replace(
+        version.policy,
+        source=f"{name}:{POLICY_PATH}",
+        commit=str(tip.id),
+        anchor=version.root,
+        retired=history.retired(version),
+        caveats=tuple(history.caveats),
+    )
+    repo.memo[("policy", key)] = policy
+    return policy
 
 
-def with_history(repo: Repo, policy: TrustPolicy) -> TrustPolicy:
-    """Return `policy` knowing its retired signers: those of its earlier versions (back to
-    the pinned anchor commit, or the first version) that it no longer lists. An audit
-    entry such a signer made while listed is a record to keep, not a forgery; it decides
-    nothing (decisions are judged against the current policy)."""
-    if policy.commit is None:
-        return policy
-    tip = repo.git.get(policy.commit)
-    if not isinstance(tip, pygit2.Commit):
-        return policy
-    anchor = configured_anchor(repo)
-    listed = {s.identity for s in policy.signers}
-    retired: dict[str, TrustedSigner] = {}
-    seen: set[pygit2.Oid] = set()
-    for commit in _first_parent_chain(repo, tip, {anchor.commit} if anchor.commit else set()):
-        blob = _policy_blob(repo, commit)
-        if blob is None or blob.id in seen:
-            continue
-        seen.add(blob.id)
-        try:
-            earlier = parse_policy(blob.data, f"{_short(commit.id)}:{POLICY_PATH}")
-        except PolicyError:
-            continue
-        retired.update((s.identity, s) for s in earlier.signers if s.identity not in listed)
-    return replace(policy, retired=tuple(retired.values()))
+def _check_record(repo: Repo, name: str, tip: pygit2.Commit, record: PolicyRecord) -> None:
+    """Raise PolicyChainError when `tip` no longer holds the commit `record` names."""
+    known = record.commit
+    if record.ref != name or known is None or known == str(tip.id):
+        return  # another ref (a server's policy ref renamed): its version still counts
+    if not repo.git.odb.exists(known):
+        return
+    if repo.git.descendant_of(tip.id, pygit2.Oid(hex=known)):
+        return
+    raise PolicyChainError(
+        f"{name} was rewritten: its history no longer holds commit {_short(known)}, whose "
+        f"trust policy (version {record.version}) {record.who} (the policy may have been "
+        f"rolled back); restore it (git update-ref {name} {known}), or if the rewrite is "
+        f"intended, {record.forget}"
+    )
 
 
 def _remember(repo: Repo, memory: str, tip: pygit2.Oid) -> None:
@@ -875,6 +1353,7 @@ class PolicyStatus:
             "policy_threshold": None if policy is None else policy.threshold,
             "commit": None if policy is None else policy.commit,
             "anchor": None if policy is None else policy.anchor,
+            "caveats": [] if policy is None else list(policy.caveats),
             "signers": [] if policy is None else [s.as_json() for s in policy.signers],
         }
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pygit2
 import tomlkit
 import tomlkit.items
 
+from govsnap.approval import ApprovalFile, ApprovalStatement, policy_digest
 from govsnap.errors import SigningError, UsageError
 from govsnap.objects import SignatureKind, validate_name
 from govsnap.repo import Repo
@@ -29,8 +31,12 @@ from govsnap.trust import (
     POLICY_PATH,
     WILDCARD,
     TrustPolicy,
+    introduced_at,
+    parents_of,
     parse_policy,
     policy_blob,
+    policy_blob_of,
+    policy_ref,
 )
 
 HEADER = """\
@@ -308,10 +314,16 @@ def init_policy(
     return approve(repo)
 
 
-def approve(repo: Repo, *, dry_run: bool = False) -> PolicyEdit:
-    """Sign the working-tree policy with this clone's signing key and write the signature
-    to .govsnap/approvals/ (one file per key, replacing its earlier approval): an approval
-    of the change, counted when it is committed with it."""
+def approve(repo: Repo, *, ref: str | None = None, dry_run: bool = False) -> PolicyEdit:
+    """Sign an approval of the working-tree policy with this clone's signing key and write
+    it to .govsnap/approvals/ (one file per key, replacing its earlier approval), counted
+    once committed with the change.
+
+    The approval is a statement (approval.py) binding the file's bytes to the policy ref
+    (`ref`, default govsnap.trustRef) and to the commit that introduced the version HEAD
+    carries, which the change replaces (when HEAD already carries these bytes: the
+    version before them, so that an amended commit counts; a first version is bound to
+    the commit it is introduced on), so it counts for this change only."""
     path = _policy_path(repo)
     if not path.is_file():
         raise UsageError(f"there is no {POLICY_PATH} to approve")
@@ -320,10 +332,42 @@ def approve(repo: Repo, *, dry_run: bool = False) -> PolicyEdit:
     signer = signer_for(repo)
     if signer is None:
         raise SigningError("no signing key is configured (govsnap.signingKey or user.signingKey)")
-    signature = signer.sign(data)
+    previous, base = _approved_change(repo, data)
+    statement = ApprovalStatement(
+        ref or policy_ref(repo),
+        policy_digest(data),
+        previous,
+        base,
+        repo.committer().time,
+    ).to_bytes()
+    signature = signer.sign(statement)
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", signature.signer)
     target = repo.workdir / APPROVALS_DIR / f"{signature.kind}-{safe}.sig"
     if not dry_run:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(signature.block)
+        target.write_bytes(ApprovalFile(statement, signature.block).to_bytes())
     return PolicyEdit(path, data.decode(), policy, False, dry_run, target)
+
+
+def _approved_change(repo: Repo, data: bytes) -> tuple[str | None, str | None]:
+    """Return (previous, base) of the change an approval of `data` approves: the commit
+    that introduced the version it replaces, or (None, the commit a first version is
+    introduced on; None when there is no commit yet)."""
+    if repo.git.head_is_unborn:
+        return None, None
+    head = repo.git.head.peel(pygit2.Commit)
+    blob = policy_blob_of(repo, head)
+    if blob is None:
+        return None, str(head.id)
+    change = head
+    if blob == data:
+        # The change is committed already (the approval will be amended into it): it is
+        # the commit that introduced these bytes, replacing the version of its parent.
+        change = introduced_at(repo, head)
+        parent = next(
+            (p for p in parents_of(repo, change) if policy_blob_of(repo, p) is not None), None
+        )
+        if parent is None:
+            return None, str(change.parent_ids[0]) if change.parent_ids else None
+        change = parent
+    return str(introduced_at(repo, change).id), None

@@ -17,7 +17,7 @@ from typing import Any
 import pygit2
 from pygit2.enums import ObjectType
 
-from govsnap import audit, notes, worktree
+from govsnap import audit, notes, objects, worktree
 from govsnap.digest import DigestCache, Digester, TreeDigest
 from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
@@ -166,7 +166,7 @@ def _options(
     if policy is None:
         policy = load_policy(repo)
     source = policy.source if policy else missing_policy(repo)
-    skew = audit.configured_skew(repo)
+    skew = objects.configured_skew(repo)
     now = int(time.time())
     seen = received_times(repo)
     return _Options(operation, deep, policy, require_trust(repo), source, now, skew, seen, at)
@@ -213,7 +213,7 @@ class _Checker:
             checked = self.verifier.verify_many([(t.payload, t.signature) for t in readable])
             ssh_ids = [s.id for s, t in zip(snaps, tags, strict=True) if isinstance(t, SignedTag)]
             checked = [
-                self.ssh_at_known_times(ident, tag, check)
+                self.at_known_times(ident, tag, check)
                 for ident, tag, check in zip(ssh_ids, readable, checked, strict=True)
             ]
         finally:
@@ -268,15 +268,18 @@ class _Checker:
             keys.append((pygit2.Oid(hex=payload.tree), payload.format))
         self.digester.prefetch(keys)
 
-    def ssh_at_known_times(
-        self, ident: str, tag: SignedTag, check: SignatureCheck
-    ) -> SignatureCheck:
-        """Return `check`, failed when an SSH key was not valid at a time the snapshot is
-        known to have existed (the server's first acceptance, or now for a push being
-        received): the tagger time the key is otherwise judged at is the signer's word."""
+    def at_known_times(self, ident: str, tag: SignedTag, check: SignatureCheck) -> SignatureCheck:
+        """Return `check`, failed when the key was not valid when a server receives the
+        snapshot (`at`: any key; an OpenPGP key that expired before then, whatever time
+        its signature claims), or, for an SSH key, at the server's first acceptance: the
+        time a key is otherwise judged at is the signer's word."""
+        if not check.valid:
+            return check
+        if self.options.at is not None:
+            check = self.verifier.at_arrival(tag.payload, tag.signature, check, self.options.at)
         if not check.valid or check.kind != "ssh":
             return check
-        times = {t for t in (self.options.seen.get(ident), self.options.at) if t is not None}
+        times = {t for t in (self.options.seen.get(ident),) if t is not None}
         for when in sorted(times):
             again = self.verifier.verify(tag.payload, tag.signature, when)
             if not again.valid:
@@ -642,6 +645,7 @@ class VerifyReport:
     policy_source: str | None
     deep: bool
     policy_anchor: str = ""  # why the policy is believed (its root of trust)
+    policy_caveats: tuple[str, ...] = ()  # what verifying the policy could not judge
 
     @property
     def ok(self) -> bool:
@@ -663,6 +667,7 @@ class VerifyReport:
             "deep": self.deep,
             "policy": self.policy_source,
             "policy_anchor": self.policy_anchor,
+            "policy_caveats": list(self.policy_caveats),
             "snapshots": [r.as_json() for r in self.results],
         }
 
@@ -781,6 +786,7 @@ def _run(
         policy.source if policy else None,
         deep,
         policy.anchor if policy else "",
+        policy.caveats if policy else (),
     )
     if results:
         passed = len(results) - report.failed

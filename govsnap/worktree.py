@@ -13,12 +13,16 @@ Paths are bytes here, as git prints them with -z: a name need not be UTF-8.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
 import socket
 import stat
+import subprocess
 import tempfile
+import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +30,7 @@ from pathlib import Path
 import pygit2
 
 from govsnap.errors import EnvironmentProblem
-from govsnap.repo import Repo, run_git
+from govsnap.repo import LOCK_TOKEN_VARIABLE, Repo, run_git
 
 CAPTURE_ATTEMPTS = 3  # captures of a working tree that changes while it is read
 ZERO_OID = "0" * 40
@@ -141,39 +145,88 @@ def covered(path: bytes, paths: Sequence[bytes]) -> bool:
 class IndexLock:
     """`index.lock` held as git's own commands hold it while they change the index, so no
     `git add` or `git commit` interleaves with a rollback; the new index replaces the old
-    one by a rename, as git's does. The lock file names the process, so a lock left by a
-    killed govsnap is recognised and taken over rather than blocking the undo."""
+    one by a rename, as git's does.
+
+    The lock file names the process, its session and a token its git children inherit
+    in their environment, so a lock left by a killed govsnap is recognised and taken
+    over rather than blocking the undo, but only once no process of the killed rollback
+    runs any more (its git children die with it: `repo.run_git`). The file appears with
+    its content in one step (a hard link to a file written first), so a full disk never
+    leaves an empty lock behind."""
 
     def __init__(self, repo: Repo) -> None:
         self.index = user_index(repo)
         self.path = self.index.with_name("index.lock")
-        self.mark = _LOCK_MARK + f"{os.getpid()} {socket.gethostname()}\n".encode()
-        self.held = False
+        # Not scratch_dir(): creating it may fail (a full disk), which _create reports.
+        self.scratch = repo.commondir / "govsnap" / "tmp"
+        self.token = uuid.uuid4().hex
+        self.mark = _LOCK_MARK + (
+            f"{os.getpid()} {socket.gethostname()} {os.getsid(0)} {self.token}\n".encode()
+        )
+        self.inode: int | None = None
         self.took_over = False
+        self._saved_token: str | None = None
 
     def __enter__(self) -> IndexLock:
         for _attempt in range(2):
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                if left_by_dead_govsnap(self.path):
+            if self._create():
+                self._saved_token = os.environ.get(LOCK_TOKEN_VARIABLE)
+                # Every process started while the lock is held carries the token, so a
+                # takeover can tell whether one of them still runs.
+                os.environ[LOCK_TOKEN_VARIABLE] = self.token
+                return self
+            stale = _inode(self.path)
+            owner = lock_owner(self.path)
+            if owner is not None and owner.dead():
+                wait_for_survivors(self.path, owner)
+                # Only the lock that was judged stale: another undo may have taken it
+                # over meanwhile and made its own.
+                if _inode(self.path) == stale:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self.path)
-                    self.took_over = True
-                    continue
-                raise EnvironmentProblem(
-                    f"{self.path} exists: another git process is changing the index; if "
-                    "none is running, remove that file and try again"
-                ) from None
-            except OSError as exc:
-                raise EnvironmentProblem(f"cannot lock {self.index}: {exc.strerror}") from exc
-            try:
-                os.write(fd, self.mark)
-            finally:
-                os.close(fd)
-            self.held = True
-            return self
+                self.took_over = True
+                continue
+            raise EnvironmentProblem(busy_lock_message(self.path))
         raise EnvironmentProblem(f"cannot lock {self.index}: the lock keeps reappearing")
+
+    def _create(self) -> bool:
+        """Create the lock file with its content; return False when it exists already."""
+        staged = self.scratch / f"index.lock.{self.token}"
+        try:
+            try:
+                self.scratch.mkdir(parents=True, exist_ok=True)
+                staged.write_bytes(self.mark)
+                os.link(staged, self.path)
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                self._create_in_place()
+            self.inode = os.lstat(self.path).st_ino
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot lock {self.index}: {exc.strerror or exc}; nothing was changed"
+            ) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                staged.unlink()
+
+    def _create_in_place(self) -> None:
+        """Create the lock where the filesystem has no hard links: exclusively, then
+        written, and removed again if the write fails."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.write(fd, self.mark)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            raise
+        os.close(fd)
 
     def replace_index(self, new: Path | None) -> None:
         """Make `new` the repository's index (None: no index, as in a fresh repository)."""
@@ -184,33 +237,239 @@ class IndexLock:
             os.replace(new, self.index)
 
     def __exit__(self, *_exc: object) -> None:
-        if not self.held:
+        if self.inode is None:
             return
+        if self._saved_token is None:
+            os.environ.pop(LOCK_TOKEN_VARIABLE, None)
+        else:
+            os.environ[LOCK_TOKEN_VARIABLE] = self._saved_token
+        # The lock is ours while it is the file we made (by inode: reading it back could
+        # fail on the very disk problem that ended the rollback).
         with contextlib.suppress(OSError):
-            if self.path.read_bytes() == self.mark:
+            if os.lstat(self.path).st_ino == self.inode:
                 os.unlink(self.path)
-        self.held = False
+        self.inode = None
+
+
+def _inode(path: Path) -> int | None:
+    """Return the inode number of a file, None when it does not exist."""
+    try:
+        return os.lstat(path).st_ino
+    except OSError:
+        return None
+
+
+# errnos of link(2) on a filesystem (or mount) without hard links.
+_NO_HARD_LINKS = {
+    errno.EPERM,
+    errno.ENOTSUP,
+    errno.EOPNOTSUPP,
+    errno.EXDEV,
+    errno.EMLINK,
+    errno.ENOSYS,
+}
+# How long a takeover waits for the processes of a killed rollback to end.
+TAKEOVER_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class LockOwner:
+    """The govsnap process an index lock file names."""
+
+    pid: int
+    host: str
+    session: int | None  # its session id (absent in locks of govsnap 0.1)
+    token: str | None  # the token its children carry (absent in locks of govsnap 0.1)
+
+    def dead(self) -> bool:
+        """Return True when the process ran on this machine and is gone."""
+        if self.host != socket.gethostname():
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+    def survivors(self) -> list[int]:
+        """Return the processes it started that still run (its git children and theirs,
+        which carry its token in their environment, in its session: a daemon that
+        detached from the session is none of its work). Only Linux lists them."""
+        if self.token is None or self.session is None:
+            return []
+        wanted = f"{LOCK_TOKEN_VARIABLE}={self.token}".encode()
+        found: list[int] = []
+        with contextlib.suppress(OSError):
+            for name in os.listdir("/proc"):
+                if not name.isdigit() or int(name) == os.getpid():
+                    continue
+                try:
+                    if os.getsid(int(name)) != self.session:
+                        continue
+                    with open(f"/proc/{name}/environ", "rb") as fh:
+                        environ = fh.read().split(b"\0")
+                except OSError:
+                    continue
+                if wanted in environ:
+                    found.append(int(name))
+        return found
+
+
+def lock_owner(lock: Path) -> LockOwner | None:
+    """Return the govsnap process a lock file names, None when govsnap did not write it."""
+    try:
+        content = lock.read_bytes()
+    except OSError:
+        return None
+    words = content.split()
+    if not content.startswith(_LOCK_MARK) or len(words) not in (3, 5) or not words[1].isdigit():
+        return None
+    host = words[2].decode(errors="replace")
+    if len(words) == 3:
+        return LockOwner(int(words[1]), host, None, None)
+    if not words[3].isdigit():
+        return None
+    return LockOwner(int(words[1]), host, int(words[3]), words[4].decode(errors="replace"))
 
 
 def left_by_dead_govsnap(lock: Path) -> bool:
     """Return True when an index lock file was written by a govsnap process of this
     machine that no longer runs (killed mid-rollback)."""
+    owner = lock_owner(lock)
+    return owner is not None and owner.dead()
+
+
+def wait_for_survivors(lock: Path, owner: LockOwner, patience: float = TAKEOVER_WAIT) -> None:
+    """Return once no process of the killed govsnap that left `lock` runs; raise
+    EnvironmentProblem naming one when some still run after `patience` seconds: taking
+    the lock over while one writes would let it overwrite what the undo restores."""
+    deadline = time.monotonic() + patience
+    while True:
+        running = owner.survivors()
+        if not running:
+            return
+        if time.monotonic() >= deadline:
+            raise EnvironmentProblem(
+                f"{lock} was left by a killed govsnap (pid {owner.pid}), but process "
+                f"{running[0]} ({_command_line(running[0])}) it started still runs: wait for "
+                f"it to end or kill it, then try again"
+            )
+        time.sleep(0.1)
+
+
+def _command_line(pid: int) -> str:
+    """Return a process's command line for a message (its first two words)."""
     try:
-        content = lock.read_bytes()
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            words = [w for w in fh.read().split(b"\0") if w]
+    except OSError:
+        return "?"
+    return shown(b" ".join(words[:2])) or "?"
+
+
+def lock_holders(lock: Path) -> list[int] | None:
+    """Return the processes that have `lock` open (as /proc lists them), None when that
+    cannot be told (no /proc, or processes whose open files we may not read)."""
+    try:
+        target = os.stat(lock)
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    holders: list[int] = []
+    complete = True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except FileNotFoundError:
+            continue
+        except OSError:
+            complete = False
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                info = os.stat(f"/proc/{name}/fd/{fd}")
+                if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino):
+                    holders.append(int(name))
+                    break
+    return holders if holders or complete else None
+
+
+def abandoned_empty_lock(lock: Path) -> bool:
+    """Return True for an empty lock file no process has open: a write that failed (a
+    full disk) or a process killed between creating and writing it left it behind; git
+    itself keeps its lock open while it is empty."""
+    try:
+        if os.lstat(lock).st_size != 0:
+            return False
     except OSError:
         return False
-    words = content.split()
-    if not content.startswith(_LOCK_MARK) or len(words) != 3 or not words[1].isdigit():
-        return False
-    if words[2].decode(errors="replace") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(words[1]), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return lock_holders(lock) == []
+
+
+def busy_lock_message(lock: Path) -> str:
+    """Return why a lock file that exists blocks us, and what to do about it."""
+    if abandoned_empty_lock(lock):
+        return (
+            f"{lock} exists, empty, and no process has it open: a write that failed (a full "
+            "disk?) left it behind; remove it (`govsnap doctor --fix` does) and try again"
+        )
+    return (
+        f"{lock} exists: another git process is changing the index; if none is running, "
+        "remove that file and try again"
+    )
+
+
+# --- a dry run's object store ---------------------------------------------------------------
+
+
+class _Quarantined(Repo):
+    """A repository whose git commands write new objects and temporary files to a
+    directory of their own, reading the real object store as an alternate."""
+
+    def __init__(self, git: pygit2.Repository, env: Mapping[str, str], scratch: Path) -> None:
+        super().__init__(git)
+        self._env = dict(env)
+        self._scratch = scratch
+
+    @property
+    def state_dir(self) -> Path:
+        """Return the temporary directory that stands in for `.git/govsnap`."""
+        return self._scratch
+
+    def git_cmd(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run `git args...` in the repository with the temporary object directory."""
+        return super().git_cmd(*args, input=input, env={**self._env, **(env or {})}, check=check)
+
+
+@contextlib.contextmanager
+def quarantined(repo: Repo) -> Iterator[Repo]:
+    """Yield the repository as a dry run sees it: the objects a capture writes go to a
+    temporary directory (`GIT_OBJECT_DIRECTORY`, with the real store as
+    `GIT_ALTERNATE_OBJECT_DIRECTORIES`, as git quarantines a push), temporary index files
+    too, so nothing is written into `.git`; removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="govsnap-dry-run-") as tmp:
+        scratch = Path(tmp)
+        objects = scratch / "objects"
+        objects.mkdir()
+        env = {
+            "GIT_OBJECT_DIRECTORY": str(objects),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(repo.commondir / "objects"),
+        }
+        git_repo = pygit2.Repository(str(repo.gitdir))
+        if repo.git.workdir is not None and git_repo.workdir != repo.git.workdir:
+            git_repo.workdir = repo.git.workdir
+        git_repo.odb.add_disk_alternate(str(objects))
+        yield _Quarantined(git_repo, env, scratch)
 
 
 # --- temporary index files -----------------------------------------------------------------
@@ -562,25 +821,25 @@ def build_tree(repo: Repo, entries: Iterable[TreeEntry]) -> str:
         return write_tree(repo, index)
 
 
-def hash_files(repo: Repo, paths: Sequence[bytes]) -> dict[bytes, str]:
+def hash_files(repo: Repo, paths: Sequence[bytes], *, filters: bool = False) -> dict[bytes, str]:
     """Return path -> the blob id of each file's bytes as they are on disk (no filters),
-    as `git hash-object --no-filters` computes it."""
+    as `git hash-object --no-filters` computes it; with `filters`, of the blob `git add`
+    would store (clean filter and eol conversion applied)."""
     found: dict[bytes, str] = {}
+    option = [] if filters else ["--no-filters"]
     plain = [p for p in paths if b"\n" not in p]
     if plain:
         out = git(
             repo,
             "hash-object",
-            "--no-filters",
+            *option,
             "--stdin-paths",
             input=b"".join(p + b"\n" for p in plain),
         )
         found.update(zip(plain, out.decode().split(), strict=True))
     for path in paths:
         if b"\n" in path:  # --stdin-paths cannot name it
-            found[path] = (
-                git(repo, "hash-object", "--no-filters", "--", fs_path(path)).decode().strip()
-            )
+            found[path] = git(repo, "hash-object", *option, "--", fs_path(path)).decode().strip()
     return found
 
 
@@ -744,6 +1003,40 @@ def transition(
     return warnings
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why git's checkout refuses a transition, as it says it."""
+
+    message: str  # one line, paths escaped
+    kind: str  # "not uptodate", "would be overwritten", "would lose untracked files", ...
+    path: bytes | None
+
+
+_REFUSAL = re.compile(rb"^error: (?:Entry|Untracked working tree file|Updating) '(.*)' (.*)$")
+
+
+def transition_refusal(
+    repo: Repo, index: Path, current: str, target: str, *, recurse_submodules: bool = False
+) -> Refusal | None:
+    """Return why `transition` would be refused (None: git would go ahead), as `git
+    read-tree -m -u -n` finds it: every path checked as the checkout checks it, nothing
+    written."""
+    args = ["read-tree", "-m", "-u", "-n"]
+    if recurse_submodules:
+        args.append("--recurse-submodules")
+    proc = repo.git_cmd(*args, current, target, env={"GIT_INDEX_FILE": str(index)}, check=False)
+    if proc.returncode == 0:
+        return None
+    for line in proc.stderr.splitlines():
+        found = _REFUSAL.match(line)
+        if found:
+            path, rest = found.group(1), found.group(2).decode(errors="replace")
+            kind = rest.split(".")[0].removesuffix(" in it").strip()
+            where = shown(path)
+            return Refusal(f"{where}: {kind}; nothing was changed", kind, path)
+    return Refusal(f"{shown(git_error(proc.stderr).encode())}; nothing was changed", "", None)
+
+
 class CheckoutFailed(EnvironmentProblem):
     """git's checkout stopped: before writing (a path changed, something in the way) or
     part-way (disk full, permissions)."""
@@ -852,19 +1145,29 @@ def write_raw(workdir: Path, path: bytes, data: bytes, mode: int) -> None:
         raise
 
 
-class _Lstat:
-    """lstat with memory: paths share their directories, and a rollback asks about each
-    directory once per path below it (100,000 paths, a handful of directories)."""
+class PathModes:
+    """lstat with memory, as git's checkout sees the work tree (its has_symlinks_or_noent
+    rule): a path below a symlink or a file is absent, never read through the link.
+    Paths share their directories, so each directory is asked once (100,000 paths, a
+    handful of directories)."""
 
-    def __init__(self, root: bytes) -> None:
-        self.root = root
+    def __init__(self, workdir: Path) -> None:
+        self.root = os.fsencode(workdir)
         self.modes: dict[bytes, int] = {}
 
     def __call__(self, path: bytes) -> int:
         mode = self.modes.get(path)
-        if mode is None:
-            mode = self.modes[path] = lstat_mode(self.root + b"/" + path)
-        return mode
+        if mode is not None:
+            return mode
+        chain = [path]
+        while b"/" in chain[-1] and chain[-1].rsplit(b"/", 1)[0] not in self.modes:
+            chain.append(chain[-1].rsplit(b"/", 1)[0])
+        top = chain[-1]
+        above = self.modes[top.rsplit(b"/", 1)[0]] if b"/" in top else stat.S_IFDIR
+        for part in reversed(chain):
+            above = lstat_mode(self.root + b"/" + part) if stat.S_ISDIR(above) else 0
+            self.modes[part] = above
+        return above
 
     def parents(self, path: bytes) -> Iterator[bytes]:
         """Yield the directories above `path`, nearest first."""
@@ -873,38 +1176,136 @@ class _Lstat:
             yield path
 
 
-def uncaptured_in_the_way(workdir: Path, added: Iterable[bytes], gone: set[bytes]) -> list[bytes]:
-    """Return what stands on disk where a checkout adds `added` paths although the
-    capture left it out (ignored files, which git's checkout treats as expendable): a
-    file or symlink at the path or at a directory above it (unless in `gone`, the paths
-    the capture has and the checkout removes), or every file below a directory there."""
-    root = os.fsencode(workdir)
-    lstat = _Lstat(root)
-    found: set[bytes] = set()
-    seen: set[bytes] = set()
-    for path in added:
-        mode = lstat(path)
-        if stat.S_ISDIR(mode):
-            for dirpath, dirnames, filenames in os.walk(root + b"/" + path):
-                names = filenames + [d for d in dirnames if os.path.islink(dirpath + b"/" + d)]
-                found.update(os.path.relpath(dirpath + b"/" + n, root) for n in names)
-        elif mode != 0:
-            found.add(path)
-        for parent in lstat.parents(path):
-            if parent in seen:
-                break
-            seen.add(parent)
-            above = lstat(parent)
-            if above != 0 and not stat.S_ISDIR(above) and parent not in gone:
-                found.add(parent)
-    return sorted(found)
+def shown(path: bytes) -> str:
+    """Return a path for a one-line message: not UTF-8 bytes as \\xNN, and the control
+    characters a name may hold (a newline) escaped, as git quotes names."""
+    text = path.decode(errors="backslashreplace")
+    return "".join(
+        c if c.isprintable() or c == " " else c.encode("unicode_escape").decode() for c in text
+    )
+
+
+@dataclass(frozen=True)
+class Obstacles:
+    """What stands on disk where a checkout writes, beyond what the capture holds: git's
+    checkout overwrites or deletes all of it (it treats ignored files as expendable, and
+    removes a directory it replaces with everything below)."""
+
+    keep: tuple[bytes, ...]  # uncaptured files and symlinks: the safety snapshot keeps them
+    empty: tuple[bytes, ...]  # empty directories inside a directory the checkout replaces
+    absent: tuple[TreeEntry, ...]  # what the checkout writes where nothing stood
+    lost: tuple[bytes, ...]  # FIFOs, sockets, devices: nothing can keep them
+    repositories: tuple[bytes, ...]  # directories holding `.git` the checkout would remove
+
+
+def survey(workdir: Path, writes: Sequence[Change], captured: set[bytes]) -> Obstacles:
+    """Return what stands in the way of a checkout writing the new side of `writes`
+    (changes that are not deletions) that the capture does not hold.
+
+    `captured` holds the paths the capture has but the target lacks (the checkout
+    removes them, or leaves them alone): with the paths a change's old side names, they
+    are everything the capture holds where the checkout writes. Nothing is read through
+    a symlink. A directory holding `.git` (a nested repository, a submodule, or a `.git`
+    directory git never captures) is reported, not entered.
+    """
+    modes = PathModes(workdir)
+    keep: list[bytes] = []
+    empty: list[bytes] = []
+    absent: list[TreeEntry] = []
+    lost: list[bytes] = []
+    repositories: set[bytes] = set()
+    plain: set[bytes] = set()  # directories whose whole chain of parents is known plain
+
+    def holds_git(directory: bytes) -> bool:
+        return lstat_mode(modes.root + b"/" + directory + b"/.git") != 0
+
+    def uncaptured(path: bytes, mode: int) -> None:
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            keep.append(path)
+        else:
+            lost.append(path)
+
+    def reachable(path: bytes) -> bool:
+        """Check the directories above `path` top-down; return True when they are all
+        plain directories, so that the checkout writes at `path` itself."""
+        parent = path.rsplit(b"/", 1)[0] if b"/" in path else b""
+        if not parent or parent in plain:
+            return True
+        chain = [parent, *modes.parents(parent)]
+        for directory in reversed(chain):
+            if directory in plain:
+                continue
+            mode = modes(directory)
+            if stat.S_ISDIR(mode):
+                if holds_git(directory):
+                    repositories.add(directory)
+                    return False
+                plain.add(directory)
+                continue
+            if mode != 0 and directory not in captured:
+                uncaptured(directory, mode)  # the checkout removes it to make a directory
+            return False
+        return True
+
+    def walk(top: bytes) -> None:
+        stack = [top]
+        while stack:
+            directory = stack.pop()
+            if holds_git(directory):
+                repositories.add(directory)
+                continue
+            with os.scandir(modes.root + b"/" + directory) as entries:
+                found = list(entries)
+            if not found:
+                empty.append(directory)
+            for entry in found:
+                path = directory + b"/" + entry.name
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    stack.append(path)
+                elif path not in captured:
+                    uncaptured(path, mode)
+
+    for change in writes:
+        path = change.path
+        new = TreeEntry(path, change.new_mode, change.new_oid)
+        try:
+            if not reachable(path):
+                if change.new_mode != GITLINK:
+                    absent.append(new)
+                continue
+            mode = modes(path)
+            if mode == 0:
+                if change.new_mode != GITLINK:
+                    absent.append(new)
+            elif stat.S_ISDIR(mode):
+                if change.new_mode == GITLINK:
+                    continue  # git keeps the directory of a gitlink
+                if holds_git(path):
+                    repositories.add(path)
+                else:
+                    walk(path)
+            elif change.status == "A" and path not in captured:
+                uncaptured(path, mode)
+        except OSError as exc:
+            where = os.fsencode(exc.filename)[len(modes.root) + 1 :] if exc.filename else path
+            raise EnvironmentProblem(
+                f"cannot read {shown(where)}, where the rollback writes {shown(path)}: "
+                f"{exc.strerror or exc}; nothing was changed"
+            ) from exc
+    return Obstacles(
+        tuple(sorted(set(keep))),
+        tuple(sorted(set(empty))),
+        tuple(absent),
+        tuple(sorted(set(lost))),
+        tuple(sorted(repositories)),
+    )
 
 
 def empty_directories(workdir: Path, paths: Iterable[bytes]) -> list[bytes]:
     """Return the directories above `paths` that exist and are empty: git does not track
     them, and its checkout removes a directory it empties, so an undo must recreate them."""
-    root = os.fsencode(workdir)
-    lstat = _Lstat(root)
+    lstat = PathModes(workdir)
     found: set[bytes] = set()
     seen: set[bytes] = set()
     for path in paths:
@@ -912,7 +1313,7 @@ def empty_directories(workdir: Path, paths: Iterable[bytes]) -> list[bytes]:
             if parent in seen:
                 break
             seen.add(parent)
-            if stat.S_ISDIR(lstat(parent)) and not os.listdir(root + b"/" + parent):
+            if stat.S_ISDIR(lstat(parent)) and not os.listdir(lstat.root + b"/" + parent):
                 found.add(parent)
     return sorted(found)
 

@@ -331,7 +331,7 @@ def make_team(tmp_path: Path, make_repo: MakeRepo, keys: Keys, *, hook: bool) ->
     git(tmp_path, "clone", "-q", "--bare", str(seed), str(bare))
     if hook:
         git(bare, "config", "govsnap.trustAnchor", keys.trusted)
-        run_cli(bare, "hooks", "install", "--server")
+        run_cli(bare, "hooks", "install", "--server", "--trust-ref", "refs/heads/main")
     team = Team(bare, tmp_path / "trusted", tmp_path / "attacker")
     for path, key in ((team.trusted, keys.trusted), (team.attacker, keys.other)):
         git(tmp_path, "clone", "-q", str(bare), str(path))
@@ -498,7 +498,7 @@ def test_attack_3_an_unborn_policy_branch_accepts_nothing(
     bare = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     git(bare, "config", "govsnap.trustAnchor", keys.trusted)
-    run_cli(bare, "hooks", "install", "--server")
+    run_cli(bare, "hooks", "install", "--server", "--trust-ref", "refs/heads/main")
     attacker = make_repo({"app.py": "v1\n"}, name="mallory")
     commit_policy(
         attacker, "version = 1\n" + openpgp_signer("mallory", keys.other), sign_with=keys.other

@@ -189,3 +189,25 @@ def test_a_rebuilt_note_does_not_make_its_snapshot_the_newest(
     assert [s["id"] for s in json.loads(listed.out)] == [newest, middle, oldest]
     assert cli(repo, "prune", "--keep-last", "2", "--yes", "--no-gc").code == 0
     assert set(snapshot_ids(repo)) == {newest, middle}
+
+
+def test_an_empty_index_lock_nobody_holds(cli: Cli, make_repo: MakeRepo) -> None:
+    """A write that failed (a full disk) can leave `.git/index.lock` empty: git refuses
+    to touch the index until it is gone. Doctor names it and --fix removes it; an empty
+    lock some process has open (git holds its lock open while it works) is left alone,
+    and a rollback says which of the two it met."""
+    repo = snapshots(cli, make_repo, count=1)
+    lock = repo / ".git" / "index.lock"
+    with lock.open("wb"):  # held open, as a git at work holds it
+        code, data = doctor_json(cli, repo)
+        assert "empty-index-lock" not in kinds(data)
+        held = cli(repo, "rollback", "latest", "--yes")
+        assert held.code == 3 and "another git process is changing the index" in held.err
+    code, data = doctor_json(cli, repo)
+    assert code == 1 and kinds(data) == ["empty-index-lock"]
+    refused = cli(repo, "rollback", "latest", "--yes")
+    assert refused.code == 3 and "no process has it open" in refused.err
+    assert "govsnap doctor --fix" in refused.err
+    code, data = doctor_json(cli, repo, "--fix")
+    assert code == 0 and not lock.exists()
+    assert cli(repo, "rollback", "latest", "--yes").code == 0

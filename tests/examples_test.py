@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Cli, Keys, MakeRepo, git, openpgp_signer
+from tests.helpers import Cli, Keys, MakeRepo, git, openpgp_signer, write_files
 from tests.helpers.tamper import commit_policy
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -112,3 +113,50 @@ def test_the_verify_workflow_passes_then_catches_a_truncated_trail(
     no_anchor = {**contexts, "vars.GOVSNAP_TRUST_ANCHOR": ""}
     unpinned = _ci_run(bare, tmp_path / "run3", no_anchor, tmp_path / "none")
     assert unpinned and unpinned[0] == "Pin the root of trust"
+
+
+def test_the_verify_workflow_catches_what_a_forge_lost_and_a_poisoned_cache_grants_nothing(
+    make_repo: MakeRepo, keys: Keys, cli: Cli, tmp_path: Path
+) -> None:
+    """Red team F6: after a collaborator deletes a snapshot ref and force-pushes an
+    unrelated notes history, the next run (with what the first one saw, from its cache)
+    fails. F5: a cache bundle holding a record of an unapproved policy commit grants it
+    nothing: the run fails as it would without the cache."""
+    seed = make_repo({"app.py": "v1\n"}, name="seed")
+    commit_policy(
+        seed, "version = 1\n" + openpgp_signer("bot", keys.trusted), sign_with=keys.trusted
+    )
+    bare = tmp_path / "remote.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(bare)], check=True)
+    git(seed, "remote", "add", "origin", str(bare))
+    made = [cli(seed, "create", "--json") for _ in range(2)]
+    assert all(m.code == 0 for m in made)
+    assert cli(seed, "push").code == 0
+    contexts = {
+        "vars.GOVSNAP_TRUST_ANCHOR": keys.trusted,
+        "github.event.repository.default_branch": "main",
+    }
+    cache = tmp_path / "actions-cache"
+    assert _ci_run(bare, tmp_path / "run1", contexts, cache) == []
+    victim = json.loads(made[0].out)["snapshot"]["id"]
+    git(bare, "update-ref", "-d", f"refs/govsnap/snapshots/{victim}")
+    unrelated = git(bare, "commit-tree", "-m", "x", "4b825dc642cb6eb9a060e54bf8d69288fbee4904")
+    git(bare, "update-ref", "refs/notes/govsnap", unrelated.strip())
+    failed = _ci_run(bare, tmp_path / "run2", contexts, cache)
+    assert failed and failed[0] == "Fetch and check the snapshots, notes and audit trail"
+    assert (
+        f"are gone from it, and no authorised prune or purge entry names them: {victim}"
+        in (failed[1])
+    )
+    assert "the notes history of origin was rewritten" in failed[1]
+    # An unapproved policy change, and a cache that claims this job verified it.
+    write_files(seed, {".govsnap/trust.toml": "version = 2\n" + openpgp_signer("x", keys.other)})
+    git(seed, "commit", "-qam", "unapproved")
+    git(seed, "push", "-q", "origin", "main")
+    poisoned = tmp_path / "poisoned"
+    record = "refs/govsnap-verified/policy/refs/heads/main"
+    git(seed, "update-ref", record, "HEAD")
+    (poisoned).mkdir()
+    git(seed, "bundle", "create", "-q", str(poisoned / "verified.bundle"), record)
+    failed = _ci_run(bare, tmp_path / "run3", contexts, poisoned)
+    assert failed and "with 0 of the 1 approval(s)" in failed[1], failed

@@ -32,7 +32,7 @@ def server(tmp_path: Path, cli: Cli, keys: Keys) -> Path:
     path = tmp_path / "server.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(path))
     git(path, "config", "govsnap.trustAnchor", keys.trusted)
-    result = cli(path, "hooks", "install", "--server")
+    result = cli(path, "hooks", "install", "--server", "--trust-ref", "refs/heads/main")
     assert result.code == 0, result.err
     assert (path / "hooks" / "pre-receive").is_file()
     return path
@@ -237,7 +237,7 @@ def test_a_push_cannot_grant_itself_trust(cli: Cli, client: Path, server: Path, 
     ident = create_snapshot(cli, client, "--from", "HEAD", "--label", "self-granted")
     refused = push(client, "origin", "main", PREFIX + ident)
     assert refused.returncode != 0
-    assert "REFUSED rewrite of refs/heads/main: the trust policy it brings" in refused.stderr
+    assert "REFUSED fast-forward of refs/heads/main: the trust policy it brings" in refused.stderr
     assert "with 0 of the 1 approval(s)" in refused.stderr
     assert f"REFUSED create of {PREFIX}{ident}: signature: cannot check: no public key" in (
         refused.stderr

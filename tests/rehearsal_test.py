@@ -84,6 +84,7 @@ def test_rehearsal_passes_and_leaves_the_checkout_untouched(
     dirty(repo)
     before = user_state(repo)
 
+    (tmp_path / "out").mkdir()
     result = cli(repo, "rehearse", ident, "--json", "--report", str(tmp_path / "out/drill"))
 
     assert result.code == 0, result.err
@@ -179,6 +180,21 @@ def test_bad_input_is_one_line(cli: Cli, repo: Path, args: list[str], needle: st
     create_snapshot(cli, repo)
     result = cli(repo, "rehearse", *args)
     assert result.code == 2 and needle in result.err and len(result.err.splitlines()) == 1
+
+
+def test_a_report_path_whose_directory_does_not_exist_is_refused(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """As git does for `archive -o`: no directories are made where a mistyped path points,
+    and nothing is rehearsed (the note and the audit trail are untouched)."""
+    ident = create_snapshot(cli, repo)
+    audit_before = git(repo, "rev-parse", "refs/govsnap/audit")
+    target = tmp_path / "nonexistent" / "dir" / "x"
+    result = cli(repo, "rehearse", ident, "--report", str(target))
+    assert result.code == 2 and len(result.err.splitlines()) == 1
+    assert f"the directory {target.parent} does not exist" in result.err
+    assert not (tmp_path / "nonexistent").exists()
+    assert git(repo, "rev-parse", "refs/govsnap/audit") == audit_before
 
 
 def test_interrupted_rehearsal_removes_its_clone(repo: Path, tmp_path: Path, cli: Cli) -> None:

@@ -326,7 +326,7 @@ def test_against_a_server_guarded_by_the_pre_receive_hook(shared: Shared, cli: C
     names; its root of trust is the policy commit it was set up with."""
     anchor = git(shared.bare, "rev-parse", "HEAD").strip()
     git(shared.bare, "config", "govsnap.trustAnchorCommit", anchor)
-    run_ok(cli, shared.bare, "hooks", "install", "--server")
+    run_ok(cli, shared.bare, "hooks", "install", "--server", "--trust-ref", "refs/heads/main")
     old = create_snapshot(cli, shared.a, "-m", "old")
     new = create_snapshot(cli, shared.a, "-m", "new")
     run_ok(cli, shared.a, "push")

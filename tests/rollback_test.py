@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from tests.helpers import (
     create_snapshot,
     files_state,
     git,
+    git_bytes,
+    govsnap_bin,
     openpgp_signer,
     snapshot_ids,
     trust_policy,
@@ -178,12 +181,28 @@ def test_paths_restores_only_those_paths(cli: Cli, rich_repo: Path) -> None:
     git(repo, "diff", "--cached", "--quiet", tree, "--", "deep", "run.sh")
 
 
+def git_dir_files(repo: Path) -> dict[str, bytes]:
+    """Every file below .git with its bytes, but what verification keeps: its caches (a
+    digest and a safe-tree cache, which only save work) and the trust policy a clone
+    remembers having verified."""
+    git_dir = repo / ".git"
+    return {
+        str(p.relative_to(git_dir)): p.read_bytes()
+        for p in git_dir.rglob("*")
+        if p.is_file()
+        and not p.name.startswith(("digest-cache", "safe-trees"))
+        and "govsnap-verified" not in p.parts
+    }
+
+
 def test_dry_run_lists_and_touches_nothing(cli: Cli, rich_repo: Path) -> None:
     repo = rich_repo
     ident = create_snapshot(cli, repo)
     damage(repo)
+    (repo / "untracked.bin").write_bytes(os.urandom(100_000))  # git add -A would store it
     before = (files_state(repo), dirs_of(repo), all_refs(repo), git(repo, "ls-files", "-s"))
     index_bytes = (repo / ".git/index").read_bytes()
+    inside = git_dir_files(repo)
 
     result = cli(repo, "rollback", ident, "--dry-run", "--json")
 
@@ -191,8 +210,11 @@ def test_dry_run_lists_and_touches_nothing(cli: Cli, rich_repo: Path) -> None:
     plan = json.loads(result.out)["plan"]
     assert (files_state(repo), dirs_of(repo), all_refs(repo), git(repo, "ls-files", "-s")) == before
     assert (repo / ".git/index").read_bytes() == index_bytes
+    # The capture's objects went to a temporary directory: nothing new below .git.
+    after = git_dir_files(repo)
+    assert after == inside, sorted(set(after.items()) ^ set(inside.items()))[:5]
     assert {"bin/data.bin", "run.sh", "link", "dirlink", "deep/a/b/c.txt"} <= set(plan["write"])
-    assert set(plan["remove"]) == {"stray.txt", "newdir/x/y.txt", "staged.txt"}
+    assert set(plan["remove"]) == {"stray.txt", "newdir/x/y.txt", "staged.txt", "untracked.bin"}
     assert plan["leave"] == ["build.log"]
     text = cli(repo, "rollback", ident, "--dry-run").out
     assert "remove stray.txt" in text and "leave  build.log" in text
@@ -678,3 +700,229 @@ def test_a_key_outside_the_policy_gains_nothing_from_a_safety_snapshot_it_made(
     refused = cli(repo, "rollback", planted, "--yes")
     assert refused.code == 1 and "failed verification" in refused.err
     assert (repo / "src/app.py").read_text() == "print('v1')\n"
+
+
+# --- what the red team found (issue 12 follow-up) ---------------------------------------
+
+
+def test_nothing_is_read_through_a_symlink_into_the_safety_snapshot(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """A symlink to a directory outside the work tree that the snapshot replaces by a
+    directory: git never looks through it, and the safety snapshot holds nothing read
+    through it; its undo restores the symlink and the staged changes."""
+    write_files(repo, {"link/file": "in the snapshot\n"})
+    ident = create_snapshot(cli, repo)
+    outside = tmp_path / "outside"
+    write_files(outside, {"file": "SECRET outside the repository\n"})
+    (repo / "link/file").unlink()
+    (repo / "link").rmdir()
+    os.symlink(outside, repo / "link")
+    write_files(repo, {"s.txt": "staged\n"})
+    git(repo, "add", "-A")
+    status = git(repo, "status", "--porcelain=v2")
+
+    done = roll(cli, repo, ident)
+
+    safety = str(done["safety_snapshot"])
+    commit = git(repo, "rev-parse", f"refs/govsnap/snapshots/{safety}^{{commit}}").strip()
+    recorded = git(repo, "log", "--format=%H %P", "-1", f"{commit}^2").split()
+    for oid in recorded[1:]:
+        listing = git(repo, "ls-tree", "-r", oid)
+        for line in listing.splitlines():
+            blob = line.split()[2]
+            assert b"SECRET" not in git_bytes(repo, "cat-file", "-p", blob), line
+    roll(cli, repo, safety)
+    assert os.readlink(repo / "link") == str(outside)
+    assert git(repo, "status", "--porcelain=v2") == status
+    assert (outside / "file").read_text() == "SECRET outside the repository\n"
+
+
+def test_with_commit_the_output_says_where_head_went(cli: Cli, repo: Path) -> None:
+    ident = create_snapshot(cli, repo)
+    (repo / "README.md").write_text("bad\n")
+    git(repo, "commit", "-q", "-am", "bad")
+    result = cli(repo, "rollback", ident, "--yes", "--commit")
+    assert result.code == 0, result.err
+    head = git(repo, "rev-parse", "--short=12", "HEAD").strip()
+    assert "HEAD unmoved" not in result.out and f"HEAD moved to {head}" in result.out
+
+
+def test_absolute_paths_through_a_symlinked_checkout(cli: Cli, repo: Path, tmp_path: Path) -> None:
+    """As git does, an absolute path that reaches the work tree through a symlink is
+    inside it; a symlink inside the work tree names itself, not its target."""
+    ident = create_snapshot(cli, repo)
+    (repo / "src/app.py").write_text("print('bad')\n")
+    alias = tmp_path / "alias"
+    os.symlink(repo, alias)
+    os.symlink("src", repo / "srclink")
+    plan = json.loads(
+        cli(alias, "rollback", ident, "--dry-run", "--json", "--paths", f"{alias}/src/app.py").out
+    )["plan"]
+    assert plan["write"] == ["src/app.py"]
+    result = cli(alias, "rollback", ident, "--yes", "--paths", f"{alias}/src/app.py")
+    assert result.code == 0, result.err
+    assert (repo / "src/app.py").read_text() == "print('v1')\n"
+    outside = cli(alias, "rollback", ident, "--dry-run", "--paths", str(tmp_path / "x"))
+    assert outside.code == 2 and "outside the working tree" in outside.err
+
+
+def test_every_listed_name_is_one_escaped_line(cli: Cli, repo: Path) -> None:
+    """Names may hold newlines and terminal escapes: the dry run's listing and the
+    warnings show each on one line, escaped."""
+    ident = create_snapshot(cli, repo)
+    for name in (b"two\nlines.txt", b"esc\x1b[31mred.txt"):
+        with open(os.fsencode(repo) + b"/" + name, "wb") as fh:
+            fh.write(b"x\n")
+    result = cli(repo, "rollback", ident, "--dry-run")
+    assert result.code == 0, result.err
+    removed = [line for line in result.out.splitlines() if line.startswith("remove")]
+    assert len(removed) == 2 and "\x1b" not in result.out
+    assert any("two\\x0alines.txt" in line for line in removed)
+
+
+FAILS_ON_RELEASE_1 = """
+import os, sys
+data = sys.stdin.buffer.read()
+if data == b"release 1\\n" and os.path.exists(sys.argv[1]):
+    sys.exit(1)
+sys.stdout.buffer.write(data)
+"""
+
+
+def test_a_retried_rollback_restores_the_same_snapshot(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """`latest~N` counts release snapshots, not the safety snapshot a failed attempt
+    adds: the playbook's "run the rollback again" restores the snapshot asked for."""
+    flag = tmp_path / "fail"
+    script = tmp_path / "smudge.py"
+    script.write_text(FAILS_ON_RELEASE_1)
+    git(repo, "config", "filter.f.clean", "cat")
+    git(repo, "config", "filter.f.smudge", f"{sys.executable} {script} {flag}")
+    git(repo, "config", "filter.f.required", "true")
+    write_files(repo, {".gitattributes": "*.bin filter=f\n", "app.bin": "release 1\n"})
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "r1")
+    release_1 = create_snapshot(cli, repo, "-l", "release-1")
+    (repo / "app.bin").write_text("release 2\n")
+    git(repo, "commit", "-q", "-am", "r2")
+    create_snapshot(cli, repo, "-l", "release-2")
+    (repo / "app.bin").write_text("release 3 (broken)\n")
+    git(repo, "commit", "-q", "-am", "r3")
+    flag.touch()
+    assert cli(repo, "rollback", "latest~1", "--yes").code == 3
+    flag.unlink()
+    assert roll(cli, repo, "latest~1")["snapshot"] == release_1
+    assert (repo / "app.bin").read_text() == "release 1\n"
+
+
+def test_the_undo_of_a_recursive_rollback_restores_the_submodule(
+    cli: Cli, repo: Path, tmp_path: Path
+) -> None:
+    """`--recurse-submodules` checks the submodule out at the snapshot's commit, detached
+    as git leaves it. The printed undo carries the flag, and puts the submodule back on
+    the branch it was on (its commit unchanged since)."""
+    source = tmp_path / "subsrc"
+    git(tmp_path, "init", "-q", "-b", "main", str(source))
+    write_files(source, {"s": "s1\n"})
+    git(source, "add", "s")
+    git(source, "commit", "-q", "-m", "s1")
+    write_files(source, {"s": "s2\n"})
+    git(source, "commit", "-q", "-am", "s2")
+    git(repo, "-c", "protocol.file.allow=always", "submodule", "add", "-q", str(source), "sub")
+    git(repo / "sub", "checkout", "-q", "HEAD~1")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "submodule at s1")
+    ident = create_snapshot(cli, repo)
+    git(repo / "sub", "checkout", "-q", "main")
+    write_files(repo, {"sub/lc": "local\n"})
+    git(repo / "sub", "add", "lc")
+    git(repo / "sub", "commit", "-q", "-m", "local commit")
+    git(repo, "commit", "-q", "-am", "submodule at the local commit")
+    head = git(repo / "sub", "rev-parse", "HEAD")
+    status = git(repo, "status", "--porcelain=v2")
+
+    done = roll(cli, repo, ident, "--recurse-submodules")
+
+    assert not (repo / "sub" / "lc").exists()
+    undo = str(done["undo"]).split()
+    assert undo[2:] == [str(done["safety_snapshot"]), "--recurse-submodules"]
+    roll(cli, repo, *undo[2:])
+    assert git(repo / "sub", "rev-parse", "HEAD") == head
+    assert git(repo / "sub", "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+    assert git(repo, "status", "--porcelain=v2") == status
+    assert (repo / "sub" / "lc").read_text() == "local\n"
+
+
+def test_a_fifo_in_a_replaced_directory_is_named(cli: Cli, repo: Path) -> None:
+    """git's checkout deletes an ignored directory the snapshot replaces by a file; its
+    files and empty directories come back with the undo, a FIFO cannot: the rollback
+    says so."""
+    write_files(repo, {"build": "a file in the snapshot\n"})
+    ident = create_snapshot(cli, repo)
+    (repo / "build").unlink()
+    write_files(repo, {".gitignore": "build/\n", "build/x.o": "object\n"})
+    (repo / "build" / "empty").mkdir()
+    os.mkfifo(repo / "build" / "pipe")
+    result = cli(repo, "rollback", ident, "--yes", "--json")
+    assert result.code == 0, result.err
+    assert any("build/pipe" in w for w in json.loads(result.out)["warnings"])
+    roll(cli, repo, str(json.loads(result.out)["safety_snapshot"]))
+    assert (repo / "build/x.o").read_text() == "object\n" and (repo / "build/empty").is_dir()
+    assert not (repo / "build/pipe").exists()
+
+
+def as_another_user(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run a command where permission bits apply: directly for a user, in a user
+    namespace (mapped to uid 1000) for root; skip the test where neither is possible."""
+    if os.geteuid() != 0:
+        return subprocess.run(args, capture_output=True, text=True, check=False)
+    wrapper = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+    probe = subprocess.run([*wrapper, "true"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("permission bits do not apply to root here (no user namespaces)")
+    return subprocess.run([*wrapper, *args], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize(
+    "where", ["ignored-file", "untracked-in-a-replaced-directory", "directory-in-a-replaced-one"]
+)
+def test_an_unreadable_file_in_the_way(where: str, cli: Cli, repo: Path) -> None:
+    """A file (or directory) the rollback would overwrite or remove but cannot read: one
+    line, exit 3, nothing changed (no internal error), from the dry run too."""
+    name = "secret.key" if where == "ignored-file" else "sub"
+    write_files(repo, {name: "in the snapshot\n"})
+    ident = create_snapshot(cli, repo)
+    (repo / name).unlink()
+    if where == "ignored-file":
+        write_files(repo, {".gitignore": "*.key\n", "secret.key": "MY REAL KEY\n"})
+        unreadable = repo / "secret.key"
+    elif where == "untracked-in-a-replaced-directory":
+        write_files(repo, {"sub/x": "x\n", "sub/secret": "UNREADABLE BUT PRECIOUS\n"})
+        unreadable = repo / "sub" / "secret"
+    else:
+        write_files(repo, {"sub/x": "x\n", "sub/secret/file": "UNREADABLE BUT PRECIOUS\n"})
+        unreadable = repo / "sub" / "secret"
+    unreadable.chmod(0)
+    try:
+        before = files_state_readable(repo, unreadable)
+        done = as_another_user([govsnap_bin(), "-C", str(repo), "rollback", ident, "--yes"])
+        assert done.returncode == 3, done.stderr
+        assert len(done.stderr.splitlines()) == 1 and "internal error" not in done.stderr
+        assert "cannot read" in done.stderr and unreadable.name in done.stderr
+        dry = as_another_user([govsnap_bin(), "-C", str(repo), "rollback", ident, "--dry-run"])
+        assert "internal error" not in dry.stderr and unreadable.name in dry.stderr
+        assert files_state_readable(repo, unreadable) == before
+        assert not (repo / ".git" / "index.lock").exists()
+    finally:
+        unreadable.chmod(0o755 if unreadable.is_dir() else 0o644)
+
+
+def files_state_readable(repo: Path, unreadable: Path) -> dict[str, tuple[str, bytes]]:
+    """files_state with the unreadable file read with its permission restored."""
+    unreadable.chmod(0o755 if unreadable.is_dir() else 0o644)
+    try:
+        return files_state(repo)
+    finally:
+        unreadable.chmod(0)

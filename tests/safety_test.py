@@ -61,8 +61,8 @@ def test_rollbacks_do_not_push_releases_out_of_keep_last(
         releases[f"r{n}"] = labelled(cli, repo, f"r{n}")
         if n in (2, 3):
             # Two incidents, each rolled back and undone: four safety snapshots.
-            run_ok(cli, repo, "rollback", releases["r1"], "--yes")
-            run_ok(cli, repo, "rollback", "latest", "--yes")
+            done = json.loads(run_ok(cli, repo, "rollback", releases["r1"], "--yes", "--json"))
+            run_ok(cli, repo, "rollback", done["safety_snapshot"], "--yes")
     safety = safety_ids(cli, repo)
     assert len(safety) == 4
 
@@ -151,15 +151,19 @@ def test_list_and_show_mark_safety_snapshots(cli: Cli, make_repo: MakeRepo, keys
     repo = released(make_repo, keys, {"app.py": "v1\n"})
     release = labelled(cli, repo, "r1")
     write_files(repo, {"app.py": "v2\n"})
-    run_ok(cli, repo, "rollback", release, "--yes")
+    safety = json.loads(run_ok(cli, repo, "rollback", release, "--yes", "--json"))[
+        "safety_snapshot"
+    ]
     listed = json.loads(run_ok(cli, repo, "list", "--json"))
     assert [(s["id"] == release, s["safety"]) for s in listed] == [(False, True), (True, False)]
     table = run_ok(cli, repo, "list")
     assert "pre-rollback (safety)" in table and "govsnap.safetyRetention" in table
     assert "(safety)" not in run_ok(cli, repo, "list", "-l", "r1")
-    shown = run_ok(cli, repo, "show", "latest")
+    shown = run_ok(cli, repo, "show", safety)
     assert "safety snapshot" in shown
-    assert json.loads(run_ok(cli, repo, "show", "latest", "--json"))["safety"] is True
+    assert json.loads(run_ok(cli, repo, "show", safety, "--json"))["safety"] is True
+    # `latest` counts release snapshots: the rollback's safety snapshot does not shift it.
+    assert json.loads(run_ok(cli, repo, "show", "latest", "--json"))["id"] == release
 
 
 @pytest.fixture

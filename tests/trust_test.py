@@ -204,6 +204,13 @@ def signer(fpr: str = FPR, envs: str = '["prod"]', ops: str = '["create"]') -> s
             1,
             "signers.bad name: a signer name uses 1-64 letters, digits, '.', '_' or '-'",
         ),
+        (
+            # The escape is decoded as TOML reads it: the table is found at its own line.
+            f'version = 1\n\n[signers.ok]\nopenpgp = "{FPR}"\nenvironments = ["a"]\n'
+            f'operations = ["pin"]\n\n[signers."ev\\u001bil"]\nopenpgp = "{FPR}"\n',
+            8,
+            "signers.\"ev\\u001bil\": a signer name uses 1-64 letters, digits, '.', '_' or '-'",
+        ),
     ],
 )
 def test_bad_policies_name_the_file_and_line(text: str, line: int, message: str) -> None:
@@ -300,7 +307,9 @@ def test_trust_show_and_check(cli: Cli, make_repo: MakeRepo, keys: Keys, ssh_key
     shown = cli(path, "trust", "show")
     assert shown.code == 0
     assert keys.trusted in shown.out and "laptop" in shown.out and "rollback" in shown.out
-    assert "root of trust: verified by this clone before" in shown.out
+    # What this clone verified before only ever refuses a rollback: the root of trust
+    # stays the first use of the policy's first version (F5).
+    assert "root of trust: trust on first use of commit" in shown.out
     data = json.loads(cli(path, "trust", "show", "--json").out)
     assert data["source"] == "refs/heads/main:.govsnap/trust.toml"
     assert data["version"] == 1 and data["policy_threshold"] == 1
@@ -399,6 +408,43 @@ def test_an_unapproved_policy_change_fails_loudly(
     commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)), sign_with=keys.trusted)
     assert cli(path, "trust", "check").code == 0
     assert cli(path, "verify", snap(cli, path, keys.other)).code == 0
+
+
+def test_merges_keep_the_newest_version_and_refuse_an_older_one(
+    cli: Cli, make_repo: MakeRepo, keys: Keys
+) -> None:
+    """Every parent counts: merging a branch that carries an older version (or none) is
+    fine when the merge keeps the newer; a merge that takes an older version fails
+    whichever parent comes first; two diverged versions need a newer, approved one."""
+    path = make_repo()
+    git(path, "branch", "before-policy")
+    commit_policy(path, policy_of(keys))
+    git(path, "branch", "old-feature")
+    commit_policy(path, policy_of(keys, openpgp_signer("x", keys.other)), sign_with=keys.trusted)
+    v2 = git(path, "rev-parse", "HEAD").strip()
+    for branch in ("old-feature", "before-policy"):
+        git(path, "checkout", "-q", branch)
+        write_files(path, {f"{branch}.txt": "work\n"})
+        git(path, "add", "-A")
+        git(path, "commit", "-qm", f"work on {branch}")
+        git(path, "checkout", "-q", "main")
+        git(path, "merge", "-q", "--no-edit", branch)
+    assert cli(path, "trust", "check").code == 0
+    # A merge taking version 1 back, with main as its *second* parent.
+    git(path, "checkout", "-q", "old-feature")
+    git(path, "merge", "-q", "-s", "ours", "--no-edit", "main")
+    git(path, "config", "govsnap.trustRef", "refs/heads/old-feature")
+    back = cli(path, "trust", "check")
+    assert back.code == 1 and "without raising its version (2 -> 1)" in back.err
+    # Two versions 2 made apart: the merge must raise the version, approved by both.
+    git(path, "reset", "-q", "--hard", "HEAD~1")
+    commit_policy(path, policy_of(keys, openpgp_signer("y", keys.other)), sign_with=keys.trusted)
+    git(path, "merge", "-q", "--no-edit", "-X", "theirs", v2)
+    assert "without raising its version (2 -> 2)" in cli(path, "trust", "check").err
+    write_files(path, {".govsnap/trust.toml": policy_of(keys, version=3)})
+    git(path, "add", "-A")
+    git(path, "-c", f"user.signingKey={keys.trusted}", "commit", "-S", "-q", "--amend", "--no-edit")
+    assert cli(path, "trust", "check").code == 0
 
 
 def test_a_version_that_does_not_grow_is_refused(cli: Cli, make_repo: MakeRepo, keys: Keys) -> None:

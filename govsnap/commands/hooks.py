@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import DryRunOpt, JsonOpt, feature, repo_of
-from govsnap.render import emit, message
+from govsnap.render import emit, message, warning
 
 if TYPE_CHECKING:
     from govsnap.hooks import HooksReport, HooksStatus
@@ -34,6 +34,14 @@ def install_hooks(
         bool,
         typer.Option("--force", help="Discard a chained hook left over from an earlier install."),
     ] = False,
+    trust_ref: Annotated[
+        str | None,
+        typer.Option(
+            "--trust-ref",
+            help="With --server: the full name of the ref whose trust policy the server "
+            "enforces (sets govsnap.trustRef; the hook refuses every govsnap ref until set).",
+        ),
+    ] = None,
     dry_run: DryRunOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -42,7 +50,8 @@ def install_hooks(
     from govsnap.hooks import install, select_hooks
 
     names = select_hooks(pre_push, post_merge, all_, server)
-    emit(install(repo_of(ctx), names, force=force, dry_run=dry_run), json_out, show_report)
+    report = install(repo_of(ctx), names, force=force, dry_run=dry_run, trust_ref=trust_ref)
+    emit(report, json_out, show_report)
 
 
 @app.command("uninstall")
@@ -77,6 +86,10 @@ def show_report(report: HooksReport) -> None:
     for a in report.actions:
         discard = f" (discarding {a.name}.govsnap-chained)" if a.discard_chained else ""
         message(f"{a.name}: {prefix}{a.action}: {a.detail}{discard}")
+    for key, value in report.config:
+        message(f"{prefix}set git config {key} {value}")
+    for text in report.warnings:
+        warning(text)
 
 
 def show_status(report: HooksStatus) -> None:

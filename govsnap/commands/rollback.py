@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from govsnap.commands.options import JsonOpt, SnapshotArg, YesOpt, feature, repo_of
-from govsnap.render import confirm, emit, message, warning
+from govsnap.render import clean, confirm, emit, message, warning
 
 if TYPE_CHECKING:
     from govsnap.rehearsal import RehearsalReport
@@ -137,10 +137,11 @@ def show_rollback(result: RollbackResult) -> None:
     if not result.verified:
         warning(f"snapshot {snap} was NOT verified (--no-verify)")
     for text in result.warnings:
-        warning(text)
+        warning(clean(text, one_line=True))
     if result.dry_run:
         message(
-            f"dry run: rolling back to {snap}{where} would write {len(plan.write)} file(s), "
+            f"dry run: rolling back to {snap}{clean(where, one_line=True)} would write "
+            f"{len(plan.write)} file(s), "
             f"remove {len(plan.remove)}, leave {len(plan.leave)} ignored; index from "
             f"{result.index_source}"
         )
@@ -151,12 +152,14 @@ def show_rollback(result: RollbackResult) -> None:
             ("index", plan.index_only),
         ):
             for path in items:
-                message(f"{action:<6} {path}")
+                # A name may hold a newline or a terminal escape: one line per path.
+                message(f"{action:<6} {clean(path, one_line=True)}")
         return
+    head = f"HEAD moved to {result.commit[:12]}" if result.commit else "HEAD unmoved"
     message(
-        f"rolled back to snapshot {snap}{where}: wrote {len(plan.write)} file(s), removed "
-        f"{len(plan.remove)}; index from {result.index_source}; HEAD unmoved "
-        f"({result.seconds:.2f}s)"
+        f"rolled back to snapshot {snap}{clean(where, one_line=True)}: wrote "
+        f"{len(plan.write)} file(s), removed {len(plan.remove)}; index from "
+        f"{result.index_source}; {head} ({result.seconds:.2f}s)"
     )
     if result.commit:
         message(f"committed {result.commit[:12]}: Roll back to snapshot {snap}")
@@ -177,8 +180,10 @@ def show_rehearsal(report: RehearsalReport) -> None:
     for d in report.damage:
         message(f"damage {d.kind:<8} {len(d.paths)} path(s)")
     for g in report.gates:
-        message(f"gate   {g.name:<9} {'pass' if g.passed else 'FAIL'}  {g.detail}")
+        # A gate's detail may name paths, which may hold newlines.
+        detail = clean(g.detail, one_line=True)
+        message(f"gate   {g.name:<9} {'pass' if g.passed else 'FAIL'}  {detail}")
     for text in report.warnings:
-        warning(text)
+        warning(clean(text, one_line=True))
     for path in report.report_files:
         message(f"report {path}")

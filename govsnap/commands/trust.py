@@ -151,13 +151,20 @@ def remove_trusted_signer(
 
 @app.command("approve")
 def approve_policy(
-    ctx: typer.Context, dry_run: DryRunOpt = False, json_out: JsonOpt = False
+    ctx: typer.Context,
+    ref: Annotated[
+        str | None,
+        typer.Option("--ref", help="The policy ref the change is for (default: govsnap.trustRef)."),
+    ] = None,
+    dry_run: DryRunOpt = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Sign .govsnap/trust.toml as it is in the working tree: an approval of the change,
-    written to .govsnap/approvals/ and counted once committed with it."""
+    """Approve .govsnap/trust.toml as it is in the working tree: a signed statement binding
+    it to the policy ref and the version it replaces, written to .govsnap/approvals/ and
+    counted once committed with the change."""
     from govsnap.trust_edit import approve
 
-    emit(approve(repo_of(ctx), dry_run=dry_run), json_out, show_edit)
+    emit(approve(repo_of(ctx), ref=ref, dry_run=dry_run), json_out, show_edit)
 
 
 def _uncommitted_warning(state: PolicyStatus) -> None:
@@ -169,9 +176,12 @@ def _uncommitted_warning(state: PolicyStatus) -> None:
 
 
 def _keyless(state: PolicyStatus) -> None:
-    """Warn about OpenPGP signers whose public key the policy does not carry."""
+    """Warn about OpenPGP signers whose public key the policy does not carry, and say
+    what checking the policy's history could not judge."""
     if state.policy is None:
         return
+    for caveat in state.policy.caveats:
+        warning(caveat)
     for s in state.policy.signers:
         if s.kind == "openpgp" and not s.public_key:
             warning(

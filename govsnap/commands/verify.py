@@ -93,6 +93,8 @@ def show_verification(report: VerifyReport) -> None:
     if report.policy_anchor.startswith("trust on first use"):
         # Never trust on first use without saying so.
         warning(f"trust policy {report.policy_source}: {report.policy_anchor}")
+    for caveat in report.policy_caveats:
+        warning(f"trust policy {report.policy_source}: {caveat}")
     if not report.results:
         out.print("no snapshots to verify", markup=False)
         return

@@ -22,6 +22,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from govsnap import worktree
+from govsnap.errors import EnvironmentProblem
 from govsnap.rehearsal import shared_clone, validate
 from govsnap.repo import open_repo
 from govsnap.store import resolve, snapshot_tree
@@ -34,6 +36,7 @@ from tests.conformance.judge import (
     judge_case,
     lfs_setup,
     pointer_on_disk,
+    python_script,
     rollback,
     run,
     sh,
@@ -287,6 +290,12 @@ def test_a_write_failing_half_way(
             assert audited or where == "everything-full"
             undo = shlex.split(errors[0].split("undo with ", 1)[1].split(" (the failure")[0])
             if filler is not None:
+                # The undo run at once, on the disk still full, fails in one line and
+                # leaves no index.lock behind to block itself and git once there is room.
+                early = cli(repo, *undo[1:], "--yes")
+                assert early.code == 3 and len(early.err.splitlines()) == 1, early.err
+                assert "internal error" not in early.err
+                assert not (repo / ".git" / "index.lock").exists()
                 filler.unlink()
             if where == "permission-denied":
                 subprocess.run(["chattr", "-i", str(repo / "data")], check=True)
@@ -295,6 +304,7 @@ def test_a_write_failing_half_way(
                 assert last.startswith(f"rollback: rollback to {ident} failed"), last
             undone = cli(repo, *undo[1:], "--yes")
             assert undone.code == 0, undone.err
+            assert "warning" not in undone.err  # nothing left behind, nothing to warn of
             restored = state(repo)
             assert restored == before, restored.differences(before)
             assert not (repo / ".git" / "index.lock").exists()
@@ -427,3 +437,136 @@ def test_rehearsal_verdicts_are_judged_by_git(cli: Cli, repo: Path, tmp_path: Pa
         assert verdicts(damage)["files"] is False, damage
     rehearsed = cli(repo, "rehearse", ident)
     assert rehearsed.code == 0, rehearsed.out
+
+
+FAILING_SMUDGE = """
+import os, sys
+data = sys.stdin.buffer.read()
+if b"fail" in data and os.path.exists(sys.argv[1]):
+    sys.exit(1)
+sys.stdout.buffer.write(data)
+"""
+
+
+def test_the_undo_of_a_failed_rollback_removes_what_it_wrote(repo: Path, cli: Cli) -> None:
+    """A rollback that stops half-way (here a smudge filter fails on z.bin, as a kill or a
+    full disk stops one) leaves the files git wrote before it stopped, at paths where
+    nothing stood, ignored ones included. The printed undo removes them and restores the
+    state byte for byte; a file changed since it was written is left, with a warning."""
+    flag = repo.parent / "fail-now"
+    command = python_script(repo.parent / "smudge.py", FAILING_SMUDGE)
+    git(repo, "config", "filter.f.clean", "cat")
+    git(repo, "config", "filter.f.smudge", f"{command} {flag}")
+    git(repo, "config", "filter.f.required", "true")
+    write_files(repo, {".gitattributes": "*.bin filter=f\n", "a.gen": "generated in A\n"})
+    write_files(repo, {"b/new.txt": "new in A\n", "z.bin": "fail in A\n"})
+    sh(repo, commit("A"))
+    ident, _tree = create(cli, repo)
+    sh(repo, "git rm -q --cached a.gen && rm -r a.gen b && echo '*.gen' > .gitignore")
+    write_files(repo, {"z.bin": "B\n"})
+    sh(repo, commit("B"))
+    before = state(repo)
+    flag.touch()
+    for changed_since in (False, True):
+        failed = cli(repo, "rollback", ident, "--yes")
+        assert failed.code == 3 and "failed" in failed.err, failed.err
+        assert (repo / "a.gen").exists()  # written before git stopped at z.bin
+        if changed_since:
+            write_files(repo, {"a.gen": "edited after the failed rollback\n"})
+        undo = shlex.split(failed.err.split("undo with ")[-1].split(" (the failure")[0])
+        undone = cli(repo, *undo[1:], "--yes")
+        assert undone.code == 0, undone.err
+        if not changed_since:
+            assert state(repo) == before, state(repo).differences(before)
+    assert "left a.gen" in undone.err
+    assert (repo / "a.gen").read_text() == "edited after the failed rollback\n"
+
+
+SLOW_SMUDGE = """
+import sys, time
+data = sys.stdin.buffer.read()
+if data.startswith(b"slow"):
+    time.sleep(float(sys.argv[1]))
+sys.stdout.buffer.write(data)
+"""
+
+
+def test_a_killed_rollback_leaves_nothing_writing(repo: Path, cli: Cli) -> None:
+    """When govsnap is killed (SIGKILL, the OOM killer) during the checkout, the git
+    writing the working tree dies with it (PR_SET_PDEATHSIG), and the undo takes the lock
+    over only once no process of the killed rollback runs (here a smudge filter still
+    sleeping): after the undo, nothing goes on overwriting what it restored."""
+    pause = 2.0
+    command = python_script(repo.parent / "slow.py", SLOW_SMUDGE)
+    git(repo, "config", "filter.slow.clean", "cat")
+    git(repo, "config", "filter.slow.smudge", f"{command} {pause}")
+    files: dict[str, str | bytes] = {f"{n}.txt": f"A {n}\n" for n in ("a1", "a2", "z1", "z2")}
+    write_files(repo, {".gitattributes": "*.txt filter=slow\n", "m.txt": "slow A\n", **files})
+    sh(repo, commit("A"))
+    ident, _tree = create(cli, repo)
+    sh(repo, "git rm -q m.txt")
+    write_files(repo, {name: f"B {name}\n" for name in files})
+    sh(repo, commit("B"))
+    write_files(repo, {name: f"uncommitted {name}\n" for name in files})
+    before = state(repo)
+    proc = subprocess.Popen(
+        [govsnap_bin(), "-C", str(repo), "rollback", ident, "--yes"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    announced = proc.stderr.readline()
+    assert "undo with: " in announced, announced
+    time.sleep(0.5)  # git is in the checkout (in m.txt's smudge, or before it)
+    proc.kill()
+    proc.wait()
+    lock = repo / ".git" / "index.lock"
+    owner = worktree.lock_owner(lock)
+    assert owner is not None and owner.dead()
+    deadline = time.monotonic() + 2
+    while any(_command(pid).startswith(b"git") for pid in owner.survivors()):
+        assert time.monotonic() < deadline, "git went on after govsnap was killed"
+        time.sleep(0.05)
+    undo = shlex.split(announced.split("undo with: ")[1])
+    undone = cli(repo, *undo[1:], "--yes")
+    assert undone.code == 0, undone.err
+    assert "took over the index lock" in undone.err
+    assert state(repo) == before, state(repo).differences(before)
+    time.sleep(pause)  # longer than anything the killed rollback started could still run
+    assert state(repo) == before, state(repo).differences(before)
+
+
+def _command(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_a_lock_takeover_waits_for_the_killed_rollbacks_processes(repo: Path) -> None:
+    """A lock left by a killed govsnap is taken over only once no process it started
+    (they carry its token, in its session) runs any more; a process that detached from
+    the session (a daemon such as gpg-agent) is none of its work."""
+    lock = repo / ".git" / "index.lock"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    token = uuid.uuid4().hex
+    session = os.getsid(0)
+    lock.write_bytes(f"govsnap {gone.pid} {socket.gethostname()} {session} {token}\n".encode())
+    owner = worktree.lock_owner(lock)
+    assert owner is not None and owner.dead()
+    env = {**os.environ, "GOVSNAP_INDEX_LOCK": token}
+    daemon = subprocess.Popen(["sleep", "30"], env=env, start_new_session=True)
+    survivor = subprocess.Popen(["sleep", "30"], env=env)
+    try:
+        assert owner.survivors() == [survivor.pid]
+        with pytest.raises(EnvironmentProblem, match=f"process {survivor.pid} "):
+            worktree.wait_for_survivors(lock, owner, patience=0.3)
+        survivor.kill()
+        survivor.wait()
+        worktree.wait_for_survivors(lock, owner, patience=0.3)
+    finally:
+        for process in (daemon, survivor):
+            process.kill()
+            process.wait()

@@ -77,6 +77,19 @@ def hooks_setup(repo: Path) -> None:
     assert govsnap(["-C", str(repo), "hooks", "install"]) == 0
 
 
+def symlink_out_of_the_tree(name: str) -> Step:
+    """Replace directory `name` by a symlink to a directory outside the work tree that
+    holds a file of the same name as the one the snapshot has there."""
+
+    def step(repo: Path) -> None:
+        outside = repo.parent / f"{repo.name}-outside"
+        outside.mkdir()
+        (outside / "file").write_text("SECRET outside the work tree\n")
+        sh(repo, f"rm -r {name} && ln -s {outside} {name}")
+
+    return step
+
+
 def raw_name(name: bytes, content: bytes) -> Step:
     def step(repo: Path) -> None:
         with open(os.fsencode(repo) + b"/" + name, "wb") as fh:
@@ -143,6 +156,24 @@ CASES = [
         steps("rm -r d && ln -s src d"),
     ),
     Case(
+        "directory-to-symlink-to-a-sibling",
+        "read-tree replaces a symlink to a sibling directory holding a file of the same name "
+        "by the snapshot's directory; git never looks through the symlink (has_symlinks_or_"
+        "noent), and neither may the safety snapshot",
+        write({"d/app.py": "in d\n"}),
+        steps("rm -r d && ln -s src d"),
+    ),
+    Case(
+        "directory-to-symlink-out-of-the-tree",
+        "a staged symlink to a directory outside the work tree is replaced by the snapshot's "
+        "directory; nothing outside is read, and the undo restores the symlink and the "
+        "staged changes",
+        write({"d/file": "in the tree\n"}),
+        steps(
+            symlink_out_of_the_tree("d"), "git add -A d", write({"s.txt": "s\n"}), "git add s.txt"
+        ),
+    ),
+    Case(
         "symlink-to-directory",
         "read-tree replaces a directory by the snapshot's symlink",
         steps("ln -s src d"),
@@ -181,6 +212,17 @@ CASES = [
         "git leaves a skip-worktree file's bytes alone; the entry keeps its flag",
         write({"src/app.py": "print('A')\n"}),
         steps("git update-index --skip-worktree README.md", write({"README.md": "local\n"})),
+    ),
+    Case(
+        "skip-worktree-absent",
+        "read-tree writes a skip-worktree entry the snapshot changes when there is no "
+        "sparse checkout; the undo leaves it absent again",
+        write({"src/app.py": "print('A')\n"}),
+        steps(
+            write({"src/app.py": "print('B')\n"}),
+            commit("B committed"),
+            "git update-index --skip-worktree src/app.py && rm src/app.py",
+        ),
     ),
     Case(
         "assume-unchanged",
@@ -353,6 +395,24 @@ CASES = [
         "git add -A and read-tree ignore a .gitmodules git cannot parse",
         nothing,
         write({".gitmodules": '[submodule "x"\n\tpath = x\n garbage = = =\n[[[\n'}),
+    ),
+    Case(
+        "untracked-symlink-symlinks-false",
+        "with core.symlinks=false git checks a symlink out as a file holding its target; "
+        "git clean removes an untracked real symlink and the undo brings it back as one",
+        write({"src/app.py": "print('A')\n"}),
+        steps("ln -s src real-symlink", write({"src/app.py": "B\n"})),
+        setup=steps("git config core.symlinks false"),
+    ),
+    Case(
+        "ignored-directory-replaced-by-a-file",
+        "git's checkout deletes an ignored directory where the snapshot has a file; the undo "
+        "brings back its files and its empty subdirectories",
+        write({"build": "a file in A\n"}),
+        steps(
+            "rm build && echo 'build/' > .gitignore",
+            "mkdir -p build/empty/deeper build/out && echo x > build/out/x.o",
+        ),
     ),
     Case(
         "tracked-ignored-file",

@@ -71,11 +71,13 @@ class Keyrings:
         _gpg(home, "--import", input_data=secret)
         return Member(name, fingerprint, home)
 
-    def generate(self, name: str) -> Member:
-        """Return a member with a new key, known to no other keyring (nor the session's)."""
+    def generate(self, name: str, created: int | None = None, expire: str = "never") -> Member:
+        """Return a member with a new key, known to no other keyring (nor the session's);
+        made at the time `created` (gpg --faked-system-time), valid for `expire` ("2d")."""
         home = self._home()
         uid = f"{name} <{name}@example.com>"
-        _gpg(home, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never")
+        when = [] if created is None else [f"--faked-system-time={created}!"]
+        _gpg(home, *when, "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", expire)
         listing = _gpg(home, "--with-colons", "--list-keys", uid).decode()
         fingerprint = next(
             line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
@@ -108,6 +110,14 @@ def sign_as(clone: Path, member: Member) -> None:
     git(clone, "config", "govsnap.signingKey", member.fingerprint)
     git(clone, "config", "user.name", member.name)
     git(clone, "config", "user.email", f"{member.name}@example.com")
+
+
+def make_key_available(clone: Path, member: Member, signer: Member) -> None:
+    """Import `signer`'s public key into the keyring of `member` (who works in `clone`):
+    what stock `git verify-tag` checks with. govsnap itself checks with the keys the
+    trust policy carries, so this grants no trust to govsnap."""
+    del clone  # the keyring is the member's, wherever they work
+    _gpg(member.home, "--import", input_data=public_key(signer))
 
 
 def export_public_key(member: Member, directory: Path) -> Path:
