@@ -101,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.only or CASES:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             module = importlib.import_module(f"benchmarks.{name}")
-            results.extend(module.run(ctx))
+            rows = module.run(ctx)
+            # Each case's rows as soon as it ends: a later case that fails loses nothing.
+            print(table(rows), file=sys.stderr, flush=True)
+            results.extend(rows)
     finally:
         subprocess.run(["gpgconf", "--homedir", env["GNUPGHOME"], "--kill", "all"], check=False)
         shutil.rmtree(env["GNUPGHOME"], ignore_errors=True)

@@ -139,6 +139,15 @@ class Context:
         self.git(path, "update-index", "--really-refresh")
         return path
 
+    def forget_snapshots(self, repo: Path) -> None:
+        """Delete every govsnap ref and note of a kept repository (its snapshots were
+        signed by an earlier run's throwaway key), this clone's record of the audit chain
+        included, so that new snapshots start a new chain."""
+        names = self.git(repo, "for-each-ref", "--format=%(refname)").split()
+        for ref in names:
+            if ref.startswith(("refs/govsnap", "refs/notes/")):
+                self.git(repo, "update-ref", "-d", ref)
+
     def clone(self, source: Path, name: str) -> Path:
         """Return a fresh local clone of a generated repository (objects shared by hardlinks)."""
         path = self.workdir / name

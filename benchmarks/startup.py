@@ -17,8 +17,7 @@ def prepare(ctx: Context) -> Path:
     stamp = repo / ".git" / f"benchmark-startup-{SNAPSHOTS}-{ctx.signing_key}"
     if stamp.exists():
         return repo
-    for ref in ctx.git(repo, "for-each-ref", "--format=%(refname)", "refs/govsnap/").split():
-        ctx.git(repo, "update-ref", "-d", ref)
+    ctx.forget_snapshots(repo)
     ctx.git(repo, "config", "govsnap.requireTrust", "false")
     target = repo / "d00" / "s00" / "f000000.py"
     for n in range(SNAPSHOTS):

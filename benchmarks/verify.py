@@ -43,9 +43,7 @@ def prepare(ctx: Context) -> Path:
     if stamp.exists():
         return repo
     # Snapshots signed by an earlier run's throwaway key cannot be verified: start over.
-    stale = ctx.git(repo, "for-each-ref", "--format=%(refname)", "refs/govsnap/", "refs/notes/")
-    for ref in stale.split():
-        ctx.git(repo, "update-ref", "-d", ref)
+    ctx.forget_snapshots(repo)
     policy = repo / ".govsnap" / "trust.toml"
     policy.parent.mkdir(exist_ok=True)
     policy.write_text(ctx.trust_policy('["create", "rollback"]'))

@@ -115,8 +115,7 @@ def prepare(ctx: Context) -> Path:
         ctx.git(path, "add", "-A")
         ctx.git(path, "commit", "-q", "-m", "generated")
         (path / ".git" / "benchmark-ready").write_text("ok\n")
-    for ref in ctx.git(path, "for-each-ref", "--format=%(refname)", "refs/govsnap/").split():
-        ctx.git(path, "update-ref", "-d", ref)
+    ctx.forget_snapshots(path)
     ctx.git(path, "config", "govsnap.signingKey", ctx.signing_key)
     policy = path / ".govsnap" / "trust.toml"
     policy.parent.mkdir(exist_ok=True)
