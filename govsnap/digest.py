@@ -11,7 +11,6 @@ import secrets
 import sqlite3
 import stat
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -390,34 +389,42 @@ def kind_of(name: bytes, mode: int) -> str:
     return "." + ext.decode(errors="replace").lower()
 
 
-# Files read in this many bytes at a time; at least this many blobs a tree lacks before
-# they are read by several threads (hashlib and file reads release the GIL).
+# Files are read in at most this many bytes at a time.
 _CHUNK = 1 << 20
-_PARALLEL_FROM = 8
 
 
-def file_digest(path: Path, oid: bytes) -> tuple[bytes, int] | None:
+def file_digest(path: bytes, oid: bytes) -> tuple[bytes, int] | None:
     """Return (SHA-256, size) of the regular file at `path` when it holds exactly the bytes
     of blob `oid` (git's object id of them is `oid`), else None; read once, in chunks."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return None
-    with os.fdopen(fd, "rb", buffering=0) as fh:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             return None
         git_id = hashlib.new("sha1" if len(oid) == 20 else "sha256", usedforsecurity=False)
         git_id.update(b"blob %d\0" % info.st_size)
         content = hashlib.sha256()
-        size = 0
-        while chunk := fh.read(_CHUNK):
+        # Reads sized to what is left: a fixed 1 MiB read allocates 1 MiB per small file.
+        left = info.st_size
+        while left > 0:
+            chunk = os.read(fd, min(left, _CHUNK))
+            if not chunk:
+                return None  # it shrank while read
             git_id.update(chunk)
             content.update(chunk)
-            size += len(chunk)
-    if size != info.st_size or git_id.digest() != oid:
+            left -= len(chunk)
+        if os.read(fd, 1):
+            return None  # it grew while read
+    except OSError:
         return None
-    return content.digest(), size
+    finally:
+        os.close(fd)
+    if git_id.digest() != oid:
+        return None
+    return content.digest(), info.st_size
 
 
 class Digester:
@@ -426,7 +433,7 @@ class Digester:
 
     With `workdir` (the tree was just captured from there), a blob is hashed from its
     working-tree file when git's id of the file's bytes is the blob's: no inflating of
-    what git just stored, files read by several threads, large ones in chunks.
+    what git just stored, and a large file is read in chunks, never held whole.
     """
 
     def __init__(
@@ -514,21 +521,16 @@ class Digester:
         found: dict[bytes, tuple[bytes, int]] = {}
         if self.workdir is not None and wanted:
             top = os.fsencode(self.workdir) + b"/"
-            paths = [top + path for _, path in wanted]
-            oids = [oid.raw for oid, _ in wanted]
-            if len(wanted) >= _PARALLEL_FROM:
-                with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-                    results = list(pool.map(file_digest, map(Path, map(os.fsdecode, paths)), oids))
-            else:
-                results = [
-                    file_digest(Path(os.fsdecode(p)), o) for p, o in zip(paths, oids, strict=True)
-                ]
-            for raw, result in zip(oids, results, strict=True):
+            # One file after another: reading them in threads measured slower (10,000
+            # files of ~10 KB, 2 busy cores: 2.6-3.9 s against 1.3 s), the GIL held
+            # between small reads.
+            for oid, path in wanted:
+                result = file_digest(top + path, oid.raw)
                 if result is not None:
-                    found[raw] = result
+                    found[oid.raw] = result
                     self.hashed += 1
                     if self.cache is not None:
-                        self.cache.put_blob(raw, *result)
+                        self.cache.put_blob(oid.raw, *result)
         for oid, path in wanted:
             if oid.raw not in found:
                 found[oid.raw] = self.blob_digest(oid, path)
