@@ -203,3 +203,22 @@ def test_git_walks_the_objects_once_for_every_snapshot_when_none_is_missing(
     repo = open_repo(work)
     results = verify_snapshots(repo, [resolve(repo, tpl.good), resolve(repo, tpl.second)])
     assert [failing(r) for r in results] == [set(), set()]
+
+
+def test_an_edited_blob_or_tree_row_changes_no_digest(make_repo: MakeRepo) -> None:
+    repo_path = make_repo({"src/a.txt": "a\n", "b.txt": "b\n"})
+    repo = open_repo(repo_path)
+    tree = pygit2.Oid(hex=git(repo_path, "rev-parse", "HEAD^{tree}").strip())
+    honest = digest_tree(repo, tree, DigestCache.for_repo(repo)).digest
+    db = cache_db(repo_path)
+    try:
+        db.execute("DELETE FROM roots3")
+        # Every blob row claims another content; every tree row swaps in another's summary.
+        db.execute("UPDATE blobs3 SET sha256 = zeroblob(32)")
+        rows = db.execute("SELECT oid, summary, mac FROM trees3").fetchall()
+        for (oid, *_), (_, summary, mac) in zip(rows, rows[1:] + rows[:1], strict=True):
+            db.execute("UPDATE trees3 SET summary = ?, mac = ? WHERE oid = ?", (summary, mac, oid))
+        db.commit()
+    finally:
+        db.close()
+    assert digest_tree(repo, tree, DigestCache.for_repo(repo)).digest == honest
