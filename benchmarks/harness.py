@@ -148,6 +148,15 @@ class Context:
             if ref.startswith(("refs/govsnap", "refs/notes/")):
                 self.git(repo, "update-ref", "-d", ref)
 
+    def fresh_clone(self, source: Path, name: str) -> Path:
+        """Return a clone of a kept repository at its first commit, for snapshots and a
+        trust policy of this run's key: a policy's version only grows and only its
+        signers may change it, so an earlier run's policy cannot be replaced in place."""
+        path = self.clone(source, name)
+        root = self.git(path, "rev-list", "--max-parents=0", "HEAD").split()[0]
+        self.git(path, "reset", "-q", "--hard", root)
+        return path
+
     def clone(self, source: Path, name: str) -> Path:
         """Return a fresh local clone of a generated repository (objects shared by hardlinks)."""
         path = self.workdir / name

@@ -38,12 +38,13 @@ for n in range(count):
 def prepare(ctx: Context) -> Path:
     """Return a repository with SNAPSHOTS signed snapshots and a policy trusting the key
     (kept between runs like the generated repositories)."""
-    repo = ctx.repo("verify", files=FILES, total_bytes=MIB * 1024 * 1024)
+    source = ctx.repo("verify", files=FILES, total_bytes=MIB * 1024 * 1024)
+    repo = ctx.workdir / "verify-run"
     stamp = repo / ".git" / f"benchmark-verify-{SNAPSHOTS}-{ctx.signing_key}"
     if stamp.exists():
         return repo
     # Snapshots signed by an earlier run's throwaway key cannot be verified: start over.
-    ctx.forget_snapshots(repo)
+    repo = ctx.fresh_clone(source, "verify-run")
     policy = repo / ".govsnap" / "trust.toml"
     policy.parent.mkdir(exist_ok=True)
     policy.write_text(ctx.trust_policy('["create", "rollback"]'))

@@ -102,21 +102,22 @@ def change(rng: random.Random, path: Path) -> None:
 
 def prepare(ctx: Context) -> Path:
     """Return the shaped repository with SNAPSHOTS signed snapshots (kept between runs)."""
-    path = ctx.workdir / "shaped"
+    source = ctx.workdir / "shaped"
+    path = ctx.workdir / "shaped-run"
     stamp = path / ".git" / f"benchmark-shaped-{SNAPSHOTS}-{ctx.signing_key}"
     if stamp.exists():
         return path
-    if not (path / ".git" / "benchmark-ready").exists():
+    if not (source / ".git" / "benchmark-ready").exists():
         import shutil
 
-        shutil.rmtree(path, ignore_errors=True)
-        generate(path)
-        ctx.git(path, "init", "-q", "-b", "main")
-        ctx.git(path, "add", "-A")
-        ctx.git(path, "commit", "-q", "-m", "generated")
-        (path / ".git" / "benchmark-ready").write_text("ok\n")
-    ctx.forget_snapshots(path)
-    ctx.git(path, "config", "govsnap.signingKey", ctx.signing_key)
+        shutil.rmtree(source, ignore_errors=True)
+        generate(source)
+        ctx.git(source, "init", "-q", "-b", "main")
+        ctx.git(source, "add", "-A")
+        ctx.git(source, "commit", "-q", "-m", "generated")
+        (source / ".git" / "benchmark-ready").write_text("ok\n")
+    # Snapshots signed by an earlier run's throwaway key cannot be verified: start over.
+    path = ctx.fresh_clone(source, "shaped-run")
     policy = path / ".govsnap" / "trust.toml"
     policy.parent.mkdir(exist_ok=True)
     policy.write_text(ctx.trust_policy('["create", "rollback"]'))
