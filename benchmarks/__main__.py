@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import importlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from benchmarks.harness import ROOT, Comparison, Context, machine, table
+from benchmarks.harness import ROOT, Comparison, Context, load, machine, table
 
 # Case modules, in the order of the table. Each exposes run(ctx) -> list[Comparison].
 CASES = [
@@ -20,7 +22,11 @@ CASES = [
     "rollback",
     "restore",
     "listing",
+    "startup",
+    "diff",
     "verify",
+    "verify_shaped",
+    "memory",
     "report",
     "prune",
     "version",
@@ -47,7 +53,13 @@ def _signing_env(home: Path) -> tuple[dict[str, str], str]:
             no_protection=True,
         )
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    # Bytecode is written as an installed package has it (pip compiles at install):
+    # without it every run recompiles govsnap's modules.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("GIT_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         GNUPGHOME=str(gnupg_home),
         HOME=str(home),
@@ -85,16 +97,29 @@ def main(argv: list[str] | None = None) -> int:
     env, key = _signing_env(home)
     ctx = Context(files, mib * 1024 * 1024, runs, args.workdir.resolve(), env, key)
     results: list[Comparison] = []
+    compileall.compile_dir(ROOT.parent / "govsnap", quiet=1)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load_before = load()
     try:
         for name in args.only or CASES:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             module = importlib.import_module(f"benchmarks.{name}")
-            results.extend(module.run(ctx))
+            rows = module.run(ctx)
+            # Each case's rows as soon as it ends: a later case that fails loses nothing.
+            print(table(rows), file=sys.stderr, flush=True)
+            results.extend(rows)
     finally:
         subprocess.run(["gpgconf", "--homedir", env["GNUPGHOME"], "--kill", "all"], check=False)
         shutil.rmtree(env["GNUPGHOME"], ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
-    header = f"{files:,} files, ~{mib} MiB; {runs} runs; {machine()}"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    header = (
+        f"{files:,} files, ~{mib} MiB; {runs} runs; {machine()}\n"
+        f"started {started} at commit {commit or '?'}; load average {load_before} at the "
+        f"start, {load()} at the end"
+    )
     text = f"{header}\n\n{table(results)}\n"
     print(text)
     if args.markdown:

@@ -25,6 +25,6 @@ def run(ctx: Context) -> list[Comparison]:
             timed(lambda: ctx.run(govsnap, repo), None, ctx.runs),
             timed(git_tag, None, ctx.runs),
             "git tag -s on the same commit",
-            ratio_target=1.5,
+            absolute_target=0.1,
         )
     ]

@@ -31,6 +31,7 @@ class Comparison:
     ratio_target: float | None = None
     absolute_target: float | None = None  # seconds, for govsnap's median
     overhead_target: float | None = None  # seconds govsnap's median may exceed git's
+    unit: str = "ms"  # "ms": the figures are seconds, shown in ms; "MiB": peak memory
 
     @property
     def govsnap_median(self) -> float:
@@ -55,6 +56,8 @@ class Comparison:
             parts.append(f"<= {self.ratio_target:g}x")
         if self.absolute_target is not None:
             parts.append(f"<= {self.absolute_target * 1000:g} ms")
+        if self.unit != "ms" and self.ratio_target is not None:
+            parts[-1] += " (peak memory)"
         if self.overhead_target is not None:
             parts.append(f"<= +{self.overhead_target * 1000:g} ms over git")
         return ", ".join(parts) or "-"
@@ -136,6 +139,24 @@ class Context:
         self.git(path, "update-index", "--really-refresh")
         return path
 
+    def forget_snapshots(self, repo: Path) -> None:
+        """Delete every govsnap ref and note of a kept repository (its snapshots were
+        signed by an earlier run's throwaway key), this clone's record of the audit chain
+        included, so that new snapshots start a new chain."""
+        names = self.git(repo, "for-each-ref", "--format=%(refname)").split()
+        for ref in names:
+            if ref.startswith(("refs/govsnap", "refs/notes/")):
+                self.git(repo, "update-ref", "-d", ref)
+
+    def fresh_clone(self, source: Path, name: str) -> Path:
+        """Return a clone of a kept repository at its first commit, for snapshots and a
+        trust policy of this run's key: a policy's version only grows and only its
+        signers may change it, so an earlier run's policy cannot be replaced in place."""
+        path = self.clone(source, name)
+        root = self.git(path, "rev-list", "--max-parents=0", "HEAD").split()[0]
+        self.git(path, "reset", "-q", "--hard", root)
+        return path
+
     def clone(self, source: Path, name: str) -> Path:
         """Return a fresh local clone of a generated repository (objects shared by hardlinks)."""
         path = self.workdir / name
@@ -159,6 +180,39 @@ def generate(path: Path, files: int, total_bytes: int, seed: int = 42) -> None:
             directory.mkdir(parents=True, exist_ok=True)
         size = rng.randint(0, 2 * mean)
         (directory / f"f{i:06d}{kinds[i % len(kinds)]}").write_bytes(rng.randbytes(size))
+
+
+def paired(
+    first: Callable[[], object],
+    second: Callable[[], object],
+    prepare: Callable[[], object] | None = None,
+    runs: int = 5,
+) -> tuple[list[float], list[float]]:
+    """Return the wall times of `runs` calls of `first` and of `second`, alternating
+    (first, second, first, ...), `prepare` untimed before each call: on a shared machine
+    both see the same load, so their ratio means something when the figures do not."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(runs):
+        for action, out in ((first, times[0]), (second, times[1])):
+            if prepare is not None:
+                prepare()
+            start = time.perf_counter()
+            action()
+            out.append(time.perf_counter() - start)
+    return times
+
+
+def peak_memory(ctx: Context, args: Sequence[str], cwd: Path) -> float:
+    """Return the peak resident memory in MiB of the largest process `args` runs (itself
+    or a child it waits for), as getrusage reports it for a fresh watcher process."""
+    watcher = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+        "if done.returncode: sys.exit(done.returncode)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    out = ctx.run([sys.executable, "-c", watcher, *args], cwd).stdout
+    return int(out.decode().strip()) / 1024
 
 
 def timed(
@@ -191,6 +245,11 @@ def machine() -> str:
     return f"{os.cpu_count()} x {cpu}; Python {sys.version.split()[0]}; {git}"
 
 
+def load() -> str:
+    """Return the load averages (1, 5, 15 minutes) as text."""
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def table(results: Sequence[Comparison]) -> str:
     """Return the results as a Markdown table."""
     lines = [
@@ -199,8 +258,10 @@ def table(results: Sequence[Comparison]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        scale = 1000 if r.unit == "ms" else 1
         lines.append(
-            f"| {r.work} | {r.govsnap_median * 1000:.0f} ms | {r.git_median * 1000:.0f} ms "
+            f"| {r.work} | {r.govsnap_median * scale:.0f} {r.unit} "
+            f"| {r.git_median * scale:.0f} {r.unit} "
             f"| {r.git_equivalent} | {r.ratio:.2f}x | {r.target} "
             f"| {'met' if r.met else 'NOT met'} |"
         )

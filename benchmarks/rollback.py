@@ -65,6 +65,6 @@ def run(ctx: Context) -> list[Comparison]:
             rollback_g,
             rollback_s,
             GIT_EQUIVALENT,
-            ratio_target=1.2,
+            ratio_target=2.0,
         )
     ]

@@ -32,31 +32,37 @@ from govsnap.commands.options import State, global_params, table_params
 from govsnap.error_handler import Failure, failure
 from govsnap.errors import Declined
 
-app = typer.Typer(
-    name="govsnap",
-    help="Signed, tamper-evident snapshots of a git repository for promotion governance.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="`govsnap COMMAND -h` for a command's options; the manual: `man git-govsnap` "
+_SETTINGS: dict[str, Any] = {
+    "name": "govsnap",
+    "help": "Signed, tamper-evident snapshots of a git repository for promotion governance.",
+    "no_args_is_help": True,
+    "add_completion": False,
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+    "epilog": "`govsnap COMMAND -h` for a command's options; the manual: `man git-govsnap` "
     "(`govsnap install-man` puts it in place); docs/cli.md.",
-)
-# In the order `govsnap --help` lists them; groups by name, the others merged in.
-app.add_typer(configure.app)
-app.add_typer(snapshots.app)
-app.add_typer(audit.app, name="audit")
-app.add_typer(hooks.app, name="hooks")
-app.add_typer(rollback.app)
-app.add_typer(files.app)
-app.add_typer(retention.app)
-app.add_typer(verify.app)
-app.add_typer(trust.app, name="trust")
-app.add_typer(sharing.app)
-app.add_typer(stats.app)
-app.add_typer(report.app)
-app.add_typer(shell.app)
+}
+# In the order `govsnap --help` lists them: (feature, group name); groups by name, the
+# others merged in.
+_FEATURES: list[tuple[typer.Typer, str | None]] = [
+    (configure.app, None),
+    (snapshots.app, None),
+    (audit.app, "audit"),
+    (hooks.app, "hooks"),
+    (rollback.app, None),
+    (files.app, None),
+    (retention.app, None),
+    (verify.app, None),
+    (trust.app, "trust"),
+    (sharing.app, None),
+    (stats.app, None),
+    (report.app, None),
+    (shell.app, None),
+]
+app = typer.Typer(**_SETTINGS)
+for _feature, _group in _FEATURES:
+    app.add_typer(_feature, name=_group)
 
 
 def _version(value: bool) -> None:
@@ -79,6 +85,46 @@ def main(
 ) -> None:
     """Signed, tamper-evident snapshots of a git repository for promotion governance."""
     ctx.obj = State(repo)
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """Return the command (or group) a command line names, past the global options."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("-C", "--repo"):
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+        elif arg == "--":
+            return next(args, None)
+    return None
+
+
+def _names(feature: typer.Typer) -> set[str]:
+    """Return the command and group names a feature adds (as Typer names them)."""
+    names = {
+        info.name or info.callback.__name__.replace("_", "-")
+        for info in feature.registered_commands
+        if info.callback is not None
+    }
+    return names | {info.name for info in feature.registered_groups if info.name}
+
+
+def application(argv: list[str]) -> typer.Typer:
+    """Return the app to run `argv` with: only the feature that holds the command it
+    names, else every feature.
+
+    The framework inspects the signature of every command it is given before it runs
+    one (59 of them: ~30% of a `govsnap list`, in cProfile); one feature's are enough.
+    """
+    name = _command_name(argv)
+    for feature, group in _FEATURES:
+        if name is not None and (name == group if group else name in _names(feature)):
+            single = typer.Typer(**_SETTINGS)
+            single.callback()(main)
+            single.add_typer(feature, name=group)
+            return single
+    return app
 
 
 # Commands whose output is long enough to page, as git pages log and show; and those that
@@ -122,12 +168,17 @@ def _progress_shown(command: Any) -> None:
     command.invoke = invoke_showing_progress
 
 
+def command(argv: list[str] | None = None) -> Any:
+    """Return the command line as one click command: the app (for `argv`, only the feature
+    holding the command it names: application), with the options every command takes (-q,
+    --color, --no-pager; --wide where a table is printed), before or after its name, the
+    pager on the commands whose output is long, and progress."""
+    return _command(application(argv) if argv is not None else app)
+
+
 @functools.cache
-def command() -> Any:
-    """Return the command line as one click command: the app, with the options every
-    command takes (-q, --color, --no-pager; --wide where a table is printed), before or
-    after its name, the pager on the commands whose output is long, and progress."""
-    root = typer.main.get_command(app)
+def _command(typer_app: typer.Typer) -> Any:
+    root = typer.main.get_command(typer_app)
     # One set of option objects serves every command: a parse keeps its values in its
     # context, not in the options.
     everywhere, tables = global_params(), table_params()
@@ -213,7 +264,7 @@ def run(argv: list[str], started: float | None = None) -> int:
     try:
         # Not standalone: the framework's usage errors come here as exceptions, to be
         # printed as one line like every other error, not as a usage block.
-        code = command().main(args=argv, prog_name="govsnap", standalone_mode=False)
+        code = command(argv).main(args=argv, prog_name="govsnap", standalone_mode=False)
     except SystemExit as exc:
         if isinstance(exc.__context__, BrokenPipeError):
             # The framework's own answer to a closed stdout (exit 1): see below.

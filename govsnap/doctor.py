@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pygit2
 
 from govsnap import audit, notes, progress, worktree
-from govsnap.digest import DigestCache
+from govsnap.digest import DigestCache, key_path
 from govsnap.errors import CheckFailed, CorruptObject, GovsnapError
 from govsnap.objects import (
     SnapshotPayload,
@@ -46,6 +46,7 @@ BY = "govsnap doctor"
 FindingKind = Literal[
     "stale-lock",
     "torn-cache",
+    "cache-key",
     "broken-ref",
     "dangling-snapshot-ref",
     "orphan-note",
@@ -248,19 +249,25 @@ def find_capture_problems(repo: Repo, now: float) -> list[Finding]:
 
 
 def find_torn_cache(repo: Repo) -> list[Finding]:
-    """Return a finding when the digest cache database is damaged (a half-written file)."""
+    """Return a finding when the digest cache database is damaged (a half-written file),
+    and one when the user's cache key is unusable."""
     cache = DigestCache.for_repo(repo)
+    findings = []
+    key_problem = cache.key_problem()
+    if key_problem is not None:
+        # Without a key nothing in the cache is used: slow, never wrong. The user decides.
+        findings.append(Finding("cache-key", str(key_path()), key_problem, None))
     problem = cache.problem()
-    if problem is None:
-        return []
-    return [
-        Finding(
-            "torn-cache",
-            str(cache.path),
-            problem,
-            "delete the cache; the next digest rebuilds it from the objects",
+    if problem is not None:
+        findings.append(
+            Finding(
+                "torn-cache",
+                str(cache.path),
+                problem,
+                "delete the cache; the next digest rebuilds it from the objects",
+            )
         )
-    ]
+    return findings
 
 
 def _object_exists(repo: Repo, oid: pygit2.Oid) -> bool:

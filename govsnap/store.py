@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import pygit2
-from pygit2.enums import DeltaStatus, DiffOption, ObjectType
+from pygit2.enums import ObjectType
 
 from govsnap import audit, notes, objects, progress, worktree
 from govsnap.digest import DigestCache, TreeDigest, digest_tree
 from govsnap.errors import (
     AmbiguousSnapshot,
     CorruptObject,
+    GovsnapError,
     InvalidRevision,
     SigningError,
     SnapshotNotFound,
@@ -37,6 +35,7 @@ from govsnap.objects import (
     payload_from_tuple,
     payload_to_tuple,
     read_tag,
+    signature_kind,
     snapshot_id,
     update_refs,
     utc,
@@ -187,9 +186,9 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
     """Return every snapshot, newest first, reading refs and notes in bulk.
 
     Tags and note blobs are immutable, so their parsed forms are cached by object id. The
-    cache lives in `.git/govsnap/`, which anyone who restores a CI cache can write: a
-    cached tag is used only if it serialises back to the object id it is filed under (so
-    an edited row is re-read from the tag), and verification re-reads the tag anyway.
+    cache lives in `.git/govsnap/`, which anyone who restores a CI cache can write: a row
+    is used only under a MAC of the user's key (DigestCache), so an edited row is re-read
+    from the object, and verification re-reads the tag anyway.
     """
     refs = snapshot_refs(repo)
     note_blobs = notes.note_blobs(repo)
@@ -210,7 +209,7 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
                     note = Note(error=f"note {blob} is unreadable: {exc}")
                 if note.error is None:
                     cache.put_parsed(blob.raw, note.data)
-        cached = _cached_payload(known.get(oid.raw), oid)
+        cached = _cached_payload(known.get(oid.raw))
         if cached is not None:
             payload, kind = cached
             snaps.append(Snapshot(ident, str(oid), payload, kind, note))
@@ -224,26 +223,24 @@ def list_snapshots(repo: Repo) -> list[Snapshot]:
     return snaps
 
 
-def _cached_payload(value: Any, oid: pygit2.Oid) -> tuple[SnapshotPayload, SignatureKind] | None:
-    """Return the payload and signature kind a cache row holds for tag `oid`, or None when
-    the row is absent, unreadable, or not that tag's: the tag object rebuilt from it must
-    hash to `oid` (git's object id), so no edit of the cache changes what is read."""
+def _cached_payload(value: Any) -> tuple[SnapshotPayload, SignatureKind] | None:
+    """Return the payload and signature kind a cache row holds, or None when the row is
+    absent or unreadable. (Rebuilding the tag to check its object id took a quarter of
+    listing 10,000 snapshots; the row's MAC vouches for it.)"""
     try:
         values, signature = value
-        payload = payload_from_tuple(values)
-        body = payload.to_bytes()
-        raw = body + signature
+        return payload_from_tuple(values), signature_kind(signature)
     except (TypeError, ValueError, AttributeError):
         return None
-    if hashlib.sha1(b"tag %d\0" % len(raw) + raw).digest() != oid.raw:
-        return None
-    return payload, SignedTag(body, signature).signature_kind
 
 
 def order_key(snap: Snapshot) -> tuple[int, int, str]:
     """Return the sort key of a snapshot: signed time, then the finer creation time the
     note records (git times have whole seconds), then id."""
-    return (snap.created, snap.note_view.created_ns or 0, snap.id)
+    # The one field read as NoteView reads it, without building the whole view: for
+    # 10,000 snapshots that took a fifth of `list --json` (cProfile).
+    fine = snap.note_data.get("created_ns")
+    return (snap.created, fine if type(fine) is int else 0, snap.id)
 
 
 @dataclass(frozen=True)
@@ -477,6 +474,7 @@ def default_environment(repo: Repo) -> str:
 
 def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
     """Return the configured signer; refuse to go on unsigned unless that was asked for."""
+
     signer = signer_for(repo)
     if signer is None and not (unsigned or repo.config_bool("govsnap.allowUnsigned", False)):
         raise SigningError(
@@ -488,6 +486,8 @@ def require_signer(repo: Repo, unsigned: bool) -> Signer | None:
 
 def create(repo: Repo, options: CreateOptions) -> CreateResult:
     """Capture, sign and record a snapshot: commit, tag, ref, note, audit entry in that order."""
+    from govsnap import audit
+
     # Its objects are written long before a ref names them: `prune --now` must wait.
     with writing(repo), audit.operation(repo, "create", options.audit_context) as op:
         return _create(repo, options, op)
@@ -496,6 +496,9 @@ def create(repo: Repo, options: CreateOptions) -> CreateResult:
 def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateResult:
     if options.from_rev is None and options.tree is None:
         repo.workdir  # noqa: B018 - a bare repository is refused before anything is tried
+    import secrets
+    from datetime import UTC, datetime
+
     trigger = validate_name("trigger", options.trigger)
     environment = validate_name("environment", options.environment or default_environment(repo))
     op.place(environment)
@@ -531,9 +534,12 @@ def _create(repo: Repo, options: CreateOptions, op: audit.Operation) -> CreateRe
     # A partial clone lacks blobs the digest reads: fetch them as git would on demand.
     worktree.fetch_missing(repo, [tree])
     cache = DigestCache.for_repo(repo)
+    # The working tree holds most new blobs as git stored them: hashing a file whose git
+    # id is the blob's spares inflating it (the first snapshot of a repository).
+    workdir = None if repo.is_bare else repo.workdir
     try:
         with progress.task("hashing the captured files (SHA-256)"):
-            digest = digest_tree(repo, tree, cache, fmt=FORMAT_VERSION)
+            digest = digest_tree(repo, tree, cache, fmt=FORMAT_VERSION, workdir=workdir)
     except CorruptObject as exc:
         raise CorruptObject(exc.message + worktree.partial_clone_hint(repo)) from exc
     if options.if_changed:
@@ -703,11 +709,11 @@ def _diff(
     return SnapshotDiff(old, new, changes, text)
 
 
-_STATUS: dict[DeltaStatus, ChangeStatus] = {
-    DeltaStatus.ADDED: "added",
-    DeltaStatus.DELETED: "removed",
-    DeltaStatus.MODIFIED: "modified",
-    DeltaStatus.TYPECHANGE: "modified",
+_STATUS: dict[str, ChangeStatus] = {
+    "A": "added",
+    "D": "removed",
+    "M": "modified",
+    "T": "modified",
 }
 
 
@@ -730,24 +736,21 @@ def snapshot_tree(repo: Repo, snap: Snapshot) -> pygit2.Tree:
 
 
 def diff_trees(repo: Repo, old: pygit2.Tree, new: pygit2.Tree) -> list[FileChange]:
-    """Return the files added, removed and modified from `old` to `new`, by path; raise
-    CorruptObject when libgit2 cannot compare them."""
-    changes = []
+    """Return the files added, removed and modified from `old` to `new`, by path, with
+    the lines git's own diff counts; raise CorruptObject when git cannot compare them."""
+    from govsnap import worktree
+
     try:
-        for patch in old.diff_to_tree(new, flags=DiffOption.NORMAL):
-            if patch is None:
-                continue
-            delta = patch.delta
-            status = _STATUS.get(delta.status)
-            if status is None:
-                continue
-            path = delta.new_file.path if status != "removed" else delta.old_file.path
-            _, additions, deletions = patch.line_stats
-            changes.append(FileChange(status, path, additions, deletions, bool(delta.is_binary)))
-    except pygit2.GitError as exc:
-        # A tree entry named "/x" (which git fsck rejects) trips an assertion in libgit2.
-        raise CorruptObject(
-            f"cannot compare tree {old.id} with {new.id}: one holds an entry libgit2 "
-            f"rejects ({exc})"
-        ) from exc
+        stats = worktree.diff_stats(repo, str(old.id), str(new.id))
+    except GovsnapError as exc:
+        raise CorruptObject(f"cannot compare tree {old.id} with {new.id}: {exc.message}") from exc
+    changes = []
+    for stat in stats:
+        status = _STATUS.get(stat.change.status)
+        if status is None:
+            continue
+        additions, deletions = stat.lines or (0, 0)
+        # As the rest of govsnap shows paths: bytes that are not UTF-8 kept as escapes.
+        path = stat.change.path.decode(errors="surrogateescape")
+        changes.append(FileChange(status, path, additions, deletions, stat.lines is None))
     return sorted(changes, key=lambda c: c.path)

@@ -18,7 +18,7 @@ import pygit2
 from pygit2.enums import ObjectType
 
 from govsnap import audit, notes, objects, progress, worktree
-from govsnap.digest import DigestCache, TreeDigest, digest_tree
+from govsnap.digest import DigestCache, Digester, TreeDigest
 from govsnap.errors import CheckFailed, CorruptObject, GovsnapError, UsageError
 from govsnap.objects import ISO_UTC, SignedTag, SnapshotPayload, read_tag, snapshot_id, utc
 from govsnap.prune import pinned_ids
@@ -45,8 +45,11 @@ CHECKS = tuple(Check)
 # Checks of what nobody signed: anyone who can push may edit a note, so a failed one is a
 # warning shown beside the verdict, never part of it (the signed tag decides).
 ADVISORY = frozenset({Check.NOTE})
-# Below this many snapshots per worker, starting processes costs more than it saves.
-_MIN_PER_JOB = 16
+# Below this many snapshots per worker, starting processes costs more than it saves:
+# each worker imports its own keyring, walks the objects its snapshots share with the
+# other's, and starts its own gpg (50 snapshots of 39k files, 4 alternating runs at load
+# 11: 2.6 s with two workers, 2.0 s with one; 1,000 snapshots: 0.43x against 0.68x).
+_MIN_PER_JOB = 100
 _MAX_MISSING_SHOWN = 3
 
 
@@ -190,17 +193,22 @@ def _short(text: str, width: int = 40) -> str:
 
 class _Checker:
     """Runs the checks for snapshots of one repository, sharing work between them:
-    one gpg process for all OpenPGP signatures, each tree's objects and digest once."""
+    one gpg process for all OpenPGP signatures; each tree and blob checked once, each
+    root tree's digest computed once (or read from the cache, which vouches for it)."""
 
     def __init__(self, repo: Repo, options: _Options) -> None:
         self.repo = repo
         self.options = options
-        self.cache = DigestCache.for_repo(repo)
+        # One digester per run: snapshots share almost all of their trees.
+        self.digester = Digester(repo, DigestCache.for_repo(repo), options.deep)
+        self.deep_digester: Digester | None = None
         # With a policy, signatures are checked against its keys only.
         policy = options.policy
         self.verifier = policy.verifier(repo) if policy else SignatureVerifier(repo)
-        # tree oid -> its subtrees (oid, name), for trees whose entries are all present.
+        # tree oid -> its subtrees (oid, name), for trees whose entries are all present;
+        # `whole`: trees whose every object below is present.
         self.trees_ok: dict[pygit2.Oid, list[tuple[pygit2.Oid, str]]] = {}
+        self.whole: set[pygit2.Oid] = set()
         self.digests: dict[tuple[str, int], TreeDigest | CorruptObject] = {}
         # Snapshots share most blobs: each is looked up once per run.
         self.blobs_ok: set[pygit2.Oid] = set()
@@ -217,6 +225,8 @@ class _Checker:
             except CorruptObject as exc:
                 tags.append(exc)
         readable = [t for t in tags if isinstance(t, SignedTag)]
+        self.prefetch_digests(readable)
+        self.find_complete(readable)
         try:
             checked = self.verifier.verify_many([(t.payload, t.signature) for t in readable])
             ssh_ids = [s.id for s, t in zip(snaps, tags, strict=True) if isinstance(t, SignedTag)]
@@ -234,7 +244,50 @@ class _Checker:
             )
             if advance is not None:
                 advance(1)
+        self.digester.flush()
         return done
+
+    def find_complete(self, tags: Sequence[SignedTag]) -> None:
+        """Mark the payloads' trees whole when git finds every object below all of them
+        present: one `git rev-list --objects --missing=print` walks the objects they
+        share once, in C (50 snapshots of 39,000 files: ~40 ms, against ~150 ms for the
+        Python walk). When git names a missing object, or cannot walk a tree, the walk
+        below finds which snapshots lack what, and says where. --deep reads every blob."""
+        if self.options.deep:
+            return
+        trees: set[pygit2.Oid] = set()
+        for tag in tags:
+            try:
+                oid = pygit2.Oid(hex=SnapshotPayload.parse(tag.payload).tree)
+            except CorruptObject:
+                continue
+            # rev-list would list a blob or commit given here as an object like any other.
+            if isinstance(self.repo.git.get(oid), pygit2.Tree):
+                trees.add(oid)
+        if not trees:
+            return
+        listed = self.repo.git_cmd(
+            "rev-list",
+            "--objects",
+            "--missing=print",
+            "--no-object-names",
+            "--stdin",
+            input="".join(f"{oid}\n" for oid in trees).encode(),
+            check=False,
+        )
+        if listed.returncode == 0 and b"\n?" not in b"\n" + listed.stdout:
+            self.whole.update(trees)
+
+    def prefetch_digests(self, tags: Sequence[SignedTag]) -> None:
+        """Read the cached digests of every well-formed payload's tree in one query."""
+        keys: list[tuple[pygit2.Oid, int]] = []
+        for tag in tags:
+            try:
+                payload = SnapshotPayload.parse(tag.payload)
+            except CorruptObject:
+                continue
+            keys.append((pygit2.Oid(hex=payload.tree), payload.format))
+        self.digester.prefetch(keys)
 
     def at_known_times(self, ident: str, tag: SignedTag, check: SignatureCheck) -> SignatureCheck:
         """Return `check`, failed when the key was not valid when a server receives the
@@ -417,8 +470,13 @@ class _Checker:
 
     def digest(self, payload: SnapshotPayload, deep: bool) -> TreeDigest | CorruptObject:
         """Return the digest of the payload's tree in its format, or why it cannot be had."""
+        digester = self.digester
+        if deep and not self.options.deep:
+            if self.deep_digester is None:
+                self.deep_digester = Digester(self.repo, None, deep=True)
+            digester = self.deep_digester
         try:
-            return digest_tree(self.repo, payload.tree, self.cache, deep=deep, fmt=payload.format)
+            return digester.digest(pygit2.Oid(hex=payload.tree), payload.format)
         except CorruptObject as exc:
             return exc
         except RecursionError:
@@ -443,15 +501,27 @@ class _Checker:
         return CheckResult(Check.OBJECTS, True, "every object is present")
 
     def missing_below(self, root: pygit2.Oid) -> list[str]:
-        """Return a description of each object missing below a tree (gitlinks excepted)."""
+        """Return a description of each object missing below a tree (gitlinks excepted).
+
+        A tree whose every object below was found present earlier in this run is not
+        walked again: a snapshot costs the trees it does not share with those before it."""
         missing: list[str] = []
-        stack = [(root, "")]
+        # (tree, where, its entries already pushed): a tree is whole once it is complete
+        # and its subtrees are, which is known when it comes off the stack the second time.
+        stack = [(root, "", False)]
         while stack:
-            oid, where = stack.pop()
+            oid, where, expanded = stack.pop()
+            if oid in self.whole:
+                continue
             subtrees = self.trees_ok.get(oid)
+            if expanded:
+                if subtrees is not None and all(sub in self.whole for sub, _ in subtrees):
+                    self.whole.add(oid)
+                continue
             if subtrees is None:
                 subtrees = self.read_tree(oid, where, missing)
-            stack.extend((sub, f"{where}{name}/") for sub, name in subtrees)
+            stack.append((oid, where, True))
+            stack.extend((sub, f"{where}{name}/", False) for sub, name in subtrees)
         return missing
 
     def read_tree(

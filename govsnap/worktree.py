@@ -720,6 +720,54 @@ def diff_trees(repo: Repo, old: str, new: str) -> list[Change]:
 
 
 @dataclass(frozen=True)
+class ChangeStat:
+    """A change and its lines added and removed (None for a binary file), as
+    `git diff-tree --numstat` counts them."""
+
+    change: Change
+    lines: tuple[int, int] | None
+
+
+def diff_stats(repo: Repo, old: str, new: str) -> list[ChangeStat]:
+    """Return every file-level change from tree `old` to tree `new` with its line counts,
+    by path: one `git diff-tree` run, whose line diff is git's own (`git diff --stat`)."""
+    out = git(
+        repo,
+        "diff-tree",
+        "-r",
+        "-z",
+        "--no-renames",
+        "--full-index",
+        "--ignore-submodules=none",
+        "--raw",
+        "--numstat",
+        old,
+        new,
+    )
+    fields = out.split(b"\0")
+    changes: list[Change] = []
+    index = 0
+    # First a raw record per change (":modes oids status", then its path), then a numstat
+    # record per change ("added\tremoved\tpath"), in the same order.
+    while index + 1 < len(fields) and fields[index].startswith(b":"):
+        old_mode, new_mode, old_oid, new_oid, status = fields[index][1:].decode().split(" ")
+        changes.append(
+            Change(
+                status[0], fields[index + 1], int(old_mode, 8), int(new_mode, 8), old_oid, new_oid
+            )
+        )
+        index += 2
+    stats: list[ChangeStat] = []
+    for change, record in zip(changes, fields[index:], strict=False):
+        added, removed, _path = record.split(b"\t", 2)
+        lines = None if added == b"-" else (int(added), int(removed))
+        stats.append(ChangeStat(change, lines))
+    if len(stats) != len(changes):
+        raise EnvironmentProblem(f"git diff-tree {old} {new}: unexpected output")
+    return stats
+
+
+@dataclass(frozen=True)
 class TreeEntry:
     """One non-tree entry below a tree."""
 

@@ -162,11 +162,11 @@ def test_attack_7_an_edited_cache_row_changes_nothing_rollback_writes(
     evil_tree = git(repo, "mktree", input_text=f"100644 blob {evil}\tevil.sh\n").strip()
     tag = bytes.fromhex(git(repo, "rev-parse", f"refs/govsnap/snapshots/{ident}").strip())
     db = sqlite3.connect(repo / ".git" / "govsnap" / "digest-cache.sqlite")
-    (row,) = db.execute("SELECT value FROM parsed WHERE oid = ?", (tag,)).fetchone()
+    (row,) = db.execute("SELECT value FROM parsed3 WHERE oid = ?", (tag,)).fetchone()
     values, signature = marshal.loads(row)
     forged = (*values[:5], evil_tree, *values[6:])
     db.execute(
-        "UPDATE parsed SET value = ? WHERE oid = ?", (marshal.dumps((forged, signature)), tag)
+        "UPDATE parsed3 SET value = ? WHERE oid = ?", (marshal.dumps((forged, signature)), tag)
     )
     db.commit()
     db.close()

@@ -55,3 +55,32 @@ def test_file_names_that_are_not_utf8_are_printed_escaped(cli: Cli, repo: Path) 
     assert data.code == 0 and "caf\udc80\udce9" in json.loads(data.out)["removed"]
     dry = cli(repo, "rollback", ident, "--dry-run", "--no-verify")
     assert dry.code == 0 and "caf\\udc80\\udce9" in dry.out, dry.err
+
+
+def test_each_command_runs_in_an_app_of_its_own_feature_with_the_same_options() -> None:
+    from typing import Any
+
+    import typer
+    from typer.core import TyperGroup
+
+    from govsnap.cli import app, application
+
+    def shape(command: Any) -> tuple[object, object]:
+        params = sorted((p.name or "", tuple(p.opts)) for p in command.params)
+        subcommands = getattr(command, "commands", {})
+        return params, {n: shape(c) for n, c in subcommands.items()}
+
+    # Only the feature holding the command is handed to the framework (start-up); the
+    # command must come out exactly as in the whole app, the global options too.
+    full = typer.main.get_command(app)
+    assert isinstance(full, TyperGroup)
+    for name, command in full.commands.items():
+        for argv in ([name], ["-C", "elsewhere", name, "--help"], ["--repo=x", name]):
+            chosen = application(argv)
+            assert chosen is not app, argv
+            single = typer.main.get_command(chosen)
+            assert isinstance(single, TyperGroup)
+            assert shape(single.commands[name]) == shape(command)
+            assert shape(single)[0] == shape(full)[0]
+    for argv in ([], ["--help"], ["no-such-command"], ["-C", "list"]):
+        assert application(argv) is app

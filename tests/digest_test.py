@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pygit2
@@ -209,3 +210,35 @@ def test_an_empty_directory_changes_the_format_2_digest(scratch: Repo) -> None:
     with_dir = write_raw_tree(scratch.git, {b"f": ("file", (0o100644, b"X")), b"d": ("tree", {})})
     assert digest_tree(scratch, bare, fmt=1).digest == digest_tree(scratch, with_dir, fmt=1).digest
     assert digest_tree(scratch, bare).digest != digest_tree(scratch, with_dir).digest
+
+
+def test_working_tree_files_stand_in_for_blobs_only_when_git_would_store_their_bytes(
+    make_repo: MakeRepo,
+) -> None:
+    files: dict[str, str | bytes] = {f"d/f{n}.txt": f"file {n}\n" for n in range(12)}
+    repo_path = make_repo({**files, "same.txt": "same\n", "edited.txt": "old\n", "fifo": "x\n"})
+    (repo_path / "link").symlink_to("same.txt")
+    git(repo_path, "add", "link")
+    git(repo_path, "commit", "-q", "-m", "link")
+    repo = open_repo(repo_path)
+    tree = repo.git.revparse_single("HEAD^{tree}").id
+    honest = digest_tree(repo, tree)
+    # After the capture the working tree moved on: a file edited, one become a FIFO (which
+    # must not block the read), and the link's target is not its blob.
+    (repo_path / "edited.txt").write_text("new\n")
+    (repo_path / "fifo").unlink()
+    os.mkfifo(repo_path / "fifo")
+    from_files = digest_tree(repo, tree, workdir=repo_path)
+    assert (from_files.digest, from_files.files, from_files.bytes, from_files.kinds) == (
+        honest.digest,
+        honest.files,
+        honest.bytes,
+        honest.kinds,
+    )
+    assert from_files.hashed_blobs == honest.hashed_blobs == 16
+    # The file that still holds its blob's bytes is read instead of the object store.
+    blob = git(repo_path, "rev-parse", "HEAD:d/f3.txt").strip()
+    (repo_path / ".git" / "objects" / blob[:2] / blob[2:]).unlink()
+    assert digest_tree(repo, tree, workdir=repo_path).digest == honest.digest
+    with pytest.raises(CorruptObject, match="is missing"):
+        digest_tree(repo, tree)
