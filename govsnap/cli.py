@@ -110,6 +110,10 @@ def _names(feature: typer.Typer) -> set[str]:
     return names | {info.name for info in feature.registered_groups if info.name}
 
 
+# Commands that describe the whole command line (the manual page, shell completion).
+_WHOLE = frozenset({"install-man", "completion"})
+
+
 def application(argv: list[str]) -> typer.Typer:
     """Return the app to run `argv` with: only the feature that holds the command it
     names, else every feature.
@@ -118,6 +122,8 @@ def application(argv: list[str]) -> typer.Typer:
     one (59 of them: ~30% of a `govsnap list`, in cProfile); one feature's are enough.
     """
     name = _command_name(argv)
+    if name in _WHOLE:
+        return app
     for feature, group in _FEATURES:
         if name is not None and (name == group if group else name in _names(feature)):
             single = typer.Typer(**_SETTINGS)
