@@ -1191,16 +1191,42 @@ def decisions(
     purged: set[str] = set()
     pinned: set[str] = set()
     ignored: list[JudgedEntry] = []
+    # Who pinned and who unpinned each snapshot, as the replay meets them: a decision also
+    # counts for nothing when a pin stands in its own past (its signer's chain), whatever
+    # order entries of one second on two joined copies of the chain replay in.
+    pins: dict[str, list[str]] = {}
+    unpins: dict[str, list[str]] = {}
+
+    def before(later: str, earlier: str) -> bool:
+        return later != earlier and bool(
+            repo.git.descendant_of(pygit2.Oid(hex=later), pygit2.Oid(hex=earlier))
+        )
+
+    def pinned_in_its_past(ident: str, entry: str) -> bool:
+        return any(
+            before(entry, pin)
+            and not any(
+                before(unpin, pin) and before(entry, unpin) for unpin in unpins.get(ident, [])
+            )
+            for pin in pins.get(ident, [])
+        )
+
     for item in reversed(judged):
         operation = item.entry.operation
         if operation == "pin":
             pinned.update(item.entry.snapshots)
+            for ident in item.entry.snapshots:
+                pins.setdefault(ident, []).append(item.entry.oid)
         elif not item.allowed:
             ignored.append(item)
         elif operation == "unpin":
             pinned.difference_update(item.decides)
+            for ident in item.decides:
+                unpins.setdefault(ident, []).append(item.entry.oid)
         else:
-            kept = sorted(item.decides & pinned)
+            kept = sorted(
+                i for i in item.decides if i in pinned or pinned_in_its_past(i, item.entry.oid)
+            )
             if kept:
                 ignored.append(
                     replace(
@@ -1211,7 +1237,7 @@ def decisions(
                         "authorised unpin came first), so it counts for nothing",
                     )
                 )
-            counted = item.decides - pinned
+            counted = item.decides - set(kept)
             pruned |= counted
             if operation == "purge":
                 purged |= counted
