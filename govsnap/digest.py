@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import marshal
@@ -85,13 +86,18 @@ def load_key(path: Path) -> bytes | str:
     why it cannot be used: then the digest caches are not used at all."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(secrets.token_bytes(_KEY_BYTES))
+        if not path.exists():
+            # Written aside, then linked into place: a process killed half-way leaves no
+            # empty key behind, and of two first runs one key wins whole.
+            staged = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(secrets.token_bytes(_KEY_BYTES))
+                with contextlib.suppress(FileExistsError):
+                    os.link(staged, path)
+            finally:
+                staged.unlink(missing_ok=True)
         info = path.stat()
         key = path.read_bytes()
     except OSError as exc:
