@@ -693,30 +693,25 @@ class Change:
     new_oid: str
 
 
+# Every file-level change between two trees, as git names them. --ignore-submodules=none:
+# git need not read .gitmodules (a damaged one is fatal).
+_DIFF_TREE = ("diff-tree", "-r", "-z", "--no-renames", "--full-index", "--ignore-submodules=none")
+
+
+def _raw_change(meta: bytes, path: bytes) -> Change:
+    """Return the change of one raw record (":modes oids status") and its path."""
+    old_mode, new_mode, old_oid, new_oid, status = meta[1:].decode().split(" ")
+    return Change(status[0], path, int(old_mode, 8), int(new_mode, 8), old_oid, new_oid)
+
+
 def diff_trees(repo: Repo, old: str, new: str) -> list[Change]:
     """Return every file-level change from tree `old` to tree `new`, by path."""
-    # --ignore-submodules=none: git need not read .gitmodules (a damaged one is fatal).
-    out = git(
-        repo,
-        "diff-tree",
-        "-r",
-        "-z",
-        "--no-renames",
-        "--full-index",
-        "--ignore-submodules=none",
-        old,
-        new,
-    )
-    fields = out.split(b"\0")
-    changes: list[Change] = []
-    for meta, path in zip(fields[0::2], fields[1::2], strict=False):
-        if not meta.startswith(b":"):
-            continue
-        old_mode, new_mode, old_oid, new_oid, status = meta[1:].decode().split(" ")
-        changes.append(
-            Change(status[0], path, int(old_mode, 8), int(new_mode, 8), old_oid, new_oid)
-        )
-    return changes
+    fields = git(repo, *_DIFF_TREE, old, new).split(b"\0")
+    return [
+        _raw_change(meta, path)
+        for meta, path in zip(fields[0::2], fields[1::2], strict=False)
+        if meta.startswith(b":")
+    ]
 
 
 @dataclass(frozen=True)
@@ -731,31 +726,13 @@ class ChangeStat:
 def diff_stats(repo: Repo, old: str, new: str) -> list[ChangeStat]:
     """Return every file-level change from tree `old` to tree `new` with its line counts,
     by path: one `git diff-tree` run, whose line diff is git's own (`git diff --stat`)."""
-    out = git(
-        repo,
-        "diff-tree",
-        "-r",
-        "-z",
-        "--no-renames",
-        "--full-index",
-        "--ignore-submodules=none",
-        "--raw",
-        "--numstat",
-        old,
-        new,
-    )
-    fields = out.split(b"\0")
+    fields = git(repo, *_DIFF_TREE, "--raw", "--numstat", old, new).split(b"\0")
     changes: list[Change] = []
     index = 0
     # First a raw record per change (":modes oids status", then its path), then a numstat
     # record per change ("added\tremoved\tpath"), in the same order.
     while index + 1 < len(fields) and fields[index].startswith(b":"):
-        old_mode, new_mode, old_oid, new_oid, status = fields[index][1:].decode().split(" ")
-        changes.append(
-            Change(
-                status[0], fields[index + 1], int(old_mode, 8), int(new_mode, 8), old_oid, new_oid
-            )
-        )
+        changes.append(_raw_change(fields[index], fields[index + 1]))
         index += 2
     stats: list[ChangeStat] = []
     for change, record in zip(changes, fields[index:], strict=False):
