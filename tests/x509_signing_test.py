@@ -21,6 +21,7 @@ from govsnap.objects import SignatureKind
 from govsnap.signing import interpret_gpg_status
 from govsnap.trust import PolicyError, parse_policy
 from tests.helpers import Cli, MakeRepo, create_snapshot, git, run_ok, snapshot_ids
+from tests.helpers.tamper import read_raw_tag, snapshot_ref, split_tag, write_raw_tag
 from tests.helpers.x509 import X509_DN, X509_EMAIL, make_certificate
 
 
@@ -241,3 +242,26 @@ def test_gitsign_status_lines_read_as_git_reads_them() -> None:
     assert not interpret_gpg_status(GITSIGN_GOOD, SignatureKind.OPENPGP).valid
     bad = [GITSIGN_GOOD[0], GITSIGN_GOOD[1].replace("GOODSIG", "BADSIG")]
     assert not interpret_gpg_status(bad, SignatureKind.X509).valid
+
+
+def test_a_rewrapped_copy_of_an_x509_signed_tag_is_refused(
+    make_repo: MakeRepo, cli: Cli, x509_cert: str, isolated_env: Path
+) -> None:
+    """The id does not cover the signature block: a copy whose PEM lines are wrapped
+    otherwise is another object under the same id. gpgsm and git accept it; govsnap keeps
+    one form (gpgsm's, 64 columns), so nobody can occupy an id with a re-wrapped copy."""
+    home = isolated_env / "x"
+    repo = x509_repo(make_repo, home, x509_cert, x509_policy())
+    ident = create_snapshot(cli, repo, "-e", "production")
+    payload, block = split_tag(read_raw_tag(repo, ident))
+    lines = block.decode().split("\n")
+    body = "".join(lines[1 : lines.index("-----END SIGNED MESSAGE-----")])
+    wrapped = [body[i : i + 76] for i in range(0, len(body), 76)]
+    rewrapped = "\n".join([lines[0], *wrapped, "-----END SIGNED MESSAGE-----", ""]).encode()
+    assert rewrapped != block
+    copy = write_raw_tag(repo, payload + rewrapped)
+    git(repo, "update-ref", snapshot_ref(ident), copy)
+    assert stock_git(repo, home, "verify-tag", snapshot_ref(ident)).returncode == 0
+    result = cli(repo, "verify", ident)
+    assert result.code != 0
+    assert "not in its canonical form" in result.out + result.err

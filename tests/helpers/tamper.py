@@ -215,7 +215,11 @@ def tag_oid(repo: Path, ident: str) -> str:
 
 def split_tag(raw: bytes) -> tuple[bytes, bytes]:
     """Return (payload, signature block) of a raw tag, as git splits it."""
-    for header in (b"-----BEGIN PGP SIGNATURE-----", b"-----BEGIN SSH SIGNATURE-----"):
+    for header in (
+        b"-----BEGIN PGP SIGNATURE-----",
+        b"-----BEGIN SSH SIGNATURE-----",
+        b"-----BEGIN SIGNED MESSAGE-----",
+    ):
         at = raw.rfind(b"\n" + header)
         if at >= 0:
             return raw[: at + 1], raw[at + 1 :]
